@@ -1,0 +1,65 @@
+//! What every command starts from: the configuration, a private home, and the parts it needs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Config, ProcessEnv};
+use crate::error::Result;
+use crate::home::Home;
+use crate::privsec::audit::{AuditLog, ChainKey, Event};
+use crate::privsec::keyring::Keyring;
+use crate::privsec::vault::Vault;
+use crate::store::{SqliteStore, Store};
+
+pub struct Context {
+    pub config: Config,
+    pub home: Home,
+}
+
+impl Context {
+    /// Loads the configuration and makes sure the home exists and is private (creating what is
+    /// missing, refusing what is too open unless `fix`).
+    pub fn load(config_file: Option<&Path>, fix: bool) -> Result<Context> {
+        let config = Config::load(&ProcessEnv, config_file)?;
+        let home = Home::new(&config.home);
+        home.create_dirs(fix)?;
+        Ok(Context { config, home })
+    }
+
+    /// Creates the vault key file on first use, unless keys come from the environment.
+    pub fn ensure_vault_key(&self) -> Result<bool> {
+        if self.config.encryption_keys.is_some() {
+            return Ok(false);
+        }
+        Keyring::create_file_if_missing(&self.home.vault_key())
+    }
+
+    pub fn keyring(&self) -> Result<Keyring> {
+        self.ensure_vault_key()?;
+        Keyring::load(self.config.encryption_keys.as_ref(), &self.home.vault_key())
+    }
+
+    pub async fn store(&self) -> Result<Arc<dyn Store>> {
+        Ok(Arc::new(SqliteStore::open(&self.home.db()).await?))
+    }
+
+    pub async fn vault(&self) -> Result<Vault> {
+        Ok(Vault::new(self.keyring()?, self.store().await?))
+    }
+
+    pub fn audit_key(&self) -> Result<ChainKey> {
+        ChainKey::load_or_create(&self.home.audit_key())
+    }
+
+    pub fn audit_log(&self) -> Result<AuditLog> {
+        AuditLog::open(&self.config.audit, self.audit_key()?)
+    }
+
+    /// Writes one entry and waits for it to be on disk (commands are short-lived).
+    pub async fn audit(&self, event: Event) -> Result<()> {
+        let log = self.audit_log()?;
+        let result = log.record(event).await;
+        log.close().await;
+        result
+    }
+}

@@ -1,0 +1,182 @@
+//! `maestra doctor`: the seed's configuration checklist (local and cloud columns), pass or
+//! fail, each with its fix.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::Context;
+use crate::config::{Config, Mode, ProcessEnv};
+use crate::error::Result;
+use crate::home::Home;
+use crate::privsec::audit::{ChainKey, verify};
+use crate::privsec::keyring::Keyring;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Pass,
+    Fail,
+    Warn,
+    Skip,
+}
+
+struct Check {
+    status: Status,
+    what: String,
+    fix: String,
+}
+
+fn check(ok: bool, what: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        status: if ok { Status::Pass } else { Status::Fail },
+        what: what.into(),
+        fix: fix.into(),
+    }
+}
+
+pub async fn run(config_file: Option<&Path>, fix: bool) -> Result<ExitCode> {
+    let config = Config::load(&ProcessEnv, config_file)?;
+    let home = Home::new(&config.home);
+    if fix {
+        let ctx = Context::load(config_file, true)?;
+        ctx.ensure_vault_key()?;
+        ctx.audit_key()?;
+    }
+    let checks = local_checks(&config, &home)
+        .into_iter()
+        .chain(cloud_checks(&config))
+        .collect::<Vec<_>>();
+    let mut failed = 0;
+    for c in &checks {
+        let tag = match c.status {
+            Status::Pass => "pass",
+            Status::Fail => {
+                failed += 1;
+                "FAIL"
+            }
+            Status::Warn => "warn",
+            Status::Skip => "n/a ",
+        };
+        if c.status == Status::Pass || c.status == Status::Skip {
+            println!("[{tag}] {}", c.what);
+        } else {
+            println!("[{tag}] {} — fix: {}", c.what, c.fix);
+        }
+    }
+    if failed > 0 {
+        eprintln!("maestra: doctor found {failed} failing check(s)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn local_checks(c: &Config, home: &Home) -> Vec<Check> {
+    let mut out = vec![check(
+        home.exists(),
+        format!("local: home {} exists", home.root.display()),
+        "run `maestra init`",
+    )];
+    let loose = home.loose_paths();
+    out.push(check(
+        loose.is_empty(),
+        "local: home is 0700 and its files 0600 (seed: conversations user-only)",
+        format!(
+            "run `maestra doctor --fix` (too open: {})",
+            loose
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ));
+    let keys = Keyring::load(c.encryption_keys.as_ref(), &home.vault_key());
+    out.push(check(
+        keys.is_ok(),
+        "local: vault key present and valid",
+        match &keys {
+            Err(e) => format!("{e}; run `maestra init` or set MAESTRA_ENCRYPTION_KEY"),
+            Ok(_) => String::new(),
+        },
+    ));
+    let env_file = Path::new(".env");
+    if env_file.exists() {
+        let ignored = std::fs::read_to_string(".gitignore")
+            .map(|g| g.lines().any(|l| l.trim() == ".env" || l.trim() == "/.env"))
+            .unwrap_or(false);
+        out.push(check(
+            ignored,
+            "local: .env file is gitignored",
+            "add `.env` to .gitignore",
+        ));
+    }
+    out.push(check(
+        c.mode == Mode::Local || c.mode == Mode::Cloud,
+        format!("local: MAESTRA_MODE={}", if c.mode == Mode::Local { "local" } else { "cloud" }),
+        "set MAESTRA_MODE to local or cloud",
+    ));
+    let loopback = c
+        .bind
+        .parse::<SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(c.bind.starts_with("localhost:"));
+    out.push(check(
+        c.mode == Mode::Cloud || loopback,
+        format!("local: binds loopback only ({})", c.bind),
+        "set MAESTRA_BIND=127.0.0.1:8825, or MAESTRA_MODE=cloud with API keys",
+    ));
+    let audit_dir_ok = c
+        .audit
+        .path
+        .parent()
+        .is_some_and(|d| d.is_dir() && !std::fs::metadata(d).map(|m| m.permissions().readonly()).unwrap_or(true));
+    out.push(check(
+        audit_dir_ok,
+        format!("local: audit log directory writable ({})", c.audit.path.display()),
+        "run `maestra init`",
+    ));
+    if let Ok(key) = ChainKey::load(&home.audit_key()) {
+        let ok = verify(&c.audit.path, &key).map(|r| r.problem.is_none());
+        out.push(check(
+            matches!(ok, Ok(true)),
+            "local: audit chain verifies",
+            "run `maestra audit verify` to see the first broken line",
+        ));
+    }
+    out.push(Check {
+        status: if c.local_only { Status::Pass } else { Status::Warn },
+        what: format!("local: local-only mode is {}", if c.local_only { "on" } else { "off" }),
+        fix: "set MAESTRA_LOCAL_ONLY=true to keep all traffic on this machine".into(),
+    });
+    out
+}
+
+fn cloud_checks(c: &Config) -> Vec<Check> {
+    let cloud = c.mode == Mode::Cloud;
+    let item = |ok: bool, what: &str, fix: &str| {
+        if cloud {
+            check(ok, format!("cloud: {what}"), fix)
+        } else {
+            Check {
+                status: Status::Skip,
+                what: format!("cloud: {what} (MAESTRA_MODE=local)"),
+                fix: String::new(),
+            }
+        }
+    };
+    let env = |n: &str| std::env::var(n).is_ok_and(|v| !v.is_empty());
+    vec![
+        item(c.api_key.is_some(), "MAESTRA_API_KEY set (or keys created)", "set MAESTRA_API_KEY or run `maestra keys create NAME`"),
+        item(env("MAESTRA_MONTHLY_COST_LIMIT"), "MAESTRA_MONTHLY_COST_LIMIT set", "set MAESTRA_MONTHLY_COST_LIMIT (USD)"),
+        item(env("MAESTRA_DAILY_COST_LIMIT"), "MAESTRA_DAILY_COST_LIMIT set", "set MAESTRA_DAILY_COST_LIMIT (USD)"),
+        item(c.rate_limit_requests > 0, "rate limiting enabled", "set MAESTRA_RATE_LIMIT_REQUESTS"),
+        if cloud {
+            Check {
+                status: Status::Warn,
+                what: "cloud: HTTPS enforced".into(),
+                fix: "Maestra speaks plain HTTP: put it behind a TLS-terminating proxy (TLS 1.2+)".into(),
+            }
+        } else {
+            item(true, "HTTPS enforced", "")
+        },
+    ]
+}

@@ -1,0 +1,74 @@
+//! The command line (SPEC §3): one file per command group.
+
+mod audit;
+mod context;
+mod doctor;
+mod guard;
+mod init;
+mod vault;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use context::Context;
+
+use crate::error::Result;
+
+#[derive(Debug, Parser)]
+#[command(name = "maestra", version, about = "Local-first, privacy-first backend for personal AI assistants")]
+pub struct Cli {
+    /// Configuration file (default: $MAESTRA_HOME/maestra.toml).
+    #[arg(long, global = true, env = "MAESTRA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create $MAESTRA_HOME, its keys, database and logs; safe to run again.
+    Init {
+        /// Tighten the permissions of an existing home instead of refusing it.
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Check the configuration against the security checklist.
+    Doctor {
+        /// Repair what can be repaired (permissions, missing keys).
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Credentials encrypted at rest.
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
+    /// The local-only guard.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// Runs a parsed command; errors become one line on stderr in `main`.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Init { fix } => init::run(config, fix).await,
+        Command::Doctor { fix } => doctor::run(config, fix).await,
+        Command::Vault(cmd) => vault::run(config, cmd).await,
+        Command::Guard(cmd) => guard::run(config, cmd).await,
+        Command::Audit(cmd) => audit::run(config, cmd).await,
+    }
+}
+
+/// A progress callback for long work: a line on stderr every so often, and at the end.
+pub(crate) fn progress(label: &'static str) -> impl FnMut(usize, usize) -> Result<()> {
+    move |done, total| {
+        if done == total || done % 500 == 0 {
+            eprintln!("{label}: {done}/{total}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,262 @@
+//! The only outbound HTTP client (SPEC §2, §2.1).
+//!
+//! Local-only mode is enforced here, on the addresses actually dialled: the resolver refuses a
+//! name whose addresses are not local, URLs with IP literals (which skip the resolver) are
+//! checked before sending, and every redirect hop goes through both checks again. Proxies from
+//! the environment are ignored, since dialling a proxy would hide the real destination.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
+
+use crate::error::{Error, Result};
+use crate::privsec::guard::{Catalog, LocalOnlyBlock, is_local_addr};
+
+/// Redirect hops followed at most.
+const MAX_REDIRECTS: usize = 5;
+
+/// The resolver's refusal; `send` turns it into a [`LocalOnlyBlock`] naming the service.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to non-local address {addr}")]
+pub struct NonLocalAddress {
+    pub host: String,
+    pub addr: IpAddr,
+}
+
+/// Shared by the client, its resolver and its redirect policy.
+struct Policy {
+    local_only: AtomicBool,
+    /// Fixed answers for names, so tests never depend on (or send traffic to) real DNS.
+    overrides: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Policy {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        if let Some(ips) = self.overrides.get(&host.to_ascii_lowercase()) {
+            return Ok(ips.clone());
+        }
+        Ok(tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|s| s.ip())
+            .collect())
+    }
+
+    fn check(&self, host: &str, addrs: &[IpAddr]) -> Result<(), NonLocalAddress> {
+        if !self.local_only.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // One public answer taints the whole name: a mixed answer is how rebinding starts.
+        match addrs.iter().find(|a| !is_local_addr(**a)) {
+            Some(addr) => Err(NonLocalAddress {
+                host: host.to_string(),
+                addr: *addr,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The check for a URL whose host is an IP literal; names are left to the resolver.
+    fn check_literal(&self, url: &Url) -> Result<(), NonLocalAddress> {
+        let ip = match url.host() {
+            Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+            _ => return Ok(()),
+        };
+        self.check(&ip.to_string(), &[ip])
+    }
+}
+
+struct GuardedResolver(Arc<Policy>);
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let ips = policy.lookup(&host).await?;
+            policy.check(&host, &ips)?;
+            let addrs: Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
+
+/// Options for building the client; tests set `resolve_overrides`.
+#[derive(Debug, Clone)]
+pub struct EgressOptions {
+    pub local_only: bool,
+    pub connect_timeout: Duration,
+    pub resolve_overrides: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Default for EgressOptions {
+    fn default() -> Self {
+        EgressOptions {
+            local_only: false,
+            connect_timeout: Duration::from_secs(5),
+            resolve_overrides: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Egress {
+    client: reqwest::Client,
+    policy: Arc<Policy>,
+    catalog: Arc<Catalog>,
+}
+
+impl Egress {
+    pub fn new(catalog: Catalog, opts: EgressOptions) -> Result<Egress> {
+        let policy = Arc::new(Policy {
+            local_only: AtomicBool::new(opts.local_only),
+            overrides: opts
+                .resolve_overrides
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        });
+        let redirect_policy = policy.clone();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+            .connect_timeout(opts.connect_timeout)
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    return attempt.error("too many redirects");
+                }
+                match redirect_policy.check_literal(attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(blocked) => attempt.error(blocked),
+                }
+            }))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Egress {
+            client,
+            policy,
+            catalog: Arc::new(catalog),
+        })
+    }
+
+    pub fn local_only(&self) -> bool {
+        self.policy.local_only.load(Ordering::Relaxed)
+    }
+
+    /// Turns local-only mode on or off for every later connection (lockdown uses this).
+    pub fn set_local_only(&self, on: bool) {
+        self.policy.local_only.store(on, Ordering::Relaxed);
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A request builder on the guarded client; send it with [`Egress::send`].
+    pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Sends a request on behalf of `service`, applying the name check, the IP-literal check
+    /// and (through the resolver and redirect policy) the address check on every hop.
+    pub async fn send(
+        &self,
+        service: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let request = request
+            .build()
+            .map_err(|e| Error::BadRequest(format!("invalid outbound request: {e}")))?;
+        if self.local_only() {
+            self.catalog
+                .check_name(service)
+                .map_err(|b| Error::LocalOnly(Box::new(b)))?;
+            self.policy
+                .check_literal(request.url())
+                .map_err(|b| self.blocked(service, b))?;
+        }
+        let host = request.url().host_str().unwrap_or_default().to_string();
+        self.client.execute(request).await.map_err(|e| {
+            if let Some(b) = find_block(&e) {
+                return self.blocked(service, b);
+            }
+            let e = e.without_url();
+            if e.is_timeout() {
+                Error::UpstreamTimeout(format!("{service} ({host}) did not answer in time"))
+            } else if e.is_connect() {
+                Error::Upstream(format!("cannot connect to {service} ({host}): {}", chain(&e)))
+            } else {
+                Error::Upstream(format!("{service} ({host}): {}", chain(&e)))
+            }
+        })
+    }
+
+    /// What `guard check` reports for a URL: the addresses it resolves to, or the refusal.
+    pub async fn check_url(&self, service: &str, url: &Url) -> Result<Vec<IpAddr>> {
+        let host = url
+            .host()
+            .ok_or_else(|| Error::BadRequest(format!("{url} has no host")))?;
+        let ips = match host {
+            Host::Ipv4(v4) => vec![IpAddr::V4(v4)],
+            Host::Ipv6(v6) => vec![IpAddr::V6(v6)],
+            Host::Domain(d) => self
+                .policy
+                .lookup(d)
+                .await
+                .map_err(|e| Error::Upstream(format!("cannot resolve {d}: {e}")))?,
+        };
+        if self.local_only() {
+            self.catalog
+                .check_name(service)
+                .map_err(|b| Error::LocalOnly(Box::new(b)))?;
+            self.policy
+                .check(&host.to_string(), &ips)
+                .map_err(|b| self.blocked(service, NonLocalAddress { host: b.host, addr: b.addr }))?;
+        }
+        Ok(ips)
+    }
+
+    fn blocked(&self, service: &str, b: NonLocalAddress) -> Error {
+        Error::LocalOnly(Box::new(
+            self.catalog.address_block(service, &b.host, b.addr),
+        ))
+    }
+}
+
+/// Finds the resolver's or redirect policy's refusal inside a reqwest error chain.
+fn find_block(e: &reqwest::Error) -> Option<NonLocalAddress> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(b) = err.downcast_ref::<NonLocalAddress>() {
+            return Some(NonLocalAddress {
+                host: b.host.clone(),
+                addr: b.addr,
+            });
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The error and its causes on one line; reqwest errors carry no header or body values.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+impl From<LocalOnlyBlock> for Error {
+    fn from(b: LocalOnlyBlock) -> Self {
+        Error::LocalOnly(Box::new(b))
+    }
+}

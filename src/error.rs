@@ -1,0 +1,135 @@
+//! One error type for the whole library.
+//!
+//! Every variant knows its HTTP status and its SPEC §4 `code`, so the HTTP edge and the
+//! command line render the same failure the same way. Messages are written for the user and
+//! never carry a secret: variants hold names, paths and reasons, not values.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    #[error("{path}: {reason}")]
+    Permissions { path: PathBuf, reason: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("storage error: {0}")]
+    Store(String),
+
+    #[error("vault: {0}")]
+    Vault(String),
+
+    #[error("vault: no secret named {0:?}")]
+    SecretNotFound(String),
+
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+
+    #[error("audit: {0}")]
+    Audit(String),
+
+    #[error("audit log unavailable, request refused (audit.fail_closed = true): {0}")]
+    AuditUnavailable(String),
+
+    #[error("{0}")]
+    LocalOnly(Box<crate::privsec::guard::LocalOnlyBlock>),
+
+    #[error("upstream error: {0}")]
+    Upstream(String),
+
+    #[error("upstream timed out: {0}")]
+    UpstreamTimeout(String),
+
+    #[error("bad request: {0}")]
+    BadRequest(String),
+
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The HTTP status this failure maps to at the edge.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) | Error::InvalidToken(_) => 400,
+            Error::NotFound(_) | Error::SecretNotFound(_) => 404,
+            Error::LocalOnly(_) => 403,
+            Error::Upstream(_) => 502,
+            Error::AuditUnavailable(_) => 503,
+            Error::UpstreamTimeout(_) => 504,
+            Error::Config(_)
+            | Error::Permissions { .. }
+            | Error::Io { .. }
+            | Error::Store(_)
+            | Error::Vault(_)
+            | Error::Audit(_) => 503,
+        }
+    }
+
+    /// The stable snake_case code of SPEC §4.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "configuration_error",
+            Error::Permissions { .. } => "insecure_permissions",
+            Error::Io { .. } => "io_error",
+            Error::Store(_) => "storage_unavailable",
+            Error::Vault(_) => "vault_error",
+            Error::SecretNotFound(_) => "secret_not_found",
+            Error::InvalidToken(_) => "invalid_token",
+            Error::Audit(_) => "audit_error",
+            Error::AuditUnavailable(_) => "audit_unavailable",
+            Error::LocalOnly(_) => "local_only_mode",
+            Error::Upstream(_) => "upstream_error",
+            Error::UpstreamTimeout(_) => "upstream_timeout",
+            Error::BadRequest(_) => "bad_request",
+            Error::NotFound(_) => "not_found",
+        }
+    }
+
+    /// The SPEC §4 body: `{"error": {"code", "message", ...}}`.
+    pub fn body(&self) -> Value {
+        let mut err = json!({ "code": self.code(), "message": self.to_string() });
+        if let (Error::LocalOnly(block), Some(obj)) = (self, err.as_object_mut()) {
+            obj.insert("service".into(), json!(block.service));
+            obj.insert("reason".into(), json!(block.reason));
+            obj.insert(
+                "suggested_alternatives".into(),
+                json!(block.suggested_alternatives),
+            );
+        }
+        json!({ "error": err })
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        // sqlx errors name tables and constraints, never bound values, so they are safe to show.
+        Error::Store(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Store(e.to_string())
+    }
+}

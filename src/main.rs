@@ -1,0 +1,23 @@
+//! The `maestra` binary: parse the command line, run it, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = maestra::cli::Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("maestra: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(maestra::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("maestra: {}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! What one audit line says (SPEC §2.3).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Llm,
+    Media,
+    Smarthome,
+    Creative,
+    LocalOnlyBlock,
+    Auth,
+    Admin,
+    Data,
+}
+
+impl std::str::FromStr for Category {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(Value::String(s.to_string()))
+            .map_err(|_| format!("unknown audit category {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failed,
+    Blocked,
+    Error,
+}
+
+/// An event as a caller reports it; the writer adds `seq`, `prev_hash` and `hash`.
+///
+/// `details` must never hold message content or secrets: callers put names, counts and
+/// reasons there.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub ts: String,
+    pub request_id: Option<String>,
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub surface_id: Option<String>,
+    pub category: Category,
+    pub service: String,
+    pub action: String,
+    pub result: Outcome,
+    pub ip_address: Option<String>,
+    pub details: Map<String, Value>,
+}
+
+impl Event {
+    pub fn new(
+        category: Category,
+        service: impl Into<String>,
+        action: impl Into<String>,
+        result: Outcome,
+    ) -> Event {
+        Event {
+            ts: now_rfc3339(),
+            request_id: None,
+            user_id: None,
+            agent_id: None,
+            surface_id: None,
+            category,
+            service: service.into(),
+            action: action.into(),
+            result,
+            ip_address: None,
+            details: Map::new(),
+        }
+    }
+
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user_id = Some(user.into());
+        self
+    }
+
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The UTC date (`YYYY-MM-DD`) of the event, which names its rotated file.
+    pub fn date(&self) -> &str {
+        self.ts.get(..10).unwrap_or("")
+    }
+}
+
+/// The fields of a stored line, in the order they are written (the hash covers these bytes).
+#[derive(Serialize)]
+pub(super) struct Sealed<'a> {
+    pub ts: &'a str,
+    pub seq: u64,
+    pub request_id: &'a Option<String>,
+    pub user_id: &'a Option<String>,
+    pub agent_id: &'a Option<String>,
+    pub surface_id: &'a Option<String>,
+    pub category: Category,
+    pub service: &'a str,
+    pub action: &'a str,
+    pub result: Outcome,
+    pub ip_address: &'a Option<String>,
+    pub details: &'a Map<String, Value>,
+    pub prev_hash: &'a str,
+}
+
+/// A stored entry as read back by queries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredEntry {
+    pub ts: String,
+    pub seq: u64,
+    pub request_id: Option<String>,
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub surface_id: Option<String>,
+    pub category: Category,
+    pub service: String,
+    pub action: String,
+    pub result: Outcome,
+    pub ip_address: Option<String>,
+    #[serde(default)]
+    pub details: Map<String, Value>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}

@@ -1,0 +1,156 @@
+//! The tamper-evident audit log (SPEC §2.3).
+//!
+//! Layout:
+//! - `entry`  — what a line says (categories, results, the event callers report)
+//! - `chain`  — the HMAC chain, the head and anchor marks
+//! - `files`  — live, rotated and record files; rotation and compression
+//! - `writer` — the group-commit writer thread
+//! - `query`  — filters over live and rotated files, newest first
+//! - `verify` — walks the chain and names the first broken line
+
+mod chain;
+mod entry;
+mod files;
+mod query;
+mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use chain::ChainKey;
+pub use entry::{Category, Event, Outcome, StoredEntry};
+pub use files::LogFiles;
+pub use query::{Filter, query};
+pub use verify::{Problem, Report, verify};
+
+use crate::config::AuditConfig;
+use crate::error::{Error, Result};
+
+/// How long a caller waits for room in a full queue before the entry counts as not written.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A handle for appending; cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<writer::Pending>,
+    fail_closed: bool,
+    lost: Arc<AtomicU64>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl AuditLog {
+    /// Starts the writer for the log at `cfg.path`, keyed with `key`.
+    pub fn open(cfg: &AuditConfig, key: ChainKey) -> Result<AuditLog> {
+        let files = LogFiles::new(&cfg.path);
+        std::fs::create_dir_all(files.dir())
+            .map_err(|e| Error::io(format!("cannot create {}", files.dir().display()), e))?;
+        // Finish any rotation a crash interrupted before writing on.
+        files.compress_pending()?;
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+        let w = writer::Writer::new(files, Arc::new(key));
+        let thread = std::thread::Builder::new()
+            .name("maestra-audit".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| Error::io("cannot start the audit writer", e))?;
+        Ok(AuditLog {
+            tx,
+            fail_closed: cfg.fail_closed,
+            lost: Arc::new(AtomicU64::new(0)),
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Appends an entry and waits until it is on disk; returns its `seq`.
+    pub async fn append(&self, event: Event) -> Result<u64> {
+        let (ack, done) = oneshot::channel();
+        let pending = writer::Pending { event, ack };
+        self.tx
+            .send_timeout(pending, ENQUEUE_TIMEOUT)
+            .await
+            .map_err(|_| Error::AuditUnavailable("the audit queue is full or closed".into()))?;
+        match done.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(msg)) => Err(Error::AuditUnavailable(msg)),
+            Err(_) => Err(Error::AuditUnavailable("the audit writer stopped".into())),
+        }
+    }
+
+    /// Appends an entry; if that fails the request is refused under `fail_closed`, and
+    /// otherwise the loss is logged loudly and counted, never silent.
+    pub async fn record(&self, event: Event) -> Result<()> {
+        let what = format!("{:?}/{}", event.category, event.action);
+        match self.append(event).await {
+            Ok(_) => Ok(()),
+            Err(e) if self.fail_closed => Err(e),
+            Err(e) => {
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(entry = %what, error = %e, "audit entry could not be written");
+                Ok(())
+            }
+        }
+    }
+
+    /// Entries that could not be written (with `fail_closed = false`).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting entries, writes what is queued, and waits for the writer to finish.
+    pub async fn close(self) {
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        drop(self.tx);
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// Rotates the live log now (`maestra audit rotate`); false when it was empty.
+pub fn rotate(path: &Path, key: ChainKey) -> Result<bool> {
+    let mut w = writer::Writer::new(LogFiles::new(path), Arc::new(key));
+    w.rotate_now()
+}
+
+/// Deletes rotated files dated more than `retention_days` before `today` (`YYYY-MM-DD`),
+/// first recording the last pruned entry as the chain's new anchor. Returns the files removed.
+pub fn prune(path: &Path, key: &ChainKey, retention_days: u32, today: time::Date) -> Result<Vec<PathBuf>> {
+    let files = LogFiles::new(path);
+    let _lock = files::Locked::acquire(&files.lock())?;
+    let cutoff = today - time::Duration::days(i64::from(retention_days));
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let cutoff = cutoff.format(&fmt).map_err(|e| Error::Audit(e.to_string()))?;
+    let old: Vec<_> = files
+        .rotated()?
+        .into_iter()
+        .filter(|r| r.date < cutoff)
+        .collect();
+    let Some(newest) = old.last() else {
+        return Ok(Vec::new());
+    };
+    let text = files::read_all(&newest.path)?;
+    let last_line = text
+        .split(|b| *b == b'\n')
+        .rev()
+        .find(|l| !l.is_empty())
+        .ok_or_else(|| Error::Audit(format!("{} is empty", newest.path.display())))?;
+    let mark = writer::parse_mark(last_line).ok_or_else(|| {
+        Error::Audit(format!(
+            "the last line of {} is not a valid entry; nothing pruned",
+            newest.path.display()
+        ))
+    })?;
+    files::write_record(&files.anchor(), &mark.encode(key, "anchor"))?;
+    let mut removed = Vec::new();
+    for r in old {
+        std::fs::remove_file(&r.path)
+            .map_err(|e| Error::io(format!("cannot remove {}", r.path.display()), e))?;
+        removed.push(r.path);
+    }
+    files::sync_dir(files.dir());
+    Ok(removed)
+}

@@ -1,0 +1,246 @@
+//! The local-only guard's policy: the service catalog and the local/cloud decision (SPEC §2.1).
+//!
+//! This module decides; [`crate::egress`] enforces, on the addresses actually dialled. A name
+//! in the catalog is a hint for the user (and for refusing known cloud services early); the
+//! address check is what keeps traffic on the machine.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::config::GuardConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Local,
+    Cloud,
+}
+
+/// A service's place in the catalog: where it runs and what it is for (the latter picks
+/// the alternatives offered when it is blocked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub group: &'static str,
+}
+
+/// The seed's 23 cloud services, with their group.
+pub const CLOUD: [(&str, &str); 23] = [
+    ("spotify", "media"),
+    ("apple_music", "media"),
+    ("youtube_music", "media"),
+    ("notion", "productivity"),
+    ("trello", "productivity"),
+    ("asana", "productivity"),
+    ("slack", "productivity"),
+    ("gmail", "productivity"),
+    ("google_calendar", "productivity"),
+    ("openai", "llm"),
+    ("anthropic", "llm"),
+    ("deepseek", "llm"),
+    ("cohere", "llm"),
+    ("gemini", "llm"),
+    ("tavily", "search"),
+    ("brave_search", "search"),
+    ("google_search", "search"),
+    ("twitter", "social"),
+    ("facebook", "social"),
+    ("linkedin", "social"),
+    ("oauth", "network"),
+    ("rest_api", "network"),
+    ("graphql", "network"),
+];
+
+/// The seed's 18 local services, with their group.
+pub const LOCAL: [(&str, &str); 18] = [
+    ("sonos", "media"),
+    ("chromecast", "media"),
+    ("airplay", "media"),
+    ("hue", "smarthome"),
+    ("home_assistant", "smarthome"),
+    ("homekit", "smarthome"),
+    ("zigbee", "smarthome"),
+    ("zwave", "smarthome"),
+    ("ffmpeg", "creative"),
+    ("image_magick", "creative"),
+    ("pandoc", "creative"),
+    ("mdns", "network"),
+    ("upnp", "network"),
+    ("ssdp", "network"),
+    ("localhost", "llm"),
+    ("127.0.0.1", "network"),
+    ("local_network", "network"),
+    ("lan", "network"),
+];
+
+/// Why a call was refused, carried by [`crate::error::Error::LocalOnly`] into the 403 body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalOnlyBlock {
+    pub service: String,
+    pub reason: String,
+    pub suggested_alternatives: Vec<String>,
+}
+
+impl std::fmt::Display for LocalOnlyBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "local-only mode blocked {:?}: {}",
+            self.service, self.reason
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Catalog {
+    /// The seed's defaults with the config's additions; a name listed in config moves to that side.
+    pub fn new(overrides: &GuardConfig) -> Catalog {
+        let mut entries: BTreeMap<String, Entry> = CLOUD
+            .iter()
+            .map(|(n, g)| (n.to_string(), Entry { kind: Kind::Cloud, group: g }))
+            .chain(
+                LOCAL
+                    .iter()
+                    .map(|(n, g)| (n.to_string(), Entry { kind: Kind::Local, group: g })),
+            )
+            .collect();
+        for (names, kind) in [
+            (&overrides.cloud_services, Kind::Cloud),
+            (&overrides.local_services, Kind::Local),
+        ] {
+            for name in names {
+                let key = normalize(name);
+                let group = entries.get(&key).map_or("other", |e| e.group);
+                entries.insert(key, Entry { kind, group });
+            }
+        }
+        Catalog { entries }
+    }
+
+    pub fn get(&self, service: &str) -> Option<Entry> {
+        self.entries.get(&normalize(service)).copied()
+    }
+
+    pub fn names(&self, kind: Kind) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.kind == kind)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// Local services of the same group, offered instead of a blocked cloud one.
+    pub fn alternatives(&self, service: &str) -> Vec<String> {
+        let Some(group) = self.get(service).map(|e| e.group) else {
+            return Vec::new();
+        };
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.kind == Kind::Local && e.group == group)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The name-level decision in local-only mode: known cloud services are refused before any
+    /// connection is attempted. Everything else still has to pass the address check at egress.
+    pub fn check_name(&self, service: &str) -> Result<(), LocalOnlyBlock> {
+        match self.get(service) {
+            Some(Entry {
+                kind: Kind::Cloud, ..
+            }) => Err(LocalOnlyBlock {
+                service: service.to_string(),
+                reason: "it is a cloud service and local-only mode keeps traffic on this machine"
+                    .into(),
+                suggested_alternatives: self.alternatives(service),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The refusal for a connection to a non-local address.
+    pub fn address_block(&self, service: &str, host: &str, addr: IpAddr) -> LocalOnlyBlock {
+        LocalOnlyBlock {
+            service: service.to_string(),
+            reason: format!(
+                "{host} resolves to {addr}, which is not a loopback, private, link-local or unique-local address"
+            ),
+            suggested_alternatives: self.alternatives(service),
+        }
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('-', "_")
+}
+
+/// Loopback, RFC 1918 private, link-local, IPv6 unique-local (and the v4-mapped forms of these).
+/// Unspecified and broadcast addresses are not "local": they are not a machine on the LAN.
+pub fn is_local_addr(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_local_addr(IpAddr::V4(v4));
+            }
+            let seg0 = v6.segments()[0];
+            v6.is_loopback()
+                || (seg0 & 0xfe00) == 0xfc00 // fc00::/7 unique local
+                || (seg0 & 0xffc0) == 0xfe80 // fe80::/10 link local
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_catalog_sizes() {
+        let c = Catalog::new(&GuardConfig::default());
+        assert_eq!(c.names(Kind::Cloud).len(), 23);
+        assert_eq!(c.names(Kind::Local).len(), 18);
+    }
+
+    #[test]
+    fn cloud_blocked_with_alternatives() {
+        let c = Catalog::new(&GuardConfig::default());
+        let block = c.check_name("Spotify").unwrap_err();
+        assert_eq!(block.service, "Spotify");
+        assert!(block.suggested_alternatives.contains(&"sonos".to_string()));
+        assert!(c.check_name("hue").is_ok());
+        assert!(c.check_name("unknown_thing").is_ok(), "left to the address check");
+    }
+
+    #[test]
+    fn overrides_extend_and_move() {
+        let c = Catalog::new(&GuardConfig {
+            cloud_services: vec!["my-cloud".into(), "sonos".into()],
+            local_services: vec!["jellyfin".into()],
+        });
+        assert_eq!(c.get("my_cloud").unwrap().kind, Kind::Cloud);
+        assert_eq!(c.get("sonos").unwrap().kind, Kind::Cloud);
+        assert_eq!(c.get("jellyfin").unwrap().kind, Kind::Local);
+    }
+
+    #[test]
+    fn local_addresses() {
+        for a in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "::1", "fd00::1",
+            "fe80::1", "::ffff:192.168.1.1",
+        ] {
+            assert!(is_local_addr(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "8.8.8.8", "172.32.0.1", "100.64.0.1", "0.0.0.0", "2001:db8::1", "::ffff:8.8.8.8",
+            "255.255.255.255", "::",
+        ] {
+            assert!(!is_local_addr(a.parse().unwrap()), "{a}");
+        }
+    }
+}

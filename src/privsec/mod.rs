@@ -1,0 +1,6 @@
+//! The privacy core of the seed's `core.privsec`: keys and vault, audit log, local-only guard.
+
+pub mod audit;
+pub mod guard;
+pub mod keyring;
+pub mod vault;

@@ -1,0 +1,325 @@
+//! The vault: named secrets encrypted at rest with the keyring (SPEC §2.2).
+//!
+//! Values go in and come out as [`SecretString`]; the store only ever sees Fernet tokens
+//! (or, for rows written by older systems, legacy plaintext that `migrate` encrypts).
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::keyring::{KeySource, Keyring, inspect};
+use crate::error::{Error, Result};
+use crate::store::{SecretInfo, SecretRecord, Store, now_unix};
+
+/// Meta key recording the fingerprint of the key an unfinished rotation re-encrypts to.
+const ROTATION_MARKER: &str = "vault.rotation";
+
+pub struct Vault {
+    keys: Keyring,
+    store: Arc<dyn Store>,
+}
+
+/// What a rotation or migration did, for the command's report.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub rewritten: usize,
+    pub already_done: usize,
+    pub plaintext_left: usize,
+    pub resumed: bool,
+    pub retired_keys: usize,
+}
+
+/// Called after each secret with (done, total); an error stops the run where it is, which is
+/// also how tests simulate a crash half-way.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize) -> Result<()>;
+
+/// Secret names are identifiers, never paths or free text.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(
+            "a secret name is 1-128 characters of letters, digits, `_`, `-`, `.` or `:`".into(),
+        ))
+    }
+}
+
+impl Vault {
+    pub fn new(keys: Keyring, store: Arc<dyn Store>) -> Self {
+        Vault { keys, store }
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    pub async fn put(&self, name: &str, value: &SecretString) -> Result<()> {
+        validate_name(name)?;
+        let now = now_unix();
+        let created_at = match self.store.secret_get(name).await? {
+            Some(old) => old.created_at,
+            None => now,
+        };
+        let token = self.keys.encrypt(value.expose_secret().as_bytes());
+        self.store
+            .secret_put(&SecretRecord {
+                name: name.into(),
+                value: SecretString::from(token),
+                encrypted: true,
+                created_at,
+                updated_at: now,
+            })
+            .await
+    }
+
+    /// The decrypted value; legacy plaintext rows are returned as they are.
+    pub async fn get(&self, name: &str) -> Result<SecretString> {
+        validate_name(name)?;
+        let rec = self
+            .store
+            .secret_get(name)
+            .await?
+            .ok_or_else(|| Error::SecretNotFound(name.into()))?;
+        if !rec.encrypted {
+            tracing::warn!(secret = name, "vault holds a legacy plaintext value; run `maestra vault migrate`");
+            return Ok(rec.value);
+        }
+        let plain = self
+            .keys
+            .decrypt(rec.value.expose_secret(), None)
+            .map_err(|e| Error::Vault(format!("secret {name:?} cannot be decrypted: {e}")))?;
+        let text = String::from_utf8(plain.to_vec())
+            .map_err(|_| Error::Vault(format!("secret {name:?} is not UTF-8")))?;
+        Ok(SecretString::from(text))
+    }
+
+    pub async fn list(&self) -> Result<Vec<SecretInfo>> {
+        self.store.secret_list().await
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        if self.store.secret_delete(name).await? {
+            Ok(())
+        } else {
+            Err(Error::SecretNotFound(name.into()))
+        }
+    }
+
+    /// Stores a value as legacy plaintext, exactly as the seed system left its tokens; used by
+    /// `import` for rows it cannot encrypt on the way in, and by tests.
+    pub async fn put_legacy_plaintext(&self, name: &str, value: &SecretString) -> Result<()> {
+        validate_name(name)?;
+        let now = now_unix();
+        self.store
+            .secret_put(&SecretRecord {
+                name: name.into(),
+                value: value.clone(),
+                encrypted: false,
+                created_at: now,
+                updated_at: now,
+            })
+            .await
+    }
+
+    /// Encrypts every legacy plaintext value in place.
+    pub async fn migrate(&self, progress: Progress<'_>) -> Result<Rewrite> {
+        let list = self.store.secret_list().await?;
+        let total = list.len();
+        let mut report = Rewrite::default();
+        for (i, info) in list.iter().enumerate() {
+            if info.encrypted {
+                report.already_done += 1;
+            } else if let Some(rec) = self.store.secret_get(&info.name).await?
+                && !rec.encrypted
+            {
+                let token = SecretString::from(
+                    self.keys.encrypt(rec.value.expose_secret().as_bytes()),
+                );
+                if self
+                    .store
+                    .secret_swap(&rec.name, &rec.value, &token, true)
+                    .await?
+                {
+                    report.rewritten += 1;
+                }
+            }
+            progress(i + 1, total)?;
+        }
+        Ok(report)
+    }
+
+    /// Makes a new primary key (for a key file) and re-encrypts every secret under it, keeping
+    /// each token's timestamp. Old keys are retired only after every secret is re-encrypted, so
+    /// a crash at any point leaves all secrets readable, and a rerun finishes the same rotation.
+    ///
+    /// With keys from the environment the new key cannot be written for the user: they put it
+    /// first in `MAESTRA_ENCRYPTION_KEY`, and this re-encrypts everything to it.
+    pub async fn rotate_key(&mut self, progress: Progress<'_>) -> Result<Rewrite> {
+        let marker = self.store.meta_get(ROTATION_MARKER).await?;
+        let resumed = marker.as_deref() == Some(self.keys.primary_id().as_str());
+        if let (KeySource::File(path), false) = (self.keys.source.clone(), resumed) {
+            let next = self.keys.with_new_primary()?;
+            crate::home::write_private_atomic(&path, next.file_text().as_bytes())?;
+            self.keys = next;
+        }
+        self.store
+            .meta_set(ROTATION_MARKER, &self.keys.primary_id())
+            .await?;
+        let mut report = self.reencrypt_all(progress).await?;
+        report.resumed = resumed;
+        if let KeySource::File(path) = self.keys.source.clone() {
+            let kept = self.keys.primary_only()?;
+            report.retired_keys = self.keys.len() - kept.len();
+            crate::home::write_private_atomic(&path, kept.file_text().as_bytes())?;
+            self.keys = kept;
+        }
+        self.store.meta_delete(ROTATION_MARKER).await?;
+        Ok(report)
+    }
+
+    async fn reencrypt_all(&self, progress: Progress<'_>) -> Result<Rewrite> {
+        let list = self.store.secret_list().await?;
+        let total = list.len();
+        let mut report = Rewrite::default();
+        for (i, info) in list.iter().enumerate() {
+            match self.store.secret_get(&info.name).await? {
+                Some(rec) if !rec.encrypted => report.plaintext_left += 1,
+                Some(rec) if self.keys.is_under_primary(rec.value.expose_secret()) => {
+                    report.already_done += 1
+                }
+                Some(rec) => {
+                    let token = rec.value.expose_secret();
+                    let stamp = inspect(token)?.timestamp;
+                    let plain = self.keys.decrypt(token, None).map_err(|e| {
+                        Error::Vault(format!("secret {:?} cannot be decrypted: {e}", rec.name))
+                    })?;
+                    let fresh = SecretString::from(self.keys.encrypt_at(&plain, stamp));
+                    if self
+                        .store
+                        .secret_swap(&rec.name, &rec.value, &fresh, true)
+                        .await?
+                    {
+                        report.rewritten += 1;
+                    }
+                }
+                None => {}
+            }
+            progress(i + 1, total)?;
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    async fn vault(dir: &std::path::Path) -> Vault {
+        let key_file = dir.join("vault.key");
+        Keyring::create_file_if_missing(&key_file).unwrap();
+        let keys = Keyring::load(None, &key_file).unwrap();
+        let store = SqliteStore::open(&dir.join("db")).await.unwrap();
+        Vault::new(keys, Arc::new(store))
+    }
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_string())
+    }
+
+    #[tokio::test]
+    async fn put_get_list_delete() {
+        let t = tempfile::tempdir().unwrap();
+        let v = vault(t.path()).await;
+        v.put("spotify", &secret("tok-1")).await.unwrap();
+        assert_eq!(v.get("spotify").await.unwrap().expose_secret(), "tok-1");
+        assert_eq!(v.list().await.unwrap().len(), 1);
+        v.delete("spotify").await.unwrap();
+        assert!(matches!(
+            v.get("spotify").await,
+            Err(Error::SecretNotFound(_))
+        ));
+        assert!(v.put("../etc", &secret("x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_timestamps_and_resumes_after_interruption() {
+        let t = tempfile::tempdir().unwrap();
+        let mut v = vault(t.path()).await;
+        for i in 0..10 {
+            v.put(&format!("s{i}"), &secret(&format!("value-{i}")))
+                .await
+                .unwrap();
+        }
+        let stamps: Vec<u64> = futures_stamps(&v).await;
+        let first_primary = v.keys.primary_id();
+
+        // Crash after 4 secrets.
+        let mut stop = |done: usize, _: usize| {
+            if done == 4 {
+                Err(Error::Vault("simulated crash".into()))
+            } else {
+                Ok(())
+            }
+        };
+        assert!(v.rotate_key(&mut stop).await.is_err());
+
+        // A new process: reload keys from the file; everything is still readable.
+        let mut v = vault(t.path()).await;
+        assert_eq!(v.keys.len(), 2);
+        let mid_primary = v.keys.primary_id();
+        assert_ne!(mid_primary, first_primary);
+        for i in 0..10 {
+            assert_eq!(
+                v.get(&format!("s{i}")).await.unwrap().expose_secret(),
+                format!("value-{i}")
+            );
+        }
+        let report = v.rotate_key(&mut |_, _| Ok(())).await.unwrap();
+        assert!(report.resumed);
+        assert_eq!(report.rewritten + report.already_done, 10);
+        assert!(report.already_done >= 3);
+        assert_eq!(v.keys.primary_id(), mid_primary, "the rerun finished the same rotation");
+        assert_eq!(v.keys.len(), 1);
+
+        let v = vault(t.path()).await;
+        assert_eq!(futures_stamps(&v).await, stamps);
+        for i in 0..10 {
+            assert_eq!(
+                v.get(&format!("s{i}")).await.unwrap().expose_secret(),
+                format!("value-{i}")
+            );
+        }
+    }
+
+    async fn futures_stamps(v: &Vault) -> Vec<u64> {
+        let mut out = Vec::new();
+        for i in 0..10 {
+            let rec = v.store.secret_get(&format!("s{i}")).await.unwrap().unwrap();
+            out.push(inspect(rec.value.expose_secret()).unwrap().timestamp);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn legacy_plaintext_is_readable_then_migrated() {
+        let t = tempfile::tempdir().unwrap();
+        let v = vault(t.path()).await;
+        v.put_legacy_plaintext("hue", &secret("bridge-user"))
+            .await
+            .unwrap();
+        assert_eq!(v.get("hue").await.unwrap().expose_secret(), "bridge-user");
+        let report = v.migrate(&mut |_, _| Ok(())).await.unwrap();
+        assert_eq!(report.rewritten, 1);
+        let rec = v.store.secret_get("hue").await.unwrap().unwrap();
+        assert!(rec.encrypted);
+        assert!(!rec.value.expose_secret().contains("bridge-user"));
+        assert_eq!(v.get("hue").await.unwrap().expose_secret(), "bridge-user");
+    }
+}
