@@ -244,9 +244,12 @@ impl Writer {
     }
 }
 
+/// The live file's length and its last and first complete lines.
+type TailLines = (u64, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Reads the first and last complete lines; cuts off a partial last line (an append that was
 /// never acknowledged because its process died mid-write). Returns the resulting length.
-fn read_tail(f: &mut File) -> Result<(u64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn read_tail(f: &mut File) -> Result<TailLines> {
     let ctx = |e| Error::io("cannot read the audit log", e);
     let len = f.metadata().map_err(ctx)?.len();
     if len == 0 {
