@@ -194,6 +194,19 @@ pub fn open_append(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
 }
 
+/// Opens (creating, 0600) a small record file for in-place rewrites. Not in append mode: on
+/// Linux a positioned write to an O_APPEND file still lands at the end.
+pub fn open_record(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+}
+
 /// Holds the cross-process lock on the log for the life of the guard.
 pub struct Locked(File);
 

@@ -186,7 +186,7 @@ impl Writer {
             self.tail = None;
         }
         if self.head.is_none() {
-            self.head = Some(files::open_append(&self.files.head())?);
+            self.head = Some(files::open_record(&self.files.head())?);
         }
         let Some(live) = self.live.as_mut() else {
             return Err(Error::Audit("audit log not open".into()));
