@@ -172,11 +172,12 @@ impl Config {
     ) -> Result<Config> {
         let file: FileConfig = match text {
             Some(t) => toml::from_str(t).map_err(|e| {
-                Error::Config(format!(
-                    "{}: {}",
-                    config_file.display(),
-                    e.message().trim()
-                ))
+                let line = e
+                    .span()
+                    .map(|s| t[..s.start.min(t.len())].matches('\n').count() + 1)
+                    .unwrap_or(1);
+                let message = e.message().trim().replace('\n', "; ");
+                Error::Config(format!("{} line {line}: {message}", config_file.display()))
             })?,
             None => FileConfig::default(),
         };
@@ -462,7 +463,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = load(&[], Some("local_onyl = true\n")).unwrap_err().to_string();
+        let err = load(&[], Some("local_onyl = true\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("local_onyl"), "{err}");
         let err = load(&[], Some("[audit]\nretention = 3\n"))
             .unwrap_err()

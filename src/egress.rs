@@ -189,7 +189,10 @@ impl Egress {
             if e.is_timeout() {
                 Error::UpstreamTimeout(format!("{service} ({host}) did not answer in time"))
             } else if e.is_connect() {
-                Error::Upstream(format!("cannot connect to {service} ({host}): {}", chain(&e)))
+                Error::Upstream(format!(
+                    "cannot connect to {service} ({host}): {}",
+                    chain(&e)
+                ))
             } else {
                 Error::Upstream(format!("{service} ({host}): {}", chain(&e)))
             }
@@ -214,9 +217,15 @@ impl Egress {
             self.catalog
                 .check_name(service)
                 .map_err(|b| Error::LocalOnly(Box::new(b)))?;
-            self.policy
-                .check(&host.to_string(), &ips)
-                .map_err(|b| self.blocked(service, NonLocalAddress { host: b.host, addr: b.addr }))?;
+            self.policy.check(&host.to_string(), &ips).map_err(|b| {
+                self.blocked(
+                    service,
+                    NonLocalAddress {
+                        host: b.host,
+                        addr: b.addr,
+                    },
+                )
+            })?;
         }
         Ok(ips)
     }

@@ -103,7 +103,9 @@ pub fn restrict_umask() {
 }
 
 fn mode_of(path: &Path) -> Option<u32> {
-    fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777)
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -69,7 +69,11 @@ async fn concurrent_appends_form_one_chain() {
     assert_eq!(r.entries, 300);
     let entries = audit::query(&c.path, &Filter::default()).unwrap();
     let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=300).rev().collect::<Vec<_>>(), "newest first, no gaps");
+    assert_eq!(
+        seqs,
+        (1..=300).rev().collect::<Vec<_>>(),
+        "newest first, no gaps"
+    );
 }
 
 #[tokio::test]
@@ -128,7 +132,10 @@ async fn verify_names_an_inserted_line() {
 
     let mut l = lines(&c.path);
     l.remove(6);
-    l.insert(6, r#"{"ts":"2026-01-01T00:00:00Z","seq":7,"forged":true}"#.into());
+    l.insert(
+        6,
+        r#"{"ts":"2026-01-01T00:00:00Z","seq":7,"forged":true}"#.into(),
+    );
     put_lines(&c.path, &l);
     let p = problem(&c);
     assert!(p.contains("line 7"), "{p}");
@@ -200,7 +207,10 @@ async fn chain_continues_across_rotation_and_gz_is_queried_and_verified() {
     assert_eq!(gz.len(), 1);
     std::fs::remove_file(&gz[0]).unwrap();
     let p = problem(&c);
-    assert!(p.contains("audit.log line 1") && p.contains("missing"), "{p}");
+    assert!(
+        p.contains("audit.log line 1") && p.contains("missing"),
+        "{p}"
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,10 @@ use maestra::privsec::guard::Catalog;
 async fn upstream() -> SocketAddr {
     let app = Router::new()
         .route("/ok", get(|| async { "hello from the lan" }))
-        .route("/to-public-ip", get(|| async { Redirect::temporary("http://8.8.8.8/") }))
+        .route(
+            "/to-public-ip",
+            get(|| async { Redirect::temporary("http://8.8.8.8/") }),
+        )
         .route(
             "/to-public-name",
             get(|| async { Redirect::temporary("http://public.example/") }),
@@ -63,14 +66,18 @@ fn blocked(r: Result<String, Error>) -> maestra::privsec::guard::LocalOnlyBlock 
 async fn reaches_a_server_on_loopback_by_ip_and_by_local_name() {
     let addr = upstream().await;
     let e = egress(true);
-    let body = get_url(&e, "hue", &format!("http://{addr}/ok")).await.unwrap();
+    let body = get_url(&e, "hue", &format!("http://{addr}/ok"))
+        .await
+        .unwrap();
     assert_eq!(body, "hello from the lan");
     let body = get_url(&e, "hue", &format!("http://bridge.lan:{}/ok", addr.port()))
         .await
         .unwrap();
     assert_eq!(body, "hello from the lan");
     // An unknown service is fine when its address is local.
-    get_url(&e, "my_nas", &format!("http://{addr}/ok")).await.unwrap();
+    get_url(&e, "my_nas", &format!("http://{addr}/ok"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -117,7 +124,9 @@ async fn every_redirect_hop_is_checked() {
 async fn local_only_can_be_switched_on_at_runtime() {
     let addr = upstream().await;
     let e = egress(false);
-    get_url(&e, "spotify", &format!("http://{addr}/ok")).await.unwrap();
+    get_url(&e, "spotify", &format!("http://{addr}/ok"))
+        .await
+        .unwrap();
     e.set_local_only(true);
     blocked(get_url(&e, "spotify", &format!("http://{addr}/ok")).await);
 }
@@ -125,7 +134,9 @@ async fn local_only_can_be_switched_on_at_runtime() {
 #[tokio::test]
 async fn the_block_becomes_a_403_body() {
     let e = egress(true);
-    let err = get_url(&e, "spotify", "http://public.example/").await.unwrap_err();
+    let err = get_url(&e, "spotify", "http://public.example/")
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), 403);
     let body = err.body();
     assert_eq!(body["error"]["code"], "local_only_mode");

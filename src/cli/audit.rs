@@ -43,7 +43,15 @@ pub async fn run(config_file: Option<&Path>, cmd: AuditCommand) -> Result<ExitCo
     let ctx = Context::load(config_file, false)?;
     let path = ctx.config.audit.path.clone();
     match cmd {
-        AuditCommand::Query { user, service, category, since, until, limit, json } => {
+        AuditCommand::Query {
+            user,
+            service,
+            category,
+            since,
+            until,
+            limit,
+            json,
+        } => {
             let filter = Filter {
                 user,
                 service,
@@ -57,7 +65,8 @@ pub async fn run(config_file: Option<&Path>, cmd: AuditCommand) -> Result<ExitCo
             let io = |e| Error::io("cannot write to standard output", e);
             for e in entries {
                 if json {
-                    let line = serde_json::to_string(&e).map_err(|e| Error::Audit(e.to_string()))?;
+                    let line =
+                        serde_json::to_string(&e).map_err(|e| Error::Audit(e.to_string()))?;
                     writeln!(out, "{line}").map_err(io)?;
                 } else {
                     writeln!(
@@ -65,10 +74,16 @@ pub async fn run(config_file: Option<&Path>, cmd: AuditCommand) -> Result<ExitCo
                         "{}  #{:<6} {:<16} {:<14} {:<24} {:<8} user={}",
                         e.ts,
                         e.seq,
-                        serde_json::to_value(e.category).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                        serde_json::to_value(e.category)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
                         e.service,
                         e.action,
-                        serde_json::to_value(e.result).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                        serde_json::to_value(e.result)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
                         e.user_id.as_deref().unwrap_or("-")
                     )
                     .map_err(io)?;
@@ -84,15 +99,31 @@ pub async fn run(config_file: Option<&Path>, cmd: AuditCommand) -> Result<ExitCo
             match report.problem {
                 Some(p) => Err(Error::Audit(format!("verify failed: {p}"))),
                 None => {
-                    println!("ok: {} entries in {} file(s), chain intact", report.entries, report.files);
+                    println!(
+                        "ok: {} entries in {} file(s), chain intact",
+                        report.entries, report.files
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
             }
         }
         AuditCommand::Rotate => {
             let rotated = audit::rotate(&path, ctx.audit_key()?)?;
-            println!("{}", if rotated { "rotated" } else { "nothing to rotate" });
-            ctx.audit(Event::new(Category::Admin, "audit", "audit.rotate", Outcome::Success)).await?;
+            println!(
+                "{}",
+                if rotated {
+                    "rotated"
+                } else {
+                    "nothing to rotate"
+                }
+            );
+            ctx.audit(Event::new(
+                Category::Admin,
+                "audit",
+                "audit.rotate",
+                Outcome::Success,
+            ))
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Prune => {

@@ -111,7 +111,14 @@ fn local_checks(c: &Config, home: &Home) -> Vec<Check> {
     }
     out.push(check(
         c.mode == Mode::Local || c.mode == Mode::Cloud,
-        format!("local: MAESTRA_MODE={}", if c.mode == Mode::Local { "local" } else { "cloud" }),
+        format!(
+            "local: MAESTRA_MODE={}",
+            if c.mode == Mode::Local {
+                "local"
+            } else {
+                "cloud"
+            }
+        ),
         "set MAESTRA_MODE to local or cloud",
     ));
     let loopback = c
@@ -124,14 +131,18 @@ fn local_checks(c: &Config, home: &Home) -> Vec<Check> {
         format!("local: binds loopback only ({})", c.bind),
         "set MAESTRA_BIND=127.0.0.1:8825, or MAESTRA_MODE=cloud with API keys",
     ));
-    let audit_dir_ok = c
-        .audit
-        .path
-        .parent()
-        .is_some_and(|d| d.is_dir() && !std::fs::metadata(d).map(|m| m.permissions().readonly()).unwrap_or(true));
+    let audit_dir_ok = c.audit.path.parent().is_some_and(|d| {
+        d.is_dir()
+            && !std::fs::metadata(d)
+                .map(|m| m.permissions().readonly())
+                .unwrap_or(true)
+    });
     out.push(check(
         audit_dir_ok,
-        format!("local: audit log directory writable ({})", c.audit.path.display()),
+        format!(
+            "local: audit log directory writable ({})",
+            c.audit.path.display()
+        ),
         "run `maestra init`",
     ));
     if let Ok(key) = ChainKey::load(&home.audit_key()) {
@@ -143,8 +154,15 @@ fn local_checks(c: &Config, home: &Home) -> Vec<Check> {
         ));
     }
     out.push(Check {
-        status: if c.local_only { Status::Pass } else { Status::Warn },
-        what: format!("local: local-only mode is {}", if c.local_only { "on" } else { "off" }),
+        status: if c.local_only {
+            Status::Pass
+        } else {
+            Status::Warn
+        },
+        what: format!(
+            "local: local-only mode is {}",
+            if c.local_only { "on" } else { "off" }
+        ),
         fix: "set MAESTRA_LOCAL_ONLY=true to keep all traffic on this machine".into(),
     });
     out
@@ -165,15 +183,32 @@ fn cloud_checks(c: &Config) -> Vec<Check> {
     };
     let env = |n: &str| std::env::var(n).is_ok_and(|v| !v.is_empty());
     vec![
-        item(c.api_key.is_some(), "MAESTRA_API_KEY set (or keys created)", "set MAESTRA_API_KEY or run `maestra keys create NAME`"),
-        item(env("MAESTRA_MONTHLY_COST_LIMIT"), "MAESTRA_MONTHLY_COST_LIMIT set", "set MAESTRA_MONTHLY_COST_LIMIT (USD)"),
-        item(env("MAESTRA_DAILY_COST_LIMIT"), "MAESTRA_DAILY_COST_LIMIT set", "set MAESTRA_DAILY_COST_LIMIT (USD)"),
-        item(c.rate_limit_requests > 0, "rate limiting enabled", "set MAESTRA_RATE_LIMIT_REQUESTS"),
+        item(
+            c.api_key.is_some(),
+            "MAESTRA_API_KEY set (or keys created)",
+            "set MAESTRA_API_KEY or run `maestra keys create NAME`",
+        ),
+        item(
+            env("MAESTRA_MONTHLY_COST_LIMIT"),
+            "MAESTRA_MONTHLY_COST_LIMIT set",
+            "set MAESTRA_MONTHLY_COST_LIMIT (USD)",
+        ),
+        item(
+            env("MAESTRA_DAILY_COST_LIMIT"),
+            "MAESTRA_DAILY_COST_LIMIT set",
+            "set MAESTRA_DAILY_COST_LIMIT (USD)",
+        ),
+        item(
+            c.rate_limit_requests > 0,
+            "rate limiting enabled",
+            "set MAESTRA_RATE_LIMIT_REQUESTS",
+        ),
         if cloud {
             Check {
                 status: Status::Warn,
                 what: "cloud: HTTPS enforced".into(),
-                fix: "Maestra speaks plain HTTP: put it behind a TLS-terminating proxy (TLS 1.2+)".into(),
+                fix: "Maestra speaks plain HTTP: put it behind a TLS-terminating proxy (TLS 1.2+)"
+                    .into(),
             }
         } else {
             item(true, "HTTPS enforced", "")

@@ -26,8 +26,14 @@ pub async fn run(config_file: Option<&Path>, cmd: GuardCommand) -> Result<ExitCo
     let catalog = Catalog::new(&config.guard);
     match cmd {
         GuardCommand::Status => {
-            println!("local-only mode: {}", if config.local_only { "on" } else { "off" });
-            println!("cloud services (blocked when on): {}", catalog.names(Kind::Cloud).join(", "));
+            println!(
+                "local-only mode: {}",
+                if config.local_only { "on" } else { "off" }
+            );
+            println!(
+                "cloud services (blocked when on): {}",
+                catalog.names(Kind::Cloud).join(", ")
+            );
             println!("local services: {}", catalog.names(Kind::Local).join(", "));
             Ok(ExitCode::SUCCESS)
         }
@@ -86,12 +92,18 @@ async fn check(config: &Config, catalog: Catalog, target: &str) -> Result<ExitCo
         Err(Error::LocalOnly(b)) if config.local_only => {
             println!("blocked: {target}: {}", b.reason);
             if !b.suggested_alternatives.is_empty() {
-                println!("local alternatives: {}", b.suggested_alternatives.join(", "));
+                println!(
+                    "local alternatives: {}",
+                    b.suggested_alternatives.join(", ")
+                );
             }
             Ok(ExitCode::from(EXIT_BLOCKED))
         }
         Err(Error::LocalOnly(b)) => {
-            println!("allowed: {target}: local-only mode is off (with it on: blocked, {})", b.reason);
+            println!(
+                "allowed: {target}: local-only mode is off (with it on: blocked, {})",
+                b.reason
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(e),

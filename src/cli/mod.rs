@@ -17,7 +17,11 @@ pub use context::Context;
 use crate::error::Result;
 
 #[derive(Debug, Parser)]
-#[command(name = "maestra", version, about = "Local-first, privacy-first backend for personal AI assistants")]
+#[command(
+    name = "maestra",
+    version,
+    about = "Local-first, privacy-first backend for personal AI assistants"
+)]
 pub struct Cli {
     /// Configuration file (default: $MAESTRA_HOME/maestra.toml).
     #[arg(long, global = true, env = "MAESTRA_CONFIG")]

@@ -58,7 +58,9 @@ fn read_stdin(what: &str) -> Result<Zeroizing<Vec<u8>>> {
         }
     }
     if buf.is_empty() {
-        return Err(Error::BadRequest(format!("{what} on standard input is empty")));
+        return Err(Error::BadRequest(format!(
+            "{what} on standard input is empty"
+        )));
     }
     Ok(buf)
 }
@@ -80,7 +82,11 @@ pub async fn run(config_file: Option<&Path>, cmd: VaultCommand) -> Result<ExitCo
         VaultCommand::RotateKey => ("vault.rotate_key", None),
         VaultCommand::Migrate => ("vault.migrate", None),
     };
-    let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failed };
+    let outcome = if result.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    };
     let mut event = admin(action, outcome);
     if let Some(n) = name {
         event = event.detail("name", n.as_str());
@@ -102,7 +108,10 @@ async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
             let bytes = read_stdin("the secret")?;
             let value = String::from_utf8(bytes.to_vec())
                 .map_err(|_| Error::BadRequest("the secret is not UTF-8 text".into()))?;
-            ctx.vault().await?.put(name, &SecretString::from(value)).await?;
+            ctx.vault()
+                .await?
+                .put(name, &SecretString::from(value))
+                .await?;
             eprintln!("stored {name:?} (encrypted)");
         }
         VaultCommand::Get { name, reveal } => {
@@ -116,7 +125,11 @@ async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
         }
         VaultCommand::List => {
             for s in ctx.vault().await?.list().await? {
-                let state = if s.encrypted { "encrypted" } else { "PLAINTEXT (run `maestra vault migrate`)" };
+                let state = if s.encrypted {
+                    "encrypted"
+                } else {
+                    "PLAINTEXT (run `maestra vault migrate`)"
+                };
                 writeln!(out, "{}\t{}\t{}", s.name, state, s.updated_at).map_err(io)?;
             }
         }
@@ -133,7 +146,9 @@ async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
             let token = std::str::from_utf8(&token)
                 .map_err(|_| Error::InvalidToken("not a Fernet token (not text)".into()))?;
             let plain = ctx.keyring()?.decrypt(token.trim(), *ttl)?;
-            out.write_all(&plain).and_then(|_| out.flush()).map_err(io)?;
+            out.write_all(&plain)
+                .and_then(|_| out.flush())
+                .map_err(io)?;
         }
         VaultCommand::RotateKey => {
             let mut vault = ctx.vault().await?;
@@ -144,14 +159,23 @@ async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
                 "{} secret(s) re-encrypted, {} already under the new key{}; primary key {}",
                 report.rewritten,
                 report.already_done,
-                if report.resumed { " (resumed an interrupted rotation)" } else { "" },
+                if report.resumed {
+                    " (resumed an interrupted rotation)"
+                } else {
+                    ""
+                },
                 keys.primary_id()
             );
             if report.plaintext_left > 0 {
-                eprintln!("{} legacy plaintext secret(s) left: run `maestra vault migrate`", report.plaintext_left);
+                eprintln!(
+                    "{} legacy plaintext secret(s) left: run `maestra vault migrate`",
+                    report.plaintext_left
+                );
             }
             if keys.source == crate::privsec::keyring::KeySource::Environment && keys.len() > 1 {
-                eprintln!("every secret is now under the first key of MAESTRA_ENCRYPTION_KEY; the others can be removed");
+                eprintln!(
+                    "every secret is now under the first key of MAESTRA_ENCRYPTION_KEY; the others can be removed"
+                );
             }
         }
         VaultCommand::Migrate => {

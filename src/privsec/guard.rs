@@ -103,12 +103,24 @@ impl Catalog {
     pub fn new(overrides: &GuardConfig) -> Catalog {
         let mut entries: BTreeMap<String, Entry> = CLOUD
             .iter()
-            .map(|(n, g)| (n.to_string(), Entry { kind: Kind::Cloud, group: g }))
-            .chain(
-                LOCAL
-                    .iter()
-                    .map(|(n, g)| (n.to_string(), Entry { kind: Kind::Local, group: g })),
-            )
+            .map(|(n, g)| {
+                (
+                    n.to_string(),
+                    Entry {
+                        kind: Kind::Cloud,
+                        group: g,
+                    },
+                )
+            })
+            .chain(LOCAL.iter().map(|(n, g)| {
+                (
+                    n.to_string(),
+                    Entry {
+                        kind: Kind::Local,
+                        group: g,
+                    },
+                )
+            }))
             .collect();
         for (names, kind) in [
             (&overrides.cloud_services, Kind::Cloud),
@@ -214,7 +226,10 @@ mod tests {
         assert_eq!(block.service, "Spotify");
         assert!(block.suggested_alternatives.contains(&"sonos".to_string()));
         assert!(c.check_name("hue").is_ok());
-        assert!(c.check_name("unknown_thing").is_ok(), "left to the address check");
+        assert!(
+            c.check_name("unknown_thing").is_ok(),
+            "left to the address check"
+        );
     }
 
     #[test]
@@ -231,14 +246,27 @@ mod tests {
     #[test]
     fn local_addresses() {
         for a in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "::1", "fd00::1",
-            "fe80::1", "::ffff:192.168.1.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:192.168.1.1",
         ] {
             assert!(is_local_addr(a.parse().unwrap()), "{a}");
         }
         for a in [
-            "8.8.8.8", "172.32.0.1", "100.64.0.1", "0.0.0.0", "2001:db8::1", "::ffff:8.8.8.8",
-            "255.255.255.255", "::",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+            "255.255.255.255",
+            "::",
         ] {
             assert!(!is_local_addr(a.parse().unwrap()), "{a}");
         }

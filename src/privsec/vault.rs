@@ -86,7 +86,10 @@ impl Vault {
             .await?
             .ok_or_else(|| Error::SecretNotFound(name.into()))?;
         if !rec.encrypted {
-            tracing::warn!(secret = name, "vault holds a legacy plaintext value; run `maestra vault migrate`");
+            tracing::warn!(
+                secret = name,
+                "vault holds a legacy plaintext value; run `maestra vault migrate`"
+            );
             return Ok(rec.value);
         }
         let plain = self
@@ -138,9 +141,8 @@ impl Vault {
             } else if let Some(rec) = self.store.secret_get(&info.name).await?
                 && !rec.encrypted
             {
-                let token = SecretString::from(
-                    self.keys.encrypt(rec.value.expose_secret().as_bytes()),
-                );
+                let token =
+                    SecretString::from(self.keys.encrypt(rec.value.expose_secret().as_bytes()));
                 if self
                     .store
                     .secret_swap(&rec.name, &rec.value, &token, true)
@@ -285,7 +287,11 @@ mod tests {
         assert!(report.resumed);
         assert_eq!(report.rewritten + report.already_done, 10);
         assert!(report.already_done >= 3);
-        assert_eq!(v.keys.primary_id(), mid_primary, "the rerun finished the same rotation");
+        assert_eq!(
+            v.keys.primary_id(),
+            mid_primary,
+            "the rerun finished the same rotation"
+        );
         assert_eq!(v.keys.len(), 1);
 
         let v = vault(t.path()).await;

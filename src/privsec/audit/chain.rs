@@ -46,9 +46,8 @@ impl ChainKey {
     /// Reads an existing `keys/audit.key`.
     pub fn load(path: &Path) -> Result<ChainKey> {
         let text = Zeroizing::new(crate::home::read_private(path)?);
-        let bytes = hex::decode(text.trim()).map_err(|_| {
-            Error::Audit(format!("{} is not a hex audit key", path.display()))
-        })?;
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| Error::Audit(format!("{} is not a hex audit key", path.display())))?;
         if bytes.len() < 32 {
             return Err(Error::Audit(format!(
                 "{} holds a key shorter than 32 bytes",

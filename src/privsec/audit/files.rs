@@ -95,8 +95,11 @@ impl LogFiles {
             Some((d, n)) => (d, n.parse().ok()?),
             None => (rest, 0),
         };
-        time::Date::parse(date, &time::macros::format_description!("[year]-[month]-[day]"))
-            .ok()?;
+        time::Date::parse(
+            date,
+            &time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .ok()?;
         Some(Rotated {
             path: self.dir.join(name),
             date: date.to_string(),

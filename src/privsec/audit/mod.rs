@@ -118,12 +118,19 @@ pub fn rotate(path: &Path, key: ChainKey) -> Result<bool> {
 
 /// Deletes rotated files dated more than `retention_days` before `today` (`YYYY-MM-DD`),
 /// first recording the last pruned entry as the chain's new anchor. Returns the files removed.
-pub fn prune(path: &Path, key: &ChainKey, retention_days: u32, today: time::Date) -> Result<Vec<PathBuf>> {
+pub fn prune(
+    path: &Path,
+    key: &ChainKey,
+    retention_days: u32,
+    today: time::Date,
+) -> Result<Vec<PathBuf>> {
     let files = LogFiles::new(path);
     let _lock = files::Locked::acquire(&files.lock())?;
     let cutoff = today - time::Duration::days(i64::from(retention_days));
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let cutoff = cutoff.format(&fmt).map_err(|e| Error::Audit(e.to_string()))?;
+    let cutoff = cutoff
+        .format(&fmt)
+        .map_err(|e| Error::Audit(e.to_string()))?;
     let old: Vec<_> = files
         .rotated()?
         .into_iter()

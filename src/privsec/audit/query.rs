@@ -29,14 +29,15 @@ impl Filter {
         time::Date::parse(s, &fmt)
             .map(|d| d.midnight().assume_utc())
             .map_err(|_| {
-                Error::BadRequest(format!(
-                    "{s:?} is not a time (use RFC 3339 or YYYY-MM-DD)"
-                ))
+                Error::BadRequest(format!("{s:?} is not a time (use RFC 3339 or YYYY-MM-DD)"))
             })
     }
 
     fn matches(&self, e: &StoredEntry) -> bool {
-        if self.user.as_ref().is_some_and(|u| e.user_id.as_ref() != Some(u))
+        if self
+            .user
+            .as_ref()
+            .is_some_and(|u| e.user_id.as_ref() != Some(u))
             || self.service.as_ref().is_some_and(|s| &e.service != s)
             || self.category.is_some_and(|c| e.category != c)
         {

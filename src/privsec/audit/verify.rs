@@ -21,7 +21,13 @@ impl std::fmt::Display for Problem {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{} line {}: {}", self.file.display(), self.line, self.message)
+            write!(
+                f,
+                "{} line {}: {}",
+                self.file.display(),
+                self.line,
+                self.message
+            )
         }
     }
 }
@@ -81,7 +87,8 @@ pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
             let hash = match opened {
                 Ok(h) => h,
                 Err(OpenError::Malformed) => {
-                    report.problem = Some(at("not a sealed audit entry (changed or inserted)".into()));
+                    report.problem =
+                        Some(at("not a sealed audit entry (changed or inserted)".into()));
                     return Ok(report);
                 }
                 Err(OpenError::BadHash) => {
@@ -102,7 +109,10 @@ pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
                         seq - 1
                     )
                 } else if seq <= expected.seq {
-                    format!("seq {seq} repeats or goes back after {} (line inserted or reordered)", expected.seq)
+                    format!(
+                        "seq {seq} repeats or goes back after {} (line inserted or reordered)",
+                        expected.seq
+                    )
                 } else {
                     "prev_hash does not match the line before (chain broken)".to_string()
                 };
@@ -133,14 +143,21 @@ pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
                 report.problem = Some(Problem {
                     file: files.live(),
                     line: 0,
-                    message: format!("the last entry (seq {}) is not the one that was written", head.seq),
+                    message: format!(
+                        "the last entry (seq {}) is not the one that was written",
+                        head.seq
+                    ),
                 });
             }
             Some(_) => {}
-            None => report.head_warning = Some("the head record is unreadable; a cut tail cannot be ruled out".into()),
+            None => {
+                report.head_warning =
+                    Some("the head record is unreadable; a cut tail cannot be ruled out".into())
+            }
         },
         Err(_) if report.entries > 0 => {
-            report.head_warning = Some("the head record is missing; a cut tail cannot be ruled out".into())
+            report.head_warning =
+                Some("the head record is missing; a cut tail cannot be ruled out".into())
         }
         Err(_) => {}
     }
@@ -149,14 +166,21 @@ pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
 
 fn problem_report(file: PathBuf, line: usize, message: String) -> Report {
     Report {
-        problem: Some(Problem { file, line, message }),
+        problem: Some(Problem {
+            file,
+            line,
+            message,
+        }),
         ..Report::default()
     }
 }
 
 /// Checks every line's HMAC, spread over the machine's cores (the chain links are then checked
 /// in order, which is cheap).
-fn open_all<'a>(key: &ChainKey, lines: &[&'a [u8]]) -> Vec<std::result::Result<&'a str, OpenError>> {
+fn open_all<'a>(
+    key: &ChainKey,
+    lines: &[&'a [u8]],
+) -> Vec<std::result::Result<&'a str, OpenError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads == 1 || lines.len() < 4096 {
         return lines.iter().map(|l| key.open(l)).collect();
@@ -167,13 +191,19 @@ fn open_all<'a>(key: &ChainKey, lines: &[&'a [u8]]) -> Vec<std::result::Result<&
             .chunks(chunk)
             .map(|part| {
                 let n = part.len();
-                (n, s.spawn(move || part.iter().map(|l| key.open(l)).collect::<Vec<_>>()))
+                (
+                    n,
+                    s.spawn(move || part.iter().map(|l| key.open(l)).collect::<Vec<_>>()),
+                )
             })
             .collect();
         handles
             .into_iter()
             // A worker that died checked nothing: its lines count as unverified.
-            .flat_map(|(n, h)| h.join().unwrap_or_else(|_| vec![Err(OpenError::Malformed); n]))
+            .flat_map(|(n, h)| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(OpenError::Malformed); n])
+            })
             .collect()
     })
 }

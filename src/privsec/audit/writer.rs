@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{ChainKey, Mark};
 use super::entry::{Event, Sealed};
-use super::files::{self, LogFiles, Locked};
+use super::files::{self, Locked, LogFiles};
 use crate::error::{Error, Result};
 
 /// The largest number of entries committed under one fsync.
@@ -180,7 +180,11 @@ impl Writer {
     fn sync_tail(&mut self) -> Result<()> {
         let live_path = self.files.live();
         let on_disk = std::fs::metadata(&live_path).ok();
-        let open_ino = self.live.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+        let open_ino = self
+            .live
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.ino());
         if on_disk.as_ref().map(|m| m.ino()) != open_ino || self.live.is_none() {
             self.live = Some(files::open_append(&live_path)?);
             self.tail = None;
@@ -215,7 +219,11 @@ impl Writer {
         // stays visible to `audit verify` instead of being papered over.
         let last = match (from_file, head) {
             (Some(f), Some(h)) if h.seq > f.seq => {
-                tracing::error!(file_seq = f.seq, head_seq = h.seq, "audit log tail is missing entries; continuing after the recorded head");
+                tracing::error!(
+                    file_seq = f.seq,
+                    head_seq = h.seq,
+                    "audit log tail is missing entries; continuing after the recorded head"
+                );
                 h
             }
             (Some(f), _) => f,
@@ -224,11 +232,8 @@ impl Writer {
                 .read_mark(&self.files.anchor(), "anchor")
                 .unwrap_or_else(Mark::genesis),
         };
-        let live_date = first_line.and_then(|l| {
-            std::str::from_utf8(l.get(7..17)?)
-                .ok()
-                .map(str::to_string)
-        });
+        let live_date =
+            first_line.and_then(|l| std::str::from_utf8(l.get(7..17)?).ok().map(str::to_string));
         self.tail = Some(Tail {
             ino: meta.ino(),
             len,
@@ -297,15 +302,17 @@ pub(super) fn parse_seq(body: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\",\"seq\":";
     let at = body.windows(KEY.len()).take(64).position(|w| w == KEY)? + KEY.len();
     let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&body[at..at + digits]).ok()?.parse().ok()
+    std::str::from_utf8(&body[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The `prev_hash` of a sealed body, which is always its last field.
 pub(super) fn parse_prev(body: &[u8]) -> Option<&str> {
     const KEY: &[u8] = b",\"prev_hash\":\"";
     let n = body.len();
-    if n < 64 + 1 + KEY.len() || body[n - 1] != b'"' || &body[n - 65 - KEY.len()..n - 65] != KEY
-    {
+    if n < 64 + 1 + KEY.len() || body[n - 1] != b'"' || &body[n - 65 - KEY.len()..n - 65] != KEY {
         return None;
     }
     std::str::from_utf8(&body[n - 65..n - 1]).ok()
