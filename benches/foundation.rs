@@ -31,7 +31,8 @@ print(n / (time.perf_counter() - t))
 "#;
 
 fn fernet_rust(key: &str) -> f64 {
-    let ring = Keyring::parse(&SecretString::from(key.to_string()), KeySource::Environment).unwrap();
+    let ring =
+        Keyring::parse(&SecretString::from(key.to_string()), KeySource::Environment).unwrap();
     let msg = [b'x'; 64];
     let t = Instant::now();
     for _ in 0..FERNET_OPS {
@@ -64,11 +65,16 @@ async fn audit_appends(cfg: &AuditConfig) -> f64 {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..APPENDS_PER_WRITER {
-                let e = Event::new(Category::Llm, "openai", "chat.completions", Outcome::Success)
-                    .user(format!("user-{w}"))
-                    .detail("model", "gpt-4o-mini")
-                    .detail("tokens", 150 + i as u64)
-                    .detail("latency_ms", 42);
+                let e = Event::new(
+                    Category::Llm,
+                    "openai",
+                    "chat.completions",
+                    Outcome::Success,
+                )
+                .user(format!("user-{w}"))
+                .detail("model", "gpt-4o-mini")
+                .detail("tokens", 150 + i as u64)
+                .detail("latency_ms", 42);
                 log.append(e).await.unwrap();
             }
         }));
@@ -92,7 +98,9 @@ fn main() {
             println!("  python cryptography   {py:>12.0} ops/s");
             println!("  ratio                 {:>12.2}x", rust / py);
         }
-        None => println!("  python cryptography   unavailable (run `bash scripts/test` once to create .venv)"),
+        None => println!(
+            "  python cryptography   unavailable (run `bash scripts/test` once to create .venv)"
+        ),
     }
 
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();

@@ -63,9 +63,14 @@ struct FileConfig {
     openai_base_url: Option<String>,
     anthropic_base_url: Option<String>,
     cloud_fallback: Option<bool>,
+    upstream_timeout: Option<u64>,
     log: Option<String>,
     #[serde(default)]
     audit: AuditFile,
+    #[serde(default)]
+    server: ServerFile,
+    #[serde(default)]
+    conversations: ConversationsFile,
     #[serde(default)]
     guard: GuardConfig,
     #[serde(default)]
@@ -79,6 +84,45 @@ struct AuditFile {
     retention_days: Option<u32>,
     fail_closed: Option<bool>,
     queue_capacity: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    max_body_bytes: Option<usize>,
+    request_timeout: Option<u64>,
+    shutdown_grace: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationsFile {
+    retention_days: Option<u32>,
+    max_messages: Option<u64>,
+    context_messages: Option<u32>,
+}
+
+/// Limits of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// Seconds a whole request may take before 504 (streams excepted: they have idle timeouts).
+    pub request_timeout: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace: u64,
+}
+
+/// How conversations are kept (SPEC §2.5).
+#[derive(Debug, Clone)]
+pub struct ConversationsConfig {
+    /// Conversations not updated for this many days are deleted; `None` keeps them (the seed's
+    /// default: the user controls retention).
+    pub retention_days: Option<u32>,
+    /// Most messages one conversation may hold.
+    pub max_messages: u64,
+    /// Earlier messages sent upstream with a new one.
+    pub context_messages: u32,
 }
 
 /// Overrides of the local-only service catalog (SPEC §2.1).
@@ -138,8 +182,12 @@ pub struct Config {
     pub openai_base_url: String,
     pub anthropic_base_url: String,
     pub cloud_fallback: bool,
+    /// Seconds an upstream model may take to answer (or to send the next streamed event).
+    pub upstream_timeout: u64,
     pub log: String,
     pub audit: AuditConfig,
+    pub server: ServerConfig,
+    pub conversations: ConversationsConfig,
     pub guard: GuardConfig,
     pub services: BTreeMap<String, ServiceConfig>,
 }
@@ -260,6 +308,34 @@ impl Config {
                 .bool(&["MAESTRA_CLOUD_FALLBACK"])?
                 .or(file.cloud_fallback)
                 .unwrap_or(false),
+            upstream_timeout: positive(
+                "MAESTRA_UPSTREAM_TIMEOUT",
+                e.num(&["MAESTRA_UPSTREAM_TIMEOUT"])?
+                    .or(file.upstream_timeout)
+                    .unwrap_or(120),
+            )?,
+            server: ServerConfig {
+                max_body_bytes: positive(
+                    "server.max_body_bytes",
+                    file.server.max_body_bytes.unwrap_or(1024 * 1024),
+                )?,
+                request_timeout: positive(
+                    "server.request_timeout",
+                    file.server.request_timeout.unwrap_or(300),
+                )?,
+                shutdown_grace: file.server.shutdown_grace.unwrap_or(30),
+            },
+            conversations: ConversationsConfig {
+                retention_days: e
+                    .num(&["MAESTRA_CONVERSATION_RETENTION_DAYS"])?
+                    .or(file.conversations.retention_days)
+                    .filter(|d| *d > 0),
+                max_messages: positive(
+                    "conversations.max_messages",
+                    file.conversations.max_messages.unwrap_or(10_000),
+                )?,
+                context_messages: file.conversations.context_messages.unwrap_or(20),
+            },
             log: e
                 .get(&["MAESTRA_LOG"])
                 .or(file.log)
@@ -293,6 +369,29 @@ impl Config {
             )));
         }
         Ok(cfg)
+    }
+
+    /// The local model names (`MAESTRA_LOCAL_MODEL`, comma-separated); the first is the default.
+    pub fn local_models(&self) -> Vec<String> {
+        let names: Vec<String> = self
+            .local_model
+            .as_deref()
+            .unwrap_or("llama3.2")
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+            .collect();
+        if names.is_empty() {
+            vec!["llama3.2".into()]
+        } else {
+            names
+        }
+    }
+
+    /// Whether conversations go to the shared PostgreSQL store.
+    pub fn uses_postgres(&self) -> bool {
+        self.cloud_storage.as_deref() == Some("postgresql")
     }
 
     /// The SQLite database of the embedded store.
@@ -459,6 +558,24 @@ mod tests {
         assert_eq!(c.bind, "127.0.0.1:9");
         assert!(c.local_only);
         assert!(c.audit.fail_closed);
+    }
+
+    #[test]
+    fn server_and_conversation_tables_are_read() {
+        let c = load(
+            &[("MAESTRA_UPSTREAM_TIMEOUT", "7"), ("MAESTRA_LOCAL_MODEL", "a, b")],
+            Some("[server]\nmax_body_bytes = 1000\n[conversations]\nretention_days = 30\nmax_messages = 9\n"),
+        )
+        .unwrap();
+        assert_eq!(c.server.max_body_bytes, 1000);
+        assert_eq!(c.conversations.retention_days, Some(30));
+        assert_eq!(c.conversations.max_messages, 9);
+        assert_eq!(c.upstream_timeout, 7);
+        assert_eq!(c.local_models(), vec!["a", "b"]);
+        let d = load(&[], None).unwrap();
+        assert_eq!(d.conversations.retention_days, None);
+        assert_eq!(d.local_models(), vec!["llama3.2"]);
+        assert!(load(&[], Some("[server]\nmax_body = 1\n")).is_err());
     }
 
     #[test]

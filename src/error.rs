@@ -58,6 +58,24 @@ pub enum Error {
 
     #[error("not found: {0}")]
     NotFound(String),
+
+    #[error("unknown model {0:?}; GET /v1/models lists the available ones")]
+    UnknownModel(String),
+
+    #[error("too large: {0}")]
+    TooLarge(String),
+
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
+
+    #[error("request timed out: {0}")]
+    RequestTimeout(String),
 }
 
 impl Error {
@@ -72,7 +90,12 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::BadRequest(_) | Error::InvalidToken(_) => 400,
-            Error::NotFound(_) | Error::SecretNotFound(_) => 404,
+            Error::NotFound(_) | Error::SecretNotFound(_) | Error::UnknownModel(_) => 404,
+            Error::TooLarge(_) => 413,
+            Error::UnsupportedMediaType(_) => 415,
+            Error::UpstreamUnavailable(_) => 503,
+            Error::MethodNotAllowed(_) => 405,
+            Error::RequestTimeout(_) => 504,
             Error::LocalOnly(_) => 403,
             Error::Upstream(_) => 502,
             Error::AuditUnavailable(_) => 503,
@@ -103,6 +126,12 @@ impl Error {
             Error::UpstreamTimeout(_) => "upstream_timeout",
             Error::BadRequest(_) => "bad_request",
             Error::NotFound(_) => "not_found",
+            Error::UnknownModel(_) => "model_not_found",
+            Error::TooLarge(_) => "payload_too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::UpstreamUnavailable(_) => "upstream_unavailable",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::RequestTimeout(_) => "request_timeout",
         }
     }
 

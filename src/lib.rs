@@ -4,17 +4,27 @@
 //! - `config`   — `maestra.toml` + environment (+ the seeds' names), validated, secrets masked
 //! - `home`     — `$MAESTRA_HOME`: layout, permissions, atomic private files
 //! - `error`    — the one error type; its HTTP status and SPEC §4 body
-//! - `store`    — the storage trait and its embedded SQLite implementation
+//! - `store`    — the storage trait; embedded SQLite and shared PostgreSQL implementations
+//! - `conversations` — the seed's conversation format, id rules, redaction, export, retention
 //! - `privsec`  — keyring and vault, tamper-evident audit log, local-only guard policy
 //! - `egress`   — the only outbound HTTP client, where local-only mode is enforced
+//! - `providers` — language models: routing by name, OpenAI and Anthropic wire formats, streaming
+//! - `cost`     — pricing (and, with issue 4, the reserve/settle ledger)
+//! - `metrics`  — Prometheus counters and histograms
+//! - `gateway`  — `maestra serve`: the HTTP API and the edge layers, in data-path order
 //! - `cli`      — one file per command group; `main.rs` only dispatches here
 
 pub mod cli;
 pub mod config;
+pub mod conversations;
+pub mod cost;
 pub mod egress;
 pub mod error;
+pub mod gateway;
 pub mod home;
+pub mod metrics;
 pub mod privsec;
+pub mod providers;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -4,12 +4,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{Config, ProcessEnv};
-use crate::error::Result;
+use secrecy::ExposeSecret;
+
+use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::privsec::audit::{AuditLog, ChainKey, Event};
 use crate::privsec::keyring::Keyring;
 use crate::privsec::vault::Vault;
-use crate::store::{SqliteStore, Store};
+use crate::store::{PostgresStore, SqliteStore, Store};
 
 pub struct Context {
     pub config: Config,
@@ -39,7 +41,14 @@ impl Context {
         Keyring::load(self.config.encryption_keys.as_ref(), &self.home.vault_key())
     }
 
+    /// The embedded SQLite store, or the shared PostgreSQL one when configured.
     pub async fn store(&self) -> Result<Arc<dyn Store>> {
+        if self.config.uses_postgres() {
+            let url = self.config.db_url.as_ref().ok_or_else(|| {
+                Error::Config("MAESTRA_CLOUD_STORAGE=postgresql needs MAESTRA_DB_URL".into())
+            })?;
+            return Ok(Arc::new(PostgresStore::open(url.expose_secret()).await?));
+        }
         Ok(Arc::new(SqliteStore::open(&self.home.db()).await?))
     }
 

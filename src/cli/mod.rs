@@ -2,9 +2,11 @@
 
 mod audit;
 mod context;
+mod conversations;
 mod doctor;
 mod guard;
 mod init;
+mod serve;
 mod vault;
 
 use std::path::PathBuf;
@@ -32,6 +34,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP API (127.0.0.1:8825 by default).
+    Serve {
+        /// Address to listen on (overrides MAESTRA_BIND).
+        #[arg(long)]
+        bind: Option<String>,
+    },
     /// Create $MAESTRA_HOME, its keys, database and logs; safe to run again.
     Init {
         /// Tighten the permissions of an existing home instead of refusing it.
@@ -53,12 +61,29 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Stored conversations: list, export, delete.
+    #[command(subcommand)]
+    Conversations(conversations::ConversationsCommand),
+    /// Delete everything of a user (export first with `conversations export --user`).
+    Forget {
+        #[arg(long)]
+        user: String,
+    },
+    /// Import the seed system's conversations (DIR/conversations/*.json).
+    Import {
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 /// Runs a parsed command; errors become one line on stderr in `main`.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
+        Command::Serve { bind } => serve::run(config, bind).await,
+        Command::Conversations(cmd) => conversations::run(config, cmd).await,
+        Command::Forget { user } => conversations::forget(config, user).await,
+        Command::Import { from } => conversations::import(config, from).await,
         Command::Init { fix } => init::run(config, fix).await,
         Command::Doctor { fix } => doctor::run(config, fix).await,
         Command::Vault(cmd) => vault::run(config, cmd).await,

@@ -2,14 +2,22 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
 
-use super::{SecretInfo, SecretRecord, Store};
-use crate::error::Result;
+use super::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
+use super::{SecretInfo, SecretRecord, Store, Turn};
+use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
+use crate::error::{Error, Result};
+
+/// How often `scrub` retries a checkpoint that a concurrent reader or writer kept from finishing.
+const CHECKPOINT_ATTEMPTS: u32 = 5;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -33,6 +41,69 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
+
+    /// Closes every connection, checkpointing the write-ahead log into the main file.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction that holds the write lock from its first statement, so a
+    /// read-then-write sequence inside it can never fail with `SQLITE_BUSY` half way.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn message(row: &SqliteRow) -> Result<Message> {
+    Ok(Message {
+        id: row.try_get("id")?,
+        role: row.try_get("role")?,
+        content: row.try_get("content")?,
+        surface: row.try_get("surface")?,
+        mode: row.try_get("mode")?,
+        timestamp: row.try_get("timestamp")?,
+        meta: from_json("message meta", &row.try_get::<String, _>("meta")?)?,
+    })
+}
+
+fn summary(row: &SqliteRow) -> Result<Summary> {
+    Ok(Summary {
+        id: row.try_get("id")?,
+        topic: row.try_get("topic")?,
+        owner: row.try_get("owner")?,
+        surfaces: from_json("surfaces", &row.try_get::<String, _>("surfaces")?)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        message_count: to_u64(row.try_get("message_count")?),
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "id, role, content, surface, mode, timestamp, meta";
+const SUMMARY_COLUMNS: &str = "id, topic, owner, surfaces, created_at, updated_at, message_count";
+
+async fn insert_message(
+    conn: &mut sqlx::SqliteConnection,
+    conversation_id: &str,
+    seq: i64,
+    m: &Message,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO messages
+             (conversation_id, seq, id, role, content, surface, mode, timestamp, meta)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .bind(conversation_id)
+    .bind(seq)
+    .bind(&m.id)
+    .bind(&m.role)
+    .bind(&m.content)
+    .bind(&m.surface)
+    .bind(&m.mode)
+    .bind(m.timestamp)
+    .bind(to_json("message meta", &m.meta)?)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SecretRecord> {
@@ -139,5 +210,252 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn conversation_append(&self, turn: &Turn<'_>) -> Result<()> {
+        let id = turn.conversation_id;
+        let now = now_millis();
+        // Any early return drops `tx`, which rolls back: a refused append writes nothing.
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, owner, topic, created_at, updated_at, message_count)
+             VALUES (?1, ?2, ?3, ?4, ?4, 0)
+             ON CONFLICT(id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(turn.owner)
+        .bind(turn.topic)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row =
+            sqlx::query("SELECT owner, surfaces, message_count FROM conversations WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+        if row.try_get::<String, _>("owner")? != turn.owner {
+            return Err(not_found(id));
+        }
+        let count = to_u64(row.try_get("message_count")?);
+        let new_count = count.saturating_add(turn.messages.len() as u64);
+        if new_count > turn.max_messages {
+            return Err(too_large(id, turn.max_messages));
+        }
+        let mut surfaces: Vec<String> =
+            from_json("surfaces", &row.try_get::<String, _>("surfaces")?)?;
+        add_surface(&mut surfaces, turn.surface);
+
+        let mut seq: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE conversation_id = ?1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        for m in turn.messages {
+            insert_message(&mut tx, id, seq, m).await?;
+            seq += 1;
+        }
+        sqlx::query(
+            "UPDATE conversations SET surfaces = ?1, updated_at = ?2, message_count = ?3
+             WHERE id = ?4",
+        )
+        .bind(to_json("surfaces", &surfaces)?)
+        .bind(now)
+        .bind(to_i64("message count", new_count)?)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn conversation_get(&self, id: &str) -> Result<Option<Conversation>> {
+        // One read transaction, so the header and the messages come from the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT * FROM conversations WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Conversation {
+            id: row.try_get("id")?,
+            topic: row.try_get("topic")?,
+            owner: row.try_get("owner")?,
+            surfaces: from_json("surfaces", &row.try_get::<String, _>("surfaces")?)?,
+            tags: from_json("tags", &row.try_get::<String, _>("tags")?)?,
+            messages: rows.iter().map(message).collect::<Result<_>>()?,
+            artifacts: from_json("artifacts", &row.try_get::<String, _>("artifacts")?)?,
+            meta: ConversationMeta {
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+                status: row.try_get("status")?,
+                message_count: to_u64(row.try_get("message_count")?),
+            },
+        }))
+    }
+
+    async fn conversation_summary(&self, id: &str) -> Result<Option<Summary>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM conversations WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(summary).transpose()
+    }
+
+    async fn conversation_recent(&self, id: &str, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM (
+                 SELECT * FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC LIMIT ?2
+             ) ORDER BY seq"
+        ))
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message).collect()
+    }
+
+    async fn conversation_list(
+        &self,
+        owner: Option<&str>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Summary>> {
+        let rows = match owner {
+            Some(owner) => {
+                sqlx::query(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM conversations WHERE owner = ?1
+                     ORDER BY updated_at DESC, id LIMIT ?2 OFFSET ?3"
+                ))
+                .bind(owner)
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM conversations
+                     ORDER BY updated_at DESC, id LIMIT ?1 OFFSET ?2"
+                ))
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(summary).collect()
+    }
+
+    async fn conversation_delete(&self, id: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM messages WHERE conversation_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM conversations WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn conversations_delete_owner(&self, owner: &str) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM messages WHERE conversation_id IN
+                 (SELECT id FROM conversations WHERE owner = ?1)",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM conversations WHERE owner = ?1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn conversations_delete_before(&self, updated_before_ms: i64) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM messages WHERE conversation_id IN
+                 (SELECT id FROM conversations WHERE updated_at < ?1)",
+        )
+        .bind(updated_before_ms)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM conversations WHERE updated_at < ?1")
+            .bind(updated_before_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn conversation_import(&self, c: &Conversation) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // `message_count` is what is stored, not what the file claims: the limit on appends
+        // counts real messages.
+        let done = sqlx::query(
+            "INSERT INTO conversations (id, owner, topic, surfaces, tags, artifacts, status,
+                                        created_at, updated_at, message_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT(id) DO NOTHING",
+        )
+        .bind(&c.id)
+        .bind(&c.owner)
+        .bind(&c.topic)
+        .bind(to_json("surfaces", &c.surfaces)?)
+        .bind(to_json("tags", &c.tags)?)
+        .bind(to_json("artifacts", &c.artifacts)?)
+        .bind(&c.meta.status)
+        .bind(c.meta.created_at)
+        .bind(c.meta.updated_at)
+        .bind(to_i64("message count", c.messages.len() as u64)?)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for (seq, m) in (0_i64..).zip(&c.messages) {
+            insert_message(&mut tx, &c.id, seq, m).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deleted rows are already overwritten with zeros (`secure_delete`), but the pages that held
+    /// them may still sit in the write-ahead log: a `TRUNCATE` checkpoint copies the latest pages
+    /// into the main file and empties the log. A reader or writer in progress can keep it from
+    /// finishing, so it is retried a few times before giving up with an error.
+    async fn scrub(&self) -> Result<()> {
+        for attempt in 1..=CHECKPOINT_ATTEMPTS {
+            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await?;
+            let busy: i64 = row.try_get(0)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+        }
+        Err(Error::Store(
+            "could not checkpoint the write-ahead log: the database stayed busy".into(),
+        ))
     }
 }

@@ -1,6 +1,9 @@
 //! Helpers shared by the black-box tests: a private home and the real `maestra` binary.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod mock;
+pub mod server;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

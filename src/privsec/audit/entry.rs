@@ -79,6 +79,26 @@ impl Event {
         self
     }
 
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    pub fn surface(mut self, surface: impl Into<String>) -> Self {
+        self.surface_id = Some(surface.into());
+        self
+    }
+
+    pub fn agent(mut self, agent: impl Into<String>) -> Self {
+        self.agent_id = Some(agent.into());
+        self
+    }
+
+    pub fn ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip_address = Some(ip.into());
+        self
+    }
+
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details.insert(key.to_string(), value.into());
         self

@@ -53,14 +53,16 @@ impl AuditLog {
         files.compress_pending()?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         let w = writer::Writer::new(files, Arc::new(key));
+        let lost = Arc::new(AtomicU64::new(0));
+        let writer_lost = lost.clone();
         let thread = std::thread::Builder::new()
             .name("maestra-audit".into())
-            .spawn(move || w.run(rx))
+            .spawn(move || w.run(rx, writer_lost))
             .map_err(|e| Error::io("cannot start the audit writer", e))?;
         Ok(AuditLog {
             tx,
             fail_closed: cfg.fail_closed,
-            lost: Arc::new(AtomicU64::new(0)),
+            lost,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
     }
@@ -68,7 +70,10 @@ impl AuditLog {
     /// Appends an entry and waits until it is on disk; returns its `seq`.
     pub async fn append(&self, event: Event) -> Result<u64> {
         let (ack, done) = oneshot::channel();
-        let pending = writer::Pending { event, ack };
+        let pending = writer::Pending {
+            event,
+            ack: Some(ack),
+        };
         self.tx
             .send_timeout(pending, ENQUEUE_TIMEOUT)
             .await
@@ -80,11 +85,22 @@ impl AuditLog {
         }
     }
 
-    /// Appends an entry; if that fails the request is refused under `fail_closed`, and
-    /// otherwise the loss is logged loudly and counted, never silent.
+    /// Records a request's entry. Under `fail_closed` it waits until the entry is on disk and
+    /// an error refuses the request. Otherwise it only waits for room in the bounded queue (a
+    /// slow disk delays requests only once the queue is full), and a failure to write is
+    /// logged loudly and counted in [`AuditLog::lost`], never silent.
     pub async fn record(&self, event: Event) -> Result<()> {
+        if self.fail_closed {
+            return self.append(event).await.map(|_| ());
+        }
         let what = format!("{:?}/{}", event.category, event.action);
-        match self.append(event).await {
+        let pending = writer::Pending { event, ack: None };
+        match self
+            .tx
+            .send_timeout(pending, ENQUEUE_TIMEOUT)
+            .await
+            .map_err(|_| Error::AuditUnavailable("the audit queue is full or closed".into()))
+        {
             Ok(_) => Ok(()),
             Err(e) if self.fail_closed => Err(e),
             Err(e) => {

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::chain::{ChainKey, Mark};
 use super::entry::{Event, Sealed};
 use super::files::{self, Locked, LogFiles};
@@ -22,7 +24,8 @@ const MAX_BATCH: usize = 4096;
 
 pub(super) struct Pending {
     pub event: Event,
-    pub ack: oneshot::Sender<std::result::Result<u64, String>>,
+    /// `None` for a queued-only entry: a failure to write it is then counted in `lost`.
+    pub ack: Option<oneshot::Sender<std::result::Result<u64, String>>>,
 }
 
 /// What the writer knows about the live file after its last commit.
@@ -55,7 +58,7 @@ impl Writer {
     }
 
     /// The thread body: block for one entry, take whatever else is queued, commit, acknowledge.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+    pub fn run(mut self, mut rx: mpsc::Receiver<Pending>, lost: Arc<AtomicU64>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
@@ -67,10 +70,19 @@ impl Writer {
             }
             let result = self.commit(&batch);
             for (i, p) in batch.drain(..).enumerate() {
-                let _ = p.ack.send(match &result {
-                    Ok(first_seq) => Ok(first_seq + i as u64),
-                    Err(e) => Err(e.to_string()),
-                });
+                match (p.ack, &result) {
+                    (Some(ack), Ok(first_seq)) => {
+                        let _ = ack.send(Ok(first_seq + i as u64));
+                    }
+                    (Some(ack), Err(e)) => {
+                        let _ = ack.send(Err(e.to_string()));
+                    }
+                    (None, Ok(_)) => {}
+                    (None, Err(e)) => {
+                        lost.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "audit entry could not be written");
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,175 @@
+//! Gateway benchmark (issue 3): `cargo bench --bench gateway` (needs `oha`; see BENCHMARKS.md).
+//!
+//! Added latency of Maestra over calling the same mock upstream directly, at fixed request
+//! rates, with a real HTTP load generator (`oha`, open loop with latency correction). The full
+//! pipeline is on: every request to `/api/maestra/core` goes through the edge layers, the
+//! egress client, the conversation store (a new conversation per request) and the audit log.
+//! Both sides run in the same process run, one after the other, so the difference is what to
+//! read on this shared machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mock.rs"]
+mod mock;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const RATES: &[u32] = &[500, 2000];
+const SECONDS: u32 = 15;
+
+fn oha() -> String {
+    std::env::var("MAESTRA_BENCH_OHA").unwrap_or_else(|_| {
+        let local = concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/bin/oha");
+        if std::path::Path::new(local).exists() {
+            local.to_string()
+        } else {
+            "oha".to_string()
+        }
+    })
+}
+
+struct Run {
+    p50_ms: f64,
+    p99_ms: f64,
+    rps: f64,
+    ok: u64,
+    errors: u64,
+}
+
+fn load(url: &str, body: &Value, rate: u32) -> Run {
+    let out = Command::new(oha())
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--latency-correction",
+            "-z",
+            &format!("{SECONDS}s"),
+            "-q",
+            &rate.to_string(),
+            "-c",
+            "64",
+            "-m",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body.to_string(),
+            url,
+        ])
+        .output()
+        .expect("oha is missing: cargo install oha --locked --root .tools (see BENCHMARKS.md)");
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("oha output: {}", String::from_utf8_lossy(&out.stderr)));
+    let codes = v["statusCodeDistribution"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let ok = codes.get("200").and_then(Value::as_u64).unwrap_or(0);
+    let total: u64 = codes.values().filter_map(Value::as_u64).sum();
+    let transport: u64 = v["errorDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    Run {
+        p50_ms: v["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        p99_ms: v["latencyPercentiles"]["p99"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        rps: v["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
+        ok,
+        errors: total - ok + transport,
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn start_maestra(home: &std::path::Path, upstream: SocketAddr) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maestra"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("MAESTRA_HOME", home)
+        .env("MAESTRA_LOCAL_MODEL_URL", format!("http://{upstream}/v1"))
+        .env("MAESTRA_LOCAL_MODEL", "llama3.2")
+        .env("MAESTRA_RATE_LIMIT_REQUESTS", "1000000000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(a) = line.strip_prefix("maestra listening on http://") {
+            break a.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (upstream, _mock) = rt.block_on(mock::start());
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_maestra(&home.path().join("m"), upstream);
+    std::thread::sleep(Duration::from_millis(500));
+    let rest = rss_kib(child.id());
+
+    let direct_body = json!({"model": "llama3.2", "messages": [{"role": "user", "content": "what is on my calendar today?"}]});
+    let core_body = json!({"user_id": "bench", "surface_id": "cli", "message": "what is on my calendar today?"});
+    // Warm both paths (connection pools, SQLite page cache).
+    load(
+        &format!("http://{upstream}/v1/chat/completions"),
+        &direct_body,
+        200,
+    );
+    load(&format!("http://{addr}/api/maestra/core"), &core_body, 200);
+
+    println!(
+        "added latency of Maestra (/api/maestra/core, full pipeline) over the mock upstream directly"
+    );
+    println!("{SECONDS} s per run, oha open loop with latency correction, 64 connections");
+    println!(
+        "| rate | direct p50 | direct p99 | maestra p50 | maestra p99 | added p50 | added p99 | maestra ok / errors | maestra RSS after |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &rate in RATES {
+        let d = load(
+            &format!("http://{upstream}/v1/chat/completions"),
+            &direct_body,
+            rate,
+        );
+        let m = load(&format!("http://{addr}/api/maestra/core"), &core_body, rate);
+        let rss = rss_kib(child.id());
+        println!(
+            "| {rate}/s | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {:+.3} ms | {:+.3} ms | {} / {} ({:.0} req/s) | {:.1} MiB |",
+            d.p50_ms,
+            d.p99_ms,
+            m.p50_ms,
+            m.p99_ms,
+            m.p50_ms - d.p50_ms,
+            m.p99_ms - d.p99_ms,
+            m.ok,
+            m.errors,
+            m.rps,
+            rss as f64 / 1024.0
+        );
+        assert_eq!(d.errors, 0, "the direct run had errors");
+    }
+    println!("maestra RSS at rest: {:.1} MiB", rest as f64 / 1024.0);
+    let _ = child.kill();
+    let _ = child.wait();
+}

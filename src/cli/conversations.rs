@@ -1,0 +1,130 @@
+//! `maestra conversations ...`, `maestra forget --user`, `maestra import --from`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::Context;
+use crate::conversations::model::format_millis;
+use crate::conversations::rights::{self, Actor};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationsCommand {
+    /// List conversations, newest first.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export one conversation (or with --user, everything of a user) as JSON on stdout.
+    Export {
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Delete one conversation; its content leaves the database files.
+    Delete { id: String },
+}
+
+pub async fn run(config_file: Option<&Path>, cmd: ConversationsCommand) -> Result<ExitCode> {
+    let ctx = Context::load(config_file, false)?;
+    let store = ctx.store().await?;
+    let audit = ctx.audit_log()?;
+    let result = async {
+        match cmd {
+            ConversationsCommand::List { user, limit, json } => {
+                if let Some(u) = &user {
+                    crate::conversations::model::validate_id("user", u)?;
+                }
+                let items = store.conversation_list(user.as_deref(), limit, 0).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&items).unwrap_or_default()
+                    );
+                } else {
+                    for s in &items {
+                        println!(
+                            "{}  {:<20} {:>5} msgs  updated {}  {}",
+                            s.id,
+                            s.owner,
+                            s.message_count,
+                            format_millis(s.updated_at),
+                            s.topic
+                        );
+                    }
+                    eprintln!("{} conversation(s)", items.len());
+                }
+            }
+            ConversationsCommand::Export { id, user } => {
+                let value = match (id, user) {
+                    (_, Some(u)) => {
+                        rights::export_user(store.as_ref(), &audit, &u, &Actor::cli()).await?
+                    }
+                    (Some(id), None) => serde_json::to_value(
+                        rights::export_conversation(store.as_ref(), &audit, &id, &Actor::cli())
+                            .await?,
+                    )
+                    .map_err(|e| Error::Store(e.to_string()))?,
+                    (None, None) => {
+                        return Err(Error::BadRequest("give an ID or --user".into()));
+                    }
+                };
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value)
+                        .map_err(|e| Error::Store(e.to_string()))?
+                );
+            }
+            ConversationsCommand::Delete { id } => {
+                rights::delete_conversation(store.as_ref(), &audit, &id, &Actor::cli()).await?;
+                eprintln!("deleted conversation {id}");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    audit.close().await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+pub async fn forget(config_file: Option<&Path>, user: String) -> Result<ExitCode> {
+    let ctx = Context::load(config_file, false)?;
+    let store = ctx.store().await?;
+    let audit = ctx.audit_log()?;
+    let result = rights::forget_user(store.as_ref(), &audit, &user, &Actor::cli()).await;
+    audit.close().await;
+    let n = result?;
+    eprintln!("forgot user {user}: {n} conversation(s) deleted, database scrubbed");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn import(config_file: Option<&Path>, from: PathBuf) -> Result<ExitCode> {
+    let ctx = Context::load(config_file, false)?;
+    let store = ctx.store().await?;
+    let audit = ctx.audit_log()?;
+    let mut progress = super::progress("import");
+    let result = rights::import_dir(store.as_ref(), &audit, &from, &mut progress).await;
+    audit.close().await;
+    let report = result?;
+    for f in &report.failed {
+        eprintln!("skipped {f}");
+    }
+    println!(
+        "imported {} conversation(s), {} already present, {} unreadable",
+        report.imported,
+        report.skipped_existing,
+        report.failed.len()
+    );
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    })
+}

@@ -1,0 +1,202 @@
+//! `maestra serve`: build every stage of the data path once, then answer until a signal.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::Context;
+use crate::config::{Config, Mode};
+use crate::conversations::rights::{self, Actor};
+use crate::egress::{Egress, EgressOptions};
+use crate::error::{Error, Result};
+use crate::gateway::{self, AppState};
+use crate::metrics::Metrics;
+use crate::privsec::audit::{Category, Event, Outcome};
+use crate::privsec::guard::Catalog;
+use crate::privsec::vault::Vault;
+use crate::providers::{self, Providers};
+
+/// How often retention runs while serving.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+pub async fn run(config_file: Option<&Path>, bind: Option<String>) -> Result<ExitCode> {
+    let mut ctx = Context::load(config_file, false)?;
+    if let Some(b) = bind {
+        ctx.config.bind = b;
+    }
+    init_logging(&ctx.config.log);
+    let addr = check_bind(&ctx.config)?;
+    ctx.ensure_vault_key()?;
+    let store = ctx.store().await?;
+    let vault = Arc::new(Vault::new(ctx.keyring()?, store.clone()));
+    import_provider_keys(&ctx.config, &vault).await?;
+    let audit = ctx.audit_log()?;
+    let egress = Egress::new(
+        Catalog::new(&ctx.config.guard),
+        EgressOptions {
+            local_only: ctx.config.local_only,
+            ..EgressOptions::default()
+        },
+    )?;
+    let providers = Providers::new(&ctx.config, egress.clone(), vault.clone());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the listening address", e))?;
+    let state = Arc::new(AppState {
+        config: ctx.config.clone(),
+        store,
+        vault,
+        audit: audit.clone(),
+        egress,
+        providers,
+        metrics: Metrics::default(),
+        started: Instant::now(),
+    });
+    audit
+        .record(
+            Event::new(Category::Admin, "maestra", "serve.start", Outcome::Success)
+                .detail("bind", local.to_string())
+                .detail("local_only", ctx.config.local_only),
+        )
+        .await?;
+    announce(&ctx, local);
+    let retention = tokio::spawn(retention_loop(state.clone()));
+    gateway::serve(
+        listener,
+        gateway::router(state.clone()),
+        shutdown_signal(),
+        Duration::from_secs(ctx.config.server.shutdown_grace),
+    )
+    .await;
+    retention.abort();
+    let _ = audit
+        .record(Event::new(
+            Category::Admin,
+            "maestra",
+            "serve.stop",
+            Outcome::Success,
+        ))
+        .await;
+    drop(state);
+    audit.close().await;
+    eprintln!("maestra: stopped; audit log flushed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Local mode serves this machine only: a non-loopback bind needs cloud mode (SPEC §2.6).
+fn check_bind(config: &Config) -> Result<SocketAddr> {
+    let addr: SocketAddr = config.bind.parse().map_err(|_| {
+        Error::Config(format!(
+            "MAESTRA_BIND must be an IP address and port such as 127.0.0.1:8825, not {:?}",
+            config.bind
+        ))
+    })?;
+    if config.mode == Mode::Local && !addr.ip().is_loopback() {
+        return Err(Error::Config(format!(
+            "local mode binds loopback only; {addr} would expose Maestra to the network \
+             (use MAESTRA_MODE=cloud with API keys for that)"
+        )));
+    }
+    Ok(addr)
+}
+
+/// `MAESTRA_OPENAI_KEY` / `MAESTRA_ANTHROPIC_KEY` go into the vault, encrypted at rest, so
+/// the running server reads provider keys from one place.
+async fn import_provider_keys(config: &Config, vault: &Vault) -> Result<()> {
+    for (value, name) in [
+        (&config.openai_key, providers::OPENAI_KEY),
+        (&config.anthropic_key, providers::ANTHROPIC_KEY),
+    ] {
+        let Some(value) = value else { continue };
+        let same = match vault.get(name).await {
+            Ok(old) => old.expose_secret() == value.expose_secret(),
+            Err(_) => false,
+        };
+        if !same {
+            vault
+                .put(name, &SecretString::from(value.expose_secret().to_string()))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn announce(ctx: &Context, local: SocketAddr) {
+    let c = &ctx.config;
+    println!("maestra listening on http://{local}");
+    println!("  home         {}", ctx.home.root.display());
+    if c.uses_postgres() {
+        println!("  storage      postgresql (MAESTRA_DB_URL)");
+    } else {
+        println!("  storage      {}", ctx.home.db().display());
+    }
+    println!("  audit log    {}", c.audit.path.display());
+    println!(
+        "  mode         {}{}",
+        if c.mode == Mode::Cloud {
+            "cloud"
+        } else {
+            "local"
+        },
+        if c.local_only { ", local-only" } else { "" }
+    );
+    println!("  local model  {}", c.local_model_url);
+}
+
+async fn retention_loop(state: Arc<AppState>) {
+    let Some(days) = state.config.conversations.retention_days else {
+        return;
+    };
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tick.tick().await;
+        let actor = Actor {
+            via: "retention",
+            ..Actor::default()
+        };
+        match rights::apply_retention(state.store.as_ref(), &state.audit, days, &actor).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(conversations = n, "retention removed old conversations")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn init_logging(filter: &str) {
+    // Libraries stay quiet below warnings: their debug output can carry URLs and headers.
+    let spec = format!("sqlx=warn,hyper=warn,reqwest=warn,{filter}");
+    let filter = tracing_subscriber::EnvFilter::try_new(spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

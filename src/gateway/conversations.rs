@@ -1,0 +1,113 @@
+//! Conversations and a user's data rights over HTTP (SPEC §2.5, §4).
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::edge::{ApiPath, ApiQuery, RequestInfo};
+use crate::conversations::model::validate_id;
+use crate::conversations::rights::{self, Actor};
+use crate::error::{Error, Result};
+
+/// Largest page of a listing.
+const MAX_PAGE: u32 = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub user_id: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+fn actor(info: &RequestInfo) -> Actor {
+    Actor {
+        request_id: Some(info.id.clone()),
+        ip: info.ip_string(),
+        via: "api",
+    }
+}
+
+pub async fn list(
+    State(state): State<Shared>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<axum::Json<Value>> {
+    if let Some(u) = &q.user_id {
+        validate_id("user_id", u)?;
+    }
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::BadRequest(format!(
+            "`limit` must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let items = state
+        .store
+        .conversation_list(q.user_id.as_deref(), limit, offset)
+        .await?;
+    Ok(axum::Json(
+        json!({"conversations": items, "limit": limit, "offset": offset}),
+    ))
+}
+
+pub async fn get(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<Value>> {
+    validate_id("conversation id", &id)?;
+    let c = state
+        .store
+        .conversation_get(&id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no conversation {id:?}")))?;
+    Ok(axum::Json(json!(c)))
+}
+
+pub async fn export(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl IntoResponse> {
+    let c =
+        rights::export_conversation(state.store.as_ref(), &state.audit, &id, &actor(&info)).await?;
+    Ok((
+        [(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{id}.json\""),
+        )],
+        axum::Json(json!(c)),
+    ))
+}
+
+pub async fn delete(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<Value>> {
+    rights::delete_conversation(state.store.as_ref(), &state.audit, &id, &actor(&info)).await?;
+    Ok(axum::Json(json!({"deleted": id})))
+}
+
+pub async fn export_user(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    ApiPath(user): ApiPath<String>,
+) -> Result<axum::Json<Value>> {
+    let v = rights::export_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await?;
+    Ok(axum::Json(v))
+}
+
+pub async fn forget_user(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    ApiPath(user): ApiPath<String>,
+) -> Result<axum::Json<Value>> {
+    let n = rights::forget_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await?;
+    Ok(axum::Json(
+        json!({"user_id": user, "deleted_conversations": n}),
+    ))
+}

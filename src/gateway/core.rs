@@ -1,0 +1,268 @@
+//! `POST /api/maestra/core` (the seed's MaestraRequest → MaestraEnvelope) and the legacy
+//! `POST /api/maestra/advisor/ask`, both on the same pipeline.
+//!
+//! Multi-turn: the conversation's earlier messages go upstream with the new one. What is stored
+//! is minimised first (secrets redacted, surface file contents dropped), and only once the
+//! model has answered, so a failed call stores nothing half.
+
+use axum::Extension;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::chat::{self, Answer, Caller};
+use super::edge::{ApiJson, RequestInfo};
+use super::{AppState, Shared};
+use crate::conversations::model::{Message, now_millis, validate_id};
+use crate::conversations::redact::{minimise_context, redact};
+use crate::error::{Error, Result};
+use crate::providers::chat::MAX_MESSAGE_BYTES;
+use crate::providers::{ChatMessage, ChatRequest};
+use crate::store::Turn;
+
+#[derive(Debug, Deserialize)]
+pub struct MaestraRequest {
+    pub user_id: String,
+    pub surface_id: String,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    pub message: String,
+    #[serde(default)]
+    pub mode_hint: Option<String>,
+    #[serde(default)]
+    pub surface_context: Option<Value>,
+}
+
+/// The legacy advisor shape: a `question` (or `message`), everything else optional.
+#[derive(Debug, Deserialize)]
+pub struct AdvisorRequest {
+    #[serde(default, alias = "message")]
+    pub question: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub surface_id: Option<String>,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default, alias = "surface_context")]
+    pub context: Option<Value>,
+}
+
+pub async fn core(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(req): ApiJson<MaestraRequest>,
+) -> Result<axum::Json<Value>> {
+    let envelope = handle(&state, &info, req, "core").await?;
+    Ok(axum::Json(envelope))
+}
+
+pub async fn advisor_ask(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(req): ApiJson<AdvisorRequest>,
+) -> Result<axum::Json<Value>> {
+    let question = req
+        .question
+        .ok_or_else(|| Error::BadRequest("`question` is required".into()))?;
+    let core = MaestraRequest {
+        user_id: req.user_id.unwrap_or_else(|| "default".into()),
+        surface_id: req.surface_id.unwrap_or_else(|| "advisor".into()),
+        conversation_id: req.conversation_id,
+        message: question,
+        mode_hint: Some("advisor".into()),
+        surface_context: req.context,
+    };
+    let mut envelope = handle(&state, &info, core, "advisor.ask").await?;
+    if let Some(obj) = envelope.as_object_mut() {
+        let reply = obj.get("reply").cloned().unwrap_or(Value::Null);
+        obj.insert("answer".into(), reply);
+    }
+    Ok(axum::Json(envelope))
+}
+
+async fn handle(
+    state: &AppState,
+    info: &RequestInfo,
+    req: MaestraRequest,
+    action: &'static str,
+) -> Result<Value> {
+    validate_id("user_id", &req.user_id)?;
+    validate_id("surface_id", &req.surface_id)?;
+    let conversation_id = match req.conversation_id.as_deref() {
+        Some(id) if !id.is_empty() => {
+            validate_id("conversation_id", id)?;
+            id.to_string()
+        }
+        _ => new_conversation_id(&req.user_id),
+    };
+    if req.message.trim().is_empty() {
+        return Err(Error::BadRequest("`message` must not be empty".into()));
+    }
+    if req.message.len() > MAX_MESSAGE_BYTES {
+        return Err(Error::TooLarge(format!(
+            "`message` is over {MAX_MESSAGE_BYTES} bytes"
+        )));
+    }
+    let mode = req.mode_hint.clone().unwrap_or_else(|| "chat".into());
+
+    // Owner and size are checked before the model sees anything: another user's history must
+    // never go upstream, and a full conversation must not cost a call it cannot store.
+    let limits = &state.config.conversations;
+    if let Some(summary) = state.store.conversation_summary(&conversation_id).await? {
+        if summary.owner != req.user_id {
+            return Err(Error::NotFound(format!(
+                "no conversation {conversation_id:?} for this user"
+            )));
+        }
+        if summary.message_count + 2 > limits.max_messages {
+            return Err(Error::TooLarge(format!(
+                "conversation {conversation_id:?} holds the maximum of {} messages; start a new one",
+                limits.max_messages
+            )));
+        }
+    }
+    let history = state
+        .store
+        .conversation_recent(&conversation_id, limits.context_messages)
+        .await?;
+
+    let mut messages: Vec<ChatMessage> = Vec::with_capacity(history.len() + 2);
+    if let Some(ctx) = req.surface_context.as_ref().and_then(context_prompt) {
+        messages.push(ChatMessage {
+            role: "system".into(),
+            content: ctx,
+        });
+    }
+    messages.extend(history.into_iter().map(|m| ChatMessage {
+        role: m.role,
+        content: m.content,
+    }));
+    messages.push(ChatMessage {
+        role: "user".into(),
+        content: req.message.clone(),
+    });
+    let route = state.providers.default_route();
+    let chat_req = ChatRequest {
+        model: route.model.clone(),
+        messages,
+        max_tokens: None,
+        options: Default::default(),
+    };
+    let caller = Caller {
+        info,
+        user_id: Some(&req.user_id),
+        surface_id: Some(&req.surface_id),
+        action,
+    };
+    let answer = chat::complete(state, &caller, route, &chat_req).await?;
+    store_turn(state, &req, &conversation_id, &mode, &answer).await?;
+
+    let usage = answer.completion.usage;
+    Ok(json!({
+        "reply": answer.completion.content,
+        "mode": mode,
+        "conversation_id": conversation_id,
+        "source": answer.route.provider.source(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "artifacts": [],
+        "actions": [],
+        "meta": {
+            "latency_ms": answer.latency_ms,
+            "model": answer.route.model,
+            "tokens": usage.total(),
+            "cost_usd": chat::cost_usd(&answer.route, usage),
+        }
+    }))
+}
+
+async fn store_turn(
+    state: &AppState,
+    req: &MaestraRequest,
+    conversation_id: &str,
+    mode: &str,
+    answer: &Answer,
+) -> Result<()> {
+    let now = now_millis();
+    let usage = answer.completion.usage;
+    let mut user_meta = json!({});
+    if let Some(ctx) = req.surface_context.as_ref().and_then(minimise_context) {
+        user_meta["surface_context"] = ctx;
+    }
+    let messages = [
+        Message {
+            id: new_message_id(),
+            role: "user".into(),
+            content: redact(&req.message),
+            surface: req.surface_id.clone(),
+            mode: mode.to_string(),
+            timestamp: now,
+            meta: user_meta,
+        },
+        Message {
+            id: new_message_id(),
+            role: "assistant".into(),
+            content: redact(&answer.completion.content),
+            surface: req.surface_id.clone(),
+            mode: mode.to_string(),
+            timestamp: now,
+            meta: json!({
+                "model": answer.route.model,
+                "source": answer.route.provider.source(),
+                "tokens": usage.total(),
+                "latency_ms": answer.latency_ms,
+                "cost_usd": chat::cost_usd(&answer.route, usage),
+            }),
+        },
+    ];
+    let topic: String = redact(&req.message).chars().take(80).collect();
+    state
+        .store
+        .conversation_append(&Turn {
+            conversation_id,
+            owner: &req.user_id,
+            topic: topic.trim(),
+            surface: &req.surface_id,
+            messages: &messages,
+            max_messages: state.config.conversations.max_messages,
+        })
+        .await
+}
+
+/// What of a surface's context the model is shown: the file it came from and its content.
+/// (Only the path is ever stored.)
+fn context_prompt(ctx: &Value) -> Option<String> {
+    let obj = ctx.as_object()?;
+    let text = |k: &str| obj.get(k).and_then(Value::as_str);
+    let content = text("file_content")
+        .or_else(|| text("selection"))
+        .or_else(|| text("content"))?;
+    let path = text("file_path")
+        .or_else(|| text("path"))
+        .unwrap_or("(unnamed)");
+    Some(format!(
+        "The user is looking at {path}. Its content:\n{content}"
+    ))
+}
+
+/// `conv_YYYY-MM-DD_<user prefix>_<random>`, the seed's shape.
+fn new_conversation_id(user: &str) -> String {
+    let date = crate::conversations::model::format_millis(now_millis());
+    let who: String = user
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "conv_{}_{}_{}",
+        date.get(..10).unwrap_or("0000-00-00"),
+        who,
+        rand.get(..12).unwrap_or(&rand)
+    )
+}
+
+fn new_message_id() -> String {
+    format!("msg_{}", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,246 @@
+//! OpenAI-compatible `POST /v1/chat/completions` (plain and `stream: true` as server-sent
+//! events) and `GET /v1/models`, so any OpenAI client works through Maestra unchanged.
+//!
+//! These calls are stateless like OpenAI's own: the client sends the history, nothing is
+//! stored, and the call is audited without its content.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use serde_json::{Map, Value, json};
+
+use super::chat::{self, Caller};
+use super::edge::{ApiJson, RequestInfo};
+use super::{AppState, Shared};
+use crate::error::{Error, Result};
+use crate::providers::{ChatRequest, Delta, DeltaStream, Route, Usage};
+
+pub async fn chat_completions(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<Response> {
+    let req = ChatRequest::from_openai(&body)?;
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(Error::BadRequest("`stream` must be true or false".into())),
+    };
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let user = body.get("user").and_then(Value::as_str).map(str::to_string);
+    if let Some(u) = &user {
+        crate::conversations::model::validate_id("user", u)?;
+    }
+    let route = state.providers.route(&req.model)?;
+    let caller = Caller {
+        info: &info,
+        user_id: user.as_deref(),
+        surface_id: None,
+        action: "chat.completions",
+    };
+    if !stream {
+        let answer = chat::complete(&state, &caller, route, &req).await?;
+        let usage = answer.completion.usage;
+        return Ok(axum::Json(json!({
+            "id": completion_id(),
+            "object": "chat.completion",
+            "created": crate::store::now_unix(),
+            "model": answer.route.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.completion.content},
+                "finish_reason": answer.completion.finish_reason,
+            }],
+            "usage": usage_json(usage),
+            "meta": meta(&answer.route, usage, answer.latency_ms),
+        }))
+        .into_response());
+    }
+    let start = Instant::now();
+    let (route, deltas) = chat::open_stream(&state, &caller, route, &req, start).await?;
+    let report = StreamReport {
+        state: state.clone(),
+        info: info.clone(),
+        user,
+        route: route.clone(),
+        start,
+        usage: Usage::default(),
+        outcome: None,
+    };
+    let events = sse_events(deltas, route, include_usage, report);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+pub async fn models(State(state): State<Shared>) -> axum::Json<Value> {
+    let data: Vec<Value> = state
+        .providers
+        .models()
+        .await
+        .into_iter()
+        .map(|(id, provider)| {
+            json!({"id": id, "object": "model", "created": 0, "owned_by": provider.service()})
+        })
+        .collect();
+    axum::Json(json!({"object": "list", "data": data}))
+}
+
+fn completion_id() -> String {
+    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn usage_json(u: Usage) -> Value {
+    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+           "total_tokens": u.total()})
+}
+
+fn meta(route: &Route, usage: Usage, latency_ms: u64) -> Value {
+    json!({"latency_ms": latency_ms, "model": route.model, "tokens": usage.total(),
+           "cost_usd": chat::cost_usd(route, usage), "source": route.provider.source()})
+}
+
+/// Audits a stream when it ends, however it ends: completed, failed upstream, or dropped
+/// because the client went away.
+struct StreamReport {
+    state: Arc<AppState>,
+    info: RequestInfo,
+    user: Option<String>,
+    route: Route,
+    start: Instant,
+    usage: Usage,
+    /// `Some(Ok)` when complete, `Some(Err)` when the upstream failed; `None` if abandoned.
+    outcome: Option<Result<()>>,
+}
+
+impl Drop for StreamReport {
+    fn drop(&mut self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (state, info, user, route) = (
+            self.state.clone(),
+            self.info.clone(),
+            self.user.clone(),
+            self.route.clone(),
+        );
+        let (start, usage) = (self.start, self.usage);
+        let outcome = self.outcome.take().unwrap_or_else(|| {
+            Err(Error::Upstream(
+                "the client disconnected before the stream ended".into(),
+            ))
+        });
+        rt.spawn(async move {
+            let caller = Caller {
+                info: &info,
+                user_id: user.as_deref(),
+                surface_id: None,
+                action: "chat.completions",
+            };
+            let latency_ms = start.elapsed().as_millis() as u64;
+            let _ = match outcome {
+                Ok(()) => {
+                    chat::record_success(&state, &caller, &route, usage, latency_ms, true).await
+                }
+                Err(e) => chat::record_failure(&state, &caller, &route, &e, start).await,
+            };
+        });
+    }
+}
+
+struct Relay {
+    deltas: DeltaStream,
+    id: String,
+    created: i64,
+    model: String,
+    include_usage: bool,
+    started: bool,
+    ended: bool,
+    report: StreamReport,
+}
+
+fn sse_events(
+    deltas: DeltaStream,
+    route: Route,
+    include_usage: bool,
+    report: StreamReport,
+) -> impl Stream<Item = std::result::Result<SseEvent, Infallible>> {
+    let relay = Relay {
+        deltas,
+        id: completion_id(),
+        created: crate::store::now_unix(),
+        model: route.model,
+        include_usage,
+        started: false,
+        ended: false,
+        report,
+    };
+    futures_util::stream::unfold(relay, |mut r| async move {
+        if r.ended {
+            return None;
+        }
+        if !r.started {
+            r.started = true;
+            let first = r.chunk(json!({"role": "assistant", "content": ""}), None);
+            return Some((Ok(first), r));
+        }
+        loop {
+            match r.deltas.next().await {
+                Some(Ok(Delta::Text(t))) => {
+                    let ev = r.chunk(json!({"content": t}), None);
+                    return Some((Ok(ev), r));
+                }
+                Some(Ok(Delta::Finish(reason))) => {
+                    let ev = r.chunk(json!({}), Some(reason));
+                    return Some((Ok(ev), r));
+                }
+                Some(Ok(Delta::Usage(u))) => {
+                    r.report.usage = u;
+                    if r.include_usage {
+                        let ev = SseEvent::default().data(
+                            json!({"id": r.id, "object": "chat.completion.chunk",
+                                   "created": r.created, "model": r.model, "choices": [],
+                                   "usage": usage_json(u)})
+                            .to_string(),
+                        );
+                        return Some((Ok(ev), r));
+                    }
+                }
+                Some(Err(e)) => {
+                    r.ended = true;
+                    let ev = SseEvent::default().data(e.body().to_string());
+                    r.report.outcome = Some(Err(e));
+                    return Some((Ok(ev), r));
+                }
+                None => {
+                    r.ended = true;
+                    r.report.outcome = Some(Ok(()));
+                    return Some((Ok(SseEvent::default().data("[DONE]")), r));
+                }
+            }
+        }
+    })
+}
+
+impl Relay {
+    fn chunk(&self, delta: Value, finish: Option<String>) -> SseEvent {
+        SseEvent::default().data(
+            json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            })
+            .to_string(),
+        )
+    }
+}

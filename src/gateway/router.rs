@@ -1,0 +1,76 @@
+//! The routes, and the edge layers in data-path order (SPEC §2).
+//!
+//! Layers wrap from the outside in, so the list below reads top to bottom as a request meets
+//! them: panic guard → request id → metrics and log → deadline → security headers → body limit
+//! → handler. The later stages (guard, egress, store, audit) are calls inside the handlers.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware;
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::{Shared, conversations, core, edge, openai_api, system};
+
+/// Response headers every answer carries: it is an API, never a page to frame, sniff or cache.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("cross-origin-resource-policy", "same-origin"),
+];
+
+pub fn router(state: Shared) -> Router {
+    let routes = Router::new()
+        .route("/api/maestra/core", post(core::core))
+        .route("/api/maestra/advisor/ask", post(core::advisor_ask))
+        .route("/v1/chat/completions", post(openai_api::chat_completions))
+        .route("/v1/models", get(openai_api::models))
+        .route("/api/conversations", get(conversations::list))
+        .route(
+            "/api/conversations/{id}",
+            get(conversations::get).delete(conversations::delete),
+        )
+        .route("/api/conversations/{id}/export", get(conversations::export))
+        .route(
+            "/api/users/{user_id}/export",
+            get(conversations::export_user),
+        )
+        .route(
+            "/api/users/{user_id}/data",
+            axum::routing::delete(conversations::forget_user),
+        )
+        .route("/api/privacy", get(system::privacy))
+        .route("/health", get(system::health))
+        .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(system::openapi))
+        .fallback(edge::not_found)
+        .method_not_allowed_fallback(edge::method_not_allowed);
+
+    let mut app = routes.layer(DefaultBodyLimit::max(state.config.server.max_body_bytes));
+    for (name, value) in SECURITY_HEADERS {
+        app = app.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    app.layer(
+        ServiceBuilder::new()
+            .layer(CatchPanicLayer::custom(edge::panic_response))
+            .layer(middleware::from_fn(edge::request_id))
+            .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                edge::deadline,
+            )),
+    )
+    .with_state(state)
+}

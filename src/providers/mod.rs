@@ -1,0 +1,347 @@
+//! Language-model providers: routing by model name, and the calls themselves, always through
+//! the guarded [`Egress`] client (so local-only mode blocks cloud models at the socket).
+//!
+//! - `chat`      — provider-neutral request, answer and stream shapes
+//! - `openai`    — the OpenAI wire format (OpenAI and local OpenAI-compatible servers)
+//! - `anthropic` — the Messages API, translated
+
+pub mod anthropic;
+pub mod chat;
+pub mod openai;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use url::Url;
+
+pub use chat::{ChatMessage, ChatRequest, Completion, Delta, Usage};
+pub use stream::DeltaStream;
+
+use crate::config::Config;
+use crate::egress::Egress;
+use crate::error::{Error, Result};
+use crate::privsec::vault::Vault;
+
+/// Vault names of the provider keys (`MAESTRA_OPENAI_KEY` / `MAESTRA_ANTHROPIC_KEY` are imported
+/// here on start, so a key lives encrypted at rest like every other credential).
+pub const OPENAI_KEY: &str = "openai_api_key";
+pub const ANTHROPIC_KEY: &str = "anthropic_api_key";
+/// The cloud model a fallback goes to, per provider.
+const OPENAI_FALLBACK: &str = "gpt-4o-mini";
+const ANTHROPIC_FALLBACK: &str = "claude-3-5-haiku-latest";
+/// Largest upstream answer read, in bytes.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Local,
+    Cloud,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Local,
+    OpenAi,
+    Anthropic,
+}
+
+impl Provider {
+    /// The name in the guard catalog and in audit entries. The local server is not a catalog
+    /// entry on purpose: it is allowed only if its address really is local.
+    pub fn service(self) -> &'static str {
+        match self {
+            Provider::Local => "local_model",
+            Provider::OpenAi => "openai",
+            Provider::Anthropic => "anthropic",
+        }
+    }
+
+    pub fn source(self) -> Source {
+        match self {
+            Provider::Local => Source::Local,
+            _ => Source::Cloud,
+        }
+    }
+}
+
+/// Where a model name goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub provider: Provider,
+    pub model: String,
+}
+
+pub struct Providers {
+    egress: Egress,
+    vault: Arc<Vault>,
+    local_url: String,
+    local_models: Vec<String>,
+    openai_url: String,
+    anthropic_url: String,
+    timeout: Duration,
+    fallback: bool,
+}
+
+impl Providers {
+    pub fn new(config: &Config, egress: Egress, vault: Arc<Vault>) -> Providers {
+        Providers {
+            egress,
+            vault,
+            local_url: config.local_model_url.trim_end_matches('/').to_string(),
+            local_models: config.local_models(),
+            openai_url: config.openai_base_url.trim_end_matches('/').to_string(),
+            anthropic_url: config.anthropic_base_url.trim_end_matches('/').to_string(),
+            timeout: Duration::from_secs(config.upstream_timeout),
+            fallback: config.cloud_fallback,
+        }
+    }
+
+    /// The model the core endpoint uses: the first local one.
+    pub fn default_route(&self) -> Route {
+        Route {
+            provider: Provider::Local,
+            model: self.local_models.first().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Routes by name: the configured local models (or `local/NAME`), `gpt-*`/`o1..o4*`/
+    /// `chatgpt-*` to OpenAI, `claude-*` to Anthropic; anything else is an unknown model.
+    pub fn route(&self, model: &str) -> Result<Route> {
+        if let Some(name) = model.strip_prefix("local/") {
+            return Ok(Route {
+                provider: Provider::Local,
+                model: name.to_string(),
+            });
+        }
+        let provider = if self.local_models.iter().any(|m| m == model) {
+            Provider::Local
+        } else if model.starts_with("gpt-")
+            || model.starts_with("chatgpt-")
+            || ["o1", "o3", "o4"].iter().any(|p| model.starts_with(p))
+        {
+            Provider::OpenAi
+        } else if model.starts_with("claude-") {
+            Provider::Anthropic
+        } else {
+            return Err(Error::UnknownModel(model.to_string()));
+        };
+        Ok(Route {
+            provider,
+            model: model.to_string(),
+        })
+    }
+
+    /// What `GET /v1/models` lists: local models, and cloud ones whose key is in the vault.
+    pub async fn models(&self) -> Vec<(String, Provider)> {
+        let mut out: Vec<_> = self
+            .local_models
+            .iter()
+            .map(|m| (m.clone(), Provider::Local))
+            .collect();
+        if !self.egress.local_only() {
+            for (key, model, p) in [
+                (OPENAI_KEY, OPENAI_FALLBACK, Provider::OpenAi),
+                (ANTHROPIC_KEY, ANTHROPIC_FALLBACK, Provider::Anthropic),
+            ] {
+                if self.vault.get(key).await.is_ok() {
+                    out.push((model.to_string(), p));
+                }
+            }
+        }
+        out
+    }
+
+    /// The cloud route a failed local call may fall back to: only when the user turned
+    /// fallback on, never in local-only mode, and only to a provider whose key is stored.
+    pub async fn fallback_for(&self, route: &Route, err: &Error) -> Option<Route> {
+        let transient = matches!(
+            err,
+            Error::Upstream(_) | Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_)
+        );
+        if !self.fallback || self.egress.local_only() || !transient {
+            return None;
+        }
+        if route.provider != Provider::Local {
+            return None;
+        }
+        for (key, model, provider) in [
+            (OPENAI_KEY, OPENAI_FALLBACK, Provider::OpenAi),
+            (ANTHROPIC_KEY, ANTHROPIC_FALLBACK, Provider::Anthropic),
+        ] {
+            if self.vault.get(key).await.is_ok() {
+                return Some(Route {
+                    provider,
+                    model: model.to_string(),
+                });
+            }
+        }
+        None
+    }
+
+    /// One whole answer, with connect and overall timeouts.
+    pub async fn complete(&self, route: &Route, req: &ChatRequest) -> Result<Completion> {
+        let request = self.request(route, req, false).await?.timeout(self.timeout);
+        let resp = self.egress.send(route.provider.service(), request).await?;
+        let resp = check_status(route.provider, resp).await?;
+        let body = read_capped(route.provider, resp).await?;
+        let v: Value = serde_json::from_slice(&body).map_err(|_| {
+            Error::Upstream(format!(
+                "{} sent an answer that is not JSON",
+                route.provider.service()
+            ))
+        })?;
+        match route.provider {
+            Provider::Anthropic => anthropic::parse_completion(&v),
+            _ => openai::parse_completion(&v),
+        }
+    }
+
+    /// A streamed answer. Waiting for the first byte and every gap between events are bounded
+    /// by the timeout, so a silent upstream ends the stream with an error instead of a hang.
+    pub async fn stream(&self, route: &Route, req: &ChatRequest) -> Result<DeltaStream> {
+        let request = self.request(route, req, true).await?;
+        let send = self.egress.send(route.provider.service(), request);
+        let resp = tokio::time::timeout(self.timeout, send)
+            .await
+            .map_err(|_| timeout(route.provider))??;
+        let resp = check_status(route.provider, resp).await?;
+        Ok(stream::deltas(route.provider, resp, self.timeout))
+    }
+
+    async fn request(
+        &self,
+        route: &Route,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder> {
+        let (base, body) = match route.provider {
+            Provider::Anthropic => (
+                format!("{}/messages", self.anthropic_url),
+                anthropic::request_body(req, &route.model, stream),
+            ),
+            Provider::OpenAi => (
+                format!("{}/chat/completions", self.openai_url),
+                openai::request_body(req, &route.model, stream),
+            ),
+            Provider::Local => (
+                format!("{}/chat/completions", self.local_url),
+                openai::request_body(req, &route.model, stream),
+            ),
+        };
+        let url = Url::parse(&base).map_err(|e| {
+            Error::Config(format!(
+                "the {} base URL is not a URL: {e}",
+                route.provider.service()
+            ))
+        })?;
+        let builder = self.egress.request(reqwest::Method::POST, url).json(&body);
+        // Credentials are injected here, at egress, straight from the vault.
+        Ok(match route.provider {
+            Provider::Local => builder,
+            Provider::OpenAi => {
+                let key = self.key(OPENAI_KEY).await?;
+                builder.bearer_auth(key.expose_secret())
+            }
+            Provider::Anthropic => {
+                let key = self.key(ANTHROPIC_KEY).await?;
+                let mut value = reqwest::header::HeaderValue::from_str(key.expose_secret())
+                    .map_err(|_| {
+                        Error::Vault(format!("{ANTHROPIC_KEY} is not a valid header value"))
+                    })?;
+                value.set_sensitive(true);
+                builder
+                    .header("x-api-key", value)
+                    .header("anthropic-version", anthropic::VERSION)
+            }
+        })
+    }
+
+    async fn key(&self, name: &str) -> Result<secrecy::SecretString> {
+        self.vault.get(name).await.map_err(|e| match e {
+            Error::SecretNotFound(_) => Error::UpstreamUnavailable(format!(
+                "no API key stored: set it with `maestra vault put {name}`"
+            )),
+            other => other,
+        })
+    }
+}
+
+fn timeout(p: Provider) -> Error {
+    Error::UpstreamTimeout(format!("{} did not answer in time", p.service()))
+}
+
+/// Maps an upstream failure status to ours: overload and rate limits are "unavailable" (503),
+/// a gateway timeout stays a timeout (504), everything else is a bad upstream answer (502).
+async fn check_status(p: Provider, resp: reqwest::Response) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = read_capped(p, resp).await.unwrap_or_default();
+    let detail = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").map(upstream_message))
+        .unwrap_or_default();
+    let msg = format!(
+        "{} answered {}{}{}",
+        p.service(),
+        status.as_u16(),
+        if detail.is_empty() { "" } else { ": " },
+        detail
+    );
+    Err(match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            Error::UpstreamUnavailable(msg)
+        }
+        StatusCode::GATEWAY_TIMEOUT => Error::UpstreamTimeout(msg),
+        _ => Error::Upstream(msg),
+    })
+}
+
+async fn read_capped(p: Provider, mut resp: reqwest::Response) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(Error::Upstream(format!(
+                        "{} sent an answer over {MAX_ANSWER_BYTES} bytes",
+                        p.service()
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err(timeout(p)),
+            Err(_) => {
+                return Err(Error::Upstream(format!(
+                    "{} closed the connection mid-answer",
+                    p.service()
+                )));
+            }
+        }
+    }
+}
+
+/// An upstream error object's message, redacted (providers echo key prefixes) and shortened.
+pub(crate) fn upstream_message(err: &Value) -> String {
+    let text = match err {
+        Value::String(s) => s.clone(),
+        other => other
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    };
+    let text = crate::conversations::redact::redact(&text);
+    let mut short: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    if text.chars().count() > 200 {
+        short.push('…');
+    }
+    short
+}

@@ -1,0 +1,122 @@
+//! The OpenAI chat-completions wire format, spoken by OpenAI and by local servers (Ollama,
+//! llama.cpp, vLLM, LM Studio).
+
+use serde_json::{Value, json};
+
+use super::chat::{ChatRequest, Completion, Delta, Usage};
+use crate::error::{Error, Result};
+
+pub fn request_body(req: &ChatRequest, model: &str, stream: bool) -> Value {
+    let mut body = json!({
+        "model": model,
+        "messages": req.messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect::<Vec<_>>(),
+        "stream": stream,
+    });
+    if let Some(obj) = body.as_object_mut() {
+        for (k, v) in &req.options {
+            obj.insert(k.clone(), v.clone());
+        }
+        if let Some(n) = req.max_tokens {
+            obj.insert("max_tokens".into(), json!(n));
+        }
+        if stream {
+            // Usage arrives in a last chunk; it is what the cost ledger settles on.
+            obj.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+    }
+    body
+}
+
+pub fn parse_completion(v: &Value) -> Result<Completion> {
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| garbage("no `choices`"))?;
+    let content = match choice.pointer("/message/content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(_) => return Err(garbage("`message.content` is not text")),
+    };
+    Ok(Completion {
+        content,
+        finish_reason: choice
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("stop")
+            .to_string(),
+        usage: usage(v.get("usage")),
+    })
+}
+
+/// The deltas in one streamed `data:` payload (`[DONE]` is handled by the caller).
+pub fn parse_chunk(data: &str) -> Result<Vec<Delta>> {
+    let v: Value = serde_json::from_str(data).map_err(|_| garbage("a stream chunk is not JSON"))?;
+    if let Some(err) = v.get("error") {
+        return Err(Error::Upstream(format!(
+            "the stream reported an error: {}",
+            super::upstream_message(err)
+        )));
+    }
+    let mut out = Vec::new();
+    if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
+        if let Some(Value::String(t)) = choice.pointer("/delta/content")
+            && !t.is_empty()
+        {
+            out.push(Delta::Text(t.clone()));
+        }
+        if let Some(Value::String(r)) = choice.get("finish_reason") {
+            out.push(Delta::Finish(r.clone()));
+        }
+    } else if v.get("choices").is_none() && v.get("usage").is_none() {
+        return Err(garbage("a stream chunk has no `choices`"));
+    }
+    if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+        out.push(Delta::Usage(usage(Some(u))));
+    }
+    Ok(out)
+}
+
+fn usage(u: Option<&Value>) -> Usage {
+    let n = |k: &str| {
+        u.and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    Usage {
+        prompt_tokens: n("prompt_tokens"),
+        completion_tokens: n("completion_tokens"),
+    }
+}
+
+fn garbage(what: &str) -> Error {
+    Error::Upstream(format!("the model server sent an invalid answer: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_and_chunks() {
+        let c = parse_completion(&json!({
+            "choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1}
+        }))
+        .unwrap();
+        assert_eq!((c.content.as_str(), c.usage.total()), ("hi", 4));
+        assert_eq!(
+            parse_chunk(r#"{"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#).unwrap(),
+            vec![Delta::Text("a".into())]
+        );
+        assert_eq!(
+            parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#)
+                .unwrap(),
+            vec![Delta::Usage(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2
+            })]
+        );
+        assert!(parse_chunk("not json").is_err());
+        assert!(parse_completion(&json!({"foo": 1})).is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! Upstream server-sent events to [`Delta`]s, with an idle timeout and a clear error when the
+//! upstream stops before the answer is complete.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+
+use super::chat::Delta;
+use super::{Provider, anthropic, openai};
+use crate::error::{Error, Result};
+
+pub type DeltaStream = Pin<Box<dyn Stream<Item = Result<Delta>> + Send>>;
+
+type Events = Pin<
+    Box<
+        dyn Stream<
+                Item = std::result::Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+struct State {
+    provider: Provider,
+    events: Events,
+    anthropic: anthropic::StreamState,
+    pending: VecDeque<Delta>,
+    /// A finish reason was seen: an end of stream after it is a normal end.
+    finished: bool,
+    done: bool,
+    idle: Duration,
+}
+
+pub fn deltas(provider: Provider, resp: reqwest::Response, idle: Duration) -> DeltaStream {
+    let state = State {
+        provider,
+        events: Box::pin(resp.bytes_stream().eventsource()),
+        anthropic: anthropic::StreamState::default(),
+        pending: VecDeque::new(),
+        finished: false,
+        done: false,
+        idle,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(d) = st.pending.pop_front() {
+                return Some((Ok(d), st));
+            }
+            if st.done {
+                return None;
+            }
+            match next(&mut st).await {
+                Ok(()) => continue,
+                Err(e) => {
+                    st.done = true;
+                    return Some((Err(e), st));
+                }
+            }
+        }
+    }))
+}
+
+/// Reads one upstream event into `pending`, or marks the stream done.
+async fn next(st: &mut State) -> Result<()> {
+    let service = st.provider.service();
+    let event = match tokio::time::timeout(st.idle, st.events.next()).await {
+        Err(_) => {
+            return Err(Error::UpstreamTimeout(format!(
+                "{service} stopped sending mid-stream"
+            )));
+        }
+        Ok(None) if st.finished => {
+            st.done = true;
+            return Ok(());
+        }
+        Ok(None) => {
+            return Err(Error::Upstream(format!(
+                "{service} closed the stream before the answer was complete"
+            )));
+        }
+        Ok(Some(Err(_))) => {
+            return Err(Error::Upstream(format!(
+                "{service} broke the stream off mid-answer"
+            )));
+        }
+        Ok(Some(Ok(ev))) => ev,
+    };
+    let deltas = match st.provider {
+        Provider::Anthropic => {
+            if ev_is(&event, "message_stop") {
+                st.done = true;
+                return Ok(());
+            }
+            anthropic::parse_event(&mut st.anthropic, &event.event, &event.data)?
+        }
+        _ => {
+            if event.data.trim() == "[DONE]" {
+                st.done = true;
+                return Ok(());
+            }
+            openai::parse_chunk(&event.data)?
+        }
+    };
+    for d in deltas {
+        if matches!(d, Delta::Finish(_)) {
+            st.finished = true;
+        }
+        st.pending.push_back(d);
+    }
+    Ok(())
+}
+
+fn ev_is(event: &eventsource_stream::Event, kind: &str) -> bool {
+    event.event == kind || event.data.contains(&format!("\"type\":\"{kind}\""))
+}

@@ -1,0 +1,48 @@
+//! Column encoding shared by both backends, so they store and report the same way.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Encodes a value as the JSON text stored in a column. The error names the field, never the
+/// value, which may be conversation content.
+pub(super) fn to_json<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|_| Error::Store(format!("cannot encode {what} as JSON")))
+}
+
+/// Decodes a JSON column; the error names the field, never the stored text.
+pub(super) fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|_| Error::Store(format!("stored {what} is not valid JSON")))
+}
+
+/// A count or position as the signed 64-bit integer both databases store.
+pub(super) fn to_i64(what: &str, n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| Error::Store(format!("{what} out of range")))
+}
+
+/// A stored count back as unsigned; a negative one (never written by this code) reads as 0.
+pub(super) fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The error for a conversation owned by someone else: indistinguishable from a missing one.
+pub(super) fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("conversation {id:?}"))
+}
+
+/// The error for an append that would take a conversation over its message limit.
+pub(super) fn too_large(id: &str, max: u64) -> Error {
+    Error::TooLarge(format!(
+        "conversation {id:?} would exceed its limit of {max} messages"
+    ))
+}
+
+/// Adds `surface` to `surfaces` unless it is empty or already there.
+pub(super) fn add_surface(surfaces: &mut Vec<String>, surface: &str) -> bool {
+    if surface.is_empty() || surfaces.iter().any(|s| s == surface) {
+        return false;
+    }
+    surfaces.push(surface.to_owned());
+    true
+}

@@ -1,0 +1,214 @@
+//! A mock model upstream on 127.0.0.1 port 0, speaking OpenAI's chat completions and
+//! Anthropic's Messages API, plain and streamed. The last user message picks a behaviour:
+//! `mode:slow` never answers in time, `mode:garbage` answers non-JSON, `mode:500` fails,
+//! `mode:broken` closes a stream mid-answer, `mode:stall` stops sending mid-stream.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Clone, Default)]
+pub struct Mock {
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Mock {
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Starts the mock; returns its address and its record of requests.
+pub async fn start() -> (SocketAddr, Mock) {
+    let mock = Mock::default();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(openai))
+        .route("/v1/messages", post(anthropic))
+        .with_state(mock.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, mock)
+}
+
+fn last_user(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn record(mock: &Mock, path: &str, headers: &HeaderMap, body: &Value) {
+    mock.seen.lock().unwrap().push(Seen {
+        path: path.into(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+}
+
+/// A body that sends `parts` with a pause before each, then optionally hangs.
+fn paced(parts: Vec<String>, hang: bool) -> Body {
+    let stream =
+        futures_util::stream::unfold((parts.into_iter(), hang), |(mut it, hang)| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            match it.next() {
+                Some(p) => Some((Ok::<_, Infallible>(Bytes::from(p)), (it, hang))),
+                None if hang => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    None
+                }
+                None => None,
+            }
+        });
+    Body::from_stream(stream)
+}
+
+fn sse(parts: Vec<String>, hang: bool) -> Response {
+    ([("content-type", "text/event-stream")], paced(parts, hang)).into_response()
+}
+
+async fn misbehave(text: &str) -> Option<Response> {
+    if text.contains("mode:delay") {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    if text.contains("mode:slow") {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    if text.contains("mode:garbage") {
+        return Some((StatusCode::OK, "<html>this is not json").into_response());
+    }
+    if text.contains("mode:500") {
+        return Some(
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"error": {"message": "the model crashed"}})),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+async fn openai(State(mock): State<Mock>, headers: HeaderMap, body: axum::Json<Value>) -> Response {
+    let body = body.0;
+    record(&mock, "/v1/chat/completions", &headers, &body);
+    let text = last_user(&body);
+    if let Some(r) = misbehave(&text).await {
+        return r;
+    }
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    let turns = body["messages"].as_array().map_or(0, Vec::len);
+    let reply = format!("echo({turns}): {text}");
+    if body["stream"] == true {
+        let chunk = |delta: Value, finish: Value| {
+            format!(
+                "data: {}\n\n",
+                json!({"id": "c1", "object": "chat.completion.chunk", "model": model,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            )
+        };
+        let mut parts = vec![chunk(json!({"role": "assistant"}), Value::Null)];
+        for w in reply.split_inclusive(' ') {
+            parts.push(chunk(json!({"content": w}), Value::Null));
+        }
+        if text.contains("mode:broken") {
+            parts.truncate(2);
+            return sse(parts, false);
+        }
+        if text.contains("mode:stall") {
+            parts.truncate(2);
+            return sse(parts, true);
+        }
+        parts.push(chunk(json!({}), json!("stop")));
+        if body["stream_options"]["include_usage"] == true {
+            parts.push(format!(
+                "data: {}\n\n",
+                json!({"id": "c1", "object": "chat.completion.chunk", "model": model, "choices": [],
+                       "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+            ));
+        }
+        parts.push("data: [DONE]\n\n".into());
+        return sse(parts, false);
+    }
+    axum::Json(json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    }))
+    .into_response()
+}
+
+async fn anthropic(
+    State(mock): State<Mock>,
+    headers: HeaderMap,
+    body: axum::Json<Value>,
+) -> Response {
+    let body = body.0;
+    record(&mock, "/v1/messages", &headers, &body);
+    if headers.get("anthropic-version").is_none() || headers.get("x-api-key").is_none() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"type": "error", "error": {"type": "authentication_error", "message": "missing key"}})),
+        )
+            .into_response();
+    }
+    let text = last_user(&body);
+    if let Some(r) = misbehave(&text).await {
+        return r;
+    }
+    let reply = format!("claude says: {text}");
+    if body["stream"] == true {
+        let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut parts = vec![
+            ev(
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "m1", "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+            ),
+            ev(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+        ];
+        for w in reply.split_inclusive(' ') {
+            parts.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+        }
+        if text.contains("mode:broken") {
+            parts.truncate(3);
+            return sse(parts, false);
+        }
+        parts.push(ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        parts.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 6}})));
+        parts.push(ev("message_stop", json!({"type": "message_stop"})));
+        return sse(parts, false);
+    }
+    axum::Json(json!({
+        "id": "m1", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [{"type": "text", "text": reply}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 12, "output_tokens": 6}
+    }))
+    .into_response()
+}

@@ -1,0 +1,118 @@
+//! `maestra serve` as a child process on 127.0.0.1 port 0, its output collected so a full
+//! pipe never blocks it and tests can grep it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::Home;
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub stdout: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+/// The environment pointing every provider at the mock upstream.
+pub fn upstream_env(home: Home, mock: SocketAddr) -> Home {
+    home.with("MAESTRA_LOCAL_MODEL_URL", &format!("http://{mock}/v1"))
+        .with("MAESTRA_LOCAL_MODEL", "llama3.2,qwen2.5")
+        .with("MAESTRA_OPENAI_BASE_URL", &format!("http://{mock}/v1"))
+        .with("MAESTRA_ANTHROPIC_BASE_URL", &format!("http://{mock}/v1"))
+        .with("MAESTRA_UPSTREAM_TIMEOUT", "2")
+}
+
+impl Server {
+    pub fn start(home: &Home) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestra"));
+        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.dir.path())
+            .envs(home.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(home.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let err_buf = stderr.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                err_buf
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out_pipe = child.stdout.take().unwrap();
+        let out_buf = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("maestra listening on http://") {
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                out_buf.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("maestra serve did not start: {}", stderr.lock().unwrap());
+            }
+        };
+        Server {
+            child: Some(child),
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns everything the server printed.
+    pub fn stop(&mut self) -> String {
+        let Some(mut child) = self.child.take() else {
+            return String::new();
+        };
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let status = child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(status.success(), "serve exited with {status}");
+        self.output()
+    }
+
+    pub fn output(&self) -> String {
+        format!(
+            "{}{}",
+            self.stdout.lock().unwrap(),
+            self.stderr.lock().unwrap()
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,998 @@
+//! One behavioural suite for every `Store` backend.
+//!
+//! Each behaviour is a function taking `Arc<dyn Store>`; the `suite!` macro runs it against a
+//! fresh SQLite file (`sqlite::*`) and a fresh PostgreSQL database (`postgres::*`).
+//!
+//! PostgreSQL: the tests connect as `postgres` to 127.0.0.1:5432 (database `test`, else
+//! `postgres`), or to `MAESTRA_TEST_POSTGRES_URL` when set, create a database per test and drop
+//! it afterwards. An unreachable server FAILS the tests. Only outside CI (no `CI` variable) may a
+//! developer without PostgreSQL opt out with `MAESTRA_TEST_SKIP_POSTGRES=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use maestra::Error;
+use maestra::conversations::model::{Conversation, ConversationMeta, Message, now_millis};
+use maestra::store::{PostgresStore, SecretRecord, SqliteStore, Store, Turn};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+async fn with_sqlite<F, Fut>(behaviour: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("maestra.db"))
+            .await
+            .unwrap(),
+    );
+    behaviour(store.clone()).await;
+    store.close().await;
+}
+
+const DEFAULT_ADMIN_URLS: [&str; 2] = [
+    "postgres://postgres@127.0.0.1:5432/test",
+    "postgres://postgres@127.0.0.1:5432/postgres",
+];
+
+/// A connection to the server's maintenance database, or `None` when the developer opted out.
+async fn pg_admin() -> Option<(PgPool, url::Url)> {
+    let urls: Vec<String> = match std::env::var("MAESTRA_TEST_POSTGRES_URL") {
+        Ok(url) => vec![url],
+        Err(_) => DEFAULT_ADMIN_URLS.iter().map(|u| u.to_string()).collect(),
+    };
+    let mut failures = Vec::new();
+    for url in &urls {
+        match PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await
+        {
+            Ok(pool) => return Some((pool, url::Url::parse(url).unwrap())),
+            Err(e) => {
+                // Name the server, never a password that may be in the URL.
+                let shown = match url::Url::parse(url) {
+                    Ok(mut u) => {
+                        let _ = u.set_password(None);
+                        u.to_string()
+                    }
+                    Err(_) => "(unparseable URL)".to_string(),
+                };
+                failures.push(format!("{shown}: {e}"));
+            }
+        }
+    }
+    let in_ci = std::env::var_os("CI").is_some();
+    if !in_ci && std::env::var("MAESTRA_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+        eprintln!("PostgreSQL unavailable, skipped (MAESTRA_TEST_SKIP_POSTGRES=1): {failures:?}");
+        return None;
+    }
+    panic!(
+        "PostgreSQL is required for the store suite and is unreachable: {failures:?}. Start it \
+         (pg_ctlcluster <version> main start) or set MAESTRA_TEST_POSTGRES_URL."
+    );
+}
+
+async fn with_postgres<F, Fut>(behaviour: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let Some((admin, mut url)) = pg_admin().await else {
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!(
+        "maestra_test_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    url.set_path(&name);
+
+    // The behaviour runs in its own task so that a failing assertion still reaches the cleanup.
+    let outcome = match PostgresStore::open(url.as_str()).await {
+        Ok(store) => {
+            let store = Arc::new(store);
+            let outcome = tokio::spawn(behaviour(store.clone())).await;
+            store.close().await;
+            outcome.map_err(|e| e.into_panic())
+        }
+        Err(e) => Err(Box::new(format!("PostgresStore::open failed: {e}")) as _),
+    };
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::with_sqlite(super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::with_postgres(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    append_creates_and_extends,
+    messages_keep_their_order,
+    recent_returns_the_last_messages_oldest_first,
+    list_is_newest_first_filtered_and_paged,
+    append_to_another_owners_conversation_is_not_found,
+    append_over_max_messages_is_refused_whole,
+    concurrent_appends_keep_every_message,
+    delete_one,
+    delete_owner_leaves_others_untouched,
+    delete_before_applies_retention,
+    import_refuses_an_existing_id,
+    import_and_get_round_trip,
+    scrub_keeps_live_data,
+    secrets_basic_behaviour,
+    meta_basic_behaviour,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+fn msg(id: &str, role: &str, content: &str, timestamp: i64) -> Message {
+    Message {
+        id: id.into(),
+        role: role.into(),
+        content: content.into(),
+        surface: "cli".into(),
+        mode: "chat".into(),
+        timestamp,
+        meta: json!({ "n": id }),
+    }
+}
+
+fn msgs(prefix: &str, n: usize) -> Vec<Message> {
+    (0..n)
+        .map(|i| {
+            msg(
+                &format!("{prefix}{i}"),
+                if i % 2 == 0 { "user" } else { "assistant" },
+                &format!("content {prefix}{i}"),
+                1_700_000_000_000 + i as i64,
+            )
+        })
+        .collect()
+}
+
+fn turn<'a>(id: &'a str, owner: &'a str, surface: &'a str, messages: &'a [Message]) -> Turn<'a> {
+    Turn {
+        conversation_id: id,
+        owner,
+        topic: "topic",
+        surface,
+        messages,
+        max_messages: 1000,
+    }
+}
+
+fn conversation(id: &str, owner: &str, updated_at: i64, n: usize) -> Conversation {
+    let messages = msgs(&format!("{id}-m"), n);
+    Conversation {
+        id: id.into(),
+        topic: format!("about {id}"),
+        owner: owner.into(),
+        surfaces: vec!["cli".into()],
+        tags: vec![],
+        artifacts: vec![],
+        meta: ConversationMeta {
+            created_at: updated_at - 10,
+            updated_at,
+            status: "active".into(),
+            message_count: messages.len() as u64,
+        },
+        messages,
+    }
+}
+
+fn ids(messages: &[Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.id.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviours
+
+async fn append_creates_and_extends(store: Arc<dyn Store>) {
+    assert!(store.conversation_get("c1").await.unwrap().is_none());
+    let before = now_millis();
+    let first = msgs("a", 2);
+    store
+        .conversation_append(&Turn {
+            topic: "weekend plans",
+            ..turn("c1", "alice", "cli", &first)
+        })
+        .await
+        .unwrap();
+    let c = store.conversation_get("c1").await.unwrap().unwrap();
+    assert_eq!(c.id, "c1");
+    assert_eq!(c.owner, "alice");
+    assert_eq!(c.topic, "weekend plans");
+    assert_eq!(c.surfaces, vec!["cli".to_string()]);
+    assert_eq!(c.messages, first);
+    assert_eq!(c.meta.message_count, 2);
+    assert_eq!(c.meta.status, "active");
+    assert!(c.meta.created_at >= before && c.meta.updated_at >= c.meta.created_at);
+
+    // An existing conversation keeps its topic, gains the new surface once, counts on.
+    let second = msgs("b", 1);
+    store
+        .conversation_append(&Turn {
+            topic: "ignored",
+            ..turn("c1", "alice", "vscode", &second)
+        })
+        .await
+        .unwrap();
+    store
+        .conversation_append(&turn("c1", "alice", "cli", &msgs("c", 1)))
+        .await
+        .unwrap();
+    let c2 = store.conversation_get("c1").await.unwrap().unwrap();
+    assert_eq!(c2.topic, "weekend plans");
+    assert_eq!(c2.surfaces, vec!["cli".to_string(), "vscode".to_string()]);
+    assert_eq!(c2.meta.message_count, 4);
+    assert_eq!(ids(&c2.messages), ["a0", "a1", "b0", "c0"]);
+    assert_eq!(c2.meta.created_at, c.meta.created_at);
+    assert!(c2.meta.updated_at >= c.meta.updated_at);
+}
+
+async fn messages_keep_their_order(store: Arc<dyn Store>) {
+    let mut expected = Vec::new();
+    for t in 0..6 {
+        let mut batch = msgs(&format!("t{t}-"), 1 + t % 3);
+        // Timestamps deliberately out of order: order is append order, not timestamp order.
+        for m in &mut batch {
+            m.timestamp = 2_000_000_000_000 - (t as i64) * 1000;
+            m.meta = json!({ "turn": t, "nested": { "list": [1, "two", null] } });
+            m.content = format!("{} — ünïcödé ✓ 'quotes' \"double\"", m.content);
+        }
+        store
+            .conversation_append(&turn("ordered", "alice", "cli", &batch))
+            .await
+            .unwrap();
+        expected.extend(batch);
+    }
+    let c = store.conversation_get("ordered").await.unwrap().unwrap();
+    assert_eq!(c.messages, expected);
+    assert_eq!(c.meta.message_count, expected.len() as u64);
+}
+
+async fn recent_returns_the_last_messages_oldest_first(store: Arc<dyn Store>) {
+    let all = msgs("m", 10);
+    for chunk in all.chunks(3) {
+        store
+            .conversation_append(&turn("r", "alice", "cli", chunk))
+            .await
+            .unwrap();
+    }
+    let last3 = store.conversation_recent("r", 3).await.unwrap();
+    assert_eq!(last3, all[7..].to_vec());
+    assert_eq!(store.conversation_recent("r", 100).await.unwrap(), all);
+    assert!(store.conversation_recent("r", 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .conversation_recent("missing", 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn list_is_newest_first_filtered_and_paged(store: Arc<dyn Store>) {
+    let specs = [
+        ("l1", "alice", 1_000),
+        ("l2", "bob", 5_000),
+        ("l3", "alice", 3_000),
+        ("l4", "alice", 4_000),
+        ("l5", "bob", 2_000),
+    ];
+    for (id, owner, updated) in specs {
+        assert!(
+            store
+                .conversation_import(&conversation(id, owner, updated, 2))
+                .await
+                .unwrap()
+        );
+    }
+    let list_ids = |v: Vec<maestra::conversations::model::Summary>| {
+        v.into_iter().map(|s| s.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list_ids(store.conversation_list(None, 100, 0).await.unwrap()),
+        ["l2", "l4", "l3", "l5", "l1"]
+    );
+    assert_eq!(
+        list_ids(
+            store
+                .conversation_list(Some("alice"), 100, 0)
+                .await
+                .unwrap()
+        ),
+        ["l4", "l3", "l1"]
+    );
+    assert_eq!(
+        list_ids(store.conversation_list(Some("bob"), 100, 0).await.unwrap()),
+        ["l2", "l5"]
+    );
+    assert!(
+        store
+            .conversation_list(Some("nobody"), 100, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Paging.
+    assert_eq!(
+        list_ids(store.conversation_list(None, 2, 0).await.unwrap()),
+        ["l2", "l4"]
+    );
+    assert_eq!(
+        list_ids(store.conversation_list(None, 2, 2).await.unwrap()),
+        ["l3", "l5"]
+    );
+    assert_eq!(
+        list_ids(store.conversation_list(None, 2, 4).await.unwrap()),
+        ["l1"]
+    );
+    assert!(
+        store
+            .conversation_list(None, 2, 6)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        list_ids(store.conversation_list(Some("alice"), 1, 1).await.unwrap()),
+        ["l3"]
+    );
+    // A summary carries the header, not the messages.
+    let s = &store.conversation_list(Some("bob"), 1, 0).await.unwrap()[0];
+    assert_eq!(s.id, "l2");
+    assert_eq!(s.owner, "bob");
+    assert_eq!(s.topic, "about l2");
+    assert_eq!(s.surfaces, vec!["cli".to_string()]);
+    assert_eq!((s.created_at, s.updated_at), (4_990, 5_000));
+    assert_eq!(s.message_count, 2);
+}
+
+async fn append_to_another_owners_conversation_is_not_found(store: Arc<dyn Store>) {
+    store
+        .conversation_append(&turn("mine", "alice", "cli", &msgs("a", 2)))
+        .await
+        .unwrap();
+    let before = store.conversation_get("mine").await.unwrap().unwrap();
+    let err = store
+        .conversation_append(&turn("mine", "bob", "phone", &msgs("b", 1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    assert_eq!(err.status(), 404);
+    // Nothing of bob's turn was written: no message, no surface, no new timestamp.
+    assert_eq!(
+        store.conversation_get("mine").await.unwrap().unwrap(),
+        before
+    );
+    // Bob's own conversations still work.
+    store
+        .conversation_append(&turn("his", "bob", "phone", &msgs("b", 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.conversation_get("his").await.unwrap().unwrap().owner,
+        "bob"
+    );
+}
+
+async fn append_over_max_messages_is_refused_whole(store: Arc<dyn Store>) {
+    fn limited(messages: &[Message]) -> Turn<'_> {
+        Turn {
+            max_messages: 3,
+            ..turn("small", "alice", "cli", messages)
+        }
+    }
+    store
+        .conversation_append(&limited(&msgs("a", 2)))
+        .await
+        .unwrap();
+    let before = store.conversation_get("small").await.unwrap().unwrap();
+    let err = store
+        .conversation_append(&Turn {
+            surface: "web",
+            ..limited(&msgs("b", 2))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+    assert_eq!(
+        store.conversation_get("small").await.unwrap().unwrap(),
+        before
+    );
+    // Exactly reaching the limit is allowed; one more is not.
+    store
+        .conversation_append(&limited(&msgs("c", 1)))
+        .await
+        .unwrap();
+    let full = store.conversation_get("small").await.unwrap().unwrap();
+    assert_eq!(full.meta.message_count, 3);
+    assert_eq!(ids(&full.messages), ["a0", "a1", "c0"]);
+    let err = store
+        .conversation_append(&limited(&msgs("d", 1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+    assert_eq!(
+        store.conversation_get("small").await.unwrap().unwrap(),
+        full
+    );
+
+    // A first turn over the limit does not even create the conversation.
+    let err = store
+        .conversation_append(&Turn {
+            max_messages: 3,
+            ..turn("born-too-big", "alice", "cli", &msgs("x", 4))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+    assert!(
+        store
+            .conversation_get("born-too-big")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .conversation_list(Some("alice"), 10, 0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn concurrent_appends_keep_every_message(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                let m = msgs(&format!("w{w}-{i}-"), 1);
+                let surface = format!("s{w}");
+                store
+                    .conversation_append(&turn("busy", "alice", &surface, &m))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let c = store.conversation_get("busy").await.unwrap().unwrap();
+    assert_eq!(c.meta.message_count, 30);
+    assert_eq!(c.messages.len(), 30);
+    let mut seen: Vec<_> = ids(&c.messages);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 30);
+    let mut surfaces = c.surfaces.clone();
+    surfaces.sort();
+    assert_eq!(surfaces, ["s0", "s1", "s2", "s3", "s4", "s5"]);
+    // Each worker's messages appear in the order it appended them.
+    for w in 0..6 {
+        let mine: Vec<_> = c
+            .messages
+            .iter()
+            .filter(|m| m.id.starts_with(&format!("w{w}-")))
+            .map(|m| m.id.clone())
+            .collect();
+        let expected: Vec<_> = (0..5).map(|i| format!("w{w}-{i}-0")).collect();
+        assert_eq!(mine, expected);
+    }
+}
+
+async fn delete_one(store: Arc<dyn Store>) {
+    store
+        .conversation_append(&turn("gone", "alice", "cli", &msgs("g", 3)))
+        .await
+        .unwrap();
+    store
+        .conversation_append(&turn("kept", "alice", "cli", &msgs("k", 2)))
+        .await
+        .unwrap();
+    let kept = store.conversation_get("kept").await.unwrap().unwrap();
+    assert!(store.conversation_delete("gone").await.unwrap());
+    assert!(store.conversation_get("gone").await.unwrap().is_none());
+    assert!(
+        store
+            .conversation_recent("gone", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!store.conversation_delete("gone").await.unwrap());
+    assert!(!store.conversation_delete("never-was").await.unwrap());
+    assert_eq!(store.conversation_get("kept").await.unwrap().unwrap(), kept);
+    // The id can be used again, and starts empty: no message of the old one comes back.
+    store
+        .conversation_append(&turn("gone", "bob", "cli", &msgs("n", 1)))
+        .await
+        .unwrap();
+    let again = store.conversation_get("gone").await.unwrap().unwrap();
+    assert_eq!(again.owner, "bob");
+    assert_eq!(ids(&again.messages), ["n0"]);
+    assert_eq!(again.meta.message_count, 1);
+}
+
+async fn delete_owner_leaves_others_untouched(store: Arc<dyn Store>) {
+    for i in 0..3 {
+        store
+            .conversation_append(&turn(&format!("a{i}"), "alice", "cli", &msgs("x", 2)))
+            .await
+            .unwrap();
+    }
+    for i in 0..2 {
+        store
+            .conversation_append(&turn(&format!("b{i}"), "bob", "cli", &msgs("y", 2)))
+            .await
+            .unwrap();
+    }
+    let b0 = store.conversation_get("b0").await.unwrap().unwrap();
+    assert_eq!(store.conversations_delete_owner("alice").await.unwrap(), 3);
+    assert!(
+        store
+            .conversation_list(Some("alice"), 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for i in 0..3 {
+        let id = format!("a{i}");
+        assert!(store.conversation_get(&id).await.unwrap().is_none());
+        assert!(store.conversation_recent(&id, 10).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        store
+            .conversation_list(Some("bob"), 10, 0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(store.conversation_get("b0").await.unwrap().unwrap(), b0);
+    assert_eq!(store.conversations_delete_owner("alice").await.unwrap(), 0);
+}
+
+async fn delete_before_applies_retention(store: Arc<dyn Store>) {
+    let now = now_millis();
+    store
+        .conversation_import(&conversation("old", "alice", 1_000, 2))
+        .await
+        .unwrap();
+    store
+        .conversation_import(&conversation("mid", "bob", 2_000, 2))
+        .await
+        .unwrap();
+    store
+        .conversation_append(&turn("fresh", "alice", "cli", &msgs("f", 1)))
+        .await
+        .unwrap();
+    assert_eq!(store.conversations_delete_before(1_500).await.unwrap(), 1);
+    assert!(store.conversation_get("old").await.unwrap().is_none());
+    assert!(
+        store
+            .conversation_recent("old", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Strictly before: a conversation updated exactly at the cut-off stays.
+    assert_eq!(store.conversations_delete_before(2_000).await.unwrap(), 0);
+    assert!(store.conversation_get("mid").await.unwrap().is_some());
+    assert_eq!(
+        store
+            .conversations_delete_before(now - 60_000)
+            .await
+            .unwrap(),
+        1
+    );
+    let left: Vec<_> = store
+        .conversation_list(None, 10, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, ["fresh"]);
+    assert_eq!(
+        store
+            .conversation_get("fresh")
+            .await
+            .unwrap()
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
+}
+
+async fn import_refuses_an_existing_id(store: Arc<dyn Store>) {
+    let original = conversation("imp", "alice", 10_000, 3);
+    assert!(store.conversation_import(&original).await.unwrap());
+    let mut other = conversation("imp", "mallory", 20_000, 5);
+    other.topic = "replaced".into();
+    assert!(!store.conversation_import(&other).await.unwrap());
+    assert_eq!(
+        store.conversation_get("imp").await.unwrap().unwrap(),
+        original
+    );
+
+    // Also over a conversation created by an append.
+    store
+        .conversation_append(&turn("live", "alice", "cli", &msgs("l", 1)))
+        .await
+        .unwrap();
+    let live = store.conversation_get("live").await.unwrap().unwrap();
+    assert!(
+        !store
+            .conversation_import(&conversation("live", "alice", 1, 4))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.conversation_get("live").await.unwrap().unwrap(), live);
+}
+
+async fn import_and_get_round_trip(store: Arc<dyn Store>) {
+    let c = Conversation {
+        id: "conv_2025-12-28_jh_abc12345".into(),
+        topic: "Ünïcode topic — with 'quotes'".into(),
+        owner: "user@example.com".into(),
+        surfaces: vec!["vscode".into(), "cli".into(), "phone".into()],
+        tags: vec!["music".into(), "home".into()],
+        messages: vec![
+            Message {
+                id: "m1".into(),
+                role: "user".into(),
+                content: "Play something calm\nline two\ttabbed".into(),
+                surface: "phone".into(),
+                mode: "voice".into(),
+                timestamp: 1_766_916_000_123,
+                meta: json!({ "tokens": 12, "model": "llama3", "flags": [true, false] }),
+            },
+            Message {
+                id: "m2".into(),
+                role: "assistant".into(),
+                content: "Playing \"Weightless\" on Sonos 🎵".into(),
+                surface: "".into(),
+                mode: "".into(),
+                timestamp: 1_766_916_001_000,
+                meta: serde_json::Value::Null,
+            },
+        ],
+        artifacts: vec![
+            json!({ "type": "file", "path": "/tmp/x.md" }),
+            json!("plain"),
+        ],
+        meta: ConversationMeta {
+            created_at: 1_766_916_000_000,
+            updated_at: 1_766_916_001_000,
+            status: "archived".into(),
+            message_count: 2,
+        },
+    };
+    assert!(store.conversation_import(&c).await.unwrap());
+    assert_eq!(store.conversation_get(&c.id).await.unwrap().unwrap(), c);
+    assert_eq!(
+        store.conversation_recent(&c.id, 1).await.unwrap(),
+        vec![c.messages[1].clone()]
+    );
+    // The JSON export format round-trips through the store too.
+    let exported = serde_json::to_string(&c).unwrap();
+    let back: Conversation = serde_json::from_str(&exported).unwrap();
+    assert_eq!(back, c);
+
+    // Appending to an imported conversation continues after its messages.
+    store
+        .conversation_append(&turn(&c.id, &c.owner, "cli", &msgs("next", 1)))
+        .await
+        .unwrap();
+    let after = store.conversation_get(&c.id).await.unwrap().unwrap();
+    assert_eq!(ids(&after.messages), ["m1", "m2", "next0"]);
+    assert_eq!(after.meta.message_count, 3);
+    assert_eq!(after.surfaces, c.surfaces);
+    assert_eq!(after.tags, c.tags);
+    assert_eq!(after.artifacts, c.artifacts);
+
+    // An empty conversation round-trips as well.
+    let empty = conversation("empty", "alice", 5, 0);
+    assert!(store.conversation_import(&empty).await.unwrap());
+    assert_eq!(
+        store.conversation_get("empty").await.unwrap().unwrap(),
+        empty
+    );
+}
+
+async fn scrub_keeps_live_data(store: Arc<dyn Store>) {
+    store
+        .conversation_append(&turn("doomed", "alice", "cli", &msgs("d", 3)))
+        .await
+        .unwrap();
+    store
+        .conversation_append(&turn("stays", "bob", "cli", &msgs("s", 3)))
+        .await
+        .unwrap();
+    let stays = store.conversation_get("stays").await.unwrap().unwrap();
+    store.conversations_delete_owner("alice").await.unwrap();
+    store.scrub().await.unwrap();
+    store.scrub().await.unwrap();
+    assert!(store.conversation_get("doomed").await.unwrap().is_none());
+    assert_eq!(
+        store.conversation_get("stays").await.unwrap().unwrap(),
+        stays
+    );
+    // The store is fully usable afterwards.
+    store
+        .conversation_append(&turn("stays", "bob", "cli", &msgs("t", 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .conversation_get("stays")
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .message_count,
+        4
+    );
+}
+
+fn secret(name: &str, value: &str, encrypted: bool, at: i64) -> SecretRecord {
+    SecretRecord {
+        name: name.into(),
+        value: SecretString::from(value.to_string()),
+        encrypted,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn secrets_basic_behaviour(store: Arc<dyn Store>) {
+    assert!(store.secret_get("OPENAI_API_KEY").await.unwrap().is_none());
+    assert!(store.secret_list().await.unwrap().is_empty());
+    store
+        .secret_put(&secret("OPENAI_API_KEY", "gAAAAtoken1", true, 100))
+        .await
+        .unwrap();
+    store
+        .secret_put(&secret("HUE_TOKEN", "legacy-plain", false, 150))
+        .await
+        .unwrap();
+    let got = store.secret_get("OPENAI_API_KEY").await.unwrap().unwrap();
+    assert_eq!(got.name, "OPENAI_API_KEY");
+    assert_eq!(got.value.expose_secret(), "gAAAAtoken1");
+    assert!(got.encrypted);
+    assert_eq!((got.created_at, got.updated_at), (100, 100));
+
+    // Replacing keeps the creation time.
+    store
+        .secret_put(&secret("OPENAI_API_KEY", "gAAAAtoken2", true, 200))
+        .await
+        .unwrap();
+    let got = store.secret_get("OPENAI_API_KEY").await.unwrap().unwrap();
+    assert_eq!(got.value.expose_secret(), "gAAAAtoken2");
+    assert_eq!((got.created_at, got.updated_at), (100, 200));
+
+    let list = store.secret_list().await.unwrap();
+    let names: Vec<_> = list.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["HUE_TOKEN", "OPENAI_API_KEY"]);
+    assert!(!list[0].encrypted);
+    assert_eq!(list[1].updated_at, 200);
+
+    // Compare-and-swap: only from the expected value.
+    let wrong = SecretString::from("gAAAAtoken1".to_string());
+    let right = SecretString::from("legacy-plain".to_string());
+    let new = SecretString::from("gAAAAencrypted".to_string());
+    assert!(
+        !store
+            .secret_swap("HUE_TOKEN", &wrong, &new, true)
+            .await
+            .unwrap()
+    );
+    assert!(!store.secret_swap("NOPE", &right, &new, true).await.unwrap());
+    assert!(
+        store
+            .secret_swap("HUE_TOKEN", &right, &new, true)
+            .await
+            .unwrap()
+    );
+    let hue = store.secret_get("HUE_TOKEN").await.unwrap().unwrap();
+    assert_eq!(hue.value.expose_secret(), "gAAAAencrypted");
+    assert!(hue.encrypted);
+
+    assert!(store.secret_delete("HUE_TOKEN").await.unwrap());
+    assert!(!store.secret_delete("HUE_TOKEN").await.unwrap());
+    assert!(store.secret_get("HUE_TOKEN").await.unwrap().is_none());
+    assert_eq!(store.secret_list().await.unwrap().len(), 1);
+}
+
+async fn meta_basic_behaviour(store: Arc<dyn Store>) {
+    assert_eq!(store.meta_get("rotation").await.unwrap(), None);
+    store.meta_set("rotation", "pending").await.unwrap();
+    store.meta_set("other", "x").await.unwrap();
+    assert_eq!(
+        store.meta_get("rotation").await.unwrap().as_deref(),
+        Some("pending")
+    );
+    store.meta_set("rotation", "done").await.unwrap();
+    assert_eq!(
+        store.meta_get("rotation").await.unwrap().as_deref(),
+        Some("done")
+    );
+    store.meta_delete("rotation").await.unwrap();
+    store.meta_delete("rotation").await.unwrap();
+    assert_eq!(store.meta_get("rotation").await.unwrap(), None);
+    assert_eq!(store.meta_get("other").await.unwrap().as_deref(), Some("x"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite only: "forget" holds for someone reading the files afterwards.
+
+/// Every file of the database directory, as bytes, by name.
+fn database_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    database_files(dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_scrub_leaves_no_trace_of_deleted_content_in_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("maestra.db"))
+        .await
+        .unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let canary = format!("CANARY-{nanos}-q7Zx");
+
+    // A small message, and a large one that spills into overflow pages.
+    let mut planted = msgs("p", 2);
+    planted[0].content = format!("my secret is {canary}, keep it");
+    planted[1].content = format!("{canary} ").repeat(2_000);
+    store
+        .conversation_append(&Turn {
+            topic: &format!("topic {canary}"),
+            ..turn("forget-me", "alice", "cli", &planted)
+        })
+        .await
+        .unwrap();
+    store
+        .conversation_append(&turn("forget-me-too", "alice", "web", &planted[..1]))
+        .await
+        .unwrap();
+    // Someone else's conversation, which must survive.
+    store
+        .conversation_append(&turn("bobs", "bob", "cli", &msgs("b", 3)))
+        .await
+        .unwrap();
+
+    // The test can fail: the canary is on disk before the deletion (in the WAL at least).
+    assert!(
+        !files_containing(dir.path(), canary.as_bytes()).is_empty(),
+        "canary not found on disk before deletion; files: {:?}",
+        database_files(dir.path())
+            .iter()
+            .map(|(n, b)| (n.clone(), b.len()))
+            .collect::<Vec<_>>()
+    );
+    // And after a checkpoint it sits in the main file too.
+    store.scrub().await.unwrap();
+    assert_eq!(
+        files_containing(dir.path(), canary.as_bytes()),
+        ["maestra.db"]
+    );
+
+    assert_eq!(store.conversations_delete_owner("alice").await.unwrap(), 2);
+    store.scrub().await.unwrap();
+
+    let names: Vec<_> = database_files(dir.path())
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&"maestra.db".to_string()), "{names:?}");
+    let leaks = files_containing(dir.path(), canary.as_bytes());
+    assert!(leaks.is_empty(), "deleted content still in {leaks:?}");
+    // Not even a fragment of it.
+    let fragment = format!("{nanos}");
+    let leaks = files_containing(dir.path(), fragment.as_bytes());
+    assert!(
+        leaks.is_empty(),
+        "a fragment of deleted content still in {leaks:?}"
+    );
+
+    // Bob's conversation is intact, and still so after the store is closed and reopened.
+    assert_eq!(
+        store
+            .conversation_get("bobs")
+            .await
+            .unwrap()
+            .unwrap()
+            .messages
+            .len(),
+        3
+    );
+    store.close().await;
+    assert!(files_containing(dir.path(), canary.as_bytes()).is_empty());
+    let store = SqliteStore::open(&dir.path().join("maestra.db"))
+        .await
+        .unwrap();
+    assert!(store.conversation_get("forget-me").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .conversation_get("bobs")
+            .await
+            .unwrap()
+            .unwrap()
+            .messages
+            .len(),
+        3
+    );
+    store.close().await;
+}
