@@ -656,3 +656,36 @@ async fn local_mode_refuses_a_public_bind() {
     let err = home.fails(&["serve"], b"");
     assert!(err.contains("loopback"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_live_in_postgresql_when_configured() {
+    let db = common::pg::TempDb::create().await;
+    let (mut server, _mock, home) = setup(&[
+        ("MAESTRA_CLOUD_STORAGE", "postgresql"),
+        ("MAESTRA_DB_URL", db.url.as_str()),
+    ])
+    .await;
+    let (s, v) = post(
+        &server,
+        "/api/maestra/core",
+        ask("pg", "conv_pg", "stored in postgres"),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, conv) = get(&server, "/api/conversations/conv_pg").await;
+    assert_eq!(s, 200);
+    assert_eq!(conv["messages"].as_array().unwrap().len(), 2);
+    let (_, privacy) = get(&server, "/api/privacy").await;
+    assert_eq!(privacy["storage"], "postgresql");
+    let resp = client()
+        .delete(server.url("/api/users/pg/data"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.stop();
+    // Nothing went to the embedded file: the conversation lived only in PostgreSQL.
+    let db_file = std::fs::read(home.root().join("maestra.db")).unwrap_or_default();
+    assert!(!common::contains(&db_file, "stored in postgres"));
+    db.drop_db().await;
+}

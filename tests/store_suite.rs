@@ -5,21 +5,20 @@
 //!
 //! PostgreSQL: the tests connect as `postgres` to 127.0.0.1:5432 (database `test`, else
 //! `postgres`), or to `MAESTRA_TEST_POSTGRES_URL` when set, create a database per test and drop
-//! it afterwards. An unreachable server FAILS the tests. Only outside CI (no `CI` variable) may a
-//! developer without PostgreSQL opt out with `MAESTRA_TEST_SKIP_POSTGRES=1`.
+//! it afterwards (`common::pg`). An unreachable server fails the tests, never skips them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use maestra::Error;
 use maestra::conversations::model::{Conversation, ConversationMeta, Message, now_millis};
 use maestra::store::{PostgresStore, SecretRecord, SqliteStore, Store, Turn};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use sqlx::postgres::{PgPool, PgPoolOptions};
 
 // ---------------------------------------------------------------------------------------------
 // Backends
@@ -39,77 +38,14 @@ where
     store.close().await;
 }
 
-const DEFAULT_ADMIN_URLS: [&str; 2] = [
-    "postgres://postgres@127.0.0.1:5432/test",
-    "postgres://postgres@127.0.0.1:5432/postgres",
-];
-
-/// A connection to the server's maintenance database, or `None` when the developer opted out.
-async fn pg_admin() -> Option<(PgPool, url::Url)> {
-    let urls: Vec<String> = match std::env::var("MAESTRA_TEST_POSTGRES_URL") {
-        Ok(url) => vec![url],
-        Err(_) => DEFAULT_ADMIN_URLS.iter().map(|u| u.to_string()).collect(),
-    };
-    let mut failures = Vec::new();
-    for url in &urls {
-        match PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(url)
-            .await
-        {
-            Ok(pool) => return Some((pool, url::Url::parse(url).unwrap())),
-            Err(e) => {
-                // Name the server, never a password that may be in the URL.
-                let shown = match url::Url::parse(url) {
-                    Ok(mut u) => {
-                        let _ = u.set_password(None);
-                        u.to_string()
-                    }
-                    Err(_) => "(unparseable URL)".to_string(),
-                };
-                failures.push(format!("{shown}: {e}"));
-            }
-        }
-    }
-    let in_ci = std::env::var_os("CI").is_some();
-    if !in_ci && std::env::var("MAESTRA_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
-        eprintln!("PostgreSQL unavailable, skipped (MAESTRA_TEST_SKIP_POSTGRES=1): {failures:?}");
-        return None;
-    }
-    panic!(
-        "PostgreSQL is required for the store suite and is unreachable: {failures:?}. Start it \
-         (pg_ctlcluster <version> main start) or set MAESTRA_TEST_POSTGRES_URL."
-    );
-}
-
 async fn with_postgres<F, Fut>(behaviour: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let Some((admin, mut url)) = pg_admin().await else {
-        return;
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!(
-        "maestra_test_{}_{}_{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    url.set_path(&name);
-
+    let db = common::pg::TempDb::create().await;
     // The behaviour runs in its own task so that a failing assertion still reaches the cleanup.
-    let outcome = match PostgresStore::open(url.as_str()).await {
+    let outcome = match PostgresStore::open(&db.url).await {
         Ok(store) => {
             let store = Arc::new(store);
             let outcome = tokio::spawn(behaviour(store.clone())).await;
@@ -118,11 +54,7 @@ where
         }
         Err(e) => Err(Box::new(format!("PostgresStore::open failed: {e}")) as _),
     };
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
+    db.drop_db().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
