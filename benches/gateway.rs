@@ -41,7 +41,15 @@ struct Run {
 }
 
 fn load(url: &str, body: &Value, rate: u32) -> Run {
-    let out = Command::new(oha())
+    load_with(url, body, rate, None)
+}
+
+fn load_with(url: &str, body: &Value, rate: u32, header: Option<(&str, &str)>) -> Run {
+    let mut cmd = Command::new(oha());
+    if let Some((k, v)) = header {
+        cmd.args(["-H", &format!("{k}: {v}")]);
+    }
+    let out = cmd
         .args([
             "--no-tui",
             "--output-format",
@@ -71,9 +79,15 @@ fn load(url: &str, body: &Value, rate: u32) -> Run {
         .unwrap_or_default();
     let ok = codes.get("200").and_then(Value::as_u64).unwrap_or(0);
     let total: u64 = codes.values().filter_map(Value::as_u64).sum();
+    // Requests still in flight when the run's time is up are cut by oha itself, not failures.
     let transport: u64 = v["errorDistribution"]
         .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !k.contains("deadline"))
+                .filter_map(|(_, n)| n.as_u64())
+                .sum()
+        })
         .unwrap_or(0);
     Run {
         p50_ms: v["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1000.0,
@@ -93,13 +107,22 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn start_maestra(home: &std::path::Path, upstream: SocketAddr) -> (Child, SocketAddr) {
+fn start_maestra(
+    home: &std::path::Path,
+    upstream: SocketAddr,
+    env: &[(&str, &str)],
+) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_maestra"))
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("MAESTRA_HOME", home)
         .env("MAESTRA_LOCAL_MODEL_URL", format!("http://{upstream}/v1"))
+        .env("MAESTRA_OPENAI_BASE_URL", format!("http://{upstream}/v1"))
+        .env("MAESTRA_OPENAI_KEY", "sk-bench-not-a-real-key-0000000000")
         .env("MAESTRA_LOCAL_MODEL", "llama3.2")
         .env("MAESTRA_RATE_LIMIT_REQUESTS", "1000000000")
+        .env("MAESTRA_DAILY_COST_LIMIT", "1000000")
+        .env("MAESTRA_MONTHLY_COST_LIMIT", "1000000")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -124,7 +147,7 @@ fn main() {
         .unwrap();
     let (upstream, _mock) = rt.block_on(mock::start());
     let home = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start_maestra(&home.path().join("m"), upstream);
+    let (mut child, addr) = start_maestra(&home.path().join("m"), upstream, &[]);
     std::thread::sleep(Duration::from_millis(500));
     let rest = rss_kib(child.id());
 
@@ -172,4 +195,77 @@ fn main() {
     println!("maestra RSS at rest: {:.1} MiB", rest as f64 / 1024.0);
     let _ = child.kill();
     let _ = child.wait();
+    guardrails(upstream);
+}
+
+/// Issue 4: the same OpenAI-compatible call with the guardrails off and on. Off: local mode,
+/// the model priced at 0 (no ledger). On: cloud mode with an API key, a rate limit per client
+/// and per key, and the real price (a reservation and a settlement in the ledger per call),
+/// in process and with Redis.
+fn guardrails(upstream: SocketAddr) {
+    let free = "[pricing.\"gpt-4o-mini\"]\ninput_per_million = 0.0\noutput_per_million = 0.0\n";
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 50,
+                      "messages": [{"role": "user", "content": "what is on my calendar today?"}]});
+    let prefix = format!("maestra_bench_{}:", std::process::id());
+    type Config<'a> = (&'a str, Option<&'a str>, Vec<(&'a str, &'a str)>);
+    let configs: [Config<'_>; 3] = [
+        ("off", Some(free), vec![]),
+        (
+            "on, in process",
+            None,
+            vec![
+                ("MAESTRA_MODE", "cloud"),
+                ("MAESTRA_API_KEY", "bench-key-0123456789"),
+            ],
+        ),
+        (
+            "on, Redis",
+            None,
+            vec![
+                ("MAESTRA_MODE", "cloud"),
+                ("MAESTRA_API_KEY", "bench-key-0123456789"),
+                ("MAESTRA_REDIS_URL", "redis://127.0.0.1:6379"),
+                ("MAESTRA_REDIS_PREFIX", prefix.as_str()),
+            ],
+        ),
+    ];
+    println!();
+    println!(
+        "guardrails off vs on: POST /v1/chat/completions (gpt-4o-mini via the mock) at 2000/s, {SECONDS} s"
+    );
+    println!("| guardrails | p50 | p99 | added p50 vs off | added p99 vs off | ok / errors |");
+    println!("|---|---|---|---|---|---|");
+    let mut base: Option<(f64, f64)> = None;
+    for (name, toml, env) in configs {
+        let home = tempfile::tempdir().unwrap();
+        let root = home.path().join("m");
+        std::fs::create_dir_all(&root).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if let Some(t) = toml {
+            std::fs::write(root.join("maestra.toml"), t).unwrap();
+            std::fs::set_permissions(
+                root.join("maestra.toml"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+        }
+        let (mut child, addr) = start_maestra(&root, upstream, &env);
+        let url = format!("http://{addr}/v1/chat/completions");
+        let key = ("x-api-key", "bench-key-0123456789");
+        load_with(&url, &body, 200, Some(key));
+        let r = load_with(&url, &body, 2000, Some(key));
+        let (b50, b99) = *base.get_or_insert((r.p50_ms, r.p99_ms));
+        println!(
+            "| {name} | {:.3} ms | {:.3} ms | {:+.3} ms | {:+.3} ms | {} / {} |",
+            r.p50_ms,
+            r.p99_ms,
+            r.p50_ms - b50,
+            r.p99_ms - b99,
+            r.ok,
+            r.errors
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

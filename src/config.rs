@@ -56,6 +56,7 @@ struct FileConfig {
     cloud_storage: Option<String>,
     db_url: Option<SecretString>,
     redis_url: Option<SecretString>,
+    redis_prefix: Option<String>,
     openai_key: Option<SecretString>,
     anthropic_key: Option<SecretString>,
     local_model_url: Option<String>,
@@ -69,6 +70,11 @@ struct FileConfig {
     audit: AuditFile,
     #[serde(default)]
     server: ServerFile,
+    #[serde(default)]
+    cost: CostFile,
+    #[serde(default)]
+    pricing: BTreeMap<String, PriceConfig>,
+    cors_origins: Option<Vec<String>>,
     #[serde(default)]
     conversations: ConversationsFile,
     #[serde(default)]
@@ -100,6 +106,37 @@ struct ConversationsFile {
     retention_days: Option<u32>,
     max_messages: Option<u64>,
     context_messages: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CostFile {
+    user_daily_limit: Option<f64>,
+    user_monthly_limit: Option<f64>,
+    key_daily_limit: Option<f64>,
+    key_monthly_limit: Option<f64>,
+    max_output_tokens: Option<u64>,
+}
+
+/// A `[pricing."MODEL"]` entry: USD per million tokens. Both fields are required, so a
+/// half-written entry is an error rather than a free model.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+/// Spending limits beyond the global daily and monthly ones (SPEC §2.4), in USD.
+#[derive(Debug, Clone, Default)]
+pub struct CostConfig {
+    pub user_daily_limit: Option<f64>,
+    pub user_monthly_limit: Option<f64>,
+    pub key_daily_limit: Option<f64>,
+    pub key_monthly_limit: Option<f64>,
+    /// Output tokens assumed for the worst case when a request sets no `max_tokens`; the
+    /// request is sent upstream with this cap so the reservation really is the worst case.
+    pub max_output_tokens: u64,
 }
 
 /// Limits of the HTTP edge.
@@ -175,6 +212,8 @@ pub struct Config {
     pub cloud_storage: Option<String>,
     pub db_url: Option<SecretString>,
     pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key, so instances of one deployment share limits and others don't.
+    pub redis_prefix: String,
     pub openai_key: Option<SecretString>,
     pub anthropic_key: Option<SecretString>,
     pub local_model_url: String,
@@ -188,6 +227,11 @@ pub struct Config {
     pub audit: AuditConfig,
     pub server: ServerConfig,
     pub conversations: ConversationsConfig,
+    pub cost: CostConfig,
+    /// Pricing overrides and additions, by model name or prefix.
+    pub pricing: BTreeMap<String, PriceConfig>,
+    /// Browser origins allowed to call the API (CORS); empty allows none, never `*`.
+    pub cors_origins: Vec<String>,
     pub guard: GuardConfig,
     pub services: BTreeMap<String, ServiceConfig>,
 }
@@ -289,6 +333,10 @@ impl Config {
             cloud_storage: e.get(&["MAESTRA_CLOUD_STORAGE"]).or(file.cloud_storage),
             db_url: e.secret(&["MAESTRA_DB_URL"]).or(file.db_url),
             redis_url: e.secret(&["MAESTRA_REDIS_URL"]).or(file.redis_url),
+            redis_prefix: e
+                .get(&["MAESTRA_REDIS_PREFIX"])
+                .or(file.redis_prefix)
+                .unwrap_or_else(|| "maestra:".into()),
             openai_key: e.secret(&["MAESTRA_OPENAI_KEY"]).or(file.openai_key),
             anthropic_key: e.secret(&["MAESTRA_ANTHROPIC_KEY"]).or(file.anthropic_key),
             local_model_url: e
@@ -336,6 +384,33 @@ impl Config {
                 )?,
                 context_messages: file.conversations.context_messages.unwrap_or(20),
             },
+            cost: CostConfig {
+                user_daily_limit: opt_limit("cost.user_daily_limit", file.cost.user_daily_limit)?,
+                user_monthly_limit: opt_limit(
+                    "cost.user_monthly_limit",
+                    file.cost.user_monthly_limit,
+                )?,
+                key_daily_limit: opt_limit("cost.key_daily_limit", file.cost.key_daily_limit)?,
+                key_monthly_limit: opt_limit(
+                    "cost.key_monthly_limit",
+                    file.cost.key_monthly_limit,
+                )?,
+                max_output_tokens: positive(
+                    "cost.max_output_tokens",
+                    file.cost.max_output_tokens.unwrap_or(4096),
+                )?,
+            },
+            pricing: check_pricing(file.pricing)?,
+            cors_origins: e
+                .get(&["MAESTRA_CORS_ORIGINS"])
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .or(file.cors_origins)
+                .unwrap_or_default(),
             log: e
                 .get(&["MAESTRA_LOG"])
                 .or(file.log)
@@ -414,6 +489,24 @@ fn limit(name: &str, v: f64) -> Result<f64> {
             "{name} must be a non-negative number of USD, not {v}"
         )))
     }
+}
+
+fn opt_limit(name: &str, v: Option<f64>) -> Result<Option<f64>> {
+    v.map(|v| limit(name, v)).transpose()
+}
+
+fn check_pricing(p: BTreeMap<String, PriceConfig>) -> Result<BTreeMap<String, PriceConfig>> {
+    for (model, price) in &p {
+        limit(
+            &format!("pricing.{model:?}.input_per_million"),
+            price.input_per_million,
+        )?;
+        limit(
+            &format!("pricing.{model:?}.output_per_million"),
+            price.output_per_million,
+        )?;
+    }
+    Ok(p)
 }
 
 fn positive<T: PartialOrd + Default + std::fmt::Display>(name: &str, v: T) -> Result<T> {
@@ -576,6 +669,30 @@ mod tests {
         assert_eq!(d.conversations.retention_days, None);
         assert_eq!(d.local_models(), vec!["llama3.2"]);
         assert!(load(&[], Some("[server]\nmax_body = 1\n")).is_err());
+    }
+
+    #[test]
+    fn pricing_and_cost_tables_are_validated() {
+        let c = load(
+            &[],
+            Some("[pricing.\"my-model\"]\ninput_per_million = 1.0\noutput_per_million = 2.0\n[cost]\nuser_daily_limit = 1.5\n"),
+        )
+        .unwrap();
+        assert_eq!(c.pricing["my-model"].output_per_million, 2.0);
+        assert_eq!(c.cost.user_daily_limit, Some(1.5));
+        assert_eq!(c.cost.max_output_tokens, 4096);
+        let missing = load(&[], Some("[pricing.m]\ninput_per_million = 1.0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("output_per_million"), "{missing}");
+        let negative = load(
+            &[],
+            Some("[pricing.m]\ninput_per_million = -1.0\noutput_per_million = 1.0\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(negative.contains("input_per_million"), "{negative}");
+        assert!(load(&[], Some("[cost]\nuser_daily_limit = -2\n")).is_err());
     }
 
     #[test]

@@ -157,6 +157,17 @@ impl Egress {
         &self.catalog
     }
 
+    /// The name-level local-only decision alone, for callers that must refuse before they
+    /// even read a credential (the guard stage comes before credential injection).
+    pub fn check_service(&self, service: &str) -> Result<()> {
+        if self.local_only() {
+            self.catalog
+                .check_name(service)
+                .map_err(|b| Error::LocalOnly(Box::new(b)))?;
+        }
+        Ok(())
+    }
+
     /// A request builder on the guarded client; send it with [`Egress::send`].
     pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
         self.client.request(method, url)

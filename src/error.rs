@@ -76,6 +76,18 @@ pub enum Error {
 
     #[error("request timed out: {0}")]
     RequestTimeout(String),
+
+    #[error("{0}")]
+    CostLimit(Box<crate::cost::budget::CostLimitExceeded>),
+
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+
+    #[error("rate limit exceeded: retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl Error {
@@ -95,6 +107,10 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::UpstreamUnavailable(_) => 503,
             Error::MethodNotAllowed(_) => 405,
+            Error::CostLimit(_) => 402,
+            Error::Unauthorized(_) => 401,
+            Error::RateLimited { .. } => 429,
+            Error::Forbidden(_) => 403,
             Error::RequestTimeout(_) => 504,
             Error::LocalOnly(_) => 403,
             Error::Upstream(_) => 502,
@@ -131,6 +147,10 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::UpstreamUnavailable(_) => "upstream_unavailable",
             Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::CostLimit(_) => "cost_limit_exceeded",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::RateLimited { .. } => "rate_limit_exceeded",
+            Error::Forbidden(_) => "forbidden",
             Error::RequestTimeout(_) => "request_timeout",
         }
     }
@@ -145,6 +165,17 @@ impl Error {
                 "suggested_alternatives".into(),
                 json!(block.suggested_alternatives),
             );
+        }
+        if let (Error::CostLimit(c), Some(obj)) = (self, err.as_object_mut()) {
+            obj.insert("period".into(), json!(c.period));
+            obj.insert("scope".into(), json!(c.scope));
+            obj.insert("limit_usd".into(), json!(c.limit_usd));
+            obj.insert("spent_usd".into(), json!(c.spent_usd));
+            obj.insert("reserved_usd".into(), json!(c.reserved_usd));
+            obj.insert("resets_at".into(), json!(c.resets_at));
+        }
+        if let (Error::RateLimited { retry_after_secs }, Some(obj)) = (self, err.as_object_mut()) {
+            obj.insert("retry_after".into(), json!(retry_after_secs));
         }
         json!({ "error": err })
     }

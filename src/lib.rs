@@ -9,11 +9,14 @@
 //! - `privsec`  — keyring and vault, tamper-evident audit log, local-only guard policy
 //! - `egress`   — the only outbound HTTP client, where local-only mode is enforced
 //! - `providers` — language models: routing by name, OpenAI and Anthropic wire formats, streaming
+//! - `access`   — API keys and rate limits (in process or shared through Redis)
 //! - `cost`     — pricing (and, with issue 4, the reserve/settle ledger)
+//! - `services` — personal services (SPEC §2.7): definitions, credential injection, OAuth2, safe paths
 //! - `metrics`  — Prometheus counters and histograms
 //! - `gateway`  — `maestra serve`: the HTTP API and the edge layers, in data-path order
 //! - `cli`      — one file per command group; `main.rs` only dispatches here
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod conversations;
@@ -25,6 +28,7 @@ pub mod home;
 pub mod metrics;
 pub mod privsec;
 pub mod providers;
+pub mod services;
 pub mod store;
 
 pub use error::{Error, Result};

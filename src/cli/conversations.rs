@@ -117,10 +117,11 @@ pub async fn import(config_file: Option<&Path>, from: PathBuf) -> Result<ExitCod
         eprintln!("skipped {f}");
     }
     println!(
-        "imported {} conversation(s), {} already present, {} unreadable",
+        "imported {} conversation(s), {} already present, {} unreadable; {} day(s) of cost history",
         report.imported,
         report.skipped_existing,
-        report.failed.len()
+        report.failed.len(),
+        report.cost_days
     );
     Ok(if report.failed.is_empty() {
         ExitCode::SUCCESS

@@ -3,9 +3,12 @@
 mod audit;
 mod context;
 mod conversations;
+mod cost;
 mod doctor;
 mod guard;
 mod init;
+mod keys;
+pub mod lockdown;
 mod serve;
 mod vault;
 
@@ -69,7 +72,19 @@ pub enum Command {
         #[arg(long)]
         user: String,
     },
-    /// Import the seed system's conversations (DIR/conversations/*.json).
+    /// Spend against the cost limits.
+    #[command(subcommand)]
+    Cost(cost::CostCommand),
+    /// API keys for cloud mode.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Incident response: local-only on, API keys revoked, vault key rotated.
+    Lockdown {
+        /// Turn local-only back off (revoked keys stay revoked).
+        #[arg(long)]
+        lift: bool,
+    },
+    /// Import the seed system's conversations (DIR/conversations/*.json) and cost tracker.
     Import {
         #[arg(long)]
         from: PathBuf,
@@ -83,6 +98,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { bind } => serve::run(config, bind).await,
         Command::Conversations(cmd) => conversations::run(config, cmd).await,
         Command::Forget { user } => conversations::forget(config, user).await,
+        Command::Cost(cmd) => cost::run(config, cmd).await,
+        Command::Keys(cmd) => keys::run(config, cmd).await,
+        Command::Lockdown { lift } => lockdown::run(config, lift).await,
         Command::Import { from } => conversations::import(config, from).await,
         Command::Init { fix } => init::run(config, fix).await,
         Command::Doctor { fix } => doctor::run(config, fix).await,

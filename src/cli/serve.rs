@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Context;
+use crate::access::Access;
 use crate::config::{Config, Mode};
 use crate::conversations::rights::{self, Actor};
+use crate::cost::budget::Budget;
 use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::gateway::{self, AppState};
@@ -20,6 +22,8 @@ use crate::privsec::guard::Catalog;
 use crate::privsec::vault::Vault;
 use crate::providers::{self, Providers};
 
+/// How often a running server looks for a lockdown.
+const LOCKDOWN_POLL: Duration = Duration::from_secs(1);
 /// How often retention runs while serving.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -49,8 +53,13 @@ pub async fn run(config_file: Option<&Path>, bind: Option<String>) -> Result<Exi
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the listening address", e))?;
+    let budget = Budget::new(&ctx.config, store.clone());
+    let access = Access::new(&ctx.config, store.clone())?;
+    check_cloud_keys(&ctx.config, &access).await?;
     let state = Arc::new(AppState {
         config: ctx.config.clone(),
+        budget,
+        access,
         store,
         vault,
         audit: audit.clone(),
@@ -68,6 +77,7 @@ pub async fn run(config_file: Option<&Path>, bind: Option<String>) -> Result<Exi
         .await?;
     announce(&ctx, local);
     let retention = tokio::spawn(retention_loop(state.clone()));
+    let lockdown = tokio::spawn(lockdown_watch(state.clone()));
     gateway::serve(
         listener,
         gateway::router(state.clone()),
@@ -76,6 +86,7 @@ pub async fn run(config_file: Option<&Path>, bind: Option<String>) -> Result<Exi
     )
     .await;
     retention.abort();
+    lockdown.abort();
     let _ = audit
         .record(Event::new(
             Category::Admin,
@@ -105,6 +116,26 @@ fn check_bind(config: &Config) -> Result<SocketAddr> {
         )));
     }
     Ok(addr)
+}
+
+/// Cloud mode is reachable from the network: it refuses to start with no key to check.
+async fn check_cloud_keys(config: &Config, access: &Access) -> Result<()> {
+    if config.mode != Mode::Cloud || config.api_key.is_some() {
+        return Ok(());
+    }
+    let active = access
+        .store
+        .api_key_list()
+        .await?
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .count();
+    if active == 0 {
+        return Err(Error::Config(
+            "cloud mode needs API keys: create one with `maestra keys create NAME` or set MAESTRA_API_KEY".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `MAESTRA_OPENAI_KEY` / `MAESTRA_ANTHROPIC_KEY` go into the vault, encrypted at rest, so
@@ -167,6 +198,25 @@ async fn retention_loop(state: Arc<AppState>) {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "retention failed"),
+        }
+    }
+}
+
+/// Follows `maestra lockdown` from another process: while the store's flag is set, local-only
+/// mode is forced on; lifted, it follows the configuration again.
+async fn lockdown_watch(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(LOCKDOWN_POLL);
+    loop {
+        tick.tick().await;
+        match state.store.meta_get(super::lockdown::LOCKDOWN_FLAG).await {
+            Ok(flag) => {
+                let on = flag.is_some() || state.config.local_only;
+                if on != state.egress.local_only() {
+                    tracing::warn!(local_only = on, "local-only mode changed by lockdown");
+                    state.egress.set_local_only(on);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the lockdown flag"),
         }
     }
 }

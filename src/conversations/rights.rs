@@ -162,6 +162,8 @@ pub async fn apply_retention(
 pub struct ImportReport {
     pub imported: u64,
     pub skipped_existing: u64,
+    /// Days of spend read from `maestra_cost_tracker.json`.
+    pub cost_days: u64,
     /// Files that could not be read, with the reason (file name and error only).
     pub failed: Vec<String>,
 }
@@ -175,12 +177,20 @@ pub async fn import_dir(
     progress: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<ImportReport> {
     let conv_dir = dir.join("conversations");
-    let entries = std::fs::read_dir(&conv_dir)
-        .map_err(|e| Error::io(format!("cannot read {}", conv_dir.display()), e))?;
-    let mut files: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
+    let tracker = dir.join("maestra_cost_tracker.json");
+    if !conv_dir.is_dir() && !tracker.is_file() {
+        return Err(Error::NotFound(format!(
+            "{} has neither conversations/ nor maestra_cost_tracker.json",
+            dir.display()
+        )));
+    }
+    let mut files: Vec<_> = match std::fs::read_dir(&conv_dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     files.sort();
     let mut report = ImportReport::default();
     let total = files.len();
@@ -201,9 +211,13 @@ pub async fn import_dir(
         }
         progress(i + 1, total)?;
     }
+    if tracker.is_file() {
+        report.cost_days = import_cost_tracker(store, &tracker).await?;
+    }
     audit
         .record(
             event(&Actor::cli(), "import", None)
+                .detail("cost_days", report.cost_days)
                 .detail("from", dir.display().to_string())
                 .detail("imported", report.imported)
                 .detail("skipped_existing", report.skipped_existing)
@@ -211,6 +225,42 @@ pub async fn import_dir(
         )
         .await?;
     Ok(report)
+}
+
+/// The seed's `{"YYYY-MM-DD": usd, ..., "monthly_total_YYYY-MM": usd}`: each day becomes a
+/// settled charge (once: a second import changes nothing). Monthly totals are sums of the
+/// days, so they are not imported again.
+async fn import_cost_tracker(store: &dyn Store, path: &Path) -> Result<u64> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io("cannot read the cost tracker", e))?;
+    let map: serde_json::Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+        Error::BadRequest(format!(
+            "maestra_cost_tracker.json is not a JSON object: {e}"
+        ))
+    })?;
+    // Every entry is checked before anything is stored: a bad file imports nothing.
+    let mut entries = Vec::new();
+    for (key, value) in &map {
+        if key.starts_with("monthly_total_") {
+            continue;
+        }
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        let valid_day = key.len() == 10 && time::Date::parse(key, fmt).is_ok();
+        let usd = value.as_f64().filter(|v| v.is_finite() && *v >= 0.0);
+        let (true, Some(usd)) = (valid_day, usd) else {
+            return Err(Error::BadRequest(format!(
+                "maestra_cost_tracker.json: {key:?} is not a day with a non-negative amount"
+            )));
+        };
+        entries.push((key, crate::cost::ledger::to_micros(usd)));
+    }
+    let mut days = 0;
+    for (day, micros) in entries {
+        if store.cost_import(day, micros, now_millis()).await? {
+            days += 1;
+        }
+    }
+    Ok(days)
 }
 
 fn read_conversation(path: &Path) -> Result<Conversation> {

@@ -1,5 +1,6 @@
-//! One model call as the data path makes it: route → guard and egress (inside the provider) →
-//! cloud fallback when allowed → audit (`llm`, or `local_only_block`) and metrics.
+//! One model call as the data path makes it: cost reservation → guard and egress (inside the
+//! provider) → settle or release → cloud fallback when allowed → audit (`llm`, or
+//! `local_only_block`) and metrics.
 //!
 //! Audit entries name the model, provider, tokens, latency and result, never the content.
 
@@ -9,6 +10,8 @@ use serde_json::json;
 
 use super::AppState;
 use super::edge::RequestInfo;
+use crate::cost::budget::Hold;
+use crate::cost::ledger::to_usd;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::providers::{ChatRequest, Completion, DeltaStream, Route, Usage};
@@ -39,13 +42,13 @@ pub async fn complete(
 ) -> Result<Answer> {
     let start = Instant::now();
     let mut route = route;
-    let mut result = state.providers.complete(&route, req).await;
+    let mut result = complete_once(state, caller, &route, req).await;
     if let Err(e) = &result
         && let Some(fallback) = state.providers.fallback_for(&route, e).await
     {
         record_failure(state, caller, &route, e, start).await?;
         route = fallback;
-        result = state.providers.complete(&route, req).await;
+        result = complete_once(state, caller, &route, req).await;
     }
     let latency_ms = start.elapsed().as_millis() as u64;
     match result {
@@ -64,26 +67,85 @@ pub async fn complete(
     }
 }
 
+/// Reserve, call, then settle to the real usage or release.
+async fn complete_once(
+    state: &AppState,
+    caller: &Caller<'_>,
+    route: &Route,
+    req: &ChatRequest,
+) -> Result<Completion> {
+    let (req, hold) = reserve(state, caller, route, req).await?;
+    match state.providers.complete(route, &req).await {
+        Ok(c) => {
+            state.budget.settle(hold, route, c.usage).await?;
+            Ok(c)
+        }
+        Err(e) => {
+            state.budget.release(hold).await;
+            Err(e)
+        }
+    }
+}
+
+/// The request as sent upstream (capped when it costs money) and its reservation. A refusal
+/// is audited (category `auth`) and counted.
+async fn reserve(
+    state: &AppState,
+    caller: &Caller<'_>,
+    route: &Route,
+    req: &ChatRequest,
+) -> Result<(ChatRequest, Hold)> {
+    let free = state.budget.worst_case(route, req) == 0;
+    let req = if free {
+        req.clone()
+    } else {
+        state.budget.capped(req)
+    };
+    let key = caller.info.key_id.as_deref();
+    match state.budget.reserve(route, &req, caller.user_id, key).await {
+        Ok(hold) => Ok((req, hold)),
+        Err(e @ Error::CostLimit(_)) => {
+            super::access::refused(state, caller.info, caller.user_id, "cost_limit", &e).await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A stream that has been opened: where it goes, the deltas, and the reservation to settle
+/// when it ends.
+pub struct OpenStream {
+    pub route: Route,
+    pub deltas: DeltaStream,
+    pub hold: Hold,
+    pub request: ChatRequest,
+}
+
 /// Opens a stream; a failure before the first byte may fall back like [`complete`]. The
-/// caller reports the end of the stream with [`record_success`] or [`record_failure`].
+/// caller settles the hold and reports the end with [`record_success`] or [`record_failure`].
 pub async fn open_stream(
     state: &AppState,
     caller: &Caller<'_>,
     route: Route,
     req: &ChatRequest,
     start: Instant,
-) -> Result<(Route, DeltaStream)> {
+) -> Result<OpenStream> {
     let mut route = route;
-    let mut result = state.providers.stream(&route, req).await;
+    let mut result = stream_once(state, caller, &route, req).await;
     if let Err(e) = &result
         && let Some(fallback) = state.providers.fallback_for(&route, e).await
     {
         record_failure(state, caller, &route, e, start).await?;
         route = fallback;
-        result = state.providers.stream(&route, req).await;
+        result = stream_once(state, caller, &route, req).await;
     }
     match result {
-        Ok(stream) => Ok((route, stream)),
+        Ok((request, deltas, hold)) => Ok(OpenStream {
+            route,
+            deltas,
+            hold,
+            request,
+        }),
         Err(e) => {
             record_failure(state, caller, &route, &e, start).await?;
             Err(e)
@@ -91,8 +153,39 @@ pub async fn open_stream(
     }
 }
 
-pub fn cost_usd(route: &Route, usage: Usage) -> f64 {
-    crate::cost::pricing::cost_usd(route.provider, &route.model, usage)
+async fn stream_once(
+    state: &AppState,
+    caller: &Caller<'_>,
+    route: &Route,
+    req: &ChatRequest,
+) -> Result<(ChatRequest, DeltaStream, Hold)> {
+    let (req, hold) = reserve(state, caller, route, req).await?;
+    match state.providers.stream(route, &req).await {
+        Ok(deltas) => Ok((req, deltas, hold)),
+        Err(e) => {
+            state.budget.release(hold).await;
+            Err(e)
+        }
+    }
+}
+
+/// Usage counted from what was streamed, when the provider reported none: about four bytes a
+/// token, rounded up, so a missing report is never charged as free.
+pub fn counted_usage(req: &ChatRequest, streamed_bytes: usize) -> Usage {
+    let prompt: usize = req.messages.iter().map(|m| m.content.len()).sum();
+    Usage {
+        prompt_tokens: prompt.div_ceil(4) as u64,
+        completion_tokens: streamed_bytes.div_ceil(4) as u64,
+    }
+}
+
+pub fn cost_usd(state: &AppState, route: &Route, usage: Usage) -> f64 {
+    to_usd(
+        state
+            .budget
+            .pricing()
+            .cost(route.provider, &route.model, usage),
+    )
 }
 
 fn event(caller: &Caller<'_>, category: Category, route: &Route, result: Outcome) -> Event {
@@ -123,7 +216,7 @@ pub async fn record_success(
     let e = event(caller, Category::Llm, route, Outcome::Success)
         .detail("tokens_in", usage.prompt_tokens)
         .detail("tokens_out", usage.completion_tokens)
-        .detail("cost_usd", cost_usd(route, usage))
+        .detail("cost_usd", cost_usd(state, route, usage))
         .detail("latency_ms", latency_ms)
         .detail("stream", stream);
     state.audit.record(e).await

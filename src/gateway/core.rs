@@ -171,7 +171,7 @@ async fn handle(
             "latency_ms": answer.latency_ms,
             "model": answer.route.model,
             "tokens": usage.total(),
-            "cost_usd": chat::cost_usd(&answer.route, usage),
+            "cost_usd": chat::cost_usd(state, &answer.route, usage),
         }
     }))
 }
@@ -211,7 +211,7 @@ async fn store_turn(
                 "source": answer.route.provider.source(),
                 "tokens": usage.total(),
                 "latency_ms": answer.latency_ms,
-                "cost_usd": chat::cost_usd(&answer.route, usage),
+                "cost_usd": chat::cost_usd(state, &answer.route, usage),
             }),
         },
     ];

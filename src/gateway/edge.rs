@@ -26,6 +26,8 @@ impl IntoResponse for Error {
 pub struct RequestInfo {
     pub id: String,
     pub ip: Option<IpAddr>,
+    /// The API key's public id, once the auth stage accepted one.
+    pub key_id: Option<String>,
 }
 
 impl RequestInfo {
@@ -42,8 +44,11 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    req.extensions_mut()
-        .insert(RequestInfo { id: id.clone(), ip });
+    req.extensions_mut().insert(RequestInfo {
+        id: id.clone(),
+        ip,
+        key_id: None,
+    });
     let span = tracing::info_span!("request", request_id = %id);
     let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -2,14 +2,19 @@
 //!
 //! - `router`        — the routes, and the edge layers in pipeline order
 //! - `edge`          — request ids, limits, timeouts, metrics, JSON in and errors out
+//! - `access`        — the auth and rate-limit stages: host and key checks, GCRA limits
 //! - `chat`          — one model call: route, egress, fallback, audit, metrics
 //! - `core`          — `/api/maestra/core` and the legacy `/api/maestra/advisor/ask`
 //! - `openai_api`    — `/v1/chat/completions` (with SSE streaming) and `/v1/models`
 //! - `conversations` — conversation listing, export and deletion, a user's data rights
+//! - `services`      — `/api/services/{service}/{path}`: the credential-injecting proxy
+//! - `audit_api`     — `GET /api/audit` and `POST /api/audit/events` (local tool actions)
 //! - `system`        — `/health`, `/metrics`, `/api/privacy`, `/openapi.json`
 //! - `openapi`       — the OpenAPI document
 //! - `server`        — the accept loop: header limits, graceful shutdown
 
+mod access;
+mod audit_api;
 mod chat;
 mod conversations;
 mod core;
@@ -18,6 +23,7 @@ mod openai_api;
 mod openapi;
 mod router;
 mod server;
+mod services;
 mod system;
 
 use std::sync::Arc;
@@ -26,7 +32,9 @@ use std::time::Instant;
 pub use router::router;
 pub use server::serve;
 
+use crate::access::Access;
 use crate::config::Config;
+use crate::cost::budget::Budget;
 use crate::egress::Egress;
 use crate::metrics::Metrics;
 use crate::privsec::audit::AuditLog;
@@ -43,6 +51,8 @@ pub struct AppState {
     pub egress: Egress,
     pub providers: Providers,
     pub metrics: Metrics,
+    pub budget: Budget,
+    pub access: Access,
     pub started: Instant,
 }
 

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use super::chat::{self, Caller};
 use super::edge::{ApiJson, RequestInfo};
 use super::{AppState, Shared};
+use crate::cost::budget::Hold;
 use crate::error::{Error, Result};
 use crate::providers::{ChatRequest, Delta, DeltaStream, Route, Usage};
 
@@ -62,22 +63,26 @@ pub async fn chat_completions(
                 "finish_reason": answer.completion.finish_reason,
             }],
             "usage": usage_json(usage),
-            "meta": meta(&answer.route, usage, answer.latency_ms),
+            "meta": meta(&state, &answer.route, usage, answer.latency_ms),
         }))
         .into_response());
     }
     let start = Instant::now();
-    let (route, deltas) = chat::open_stream(&state, &caller, route, &req, start).await?;
+    let open = chat::open_stream(&state, &caller, route, &req, start).await?;
+    let route = open.route.clone();
     let report = StreamReport {
         state: state.clone(),
         info: info.clone(),
         user,
-        route: route.clone(),
+        route: open.route,
         start,
-        usage: Usage::default(),
+        usage: None,
+        streamed_bytes: 0,
+        hold: Some(open.hold),
+        request: open.request,
         outcome: None,
     };
-    let events = sse_events(deltas, route, include_usage, report);
+    let events = sse_events(open.deltas, route, include_usage, report);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -105,20 +110,24 @@ fn usage_json(u: Usage) -> Value {
            "total_tokens": u.total()})
 }
 
-fn meta(route: &Route, usage: Usage, latency_ms: u64) -> Value {
+fn meta(state: &AppState, route: &Route, usage: Usage, latency_ms: u64) -> Value {
     json!({"latency_ms": latency_ms, "model": route.model, "tokens": usage.total(),
-           "cost_usd": chat::cost_usd(route, usage), "source": route.provider.source()})
+           "cost_usd": chat::cost_usd(state, route, usage), "source": route.provider.source()})
 }
 
-/// Audits a stream when it ends, however it ends: completed, failed upstream, or dropped
-/// because the client went away.
+/// Settles and audits a stream when it ends, however it ends: completed, failed upstream, or
+/// dropped because the client went away. The charge is the usage the provider reported, or,
+/// when it reported none, what was counted: a stream is never recorded at $0.
 struct StreamReport {
     state: Arc<AppState>,
     info: RequestInfo,
     user: Option<String>,
     route: Route,
     start: Instant,
-    usage: Usage,
+    usage: Option<Usage>,
+    streamed_bytes: usize,
+    hold: Option<Hold>,
+    request: ChatRequest,
     /// `Some(Ok)` when complete, `Some(Err)` when the upstream failed; `None` if abandoned.
     outcome: Option<Result<()>>,
 }
@@ -134,13 +143,22 @@ impl Drop for StreamReport {
             self.user.clone(),
             self.route.clone(),
         );
-        let (start, usage) = (self.start, self.usage);
+        let start = self.start;
+        let usage = self
+            .usage
+            .unwrap_or_else(|| chat::counted_usage(&self.request, self.streamed_bytes));
+        let hold = self.hold.take();
         let outcome = self.outcome.take().unwrap_or_else(|| {
             Err(Error::Upstream(
                 "the client disconnected before the stream ended".into(),
             ))
         });
         rt.spawn(async move {
+            if let Some(hold) = hold
+                && let Err(e) = state.budget.settle(hold, &route, usage).await
+            {
+                tracing::error!(error = %e, "could not settle a streamed call's cost");
+            }
             let caller = Caller {
                 info: &info,
                 user_id: user.as_deref(),
@@ -197,6 +215,7 @@ fn sse_events(
         loop {
             match r.deltas.next().await {
                 Some(Ok(Delta::Text(t))) => {
+                    r.report.streamed_bytes += t.len();
                     let ev = r.chunk(json!({"content": t}), None);
                     return Some((Ok(ev), r));
                 }
@@ -205,7 +224,7 @@ fn sse_events(
                     return Some((Ok(ev), r));
                 }
                 Some(Ok(Delta::Usage(u))) => {
-                    r.report.usage = u;
+                    r.report.usage = Some(u);
                     if r.include_usage {
                         let ev = SseEvent::default().data(
                             json!({"id": r.id, "object": "chat.completion.chunk",

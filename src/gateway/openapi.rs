@@ -93,6 +93,48 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
         "Metrics",
     ),
     ("get", "/openapi.json", "This document", None, "OpenApi"),
+    (
+        "get",
+        "/api/services/{service}/{path}",
+        "Proxy to a personal service with its credential injected (any method)",
+        None,
+        "ServiceResponse",
+    ),
+    (
+        "post",
+        "/api/services/{service}/{path}",
+        "Proxy to a personal service with its credential injected (any method)",
+        None,
+        "ServiceResponse",
+    ),
+    (
+        "put",
+        "/api/services/{service}/{path}",
+        "Proxy to a personal service with its credential injected (any method)",
+        None,
+        "ServiceResponse",
+    ),
+    (
+        "delete",
+        "/api/services/{service}/{path}",
+        "Proxy to a personal service with its credential injected (any method)",
+        None,
+        "ServiceResponse",
+    ),
+    (
+        "get",
+        "/api/audit",
+        "Query the audit log, newest first (query: user, service, category, since, until, limit)",
+        None,
+        "AuditList",
+    ),
+    (
+        "post",
+        "/api/audit/events",
+        "Report a local tool action (e.g. ffmpeg, category creative) to the audit log",
+        Some("AuditEventRequest"),
+        "AuditRecorded",
+    ),
 ];
 
 fn schemas() -> Value {
@@ -150,6 +192,16 @@ fn schemas() -> Value {
         "Health": obj(json!({"status": s("string"), "version": s("string")}), &["status"]),
         "Metrics": s("string"),
         "OpenApi": s("object"),
+        "ServiceResponse": {"description": "The service's own response, passed through"},
+        "AuditList": obj(json!({"entries": s("array"), "count": s("integer")}), &["entries"]),
+        "AuditEventRequest": obj(json!({
+            "category": {"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data"]},
+            "service": s("string"), "action": s("string"),
+            "result": {"type": "string", "enum": ["success", "failed", "blocked", "error"]},
+            "user_id": s("string"), "agent_id": s("string"), "surface_id": s("string"),
+            "details": s("object")
+        }), &["category", "service", "action", "result"]),
+        "AuditRecorded": obj(json!({"recorded": s("boolean"), "request_id": s("string")}), &["recorded"]),
     })
 }
 

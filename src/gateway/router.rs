@@ -1,8 +1,9 @@
 //! The routes, and the edge layers in data-path order (SPEC §2).
 //!
 //! Layers wrap from the outside in, so the list below reads top to bottom as a request meets
-//! them: panic guard → request id → metrics and log → deadline → security headers → body limit
-//! → handler. The later stages (guard, egress, store, audit) are calls inside the handlers.
+//! them: panic guard → request id → metrics and log → deadline → CORS → auth and rate limit →
+//! security headers → body limit → handler. The later stages (cost, guard, egress, store,
+//! audit) are calls inside the handlers.
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -13,7 +14,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use super::{Shared, conversations, core, edge, openai_api, system};
+use super::{Shared, access, audit_api, conversations, core, edge, openai_api, services, system};
 
 /// Response headers every answer carries: it is an API, never a page to frame, sniff or cache.
 const SECURITY_HEADERS: &[(&str, &str)] = &[
@@ -52,6 +53,8 @@ pub fn router(state: Shared) -> Router {
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
+        .merge(services::routes())
+        .merge(audit_api::routes())
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed);
 
@@ -70,7 +73,31 @@ pub fn router(state: Shared) -> Router {
             .layer(middleware::from_fn_with_state(
                 state.clone(),
                 edge::deadline,
-            )),
+            ))
+            .layer(cors(&state.config.cors_origins))
+            .layer(middleware::from_fn_with_state(state.clone(), access::stage)),
     )
     .with_state(state)
+}
+
+/// CORS for the configured origins only (never `*`); with none configured, browsers get no
+/// CORS grant at all.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ])
 }

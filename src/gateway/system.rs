@@ -32,10 +32,12 @@ pub async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
 pub async fn privacy(State(state): State<Shared>) -> Result<axum::Json<Value>> {
     let c = &state.config;
     let secrets = state.vault.list().await?;
+    let cost = state.budget.status().await?;
     Ok(axum::Json(json!({
         "mode": match c.mode { Mode::Local => "local", Mode::Cloud => "cloud" },
         "local_only": state.egress.local_only(),
         "cloud_fallback": c.cloud_fallback && !state.egress.local_only(),
+        "cost": cost,
         "storage": if c.uses_postgres() { "postgresql" } else { "sqlite" },
         "limits": {
             "daily_cost_limit_usd": c.daily_cost_limit,

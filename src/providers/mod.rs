@@ -219,6 +219,7 @@ impl Providers {
         req: &ChatRequest,
         stream: bool,
     ) -> Result<reqwest::RequestBuilder> {
+        self.egress.check_service(route.provider.service())?;
         let (base, body) = match route.provider {
             Provider::Anthropic => (
                 format!("{}/messages", self.anthropic_url),

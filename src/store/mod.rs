@@ -4,7 +4,9 @@
 
 mod codec;
 mod postgres;
+mod postgres_guard;
 mod sqlite;
+mod sqlite_guard;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -13,7 +15,21 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::conversations::model::{Conversation, Message, Summary};
+use crate::cost::ledger::{
+    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
+};
 use crate::error::Result;
+
+/// A stored API key: the public id and a SHA-256 of the secret part, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub hash: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
 
 /// Messages appended to a conversation, which is created on first use.
 #[derive(Debug, Clone)]
@@ -105,6 +121,38 @@ pub trait Store: Send + Sync {
     /// Makes deleted content leave the database files (checkpoint the WAL, vacuum), so that
     /// "forget" holds for someone reading the files afterwards.
     async fn scrub(&self) -> Result<()>;
+
+    /// Checks every limit and records the reservation in one serialised transaction, so
+    /// concurrent reservations (from any instance sharing the store) can never together pass a
+    /// limit. Returns the reservation's id, or the first limit it would exceed.
+    async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome>;
+    /// Turns a reservation into a charge of `spent`.
+    async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()>;
+    /// Drops a reservation whose call failed: nothing was spent.
+    async fn cost_release(&self, id: i64) -> Result<()>;
+    /// Spent and live reserved amounts of a scope in a period (`key` is the day or the month).
+    async fn cost_usage(
+        &self,
+        scope: &Scope,
+        period: Period,
+        key: &str,
+        stale_before_ms: i64,
+    ) -> Result<Usage>;
+    /// Settled charges from `since_day` on, for reports.
+    async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>>;
+    /// Records a day's spend from the seed's tracker; false (changing nothing) if that day was
+    /// imported before.
+    async fn cost_import(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool>;
+
+    /// Stores a new key; a name in use is a [`crate::Error::BadRequest`].
+    async fn api_key_insert(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn api_key_get(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// Revokes the key with this name or id; false if there is no such active key.
+    async fn api_key_revoke(&self, name_or_id: &str, now: i64) -> Result<bool>;
+    /// Revokes every active key (lockdown); returns how many.
+    async fn api_keys_revoke_all(&self, now: i64) -> Result<u64>;
+    async fn api_key_touch(&self, id: &str, now: i64) -> Result<()>;
 }
 
 /// Seconds since the Unix epoch, the store's timestamp unit.

@@ -11,7 +11,11 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 
 use super::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
-use super::{SecretInfo, SecretRecord, Store, Turn};
+use super::{ApiKeyRecord, SecretInfo, SecretRecord, Store, Turn};
+use crate::cost::ledger::{
+    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
+};
+
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
 use crate::error::Result;
 
@@ -38,6 +42,10 @@ impl PostgresStore {
     }
 
     /// Closes every connection of the pool.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -435,5 +443,59 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome> {
+        self.reserve(r, limits).await
+    }
+
+    async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()> {
+        self.settle(id, spent).await
+    }
+
+    async fn cost_release(&self, id: i64) -> Result<()> {
+        self.release(id).await
+    }
+
+    async fn cost_usage(
+        &self,
+        scope: &Scope,
+        period: Period,
+        key: &str,
+        stale_before_ms: i64,
+    ) -> Result<Usage> {
+        self.usage(scope, period, key, stale_before_ms).await
+    }
+
+    async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>> {
+        self.charges(since_day).await
+    }
+
+    async fn cost_import(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
+        self.import_spend(day, spent, now_ms).await
+    }
+
+    async fn api_key_insert(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.key_insert(key).await
+    }
+
+    async fn api_key_get(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.key_get(id).await
+    }
+
+    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.key_list().await
+    }
+
+    async fn api_key_revoke(&self, name_or_id: &str, now: i64) -> Result<bool> {
+        self.key_revoke(name_or_id, now).await
+    }
+
+    async fn api_keys_revoke_all(&self, now: i64) -> Result<u64> {
+        self.keys_revoke_all(now).await
+    }
+
+    async fn api_key_touch(&self, id: &str, now: i64) -> Result<()> {
+        self.key_touch(id, now).await
     }
 }

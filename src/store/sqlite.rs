@@ -12,7 +12,11 @@ use sqlx::sqlite::{
 };
 
 use super::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
-use super::{SecretInfo, SecretRecord, Store, Turn};
+use super::{ApiKeyRecord, SecretInfo, SecretRecord, Store, Turn};
+use crate::cost::ledger::{
+    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
+};
+
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
 use crate::error::{Error, Result};
 
@@ -33,6 +37,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             // Deleted content is overwritten with zeros, so erased data leaves no trace in the file.
             .pragma("secure_delete", "ON")
+            // In WAL mode NORMAL never corrupts the database; it only lets a power cut (not a
+            // crash of Maestra) lose the last commits. It saves an fsync per request, which
+            // would otherwise dominate the gateway's latency.
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -43,13 +51,17 @@ impl SqliteStore {
     }
 
     /// Closes every connection, checkpointing the write-ahead log into the main file.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
 
     /// Starts a write transaction that holds the write lock from its first statement, so a
     /// read-then-write sequence inside it can never fail with `SQLITE_BUSY` half way.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -457,5 +469,59 @@ impl Store for SqliteStore {
         Err(Error::Store(
             "could not checkpoint the write-ahead log: the database stayed busy".into(),
         ))
+    }
+
+    async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome> {
+        self.reserve(r, limits).await
+    }
+
+    async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()> {
+        self.settle(id, spent).await
+    }
+
+    async fn cost_release(&self, id: i64) -> Result<()> {
+        self.release(id).await
+    }
+
+    async fn cost_usage(
+        &self,
+        scope: &Scope,
+        period: Period,
+        key: &str,
+        stale_before_ms: i64,
+    ) -> Result<Usage> {
+        self.usage(scope, period, key, stale_before_ms).await
+    }
+
+    async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>> {
+        self.charges(since_day).await
+    }
+
+    async fn cost_import(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
+        self.import_spend(day, spent, now_ms).await
+    }
+
+    async fn api_key_insert(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.key_insert(key).await
+    }
+
+    async fn api_key_get(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.key_get(id).await
+    }
+
+    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.key_list().await
+    }
+
+    async fn api_key_revoke(&self, name_or_id: &str, now: i64) -> Result<bool> {
+        self.key_revoke(name_or_id, now).await
+    }
+
+    async fn api_keys_revoke_all(&self, now: i64) -> Result<u64> {
+        self.keys_revoke_all(now).await
+    }
+
+    async fn api_key_touch(&self, id: &str, now: i64) -> Result<()> {
+        self.key_touch(id, now).await
     }
 }

@@ -4,6 +4,7 @@
 pub mod mock;
 pub mod pg;
 pub mod server;
+pub mod services_mock;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

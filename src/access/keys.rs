@@ -1,0 +1,115 @@
+//! API keys (SPEC §2.6): `mae_<id>_<secret>`. The id is public (it names the key in lists,
+//! audit entries and limits); only a SHA-256 of the secret is stored, and the check compares
+//! hashes in constant time. Secrets are 256 random bits, so a fast hash is the right one.
+
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::Result;
+use crate::store::{ApiKeyRecord, Store};
+
+const PREFIX: &str = "mae_";
+const ID_BYTES: usize = 6;
+const SECRET_BYTES: usize = 32;
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new key: the record to store and the full key, shown once.
+pub fn generate(name: &str, now: i64) -> (ApiKeyRecord, SecretString) {
+    let mut rng = rand::rngs::OsRng;
+    let mut id = [0u8; ID_BYTES];
+    let mut secret = zeroize::Zeroizing::new([0u8; SECRET_BYTES]);
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(secret.as_mut());
+    // Hex ids: no `_` inside, so the key splits unambiguously.
+    let id = hex::encode(id);
+    let secret = zeroize::Zeroizing::new(b64(secret.as_ref()));
+    let record = ApiKeyRecord {
+        id: id.clone(),
+        name: name.to_string(),
+        hash: hash(&secret),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    (
+        record,
+        SecretString::from(format!("{PREFIX}{id}_{}", secret.as_str())),
+    )
+}
+
+/// The id of a well-formed key, without checking it.
+pub fn id_of(presented: &str) -> Option<&str> {
+    let rest = presented.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let ok = id.len() == ID_BYTES * 2
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && !secret.is_empty()
+        && secret.len() <= 64;
+    ok.then_some(id)
+}
+
+/// Checks a presented key against the store; returns its record when it is valid and active.
+pub async fn verify(store: &dyn Store, presented: &SecretString) -> Result<Option<ApiKeyRecord>> {
+    let presented = presented.expose_secret();
+    let Some(id) = id_of(presented) else {
+        return Ok(None);
+    };
+    let secret = presented
+        .get(PREFIX.len() + id.len() + 1..)
+        .unwrap_or_default();
+    let Some(record) = store.api_key_get(id).await? else {
+        return Ok(None);
+    };
+    let matches: bool = hash(secret).as_bytes().ct_eq(record.hash.as_bytes()).into();
+    Ok((matches && record.revoked_at.is_none()).then_some(record))
+}
+
+/// Compares a presented key with the static `MAESTRA_API_KEY`, in constant time.
+pub fn matches_static(presented: &SecretString, configured: &SecretString) -> bool {
+    // Hash both so the comparison does not leak the configured key's length either.
+    let a = Sha256::digest(presented.expose_secret().as_bytes());
+    let b = Sha256::digest(configured.expose_secret().as_bytes());
+    a.ct_eq(&b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_split_and_never_store_the_secret() {
+        let (rec, key) = generate("laptop", 1);
+        let k = key.expose_secret();
+        assert_eq!(id_of(k), Some(rec.id.as_str()));
+        assert!(!rec.hash.contains(k.rsplit('_').next().unwrap()));
+        assert!(!format!("{key:?}").contains(k));
+        for bad in [
+            "",
+            "mae_",
+            "mae_zz_x",
+            "sk-123",
+            "mae_0123456789ab_",
+            "mae_0123456789ab",
+        ] {
+            assert_eq!(id_of(bad), None, "{bad}");
+        }
+        assert!(matches_static(
+            &SecretString::from("a"),
+            &SecretString::from("a")
+        ));
+        assert!(!matches_static(
+            &SecretString::from("a"),
+            &SecretString::from("ab")
+        ));
+    }
+}

@@ -1,0 +1,187 @@
+//! Rate limits (SPEC §2.6): GCRA, `requests` per `window`, with a burst of `requests`.
+//!
+//! In process with `governor` by default; in Redis when `MAESTRA_REDIS_URL` is set, with the
+//! whole decision in one Lua script on Redis's own clock, so several instances share one limit
+//! exactly. If Redis cannot be reached the request is refused (503): a limiter that fails open
+//! is no limiter.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, Result};
+
+/// Allowed, or refused with the seconds until the next request would be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny { retry_after_secs: u64 },
+}
+
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request against `key` (e.g. `ip:127.0.0.1`, `key:ab12cd34ef56`).
+    async fn check(&self, key: &str) -> Result<Decision>;
+}
+
+/// The emission interval: one request per `window / requests`.
+fn interval(requests: u32, window: Duration) -> Duration {
+    (window / requests.max(1)).max(Duration::from_nanos(1))
+}
+
+pub struct LocalLimiter {
+    limiter: DefaultKeyedRateLimiter<String>,
+    clock: DefaultClock,
+}
+
+impl LocalLimiter {
+    pub fn new(requests: u32, window: Duration) -> Result<LocalLimiter> {
+        let burst = NonZeroU32::new(requests).ok_or_else(|| {
+            Error::Config("the rate limit must allow at least one request".into())
+        })?;
+        let quota = Quota::with_period(interval(requests, window))
+            .ok_or_else(|| Error::Config("the rate-limit window must be positive".into()))?
+            .allow_burst(burst);
+        Ok(LocalLimiter {
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+        })
+    }
+}
+
+#[async_trait]
+impl RateLimiter for LocalLimiter {
+    async fn check(&self, key: &str) -> Result<Decision> {
+        // Forget idle keys now and then, so memory stays bounded by the active clients.
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
+        Ok(match self.limiter.check_key(&key.to_string()) {
+            Ok(()) => Decision::Allow,
+            Err(not_until) => Decision::Deny {
+                retry_after_secs: not_until
+                    .wait_time_from(self.clock.now())
+                    .as_secs_f64()
+                    .ceil() as u64,
+            },
+        })
+    }
+}
+
+/// GCRA in one atomic step. KEYS[1]: the key. ARGV[1]: emission interval (µs), ARGV[2]: burst.
+/// Returns {1, 0} when allowed, {0, wait_µs} when not. Time is Redis's, shared by all instances.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - interval * burst
+if allow_at > now then
+  return {0, allow_at - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, 0}
+"#;
+
+pub struct RedisLimiter {
+    client: redis::Client,
+    conn: OnceCell<redis::aio::ConnectionManager>,
+    script: redis::Script,
+    prefix: String,
+    interval_us: u64,
+    burst: u32,
+}
+
+impl RedisLimiter {
+    pub fn new(
+        url: &SecretString,
+        prefix: &str,
+        requests: u32,
+        window: Duration,
+    ) -> Result<RedisLimiter> {
+        // The URL may hold a password: the error names neither.
+        let client = redis::Client::open(url.expose_secret())
+            .map_err(|_| Error::Config("MAESTRA_REDIS_URL is not a valid Redis URL".into()))?;
+        Ok(RedisLimiter {
+            client,
+            conn: OnceCell::new(),
+            script: redis::Script::new(GCRA),
+            prefix: prefix.to_string(),
+            interval_us: interval(requests, window).as_micros().max(1) as u64,
+            burst: requests,
+        })
+    }
+
+    async fn conn(&self) -> Result<redis::aio::ConnectionManager> {
+        let unavailable =
+            || Error::UpstreamUnavailable("the shared rate limiter (Redis) is unreachable".into());
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                tokio::time::timeout(
+                    Duration::from_secs(2),
+                    redis::aio::ConnectionManager::new(self.client.clone()),
+                )
+                .await
+                .map_err(|_| unavailable())?
+                .map_err(|_| unavailable())
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisLimiter {
+    async fn check(&self, key: &str) -> Result<Decision> {
+        let mut conn = self.conn().await?;
+        let mut invocation = self.script.key(format!("{}rl:{key}", self.prefix));
+        invocation.arg(self.interval_us).arg(self.burst);
+        let call = invocation.invoke_async::<(i64, i64)>(&mut conn);
+        let (allowed, wait_us) = tokio::time::timeout(Duration::from_secs(2), call)
+            .await
+            .map_err(|_| {
+                Error::UpstreamUnavailable("the shared rate limiter (Redis) timed out".into())
+            })?
+            .map_err(|_| {
+                Error::UpstreamUnavailable("the shared rate limiter (Redis) failed".into())
+            })?;
+        Ok(if allowed == 1 {
+            Decision::Allow
+        } else {
+            Decision::Deny {
+                retry_after_secs: (wait_us.max(0) as u64).div_ceil(1_000_000),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_limiter_allows_the_burst_then_refuses_with_a_wait() {
+        let l = LocalLimiter::new(3, Duration::from_secs(60)).unwrap();
+        for _ in 0..3 {
+            assert_eq!(l.check("ip:a").await.unwrap(), Decision::Allow);
+        }
+        match l.check("ip:a").await.unwrap() {
+            Decision::Deny { retry_after_secs } => assert!((1..=20).contains(&retry_after_secs)),
+            Decision::Allow => panic!("over the limit"),
+        }
+        assert_eq!(
+            l.check("ip:b").await.unwrap(),
+            Decision::Allow,
+            "keys are separate"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! `maestra lockdown` (seed 002 §8, incident response): local-only on, every API key revoked,
+//! the vault key rotated, one audit entry. `--lift` turns local-only back off; revoked keys
+//! stay revoked (create new ones) and the rotation stands.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::Context;
+use crate::error::Result;
+use crate::privsec::audit::{Category, Event, Outcome};
+use crate::store::now_unix;
+
+/// The store flag a running `maestra serve` watches: set, it forces local-only mode.
+pub const LOCKDOWN_FLAG: &str = "lockdown.local_only";
+
+pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
+    let ctx = Context::load(config_file, false)?;
+    let store = ctx.store().await?;
+    if lift {
+        store.meta_delete(LOCKDOWN_FLAG).await?;
+        ctx.audit(Event::new(
+            Category::Admin,
+            "maestra",
+            "lockdown.lift",
+            Outcome::Success,
+        ))
+        .await?;
+        eprintln!("lockdown lifted: local-only mode follows the configuration again");
+        return Ok(ExitCode::SUCCESS);
+    }
+    store.meta_set(LOCKDOWN_FLAG, "true").await?;
+    let revoked = store.api_keys_revoke_all(now_unix()).await?;
+    let rotated = if ctx.config.encryption_keys.is_some() {
+        eprintln!(
+            "warning: the vault key comes from MAESTRA_ENCRYPTION_KEY; put a new key first in \
+             that variable and run `maestra vault rotate-key`"
+        );
+        false
+    } else {
+        let mut vault = ctx.vault().await?;
+        let mut progress = super::progress("re-encrypting");
+        vault.rotate_key(&mut progress).await?;
+        true
+    };
+    ctx.audit(
+        Event::new(Category::Admin, "maestra", "lockdown", Outcome::Success)
+            .detail("local_only", true)
+            .detail("api_keys_revoked", revoked)
+            .detail("vault_key_rotated", rotated),
+    )
+    .await?;
+    println!(
+        "lockdown: local-only mode on (running servers switch within seconds), {revoked} API key(s) revoked, vault key {}",
+        if rotated {
+            "rotated"
+        } else {
+            "NOT rotated (see warning)"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

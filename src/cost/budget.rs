@@ -1,0 +1,323 @@
+//! The cost guardrail stage (SPEC §2.4): reserve the worst case before a call goes upstream,
+//! settle to the real usage after, release on failure.
+//!
+//! Because the reservation is checked and recorded in one serialised store transaction, N
+//! concurrent requests can never together pass a limit, on one instance or on many sharing
+//! PostgreSQL. Free (local) calls skip the ledger entirely.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use time::{Date, OffsetDateTime, Time};
+
+use super::ledger::{Limit, Micros, Period, Reservation, ReserveOutcome, Scope, to_micros, to_usd};
+use super::pricing::Pricing;
+use crate::config::{Config, CostConfig};
+use crate::error::{Error, Result};
+use crate::providers::{ChatRequest, Route, Usage};
+use crate::store::Store;
+
+/// An unsettled reservation older than this no longer counts: its request died with its
+/// process. Longer than any request may take (`server.request_timeout` defaults to 300 s).
+const STALE_AFTER_MS: i64 = 30 * 60 * 1000;
+/// Tokens assumed per message on top of its bytes (role and framing).
+const MESSAGE_OVERHEAD: u64 = 8;
+/// A warning is logged once a day when spend passes this share of the daily limit.
+const WARN_SHARE: f64 = 0.8;
+
+/// What a 402 reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostLimitExceeded {
+    pub period: Period,
+    pub scope: Scope,
+    pub limit_usd: f64,
+    pub spent_usd: f64,
+    pub reserved_usd: f64,
+    pub resets_at: String,
+}
+
+impl std::fmt::Display for CostLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let period = match self.period {
+            Period::Daily => "daily",
+            Period::Monthly => "monthly",
+        };
+        let scope = match &self.scope {
+            Scope::Global => String::new(),
+            Scope::User(u) => format!(" for user {u}"),
+            Scope::Key(k) => format!(" for API key {k}"),
+        };
+        write!(
+            f,
+            "the {period} cost limit{scope} of ${:.2} would be exceeded (spent ${:.4}, ${:.4} reserved by calls in flight); it resets at {}",
+            self.limit_usd, self.spent_usd, self.reserved_usd, self.resets_at
+        )
+    }
+}
+
+/// A reservation held while a call is in flight. Settle or release it.
+#[derive(Debug)]
+#[must_use]
+pub struct Hold {
+    id: Option<i64>,
+    pub reserved: Micros,
+}
+
+pub struct Budget {
+    store: Arc<dyn Store>,
+    pricing: Pricing,
+    daily: Micros,
+    monthly: Micros,
+    cost: CostConfig,
+    warned_on: Mutex<Option<String>>,
+}
+
+fn day_month(now: OffsetDateTime) -> (String, String) {
+    let d = now.date();
+    (
+        format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day()),
+        format!("{:04}-{:02}", d.year(), d.month() as u8),
+    )
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// When the current period ends, UTC.
+pub fn resets_at(period: Period, now: OffsetDateTime) -> String {
+    let d = now.date();
+    let next = match period {
+        Period::Daily => d.next_day(),
+        Period::Monthly => {
+            let (y, m) = if d.month() == time::Month::December {
+                (d.year() + 1, time::Month::January)
+            } else {
+                (d.year(), d.month().next())
+            };
+            Date::from_calendar_date(y, m, 1).ok()
+        }
+    };
+    next.map(|n| rfc3339(n.with_time(Time::MIDNIGHT).assume_utc()))
+        .unwrap_or_default()
+}
+
+impl Budget {
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Budget {
+        Budget {
+            store,
+            pricing: Pricing::new(&config.pricing),
+            daily: to_micros(config.daily_cost_limit),
+            monthly: to_micros(config.monthly_cost_limit),
+            cost: config.cost.clone(),
+            warned_on: Mutex::new(None),
+        }
+    }
+
+    pub fn pricing(&self) -> &Pricing {
+        &self.pricing
+    }
+
+    /// The request as it goes upstream: with an output cap, so the worst case is a real bound.
+    pub fn capped(&self, req: &ChatRequest) -> ChatRequest {
+        let mut req = req.clone();
+        req.max_tokens = Some(req.max_tokens.unwrap_or(self.cost.max_output_tokens));
+        req
+    }
+
+    /// The most a (capped) request can cost: every prompt byte a token, the full output cap.
+    pub fn worst_case(&self, route: &Route, req: &ChatRequest) -> Micros {
+        let prompt: u64 = req
+            .messages
+            .iter()
+            .map(|m| m.content.len() as u64 + MESSAGE_OVERHEAD)
+            .sum();
+        let usage = Usage {
+            prompt_tokens: prompt,
+            completion_tokens: req.max_tokens.unwrap_or(self.cost.max_output_tokens),
+        };
+        self.pricing.cost(route.provider, &route.model, usage)
+    }
+
+    fn limits(&self, user: Option<&str>, key: Option<&str>) -> Vec<Limit> {
+        let mut out = vec![
+            Limit {
+                scope: Scope::Global,
+                period: Period::Daily,
+                limit: self.daily,
+            },
+            Limit {
+                scope: Scope::Global,
+                period: Period::Monthly,
+                limit: self.monthly,
+            },
+        ];
+        let scoped = [
+            (
+                user.map(|u| Scope::User(u.into())),
+                self.cost.user_daily_limit,
+                Period::Daily,
+            ),
+            (
+                user.map(|u| Scope::User(u.into())),
+                self.cost.user_monthly_limit,
+                Period::Monthly,
+            ),
+            (
+                key.map(|k| Scope::Key(k.into())),
+                self.cost.key_daily_limit,
+                Period::Daily,
+            ),
+            (
+                key.map(|k| Scope::Key(k.into())),
+                self.cost.key_monthly_limit,
+                Period::Monthly,
+            ),
+        ];
+        for (scope, limit, period) in scoped {
+            if let (Some(scope), Some(limit)) = (scope, limit) {
+                out.push(Limit {
+                    scope,
+                    period,
+                    limit: to_micros(limit),
+                });
+            }
+        }
+        out
+    }
+
+    /// Reserves the worst case of a capped request, or refuses it with a 402.
+    pub async fn reserve(
+        &self,
+        route: &Route,
+        req: &ChatRequest,
+        user: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Hold> {
+        let amount = self.worst_case(route, req);
+        if amount == 0 {
+            return Ok(Hold {
+                id: None,
+                reserved: 0,
+            });
+        }
+        let now = OffsetDateTime::now_utc();
+        let (day, month) = day_month(now);
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let r = Reservation {
+            day: &day,
+            month: &month,
+            user_id: user,
+            key_id: key,
+            model: &route.model,
+            provider: route.provider.service(),
+            amount,
+            now_ms,
+            stale_before_ms: now_ms - STALE_AFTER_MS,
+        };
+        match self.store.cost_reserve(&r, &self.limits(user, key)).await? {
+            ReserveOutcome::Reserved(id) => Ok(Hold {
+                id: Some(id),
+                reserved: amount,
+            }),
+            ReserveOutcome::Exceeded { limit, usage } => {
+                Err(Error::CostLimit(Box::new(CostLimitExceeded {
+                    period: limit.period,
+                    scope: limit.scope,
+                    limit_usd: to_usd(limit.limit),
+                    spent_usd: to_usd(usage.spent),
+                    reserved_usd: to_usd(usage.reserved),
+                    resets_at: resets_at(limit.period, now),
+                })))
+            }
+        }
+    }
+
+    /// Charges the real usage; returns it in micro-USD.
+    pub async fn settle(&self, hold: Hold, route: &Route, usage: Usage) -> Result<Micros> {
+        let cost = self.pricing.cost(route.provider, &route.model, usage);
+        if let Some(id) = hold.id {
+            self.store.cost_settle(id, cost).await?;
+            self.warn_near_limit().await;
+        }
+        Ok(cost)
+    }
+
+    /// Gives a failed call's reservation back.
+    pub async fn release(&self, hold: Hold) {
+        if let Some(id) = hold.id
+            && let Err(e) = self.store.cost_release(id).await
+        {
+            // The reservation goes stale and stops counting after STALE_AFTER_MS.
+            tracing::error!(error = %e, "could not release a cost reservation");
+        }
+    }
+
+    async fn warn_near_limit(&self) {
+        let now = OffsetDateTime::now_utc();
+        let (day, _) = day_month(now);
+        if self
+            .warned_on
+            .lock()
+            .map(|w| w.as_deref() == Some(day.as_str()))
+            .unwrap_or(true)
+        {
+            return;
+        }
+        let stale = (now.unix_timestamp_nanos() / 1_000_000) as i64 - STALE_AFTER_MS;
+        if let Ok(u) = self
+            .store
+            .cost_usage(&Scope::Global, Period::Daily, &day, stale)
+            .await
+            && u.spent as f64 >= WARN_SHARE * self.daily as f64
+        {
+            tracing::warn!(
+                spent_usd = to_usd(u.spent),
+                limit_usd = to_usd(self.daily),
+                "daily cost is at 80% of its limit or more"
+            );
+            if let Ok(mut w) = self.warned_on.lock() {
+                *w = Some(day);
+            }
+        }
+    }
+
+    /// `{"daily": {spent_usd, reserved_usd, limit_usd, resets_at}, "monthly": {...}}`.
+    pub async fn status(&self) -> Result<Value> {
+        let now = OffsetDateTime::now_utc();
+        let (day, month) = day_month(now);
+        let stale = (now.unix_timestamp_nanos() / 1_000_000) as i64 - STALE_AFTER_MS;
+        let d = self
+            .store
+            .cost_usage(&Scope::Global, Period::Daily, &day, stale)
+            .await?;
+        let m = self
+            .store
+            .cost_usage(&Scope::Global, Period::Monthly, &month, stale)
+            .await?;
+        let part = |u: super::ledger::Usage, limit: Micros, period| {
+            json!({"spent_usd": to_usd(u.spent), "reserved_usd": to_usd(u.reserved),
+                   "limit_usd": to_usd(limit), "resets_at": resets_at(period, now)})
+        };
+        Ok(json!({
+            "daily": part(d, self.daily, Period::Daily),
+            "monthly": part(m, self.monthly, Period::Monthly),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_reset_at_utc_boundaries() {
+        let t = time::macros::datetime!(2025-12-31 23:59:59 UTC);
+        assert_eq!(resets_at(Period::Daily, t), "2026-01-01T00:00:00Z");
+        assert_eq!(resets_at(Period::Monthly, t), "2026-01-01T00:00:00Z");
+        let t = time::macros::datetime!(2026-02-10 00:00:00 UTC);
+        assert_eq!(resets_at(Period::Monthly, t), "2026-03-01T00:00:00Z");
+        assert_eq!(day_month(t), ("2026-02-10".into(), "2026-02".into()));
+    }
+}

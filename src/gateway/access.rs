@@ -1,0 +1,210 @@
+//! The auth and rate-limit stages (SPEC §2.6), in pipeline order, as one middleware.
+//!
+//! Local mode: no key, but a web page in the user's browser can reach 127.0.0.1, so a `Host`
+//! that is not a loopback name (DNS rebinding) and an `Origin` that is not configured are
+//! refused. Cloud mode: a key on every route but `/health`, then GCRA limits per client
+//! address and per key. Every refusal is audited (category `auth`, never the presented key)
+//! and counted.
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+
+use super::edge::RequestInfo;
+use super::{AppState, Shared};
+use crate::access::keys;
+use crate::access::ratelimit::Decision;
+use crate::config::Mode;
+use crate::error::{Error, Result};
+use crate::privsec::audit::{Category, Event, Outcome};
+
+/// Seconds between updates of a key's `last_used_at`: a write per request would be waste.
+const TOUCH_EVERY: i64 = 60;
+
+pub async fn stage(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    match admit(&state, &mut req).await {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admit(state: &AppState, req: &mut Request) -> Result<()> {
+    let info = req
+        .extensions()
+        .get::<RequestInfo>()
+        .cloned()
+        .unwrap_or(RequestInfo {
+            id: String::new(),
+            ip: None,
+            key_id: None,
+        });
+    let access = &state.access;
+    if access.mode == Mode::Local && !loopback_host(req.headers()) {
+        let e = Error::Forbidden("the Host header is not a loopback name".into());
+        refused(state, &info, None, "foreign_host", &e).await?;
+        return Err(e);
+    }
+    if let Some(origin) = req.headers().get("origin") {
+        let allowed = origin
+            .to_str()
+            .map(|o| access.cors_origins.iter().any(|a| a == o))
+            .unwrap_or(false);
+        if !allowed {
+            let e = Error::Forbidden("this Origin is not allowed (see cors_origins)".into());
+            refused(state, &info, None, "foreign_origin", &e).await?;
+            return Err(e);
+        }
+    }
+    if req.uri().path() == "/health" {
+        return Ok(());
+    }
+    let mut key_id = None;
+    if access.mode == Mode::Cloud {
+        let id = authenticate(state, req.headers()).await;
+        match id {
+            Ok(id) => key_id = Some(id),
+            Err(e) => {
+                refused(state, &info, None, "bad_key", &e).await?;
+                return Err(e);
+            }
+        }
+    }
+    if let Some(limiter) = &access.limiter {
+        let ip = info.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let mut buckets = vec![format!("ip:{ip}")];
+        if let Some(k) = &key_id {
+            buckets.push(format!("key:{k}"));
+        }
+        for bucket in buckets {
+            if let Decision::Deny { retry_after_secs } = limiter.check(&bucket).await? {
+                let e = Error::RateLimited { retry_after_secs };
+                let mut with_key = info.clone();
+                with_key.key_id = key_id.clone();
+                refused(state, &with_key, None, "rate_limit", &e).await?;
+                return Err(e);
+            }
+        }
+    }
+    if let Some(i) = req.extensions_mut().get_mut::<RequestInfo>() {
+        i.key_id = key_id;
+    }
+    Ok(())
+}
+
+/// The presented key's id (`static` for `MAESTRA_API_KEY`), or a 401.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String> {
+    let presented = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .map(|k| SecretString::from(k.trim().to_string()))
+        .ok_or_else(|| {
+            Error::Unauthorized(
+                "an API key is required (X-API-Key or Authorization: Bearer)".into(),
+            )
+        })?;
+    if let Some(configured) = &state.access.static_key
+        && keys::matches_static(&presented, configured)
+    {
+        return Ok("static".into());
+    }
+    match keys::verify(state.access.store.as_ref(), &presented).await? {
+        Some(record) => {
+            let now = crate::store::now_unix();
+            if record.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
+                let _ = state.access.store.api_key_touch(&record.id, now).await;
+            }
+            Ok(record.id)
+        }
+        None => Err(Error::Unauthorized(
+            "the API key is invalid or revoked".into(),
+        )),
+    }
+}
+
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get("host") else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Audits and counts a refusal at an access stage (bad key, rate limit, cost limit, foreign
+/// host). The entry names the reason and the client, never a presented key.
+pub async fn refused(
+    state: &AppState,
+    info: &RequestInfo,
+    user: Option<&str>,
+    reason: &str,
+    err: &Error,
+) -> Result<()> {
+    state
+        .metrics
+        .refusals
+        .get_or_create(&crate::metrics::ReasonLabels {
+            reason: reason.to_string(),
+        })
+        .inc();
+    let mut e = Event::new(Category::Auth, "maestra", reason, Outcome::Blocked)
+        .detail("status", err.status())
+        .request_id(&info.id);
+    if let Some(ip) = info.ip_string() {
+        e = e.ip(ip);
+    }
+    if let Some(k) = &info.key_id {
+        e = e.detail("key_id", k.as_str());
+    }
+    if let Some(u) = user {
+        e = e.user(u);
+    }
+    state.audit.record(e).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert("host", v.parse().unwrap());
+            loopback_host(&m)
+        };
+        for ok in [
+            "127.0.0.1:8825",
+            "localhost:8825",
+            "LOCALHOST",
+            "[::1]:8825",
+            "127.0.0.2",
+        ] {
+            assert!(h(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8825",
+            "192.168.1.2:8825",
+            "localhost.evil.com",
+            "[::2]:1",
+        ] {
+            assert!(!h(bad), "{bad}");
+        }
+    }
+}

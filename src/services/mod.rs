@@ -1,0 +1,302 @@
+//! Personal services (SPEC §2.7): what a service is, where it lives and how its credential
+//! goes upstream, so the assistant can reach Spotify or the Hue bridge without ever holding a
+//! token. `gateway::services` (the `/api/services/...` route) is the caller.
+//!
+//! - `auth`   — the `auth` setting (`bearer`, `header:NAME`, `path_prefix`, `oauth2`, `none`)
+//! - `oauth`  — OAuth2 credentials kept in the vault, refreshed once for all waiting requests
+//! - `path`   — the client's path joined under `base_url`, or refused
+//! - `redact` — the injected credential scrubbed from what goes back to the client
+//!
+//! A service is resolved per request from `config.services` over the built-in definitions:
+//! resolving is a few string checks, and a bad `[services.X]` table then fails only its own
+//! calls (503 `configuration_error`) instead of the whole server.
+
+pub mod auth;
+pub mod oauth;
+pub mod path;
+pub mod redact;
+
+use std::collections::BTreeMap;
+
+use url::Url;
+
+use crate::config::ServiceConfig;
+use crate::error::{Error, Result};
+use crate::privsec::audit::Category;
+use crate::privsec::guard::{Catalog, Kind};
+pub use auth::Auth;
+
+/// A built-in definition; the user completes it with `base_url` (and a vault credential).
+struct Builtin {
+    name: &'static str,
+    kind: Kind,
+    category: Category,
+    auth: &'static str,
+    /// Public endpoints are known; local devices' addresses are not.
+    base_url: Option<&'static str>,
+    token_url: Option<&'static str>,
+}
+
+const BUILTINS: [Builtin; 4] = [
+    Builtin {
+        name: "spotify",
+        kind: Kind::Cloud,
+        category: Category::Media,
+        auth: "oauth2",
+        base_url: Some("https://api.spotify.com/v1"),
+        token_url: Some("https://accounts.spotify.com/api/token"),
+    },
+    Builtin {
+        name: "sonos",
+        kind: Kind::Local,
+        category: Category::Media,
+        auth: "none",
+        base_url: None,
+        token_url: None,
+    },
+    Builtin {
+        name: "hue",
+        kind: Kind::Local,
+        category: Category::Smarthome,
+        auth: "path_prefix:/api",
+        base_url: None,
+        token_url: None,
+    },
+    Builtin {
+        name: "home_assistant",
+        kind: Kind::Local,
+        category: Category::Smarthome,
+        auth: "bearer",
+        base_url: None,
+        token_url: None,
+    },
+];
+
+/// Categories a service's calls may be audited under (the others are Maestra's own).
+const SERVICE_CATEGORIES: [Category; 5] = [
+    Category::Media,
+    Category::Smarthome,
+    Category::Creative,
+    Category::Llm,
+    Category::Data,
+];
+
+/// A service ready to be called.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub base_url: Url,
+    pub category: Category,
+    /// From config or the catalog; `None` leaves the decision to egress's address check.
+    pub kind: Option<Kind>,
+    /// The vault name of the credential, when `auth` needs one.
+    pub credential: Option<String>,
+    pub auth: Auth,
+}
+
+/// Service names are identifiers: they go into audit entries, metrics and vault names.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(
+            "a service name is 1-64 characters of lowercase letters, digits, `_` or `-`".into(),
+        ))
+    }
+}
+
+/// The service `name` from `[services.NAME]` over the built-ins; 404 when neither knows it.
+pub fn resolve(
+    name: &str,
+    config: &BTreeMap<String, ServiceConfig>,
+    catalog: &Catalog,
+) -> Result<Service> {
+    validate_name(name)?;
+    let builtin = BUILTINS.iter().find(|b| b.name == name);
+    let empty = ServiceConfig {
+        base_url: None,
+        category: None,
+        kind: None,
+        credential: None,
+        auth: None,
+        token_url: None,
+    };
+    let cfg = match (config.get(name), builtin) {
+        (Some(c), _) => c,
+        (None, Some(_)) => &empty,
+        (None, None) => {
+            return Err(Error::NotFound(format!(
+                "unknown service {name:?}; add a [services.{name}] table to maestra.toml"
+            )));
+        }
+    };
+    let bad = |what: &str| Error::Config(format!("[services.{name}] {what}"));
+
+    let base = cfg
+        .base_url
+        .as_deref()
+        .or(builtin.and_then(|b| b.base_url))
+        .ok_or_else(|| bad("has no base_url; set it in maestra.toml"))?;
+    let base_url = parse_endpoint(base).map_err(|why| bad(&format!("base_url {why}")))?;
+
+    let category = match &cfg.category {
+        Some(c) => c
+            .parse::<Category>()
+            .ok()
+            .filter(|c| SERVICE_CATEGORIES.contains(c))
+            .ok_or_else(|| bad("category must be media, smarthome, creative, llm or data"))?,
+        None => builtin
+            .map(|b| b.category)
+            .or_else(|| {
+                let group = catalog.get(name)?.group;
+                group
+                    .parse::<Category>()
+                    .ok()
+                    .filter(|c| SERVICE_CATEGORIES.contains(c))
+            })
+            .ok_or_else(|| bad("needs a category (media, smarthome, creative, llm or data)"))?,
+    };
+
+    let kind = match cfg.kind.as_deref() {
+        Some("local") => Some(Kind::Local),
+        Some("cloud") => Some(Kind::Cloud),
+        Some(_) => return Err(bad("kind must be \"local\" or \"cloud\"")),
+        None => builtin
+            .map(|b| b.kind)
+            .or_else(|| catalog.get(name).map(|e| e.kind)),
+    };
+
+    let token_url = cfg
+        .token_url
+        .as_deref()
+        .or(builtin.and_then(|b| b.token_url))
+        .map(|t| parse_endpoint(t).map_err(|why| bad(&format!("token_url {why}"))))
+        .transpose()?;
+    let auth_text = match (&cfg.auth, builtin) {
+        (Some(a), _) => a.as_str(),
+        (None, Some(b)) => b.auth,
+        (None, None) if cfg.credential.is_some() => "bearer",
+        (None, None) => "none",
+    };
+    let auth = Auth::parse(auth_text, token_url).map_err(|why| bad(&format!("auth {why}")))?;
+
+    let credential = if auth.needs_credential() {
+        let c = cfg.credential.clone().unwrap_or_else(|| name.to_string());
+        crate::privsec::vault::validate_name(&c)
+            .map_err(|_| bad("credential is not a valid vault name"))?;
+        Some(c)
+    } else {
+        None
+    };
+    Ok(Service {
+        name: name.to_string(),
+        base_url,
+        category,
+        kind,
+        credential,
+        auth,
+    })
+}
+
+/// An http(s) URL with a host and nothing a request path could be confused with: no user
+/// info (a credential in the config file), no query, no fragment. The reason never quotes
+/// the value, which may hold a secret.
+pub fn parse_endpoint(text: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(text.trim()).map_err(|_| "is not a valid URL")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL");
+    }
+    if url.host().is_none() {
+        return Err("has no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not hold a user name or password (put credentials in the vault)");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment");
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GuardConfig;
+
+    fn cfg(pairs: &[(&str, &str)]) -> ServiceConfig {
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        ServiceConfig {
+            base_url: get("base_url"),
+            category: get("category"),
+            kind: get("kind"),
+            credential: get("credential"),
+            auth: get("auth"),
+            token_url: get("token_url"),
+        }
+    }
+
+    #[test]
+    fn builtins_need_only_a_base_url() {
+        let catalog = Catalog::new(&GuardConfig::default());
+        let mut services = BTreeMap::new();
+        let s = resolve("spotify", &services, &catalog).unwrap();
+        assert_eq!(s.category, Category::Media);
+        assert_eq!(s.kind, Some(Kind::Cloud));
+        assert!(matches!(s.auth, Auth::OAuth2 { .. }));
+        assert_eq!(s.credential.as_deref(), Some("spotify"));
+        assert_eq!(
+            resolve("hue", &services, &catalog).unwrap_err().code(),
+            "configuration_error"
+        );
+        services.insert("hue".into(), cfg(&[("base_url", "http://10.0.0.2")]));
+        let hue = resolve("hue", &services, &catalog).unwrap();
+        assert_eq!(hue.category, Category::Smarthome);
+        assert!(matches!(hue.auth, Auth::PathPrefix { .. }));
+        assert_eq!(
+            resolve("nope", &services, &catalog).unwrap_err().status(),
+            404
+        );
+        assert_eq!(
+            resolve("../x", &services, &catalog).unwrap_err().status(),
+            400
+        );
+    }
+
+    #[test]
+    fn custom_services_and_bad_tables() {
+        let catalog = Catalog::new(&GuardConfig::default());
+        let mut services = BTreeMap::new();
+        services.insert(
+            "jellyfin".into(),
+            cfg(&[
+                ("base_url", "http://192.168.1.5:8096"),
+                ("category", "media"),
+                ("auth", "header:X-Emby-Token"),
+            ]),
+        );
+        let j = resolve("jellyfin", &services, &catalog).unwrap();
+        assert_eq!(j.kind, None);
+        assert_eq!(j.credential.as_deref(), Some("jellyfin"));
+        for bad in [
+            [("base_url", "ftp://x"), ("category", "media")],
+            [("base_url", "http://u:p@x"), ("category", "media")],
+            [("base_url", "http://x"), ("category", "auth")],
+            [("base_url", "http://x?q=1"), ("category", "media")],
+        ] {
+            services.insert("t".into(), cfg(&bad));
+            let e = resolve("t", &services, &catalog).unwrap_err();
+            assert_eq!(e.code(), "configuration_error", "{bad:?}");
+            assert!(!e.to_string().contains("u:p"));
+        }
+    }
+}

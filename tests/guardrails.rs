@@ -1,0 +1,483 @@
+//! Guardrails that hold (SPEC §2.4, §2.6, §6): exact cost limits under concurrency, on one
+//! instance and on three sharing PostgreSQL and Redis; API keys; rate limits; lockdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::Home;
+use common::mock;
+use common::server::{Server, upstream_env};
+use serde_json::{Value, json};
+
+/// Each call costs exactly its reservation: input free, 5 output tokens at $1,000 per million
+/// = $0.005, and the mock always answers with 5 completion tokens.
+const PRICING: &str =
+    "[pricing.\"gpt-4o-mini\"]\ninput_per_million = 0.0\noutput_per_million = 1000.0\n";
+const VAULT_KEY: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+
+fn home_with(mock: SocketAddr, toml: &str, env: &[(&str, &str)]) -> Home {
+    let mut home = upstream_env(Home::new(), mock)
+        .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYguardrails0123456789")
+        .with("MAESTRA_ENCRYPTION_KEY", VAULT_KEY);
+    for (k, v) in env {
+        home = home.with(k, v);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(home.root()).unwrap();
+    std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = home.root().join("maestra.toml");
+    std::fs::write(&file, toml).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    home
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+fn paid(stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "max_tokens": 5, "stream": stream,
+           "messages": [{"role": "user", "content": "how much?"}]})
+}
+
+/// Fires `n` requests at once, round-robin over `servers`; returns the statuses and one 402 body.
+async fn burst(
+    servers: &[&Server],
+    n: usize,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (Vec<u16>, Option<Value>) {
+    let c = client();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut req = c
+            .post(servers[i % servers.len()].url("/v1/chat/completions"))
+            .json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        tasks.push(tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.ok())
+        }));
+    }
+    let mut statuses = Vec::new();
+    let mut refusal = None;
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        if s == 402 {
+            refusal = v;
+        }
+        statuses.push(s);
+    }
+    (statuses, refusal)
+}
+
+fn count(statuses: &[u16], code: u16) -> usize {
+    statuses.iter().filter(|s| **s == code).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cost_limit_admits_exactly_n_of_200_concurrent_requests() {
+    let (addr, mock) = mock::start().await;
+    let home = home_with(addr, PRICING, &[("MAESTRA_DAILY_COST_LIMIT", "0.05")]);
+    let server = Server::start(&home);
+    let (statuses, refusal) = burst(&[&server], 200, &[], paid(false)).await;
+    assert_eq!(count(&statuses, 200), 10, "{statuses:?}");
+    assert_eq!(count(&statuses, 402), 190);
+    assert_eq!(
+        mock.requests().len(),
+        10,
+        "a refused call must not go upstream"
+    );
+    let err = &refusal.unwrap()["error"];
+    assert_eq!(err["code"], "cost_limit_exceeded");
+    assert_eq!(err["limit_usd"], 0.05);
+    assert_eq!(err["period"], "daily");
+    assert!(err["resets_at"].as_str().unwrap().ends_with("T00:00:00Z"));
+    let privacy: Value = client()
+        .get(server.url("/api/privacy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(privacy["cost"]["daily"]["spent_usd"], 0.05);
+    assert_eq!(privacy["cost"]["daily"]["reserved_usd"], 0.0);
+    let report = home.ok(&["cost", "report", "--json"], b"");
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["daily"]["spent_usd"], 0.05);
+    assert_eq!(report["monthly"]["limit_usd"], 100.0);
+    let table = home.ok(&["cost", "report", "--by", "model"], b"");
+    assert!(
+        table.contains("gpt-4o-mini") && table.contains('█'),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streamed_calls_are_charged_like_plain_ones() {
+    let (addr, _mock) = mock::start().await;
+    let home = home_with(addr, PRICING, &[("MAESTRA_DAILY_COST_LIMIT", "0.01")]);
+    let server = Server::start(&home);
+    let spent = |s: &Server| {
+        let url = s.url("/api/privacy");
+        async move {
+            let v: Value = client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["cost"]["daily"]["spent_usd"].as_f64().unwrap()
+        }
+    };
+    let text = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&paid(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("[DONE]"), "{text}");
+    // The stream settles as it ends; give the settlement a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(spent(&server).await, 0.005);
+    let (s, _) = burst(&[&server], 1, &[], paid(false)).await;
+    assert_eq!(s, vec![200]);
+    assert_eq!(spent(&server).await, 0.01);
+    let (s, _) = burst(&[&server], 1, &[], paid(true)).await;
+    assert_eq!(s, vec![402], "the limit holds for streams too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_share_one_budget() {
+    let db = common::pg::TempDb::create().await;
+    let prefix = format!("maestra_test_{}_{}:", std::process::id(), rand_suffix());
+    let (addr, mock) = mock::start().await;
+    let env = [
+        ("MAESTRA_CLOUD_STORAGE", "postgresql"),
+        ("MAESTRA_DB_URL", db.url.as_str()),
+        ("MAESTRA_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("MAESTRA_REDIS_PREFIX", prefix.as_str()),
+        ("MAESTRA_DAILY_COST_LIMIT", "0.05"),
+        ("MAESTRA_MODE", "cloud"),
+        ("MAESTRA_API_KEY", "static-test-key-0123456789"),
+        ("MAESTRA_RATE_LIMIT_REQUESTS", "100000"),
+    ];
+    let homes: Vec<Home> = (0..3).map(|_| home_with(addr, PRICING, &env)).collect();
+    let servers: Vec<Server> = homes.iter().map(Server::start).collect();
+    let refs: Vec<&Server> = servers.iter().collect();
+    let key = [("x-api-key", "static-test-key-0123456789")];
+
+    let (statuses, _) = burst(&refs, 200, &key, paid(false)).await;
+    assert_eq!(count(&statuses, 200), 10, "{statuses:?}");
+    assert_eq!(count(&statuses, 402), 190);
+    assert_eq!(mock.requests().len(), 10);
+
+    drop(servers);
+    redis_cleanup(&prefix).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_rate_limit_of_100_lets_100_through_three_instances() {
+    let prefix = format!("maestra_test_{}_{}:", std::process::id(), rand_suffix());
+    let (addr, _mock) = mock::start().await;
+    let env = [
+        ("MAESTRA_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("MAESTRA_REDIS_PREFIX", prefix.as_str()),
+        ("MAESTRA_MODE", "cloud"),
+        ("MAESTRA_API_KEY", "static-test-key-0123456789"),
+        ("MAESTRA_RATE_LIMIT_REQUESTS", "100"),
+        ("MAESTRA_RATE_LIMIT_WINDOW", "3600"),
+    ];
+    let homes: Vec<Home> = (0..3).map(|_| home_with(addr, "", &env)).collect();
+    let servers: Vec<Server> = homes.iter().map(Server::start).collect();
+    let c = client();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let req = c
+            .get(servers[i % 3].url("/v1/models"))
+            .header("authorization", "Bearer static-test-key-0123456789");
+        tasks.push(tokio::spawn(async move {
+            req.send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(count(&statuses, 200), 100, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 200);
+    let audit = std::fs::read_to_string(homes[0].root().join("logs/audit.log")).unwrap();
+    assert!(audit.contains("\"category\":\"auth\"") && audit.contains("rate_limit"));
+    drop(servers);
+    redis_cleanup(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_mode_requires_valid_unrevoked_keys() {
+    let (addr, _mock) = mock::start().await;
+    let home = home_with(
+        addr,
+        "",
+        &[("MAESTRA_MODE", "cloud"), ("MAESTRA_BIND", "127.0.0.1:0")],
+    );
+    let err = home.fails(&["serve"], b"");
+    assert!(err.contains("maestra keys create"), "{err}");
+
+    let key = home
+        .ok(&["keys", "create", "laptop"], b"")
+        .trim()
+        .to_string();
+    assert!(key.starts_with("mae_"), "{key}");
+    let mut server = Server::start(&home);
+    let c = client();
+    let status =
+        |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().status().as_u16() };
+    let models = server.url("/v1/models");
+    assert_eq!(status(c.get(&models)).await, 401);
+    assert_eq!(
+        status(c.get(&models).header("x-api-key", "mae_000000000000_wrong")).await,
+        401
+    );
+    assert_eq!(
+        status(c.get(&models).header("x-api-key", "garbage")).await,
+        401
+    );
+    assert_eq!(status(c.get(&models).header("x-api-key", &key)).await, 200);
+    assert_eq!(status(c.get(&models).bearer_auth(&key)).await, 200);
+    assert_eq!(
+        status(c.get(server.url("/health"))).await,
+        200,
+        "health needs no key"
+    );
+    let body: Value = c.get(&models).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+
+    home.ok(&["keys", "revoke", "laptop"], b"");
+    assert_eq!(status(c.get(&models).header("x-api-key", &key)).await, 401);
+    let listing = home.ok(&["keys", "list"], b"");
+    assert!(listing.contains("REVOKED") && !listing.contains(&key));
+
+    let out = server.stop();
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!out.contains(secret), "{out}");
+    for (path, bytes) in common::all_file_bytes(&home.root()) {
+        assert!(!common::contains(&bytes, secret), "{}", path.display());
+    }
+    let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
+    let fails = audit
+        .lines()
+        .filter(|l| l.contains("\"category\":\"auth\"") && l.contains("bad_key"))
+        .count();
+    assert!(fails >= 4, "{audit}");
+    assert!(audit.contains("\"ip_address\":\"127.0.0.1\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_shared_limiter_fails_closed() {
+    let (addr, _mock) = mock::start().await;
+    let home = home_with(
+        addr,
+        "",
+        &[
+            ("MAESTRA_MODE", "cloud"),
+            ("MAESTRA_API_KEY", "static-test-key-0123456789"),
+            ("MAESTRA_REDIS_URL", "redis://127.0.0.1:1"),
+        ],
+    );
+    let server = Server::start(&home);
+    let resp = client()
+        .get(server.url("/v1/models"))
+        .header("x-api-key", "static-test-key-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("Redis"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_refuses_foreign_hosts_and_origins() {
+    let (addr, _mock) = mock::start().await;
+    let home = home_with(addr, "cors_origins = [\"http://localhost:3000\"]\n", &[]);
+    let server = Server::start(&home);
+    let c = client();
+    let url = server.url("/v1/models");
+    let s = c
+        .get(&url)
+        .header("host", "evil.example:8825")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 403, "DNS rebinding");
+    let s = c
+        .get(&url)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 403);
+    let resp = c
+        .get(&url)
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockdown_forces_local_only_revokes_keys_and_rotates_the_vault_key() {
+    let (addr, mock) = mock::start().await;
+    let home = upstream_env(Home::new(), addr)
+        .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYlockdown0123456789");
+    home.ok(&["keys", "create", "phone"], b"");
+    let server = Server::start(&home);
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
+    let s = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 200);
+    let old_key = std::fs::read_to_string(home.root().join("keys/vault.key")).unwrap();
+
+    let out = home.ok(&["lockdown"], b"");
+    assert!(out.contains("1 API key(s) revoked"), "{out}");
+    assert_ne!(
+        std::fs::read_to_string(home.root().join("keys/vault.key")).unwrap(),
+        old_key
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "local_only_mode"
+    );
+    assert_eq!(mock.requests().len(), 1);
+    assert!(home.ok(&["keys", "list"], b"").contains("REVOKED"));
+    let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
+    assert_eq!(
+        audit
+            .lines()
+            .filter(|l| l.contains("\"action\":\"lockdown\""))
+            .count(),
+        1
+    );
+    // The provider key survived the rotation.
+    assert!(
+        home.ok(&["vault", "get", "openai_api_key", "--reveal"], b"")
+            .contains("CANARYlockdown")
+    );
+    home.ok(&["lockdown", "--lift"], b"");
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+async fn redis_cleanup(prefix: &str) {
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reads_the_seed_conversations_and_cost_tracker() {
+    let home = Home::new();
+    let seed = home.dir.path().join("seed");
+    std::fs::create_dir_all(seed.join("conversations")).unwrap();
+    std::fs::write(
+        seed.join("maestra_cost_tracker.json"),
+        r#"{"2025-12-28": 2.45, "2025-12-27": 3.12, "monthly_total_2025-12": 45.67}"#,
+    )
+    .unwrap();
+    let conv = json!({
+        "id": "conv_2025-12-28_jh_abc12345", "topic": "music", "owner": "jh",
+        "surfaces": ["cli"], "tags": [], "artifacts": [],
+        "messages": [{"id": "m1", "role": "user", "content": "my token is ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+                      "surface": "cli", "mode": "chat", "timestamp": "2025-12-28T10:00:00", "meta": {}}],
+        "meta": {"created_at": "2025-12-28T10:00:00", "updated_at": "2025-12-28T10:05:00",
+                 "status": "active", "message_count": 1}
+    });
+    std::fs::write(
+        seed.join("conversations/conv_2025-12-28_jh_abc12345.json"),
+        conv.to_string(),
+    )
+    .unwrap();
+    std::fs::write(seed.join("conversations/broken.json"), "{not json").unwrap();
+    let out = home.run(&["import", "--from", seed.to_str().unwrap()], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("imported 1 conversation(s)") && stdout.contains("2 day(s)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "an unreadable file is reported in the exit code"
+    );
+    let again = home.run(&["import", "--from", seed.to_str().unwrap()], b"");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("1 already present"));
+    let report = home.ok(&["cost", "report", "--days", "3650", "--by", "day"], b"");
+    assert!(
+        report.contains("2025-12-28") && report.contains("5.5700"),
+        "{report}"
+    );
+    let exported = home.ok(
+        &["conversations", "export", "conv_2025-12-28_jh_abc12345"],
+        b"",
+    );
+    assert!(
+        exported.contains("[REDACTED:github_token]") && !exported.contains("ghp_abc"),
+        "{exported}"
+    );
+}
