@@ -137,6 +137,8 @@ async fn core_is_multi_turn_stores_minimised_and_audits_without_content() {
     .await;
     assert_eq!(status, 404, "{err}");
 
+    // Audit entries are queued (fail_closed = false); stopping flushes them.
+    let out = server.stop();
     let audit = audit_text(&home);
     let llm: Vec<Value> = audit
         .lines()
@@ -148,7 +150,6 @@ async fn core_is_multi_turn_stores_minimised_and_audits_without_content() {
     assert_eq!(llm[0]["details"]["tokens_in"], 10);
     assert_eq!(llm[0]["user_id"], "jh");
     assert!(!audit.contains("remember my key") && !audit.contains("and now?"));
-    let out = server.stop();
     assert!(!out.contains("remember my key"), "content in logs: {out}");
     common::Home::ok(&home, &["audit", "verify"], b"");
 }
@@ -301,7 +302,7 @@ async fn anthropic_is_translated_and_its_key_injected_from_the_vault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_only_blocks_cloud_models_while_the_local_one_answers() {
-    let (server, mock, home) = setup(&[("MAESTRA_LOCAL_ONLY", "true")]).await;
+    let (mut server, mock, home) = setup(&[("MAESTRA_LOCAL_ONLY", "true")]).await;
     for model in ["gpt-4o-mini", "claude-3-5-haiku-latest"] {
         let (status, v) = post(
             &server,
@@ -325,13 +326,6 @@ async fn local_only_blocks_cloud_models_while_the_local_one_answers() {
     assert_eq!(env["source"], "local");
     let (_, privacy) = get(&server, "/api/privacy").await;
     assert_eq!(privacy["local_only"], true);
-    let blocks = audit_text(&home)
-        .lines()
-        .filter(|l| {
-            l.contains("\"category\":\"local_only_block\"") && l.contains("\"result\":\"blocked\"")
-        })
-        .count();
-    assert_eq!(blocks, 2);
     let metrics = client()
         .get(server.url("/metrics"))
         .send()
@@ -344,6 +338,14 @@ async fn local_only_blocks_cloud_models_while_the_local_one_answers() {
         metrics.contains("maestra_local_only_blocks_total{service=\"openai\"} 1"),
         "{metrics}"
     );
+    server.stop();
+    let blocks = audit_text(&home)
+        .lines()
+        .filter(|l| {
+            l.contains("\"category\":\"local_only_block\"") && l.contains("\"result\":\"blocked\"")
+        })
+        .count();
+    assert_eq!(blocks, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,6 +536,28 @@ async fn forget_removes_the_content_from_the_database_files() {
             .any(|l| l.contains("\"category\":\"data\"") && l.contains("forget_user"))
     );
     assert!(!audit.contains(canary));
+
+    // The same rights from the command line, on the same store.
+    let listing = home.ok(&["conversations", "list", "--user", "stays"], b"");
+    assert!(listing.contains("conv_s"), "{listing}");
+    let export: Value =
+        serde_json::from_str(&home.ok(&["conversations", "export", "--user", "stays"], b""))
+            .unwrap();
+    assert_eq!(export["conversations"][0]["id"], "conv_s");
+    assert_eq!(
+        export["conversations"][0]["messages"][0]["content"],
+        "keep me"
+    );
+    let one: Value =
+        serde_json::from_str(&home.ok(&["conversations", "export", "conv_s"], b"")).unwrap();
+    assert_eq!(one["meta"]["message_count"], 2);
+    let err = home.fails(&["conversations", "export", "../../etc/passwd"], b"");
+    assert!(err.contains("conversation id"), "{err}");
+    home.ok(&["forget", "--user", "stays"], b"");
+    let err = home.fails(&["conversations", "delete", "conv_s"], b"");
+    assert!(err.contains("no conversation"), "{err}");
+    let db = std::fs::read(home.root().join("maestra.db")).unwrap();
+    assert!(!common::contains(&db, "keep me"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

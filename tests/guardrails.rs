@@ -223,8 +223,19 @@ async fn a_shared_rate_limit_of_100_lets_100_through_three_instances() {
     }
     assert_eq!(count(&statuses, 200), 100, "{statuses:?}");
     assert_eq!(count(&statuses, 429), 200);
-    let audit = std::fs::read_to_string(homes[0].root().join("logs/audit.log")).unwrap();
-    assert!(audit.contains("\"category\":\"auth\"") && audit.contains("rate_limit"));
+    let mut servers = servers;
+    for s in &mut servers {
+        s.stop();
+    }
+    let audit: String = homes
+        .iter()
+        .map(|h| std::fs::read_to_string(h.root().join("logs/audit.log")).unwrap())
+        .collect();
+    let hits = audit
+        .lines()
+        .filter(|l| l.contains("\"category\":\"auth\"") && l.contains("rate_limit"))
+        .count();
+    assert_eq!(hits, 200, "every refusal is audited");
     drop(servers);
     redis_cleanup(&prefix).await;
 }

@@ -9,19 +9,15 @@
 //! Bodies stream both ways, except to OAuth2 services: their request body is buffered (within
 //! the same limit) because a 401 is answered by refreshing the token and sending it again.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Router};
-use futures_util::{Stream, StreamExt};
 use secrecy::SecretString;
 
 use super::edge::RequestInfo;
@@ -30,9 +26,20 @@ use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::{Kind, LocalOnlyBlock};
 use crate::services::auth::{self, Auth};
+use crate::services::body::{Outgoing, scrubbed};
 use crate::services::oauth::{self, Endpoint, Refresher, Token};
 use crate::services::redact::Redactor;
 use crate::services::{self as svcs, Service, path};
+
+const FORWARDED_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -124,6 +131,14 @@ async fn call(
     req: Request,
 ) -> Result<Response> {
     let start = Instant::now();
+    // The methods REST services use; CONNECT, TRACE and extension methods are not forwarded
+    // (and so never reach an audit entry's action unchecked).
+    if !FORWARDED_METHODS.contains(req.method()) {
+        return Err(Error::MethodNotAllowed(format!(
+            "{} is not forwarded to services",
+            req.method()
+        )));
+    }
     let full = req.uri().path().to_string();
     let rest = full.strip_prefix("/api/services/").unwrap_or_default();
     let (name, raw) = rest.split_once('/').unwrap_or((rest, ""));
@@ -161,20 +176,13 @@ async fn forward(
     raw: &str,
 ) -> Result<Forwarded, Failure> {
     let (parts, body) = req.into_parts();
-    if matches!(parts.method, Method::CONNECT | Method::TRACE) {
-        return Err(Error::MethodNotAllowed(format!(
-            "{} is not forwarded to services",
-            parts.method
-        )))
-        .at("request");
-    }
     path::check(raw).at("path")?;
     if let Some(q) = parts.uri.query() {
         path::check_query(q).at("path")?;
     }
     guard(state, service).at("guard")?;
 
-    let mut token = credential(state, refresher, service, None)
+    let token = credential(state, refresher, service, None)
         .await
         .at("credential")?;
     let mut refreshed = token.as_ref().is_some_and(|t| t.refreshed);
@@ -184,7 +192,10 @@ async fn forward(
         .at("credential")?;
     let url = path::join(&service.base_url, &prefix, raw, parts.uri.query()).at("path")?;
     let mut headers = auth::forward_request_headers(&parts.headers, &service.auth);
-    let outgoing = Outgoing::new(state, service, &parts.headers, body)
+    // OAuth2 bodies are kept whole: a 401 is answered by sending them again.
+    let replayable = matches!(service.auth, Auth::OAuth2 { .. });
+    let limit = state.config.server.max_body_bytes;
+    let outgoing = Outgoing::new(limit, replayable, &parts.headers, body)
         .await
         .at("request")?;
     if let Some(len) = outgoing.length() {
@@ -214,34 +225,33 @@ async fn forward(
             }
         }
     };
-    let secrets = |t: &Option<Token>| Redactor::new(t.iter().map(|t| &t.access));
-    let mut resp = send(token.as_ref().map(|t| t.access.clone()), outgoing.body())
+    let mut used: Vec<SecretString> = token.iter().map(|t| t.access.clone()).collect();
+    let mut resp = send(used.last().cloned(), outgoing.body())
         .await
-        .map_err(|e| outgoing.explain(e, &secrets(&token), &service.name))
-        .at("upstream")?;
+        .map_err(|e| send_failure(&outgoing, e, &used, &service.name))?;
 
     let mut retried = false;
     if resp.status() == StatusCode::UNAUTHORIZED
         && matches!(service.auth, Auth::OAuth2 { .. })
-        && let Some(rejected) = token.as_ref().map(|t| t.access.clone())
+        && let Some(rejected) = used.last().cloned()
     {
         let fresh = credential(state, refresher, service, Some(&rejected))
             .await
             .at("credential")?;
         refreshed |= fresh.as_ref().is_some_and(|t| t.refreshed);
-        token = fresh;
+        used.extend(fresh.map(|t| t.access));
         retried = true;
-        resp = send(token.as_ref().map(|t| t.access.clone()), outgoing.body())
+        resp = send(used.last().cloned(), outgoing.body())
             .await
-            .map_err(|e| outgoing.explain(e, &secrets(&token), &service.name))
-            .at("upstream")?;
+            .map_err(|e| send_failure(&outgoing, e, &used, &service.name))?;
     }
 
     let status = resp.status();
-    let redactor = secrets(&token);
+    // Every token sent (the rejected one too): an answer must echo none of them.
+    let redactor = Redactor::new(&used);
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
-    *response.headers_mut() = response_headers(resp.headers(), &redactor);
+    *response.headers_mut() = auth::response_headers(resp.headers(), &redactor);
     let idle = timeout;
     *response.body_mut() = Body::from_stream(scrubbed(resp.bytes_stream(), redactor, idle));
     Ok(Forwarded {
@@ -260,8 +270,8 @@ fn guard(state: &AppState, service: &Service) -> Result<()> {
     if !state.egress.local_only() {
         return Ok(());
     }
+    state.egress.check_service(&service.name)?;
     let catalog = state.egress.catalog();
-    catalog.check_name(&service.name)?;
     if service.kind == Some(Kind::Cloud) {
         let group = serde_json::to_value(service.category).unwrap_or_default();
         return Err(LocalOnlyBlock {
@@ -311,184 +321,26 @@ async fn credential(
     }
 }
 
-/// The client's body on its way up: none, streamed with the limit enforced as it passes, or
-/// (for OAuth2 services, which may need to send it twice) read whole first.
-struct Outgoing {
-    kind: OutgoingKind,
-    over_limit: Arc<AtomicBool>,
-    limit: usize,
-}
-
-enum OutgoingKind {
-    Empty,
-    Buffered(Bytes),
-    /// The body and its declared length (none when the client sent it chunked).
-    Streamed(std::sync::Mutex<Option<reqwest::Body>>, Option<usize>),
-}
-
-impl Outgoing {
-    async fn new(
-        state: &AppState,
-        service: &Service,
-        headers: &HeaderMap,
-        body: Body,
-    ) -> Result<Outgoing> {
-        let limit = state.config.server.max_body_bytes;
-        let over_limit = Arc::new(AtomicBool::new(false));
-        let declared = match headers.get(header::CONTENT_LENGTH) {
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .ok_or_else(|| Error::BadRequest("invalid content-length".into()))?,
-            ),
-            None => None,
+/// A send error as the client should see it: 413 when our limit cut the body off (the
+/// client's doing), and never a message that names a credential that was sent.
+fn send_failure(out: &Outgoing, e: Error, sent: &[SecretString], service: &str) -> Failure {
+    if out.over_limit() {
+        return Failure {
+            error: out.too_large(),
+            stage: "request",
         };
-        if declared.is_some_and(|n| n > limit) {
-            return Err(too_large(limit));
-        }
-        let chunked = headers.contains_key(header::TRANSFER_ENCODING);
-        let kind = if declared.unwrap_or(0) == 0 && !chunked {
-            OutgoingKind::Empty
-        } else if matches!(service.auth, Auth::OAuth2 { .. }) {
-            let bytes = axum::body::to_bytes(body, limit)
-                .await
-                .map_err(|_| too_large(limit))?;
-            OutgoingKind::Buffered(bytes)
-        } else {
-            let flag = over_limit.clone();
-            let mut seen = 0usize;
-            let stream = body.into_data_stream().map(move |chunk| {
-                let chunk = chunk.map_err(io::Error::other)?;
-                seen += chunk.len();
-                if seen > limit {
-                    flag.store(true, Ordering::Relaxed);
-                    return Err(io::Error::other("the request body is over the limit"));
-                }
-                Ok::<_, io::Error>(chunk)
-            });
-            let body = reqwest::Body::wrap_stream(stream);
-            OutgoingKind::Streamed(std::sync::Mutex::new(Some(body)), declared)
-        };
-        Ok(Outgoing {
-            kind,
-            over_limit,
-            limit,
-        })
     }
-
-    /// The body to send; a streamed body can be taken once (it is never retried).
-    fn body(&self) -> Option<reqwest::Body> {
-        match &self.kind {
-            OutgoingKind::Empty => None,
-            OutgoingKind::Buffered(b) => Some(reqwest::Body::from(b.clone())),
-            OutgoingKind::Streamed(s, _) => s.lock().ok().and_then(|mut s| s.take()),
-        }
-    }
-
-    /// The length to declare upstream for a streamed body (a buffered one declares its own).
-    fn length(&self) -> Option<usize> {
-        match &self.kind {
-            OutgoingKind::Streamed(_, len) => *len,
-            _ => None,
-        }
-    }
-
-    /// A send error as the client should see it: 413 when our limit cut the body off, and
-    /// never a message that names the credential.
-    fn explain(&self, e: Error, secrets: &Redactor, service: &str) -> Error {
-        if self.over_limit.load(Ordering::Relaxed) {
-            return too_large(self.limit);
-        }
-        if secrets.contains(e.to_string().as_bytes()) {
-            return Error::Upstream(format!(
-                "{service}: the request failed (details withheld: they named the credential)"
-            ));
-        }
+    let error = if Redactor::new(sent).contains(e.to_string().as_bytes()) {
+        Error::Upstream(format!(
+            "{service}: the request failed (details withheld: they named the credential)"
+        ))
+    } else {
         e
+    };
+    Failure {
+        error,
+        stage: "upstream",
     }
-}
-
-fn too_large(limit: usize) -> Error {
-    Error::TooLarge(format!(
-        "the request body is over the limit of {limit} bytes"
-    ))
-}
-
-/// The service's headers as the client may see them: no hop-by-hop headers, no cookies (the
-/// service's session stays with Maestra), no header holding the credential, and no length
-/// when the body may be rewritten by scrubbing.
-fn response_headers(from: &HeaderMap, redactor: &Redactor) -> HeaderMap {
-    let named_by_connection: Vec<HeaderName> = from
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
-        .collect();
-    let mut out = HeaderMap::new();
-    for (name, value) in from {
-        let n = name.as_str();
-        let drop = auth::is_hop_by_hop(n)
-            || named_by_connection.contains(name)
-            || matches!(
-                n,
-                "set-cookie"
-                    | "set-cookie2"
-                    | "authorization"
-                    | "proxy-authorization"
-                    | "alt-svc"
-                    | "strict-transport-security"
-            )
-            || (n == "content-length" && !redactor.is_empty())
-            || redactor.contains(value.as_bytes());
-        if !drop {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
-}
-
-type Upstream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
-/// The service's body, scrubbed of the credential, ending with an error (so the client sees a
-/// cut-off answer, not a complete one) if the service breaks off or goes quiet for `idle`.
-fn scrubbed(
-    inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
-    redactor: Redactor,
-    idle: Duration,
-) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    let inner: Upstream = Box::pin(inner);
-    futures_util::stream::unfold(
-        (inner, redactor, false),
-        move |(mut inner, mut redactor, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let item = match tokio::time::timeout(idle, inner.next()).await {
-                    Ok(Some(Ok(chunk))) => {
-                        let out = redactor.push(&chunk);
-                        if out.is_empty() {
-                            continue;
-                        }
-                        Ok(out)
-                    }
-                    Ok(None) => {
-                        let rest = redactor.finish();
-                        if rest.is_empty() {
-                            return None;
-                        }
-                        return Some((Ok(rest), (inner, redactor, true)));
-                    }
-                    Ok(Some(Err(_))) => Err(io::Error::other("the service's answer broke off")),
-                    Err(_) => Err(io::Error::other("the service stopped sending")),
-                };
-                let done = item.is_err();
-                return Some((item, (inner, redactor, done)));
-            }
-        },
-    )
 }
 
 /// Writes the call's one audit entry.

@@ -5,6 +5,8 @@
 //! of logs.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use super::redact::Redactor;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -175,6 +177,40 @@ pub fn forward_request_headers(incoming: &HeaderMap, auth: &Auth) -> HeaderMap {
             || n.starts_with("x-forwarded-")
             || named_by_connection.iter().any(|c| c == n)
             || matches!(auth, Auth::Header(h) if h == name);
+        if !drop {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The service's headers as the client may see them: no hop-by-hop headers, no cookies (the
+/// service's session stays with Maestra), no header holding the credential, and no length
+/// when the body may be rewritten by scrubbing.
+pub fn response_headers(from: &HeaderMap, redactor: &Redactor) -> HeaderMap {
+    let named_by_connection: Vec<HeaderName> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
+        .collect();
+    let mut out = HeaderMap::new();
+    for (name, value) in from {
+        let n = name.as_str();
+        let drop = is_hop_by_hop(n)
+            || named_by_connection.contains(name)
+            || matches!(
+                n,
+                "set-cookie"
+                    | "set-cookie2"
+                    | "authorization"
+                    | "proxy-authorization"
+                    | "alt-svc"
+                    | "strict-transport-security"
+            )
+            || (n == "content-length" && !redactor.is_empty())
+            || redactor.contains(value.as_bytes());
         if !drop {
             out.append(name.clone(), value.clone());
         }

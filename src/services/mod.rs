@@ -2,7 +2,9 @@
 //! goes upstream, so the assistant can reach Spotify or the Hue bridge without ever holding a
 //! token. `gateway::services` (the `/api/services/...` route) is the caller.
 //!
-//! - `auth`   — the `auth` setting (`bearer`, `header:NAME`, `path_prefix`, `oauth2`, `none`)
+//! - `auth`   — the `auth` setting (`bearer`, `header:NAME`, `path_prefix`, `oauth2`, `none`),
+//!   and which headers may pass each way
+//! - `body`   — the client's body (limited, kept whole for OAuth2) and the service's (scrubbed)
 //! - `oauth`  — OAuth2 credentials kept in the vault, refreshed once for all waiting requests
 //! - `path`   — the client's path joined under `base_url`, or refused
 //! - `redact` — the injected credential scrubbed from what goes back to the client
@@ -12,6 +14,7 @@
 //! calls (503 `configuration_error`) instead of the whole server.
 
 pub mod auth;
+pub mod body;
 pub mod oauth;
 pub mod path;
 pub mod redact;
