@@ -107,6 +107,9 @@ impl Default for EgressOptions {
 #[derive(Clone)]
 pub struct Egress {
     client: reqwest::Client,
+    /// The same guarded client, but never following redirects: for requests that carry an
+    /// injected credential in a header reqwest would not strip on a cross-host redirect.
+    direct: reqwest::Client,
     policy: Arc<Policy>,
     catalog: Arc<Catalog>,
 }
@@ -122,23 +125,24 @@ impl Egress {
                 .collect(),
         });
         let redirect_policy = policy.clone();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
-            .connect_timeout(opts.connect_timeout)
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= MAX_REDIRECTS {
-                    return attempt.error("too many redirects");
-                }
-                match redirect_policy.check_literal(attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(blocked) => attempt.error(blocked),
-                }
-            }))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let follow = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error("too many redirects");
+            }
+            match redirect_policy.check_literal(attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(blocked) => attempt.error(blocked),
+            }
+        });
+        let client = build_client(&policy, opts.connect_timeout, follow)?;
+        let direct = build_client(
+            &policy,
+            opts.connect_timeout,
+            reqwest::redirect::Policy::none(),
+        )?;
         Ok(Egress {
             client,
+            direct,
             policy,
             catalog: Arc::new(catalog),
         })
@@ -180,6 +184,24 @@ impl Egress {
         service: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
+        self.send_on(&self.client, service, request).await
+    }
+
+    /// Like [`Egress::send`], but a redirect is returned to the caller instead of followed.
+    pub async fn send_without_redirects(
+        &self,
+        service: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        self.send_on(&self.direct, service, request).await
+    }
+
+    async fn send_on(
+        &self,
+        client: &reqwest::Client,
+        service: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
         let request = request
             .build()
             .map_err(|e| Error::BadRequest(format!("invalid outbound request: {e}")))?;
@@ -192,7 +214,7 @@ impl Egress {
                 .map_err(|b| self.blocked(service, b))?;
         }
         let host = request.url().host_str().unwrap_or_default().to_string();
-        self.client.execute(request).await.map_err(|e| {
+        client.execute(request).await.map_err(|e| {
             if let Some(b) = find_block(&e) {
                 return self.blocked(service, b);
             }
@@ -246,6 +268,20 @@ impl Egress {
             self.catalog.address_block(service, &b.host, b.addr),
         ))
     }
+}
+
+fn build_client(
+    policy: &Arc<Policy>,
+    connect_timeout: Duration,
+    redirect: reqwest::redirect::Policy,
+) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+        .connect_timeout(connect_timeout)
+        .redirect(redirect)
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 /// Finds the resolver's or redirect policy's refusal inside a reqwest error chain.

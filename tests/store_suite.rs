@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use maestra::Error;
 use maestra::conversations::model::{Conversation, ConversationMeta, Message, now_millis};
-use maestra::store::{PostgresStore, SecretRecord, SqliteStore, Store, Turn};
+use maestra::cost::ledger::{Limit, Period, Reservation, ReserveOutcome, Scope};
+use maestra::store::{ApiKeyRecord, PostgresStore, SecretRecord, SqliteStore, Store, Turn};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -97,6 +98,9 @@ suite!(
     scrub_keeps_live_data,
     secrets_basic_behaviour,
     meta_basic_behaviour,
+    ledger_reserves_settles_releases_and_sweeps,
+    concurrent_reservations_never_pass_a_limit,
+    api_keys_basic_behaviour,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -927,4 +931,181 @@ async fn sqlite_scrub_leaves_no_trace_of_deleted_content_in_the_files() {
         3
     );
     store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost ledger and API keys
+
+fn reservation<'a>(user: Option<&'a str>, amount: i64, now_ms: i64) -> Reservation<'a> {
+    Reservation {
+        day: "2026-11-23",
+        month: "2026-11",
+        user_id: user,
+        key_id: None,
+        model: "gpt-4o-mini",
+        provider: "openai",
+        amount,
+        now_ms,
+        stale_before_ms: now_ms - 1_000,
+    }
+}
+
+fn daily(scope: Scope, limit: i64) -> Limit {
+    Limit {
+        scope,
+        period: Period::Daily,
+        limit,
+    }
+}
+
+async fn usage(store: &Arc<dyn Store>, scope: Scope, key: &str) -> (i64, i64) {
+    let period = if key.len() == 7 {
+        Period::Monthly
+    } else {
+        Period::Daily
+    };
+    let u = store.cost_usage(&scope, period, key, 0).await.unwrap();
+    (u.spent, u.reserved)
+}
+
+async fn ledger_reserves_settles_releases_and_sweeps(store: Arc<dyn Store>) {
+    let now = 10_000_000;
+    let limits = [
+        daily(Scope::Global, 100),
+        daily(Scope::User("u".into()), 60),
+    ];
+    let ReserveOutcome::Reserved(a) = store
+        .cost_reserve(&reservation(Some("u"), 50, now), &limits)
+        .await
+        .unwrap()
+    else {
+        panic!("first reservation refused");
+    };
+    assert_eq!(usage(&store, Scope::Global, "2026-11-23").await, (0, 50));
+    // The user's own limit (60) refuses a second 50 although the global one (100) has room.
+    match store
+        .cost_reserve(&reservation(Some("u"), 50, now), &limits)
+        .await
+        .unwrap()
+    {
+        ReserveOutcome::Exceeded { limit, usage } => {
+            assert_eq!(limit.scope, Scope::User("u".into()));
+            assert_eq!((usage.spent, usage.reserved), (0, 50));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Calls without a user are held to the global limit only.
+    let global = [daily(Scope::Global, 100)];
+    store.cost_settle(a, 30).await.unwrap();
+    store.cost_settle(a, 999).await.unwrap(); // settling twice changes nothing
+    assert_eq!(usage(&store, Scope::Global, "2026-11-23").await, (30, 0));
+    assert_eq!(
+        usage(&store, Scope::User("u".into()), "2026-11").await,
+        (30, 0)
+    );
+    let ReserveOutcome::Reserved(b) = store
+        .cost_reserve(&reservation(None, 70, now), &global)
+        .await
+        .unwrap()
+    else {
+        panic!("refused");
+    };
+    store.cost_release(b).await.unwrap();
+    assert_eq!(usage(&store, Scope::Global, "2026-11-23").await, (30, 0));
+    // A reservation whose request died is swept once it is older than the stale horizon.
+    let ReserveOutcome::Reserved(_) = store
+        .cost_reserve(&reservation(None, 70, now), &global)
+        .await
+        .unwrap()
+    else {
+        panic!("refused");
+    };
+    assert!(matches!(
+        store
+            .cost_reserve(&reservation(None, 70, now), &global)
+            .await
+            .unwrap(),
+        ReserveOutcome::Exceeded { .. }
+    ));
+    let later = now + 10_000;
+    assert!(matches!(
+        store
+            .cost_reserve(&reservation(None, 70, later), &global)
+            .await
+            .unwrap(),
+        ReserveOutcome::Reserved(_)
+    ));
+    let charges = store.cost_charges("2026-11-01").await.unwrap();
+    assert_eq!(charges.iter().map(|c| c.spent).sum::<i64>(), 30);
+    assert!(
+        store
+            .cost_import("2025-12-28", 2_450_000, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .cost_import("2025-12-28", 2_450_000, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        usage(&store, Scope::Global, "2025-12").await,
+        (2_450_000, 0)
+    );
+}
+
+async fn concurrent_reservations_never_pass_a_limit(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let limits = [daily(Scope::Global, 100)];
+            store
+                .cost_reserve(&reservation(None, 10, 10_000_000), &limits)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut reserved = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), ReserveOutcome::Reserved(_)) {
+            reserved += 1;
+        }
+    }
+    assert_eq!(reserved, 10);
+    assert_eq!(usage(&store, Scope::Global, "2026-11-23").await, (0, 100));
+}
+
+async fn api_keys_basic_behaviour(store: Arc<dyn Store>) {
+    let k = ApiKeyRecord {
+        id: "0123456789ab".into(),
+        name: "laptop".into(),
+        hash: "h".into(),
+        created_at: 1,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.api_key_insert(&k).await.unwrap();
+    let dup = store
+        .api_key_insert(&ApiKeyRecord {
+            id: "ffffffffffff".into(),
+            ..k.clone()
+        })
+        .await;
+    assert!(matches!(dup, Err(Error::BadRequest(_))));
+    store.api_key_touch(&k.id, 5).await.unwrap();
+    assert_eq!(
+        store
+            .api_key_get(&k.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(5)
+    );
+    assert!(store.api_key_revoke("laptop", 9).await.unwrap());
+    assert!(!store.api_key_revoke("laptop", 9).await.unwrap());
+    assert_eq!(store.api_key_list().await.unwrap()[0].revoked_at, Some(9));
+    assert_eq!(store.api_keys_revoke_all(10).await.unwrap(), 0);
 }

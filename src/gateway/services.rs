@@ -215,7 +215,12 @@ async fn forward(
             if let Some(body) = body {
                 req = req.body(body);
             }
-            match tokio::time::timeout(timeout, state.egress.send(&service.name, req)).await {
+            match tokio::time::timeout(
+                timeout,
+                state.egress.send_without_redirects(&service.name, req),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(Error::UpstreamTimeout(format!(
                     "{} did not answer within {} seconds",

@@ -201,7 +201,7 @@ async fn refresh(
         _ => {}
     }
     let resp = egress
-        .send(ep.service, req.form(&form))
+        .send_without_redirects(ep.service, req.form(&form))
         .await
         .map_err(|e| match e {
             Error::LocalOnly(_) => e,

@@ -46,3 +46,21 @@ pub(super) fn add_surface(surfaces: &mut Vec<String>, surface: &str) -> bool {
     surfaces.push(surface.to_owned());
     true
 }
+
+/// How a limit's scope is named in the totals table.
+pub(super) fn scope_key(scope: &crate::cost::ledger::Scope) -> String {
+    use crate::cost::ledger::Scope;
+    match scope {
+        Scope::Global => "global".into(),
+        Scope::User(u) => format!("user:{u}"),
+        Scope::Key(k) => format!("key:{k}"),
+    }
+}
+
+/// Every scope a charge by `user` with `key` counts towards.
+pub(super) fn scopes(user: Option<&str>, key: Option<&str>) -> Vec<String> {
+    let mut out = vec!["global".to_string()];
+    out.extend(user.map(|u| format!("user:{u}")));
+    out.extend(key.map(|k| format!("key:{k}")));
+    out
+}

@@ -1,55 +1,105 @@
-//! The shared store's cost ledger and API keys. Reservations take one transaction-scoped
+//! The shared store's cost ledger and API keys. Ledger changes take one transaction-scoped
 //! advisory lock, so check-and-insert is atomic across every instance sharing the database.
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::ApiKeyRecord;
+use super::codec::{scope_key, scopes};
 use super::postgres::PostgresStore;
 use crate::cost::ledger::{
     Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
 };
 use crate::error::{Error, Result};
 
-/// The advisory lock every reservation takes (an arbitrary constant: "maestra" in ASCII).
-const LEDGER_LOCK: i64 = 0x006d_6165_7374_7261;
-
-/// The usage query for a scope and period; binds: key (day/month), stale horizon, [scope id].
-fn usage_sql(scope: &Scope, period: Period) -> String {
-    let column = match period {
-        Period::Daily => "day",
-        Period::Monthly => "month",
-    };
-    let filter = match scope {
-        Scope::Global => "",
-        Scope::User(_) => " AND user_id = $3",
-        Scope::Key(_) => " AND key_id = $3",
-    };
-    format!(
-        "SELECT COALESCE(SUM(spent), 0)::BIGINT AS spent,
-                COALESCE(SUM(CASE WHEN settled = FALSE AND created_at >= $2 THEN reserved ELSE 0 END), 0)::BIGINT
-                    AS reserved
-         FROM cost_ledger WHERE {column} = $1{filter}"
-    )
+/// A ledger row's identity in the totals: which scopes and periods it counts towards.
+struct Counted {
+    day: String,
+    month: String,
+    user_id: Option<String>,
+    key_id: Option<String>,
+    reserved: Micros,
 }
 
-async fn usage_in(
-    conn: &mut sqlx::PgConnection,
-    scope: &Scope,
-    period: Period,
-    key: &str,
-    stale_before_ms: i64,
-) -> Result<Usage> {
-    let sql = usage_sql(scope, period);
-    let mut q = sqlx::query(&sql).bind(key).bind(stale_before_ms);
-    if let Scope::User(id) | Scope::Key(id) = scope {
-        q = q.bind(id);
-    }
-    let row = q.fetch_one(conn).await?;
-    Ok(Usage {
-        spent: row.try_get("spent")?,
-        reserved: row.try_get("reserved")?,
+async fn usage_in(conn: &mut sqlx::PgConnection, scope: &Scope, period: &str) -> Result<Usage> {
+    let row =
+        sqlx::query("SELECT spent, reserved FROM cost_totals WHERE scope = $1 AND period = $2")
+            .bind(scope_key(scope))
+            .bind(period)
+            .fetch_optional(conn)
+            .await?;
+    Ok(match row {
+        Some(r) => Usage {
+            spent: r.try_get("spent")?,
+            reserved: r.try_get("reserved")?,
+        },
+        None => Usage::default(),
     })
+}
+
+/// Adds to the totals of every scope and period a row counts towards.
+async fn bump(
+    conn: &mut sqlx::PgConnection,
+    row: &Counted,
+    spent: Micros,
+    reserved: Micros,
+) -> Result<()> {
+    for scope in scopes(row.user_id.as_deref(), row.key_id.as_deref()) {
+        for period in [&row.day, &row.month] {
+            sqlx::query(
+                "INSERT INTO cost_totals (scope, period, spent, reserved) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (scope, period) DO UPDATE
+                 SET spent = cost_totals.spent + excluded.spent, reserved = cost_totals.reserved + excluded.reserved",
+            )
+            .bind(&scope)
+            .bind(period)
+            .bind(spent)
+            .bind(reserved)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn open_row(conn: &mut sqlx::PgConnection, id: i64) -> Result<Option<Counted>> {
+    let row = sqlx::query(
+        "SELECT day, month, user_id, key_id, reserved FROM cost_ledger WHERE id = $1 AND settled = FALSE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| counted(&r)).transpose()
+}
+
+fn counted(r: &PgRow) -> Result<Counted> {
+    Ok(Counted {
+        day: r.try_get("day")?,
+        month: r.try_get("month")?,
+        user_id: r.try_get("user_id")?,
+        key_id: r.try_get("key_id")?,
+        reserved: r.try_get("reserved")?,
+    })
+}
+
+/// Drops reservations whose request died (older than the stale horizon), giving their hold back.
+async fn sweep(conn: &mut sqlx::PgConnection, stale_before_ms: i64) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT id, day, month, user_id, key_id, reserved FROM cost_ledger
+         WHERE settled = FALSE AND created_at < $1",
+    )
+    .bind(stale_before_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &rows {
+        let row = counted(r)?;
+        sqlx::query("DELETE FROM cost_ledger WHERE id = $1")
+            .bind(r.try_get::<i64, _>("id")?)
+            .execute(&mut *conn)
+            .await?;
+        bump(conn, &row, 0, -row.reserved).await?;
+    }
+    Ok(())
 }
 
 fn key_record(row: &PgRow) -> Result<ApiKeyRecord> {
@@ -63,24 +113,32 @@ fn key_record(row: &PgRow) -> Result<ApiKeyRecord> {
     })
 }
 
+/// The advisory lock every ledger change takes (an arbitrary constant: "maestra" in ASCII).
+const LEDGER_LOCK: i64 = 0x006d_6165_7374_7261;
+
 impl PostgresStore {
-    pub(super) async fn reserve(
-        &self,
-        r: &Reservation<'_>,
-        limits: &[Limit],
-    ) -> Result<ReserveOutcome> {
+    async fn begin_ledger(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(LEDGER_LOCK)
             .execute(&mut *tx)
             .await?;
+        Ok(tx)
+    }
+
+    pub(super) async fn reserve(
+        &self,
+        r: &Reservation<'_>,
+        limits: &[Limit],
+    ) -> Result<ReserveOutcome> {
+        let mut tx = self.begin_ledger().await?;
+        sweep(&mut tx, r.stale_before_ms).await?;
         for limit in limits {
-            let key = match limit.period {
+            let period = match limit.period {
                 Period::Daily => r.day,
                 Period::Monthly => r.month,
             };
-            let usage =
-                usage_in(&mut tx, &limit.scope, limit.period, key, r.stale_before_ms).await?;
+            let usage = usage_in(&mut tx, &limit.scope, period).await?;
             if usage.spent + usage.reserved + r.amount > limit.limit {
                 tx.rollback().await?;
                 return Ok(ReserveOutcome::Exceeded {
@@ -89,7 +147,7 @@ impl PostgresStore {
                 });
             }
         }
-        let row = sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO cost_ledger (day, month, user_id, key_id, model, provider, reserved, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
@@ -103,38 +161,52 @@ impl PostgresStore {
         .bind(r.now_ms)
         .fetch_one(&mut *tx)
         .await?;
+        let id: i64 = inserted.try_get("id")?;
+        let row = Counted {
+            day: r.day.into(),
+            month: r.month.into(),
+            user_id: r.user_id.map(Into::into),
+            key_id: r.key_id.map(Into::into),
+            reserved: r.amount,
+        };
+        bump(&mut tx, &row, 0, r.amount).await?;
         tx.commit().await?;
-        Ok(ReserveOutcome::Reserved(row.try_get("id")?))
+        Ok(ReserveOutcome::Reserved(id))
     }
 
     pub(super) async fn settle(&self, id: i64, spent: Micros) -> Result<()> {
-        sqlx::query(
-            "UPDATE cost_ledger SET spent = $2, reserved = 0, settled = TRUE WHERE id = $1",
-        )
-        .bind(id)
-        .bind(spent)
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.begin_ledger().await?;
+        if let Some(row) = open_row(&mut tx, id).await? {
+            sqlx::query(
+                "UPDATE cost_ledger SET spent = $2, reserved = 0, settled = TRUE WHERE id = $1",
+            )
+            .bind(id)
+            .bind(spent)
+            .execute(&mut *tx)
+            .await?;
+            bump(&mut tx, &row, spent, -row.reserved).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn release(&self, id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM cost_ledger WHERE id = $1 AND settled = FALSE")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let mut tx = self.begin_ledger().await?;
+        if let Some(row) = open_row(&mut tx, id).await? {
+            sqlx::query("DELETE FROM cost_ledger WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            bump(&mut tx, &row, 0, -row.reserved).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
-    pub(super) async fn usage(
-        &self,
-        scope: &Scope,
-        period: Period,
-        key: &str,
-        stale: i64,
-    ) -> Result<Usage> {
+    /// Totals as of the last reservation's sweep: a stale hold counts until the next one.
+    pub(super) async fn usage(&self, scope: &Scope, key: &str) -> Result<Usage> {
         let mut conn = self.pool().acquire().await?;
-        usage_in(&mut conn, scope, period, key, stale).await
+        usage_in(&mut conn, scope, key).await
     }
 
     pub(super) async fn charges(&self, since_day: &str) -> Result<Vec<Charge>> {
@@ -159,6 +231,7 @@ impl PostgresStore {
 
     pub(super) async fn import_spend(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
         let month = day.get(..7).unwrap_or(day);
+        let mut tx = self.begin_ledger().await?;
         let done = sqlx::query(
             "INSERT INTO cost_ledger (day, month, model, provider, spent, settled, source, created_at)
              VALUES ($1, $2, 'imported', 'seed', $3, TRUE, 'import', $4)
@@ -168,9 +241,21 @@ impl PostgresStore {
         .bind(month)
         .bind(spent)
         .bind(now_ms)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let inserted = done.rows_affected() == 1;
+        if inserted {
+            let row = Counted {
+                day: day.into(),
+                month: month.into(),
+                user_id: None,
+                key_id: None,
+                reserved: 0,
+            };
+            bump(&mut tx, &row, spent, 0).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     pub(super) async fn key_insert(&self, k: &ApiKeyRecord) -> Result<()> {

@@ -5,48 +5,101 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::ApiKeyRecord;
+use super::codec::{scope_key, scopes};
 use super::sqlite::SqliteStore;
 use crate::cost::ledger::{
     Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
 };
 use crate::error::{Error, Result};
 
-/// The usage query for a scope and period; binds: key (day/month), stale horizon, [scope id].
-fn usage_sql(scope: &Scope, period: Period) -> String {
-    let column = match period {
-        Period::Daily => "day",
-        Period::Monthly => "month",
-    };
-    let filter = match scope {
-        Scope::Global => "",
-        Scope::User(_) => " AND user_id = ?3",
-        Scope::Key(_) => " AND key_id = ?3",
-    };
-    format!(
-        "SELECT COALESCE(SUM(spent), 0) AS spent,
-                COALESCE(SUM(CASE WHEN settled = 0 AND created_at >= ?2 THEN reserved ELSE 0 END), 0)
-                    AS reserved
-         FROM cost_ledger WHERE {column} = ?1{filter}"
-    )
+/// A ledger row's identity in the totals: which scopes and periods it counts towards.
+struct Counted {
+    day: String,
+    month: String,
+    user_id: Option<String>,
+    key_id: Option<String>,
+    reserved: Micros,
 }
 
-async fn usage_in(
-    conn: &mut sqlx::SqliteConnection,
-    scope: &Scope,
-    period: Period,
-    key: &str,
-    stale_before_ms: i64,
-) -> Result<Usage> {
-    let sql = usage_sql(scope, period);
-    let mut q = sqlx::query(&sql).bind(key).bind(stale_before_ms);
-    if let Scope::User(id) | Scope::Key(id) = scope {
-        q = q.bind(id);
-    }
-    let row = q.fetch_one(conn).await?;
-    Ok(Usage {
-        spent: row.try_get("spent")?,
-        reserved: row.try_get("reserved")?,
+async fn usage_in(conn: &mut sqlx::SqliteConnection, scope: &Scope, period: &str) -> Result<Usage> {
+    let row =
+        sqlx::query("SELECT spent, reserved FROM cost_totals WHERE scope = ?1 AND period = ?2")
+            .bind(scope_key(scope))
+            .bind(period)
+            .fetch_optional(conn)
+            .await?;
+    Ok(match row {
+        Some(r) => Usage {
+            spent: r.try_get("spent")?,
+            reserved: r.try_get("reserved")?,
+        },
+        None => Usage::default(),
     })
+}
+
+/// Adds to the totals of every scope and period a row counts towards.
+async fn bump(
+    conn: &mut sqlx::SqliteConnection,
+    row: &Counted,
+    spent: Micros,
+    reserved: Micros,
+) -> Result<()> {
+    for scope in scopes(row.user_id.as_deref(), row.key_id.as_deref()) {
+        for period in [&row.day, &row.month] {
+            sqlx::query(
+                "INSERT INTO cost_totals (scope, period, spent, reserved) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (scope, period) DO UPDATE
+                 SET spent = spent + excluded.spent, reserved = reserved + excluded.reserved",
+            )
+            .bind(&scope)
+            .bind(period)
+            .bind(spent)
+            .bind(reserved)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn open_row(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Option<Counted>> {
+    let row = sqlx::query(
+        "SELECT day, month, user_id, key_id, reserved FROM cost_ledger WHERE id = ?1 AND settled = 0",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| counted(&r)).transpose()
+}
+
+fn counted(r: &SqliteRow) -> Result<Counted> {
+    Ok(Counted {
+        day: r.try_get("day")?,
+        month: r.try_get("month")?,
+        user_id: r.try_get("user_id")?,
+        key_id: r.try_get("key_id")?,
+        reserved: r.try_get("reserved")?,
+    })
+}
+
+/// Drops reservations whose request died (older than the stale horizon), giving their hold back.
+async fn sweep(conn: &mut sqlx::SqliteConnection, stale_before_ms: i64) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT id, day, month, user_id, key_id, reserved FROM cost_ledger
+         WHERE settled = 0 AND created_at < ?1",
+    )
+    .bind(stale_before_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &rows {
+        let row = counted(r)?;
+        sqlx::query("DELETE FROM cost_ledger WHERE id = ?1")
+            .bind(r.try_get::<i64, _>("id")?)
+            .execute(&mut *conn)
+            .await?;
+        bump(conn, &row, 0, -row.reserved).await?;
+    }
+    Ok(())
 }
 
 fn key_record(row: &SqliteRow) -> Result<ApiKeyRecord> {
@@ -67,13 +120,13 @@ impl SqliteStore {
         limits: &[Limit],
     ) -> Result<ReserveOutcome> {
         let mut tx = self.begin_write().await?;
+        sweep(&mut tx, r.stale_before_ms).await?;
         for limit in limits {
-            let key = match limit.period {
+            let period = match limit.period {
                 Period::Daily => r.day,
                 Period::Monthly => r.month,
             };
-            let usage =
-                usage_in(&mut tx, &limit.scope, limit.period, key, r.stale_before_ms).await?;
+            let usage = usage_in(&mut tx, &limit.scope, period).await?;
             if usage.spent + usage.reserved + r.amount > limit.limit {
                 tx.rollback().await?;
                 return Ok(ReserveOutcome::Exceeded {
@@ -96,36 +149,51 @@ impl SqliteStore {
         .bind(r.now_ms)
         .execute(&mut *tx)
         .await?;
+        let row = Counted {
+            day: r.day.into(),
+            month: r.month.into(),
+            user_id: r.user_id.map(Into::into),
+            key_id: r.key_id.map(Into::into),
+            reserved: r.amount,
+        };
+        bump(&mut tx, &row, 0, r.amount).await?;
         tx.commit().await?;
         Ok(ReserveOutcome::Reserved(done.last_insert_rowid()))
     }
 
     pub(super) async fn settle(&self, id: i64, spent: Micros) -> Result<()> {
-        sqlx::query("UPDATE cost_ledger SET spent = ?2, reserved = 0, settled = 1 WHERE id = ?1")
+        let mut tx = self.begin_write().await?;
+        if let Some(row) = open_row(&mut tx, id).await? {
+            sqlx::query(
+                "UPDATE cost_ledger SET spent = ?2, reserved = 0, settled = 1 WHERE id = ?1",
+            )
             .bind(id)
             .bind(spent)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+            bump(&mut tx, &row, spent, -row.reserved).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn release(&self, id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM cost_ledger WHERE id = ?1 AND settled = 0")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let mut tx = self.begin_write().await?;
+        if let Some(row) = open_row(&mut tx, id).await? {
+            sqlx::query("DELETE FROM cost_ledger WHERE id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            bump(&mut tx, &row, 0, -row.reserved).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
-    pub(super) async fn usage(
-        &self,
-        scope: &Scope,
-        period: Period,
-        key: &str,
-        stale: i64,
-    ) -> Result<Usage> {
+    /// Totals as of the last reservation's sweep: a stale hold counts until the next one.
+    pub(super) async fn usage(&self, scope: &Scope, key: &str) -> Result<Usage> {
         let mut conn = self.pool().acquire().await?;
-        usage_in(&mut conn, scope, period, key, stale).await
+        usage_in(&mut conn, scope, key).await
     }
 
     pub(super) async fn charges(&self, since_day: &str) -> Result<Vec<Charge>> {
@@ -150,6 +218,7 @@ impl SqliteStore {
 
     pub(super) async fn import_spend(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
         let month = day.get(..7).unwrap_or(day);
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "INSERT INTO cost_ledger (day, month, model, provider, spent, settled, source, created_at)
              VALUES (?1, ?2, 'imported', 'seed', ?3, 1, 'import', ?4)
@@ -159,9 +228,21 @@ impl SqliteStore {
         .bind(month)
         .bind(spent)
         .bind(now_ms)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let inserted = done.rows_affected() == 1;
+        if inserted {
+            let row = Counted {
+                day: day.into(),
+                month: month.into(),
+                user_id: None,
+                key_id: None,
+                reserved: 0,
+            };
+            bump(&mut tx, &row, spent, 0).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     pub(super) async fn key_insert(&self, k: &ApiKeyRecord) -> Result<()> {
@@ -173,7 +254,7 @@ impl SqliteStore {
         .bind(&k.name)
         .bind(&k.hash)
         .bind(k.created_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(Error::BadRequest(format!(
@@ -206,7 +287,7 @@ impl SqliteStore {
         )
         .bind(name_or_id)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -214,7 +295,7 @@ impl SqliteStore {
     pub(super) async fn keys_revoke_all(&self, now: i64) -> Result<u64> {
         let done = sqlx::query("UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL")
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected())
     }
@@ -223,7 +304,7 @@ impl SqliteStore {
         sqlx::query("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")
             .bind(id)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
