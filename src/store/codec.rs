@@ -64,3 +64,29 @@ pub(super) fn scopes(user: Option<&str>, key: Option<&str>) -> Vec<String> {
     out.extend(key.map(|k| format!("key:{k}")));
     out
 }
+
+/// `INSERT ... ON CONFLICT DO UPDATE` adding to `rows` totals rows at once; binds per row:
+/// scope, period, spent, reserved. `dollar` numbers the placeholders for PostgreSQL.
+pub(super) fn upsert_totals_sql(rows: usize, dollar: bool) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (1..=4)
+                .map(|i| {
+                    if dollar {
+                        format!("${}", r * 4 + i)
+                    } else {
+                        "?".into()
+                    }
+                })
+                .collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO cost_totals (scope, period, spent, reserved) VALUES {}
+         ON CONFLICT (scope, period) DO UPDATE
+         SET spent = cost_totals.spent + excluded.spent,
+             reserved = cost_totals.reserved + excluded.reserved",
+        values.join(", ")
+    )
+}

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::ApiKeyRecord;
-use super::codec::{scope_key, scopes};
+use super::codec::{scope_key, scopes, upsert_totals_sql};
 use super::sqlite::SqliteStore;
 use crate::cost::ledger::{
     Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
@@ -37,28 +37,22 @@ async fn usage_in(conn: &mut sqlx::SqliteConnection, scope: &Scope, period: &str
     })
 }
 
-/// Adds to the totals of every scope and period a row counts towards.
+/// Adds to the totals of every scope and period a row counts towards, in one statement.
 async fn bump(
     conn: &mut sqlx::SqliteConnection,
     row: &Counted,
     spent: Micros,
     reserved: Micros,
 ) -> Result<()> {
-    for scope in scopes(row.user_id.as_deref(), row.key_id.as_deref()) {
+    let scopes = scopes(row.user_id.as_deref(), row.key_id.as_deref());
+    let sql = upsert_totals_sql(scopes.len() * 2, false);
+    let mut q = sqlx::query(&sql);
+    for scope in &scopes {
         for period in [&row.day, &row.month] {
-            sqlx::query(
-                "INSERT INTO cost_totals (scope, period, spent, reserved) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (scope, period) DO UPDATE
-                 SET spent = spent + excluded.spent, reserved = reserved + excluded.reserved",
-            )
-            .bind(&scope)
-            .bind(period)
-            .bind(spent)
-            .bind(reserved)
-            .execute(&mut *conn)
-            .await?;
+            q = q.bind(scope).bind(period).bind(spent).bind(reserved);
         }
     }
+    q.execute(conn).await?;
     Ok(())
 }
 
@@ -120,13 +114,18 @@ impl SqliteStore {
         limits: &[Limit],
     ) -> Result<ReserveOutcome> {
         let mut tx = self.begin_write().await?;
-        sweep(&mut tx, r.stale_before_ms).await?;
         for limit in limits {
             let period = match limit.period {
                 Period::Daily => r.day,
                 Period::Monthly => r.month,
             };
-            let usage = usage_in(&mut tx, &limit.scope, period).await?;
+            let mut usage = usage_in(&mut tx, &limit.scope, period).await?;
+            if usage.spent + usage.reserved + r.amount > limit.limit {
+                // Holds of requests that died may be in the way: drop them and look again.
+                // Only a refusal pays for this, never the common case.
+                sweep(&mut tx, r.stale_before_ms).await?;
+                usage = usage_in(&mut tx, &limit.scope, period).await?;
+            }
             if usage.spent + usage.reserved + r.amount > limit.limit {
                 tx.rollback().await?;
                 return Ok(ReserveOutcome::Exceeded {
