@@ -113,6 +113,8 @@ async fn a_cost_limit_admits_exactly_n_of_200_concurrent_requests() {
         .unwrap();
     assert_eq!(privacy["cost"]["daily"]["spent_usd"], 0.05);
     assert_eq!(privacy["cost"]["daily"]["reserved_usd"], 0.0);
+    // The embedded ledger is written behind; give it a moment before another process reads.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let report = home.ok(&["cost", "report", "--json"], b"");
     let report: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["daily"]["spent_usd"], 0.05);

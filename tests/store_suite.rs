@@ -1109,3 +1109,32 @@ async fn api_keys_basic_behaviour(store: Arc<dyn Store>) {
     assert_eq!(store.api_key_list().await.unwrap()[0].revoked_at, Some(9));
     assert_eq!(store.api_keys_revoke_all(10).await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ledger_survives_a_restart_and_recovers_dead_reservations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("maestra.db");
+    let limits = [daily(Scope::Global, 100)];
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let ReserveOutcome::Reserved(a) = store
+            .cost_reserve(&reservation(None, 40, 10_000_000), &limits)
+            .await
+            .unwrap()
+        else {
+            panic!("refused");
+        };
+        store.cost_settle(a, 25).await.unwrap();
+        // A reservation whose request dies with the process.
+        let _ = store
+            .cost_reserve(&reservation(None, 50, 10_000_000), &limits)
+            .await
+            .unwrap();
+        store.cost_charges("2026-01-01").await.unwrap(); // flushes the write-behind queue
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    assert_eq!(usage(&store, Scope::Global, "2026-11-23").await, (25, 50));
+    store.cost_recover().await.unwrap();
+    let fresh: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    assert_eq!(usage(&fresh, Scope::Global, "2026-11-23").await, (25, 0));
+}

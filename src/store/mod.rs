@@ -7,6 +7,7 @@ mod postgres;
 mod postgres_guard;
 mod sqlite;
 mod sqlite_guard;
+mod sqlite_ledger;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -126,6 +127,11 @@ pub trait Store: Send + Sync {
     /// concurrent reservations (from any instance sharing the store) can never together pass a
     /// limit. Returns the reservation's id, or the first limit it would exceed.
     async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome>;
+    /// Releases reservations left open by a previous run of the server; called once at start
+    /// by `maestra serve`. Stores that sweep stale reservations themselves need nothing.
+    async fn cost_recover(&self) -> Result<()> {
+        Ok(())
+    }
     /// Turns a reservation into a charge of `spent`.
     async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()>;
     /// Drops a reservation whose call failed: nothing was spent.

@@ -30,6 +30,8 @@ pub struct SqliteStore {
     /// this connection is fair and wakes at once, where competing connections would sleep in
     /// SQLite's busy handler with growing back-off (milliseconds of tail latency).
     writer: SqlitePool,
+    /// The cost ledger, checked in memory and written behind (see `sqlite_ledger`).
+    ledger: super::sqlite_ledger::MemLedger,
 }
 
 impl SqliteStore {
@@ -56,7 +58,12 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        Ok(SqliteStore { pool, writer })
+        let ledger = super::sqlite_ledger::MemLedger::open(pool.clone(), writer.clone()).await?;
+        Ok(SqliteStore {
+            pool,
+            writer,
+            ledger,
+        })
     }
 
     /// Closes every connection, checkpointing the write-ahead log into the main file.
@@ -68,7 +75,12 @@ impl SqliteStore {
         &self.writer
     }
 
+    pub(super) fn ledger(&self) -> &super::sqlite_ledger::MemLedger {
+        &self.ledger
+    }
+
     pub async fn close(&self) {
+        let _ = self.ledger.flush().await;
         self.pool.close().await;
         self.writer.close().await;
     }
@@ -487,6 +499,10 @@ impl Store for SqliteStore {
 
     async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome> {
         self.reserve(r, limits).await
+    }
+
+    async fn cost_recover(&self) -> Result<()> {
+        self.ledger.recover().await
     }
 
     async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()> {

@@ -1,99 +1,20 @@
-//! The embedded store's cost ledger and API keys. Reservations run under `BEGIN IMMEDIATE`:
-//! SQLite then has one writer at a time, so check-and-insert is atomic.
+//! The embedded store's cost ledger and API keys. The ledger itself is checked in memory and
+//! written behind (`sqlite_ledger`); this file holds the reports, imports and keys.
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::ApiKeyRecord;
-use super::codec::{scope_key, scopes, upsert_totals_sql};
+use super::codec::upsert_totals_sql;
 use super::sqlite::SqliteStore;
-use crate::cost::ledger::{
-    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
-};
+use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 use crate::error::{Error, Result};
 
-/// A ledger row's identity in the totals: which scopes and periods it counts towards.
-struct Counted {
-    day: String,
-    month: String,
-    user_id: Option<String>,
-    key_id: Option<String>,
-    reserved: Micros,
-}
-
-async fn usage_in(conn: &mut sqlx::SqliteConnection, scope: &Scope, period: &str) -> Result<Usage> {
-    let row =
-        sqlx::query("SELECT spent, reserved FROM cost_totals WHERE scope = ?1 AND period = ?2")
-            .bind(scope_key(scope))
-            .bind(period)
-            .fetch_optional(conn)
-            .await?;
-    Ok(match row {
-        Some(r) => Usage {
-            spent: r.try_get("spent")?,
-            reserved: r.try_get("reserved")?,
-        },
-        None => Usage::default(),
-    })
-}
-
-/// Adds to the totals of every scope and period a row counts towards, in one statement.
-async fn bump(
-    conn: &mut sqlx::SqliteConnection,
-    row: &Counted,
-    spent: Micros,
-    reserved: Micros,
-) -> Result<()> {
-    let scopes = scopes(row.user_id.as_deref(), row.key_id.as_deref());
-    let sql = upsert_totals_sql(scopes.len() * 2, false);
-    let mut q = sqlx::query(&sql);
-    for scope in &scopes {
-        for period in [&row.day, &row.month] {
-            q = q.bind(scope).bind(period).bind(spent).bind(reserved);
-        }
-    }
-    q.execute(conn).await?;
-    Ok(())
-}
-
-async fn open_row(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Option<Counted>> {
-    let row = sqlx::query(
-        "SELECT day, month, user_id, key_id, reserved FROM cost_ledger WHERE id = ?1 AND settled = 0",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| counted(&r)).transpose()
-}
-
-fn counted(r: &SqliteRow) -> Result<Counted> {
-    Ok(Counted {
-        day: r.try_get("day")?,
-        month: r.try_get("month")?,
-        user_id: r.try_get("user_id")?,
-        key_id: r.try_get("key_id")?,
-        reserved: r.try_get("reserved")?,
-    })
-}
-
-/// Drops reservations whose request died (older than the stale horizon), giving their hold back.
-async fn sweep(conn: &mut sqlx::SqliteConnection, stale_before_ms: i64) -> Result<()> {
-    let rows = sqlx::query(
-        "SELECT id, day, month, user_id, key_id, reserved FROM cost_ledger
-         WHERE settled = 0 AND created_at < ?1",
-    )
-    .bind(stale_before_ms)
-    .fetch_all(&mut *conn)
-    .await?;
-    for r in &rows {
-        let row = counted(r)?;
-        sqlx::query("DELETE FROM cost_ledger WHERE id = ?1")
-            .bind(r.try_get::<i64, _>("id")?)
-            .execute(&mut *conn)
-            .await?;
-        bump(conn, &row, 0, -row.reserved).await?;
-    }
-    Ok(())
+/// Imported days get negative ids, so they can never collide with ids the in-memory ledger
+/// hands out (positive, ahead of what is written).
+fn import_id(day: &str) -> i64 {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(day, fmt).map_or(i64::MIN, |d| -i64::from(d.to_julian_day()))
 }
 
 fn key_record(row: &SqliteRow) -> Result<ApiKeyRecord> {
@@ -113,89 +34,23 @@ impl SqliteStore {
         r: &Reservation<'_>,
         limits: &[Limit],
     ) -> Result<ReserveOutcome> {
-        let mut tx = self.begin_write().await?;
-        for limit in limits {
-            let period = match limit.period {
-                Period::Daily => r.day,
-                Period::Monthly => r.month,
-            };
-            let mut usage = usage_in(&mut tx, &limit.scope, period).await?;
-            if usage.spent + usage.reserved + r.amount > limit.limit {
-                // Holds of requests that died may be in the way: drop them and look again.
-                // Only a refusal pays for this, never the common case.
-                sweep(&mut tx, r.stale_before_ms).await?;
-                usage = usage_in(&mut tx, &limit.scope, period).await?;
-            }
-            if usage.spent + usage.reserved + r.amount > limit.limit {
-                tx.rollback().await?;
-                return Ok(ReserveOutcome::Exceeded {
-                    limit: limit.clone(),
-                    usage,
-                });
-            }
-        }
-        let done = sqlx::query(
-            "INSERT INTO cost_ledger (day, month, user_id, key_id, model, provider, reserved, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(r.day)
-        .bind(r.month)
-        .bind(r.user_id)
-        .bind(r.key_id)
-        .bind(r.model)
-        .bind(r.provider)
-        .bind(r.amount)
-        .bind(r.now_ms)
-        .execute(&mut *tx)
-        .await?;
-        let row = Counted {
-            day: r.day.into(),
-            month: r.month.into(),
-            user_id: r.user_id.map(Into::into),
-            key_id: r.key_id.map(Into::into),
-            reserved: r.amount,
-        };
-        bump(&mut tx, &row, 0, r.amount).await?;
-        tx.commit().await?;
-        Ok(ReserveOutcome::Reserved(done.last_insert_rowid()))
+        self.ledger().reserve(r, limits).await
     }
 
     pub(super) async fn settle(&self, id: i64, spent: Micros) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        if let Some(row) = open_row(&mut tx, id).await? {
-            sqlx::query(
-                "UPDATE cost_ledger SET spent = ?2, reserved = 0, settled = 1 WHERE id = ?1",
-            )
-            .bind(id)
-            .bind(spent)
-            .execute(&mut *tx)
-            .await?;
-            bump(&mut tx, &row, spent, -row.reserved).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.ledger().settle(id, spent).await
     }
 
     pub(super) async fn release(&self, id: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        if let Some(row) = open_row(&mut tx, id).await? {
-            sqlx::query("DELETE FROM cost_ledger WHERE id = ?1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            bump(&mut tx, &row, 0, -row.reserved).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.ledger().release(id).await
     }
 
-    /// Totals as of the last reservation's sweep: a stale hold counts until the next one.
     pub(super) async fn usage(&self, scope: &Scope, key: &str) -> Result<Usage> {
-        let mut conn = self.pool().acquire().await?;
-        usage_in(&mut conn, scope, key).await
+        self.ledger().usage(scope, key).await
     }
 
     pub(super) async fn charges(&self, since_day: &str) -> Result<Vec<Charge>> {
+        self.ledger().flush().await?;
         let rows = sqlx::query(
             "SELECT day, model, user_id, spent FROM cost_ledger
              WHERE settled = 1 AND day >= ?1 ORDER BY day, id",
@@ -219,28 +74,34 @@ impl SqliteStore {
         let month = day.get(..7).unwrap_or(day);
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "INSERT INTO cost_ledger (day, month, model, provider, spent, settled, source, created_at)
-             VALUES (?1, ?2, 'imported', 'seed', ?3, 1, 'import', ?4)
+            "INSERT INTO cost_ledger (id, day, month, model, provider, spent, settled, source, created_at)
+             VALUES (?5, ?1, ?2, 'imported', 'seed', ?3, 1, 'import', ?4)
              ON CONFLICT DO NOTHING",
         )
         .bind(day)
         .bind(month)
         .bind(spent)
         .bind(now_ms)
+        .bind(import_id(day))
         .execute(&mut *tx)
         .await?;
         let inserted = done.rows_affected() == 1;
         if inserted {
-            let row = Counted {
-                day: day.into(),
-                month: month.into(),
-                user_id: None,
-                key_id: None,
-                reserved: 0,
-            };
-            bump(&mut tx, &row, spent, 0).await?;
+            let sql = upsert_totals_sql(2, false);
+            sqlx::query(&sql)
+                .bind("global")
+                .bind(day)
+                .bind(spent)
+                .bind(0_i64)
+                .bind("global")
+                .bind(month)
+                .bind(spent)
+                .bind(0_i64)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
+        self.ledger().invalidate(&[day, month]).await;
         Ok(inserted)
     }
 
