@@ -25,8 +25,9 @@ pub enum Decision {
 
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    /// Counts one request against `key` (e.g. `ip:127.0.0.1`, `key:ab12cd34ef56`).
-    async fn check(&self, key: &str) -> Result<Decision>;
+    /// Counts one request against every bucket in `keys` (e.g. `ip:127.0.0.1`,
+    /// `key:ab12cd34ef56`); refused if any of them is empty.
+    async fn check(&self, keys: &[String]) -> Result<Decision>;
 }
 
 /// The emission interval: one request per `window / requests`.
@@ -56,38 +57,44 @@ impl LocalLimiter {
 
 #[async_trait]
 impl RateLimiter for LocalLimiter {
-    async fn check(&self, key: &str) -> Result<Decision> {
+    async fn check(&self, keys: &[String]) -> Result<Decision> {
         // Forget idle keys now and then, so memory stays bounded by the active clients.
         if self.limiter.len() > 10_000 {
             self.limiter.retain_recent();
         }
-        Ok(match self.limiter.check_key(&key.to_string()) {
-            Ok(()) => Decision::Allow,
-            Err(not_until) => Decision::Deny {
-                retry_after_secs: not_until
-                    .wait_time_from(self.clock.now())
-                    .as_secs_f64()
-                    .ceil() as u64,
-            },
-        })
+        for key in keys {
+            if let Err(not_until) = self.limiter.check_key(key) {
+                let wait = not_until.wait_time_from(self.clock.now());
+                return Ok(Decision::Deny {
+                    retry_after_secs: wait.as_secs_f64().ceil() as u64,
+                });
+            }
+        }
+        Ok(Decision::Allow)
     }
 }
 
-/// GCRA in one atomic step. KEYS[1]: the key. ARGV[1]: emission interval (µs), ARGV[2]: burst.
-/// Returns {1, 0} when allowed, {0, wait_µs} when not. Time is Redis's, shared by all instances.
+/// GCRA over every key in one atomic step: all are checked first, and only if all allow is
+/// each advanced. ARGV[1]: emission interval (µs), ARGV[2]: burst. Returns {1, 0} when
+/// allowed, {0, wait_µs} when not. Time is Redis's, shared by all instances.
 const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - interval * burst
-if allow_at > now then
-  return {0, allow_at - now}
+local tats = {}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local allow_at = tat + interval - interval * burst
+  if allow_at > now then
+    return {0, allow_at - now}
+  end
+  tats[i] = tat + interval
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, tats[i], 'PX', math.ceil((tats[i] - now) / 1000) + 1)
+end
 return {1, 0}
 "#;
 
@@ -141,9 +148,12 @@ impl RedisLimiter {
 
 #[async_trait]
 impl RateLimiter for RedisLimiter {
-    async fn check(&self, key: &str) -> Result<Decision> {
+    async fn check(&self, keys: &[String]) -> Result<Decision> {
         let mut conn = self.conn().await?;
-        let mut invocation = self.script.key(format!("{}rl:{key}", self.prefix));
+        let mut invocation = self.script.prepare_invoke();
+        for key in keys {
+            invocation.key(format!("{}rl:{key}", self.prefix));
+        }
         invocation.arg(self.interval_us).arg(self.burst);
         let call = invocation.invoke_async::<(i64, i64)>(&mut conn);
         let (allowed, wait_us) = tokio::time::timeout(Duration::from_secs(2), call)
@@ -171,15 +181,16 @@ mod tests {
     #[tokio::test]
     async fn local_limiter_allows_the_burst_then_refuses_with_a_wait() {
         let l = LocalLimiter::new(3, Duration::from_secs(60)).unwrap();
+        let a = ["ip:a".to_string()];
         for _ in 0..3 {
-            assert_eq!(l.check("ip:a").await.unwrap(), Decision::Allow);
+            assert_eq!(l.check(&a).await.unwrap(), Decision::Allow);
         }
-        match l.check("ip:a").await.unwrap() {
+        match l.check(&a).await.unwrap() {
             Decision::Deny { retry_after_secs } => assert!((1..=20).contains(&retry_after_secs)),
             Decision::Allow => panic!("over the limit"),
         }
         assert_eq!(
-            l.check("ip:b").await.unwrap(),
+            l.check(&["ip:b".to_string()]).await.unwrap(),
             Decision::Allow,
             "keys are separate"
         );

@@ -77,14 +77,12 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<()> {
         if let Some(k) = &key_id {
             buckets.push(format!("key:{k}"));
         }
-        for bucket in buckets {
-            if let Decision::Deny { retry_after_secs } = limiter.check(&bucket).await? {
-                let e = Error::RateLimited { retry_after_secs };
-                let mut with_key = info.clone();
-                with_key.key_id = key_id.clone();
-                refused(state, &with_key, None, "rate_limit", &e).await?;
-                return Err(e);
-            }
+        if let Decision::Deny { retry_after_secs } = limiter.check(&buckets).await? {
+            let e = Error::RateLimited { retry_after_secs };
+            let mut with_key = info.clone();
+            with_key.key_id = key_id.clone();
+            refused(state, &with_key, None, "rate_limit", &e).await?;
+            return Err(e);
         }
     }
     if let Some(i) = req.extensions_mut().get_mut::<RequestInfo>() {

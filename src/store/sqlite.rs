@@ -125,22 +125,39 @@ async fn insert_message(
     seq: i64,
     m: &Message,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO messages
-             (conversation_id, seq, id, role, content, surface, mode, timestamp, meta)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .bind(conversation_id)
-    .bind(seq)
-    .bind(&m.id)
-    .bind(&m.role)
-    .bind(&m.content)
-    .bind(&m.surface)
-    .bind(&m.mode)
-    .bind(m.timestamp)
-    .bind(to_json("message meta", &m.meta)?)
-    .execute(conn)
-    .await?;
+    insert_messages(conn, conversation_id, seq, std::slice::from_ref(m)).await
+}
+
+/// Inserts `messages` numbered from `first_seq`, in statements of up to 100 rows.
+async fn insert_messages(
+    conn: &mut sqlx::SqliteConnection,
+    conversation_id: &str,
+    first_seq: i64,
+    messages: &[Message],
+) -> Result<()> {
+    for (chunk_no, chunk) in messages.chunks(100).enumerate() {
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO messages
+                 (conversation_id, seq, id, role, content, surface, mode, timestamp, meta)
+             VALUES {rows}"
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, m) in chunk.iter().enumerate() {
+            let seq = first_seq + (chunk_no * 100 + i) as i64;
+            q = q
+                .bind(conversation_id)
+                .bind(seq)
+                .bind(&m.id)
+                .bind(&m.role)
+                .bind(&m.content)
+                .bind(&m.surface)
+                .bind(&m.mode)
+                .bind(m.timestamp)
+                .bind(to_json("message meta", &m.meta)?);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -255,23 +272,19 @@ impl Store for SqliteStore {
         let now = now_millis();
         // Any early return drops `tx`, which rolls back: a refused append writes nothing.
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        // Creates the conversation or leaves it as it is, and reads its header: one round trip.
+        let row = sqlx::query(
             "INSERT INTO conversations (id, owner, topic, created_at, updated_at, message_count)
              VALUES (?1, ?2, ?3, ?4, ?4, 0)
-             ON CONFLICT(id) DO NOTHING",
+             ON CONFLICT(id) DO UPDATE SET id = id
+             RETURNING owner, surfaces, message_count",
         )
         .bind(id)
         .bind(turn.owner)
         .bind(turn.topic)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let row =
-            sqlx::query("SELECT owner, surfaces, message_count FROM conversations WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| not_found(id))?;
         if row.try_get::<String, _>("owner")? != turn.owner {
             return Err(not_found(id));
         }
@@ -283,17 +296,8 @@ impl Store for SqliteStore {
         let mut surfaces: Vec<String> =
             from_json("surfaces", &row.try_get::<String, _>("surfaces")?)?;
         add_surface(&mut surfaces, turn.surface);
-
-        let mut seq: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE conversation_id = ?1",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        for m in turn.messages {
-            insert_message(&mut tx, id, seq, m).await?;
-            seq += 1;
-        }
+        // Messages are never deleted one by one, so `message_count` is the next `seq`.
+        insert_messages(&mut tx, id, to_i64("message count", count)?, turn.messages).await?;
         sqlx::query(
             "UPDATE conversations SET surfaces = ?1, updated_at = ?2, message_count = ?3
              WHERE id = ?4",
