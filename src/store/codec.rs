@@ -66,7 +66,7 @@ pub(super) fn scopes(user: Option<&str>, key: Option<&str>) -> Vec<String> {
 }
 
 /// `INSERT ... ON CONFLICT DO UPDATE` adding to `rows` totals rows at once; binds per row:
-/// scope, period, spent, reserved. `dollar` numbers the placeholders for PostgreSQL.
+/// scope, period, spent, reserved. `dollar` numbers the bind parameters ($1, $2, ...) for PostgreSQL.
 pub(super) fn upsert_totals_sql(rows: usize, dollar: bool) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
