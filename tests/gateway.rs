@@ -701,12 +701,20 @@ async fn conversations_live_in_postgresql_when_configured() {
     assert_eq!(conv["messages"].as_array().unwrap().len(), 2);
     let (_, privacy) = get(&server, "/api/privacy").await;
     assert_eq!(privacy["storage"], "postgresql");
+    // The rows are in PostgreSQL itself, and forgetting removes them there.
+    let pg = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let stored = "SELECT COUNT(*) FROM messages WHERE content = 'stored in postgres'";
+    let n: i64 = sqlx::query_scalar(stored).fetch_one(&pg).await.unwrap();
+    assert_eq!(n, 1);
     let resp = client()
         .delete(server.url("/api/users/pg/data"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    let n: i64 = sqlx::query_scalar(stored).fetch_one(&pg).await.unwrap();
+    assert_eq!(n, 0);
+    pg.close().await;
     server.stop();
     // Nothing went to the embedded file: the conversation lived only in PostgreSQL.
     let db_file = std::fs::read(home.root().join("maestra.db")).unwrap_or_default();

@@ -959,12 +959,7 @@ fn daily(scope: Scope, limit: i64) -> Limit {
 }
 
 async fn usage(store: &Arc<dyn Store>, scope: Scope, key: &str) -> (i64, i64) {
-    let period = if key.len() == 7 {
-        Period::Monthly
-    } else {
-        Period::Daily
-    };
-    let u = store.cost_usage(&scope, period, key, 0).await.unwrap();
+    let u = store.cost_usage(&scope, key).await.unwrap();
     (u.spent, u.reserved)
 }
 

@@ -120,14 +120,14 @@ impl Budget {
     }
 
     /// The request as it goes upstream: with an output cap, so the worst case is a real bound.
-    pub fn capped(&self, req: &ChatRequest) -> ChatRequest {
+    fn capped(&self, req: &ChatRequest) -> ChatRequest {
         let mut req = req.clone();
         req.max_tokens = Some(req.max_tokens.unwrap_or(self.cost.max_output_tokens));
         req
     }
 
     /// The most a (capped) request can cost: every prompt byte a token, the full output cap.
-    pub fn worst_case(&self, route: &Route, req: &ChatRequest) -> Micros {
+    fn worst_case(&self, route: &Route, req: &ChatRequest) -> Micros {
         let prompt: u64 = req
             .messages
             .iter()
@@ -187,20 +187,23 @@ impl Budget {
         out
     }
 
-    /// Reserves the worst case of a capped request, or refuses it with a 402.
+    /// Reserves the worst case of the request, or refuses it with a 402. Returns the request
+    /// to send: capped to `max_output_tokens` when it costs money, as asked when it is free.
     pub async fn reserve(
         &self,
         route: &Route,
         req: &ChatRequest,
         user: Option<&str>,
         key: Option<&str>,
-    ) -> Result<Hold> {
-        let amount = self.worst_case(route, req);
+    ) -> Result<(ChatRequest, Hold)> {
+        let capped = self.capped(req);
+        let amount = self.worst_case(route, &capped);
         if amount == 0 {
-            return Ok(Hold {
+            let free = Hold {
                 id: None,
                 reserved: 0,
-            });
+            };
+            return Ok((req.clone(), free));
         }
         let now = OffsetDateTime::now_utc();
         let (day, month) = day_month(now);
@@ -217,10 +220,13 @@ impl Budget {
             stale_before_ms: now_ms - STALE_AFTER_MS,
         };
         match self.store.cost_reserve(&r, &self.limits(user, key)).await? {
-            ReserveOutcome::Reserved(id) => Ok(Hold {
-                id: Some(id),
-                reserved: amount,
-            }),
+            ReserveOutcome::Reserved(id) => Ok((
+                capped,
+                Hold {
+                    id: Some(id),
+                    reserved: amount,
+                },
+            )),
             ReserveOutcome::Exceeded { limit, usage } => {
                 Err(Error::CostLimit(Box::new(CostLimitExceeded {
                     period: limit.period,
@@ -265,11 +271,7 @@ impl Budget {
         {
             return;
         }
-        let stale = (now.unix_timestamp_nanos() / 1_000_000) as i64 - STALE_AFTER_MS;
-        if let Ok(u) = self
-            .store
-            .cost_usage(&Scope::Global, Period::Daily, &day, stale)
-            .await
+        if let Ok(u) = self.store.cost_usage(&Scope::Global, &day).await
             && u.spent as f64 >= WARN_SHARE * self.daily as f64
         {
             tracing::warn!(
@@ -287,15 +289,8 @@ impl Budget {
     pub async fn status(&self) -> Result<Value> {
         let now = OffsetDateTime::now_utc();
         let (day, month) = day_month(now);
-        let stale = (now.unix_timestamp_nanos() / 1_000_000) as i64 - STALE_AFTER_MS;
-        let d = self
-            .store
-            .cost_usage(&Scope::Global, Period::Daily, &day, stale)
-            .await?;
-        let m = self
-            .store
-            .cost_usage(&Scope::Global, Period::Monthly, &month, stale)
-            .await?;
+        let d = self.store.cost_usage(&Scope::Global, &day).await?;
+        let m = self.store.cost_usage(&Scope::Global, &month).await?;
         let part = |u: super::ledger::Usage, limit: Micros, period| {
             json!({"spent_usd": to_usd(u.spent), "reserved_usd": to_usd(u.reserved),
                    "limit_usd": to_usd(limit), "resets_at": resets_at(period, now)})

@@ -35,11 +35,7 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<()> {
         .extensions()
         .get::<RequestInfo>()
         .cloned()
-        .unwrap_or(RequestInfo {
-            id: String::new(),
-            ip: None,
-            key_id: None,
-        });
+        .unwrap_or_else(RequestInfo::unknown);
     let access = &state.access;
     if access.mode == Mode::Local && !loopback_host(req.headers()) {
         let e = Error::Forbidden("the Host header is not a loopback name".into());

@@ -95,15 +95,9 @@ async fn reserve(
     route: &Route,
     req: &ChatRequest,
 ) -> Result<(ChatRequest, Hold)> {
-    let free = state.budget.worst_case(route, req) == 0;
-    let req = if free {
-        req.clone()
-    } else {
-        state.budget.capped(req)
-    };
     let key = caller.info.key_id.as_deref();
-    match state.budget.reserve(route, &req, caller.user_id, key).await {
-        Ok(hold) => Ok((req, hold)),
+    match state.budget.reserve(route, req, caller.user_id, key).await {
+        Ok(held) => Ok(held),
         Err(e @ Error::CostLimit(_)) => {
             super::access::refused(state, caller.info, caller.user_id, "cost_limit", &e).await?;
             Err(e)

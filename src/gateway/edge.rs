@@ -31,6 +31,15 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// For a request that did not pass the request-id layer (never the case behind the router).
+    pub fn unknown() -> RequestInfo {
+        RequestInfo {
+            id: String::new(),
+            ip: None,
+            key_id: None,
+        }
+    }
+
     pub fn ip_string(&self) -> Option<String> {
         self.ip.map(|ip| ip.to_string())
     }

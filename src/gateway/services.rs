@@ -56,11 +56,7 @@ async fn proxy(
         .extensions()
         .get::<RequestInfo>()
         .cloned()
-        .unwrap_or(RequestInfo {
-            id: String::new(),
-            ip: None,
-            key_id: None,
-        });
+        .unwrap_or_else(RequestInfo::unknown);
     match call(&state, &refresher, &info, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),

@@ -16,9 +16,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::conversations::model::{Conversation, Message, Summary};
-use crate::cost::ledger::{
-    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
-};
+use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 use crate::error::Result;
 
 /// A stored API key: the public id and a SHA-256 of the secret part, never the secret.
@@ -136,14 +134,9 @@ pub trait Store: Send + Sync {
     async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()>;
     /// Drops a reservation whose call failed: nothing was spent.
     async fn cost_release(&self, id: i64) -> Result<()>;
-    /// Spent and live reserved amounts of a scope in a period (`key` is the day or the month).
-    async fn cost_usage(
-        &self,
-        scope: &Scope,
-        period: Period,
-        key: &str,
-        stale_before_ms: i64,
-    ) -> Result<Usage>;
+    /// Spent and reserved amounts of a scope in a period: a day (`YYYY-MM-DD`) or a month
+    /// (`YYYY-MM`).
+    async fn cost_usage(&self, scope: &Scope, period: &str) -> Result<Usage>;
     /// Settled charges from `since_day` on, for reports.
     async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>>;
     /// Records a day's spend from the seed's tracker; false (changing nothing) if that day was

@@ -12,9 +12,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 
 use super::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
 use super::{ApiKeyRecord, SecretInfo, SecretRecord, Store, Turn};
-use crate::cost::ledger::{
-    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
-};
+use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
 use crate::error::Result;
@@ -457,16 +455,8 @@ impl Store for PostgresStore {
         self.release(id).await
     }
 
-    async fn cost_usage(
-        &self,
-        scope: &Scope,
-        period: Period,
-        key: &str,
-        _stale_before_ms: i64,
-    ) -> Result<Usage> {
-        // The period is implied by `key` (a day or a month).
-        let _ = period;
-        self.usage(scope, key).await
+    async fn cost_usage(&self, scope: &Scope, period: &str) -> Result<Usage> {
+        self.usage(scope, period).await
     }
 
     async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>> {

@@ -13,9 +13,7 @@ use sqlx::sqlite::{
 
 use super::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
 use super::{ApiKeyRecord, SecretInfo, SecretRecord, Store, Turn};
-use crate::cost::ledger::{
-    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
-};
+use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
 use crate::error::{Error, Result};
@@ -118,15 +116,6 @@ fn summary(row: &SqliteRow) -> Result<Summary> {
 
 const MESSAGE_COLUMNS: &str = "id, role, content, surface, mode, timestamp, meta";
 const SUMMARY_COLUMNS: &str = "id, topic, owner, surfaces, created_at, updated_at, message_count";
-
-async fn insert_message(
-    conn: &mut sqlx::SqliteConnection,
-    conversation_id: &str,
-    seq: i64,
-    m: &Message,
-) -> Result<()> {
-    insert_messages(conn, conversation_id, seq, std::slice::from_ref(m)).await
-}
 
 /// Inserts `messages` numbered from `first_seq`, in statements of up to 100 rows.
 async fn insert_messages(
@@ -474,9 +463,7 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        for (seq, m) in (0_i64..).zip(&c.messages) {
-            insert_message(&mut tx, &c.id, seq, m).await?;
-        }
+        insert_messages(&mut tx, &c.id, 0, &c.messages).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -517,16 +504,8 @@ impl Store for SqliteStore {
         self.release(id).await
     }
 
-    async fn cost_usage(
-        &self,
-        scope: &Scope,
-        period: Period,
-        key: &str,
-        _stale_before_ms: i64,
-    ) -> Result<Usage> {
-        // The period is implied by `key` (a day or a month).
-        let _ = period;
-        self.usage(scope, key).await
+    async fn cost_usage(&self, scope: &Scope, period: &str) -> Result<Usage> {
+        self.usage(scope, period).await
     }
 
     async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>> {
