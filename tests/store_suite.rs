@@ -240,16 +240,34 @@ async fn recent_returns_the_last_messages_oldest_first(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    let last3 = store.conversation_recent("r", 3).await.unwrap();
-    assert_eq!(last3, all[7..].to_vec());
-    assert_eq!(store.conversation_recent("r", 100).await.unwrap(), all);
-    assert!(store.conversation_recent("r", 0).await.unwrap().is_empty());
+    let ctx = store.conversation_context("r", 3).await.unwrap().unwrap();
+    assert_eq!(ctx.owner, "alice");
+    assert_eq!(ctx.message_count, 10);
+    assert_eq!(ctx.recent, all[7..].to_vec());
+    let ctx = store.conversation_context("r", 100).await.unwrap().unwrap();
+    assert_eq!(ctx.recent, all);
+    // Asking for no messages still tells who owns the conversation and how full it is.
+    let ctx = store.conversation_context("r", 0).await.unwrap().unwrap();
+    assert!(ctx.recent.is_empty());
+    assert_eq!((ctx.owner.as_str(), ctx.message_count), ("alice", 10));
+    // A conversation with no messages yet has a context too; a missing one has none.
+    store
+        .conversation_append(&turn("empty", "bob", "cli", &[]))
+        .await
+        .unwrap();
+    let ctx = store
+        .conversation_context("empty", 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((ctx.owner.as_str(), ctx.message_count), ("bob", 0));
+    assert!(ctx.recent.is_empty());
     assert!(
         store
-            .conversation_recent("missing", 5)
+            .conversation_context("missing", 5)
             .await
             .unwrap()
-            .is_empty()
+            .is_none()
     );
 }
 
@@ -481,10 +499,10 @@ async fn delete_one(store: Arc<dyn Store>) {
     assert!(store.conversation_get("gone").await.unwrap().is_none());
     assert!(
         store
-            .conversation_recent("gone", 10)
+            .conversation_context("gone", 10)
             .await
             .unwrap()
-            .is_empty()
+            .is_none()
     );
     assert!(!store.conversation_delete("gone").await.unwrap());
     assert!(!store.conversation_delete("never-was").await.unwrap());
@@ -525,7 +543,7 @@ async fn delete_owner_leaves_others_untouched(store: Arc<dyn Store>) {
     for i in 0..3 {
         let id = format!("a{i}");
         assert!(store.conversation_get(&id).await.unwrap().is_none());
-        assert!(store.conversation_recent(&id, 10).await.unwrap().is_empty());
+        assert!(store.conversation_context(&id, 10).await.unwrap().is_none());
     }
     assert_eq!(
         store
@@ -557,10 +575,10 @@ async fn delete_before_applies_retention(store: Arc<dyn Store>) {
     assert!(store.conversation_get("old").await.unwrap().is_none());
     assert!(
         store
-            .conversation_recent("old", 10)
+            .conversation_context("old", 10)
             .await
             .unwrap()
-            .is_empty()
+            .is_none()
     );
     // Strictly before: a conversation updated exactly at the cut-off stays.
     assert_eq!(store.conversations_delete_before(2_000).await.unwrap(), 0);
@@ -659,7 +677,12 @@ async fn import_and_get_round_trip(store: Arc<dyn Store>) {
     assert!(store.conversation_import(&c).await.unwrap());
     assert_eq!(store.conversation_get(&c.id).await.unwrap().unwrap(), c);
     assert_eq!(
-        store.conversation_recent(&c.id, 1).await.unwrap(),
+        store
+            .conversation_context(&c.id, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .recent,
         vec![c.messages[1].clone()]
     );
     // The JSON export format round-trips through the store too.

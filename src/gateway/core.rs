@@ -89,12 +89,13 @@ async fn handle(
 ) -> Result<Value> {
     validate_id("user_id", &req.user_id)?;
     validate_id("surface_id", &req.surface_id)?;
-    let conversation_id = match req.conversation_id.as_deref() {
+    // A conversation named by the caller may have history; a freshly named one cannot.
+    let (conversation_id, continued) = match req.conversation_id.as_deref() {
         Some(id) if !id.is_empty() => {
             validate_id("conversation_id", id)?;
-            id.to_string()
+            (id.to_string(), true)
         }
-        _ => new_conversation_id(&req.user_id),
+        _ => (new_conversation_id(&req.user_id), false),
     };
     if req.message.trim().is_empty() {
         return Err(Error::BadRequest("`message` must not be empty".into()));
@@ -109,23 +110,29 @@ async fn handle(
     // Owner and size are checked before the model sees anything: another user's history must
     // never go upstream, and a full conversation must not cost a call it cannot store.
     let limits = &state.config.conversations;
-    if let Some(summary) = state.store.conversation_summary(&conversation_id).await? {
-        if summary.owner != req.user_id {
+    let context = if continued {
+        state
+            .store
+            .conversation_context(&conversation_id, limits.context_messages)
+            .await?
+    } else {
+        None
+    };
+    let history = match context {
+        Some(c) if c.owner != req.user_id => {
             return Err(Error::NotFound(format!(
                 "no conversation {conversation_id:?} for this user"
             )));
         }
-        if summary.message_count + 2 > limits.max_messages {
+        Some(c) if c.message_count + 2 > limits.max_messages => {
             return Err(Error::TooLarge(format!(
                 "conversation {conversation_id:?} holds the maximum of {} messages; start a new one",
                 limits.max_messages
             )));
         }
-    }
-    let history = state
-        .store
-        .conversation_recent(&conversation_id, limits.context_messages)
-        .await?;
+        Some(c) => c.recent,
+        None => Vec::new(),
+    };
 
     let mut messages: Vec<ChatMessage> = Vec::with_capacity(history.len() + 2);
     if let Some(ctx) = req.surface_context.as_ref().and_then(context_prompt) {

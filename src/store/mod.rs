@@ -45,6 +45,17 @@ pub struct Turn<'a> {
     pub max_messages: u64,
 }
 
+/// What a model call needs of a conversation before it is made: who owns it (another user's
+/// history must never go upstream), how full it is, and its last messages, read in one
+/// statement so they come from one snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    pub owner: String,
+    pub message_count: u64,
+    /// The last messages asked for, oldest first.
+    pub recent: Vec<Message>,
+}
+
 /// A stored vault entry. `value` is a Fernet token, or legacy plaintext when `!encrypted`.
 #[derive(Debug, Clone)]
 pub struct SecretRecord {
@@ -100,8 +111,9 @@ pub trait Store: Send + Sync {
             message_count: c.meta.message_count,
         }))
     }
-    /// The last `limit` messages, oldest first: the context sent upstream for a multi-turn chat.
-    async fn conversation_recent(&self, id: &str, limit: u32) -> Result<Vec<Message>>;
+    /// Owner, size and the last `limit` messages (oldest first) of a conversation, or `None`
+    /// if there is none: the context sent upstream for a multi-turn chat.
+    async fn conversation_context(&self, id: &str, limit: u32) -> Result<Option<Context>>;
     /// Newest first (by `updated_at`), optionally one owner's only.
     async fn conversation_list(
         &self,

@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 
 use super::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
-use super::{ApiKeyRecord, SecretInfo, SecretRecord, Store, Turn};
+use super::{ApiKeyRecord, Context, SecretInfo, SecretRecord, Store, Turn};
 use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
@@ -324,17 +324,35 @@ impl Store for PostgresStore {
         row.as_ref().map(summary).transpose()
     }
 
-    async fn conversation_recent(&self, id: &str, limit: u32) -> Result<Vec<Message>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM (
-                 SELECT * FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2
-             ) AS recent ORDER BY seq"
-        ))
+    async fn conversation_context(&self, id: &str, limit: u32) -> Result<Option<Context>> {
+        let rows = sqlx::query(
+            "SELECT c.owner AS c_owner, c.message_count AS c_count,
+                    m.id, m.role, m.content, m.surface, m.mode, m.timestamp, m.meta
+             FROM conversations AS c
+             LEFT JOIN (SELECT * FROM messages WHERE conversation_id = $1
+                        ORDER BY seq DESC LIMIT $2) AS m ON TRUE
+             WHERE c.id = $1
+             ORDER BY m.seq",
+        )
         .bind(id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(message).collect()
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut recent = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The conversation's one row with no message joined has NULL message columns.
+            if row.try_get::<Option<String>, _>("id")?.is_some() {
+                recent.push(message(row)?);
+            }
+        }
+        Ok(Some(Context {
+            owner: first.try_get("c_owner")?,
+            message_count: to_u64(first.try_get("c_count")?),
+            recent,
+        }))
     }
 
     async fn conversation_list(

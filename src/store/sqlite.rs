@@ -11,8 +11,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
 
-use super::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
-use super::{ApiKeyRecord, SecretInfo, SecretRecord, Store, Turn};
+use super::codec::{from_json, not_found, to_i64, to_json, to_u64, too_large};
+use super::{ApiKeyRecord, Context, SecretInfo, SecretRecord, Store, Turn};
 use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
@@ -47,13 +47,17 @@ impl SqliteStore {
             // would otherwise dominate the gateway's latency.
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10));
+        // A connection to a local file cannot go stale, and sqlx's default liveness ping costs
+        // a round trip to the connection's worker thread on every acquire.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         let ledger = super::sqlite_ledger::MemLedger::open(pool.clone(), writer.clone()).await?;
@@ -115,6 +119,34 @@ fn summary(row: &SqliteRow) -> Result<Summary> {
 }
 
 const MESSAGE_COLUMNS: &str = "id, role, content, surface, mode, timestamp, meta";
+/// Creates a conversation holding `?6` messages, or adds `?6` to an existing one's count when
+/// `?2` owns it and the total stays within `?7`; returns the new count, or no row when refused.
+/// A non-empty surface `?4` joins the conversation's `surfaces` the first time it is seen.
+const APPEND_SQL: &str = "
+    INSERT INTO conversations (id, owner, topic, surfaces, created_at, updated_at, message_count)
+    VALUES (?1, ?2, ?3, CASE WHEN ?4 = '' THEN '[]' ELSE json_array(?4) END, ?5, ?5, ?6)
+    ON CONFLICT(id) DO UPDATE SET
+        message_count = message_count + excluded.message_count,
+        updated_at = excluded.updated_at,
+        surfaces = CASE
+            WHEN ?4 = '' OR EXISTS (SELECT 1 FROM json_each(conversations.surfaces) WHERE value = ?4)
+                THEN surfaces
+            ELSE json_insert(surfaces, '$[#]', ?4)
+        END
+    WHERE owner = excluded.owner AND message_count + excluded.message_count <= ?7
+    RETURNING message_count";
+
+/// The conversation's header joined with its last `?2` messages, oldest first: one statement
+/// for everything a model call reads.
+const CONTEXT_SQL: &str = "
+    SELECT c.owner AS c_owner, c.message_count AS c_count,
+           m.id, m.role, m.content, m.surface, m.mode, m.timestamp, m.meta
+    FROM conversations AS c
+    LEFT JOIN (SELECT * FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC LIMIT ?2) AS m
+        ON 1 = 1
+    WHERE c.id = ?1
+    ORDER BY m.seq";
+
 const SUMMARY_COLUMNS: &str = "id, topic, owner, surfaces, created_at, updated_at, message_count";
 
 /// Inserts `messages` numbered from `first_seq`, in statements of up to 100 rows.
@@ -258,45 +290,39 @@ impl Store for SqliteStore {
 
     async fn conversation_append(&self, turn: &Turn<'_>) -> Result<()> {
         let id = turn.conversation_id;
-        let now = now_millis();
-        // Any early return drops `tx`, which rolls back: a refused append writes nothing.
-        let mut tx = self.begin_write().await?;
-        // Creates the conversation or leaves it as it is, and reads its header: one round trip.
-        let row = sqlx::query(
-            "INSERT INTO conversations (id, owner, topic, created_at, updated_at, message_count)
-             VALUES (?1, ?2, ?3, ?4, ?4, 0)
-             ON CONFLICT(id) DO UPDATE SET id = id
-             RETURNING owner, surfaces, message_count",
-        )
-        .bind(id)
-        .bind(turn.owner)
-        .bind(turn.topic)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        if row.try_get::<String, _>("owner")? != turn.owner {
-            return Err(not_found(id));
-        }
-        let count = to_u64(row.try_get("message_count")?);
-        let new_count = count.saturating_add(turn.messages.len() as u64);
-        if new_count > turn.max_messages {
+        let added = turn.messages.len() as u64;
+        if added > turn.max_messages {
             return Err(too_large(id, turn.max_messages));
         }
-        let mut surfaces: Vec<String> =
-            from_json("surfaces", &row.try_get::<String, _>("surfaces")?)?;
-        add_surface(&mut surfaces, turn.surface);
-        // Messages are never deleted one by one, so `message_count` is the next `seq`.
-        insert_messages(&mut tx, id, to_i64("message count", count)?, turn.messages).await?;
-        sqlx::query(
-            "UPDATE conversations SET surfaces = ?1, updated_at = ?2, message_count = ?3
-             WHERE id = ?4",
-        )
-        .bind(to_json("surfaces", &surfaces)?)
-        .bind(now)
-        .bind(to_i64("message count", new_count)?)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        // Any early return drops `tx`, which rolls back: a refused append writes nothing.
+        let mut tx = self.begin_write().await?;
+        // Creates the conversation, or grows it if the owner matches and the limit allows:
+        // one statement, so an append is BEGIN, this, the messages, COMMIT.
+        let grown: Option<i64> = sqlx::query_scalar(APPEND_SQL)
+            .bind(id)
+            .bind(turn.owner)
+            .bind(turn.topic)
+            .bind(turn.surface)
+            .bind(now_millis())
+            .bind(to_i64("message count", added)?)
+            .bind(to_i64("message limit", turn.max_messages)?)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(count) = grown else {
+            // The guard refused: tell the caller which way, from the row as it stands.
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT owner FROM conversations WHERE id = ?1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(match owner {
+                Some(owner) if owner == turn.owner => too_large(id, turn.max_messages),
+                _ => not_found(id),
+            });
+        };
+        // Messages are never deleted one by one, so the count before this turn is its first seq.
+        let first_seq = count - to_i64("message count", added)?;
+        insert_messages(&mut tx, id, first_seq, turn.messages).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -345,17 +371,27 @@ impl Store for SqliteStore {
         row.as_ref().map(summary).transpose()
     }
 
-    async fn conversation_recent(&self, id: &str, limit: u32) -> Result<Vec<Message>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM (
-                 SELECT * FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC LIMIT ?2
-             ) ORDER BY seq"
-        ))
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(message).collect()
+    async fn conversation_context(&self, id: &str, limit: u32) -> Result<Option<Context>> {
+        let rows = sqlx::query(CONTEXT_SQL)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut recent = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The conversation's one row with no message joined has NULL message columns.
+            if row.try_get::<Option<String>, _>("id")?.is_some() {
+                recent.push(message(row)?);
+            }
+        }
+        Ok(Some(Context {
+            owner: first.try_get("c_owner")?,
+            message_count: to_u64(first.try_get("c_count")?),
+            recent,
+        }))
     }
 
     async fn conversation_list(
