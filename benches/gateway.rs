@@ -98,6 +98,71 @@ fn load_with(url: &str, body: &Value, rate: u32, header: Option<(&str, &str)>) -
     }
 }
 
+/// CPU seconds (user + system) from a `/proc/.../stat` line: `own` or, with `children`, of
+/// the children already waited for (here: the `oha` runs).
+fn cpu_seconds(stat_path: &str, children: bool) -> f64 {
+    let text = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime, stime, cutime, cstime are fields 14-17 of the line, 12-15 after the name.
+    let (a, b) = if children { (13, 14) } else { (11, 12) };
+    let ticks = fields.get(a).copied().unwrap_or(0) + fields.get(b).copied().unwrap_or(0);
+    ticks as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Where the CPU went during one run, in milliseconds per request served: Maestra, the load
+/// generator, and this process (the mock upstream).
+struct Cpu {
+    maestra_ms: f64,
+    oha_ms: f64,
+    mock_ms: f64,
+    /// Cores busy on average over the run, all three together.
+    cores: f64,
+}
+
+/// Runs `f` and accounts the CPU it made `server` (if any), `oha` and the mock use.
+fn with_cpu(server: Option<u32>, f: impl FnOnce() -> Run) -> (Run, Cpu) {
+    let server_stat = server.map(|p| format!("/proc/{p}/stat"));
+    let server_cpu = || {
+        server_stat
+            .as_deref()
+            .map_or(0.0, |p| cpu_seconds(p, false))
+    };
+    let (s0, o0, m0) = (
+        server_cpu(),
+        cpu_seconds("/proc/self/stat", true),
+        cpu_seconds("/proc/self/stat", false),
+    );
+    let run = f();
+    let (s1, o1, m1) = (
+        server_cpu(),
+        cpu_seconds("/proc/self/stat", true),
+        cpu_seconds("/proc/self/stat", false),
+    );
+    let n = (run.ok + run.errors).max(1) as f64;
+    let cpu = Cpu {
+        maestra_ms: (s1 - s0) * 1000.0 / n,
+        oha_ms: (o1 - o0) * 1000.0 / n,
+        mock_ms: (m1 - m0) * 1000.0 / n,
+        cores: ((s1 - s0) + (o1 - o0) + (m1 - m0)) / f64::from(SECONDS),
+    };
+    (run, cpu)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -146,6 +211,18 @@ fn main() {
         .build()
         .unwrap();
     let (upstream, _mock) = rt.block_on(mock::start());
+    // `MAESTRA_BENCH_ONLY=core` or `=guardrails` runs one half, for quicker iterations.
+    let only = std::env::var("MAESTRA_BENCH_ONLY").unwrap_or_default();
+    if only != "guardrails" {
+        core(upstream);
+    }
+    if only != "core" {
+        guardrails(upstream);
+    }
+}
+
+/// Issue 3: `/api/maestra/core` with the full pipeline vs the mock upstream called directly.
+fn core(upstream: SocketAddr) {
     let home = tempfile::tempdir().unwrap();
     let (mut child, addr) = start_maestra(&home.path().join("m"), upstream, &[]);
     std::thread::sleep(Duration::from_millis(500));
@@ -169,13 +246,18 @@ fn main() {
         "| rate | direct p50 | direct p99 | maestra p50 | maestra p99 | added p50 | added p99 | maestra ok / errors | maestra RSS after |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut cpu_rows = Vec::new();
     for &rate in RATES {
-        let d = load(
-            &format!("http://{upstream}/v1/chat/completions"),
-            &direct_body,
-            rate,
-        );
-        let m = load(&format!("http://{addr}/api/maestra/core"), &core_body, rate);
+        let (d, dc) = with_cpu(None, || {
+            load(
+                &format!("http://{upstream}/v1/chat/completions"),
+                &direct_body,
+                rate,
+            )
+        });
+        let (m, mc) = with_cpu(Some(child.id()), || {
+            load(&format!("http://{addr}/api/maestra/core"), &core_body, rate)
+        });
         let rss = rss_kib(child.id());
         println!(
             "| {rate}/s | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {:+.3} ms | {:+.3} ms | {} / {} ({:.0} req/s) | {:.1} MiB |",
@@ -191,11 +273,13 @@ fn main() {
             rss as f64 / 1024.0
         );
         assert_eq!(d.errors, 0, "the direct run had errors");
+        cpu_rows.push((format!("{rate}/s direct"), dc));
+        cpu_rows.push((format!("{rate}/s maestra"), mc));
     }
+    print_cpu(&cpu_rows);
     println!("maestra RSS at rest: {:.1} MiB", rest as f64 / 1024.0);
     let _ = child.kill();
     let _ = child.wait();
-    guardrails(upstream);
 }
 
 /// Issue 4: the same OpenAI-compatible call with the guardrails off and on. Off: local mode,
@@ -236,6 +320,7 @@ fn guardrails(upstream: SocketAddr) {
     println!("| guardrails | p50 | p99 | added p50 vs off | added p99 vs off | ok / errors |");
     println!("|---|---|---|---|---|---|");
     let mut base: Option<(f64, f64)> = None;
+    let mut cpu_rows = Vec::new();
     for (name, toml, env) in configs {
         let home = tempfile::tempdir().unwrap();
         let root = home.path().join("m");
@@ -254,7 +339,8 @@ fn guardrails(upstream: SocketAddr) {
         let url = format!("http://{addr}/v1/chat/completions");
         let key = ("x-api-key", "bench-key-0123456789");
         load_with(&url, &body, 200, Some(key));
-        let r = load_with(&url, &body, 2000, Some(key));
+        let (r, cpu) = with_cpu(Some(child.id()), || load_with(&url, &body, 2000, Some(key)));
+        cpu_rows.push((name.to_string(), cpu));
         let (b50, b99) = *base.get_or_insert((r.p50_ms, r.p99_ms));
         println!(
             "| {name} | {:.3} ms | {:.3} ms | {:+.3} ms | {:+.3} ms | {} / {} |",
@@ -267,5 +353,20 @@ fn guardrails(upstream: SocketAddr) {
         );
         let _ = child.kill();
         let _ = child.wait();
+    }
+    print_cpu(&cpu_rows);
+}
+
+/// CPU per request served, per process, and how many of the machine's cores were busy.
+fn print_cpu(rows: &[(String, Cpu)]) {
+    println!();
+    println!("CPU per request (user + system) and cores busy over the run:");
+    println!("| run | maestra | oha | mock | cores busy |");
+    println!("|---|---|---|---|---|");
+    for (name, c) in rows {
+        println!(
+            "| {name} | {:.3} ms | {:.3} ms | {:.3} ms | {:.2} |",
+            c.maestra_ms, c.oha_ms, c.mock_ms, c.cores
+        );
     }
 }

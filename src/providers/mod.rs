@@ -4,9 +4,11 @@
 //! - `chat`      — provider-neutral request, answer and stream shapes
 //! - `openai`    — the OpenAI wire format (OpenAI and local OpenAI-compatible servers)
 //! - `anthropic` — the Messages API, translated
+//! - `keys`      — provider API keys from the vault, kept decrypted for a second
 
 pub mod anthropic;
 pub mod chat;
+mod keys;
 pub mod openai;
 mod stream;
 
@@ -78,7 +80,7 @@ pub struct Route {
 
 pub struct Providers {
     egress: Egress,
-    vault: Arc<Vault>,
+    keys: keys::ProviderKeys,
     local_url: String,
     local_models: Vec<String>,
     openai_url: String,
@@ -91,7 +93,7 @@ impl Providers {
     pub fn new(config: &Config, egress: Egress, vault: Arc<Vault>) -> Providers {
         Providers {
             egress,
-            vault,
+            keys: keys::ProviderKeys::new(vault, keys::TTL),
             local_url: config.local_model_url.trim_end_matches('/').to_string(),
             local_models: config.local_models(),
             openai_url: config.openai_base_url.trim_end_matches('/').to_string(),
@@ -148,7 +150,7 @@ impl Providers {
                 (OPENAI_KEY, OPENAI_FALLBACK, Provider::OpenAi),
                 (ANTHROPIC_KEY, ANTHROPIC_FALLBACK, Provider::Anthropic),
             ] {
-                if self.vault.get(key).await.is_ok() {
+                if self.keys.get(key).await.is_ok() {
                     out.push((model.to_string(), p));
                 }
             }
@@ -173,7 +175,7 @@ impl Providers {
             (OPENAI_KEY, OPENAI_FALLBACK, Provider::OpenAi),
             (ANTHROPIC_KEY, ANTHROPIC_FALLBACK, Provider::Anthropic),
         ] {
-            if self.vault.get(key).await.is_ok() {
+            if self.keys.get(key).await.is_ok() {
                 return Some(Route {
                     provider,
                     model: model.to_string(),
@@ -262,8 +264,8 @@ impl Providers {
         })
     }
 
-    async fn key(&self, name: &str) -> Result<secrecy::SecretString> {
-        self.vault.get(name).await.map_err(|e| match e {
+    async fn key(&self, name: &'static str) -> Result<secrecy::SecretString> {
+        self.keys.get(name).await.map_err(|e| match e {
             Error::SecretNotFound(_) => Error::UpstreamUnavailable(format!(
                 "no API key stored: set it with `maestra vault put {name}`"
             )),

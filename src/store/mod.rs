@@ -6,6 +6,7 @@ mod codec;
 mod postgres;
 mod postgres_guard;
 mod sqlite;
+mod sqlite_checkpoint;
 mod sqlite_guard;
 mod sqlite_ledger;
 

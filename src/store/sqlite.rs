@@ -28,6 +28,8 @@ pub struct SqliteStore {
     /// this connection is fair and wakes at once, where competing connections would sleep in
     /// SQLite's busy handler with growing back-off (milliseconds of tail latency).
     writer: SqlitePool,
+    /// Runs the write-ahead-log checkpoints (see `sqlite_checkpoint`).
+    checkpointer: SqlitePool,
     /// The cost ledger, checked in memory and written behind (see `sqlite_ledger`).
     ledger: super::sqlite_ledger::MemLedger,
 }
@@ -46,29 +48,35 @@ impl SqliteStore {
             // crash of Maestra) lose the last commits. It saves an fsync per request, which
             // would otherwise dominate the gateway's latency.
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .pragma(
+                "journal_size_limit",
+                super::sqlite_checkpoint::LOG_LIMIT_BYTES.to_string(),
+            );
         // A connection to a local file cannot go stale, and sqlx's default liveness ping costs
         // a round trip to the connection's worker thread on every acquire.
-        let writer = SqlitePoolOptions::new()
+        let pool_options = || SqlitePoolOptions::new().test_before_acquire(false);
+        // Commits never checkpoint: `sqlite_checkpoint` does it on a connection of its own.
+        let writer = pool_options()
             .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-        let pool = SqlitePoolOptions::new()
+        let pool = pool_options()
             .max_connections(4)
-            .test_before_acquire(false)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
+        let checkpointer = pool_options().max_connections(1).connect_with(opts).await?;
+        super::sqlite_checkpoint::spawn(checkpointer.clone());
         let ledger = super::sqlite_ledger::MemLedger::open(pool.clone(), writer.clone()).await?;
         Ok(SqliteStore {
             pool,
             writer,
+            checkpointer,
             ledger,
         })
     }
 
-    /// Closes every connection, checkpointing the write-ahead log into the main file.
     pub(super) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -81,8 +89,11 @@ impl SqliteStore {
         &self.ledger
     }
 
+    /// Writes the ledger's queue, then closes every connection; the last one to close
+    /// checkpoints the write-ahead log into the main file.
     pub async fn close(&self) {
         let _ = self.ledger.flush().await;
+        self.checkpointer.close().await;
         self.pool.close().await;
         self.writer.close().await;
     }

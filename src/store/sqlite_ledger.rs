@@ -5,8 +5,8 @@
 //! one async lock, is exact, and costs microseconds instead of two serialised write
 //! transactions per paid call. Every change is queued to a task that writes it, batched, in
 //! one transaction (ledger rows and running totals together). The price: a crash loses the
-//! last few milliseconds of charges not yet written; reservations of requests in flight at a
-//! crash are released when `maestra serve` next starts.
+//! charges not yet written (the last [`LINGER`] and one write, a few milliseconds);
+//! reservations of requests in flight at a crash are released when `maestra serve` next starts.
 
 use std::collections::HashMap;
 
@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 const QUEUE: usize = 65_536;
 /// Changes written in one transaction, at most.
 const BATCH: usize = 2_048;
+/// How long the writer gathers changes before writing them. Each statement costs a hand-off
+/// to SQLite's worker thread, so a few milliseconds of batching make a paid call's ledger
+/// writes a share of one multi-row insert instead of two statements of its own.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 #[derive(Debug, Clone)]
 struct Row {
@@ -289,11 +293,18 @@ async fn write_totals(
 async fn persist(writer: SqlitePool, mut rx: mpsc::Receiver<Op>) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(op) = rx.recv().await {
+        let mut flush = matches!(op, Op::Flush(_));
         batch.push(op);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+        // Gather what arrives within LINGER, so that a call's reservation and its settlement
+        // usually meet in one batch and are written as one row. A flush ends the wait.
+        let until = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH && !flush {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(op)) => {
+                    flush = matches!(op, Op::Flush(_));
+                    batch.push(op);
+                }
+                Ok(None) | Err(_) => break,
             }
         }
         if let Err(e) = write(&writer, &batch).await {
@@ -307,55 +318,110 @@ async fn persist(writer: SqlitePool, mut rx: mpsc::Receiver<Op>) {
     }
 }
 
-async fn write(writer: &SqlitePool, batch: &[Op]) -> Result<()> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-    let mut deltas: HashMap<(String, String), (Micros, Micros)> = HashMap::new();
+/// A batch folded into what the tables need: rows to insert (reservations made in this batch,
+/// already settled if their call ended in it too), settlements and releases of older rows, and
+/// the change of each running total.
+#[derive(Default)]
+struct Folded<'a> {
+    new: std::collections::BTreeMap<i64, (&'a Row, Micros, Micros, bool)>,
+    settled: Vec<(i64, Micros)>,
+    released: Vec<i64>,
+    deltas: HashMap<(String, String), (Micros, Micros)>,
+}
+
+fn fold(batch: &[Op]) -> Folded<'_> {
+    let mut f = Folded::default();
     for op in batch {
         let (row, spent, reserved) = match op {
             Op::Reserve { id, row } => {
-                sqlx::query(
-                    "INSERT INTO cost_ledger (id, day, month, user_id, key_id, model, provider, reserved, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .bind(id)
+                f.new.insert(*id, (row, 0, row.reserved, false));
+                (row, 0, row.reserved)
+            }
+            Op::Settle { id, spent, row } => {
+                match f.new.get_mut(id) {
+                    Some(new) => *new = (row, *spent, 0, true),
+                    None => f.settled.push((*id, *spent)),
+                }
+                (row, *spent, -row.reserved)
+            }
+            Op::Release { id, row } => {
+                if f.new.remove(id).is_none() {
+                    f.released.push(*id);
+                }
+                (row, 0, -row.reserved)
+            }
+            Op::Flush(_) => continue,
+        };
+        for key in row.keys() {
+            let d = f.deltas.entry(key).or_default();
+            d.0 += spent;
+            d.1 += reserved;
+        }
+    }
+    f
+}
+
+/// `rows` groups of `cols` positional parameters: `(?, ?), (?, ?)`.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let one = format!("({})", vec!["?"; cols].join(", "));
+    vec![one; rows].join(", ")
+}
+
+/// Rows per multi-row statement: SQLite allows 32,766 parameters per statement.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+async fn write(writer: &SqlitePool, batch: &[Op]) -> Result<()> {
+    let f = fold(batch);
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let new: Vec<_> = f.new.iter().collect();
+    for chunk in new.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO cost_ledger (id, day, month, user_id, key_id, model, provider,
+                                      reserved, spent, settled, created_at)
+             VALUES {}",
+            placeholders(chunk.len(), 11)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, (row, spent, reserved, settled)) in chunk {
+            q = q
+                .bind(**id)
                 .bind(&row.day)
                 .bind(&row.month)
                 .bind(&row.user_id)
                 .bind(&row.key_id)
                 .bind(&row.model)
                 .bind(&row.provider)
-                .bind(row.reserved)
-                .bind(row.created_at)
-                .execute(&mut *tx)
-                .await?;
-                (row, 0, row.reserved)
-            }
-            Op::Settle { id, spent, row } => {
-                sqlx::query(
-                    "UPDATE cost_ledger SET spent = ?2, reserved = 0, settled = 1 WHERE id = ?1",
-                )
-                .bind(id)
-                .bind(spent)
-                .execute(&mut *tx)
-                .await?;
-                (row, *spent, -row.reserved)
-            }
-            Op::Release { id, row } => {
-                sqlx::query("DELETE FROM cost_ledger WHERE id = ?1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                (row, 0, -row.reserved)
-            }
-            Op::Flush(_) => continue,
-        };
-        for key in row.keys() {
-            let d = deltas.entry(key).or_default();
-            d.0 += spent;
-            d.1 += reserved;
+                .bind(*reserved)
+                .bind(*spent)
+                .bind(i64::from(*settled))
+                .bind(row.created_at);
         }
+        q.execute(&mut *tx).await?;
     }
-    write_totals(&mut tx, deltas).await?;
+    for chunk in f.settled.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE cost_ledger SET spent = v.column2, reserved = 0, settled = 1
+             FROM (VALUES {}) AS v WHERE cost_ledger.id = v.column1",
+            placeholders(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, spent) in chunk {
+            q = q.bind(*id).bind(*spent);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in f.released.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "DELETE FROM cost_ledger WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    write_totals(&mut tx, f.deltas).await?;
     tx.commit().await?;
     Ok(())
 }
