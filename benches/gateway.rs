@@ -89,6 +89,12 @@ fn load_with(url: &str, body: &Value, rate: u32, header: Option<(&str, &str)>) -
                 .sum()
         })
         .unwrap_or(0);
+    if total - ok + transport > 0 {
+        eprintln!(
+            "{url} at {rate}/s: status codes {}, errors {}",
+            v["statusCodeDistribution"], v["errorDistribution"]
+        );
+    }
     Run {
         p50_ms: v["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1000.0,
         p99_ms: v["latencyPercentiles"]["p99"].as_f64().unwrap_or(f64::NAN) * 1000.0,

@@ -90,6 +90,7 @@ suite!(
     append_to_another_owners_conversation_is_not_found,
     append_over_max_messages_is_refused_whole,
     concurrent_appends_keep_every_message,
+    refused_appends_among_concurrent_ones_affect_only_themselves,
     delete_one,
     delete_owner_leaves_others_untouched,
     delete_before_applies_retention,
@@ -442,6 +443,57 @@ async fn append_over_max_messages_is_refused_whole(store: Arc<dyn Store>) {
             .len(),
         1
     );
+}
+
+/// Appends that arrive together may be committed together (the embedded store group-commits);
+/// a refused one must still write nothing and leave the others whole.
+async fn refused_appends_among_concurrent_ones_affect_only_themselves(store: Arc<dyn Store>) {
+    store
+        .conversation_append(&turn("bobs", "bob", "cli", &msgs("b", 1)))
+        .await
+        .unwrap();
+    let full = Turn {
+        max_messages: 2,
+        ..turn("full", "alice", "cli", &[])
+    };
+    store
+        .conversation_append(&Turn {
+            messages: &msgs("f", 2),
+            ..full.clone()
+        })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = msgs(&format!("t{i}-"), 2);
+            let (id, owner, max) = match i % 3 {
+                0 => ("bobs", "alice", 1000),
+                1 => ("full", "alice", 2),
+                _ => ("ok", "alice", 1000),
+            };
+            let t = Turn {
+                max_messages: max,
+                ..turn(id, owner, "cli", &m)
+            };
+            (i, store.conversation_append(&t).await)
+        }));
+    }
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        match i % 3 {
+            0 => assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}"),
+            1 => assert!(matches!(result, Err(Error::TooLarge(_))), "{result:?}"),
+            _ => result.unwrap(),
+        }
+    }
+    let ok = store.conversation_get("ok").await.unwrap().unwrap();
+    assert_eq!((ok.meta.message_count, ok.messages.len()), (20, 20));
+    let bobs = store.conversation_get("bobs").await.unwrap().unwrap();
+    assert_eq!(ids(&bobs.messages), ["b0"]);
+    let full = store.conversation_get("full").await.unwrap().unwrap();
+    assert_eq!(ids(&full.messages), ["f0", "f1"]);
 }
 
 async fn concurrent_appends_keep_every_message(store: Arc<dyn Store>) {

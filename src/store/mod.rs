@@ -9,6 +9,7 @@ mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_guard;
 mod sqlite_ledger;
+mod sqlite_turns;
 
 use async_trait::async_trait;
 use secrecy::SecretString;

@@ -11,11 +11,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
 
-use super::codec::{from_json, not_found, to_i64, to_json, to_u64, too_large};
+use super::codec::{from_json, to_i64, to_json, to_u64};
 use super::{ApiKeyRecord, Context, SecretInfo, SecretRecord, Store, Turn};
 use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 
-use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
+use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary};
 use crate::error::{Error, Result};
 
 /// How often `scrub` retries a checkpoint that a concurrent reader or writer kept from finishing.
@@ -30,6 +30,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Runs the write-ahead-log checkpoints (see `sqlite_checkpoint`).
     checkpointer: SqlitePool,
+    /// Conversation appends, group-committed on `writer` (see `sqlite_turns`).
+    turns: super::sqlite_turns::TurnWriter,
     /// The cost ledger, checked in memory and written behind (see `sqlite_ledger`).
     ledger: super::sqlite_ledger::MemLedger,
 }
@@ -69,10 +71,12 @@ impl SqliteStore {
         let checkpointer = pool_options().max_connections(1).connect_with(opts).await?;
         super::sqlite_checkpoint::spawn(checkpointer.clone());
         let ledger = super::sqlite_ledger::MemLedger::open(pool.clone(), writer.clone()).await?;
+        let turns = super::sqlite_turns::TurnWriter::start(writer.clone());
         Ok(SqliteStore {
             pool,
             writer,
             checkpointer,
+            turns,
             ledger,
         })
     }
@@ -130,23 +134,6 @@ fn summary(row: &SqliteRow) -> Result<Summary> {
 }
 
 const MESSAGE_COLUMNS: &str = "id, role, content, surface, mode, timestamp, meta";
-/// Creates a conversation holding `?6` messages, or adds `?6` to an existing one's count when
-/// `?2` owns it and the total stays within `?7`; returns the new count, or no row when refused.
-/// A non-empty surface `?4` joins the conversation's `surfaces` the first time it is seen.
-const APPEND_SQL: &str = "
-    INSERT INTO conversations (id, owner, topic, surfaces, created_at, updated_at, message_count)
-    VALUES (?1, ?2, ?3, CASE WHEN ?4 = '' THEN '[]' ELSE json_array(?4) END, ?5, ?5, ?6)
-    ON CONFLICT(id) DO UPDATE SET
-        message_count = message_count + excluded.message_count,
-        updated_at = excluded.updated_at,
-        surfaces = CASE
-            WHEN ?4 = '' OR EXISTS (SELECT 1 FROM json_each(conversations.surfaces) WHERE value = ?4)
-                THEN surfaces
-            ELSE json_insert(surfaces, '$[#]', ?4)
-        END
-    WHERE owner = excluded.owner AND message_count + excluded.message_count <= ?7
-    RETURNING message_count";
-
 /// The conversation's header joined with its last `?2` messages, oldest first: one statement
 /// for everything a model call reads.
 const CONTEXT_SQL: &str = "
@@ -159,39 +146,6 @@ const CONTEXT_SQL: &str = "
     ORDER BY m.seq";
 
 const SUMMARY_COLUMNS: &str = "id, topic, owner, surfaces, created_at, updated_at, message_count";
-
-/// Inserts `messages` numbered from `first_seq`, in statements of up to 100 rows.
-async fn insert_messages(
-    conn: &mut sqlx::SqliteConnection,
-    conversation_id: &str,
-    first_seq: i64,
-    messages: &[Message],
-) -> Result<()> {
-    for (chunk_no, chunk) in messages.chunks(100).enumerate() {
-        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO messages
-                 (conversation_id, seq, id, role, content, surface, mode, timestamp, meta)
-             VALUES {rows}"
-        );
-        let mut q = sqlx::query(&sql);
-        for (i, m) in chunk.iter().enumerate() {
-            let seq = first_seq + (chunk_no * 100 + i) as i64;
-            q = q
-                .bind(conversation_id)
-                .bind(seq)
-                .bind(&m.id)
-                .bind(&m.role)
-                .bind(&m.content)
-                .bind(&m.surface)
-                .bind(&m.mode)
-                .bind(m.timestamp)
-                .bind(to_json("message meta", &m.meta)?);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SecretRecord> {
     Ok(SecretRecord {
@@ -300,42 +254,7 @@ impl Store for SqliteStore {
     }
 
     async fn conversation_append(&self, turn: &Turn<'_>) -> Result<()> {
-        let id = turn.conversation_id;
-        let added = turn.messages.len() as u64;
-        if added > turn.max_messages {
-            return Err(too_large(id, turn.max_messages));
-        }
-        // Any early return drops `tx`, which rolls back: a refused append writes nothing.
-        let mut tx = self.begin_write().await?;
-        // Creates the conversation, or grows it if the owner matches and the limit allows:
-        // one statement, so an append is BEGIN, this, the messages, COMMIT.
-        let grown: Option<i64> = sqlx::query_scalar(APPEND_SQL)
-            .bind(id)
-            .bind(turn.owner)
-            .bind(turn.topic)
-            .bind(turn.surface)
-            .bind(now_millis())
-            .bind(to_i64("message count", added)?)
-            .bind(to_i64("message limit", turn.max_messages)?)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(count) = grown else {
-            // The guard refused: tell the caller which way, from the row as it stands.
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT owner FROM conversations WHERE id = ?1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Err(match owner {
-                Some(owner) if owner == turn.owner => too_large(id, turn.max_messages),
-                _ => not_found(id),
-            });
-        };
-        // Messages are never deleted one by one, so the count before this turn is its first seq.
-        let first_seq = count - to_i64("message count", added)?;
-        insert_messages(&mut tx, id, first_seq, turn.messages).await?;
-        tx.commit().await?;
-        Ok(())
+        self.turns.append(turn).await
     }
 
     async fn conversation_get(&self, id: &str) -> Result<Option<Conversation>> {
@@ -510,7 +429,11 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_messages(&mut tx, &c.id, 0, &c.messages).await?;
+        let rows: Vec<_> = (0..)
+            .zip(&c.messages)
+            .map(|(seq, m)| (c.id.as_str(), seq, m))
+            .collect();
+        super::sqlite_turns::insert_messages(&mut tx, &rows).await?;
         tx.commit().await?;
         Ok(true)
     }

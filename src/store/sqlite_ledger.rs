@@ -293,18 +293,18 @@ async fn write_totals(
 async fn persist(writer: SqlitePool, mut rx: mpsc::Receiver<Op>) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(op) = rx.recv().await {
-        let mut flush = matches!(op, Op::Flush(_));
+        let flush = matches!(op, Op::Flush(_));
         batch.push(op);
-        // Gather what arrives within LINGER, so that a call's reservation and its settlement
-        // usually meet in one batch and are written as one row. A flush ends the wait.
-        let until = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH && !flush {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(op)) => {
-                    flush = matches!(op, Op::Flush(_));
-                    batch.push(op);
-                }
-                Ok(None) | Err(_) => break,
+        // Sleep through LINGER rather than wait on the queue: changes queued meanwhile do not
+        // wake this task one by one, and a call's reservation and its settlement usually meet
+        // in one batch, written as one row. A flush (reports, shutdown) is written at once.
+        if !flush {
+            tokio::time::sleep(LINGER).await;
+        }
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
             }
         }
         if let Err(e) = write(&writer, &batch).await {
