@@ -303,8 +303,17 @@ fn guardrails(upstream: SocketAddr) {
                       "messages": [{"role": "user", "content": "what is on my calendar today?"}]});
     let prefix = format!("maestra_bench_{}:", std::process::id());
     type Config<'a> = (&'a str, Option<&'a str>, Vec<(&'a str, &'a str)>);
-    let configs: [Config<'_>; 3] = [
+    let configs: [Config<'_>; 4] = [
         ("off", Some(free), vec![]),
+        // Splits the cost of the guardrails: the access stages without a ledger.
+        (
+            "key + rate limit only (priced 0)",
+            Some(free),
+            vec![
+                ("MAESTRA_MODE", "cloud"),
+                ("MAESTRA_API_KEY", "bench-key-0123456789"),
+            ],
+        ),
         (
             "on, in process",
             None,
@@ -327,7 +336,7 @@ fn guardrails(upstream: SocketAddr) {
     let rounds: usize = std::env::var("MAESTRA_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     let key = ("x-api-key", "bench-key-0123456789");
     let mut instances = Vec::new();
     for (name, toml, env) in &configs {
