@@ -70,7 +70,7 @@ fn load_with(url: &str, body: &Value, rate: u32, header: Option<(&str, &str)>) -
             url,
         ])
         .output()
-        .expect("oha is missing: cargo install oha --locked --root .tools (see BENCHMARKS.md)");
+        .expect("oha is missing: cargo install oha --locked --root ../.tools (see BENCHMARKS.md)");
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("oha output: {}", String::from_utf8_lossy(&out.stderr)));
     let codes = v["statusCodeDistribution"]

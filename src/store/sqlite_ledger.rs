@@ -25,7 +25,7 @@ const BATCH: usize = 2_048;
 /// How long the writer gathers changes before writing them. Each statement costs a hand-off
 /// to SQLite's worker thread, so batching makes a paid call's ledger writes a share of one
 /// multi-row insert instead of two statements of its own. 50 ms rather than 5 ms: at 2,000
-/// paid calls/s it took Maestra's CPU per call from +0.057 ms over unguarded calls to
+/// paid calls/s it took Maestra's CPU per call from +0.040 ms over unguarded calls to
 /// +0.011 ms (BENCHMARKS.md), and the window a crash can lose stays a twentieth of a second.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
