@@ -3,7 +3,7 @@
 //! Values go in and come out as [`SecretString`]; the store only ever sees Fernet tokens
 //! (or, for rows written by older systems, legacy plaintext that `migrate` encrypts).
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -15,7 +15,11 @@ use crate::store::{SecretInfo, SecretRecord, Store, now_unix};
 const ROTATION_MARKER: &str = "vault.rotation";
 
 pub struct Vault {
-    keys: Keyring,
+    /// Swappable because another process (`maestra vault rotate-key`, `maestra lockdown`) may
+    /// rotate the key file under a running server. The server re-reads the file when a token
+    /// does not open and before every write, so it keeps reading the re-encrypted secrets and
+    /// never writes one under a key the rotation has retired.
+    keys: RwLock<Arc<Keyring>>,
     store: Arc<dyn Store>,
 }
 
@@ -51,11 +55,42 @@ pub fn validate_name(name: &str) -> Result<()> {
 
 impl Vault {
     pub fn new(keys: Keyring, store: Arc<dyn Store>) -> Self {
-        Vault { keys, store }
+        Vault {
+            keys: RwLock::new(Arc::new(keys)),
+            store,
+        }
     }
 
-    pub fn keys(&self) -> &Keyring {
-        &self.keys
+    /// The keys in use now.
+    pub fn keys(&self) -> Arc<Keyring> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The keys as the key file holds them now (the keys in use when they come from the
+    /// environment, which cannot change under a running process).
+    fn reread_keys(&self) -> Result<Arc<Keyring>> {
+        let current = self.keys();
+        let KeySource::File(path) = &current.source else {
+            return Ok(current);
+        };
+        let fresh = Keyring::load(None, path)?;
+        if fresh.file_text() == current.file_text() {
+            return Ok(current);
+        }
+        tracing::info!(
+            primary = %fresh.primary_id(),
+            "the vault key file changed (a rotation): using its keys"
+        );
+        let fresh = Arc::new(fresh);
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
+        Ok(fresh)
+    }
+
+    fn set_keys(&mut self, keys: Keyring) {
+        *self.keys.get_mut().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
     }
 
     pub async fn put(&self, name: &str, value: &SecretString) -> Result<()> {
@@ -65,7 +100,9 @@ impl Vault {
             Some(old) => old.created_at,
             None => now,
         };
-        let token = self.keys.encrypt(value.expose_secret().as_bytes());
+        let token = self
+            .reread_keys()?
+            .encrypt(value.expose_secret().as_bytes());
         self.store
             .secret_put(&SecretRecord {
                 name: name.into(),
@@ -92,10 +129,16 @@ impl Vault {
             );
             return Ok(rec.value);
         }
-        let plain = self
-            .keys
-            .decrypt(rec.value.expose_secret(), None)
-            .map_err(|e| Error::Vault(format!("secret {name:?} cannot be decrypted: {e}")))?;
+        let token = rec.value.expose_secret();
+        let plain = match self.keys().decrypt(token, None) {
+            Ok(plain) => Ok(plain),
+            // Perhaps re-encrypted by a rotation this process has not seen yet.
+            Err(first) => match self.reread_keys() {
+                Ok(keys) => keys.decrypt(token, None),
+                Err(_) => Err(first),
+            },
+        }
+        .map_err(|e| Error::Vault(format!("secret {name:?} cannot be decrypted: {e}")))?;
         let text = String::from_utf8(plain.to_vec())
             .map_err(|_| Error::Vault(format!("secret {name:?} is not UTF-8")))?;
         Ok(SecretString::from(text))
@@ -135,14 +178,14 @@ impl Vault {
         let list = self.store.secret_list().await?;
         let total = list.len();
         let mut report = Rewrite::default();
+        let keys = self.reread_keys()?;
         for (i, info) in list.iter().enumerate() {
             if info.encrypted {
                 report.already_done += 1;
             } else if let Some(rec) = self.store.secret_get(&info.name).await?
                 && !rec.encrypted
             {
-                let token =
-                    SecretString::from(self.keys.encrypt(rec.value.expose_secret().as_bytes()));
+                let token = SecretString::from(keys.encrypt(rec.value.expose_secret().as_bytes()));
                 if self
                     .store
                     .secret_swap(&rec.name, &rec.value, &token, true)
@@ -164,44 +207,46 @@ impl Vault {
     /// first in `MAESTRA_ENCRYPTION_KEY`, and this re-encrypts everything to it.
     pub async fn rotate_key(&mut self, progress: Progress<'_>) -> Result<Rewrite> {
         let marker = self.store.meta_get(ROTATION_MARKER).await?;
-        let resumed = marker.as_deref() == Some(self.keys.primary_id().as_str());
-        if let (KeySource::File(path), false) = (self.keys.source.clone(), resumed) {
-            let next = self.keys.with_new_primary()?;
+        let keys = self.reread_keys()?;
+        let resumed = marker.as_deref() == Some(keys.primary_id().as_str());
+        if let (KeySource::File(path), false) = (keys.source.clone(), resumed) {
+            let next = keys.with_new_primary()?;
             crate::home::write_private_atomic(&path, next.file_text().as_bytes())?;
-            self.keys = next;
+            self.set_keys(next);
         }
+        let keys = self.keys();
         self.store
-            .meta_set(ROTATION_MARKER, &self.keys.primary_id())
+            .meta_set(ROTATION_MARKER, &keys.primary_id())
             .await?;
-        let mut report = self.reencrypt_all(progress).await?;
+        let mut report = self.reencrypt_all(&keys, progress).await?;
         report.resumed = resumed;
-        if let KeySource::File(path) = self.keys.source.clone() {
-            let kept = self.keys.primary_only()?;
-            report.retired_keys = self.keys.len() - kept.len();
+        if let KeySource::File(path) = keys.source.clone() {
+            let kept = keys.primary_only()?;
+            report.retired_keys = keys.len() - kept.len();
             crate::home::write_private_atomic(&path, kept.file_text().as_bytes())?;
-            self.keys = kept;
+            self.set_keys(kept);
         }
         self.store.meta_delete(ROTATION_MARKER).await?;
         Ok(report)
     }
 
-    async fn reencrypt_all(&self, progress: Progress<'_>) -> Result<Rewrite> {
+    async fn reencrypt_all(&self, keys: &Keyring, progress: Progress<'_>) -> Result<Rewrite> {
         let list = self.store.secret_list().await?;
         let total = list.len();
         let mut report = Rewrite::default();
         for (i, info) in list.iter().enumerate() {
             match self.store.secret_get(&info.name).await? {
                 Some(rec) if !rec.encrypted => report.plaintext_left += 1,
-                Some(rec) if self.keys.is_under_primary(rec.value.expose_secret()) => {
+                Some(rec) if keys.is_under_primary(rec.value.expose_secret()) => {
                     report.already_done += 1
                 }
                 Some(rec) => {
                     let token = rec.value.expose_secret();
                     let stamp = inspect(token)?.timestamp;
-                    let plain = self.keys.decrypt(token, None).map_err(|e| {
+                    let plain = keys.decrypt(token, None).map_err(|e| {
                         Error::Vault(format!("secret {:?} cannot be decrypted: {e}", rec.name))
                     })?;
-                    let fresh = SecretString::from(self.keys.encrypt_at(&plain, stamp));
+                    let fresh = SecretString::from(keys.encrypt_at(&plain, stamp));
                     if self
                         .store
                         .secret_swap(&rec.name, &rec.value, &fresh, true)
@@ -250,6 +295,32 @@ mod tests {
         assert!(v.put("../etc", &secret("x")).await.is_err());
     }
 
+    /// A server holds its vault open while `maestra lockdown` rotates the key file from
+    /// another process: it must keep reading the secrets, and what it writes afterwards must be
+    /// readable with the new key alone.
+    #[tokio::test]
+    async fn a_running_vault_follows_a_rotation_made_by_another_process() {
+        let t = tempfile::tempdir().unwrap();
+        let server = vault(t.path()).await;
+        server.put("spotify", &secret("tok-1")).await.unwrap();
+        let before = server.keys().primary_id();
+
+        let mut cli = vault(t.path()).await;
+        cli.rotate_key(&mut |_, _| Ok(())).await.unwrap();
+        assert_ne!(cli.keys().primary_id(), before);
+        assert_eq!(cli.keys().len(), 1, "the old key is retired");
+
+        assert_eq!(
+            server.get("spotify").await.unwrap().expose_secret(),
+            "tok-1"
+        );
+        assert_eq!(server.keys().primary_id(), cli.keys().primary_id());
+        server.put("hue", &secret("tok-2")).await.unwrap();
+        let fresh = vault(t.path()).await;
+        assert_eq!(fresh.get("hue").await.unwrap().expose_secret(), "tok-2");
+        assert_eq!(fresh.get("spotify").await.unwrap().expose_secret(), "tok-1");
+    }
+
     #[tokio::test]
     async fn rotation_keeps_timestamps_and_resumes_after_interruption() {
         let t = tempfile::tempdir().unwrap();
@@ -260,7 +331,7 @@ mod tests {
                 .unwrap();
         }
         let stamps: Vec<u64> = futures_stamps(&v).await;
-        let first_primary = v.keys.primary_id();
+        let first_primary = v.keys().primary_id();
 
         // Crash after 4 secrets.
         let mut stop = |done: usize, _: usize| {
@@ -274,8 +345,8 @@ mod tests {
 
         // A new process: reload keys from the file; everything is still readable.
         let mut v = vault(t.path()).await;
-        assert_eq!(v.keys.len(), 2);
-        let mid_primary = v.keys.primary_id();
+        assert_eq!(v.keys().len(), 2);
+        let mid_primary = v.keys().primary_id();
         assert_ne!(mid_primary, first_primary);
         for i in 0..10 {
             assert_eq!(
@@ -288,11 +359,11 @@ mod tests {
         assert_eq!(report.rewritten + report.already_done, 10);
         assert!(report.already_done >= 3);
         assert_eq!(
-            v.keys.primary_id(),
+            v.keys().primary_id(),
             mid_primary,
             "the rerun finished the same rotation"
         );
-        assert_eq!(v.keys.len(), 1);
+        assert_eq!(v.keys().len(), 1);
 
         let v = vault(t.path()).await;
         assert_eq!(futures_stamps(&v).await, stamps);
