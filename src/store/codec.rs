@@ -65,28 +65,44 @@ pub(super) fn scopes(user: Option<&str>, key: Option<&str>) -> Vec<String> {
     out
 }
 
+/// The bind parameters of a multi-row `VALUES`: `rows` groups of `cols`, `(?, ?), (?, ?)`,
+/// or numbered `($1, $2), ($3, $4)` for PostgreSQL when `dollar`.
+pub(super) fn value_rows(rows: usize, cols: usize, dollar: bool) -> String {
+    let group = |r: usize| {
+        let params: Vec<String> = (1..=cols)
+            .map(|i| {
+                if dollar {
+                    format!("${}", r * cols + i)
+                } else {
+                    "?".into()
+                }
+            })
+            .collect();
+        format!("({})", params.join(", "))
+    };
+    (0..rows).map(group).collect::<Vec<_>>().join(", ")
+}
+
 /// `INSERT ... ON CONFLICT DO UPDATE` adding to `rows` totals rows at once; binds per row:
 /// scope, period, spent, reserved. `dollar` numbers the bind parameters ($1, $2, ...) for PostgreSQL.
 pub(super) fn upsert_totals_sql(rows: usize, dollar: bool) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|r| {
-            let p: Vec<String> = (1..=4)
-                .map(|i| {
-                    if dollar {
-                        format!("${}", r * 4 + i)
-                    } else {
-                        "?".into()
-                    }
-                })
-                .collect();
-            format!("({})", p.join(", "))
-        })
-        .collect();
     format!(
         "INSERT INTO cost_totals (scope, period, spent, reserved) VALUES {}
          ON CONFLICT (scope, period) DO UPDATE
          SET spent = cost_totals.spent + excluded.spent,
              reserved = cost_totals.reserved + excluded.reserved",
-        values.join(", ")
+        value_rows(rows, 4, dollar)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_rows_numbers_postgres_parameters_across_rows() {
+        assert_eq!(value_rows(2, 2, false), "(?, ?), (?, ?)");
+        assert_eq!(value_rows(2, 3, true), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(value_rows(0, 3, true), "");
+    }
 }

@@ -14,7 +14,7 @@ use sqlx::Row as _;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::codec::{scope_key, scopes, upsert_totals_sql};
+use super::codec::{scope_key, scopes, upsert_totals_sql, value_rows};
 use crate::cost::ledger::{Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage};
 use crate::error::{Error, Result};
 
@@ -363,12 +363,6 @@ fn fold(batch: &[Op]) -> Folded<'_> {
     f
 }
 
-/// `rows` groups of `cols` positional parameters: `(?, ?), (?, ?)`.
-fn placeholders(rows: usize, cols: usize) -> String {
-    let one = format!("({})", vec!["?"; cols].join(", "));
-    vec![one; rows].join(", ")
-}
-
 /// Rows per multi-row statement: SQLite allows 32,766 parameters per statement.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -381,7 +375,7 @@ async fn write(writer: &SqlitePool, batch: &[Op]) -> Result<()> {
             "INSERT INTO cost_ledger (id, day, month, user_id, key_id, model, provider,
                                       reserved, spent, settled, created_at)
              VALUES {}",
-            placeholders(chunk.len(), 11)
+            value_rows(chunk.len(), 11, false)
         );
         let mut q = sqlx::query(&sql);
         for (id, (row, spent, reserved, settled)) in chunk {
@@ -404,7 +398,7 @@ async fn write(writer: &SqlitePool, batch: &[Op]) -> Result<()> {
         let sql = format!(
             "UPDATE cost_ledger SET spent = v.column2, reserved = 0, settled = 1
              FROM (VALUES {}) AS v WHERE cost_ledger.id = v.column1",
-            placeholders(chunk.len(), 2)
+            value_rows(chunk.len(), 2, false)
         );
         let mut q = sqlx::query(&sql);
         for (id, spent) in chunk {

@@ -13,7 +13,7 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Turn;
-use super::codec::{not_found, to_i64, to_json, too_large};
+use super::codec::{not_found, to_i64, to_json, too_large, value_rows};
 use crate::conversations::model::{Message, now_millis};
 use crate::error::{Error, Result};
 
@@ -185,7 +185,7 @@ pub(super) async fn insert_messages(
     rows: &[(&str, i64, &Message)],
 ) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = value_rows(chunk.len(), 9, false);
         let sql = format!(
             "INSERT INTO messages
                  (conversation_id, seq, id, role, content, surface, mode, timestamp, meta)
