@@ -85,6 +85,7 @@ macro_rules! suite {
 suite!(
     append_creates_and_extends,
     messages_keep_their_order,
+    long_turns_keep_every_message_in_order,
     recent_returns_the_last_messages_oldest_first,
     list_is_newest_first_filtered_and_paged,
     append_to_another_owners_conversation_is_not_found,
@@ -231,6 +232,36 @@ async fn messages_keep_their_order(store: Arc<dyn Store>) {
     let c = store.conversation_get("ordered").await.unwrap().unwrap();
     assert_eq!(c.messages, expected);
     assert_eq!(c.meta.message_count, expected.len() as u64);
+}
+
+/// Turns longer than one insert statement's rows (the embedded store writes 100 per statement).
+async fn long_turns_keep_every_message_in_order(store: Arc<dyn Store>) {
+    let first = msgs("a", 250);
+    let second = msgs("b", 130);
+    for batch in [&first, &second] {
+        store
+            .conversation_append(&turn("long", "alice", "cli", batch))
+            .await
+            .unwrap();
+    }
+    // Refused whole, however long: someone else's conversation, and one over the limit.
+    let err = store
+        .conversation_append(&turn("long", "bob", "cli", &msgs("x", 250)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    let err = store
+        .conversation_append(&Turn {
+            max_messages: 400,
+            ..turn("long", "alice", "cli", &msgs("y", 250))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+    let c = store.conversation_get("long").await.unwrap().unwrap();
+    let expected: Vec<Message> = first.into_iter().chain(second).collect();
+    assert_eq!(c.messages, expected);
+    assert_eq!(c.meta.message_count, 380);
 }
 
 async fn recent_returns_the_last_messages_oldest_first(store: Arc<dyn Store>) {
