@@ -86,6 +86,7 @@ suite!(
     append_creates_and_extends,
     messages_keep_their_order,
     long_turns_keep_every_message_in_order,
+    opening_turns_are_seen_by_every_later_read,
     recent_returns_the_last_messages_oldest_first,
     list_is_newest_first_filtered_and_paged,
     append_to_another_owners_conversation_is_not_found,
@@ -141,6 +142,7 @@ fn turn<'a>(id: &'a str, owner: &'a str, surface: &'a str, messages: &'a [Messag
         surface,
         messages,
         max_messages: 1000,
+        opens: false,
     }
 }
 
@@ -262,6 +264,37 @@ async fn long_turns_keep_every_message_in_order(store: Arc<dyn Store>) {
     let expected: Vec<Message> = first.into_iter().chain(second).collect();
     assert_eq!(c.messages, expected);
     assert_eq!(c.meta.message_count, 380);
+}
+
+/// A turn that opens a conversation may be acknowledged before its commit (the embedded store
+/// does), but no read or delete after the append returns may miss it.
+async fn opening_turns_are_seen_by_every_later_read(store: Arc<dyn Store>) {
+    let m = msgs("o", 2);
+    let opening = |id| Turn {
+        opens: true,
+        ..turn(id, "olga", "cli", &m)
+    };
+    store.conversation_append(&opening("o1")).await.unwrap();
+    assert_eq!(
+        store
+            .conversation_get("o1")
+            .await
+            .unwrap()
+            .unwrap()
+            .messages,
+        m
+    );
+    store.conversation_append(&opening("o2")).await.unwrap();
+    let ctx = store.conversation_context("o2", 10).await.unwrap().unwrap();
+    assert_eq!((ctx.owner.as_str(), ctx.recent.len()), ("olga", 2));
+    store.conversation_append(&opening("o3")).await.unwrap();
+    let listed = store.conversation_list(Some("olga"), 10, 0).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    store.conversation_append(&opening("o4")).await.unwrap();
+    assert!(store.conversation_delete("o4").await.unwrap());
+    store.conversation_append(&opening("o5")).await.unwrap();
+    assert_eq!(store.conversations_delete_owner("olga").await.unwrap(), 4);
+    assert!(store.conversation_get("o5").await.unwrap().is_none());
 }
 
 async fn recent_returns_the_last_messages_oldest_first(store: Arc<dyn Store>) {

@@ -96,6 +96,8 @@ pub async fn run(config_file: Option<&Path>, bind: Option<String>) -> Result<Exi
             Outcome::Success,
         ))
         .await;
+    // Turns and ledger changes held back in memory are written before the process ends.
+    state.store.close().await;
     drop(state);
     audit.close().await;
     eprintln!("maestra: stopped; audit log flushed");

@@ -163,7 +163,7 @@ async fn handle(
         action,
     };
     let answer = chat::complete(state, &caller, route, &chat_req).await?;
-    store_turn(state, &req, &conversation_id, &mode, &answer).await?;
+    store_turn(state, &req, &conversation_id, !continued, &mode, &answer).await?;
 
     let usage = answer.completion.usage;
     Ok(json!({
@@ -187,6 +187,7 @@ async fn store_turn(
     state: &AppState,
     req: &MaestraRequest,
     conversation_id: &str,
+    opens: bool,
     mode: &str,
     answer: &Answer,
 ) -> Result<()> {
@@ -232,6 +233,7 @@ async fn store_turn(
             surface: &req.surface_id,
             messages: &messages,
             max_messages: state.config.conversations.max_messages,
+            opens,
         })
         .await
 }

@@ -9,6 +9,7 @@ mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_guard;
 mod sqlite_ledger;
+mod sqlite_turn_batch;
 mod sqlite_turns;
 
 use async_trait::async_trait;
@@ -45,6 +46,10 @@ pub struct Turn<'a> {
     /// The conversation may hold at most this many messages; over it the append is refused
     /// whole with [`crate::Error::TooLarge`].
     pub max_messages: u64,
+    /// The turn opens a conversation under an id the server has just generated, so no stored
+    /// conversation can refuse it. The embedded store then acknowledges it before its commit
+    /// (see `sqlite_turns`); every later read of the store still sees it.
+    pub opens: bool,
 }
 
 /// What a model call needs of a conversation before it is made: who owns it (another user's
@@ -78,6 +83,9 @@ pub struct SecretInfo {
 
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// Writes whatever the store holds back in memory (queued turns, ledger changes) and
+    /// closes its connections: the last thing a graceful stop does with it.
+    async fn close(&self);
     /// Inserts or replaces a secret.
     async fn secret_put(&self, record: &SecretRecord) -> Result<()>;
     async fn secret_get(&self, name: &str) -> Result<Option<SecretRecord>>;

@@ -39,13 +39,8 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    /// Closes every connection of the pool.
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 
@@ -113,6 +108,11 @@ async fn insert_message(
 
 #[async_trait]
 impl Store for PostgresStore {
+    /// Closes every connection of the pool (nothing is held back in memory).
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn secret_put(&self, r: &SecretRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO secrets (name, value, encrypted, created_at, updated_at)

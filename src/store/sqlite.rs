@@ -89,17 +89,13 @@ impl SqliteStore {
         &self.writer
     }
 
-    pub(super) fn ledger(&self) -> &super::sqlite_ledger::MemLedger {
-        &self.ledger
+    #[cfg(test)]
+    pub(super) fn turns(&self) -> &super::sqlite_turns::TurnWriter {
+        &self.turns
     }
 
-    /// Writes the ledger's queue, then closes every connection; the last one to close
-    /// checkpoints the write-ahead log into the main file.
-    pub async fn close(&self) {
-        let _ = self.ledger.flush().await;
-        self.checkpointer.close().await;
-        self.pool.close().await;
-        self.writer.close().await;
+    pub(super) fn ledger(&self) -> &super::sqlite_ledger::MemLedger {
+        &self.ledger
     }
 
     /// Starts a write transaction that holds the write lock from its first statement, so a
@@ -253,11 +249,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// Writes the queued turns and the ledger's queue, then closes every connection; the last
+    /// one to close checkpoints the write-ahead log into the main file.
+    async fn close(&self) {
+        let _ = self.turns.flush().await;
+        let _ = self.ledger.flush().await;
+        self.checkpointer.close().await;
+        self.pool.close().await;
+        self.writer.close().await;
+    }
+
     async fn conversation_append(&self, turn: &Turn<'_>) -> Result<()> {
         self.turns.append(turn).await
     }
 
     async fn conversation_get(&self, id: &str) -> Result<Option<Conversation>> {
+        self.turns.settle(Some(id)).await?;
         // One read transaction, so the header and the messages come from the same snapshot.
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query("SELECT * FROM conversations WHERE id = ?1")
@@ -292,6 +299,7 @@ impl Store for SqliteStore {
     }
 
     async fn conversation_summary(&self, id: &str) -> Result<Option<Summary>> {
+        self.turns.settle(Some(id)).await?;
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM conversations WHERE id = ?1"
         ))
@@ -302,6 +310,7 @@ impl Store for SqliteStore {
     }
 
     async fn conversation_context(&self, id: &str, limit: u32) -> Result<Option<Context>> {
+        self.turns.settle(Some(id)).await?;
         let rows = sqlx::query(CONTEXT_SQL)
             .bind(id)
             .bind(i64::from(limit))
@@ -330,6 +339,7 @@ impl Store for SqliteStore {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<Summary>> {
+        self.turns.settle(None).await?;
         let rows = match owner {
             Some(owner) => {
                 sqlx::query(&format!(
@@ -357,6 +367,7 @@ impl Store for SqliteStore {
     }
 
     async fn conversation_delete(&self, id: &str) -> Result<bool> {
+        self.turns.settle(Some(id)).await?;
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM messages WHERE conversation_id = ?1")
             .bind(id)
@@ -371,6 +382,7 @@ impl Store for SqliteStore {
     }
 
     async fn conversations_delete_owner(&self, owner: &str) -> Result<u64> {
+        self.turns.settle(None).await?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM messages WHERE conversation_id IN
@@ -388,6 +400,7 @@ impl Store for SqliteStore {
     }
 
     async fn conversations_delete_before(&self, updated_before_ms: i64) -> Result<u64> {
+        self.turns.settle(None).await?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM messages WHERE conversation_id IN
@@ -405,6 +418,7 @@ impl Store for SqliteStore {
     }
 
     async fn conversation_import(&self, c: &Conversation) -> Result<bool> {
+        self.turns.settle(Some(&c.id)).await?;
         let mut tx = self.begin_write().await?;
         // `message_count` is what is stored, not what the file claims: the limit on appends
         // counts real messages.
@@ -433,7 +447,7 @@ impl Store for SqliteStore {
             .zip(&c.messages)
             .map(|(seq, m)| (c.id.as_str(), seq, m))
             .collect();
-        super::sqlite_turns::insert_messages(&mut tx, &rows).await?;
+        super::sqlite_turn_batch::insert_messages(&mut tx, &rows).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -443,6 +457,7 @@ impl Store for SqliteStore {
     /// into the main file and empties the log. A reader or writer in progress can keep it from
     /// finishing, so it is retried a few times before giving up with an error.
     async fn scrub(&self) -> Result<()> {
+        self.turns.settle(None).await?;
         for attempt in 1..=CHECKPOINT_ATTEMPTS {
             let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_one(&self.writer)

@@ -1,81 +1,79 @@
-//! Conversation appends with group commit.
+//! Conversation appends: a queue in front of one writer task that group-commits.
 //!
-//! Every SQL call through sqlx's SQLite driver is a round trip to the connection's worker
-//! thread, and on this kind of machine that hand-off costs more CPU than the statement: at
-//! 2,000 turns/s the hand-offs of a statement-by-statement transaction made the whole p99 tail
-//! of the gateway. So appends queue for one task that writes whatever has gathered while it was
-//! busy, and sends the whole transaction as one multi-statement query — `BEGIN`, per turn an
-//! upsert of its conversation and an insert of its messages, `COMMIT` — one round trip per
-//! batch. Nobody waits for a batch to fill: an idle writer takes a turn at once. Each caller
-//! still waits for its own turn's commit, and a refused turn (foreign owner, full conversation)
-//! writes nothing and does not affect the others.
+//! Appends queue for one task that writes whatever has gathered while it was busy as one
+//! transaction (see `sqlite_turn_batch`): under load the batches grow, and the cost per turn
+//! falls as it is needed.
+//!
+//! Most turns are committed before their caller hears back, and nobody waits for a batch to
+//! fill. A turn that opens a conversation whose id the server has just generated
+//! ([`Turn::opens`]) is different: nothing stored can refuse it, so it is acknowledged once
+//! queued and lingers a few milliseconds for others to share its commit — the same trade the
+//! audit log makes for its queued entries. Measured at 2,000 requests/s, that commit was the
+//! whole p99 tail of `/api/maestra/core` (BENCHMARKS.md). What is given up: a crash (not a
+//! graceful stop, which flushes) loses the last [`LINGER`] of such turns, whose replies went
+//! out. What is kept: every read of this store sees them — a read that names a conversation
+//! with turns still queued, or that reads or deletes across conversations while any are, waits
+//! for their commit first ([`TurnWriter::settle`]).
 
-use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
 use sqlx::sqlite::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::Turn;
-use super::codec::{not_found, to_i64, to_json, too_large, value_rows};
-use crate::conversations::model::{Message, now_millis};
+use super::codec::too_large;
+use super::sqlite_turn_batch::{Job, write};
 use crate::error::{Error, Result};
 
-/// Turns waiting to be written, at most; a full queue makes callers wait.
+/// Jobs waiting to be written, at most; a full queue makes callers wait.
 const QUEUE: usize = 4_096;
 /// Turns written in one transaction, at most.
 const BATCH: usize = 256;
-/// Message rows per insert statement (9 parameters each).
-const ROWS_PER_STATEMENT: usize = 100;
-/// Batches of up to this many turns keep their prepared statements for the next batch of the
-/// same shape (steady load repeats a few shapes); larger ones are prepared for one use.
-const CACHED_BATCH: usize = 8;
+/// How long a turn acknowledged before its commit waits for others to share that commit. A
+/// turn somebody waits for, or a flush, cuts it short.
+pub(super) const LINGER: Duration = Duration::from_millis(5);
 
-/// Creates a conversation (`surfaces` given as a JSON array), or adds the turn's message count
-/// to an existing one's when the caller owns it and the total stays within the limit (the last
-/// parameter). A new surface joins `surfaces` the first time it is seen. A refused upsert
-/// changes no row: the inserts of the turn's messages test that with `changes()`.
-/// The batch appends `RETURNING <the turn's position>`, so its rows name the turns taken.
-const GROW_SQL: &str = "
-    INSERT INTO conversations (id, owner, topic, surfaces, created_at, updated_at, message_count)
-    VALUES (?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT(id) DO UPDATE SET
-        message_count = message_count + excluded.message_count,
-        updated_at = excluded.updated_at,
-        surfaces = CASE
-            WHEN ? = '' OR EXISTS (SELECT 1 FROM json_each(conversations.surfaces) WHERE value = ?)
-                THEN surfaces
-            ELSE json_insert(surfaces, '$[#]', ?)
-        END
-    WHERE owner = excluded.owner AND message_count + excluded.message_count <= ?";
-
-/// A [`Turn`] that can wait in the queue.
-struct Job {
-    conversation_id: String,
-    owner: String,
-    topic: String,
-    surface: String,
-    messages: Vec<Message>,
-    max_messages: u64,
-    done: oneshot::Sender<Result<()>>,
+enum Queued {
+    Turn(Job),
+    /// Answered once every job queued before it is written.
+    Flush(oneshot::Sender<()>),
 }
 
+/// Conversations with turns acknowledged but not yet committed, and how many each has.
+type Behind = Arc<Mutex<HashMap<String, usize>>>;
+
 pub(super) struct TurnWriter {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Queued>,
+    behind: Behind,
+    /// Wakes a lingering writer: somebody waits.
+    urgent: Arc<Notify>,
 }
 
 impl TurnWriter {
     /// Starts the writer task on the store's one writer connection.
     pub fn start(writer: SqlitePool) -> TurnWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, rx));
-        TurnWriter { tx }
+        let behind = Behind::default();
+        let urgent = Arc::new(Notify::new());
+        tokio::spawn(run(writer, rx, behind.clone(), urgent.clone()));
+        TurnWriter { tx, behind, urgent }
     }
 
-    /// Appends `turn` and waits until it is committed or refused.
+    /// Appends `turn`: waits until it is committed or refused, or, for a turn that
+    /// [opens](Turn::opens) a conversation, until it is queued.
     pub async fn append(&self, turn: &Turn<'_>) -> Result<()> {
         if turn.messages.len() as u64 > turn.max_messages {
             return Err(too_large(turn.conversation_id, turn.max_messages));
         }
-        let (done, result) = oneshot::channel();
+        let (done, result) = match turn.opens {
+            true => (None, None),
+            false => {
+                let (done, result) = oneshot::channel();
+                (Some(done), Some(result))
+            }
+        };
         let job = Job {
             conversation_id: turn.conversation_id.to_owned(),
             owner: turn.owner.to_owned(),
@@ -85,188 +83,166 @@ impl TurnWriter {
             max_messages: turn.max_messages,
             done,
         };
-        let stopped = || Error::Store("the conversation writer stopped".into());
-        self.tx.send(job).await.map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
+        // Marked before it is queued, so no read after this call returns can miss it.
+        if turn.opens {
+            mark(&self.behind, turn.conversation_id, true);
+        }
+        if self.tx.send(Queued::Turn(job)).await.is_err() {
+            if turn.opens {
+                mark(&self.behind, turn.conversation_id, false);
+            }
+            return Err(stopped());
+        }
+        match result {
+            None => Ok(()),
+            Some(result) => {
+                self.urgent.notify_one();
+                result.await.map_err(|_| stopped())?
+            }
+        }
+    }
+
+    /// Waits until the turns acknowledged before this call are committed: those of
+    /// conversation `id`, or of every conversation for `None`. Returns at once when there are
+    /// none, which is nearly always for one conversation.
+    pub async fn settle(&self, id: Option<&str>) -> Result<()> {
+        let waiting = {
+            let behind = self.behind.lock().unwrap_or_else(PoisonError::into_inner);
+            match id {
+                Some(id) => behind.contains_key(id),
+                None => !behind.is_empty(),
+            }
+        };
+        if waiting { self.flush().await } else { Ok(()) }
+    }
+
+    /// Waits until every turn queued before this call is written.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, result) = oneshot::channel();
+        self.tx
+            .send(Queued::Flush(done))
+            .await
+            .map_err(|_| stopped())?;
+        self.urgent.notify_one();
+        result.await.map_err(|_| stopped())
     }
 }
 
-async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<Job>) {
+fn stopped() -> Error {
+    Error::Store("the conversation writer stopped".into())
+}
+
+/// Counts a turn of conversation `id` in (`add`) or out of the ones written behind.
+fn mark(behind: &Behind, id: &str, add: bool) {
+    let mut behind = behind.lock().unwrap_or_else(PoisonError::into_inner);
+    if add {
+        *behind.entry(id.to_owned()).or_default() += 1;
+    } else if let Some(n) = behind.get_mut(id) {
+        *n -= 1;
+        if *n == 0 {
+            behind.remove(id);
+        }
+    }
+}
+
+async fn run(
+    writer: SqlitePool,
+    mut rx: mpsc::Receiver<Queued>,
+    behind: Behind,
+    urgent: Arc<Notify>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(job) = rx.recv().await {
-        batch.push(job);
+    let mut flushes = Vec::new();
+    while let Some(first) = rx.recv().await {
+        // Only a batch of turns nobody waits for lingers. It sleeps rather than waiting on the
+        // queue, so the turns queued meanwhile do not wake it one by one; a caller that waits
+        // wakes it.
+        if take(first, &mut batch, &mut flushes) {
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                _ = urgent.notified() => {}
+            }
+        }
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    take(job, &mut batch, &mut flushes);
+                }
                 Err(_) => break,
             }
         }
-        match write(&writer, &batch).await {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = job.done.send(outcome);
-                }
+        write_batch(&writer, &mut batch, &behind).await;
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Adds `job` to the batch (or its flush to the ones to answer after it); true if the batch
+/// may linger for it.
+fn take(job: Queued, batch: &mut Vec<Job>, flushes: &mut Vec<oneshot::Sender<()>>) -> bool {
+    match job {
+        Queued::Turn(job) => {
+            let linger = job.done.is_none();
+            batch.push(job);
+            linger
+        }
+        Queued::Flush(done) => {
+            flushes.push(done);
+            false
+        }
+    }
+}
+
+/// Writes `batch` and reports each turn's outcome, emptying it.
+async fn write_batch(writer: &SqlitePool, batch: &mut Vec<Job>, behind: &Behind) {
+    if batch.is_empty() {
+        return;
+    }
+    match write(writer, batch).await {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.drain(..).zip(outcomes) {
+                finish(job, outcome, behind);
             }
-            // The batch rolled back whole; each turn is tried on its own so that one turn's
-            // failure is reported to its caller alone.
-            Err(_) => {
-                for job in batch.drain(..) {
-                    let outcome = match write(&writer, std::slice::from_ref(&job)).await {
-                        Ok(mut one) => one.pop().unwrap_or(Ok(())),
-                        Err(e) => Err(e),
-                    };
-                    let _ = job.done.send(outcome);
-                }
+        }
+        // The batch rolled back whole; each turn is tried on its own so that one turn's
+        // failure is reported to its caller alone.
+        Err(_) => {
+            for job in batch.drain(..) {
+                let outcome = match write(writer, std::slice::from_ref(&job)).await {
+                    Ok(mut one) => one.pop().unwrap_or(Ok(())),
+                    Err(e) => Err(e),
+                };
+                finish(job, outcome, behind);
             }
         }
     }
 }
 
-/// Writes `jobs` in one transaction sent as one query; returns each one's outcome (a refusal),
-/// or an error if the transaction failed and wrote nothing.
-async fn write(writer: &SqlitePool, jobs: &[Job]) -> Result<Vec<Result<()>>> {
-    let now = now_millis();
-    let mut sql = String::from("BEGIN IMMEDIATE;");
-    for (i, job) in jobs.iter().enumerate() {
-        sql.push_str(GROW_SQL);
-        sql.push_str(&format!(" RETURNING {i};"));
-        for chunk in job.messages.chunks(ROWS_PER_STATEMENT) {
-            sql.push_str(&messages_sql(chunk.len()));
+fn finish(job: Job, outcome: Result<()>, behind: &Behind) {
+    match job.done {
+        Some(done) => {
+            let _ = done.send(outcome);
         }
-    }
-    sql.push_str("COMMIT;");
-    // Parameters are anonymous `?`s, bound in the order they appear across the statements.
-    let mut query = sqlx::query(&sql).persistent(jobs.len() <= CACHED_BATCH);
-    for job in jobs {
-        let count = job.messages.len();
-        let surfaces = if job.surface.is_empty() {
-            "[]".to_owned()
-        } else {
-            to_json("surfaces", &[&job.surface])?
-        };
-        query = query
-            .bind(job.conversation_id.as_str())
-            .bind(job.owner.as_str())
-            .bind(job.topic.as_str())
-            .bind(surfaces)
-            .bind(now)
-            .bind(now)
-            .bind(to_i64("message count", count as u64)?)
-            .bind(job.surface.as_str())
-            .bind(job.surface.as_str())
-            .bind(job.surface.as_str())
-            .bind(to_i64("message limit", job.max_messages)?);
-        for (start, chunk) in (0..)
-            .step_by(ROWS_PER_STATEMENT)
-            .zip(job.messages.chunks(ROWS_PER_STATEMENT))
-        {
-            query = query.bind(to_i64("message count", (count - start) as u64)?);
-            for (k, m) in (0i64..).zip(chunk) {
-                query = query
-                    .bind(k)
-                    .bind(m.id.as_str())
-                    .bind(m.role.as_str())
-                    .bind(m.content.as_str())
-                    .bind(m.surface.as_str())
-                    .bind(m.mode.as_str())
-                    .bind(m.timestamp)
-                    .bind(to_json("message meta", &m.meta)?);
+        None => {
+            // Its reply has gone out: all that is left is to say so. (Errors name the
+            // conversation at most, never content.)
+            if let Err(e) = outcome {
+                tracing::error!(
+                    conversation = %job.conversation_id,
+                    error = %e,
+                    "a turn acknowledged before its commit could not be stored"
+                );
             }
-            query = query.bind(job.conversation_id.as_str());
+            mark(behind, &job.conversation_id, false);
         }
     }
-
-    let mut conn = writer.acquire().await?;
-    let taken = match query.fetch_all(&mut *conn).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            // The statements stop at the first failure, inside the transaction: end it, or the
-            // connection would go back to the pool holding it; one that cannot is not reused.
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                conn.close_on_drop();
-            }
-            return Err(e.into());
-        }
-    };
-    let mut accepted = vec![false; jobs.len()];
-    for row in &taken {
-        let i: i64 = row.try_get(0)?;
-        if let Some(slot) = usize::try_from(i).ok().and_then(|i| accepted.get_mut(i)) {
-            *slot = true;
-        }
-    }
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for (job, accepted) in jobs.iter().zip(accepted) {
-        outcomes.push(match accepted {
-            true => Ok(()),
-            false => Err(refusal(&mut conn, job).await?),
-        });
-    }
-    Ok(outcomes)
-}
-
-/// One chunk of a turn's messages, inserted only if the statement before it (the turn's
-/// upsert, or its previous chunk) changed rows. `seq` counts on from the conversation's count
-/// before the turn: the first parameter is how many of the turn's messages are in this chunk
-/// and after it, and each row's first value is its position in the chunk.
-fn messages_sql(rows: usize) -> String {
-    format!(
-        "INSERT INTO messages
-             (conversation_id, seq, id, role, content, surface, mode, timestamp, meta)
-         SELECT c.id, c.message_count - ? + v.column1, v.column2, v.column3, v.column4,
-                v.column5, v.column6, v.column7, v.column8
-         FROM conversations AS c, (VALUES {}) AS v
-         WHERE c.id = ? AND changes() > 0;",
-        value_rows(rows, 8, false)
-    )
-}
-
-/// Why the upsert of `job` changed nothing, from the conversation as it stands.
-async fn refusal(conn: &mut sqlx::SqliteConnection, job: &Job) -> Result<Error> {
-    let id = job.conversation_id.as_str();
-    let owner: Option<String> = sqlx::query_scalar("SELECT owner FROM conversations WHERE id = ?1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match owner {
-        Some(owner) if owner == job.owner => too_large(id, job.max_messages),
-        _ => not_found(id),
-    })
-}
-
-/// Inserts `(conversation id, seq, message)` rows in multi-row statements.
-pub(super) async fn insert_messages(
-    conn: &mut sqlx::SqliteConnection,
-    rows: &[(&str, i64, &Message)],
-) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values = value_rows(chunk.len(), 9, false);
-        let sql = format!(
-            "INSERT INTO messages
-                 (conversation_id, seq, id, role, content, surface, mode, timestamp, meta)
-             VALUES {values}"
-        );
-        let mut q = sqlx::query(&sql);
-        for (conversation_id, seq, m) in chunk {
-            q = q
-                .bind(*conversation_id)
-                .bind(*seq)
-                .bind(&m.id)
-                .bind(&m.role)
-                .bind(&m.content)
-                .bind(&m.surface)
-                .bind(&m.mode)
-                .bind(m.timestamp)
-                .bind(to_json("message meta", &m.meta)?);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conversations::model::Message;
     use crate::store::{SqliteStore, Store};
 
     fn turn<'a>(id: &'a str, messages: &'a [Message]) -> Turn<'a> {
@@ -277,6 +253,7 @@ mod tests {
             surface: "cli",
             messages,
             max_messages: 1000,
+            opens: false,
         }
     }
 
@@ -324,5 +301,38 @@ mod tests {
             assert_eq!(c.messages, good);
         }
         assert!(store.conversation_get("c-bad").await.unwrap().is_none());
+    }
+
+    /// A turn that opens a conversation is acknowledged while its commit cannot happen yet
+    /// (the test holds the one writer connection), and a read of it waits for that commit
+    /// instead of missing it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_opening_turn_is_acknowledged_before_its_commit_and_read_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let held = store.writer().acquire().await.unwrap();
+        let messages = [message("hello"), message("hi")];
+        let opening = Turn {
+            opens: true,
+            ..turn("c-new", &messages)
+        };
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            store.conversation_append(&opening),
+        )
+        .await
+        .expect("an opening turn must not wait for its commit")
+        .unwrap();
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { store.conversation_get("c-new").await })
+        };
+        tokio::time::sleep(LINGER * 20).await;
+        assert!(!reader.is_finished(), "the read must wait for the commit");
+        drop(held);
+        let c = reader.await.unwrap().unwrap().expect("the turn is stored");
+        assert_eq!(c.messages, messages);
+        // Once committed, nothing is left to wait for.
+        assert!(store.turns().behind.lock().unwrap().is_empty());
     }
 }
