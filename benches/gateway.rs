@@ -3,9 +3,9 @@
 //! Added latency of Maestra over calling the same mock upstream directly, at fixed request
 //! rates, with a real HTTP load generator (`oha`, open loop with latency correction). The full
 //! pipeline is on: every request to `/api/maestra/core` goes through the edge layers, the
-//! egress client, the conversation store (a new conversation per request) and the audit log.
-//! Both sides run in the same process run, one after the other, so the difference is what to
-//! read on this shared machine.
+//! egress client, the conversation store and the audit log. Both sides run in the same process
+//! run, taking turns over several rounds, so the difference is what to read on this shared
+//! machine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mock.rs"]
@@ -228,64 +228,124 @@ fn main() {
 }
 
 /// Issue 3: `/api/maestra/core` with the full pipeline vs the mock upstream called directly.
+///
+/// Two kinds of turn, since the store treats them differently: a new conversation per request
+/// (acknowledged once queued, committed within 5 ms with others), and every request
+/// continuing one conversation (its last messages read and sent upstream, the turn committed
+/// before the reply). The three take turns, round after round; figures are medians over rounds.
 fn core(upstream: SocketAddr) {
     let home = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start_maestra(&home.path().join("m"), upstream, &[]);
+    let root = home.path().join("m");
+    private_dir(&root);
+    // Room for every turn of a round in one conversation.
+    private_file(
+        &root.join("maestra.toml"),
+        "[conversations]\nmax_messages = 200000\n",
+    );
+    let (mut child, addr) = start_maestra(&root, upstream, &[]);
     std::thread::sleep(Duration::from_millis(500));
     let rest = rss_kib(child.id());
 
+    let direct_url = format!("http://{upstream}/v1/chat/completions");
+    let core_url = format!("http://{addr}/api/maestra/core");
     let direct_body = json!({"model": "llama3.2", "messages": [{"role": "user", "content": "what is on my calendar today?"}]});
-    let core_body = json!({"user_id": "bench", "surface_id": "cli", "message": "what is on my calendar today?"});
+    let new_body = json!({"user_id": "bench", "surface_id": "cli", "message": "what is on my calendar today?"});
+    let continued = |id: &str| {
+        json!({"user_id": "bench", "surface_id": "cli", "conversation_id": id,
+               "message": "what is on my calendar today?"})
+    };
     // Warm both paths (connection pools, SQLite page cache).
-    load(
-        &format!("http://{upstream}/v1/chat/completions"),
-        &direct_body,
-        200,
-    );
-    load(&format!("http://{addr}/api/maestra/core"), &core_body, 200);
+    load(&direct_url, &direct_body, 200);
+    load(&core_url, &new_body, 200);
+    load(&core_url, &continued("bench-warm"), 200);
 
+    let rounds = rounds();
     println!(
         "added latency of Maestra (/api/maestra/core, full pipeline) over the mock upstream directly"
     );
-    println!("{SECONDS} s per run, oha open loop with latency correction, 64 connections");
     println!(
-        "| rate | direct p50 | direct p99 | maestra p50 | maestra p99 | added p50 | added p99 | maestra ok / errors | maestra RSS after |"
+        "{SECONDS} s per run, oha open loop with latency correction, 64 connections; \
+         {rounds} rounds, the three runs taking turns; median over the rounds"
+    );
+    println!(
+        "| rate | run | p50 | p99 | added p50 | added p99 | p99 of each round | ok / errors | maestra RSS after |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut cpu_rows = Vec::new();
     for &rate in RATES {
-        let (d, dc) = with_cpu(None, || {
-            load(
-                &format!("http://{upstream}/v1/chat/completions"),
-                &direct_body,
-                rate,
-            )
-        });
-        let (m, mc) = with_cpu(Some(child.id()), || {
-            load(&format!("http://{addr}/api/maestra/core"), &core_body, rate)
-        });
+        let names = ["direct", "new conversation", "continued conversation"];
+        let mut runs: [Vec<(Run, Cpu)>; 3] = Default::default();
+        for round in 0..rounds {
+            runs[0].push(with_cpu(None, || load(&direct_url, &direct_body, rate)));
+            runs[1].push(with_cpu(Some(child.id()), || {
+                load(&core_url, &new_body, rate)
+            }));
+            let body = continued(&format!("bench-{rate}-{round}"));
+            runs[2].push(with_cpu(Some(child.id()), || load(&core_url, &body, rate)));
+        }
         let rss = rss_kib(child.id());
-        println!(
-            "| {rate}/s | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {:+.3} ms | {:+.3} ms | {} / {} ({:.0} req/s) | {:.1} MiB |",
-            d.p50_ms,
-            d.p99_ms,
-            m.p50_ms,
-            m.p99_ms,
-            m.p50_ms - d.p50_ms,
-            m.p99_ms - d.p99_ms,
-            m.ok,
-            m.errors,
-            m.rps,
-            rss as f64 / 1024.0
+        let base = (
+            median(runs[0].iter().map(|(r, _)| r.p50_ms).collect()),
+            median(runs[0].iter().map(|(r, _)| r.p99_ms).collect()),
         );
-        assert_eq!(d.errors, 0, "the direct run had errors");
-        cpu_rows.push((format!("{rate}/s direct"), dc));
-        cpu_rows.push((format!("{rate}/s maestra"), mc));
+        for (name, runs) in names.iter().zip(&runs) {
+            let p50 = median(runs.iter().map(|(r, _)| r.p50_ms).collect());
+            let p99 = median(runs.iter().map(|(r, _)| r.p99_ms).collect());
+            let each: Vec<String> = runs
+                .iter()
+                .map(|(r, _)| format!("{:.3}", r.p99_ms))
+                .collect();
+            let ok: u64 = runs.iter().map(|(r, _)| r.ok).sum();
+            let errors: u64 = runs.iter().map(|(r, _)| r.errors).sum();
+            let rps = median(runs.iter().map(|(r, _)| r.rps).collect());
+            println!(
+                "| {rate}/s | {name} | {p50:.3} ms | {p99:.3} ms | {:+.3} ms | {:+.3} ms | {} | {ok} / {errors} ({rps:.0} req/s) | {:.1} MiB |",
+                p50 - base.0,
+                p99 - base.1,
+                each.join(", "),
+                rss as f64 / 1024.0
+            );
+            cpu_rows.push((format!("{rate}/s {name}"), mean_cpu(runs)));
+        }
+        assert!(
+            runs[0].iter().all(|(r, _)| r.errors == 0),
+            "the direct runs had errors"
+        );
     }
     print_cpu(&cpu_rows);
     println!("maestra RSS at rest: {:.1} MiB", rest as f64 / 1024.0);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+fn rounds() -> usize {
+    std::env::var("MAESTRA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+}
+
+fn private_dir(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+fn private_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The CPU figures of `runs`, averaged.
+fn mean_cpu(runs: &[(Run, Cpu)]) -> Cpu {
+    let n = runs.len().max(1) as f64;
+    Cpu {
+        maestra_ms: runs.iter().map(|(_, c)| c.maestra_ms).sum::<f64>() / n,
+        oha_ms: runs.iter().map(|(_, c)| c.oha_ms).sum::<f64>() / n,
+        mock_ms: runs.iter().map(|(_, c)| c.mock_ms).sum::<f64>() / n,
+        cores: runs.iter().map(|(_, c)| c.cores).sum::<f64>() / n,
+    }
 }
 
 /// Issue 4: the same OpenAI-compatible call with the guardrails off and on. Off: local mode,
@@ -333,25 +393,15 @@ fn guardrails(upstream: SocketAddr) {
             ],
         ),
     ];
-    let rounds: usize = std::env::var("MAESTRA_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5);
+    let rounds = rounds();
     let key = ("x-api-key", "bench-key-0123456789");
     let mut instances = Vec::new();
     for (name, toml, env) in &configs {
         let home = tempfile::tempdir().unwrap();
         let root = home.path().join("m");
-        std::fs::create_dir_all(&root).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        private_dir(&root);
         if let Some(t) = toml {
-            std::fs::write(root.join("maestra.toml"), t).unwrap();
-            std::fs::set_permissions(
-                root.join("maestra.toml"),
-                std::fs::Permissions::from_mode(0o600),
-            )
-            .unwrap();
+            private_file(&root.join("maestra.toml"), t);
         }
         let (child, addr) = start_maestra(&root, upstream, env);
         let url = format!("http://{addr}/v1/chat/completions");
@@ -393,14 +443,7 @@ fn guardrails(upstream: SocketAddr) {
             p99 - b99,
             each.join(", ")
         );
-        let n = runs.len() as f64;
-        let cpu = Cpu {
-            maestra_ms: runs.iter().map(|(_, c)| c.maestra_ms).sum::<f64>() / n,
-            oha_ms: runs.iter().map(|(_, c)| c.oha_ms).sum::<f64>() / n,
-            mock_ms: runs.iter().map(|(_, c)| c.mock_ms).sum::<f64>() / n,
-            cores: runs.iter().map(|(_, c)| c.cores).sum::<f64>() / n,
-        };
-        cpu_rows.push((name.to_string(), cpu));
+        cpu_rows.push((name.to_string(), mean_cpu(&runs)));
         let _ = child.kill();
         let _ = child.wait();
     }
