@@ -674,6 +674,40 @@ async fn shutdown_finishes_in_flight_requests_and_flushes_the_audit_log() {
     home.ok(&["audit", "verify"], b"");
 }
 
+/// New conversations are acknowledged before their commit (see `store::sqlite_turns`): a stop
+/// right after their replies must still write every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_right_after_the_replies_keeps_every_new_conversation() {
+    let (mut server, _mock, home) = setup(&[]).await;
+    let url = server.url("/api/maestra/core");
+    let asks = (0..20).map(|i| {
+        let url = url.clone();
+        async move {
+            let body = json!({"user_id": "quick", "surface_id": "cli", "message": format!("q{i}")});
+            client()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for status in futures_util::future::join_all(asks).await {
+        assert_eq!(status, 200);
+    }
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+    let listed: Value = serde_json::from_str(
+        &home.ok(&["conversations", "list", "--user", "quick", "--json"], b""),
+    )
+    .unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 20, "{listed:?}");
+    assert!(listed.iter().all(|c| c["message_count"] == 2), "{listed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_mode_refuses_a_public_bind() {
     let home = Home::new().with("MAESTRA_BIND", "0.0.0.0:0");
