@@ -252,7 +252,7 @@ impl Store for SqliteStore {
     /// Writes the queued turns and the ledger's queue, then closes every connection; the last
     /// one to close checkpoints the write-ahead log into the main file.
     async fn close(&self) {
-        let _ = self.turns.flush().await;
+        let _ = self.turns.close().await;
         let _ = self.ledger.flush().await;
         self.checkpointer.close().await;
         self.pool.close().await;

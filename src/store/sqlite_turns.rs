@@ -9,13 +9,17 @@
 //! ([`Turn::opens`]) is different: nothing stored can refuse it, so it is acknowledged once
 //! queued and lingers a few milliseconds for others to share its commit — the same trade the
 //! audit log makes for its queued entries. Measured at 2,000 requests/s, that commit was the
-//! whole p99 tail of `/api/maestra/core` (BENCHMARKS.md). What is given up: a crash (not a
-//! graceful stop, which flushes) loses the last [`LINGER`] of such turns, whose replies went
-//! out. What is kept: every read of this store sees them — a read that names a conversation
-//! with turns still queued, or that reads or deletes across conversations while any are, waits
-//! for their commit first ([`TurnWriter::settle`]).
+//! whole p99 tail of `/api/maestra/core` (BENCHMARKS.md). What is given up: a crash (a
+//! graceful stop flushes first, and from then on acknowledges turns only once committed) loses
+//! the last [`LINGER`] of such turns, whose replies went out; so does a write that fails
+//! (disk full, the database locked by another process past its busy timeout), which is logged
+//! with the conversation's id. Another process (the CLI) sees them up to [`LINGER`] late. What
+//! is kept: every read of this store sees them — a read that names a conversation with turns
+//! still queued, or that reads or deletes across conversations while any are, waits for their
+//! commit first ([`TurnWriter::settle`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -47,6 +51,8 @@ type Behind = Arc<Mutex<HashMap<String, usize>>>;
 pub(super) struct TurnWriter {
     tx: mpsc::Sender<Queued>,
     behind: Behind,
+    /// Set by [`TurnWriter::close`]: no more turns acknowledged before their commit.
+    closing: AtomicBool,
     /// Wakes a lingering writer: somebody waits.
     urgent: Arc<Notify>,
 }
@@ -58,16 +64,23 @@ impl TurnWriter {
         let behind = Behind::default();
         let urgent = Arc::new(Notify::new());
         tokio::spawn(run(writer, rx, behind.clone(), urgent.clone()));
-        TurnWriter { tx, behind, urgent }
+        TurnWriter {
+            tx,
+            behind,
+            closing: AtomicBool::new(false),
+            urgent,
+        }
     }
 
     /// Appends `turn`: waits until it is committed or refused, or, for a turn that
-    /// [opens](Turn::opens) a conversation, until it is queued.
+    /// [opens](Turn::opens) a conversation, until it is queued (unless the store is closing:
+    /// then it waits too, and hears of a failed write).
     pub async fn append(&self, turn: &Turn<'_>) -> Result<()> {
         if turn.messages.len() as u64 > turn.max_messages {
             return Err(too_large(turn.conversation_id, turn.max_messages));
         }
-        let (done, result) = match turn.opens {
+        let behind = turn.opens && !self.closing.load(Ordering::Acquire);
+        let (done, result) = match behind {
             true => (None, None),
             false => {
                 let (done, result) = oneshot::channel();
@@ -83,23 +96,30 @@ impl TurnWriter {
             max_messages: turn.max_messages,
             done,
         };
-        // Marked before it is queued, so no read after this call returns can miss it.
-        if turn.opens {
-            mark(&self.behind, turn.conversation_id, true);
-        }
+        // Marked before it is queued, so no read after this call returns can miss it; unmarked
+        // again if it never gets queued (the send fails, or this call is dropped waiting).
+        let mark = behind.then(|| Mark::new(&self.behind, turn.conversation_id));
         if self.tx.send(Queued::Turn(job)).await.is_err() {
-            if turn.opens {
-                mark(&self.behind, turn.conversation_id, false);
-            }
             return Err(stopped());
         }
         match result {
-            None => Ok(()),
+            None => {
+                // The writer owns the mark now: it unmarks after the commit.
+                std::mem::forget(mark);
+                Ok(())
+            }
             Some(result) => {
                 self.urgent.notify_one();
                 result.await.map_err(|_| stopped())?
             }
         }
+    }
+
+    /// Writes every queued turn; turns appended from now on are acknowledged only once
+    /// committed, so none can be acknowledged and then lost to the store closing.
+    pub async fn close(&self) -> Result<()> {
+        self.closing.store(true, Ordering::Release);
+        self.flush().await
     }
 
     /// Waits until the turns acknowledged before this call are committed: those of
@@ -132,6 +152,25 @@ fn stopped() -> Error {
     Error::Store("the conversation writer stopped".into())
 }
 
+/// A turn counted among the ones written behind until dropped.
+struct Mark<'a> {
+    behind: &'a Behind,
+    id: &'a str,
+}
+
+impl<'a> Mark<'a> {
+    fn new(behind: &'a Behind, id: &'a str) -> Mark<'a> {
+        mark(behind, id, true);
+        Mark { behind, id }
+    }
+}
+
+impl Drop for Mark<'_> {
+    fn drop(&mut self) {
+        mark(self.behind, self.id, false);
+    }
+}
+
 /// Counts a turn of conversation `id` in (`add`) or out of the ones written behind.
 fn mark(behind: &Behind, id: &str, add: bool) {
     let mut behind = behind.lock().unwrap_or_else(PoisonError::into_inner);
@@ -157,7 +196,7 @@ async fn run(
         // Only a batch of turns nobody waits for lingers. It sleeps rather than waiting on the
         // queue, so the turns queued meanwhile do not wake it one by one; a caller that waits
         // wakes it.
-        if take(first, &mut batch, &mut flushes) {
+        if take(first, &mut batch, &mut flushes) && rx.len() + 1 < BATCH {
             tokio::select! {
                 _ = tokio::time::sleep(LINGER) => {}
                 _ = urgent.notified() => {}
@@ -334,5 +373,70 @@ mod tests {
         assert_eq!(c.messages, messages);
         // Once committed, nothing is left to wait for.
         assert!(store.turns().behind.lock().unwrap().is_empty());
+    }
+
+    /// After `close`, an opening turn is acknowledged only once committed, so a stop cannot
+    /// acknowledge one and then lose it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn once_closing_opening_turns_wait_for_their_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
+        let writer = std::sync::Arc::new(TurnWriter::start(store.writer().clone()));
+        writer.close().await.unwrap();
+        let held = store.writer().acquire().await.unwrap();
+        let appending = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let messages = [message("late")];
+                let late = Turn {
+                    opens: true,
+                    ..turn("c-late", &messages)
+                };
+                writer.append(&late).await
+            })
+        };
+        tokio::time::sleep(LINGER * 20).await;
+        assert!(!appending.is_finished(), "acknowledged before its commit");
+        drop(held);
+        appending.await.unwrap().unwrap();
+        assert!(store.conversation_get("c-late").await.unwrap().is_some());
+    }
+
+    /// An opening turn whose append is dropped while it waits for room in the queue leaves no
+    /// mark behind: otherwise every later list or delete would wait for a flush, forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_append_leaves_no_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
+        let writer = TurnWriter::start(store.writer().clone());
+        let held = store.writer().acquire().await.unwrap();
+        let messages = [message("m")];
+        let ids: Vec<String> = (0..QUEUE + BATCH + 2).map(|i| format!("c-{i}")).collect();
+        // The writer takes a batch and waits for the held connection; the rest fill the queue.
+        let mut queued = 0;
+        for id in &ids {
+            let t = Turn {
+                opens: true,
+                ..turn(id, &messages)
+            };
+            let sent =
+                tokio::time::timeout(std::time::Duration::from_millis(50), writer.append(&t)).await;
+            if sent.is_err() {
+                break;
+            }
+            queued += 1;
+        }
+        assert!(queued < ids.len(), "the queue never filled");
+        let cancelled = &ids[queued];
+        assert!(
+            !writer
+                .behind
+                .lock()
+                .unwrap()
+                .contains_key(cancelled.as_str())
+        );
+        drop(held);
+        writer.settle(None).await.unwrap();
+        assert!(writer.behind.lock().unwrap().is_empty());
     }
 }
