@@ -289,15 +289,14 @@ fn core(upstream: SocketAddr) {
             median(runs[0].iter().map(|(r, _)| r.p99_ms).collect()),
         );
         for (name, runs) in names.iter().zip(&runs) {
-            let p50 = median(runs.iter().map(|(r, _)| r.p50_ms).collect());
-            let p99 = median(runs.iter().map(|(r, _)| r.p99_ms).collect());
-            let each: Vec<String> = runs
-                .iter()
-                .map(|(r, _)| format!("{:.3}", r.p99_ms))
-                .collect();
-            let ok: u64 = runs.iter().map(|(r, _)| r.ok).sum();
-            let errors: u64 = runs.iter().map(|(r, _)| r.errors).sum();
-            let rps = median(runs.iter().map(|(r, _)| r.rps).collect());
+            let Rounds {
+                p50,
+                p99,
+                each,
+                ok,
+                errors,
+                rps,
+            } = rounds_of(runs);
             println!(
                 "| {rate}/s | {name} | {p50:.3} ms | {p99:.3} ms | {:+.3} ms | {:+.3} ms | {} | {ok} / {errors} ({rps:.0} req/s) | {:.1} MiB |",
                 p50 - base.0,
@@ -428,14 +427,14 @@ fn guardrails(upstream: SocketAddr) {
     let mut base: Option<(f64, f64)> = None;
     let mut cpu_rows = Vec::new();
     for (name, _home, mut child, _, runs) in instances {
-        let p50 = median(runs.iter().map(|(r, _)| r.p50_ms).collect());
-        let p99 = median(runs.iter().map(|(r, _)| r.p99_ms).collect());
-        let each: Vec<String> = runs
-            .iter()
-            .map(|(r, _)| format!("{:.3}", r.p99_ms))
-            .collect();
-        let ok: u64 = runs.iter().map(|(r, _)| r.ok).sum();
-        let errors: u64 = runs.iter().map(|(r, _)| r.errors).sum();
+        let Rounds {
+            p50,
+            p99,
+            each,
+            ok,
+            errors,
+            ..
+        } = rounds_of(&runs);
         let (b50, b99) = *base.get_or_insert((p50, p99));
         println!(
             "| {name} | {p50:.3} ms | {p99:.3} ms | {:+.3} ms | {:+.3} ms | {} | {ok} / {errors} |",
@@ -448,6 +447,30 @@ fn guardrails(upstream: SocketAddr) {
         let _ = child.wait();
     }
     print_cpu(&cpu_rows);
+}
+
+/// One configuration's runs over the rounds: medians, each round's p99, and totals.
+struct Rounds {
+    p50: f64,
+    p99: f64,
+    each: Vec<String>,
+    ok: u64,
+    errors: u64,
+    rps: f64,
+}
+
+fn rounds_of(runs: &[(Run, Cpu)]) -> Rounds {
+    Rounds {
+        p50: median(runs.iter().map(|(r, _)| r.p50_ms).collect()),
+        p99: median(runs.iter().map(|(r, _)| r.p99_ms).collect()),
+        each: runs
+            .iter()
+            .map(|(r, _)| format!("{:.3}", r.p99_ms))
+            .collect(),
+        ok: runs.iter().map(|(r, _)| r.ok).sum(),
+        errors: runs.iter().map(|(r, _)| r.errors).sum(),
+        rps: median(runs.iter().map(|(r, _)| r.rps).collect()),
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
