@@ -284,24 +284,19 @@ fn core(upstream: SocketAddr) {
             runs[2].push(with_cpu(Some(child.id()), || load(&core_url, &body, rate)));
         }
         let rss = rss_kib(child.id());
-        let base = (
-            median(runs[0].iter().map(|(r, _)| r.p50_ms).collect()),
-            median(runs[0].iter().map(|(r, _)| r.p99_ms).collect()),
-        );
+        let base = rounds_of(&runs[0]);
         for (name, runs) in names.iter().zip(&runs) {
-            let Rounds {
-                p50,
-                p99,
-                each,
-                ok,
-                errors,
-                rps,
-            } = rounds_of(runs);
+            let r = rounds_of(runs);
             println!(
-                "| {rate}/s | {name} | {p50:.3} ms | {p99:.3} ms | {:+.3} ms | {:+.3} ms | {} | {ok} / {errors} ({rps:.0} req/s) | {:.1} MiB |",
-                p50 - base.0,
-                p99 - base.1,
-                each.join(", "),
+                "| {rate}/s | {name} | {:.3} ms | {:.3} ms | {:+.3} ms | {:+.3} ms | {} | {} / {} ({:.0} req/s) | {:.1} MiB |",
+                r.p50,
+                r.p99,
+                r.p50 - base.p50,
+                r.p99 - base.p99,
+                r.each.join(", "),
+                r.ok,
+                r.errors,
+                r.rps,
                 rss as f64 / 1024.0
             );
             cpu_rows.push((format!("{rate}/s {name}"), mean_cpu(runs)));

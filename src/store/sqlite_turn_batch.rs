@@ -136,20 +136,24 @@ fn bind_group<'q>(mut query: Query<'q>, group: &'q [Job], now: i64) -> Result<Qu
         {
             query = query.bind(to_i64("message count", (count - start) as u64)?);
             for (k, m) in (0i64..).zip(chunk) {
-                query = query
-                    .bind(k)
-                    .bind(m.id.as_str())
-                    .bind(m.role.as_str())
-                    .bind(m.content.as_str())
-                    .bind(m.surface.as_str())
-                    .bind(m.mode.as_str())
-                    .bind(m.timestamp)
-                    .bind(to_json("message meta", &m.meta)?);
+                query = bind_message(query.bind(k), m)?;
             }
             query = query.bind(job.conversation_id.as_str());
         }
     }
     Ok(query)
+}
+
+/// Binds a message's stored columns, in table order from `id` to `meta`.
+fn bind_message<'q>(query: Query<'q>, m: &'q Message) -> Result<Query<'q>> {
+    Ok(query
+        .bind(m.id.as_str())
+        .bind(m.role.as_str())
+        .bind(m.content.as_str())
+        .bind(m.surface.as_str())
+        .bind(m.mode.as_str())
+        .bind(m.timestamp)
+        .bind(to_json("message meta", &m.meta)?))
 }
 
 /// One chunk of a turn's messages, inserted only if the statement before it (the turn's
@@ -195,16 +199,7 @@ pub(super) async fn insert_messages(
         );
         let mut q = sqlx::query(&sql);
         for (conversation_id, seq, m) in chunk {
-            q = q
-                .bind(*conversation_id)
-                .bind(*seq)
-                .bind(&m.id)
-                .bind(&m.role)
-                .bind(&m.content)
-                .bind(&m.surface)
-                .bind(&m.mode)
-                .bind(m.timestamp)
-                .bind(to_json("message meta", &m.meta)?);
+            q = bind_message(q.bind(*conversation_id).bind(*seq), m)?;
         }
         q.execute(&mut *conn).await?;
     }
@@ -272,25 +267,9 @@ mod tests {
         assert_eq!(shared.meta.message_count, 6);
         let ids: Vec<&str> = shared.messages.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["shared-alice-0", "shared-alice-1"].repeat(3));
-        assert_eq!(
-            store
-                .conversation_get("bobs")
-                .await
-                .unwrap()
-                .unwrap()
-                .meta
-                .message_count,
-            1
-        );
-        assert_eq!(
-            store
-                .conversation_get("tight")
-                .await
-                .unwrap()
-                .unwrap()
-                .meta
-                .message_count,
-            2
-        );
+        for (id, count) in [("bobs", 1), ("tight", 2)] {
+            let c = store.conversation_get(id).await.unwrap().unwrap();
+            assert_eq!(c.meta.message_count, count, "{id}");
+        }
     }
 }

@@ -19,12 +19,11 @@
 //! commit first ([`TurnWriter::settle`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, RwLock, mpsc, oneshot};
 
 use super::Turn;
 use super::codec::too_large;
@@ -51,8 +50,10 @@ type Behind = Arc<Mutex<HashMap<String, usize>>>;
 pub(super) struct TurnWriter {
     tx: mpsc::Sender<Queued>,
     behind: Behind,
-    /// Set by [`TurnWriter::close`]: no more turns acknowledged before their commit.
-    closing: AtomicBool,
+    /// Set by [`TurnWriter::close`]: no more turns acknowledged before their commit. An opening
+    /// turn holds it for reading from the check until it is queued, so `close` (writing) cannot
+    /// flush between the two and leave it behind.
+    closing: RwLock<bool>,
     /// Wakes a lingering writer: somebody waits.
     urgent: Arc<Notify>,
 }
@@ -67,7 +68,7 @@ impl TurnWriter {
         TurnWriter {
             tx,
             behind,
-            closing: AtomicBool::new(false),
+            closing: RwLock::new(false),
             urgent,
         }
     }
@@ -79,7 +80,11 @@ impl TurnWriter {
         if turn.messages.len() as u64 > turn.max_messages {
             return Err(too_large(turn.conversation_id, turn.max_messages));
         }
-        let behind = turn.opens && !self.closing.load(Ordering::Acquire);
+        let gate = match turn.opens {
+            true => Some(self.closing.read().await),
+            false => None,
+        };
+        let behind = gate.as_deref() == Some(&false);
         let (done, result) = match behind {
             true => (None, None),
             false => {
@@ -102,6 +107,7 @@ impl TurnWriter {
         if self.tx.send(Queued::Turn(job)).await.is_err() {
             return Err(stopped());
         }
+        drop(gate);
         match result {
             None => {
                 // The writer owns the mark now: it unmarks after the commit.
@@ -118,7 +124,7 @@ impl TurnWriter {
     /// Writes every queued turn; turns appended from now on are acknowledged only once
     /// committed, so none can be acknowledged and then lost to the store closing.
     pub async fn close(&self) -> Result<()> {
-        self.closing.store(true, Ordering::Release);
+        *self.closing.write().await = true;
         self.flush().await
     }
 
