@@ -40,11 +40,25 @@ struct Run {
     errors: u64,
 }
 
+/// What oha sends: one body, or for each request a line of a file picked at random.
+enum Body<'a> {
+    One(&'a Value),
+    Lines(&'a std::path::Path),
+}
+
 fn load(url: &str, body: &Value, rate: u32) -> Run {
     load_with(url, body, rate, None)
 }
 
 fn load_with(url: &str, body: &Value, rate: u32, header: Option<(&str, &str)>) -> Run {
+    run_oha(url, Body::One(body), rate, header)
+}
+
+fn run_oha(url: &str, body: Body, rate: u32, header: Option<(&str, &str)>) -> Run {
+    let (body_flag, body_arg) = match body {
+        Body::One(v) => ("-d", v.to_string()),
+        Body::Lines(path) => ("-Z", path.display().to_string()),
+    };
     let mut cmd = Command::new(oha());
     if let Some((k, v)) = header {
         cmd.args(["-H", &format!("{k}: {v}")]);
@@ -65,8 +79,8 @@ fn load_with(url: &str, body: &Value, rate: u32, header: Option<(&str, &str)>) -
             "POST",
             "-H",
             "content-type: application/json",
-            "-d",
-            &body.to_string(),
+            body_flag,
+            &body_arg,
             url,
         ])
         .output()
@@ -229,10 +243,14 @@ fn main() {
 
 /// Issue 3: `/api/maestra/core` with the full pipeline vs the mock upstream called directly.
 ///
-/// Two kinds of turn, since the store treats them differently: a new conversation per request
-/// (acknowledged once queued, committed within 5 ms with others), and every request
-/// continuing one conversation (its last messages read and sent upstream, the turn committed
-/// before the reply). The three take turns, round after round; figures are medians over rounds.
+/// Three kinds of turn, since the store treats them differently: a new conversation per
+/// request (acknowledged once queued, committed within 5 ms with others); turns continuing
+/// 1,000 conversations picked at random (an assistant's many users: the last messages read and
+/// sent upstream, the turn stored); and every request continuing one conversation (the worst
+/// case: each read of it meets turns of it not yet committed). A continued turn sends 20
+/// earlier messages upstream, which costs the upstream too, so its added latency is measured
+/// against a direct call with the same 21 messages. The runs take turns, round after round;
+/// figures are medians over rounds.
 fn core(upstream: SocketAddr) {
     let home = tempfile::tempdir().unwrap();
     let root = home.path().join("m");
@@ -248,16 +266,33 @@ fn core(upstream: SocketAddr) {
 
     let direct_url = format!("http://{upstream}/v1/chat/completions");
     let core_url = format!("http://{addr}/api/maestra/core");
-    let direct_body = json!({"model": "llama3.2", "messages": [{"role": "user", "content": "what is on my calendar today?"}]});
-    let new_body = json!({"user_id": "bench", "surface_id": "cli", "message": "what is on my calendar today?"});
-    let continued = |id: &str| {
-        json!({"user_id": "bench", "surface_id": "cli", "conversation_id": id,
-               "message": "what is on my calendar today?"})
-    };
-    // Warm both paths (connection pools, SQLite page cache).
+    let question = "what is on my calendar today?";
+    let direct_body =
+        json!({"model": "llama3.2", "messages": [{"role": "user", "content": question}]});
+    // What Maestra sends upstream for a continued turn: 20 earlier messages and the new one.
+    let mut history: Vec<Value> = (0..10)
+        .flat_map(|_| {
+            [
+                json!({"role": "user", "content": question}),
+                json!({"role": "assistant", "content": format!("echo(21): {question}")}),
+            ]
+        })
+        .collect();
+    history.push(json!({"role": "user", "content": question}));
+    let direct_history_body = json!({"model": "llama3.2", "messages": history});
+    let new_body = json!({"user_id": "bench", "surface_id": "cli", "message": question});
+    let continued = |id: &str| json!({"user_id": "bench", "surface_id": "cli", "conversation_id": id, "message": question});
+    let many = home.path().join("many-conversations.jsonl");
+    let lines: Vec<String> = (0..1000)
+        .map(|i| continued(&format!("bench-many-{i}")).to_string())
+        .collect();
+    std::fs::write(&many, lines.join("\n")).unwrap();
+    // Warm every path (connection pools, SQLite page cache) and give the 1,000 conversations
+    // their history.
     load(&direct_url, &direct_body, 200);
     load(&core_url, &new_body, 200);
     load(&core_url, &continued("bench-warm"), 200);
+    run_oha(&core_url, Body::Lines(&many), 1000, None);
 
     let rounds = rounds();
     println!(
@@ -265,28 +300,40 @@ fn core(upstream: SocketAddr) {
     );
     println!(
         "{SECONDS} s per run, oha open loop with latency correction, 64 connections; \
-         {rounds} rounds, the three runs taking turns; median over the rounds"
+         {rounds} rounds, the runs taking turns; median over the rounds"
     );
     println!(
         "| rate | run | p50 | p99 | added p50 | added p99 | p99 of each round | ok / errors | maestra RSS after |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut cpu_rows = Vec::new();
-    for &rate in RATES {
-        let names = ["direct", "new conversation", "continued conversation"];
-        let mut runs: [Vec<(Run, Cpu)>; 3] = Default::default();
+    // Each run's name and the run its added latency is measured against.
+    let names = [
+        ("direct", 0),
+        ("direct, 21 messages", 1),
+        ("new conversation", 0),
+        ("continued, 1,000 conversations", 1),
+        ("continued, one conversation", 1),
+    ];
+    for rate in rates() {
+        let mut runs: [Vec<(Run, Cpu)>; 5] = Default::default();
+        let maestra = Some(child.id());
         for round in 0..rounds {
             runs[0].push(with_cpu(None, || load(&direct_url, &direct_body, rate)));
-            runs[1].push(with_cpu(Some(child.id()), || {
-                load(&core_url, &new_body, rate)
+            runs[1].push(with_cpu(None, || {
+                load(&direct_url, &direct_history_body, rate)
+            }));
+            runs[2].push(with_cpu(maestra, || load(&core_url, &new_body, rate)));
+            runs[3].push(with_cpu(maestra, || {
+                run_oha(&core_url, Body::Lines(&many), rate, None)
             }));
             let body = continued(&format!("bench-{rate}-{round}"));
-            runs[2].push(with_cpu(Some(child.id()), || load(&core_url, &body, rate)));
+            runs[4].push(with_cpu(maestra, || load(&core_url, &body, rate)));
         }
         let rss = rss_kib(child.id());
-        let base = rounds_of(&runs[0]);
-        for (name, runs) in names.iter().zip(&runs) {
-            let r = rounds_of(runs);
+        let bases = [rounds_of(&runs[0]), rounds_of(&runs[1])];
+        for ((name, base), runs) in names.iter().zip(&runs) {
+            let (r, base) = (rounds_of(runs), &bases[*base]);
             println!(
                 "| {rate}/s | {name} | {:.3} ms | {:.3} ms | {:+.3} ms | {:+.3} ms | {} | {} / {} ({:.0} req/s) | {:.1} MiB |",
                 r.p50,
@@ -302,7 +349,7 @@ fn core(upstream: SocketAddr) {
             cpu_rows.push((format!("{rate}/s {name}"), mean_cpu(runs)));
         }
         assert!(
-            runs[0].iter().all(|(r, _)| r.errors == 0),
+            runs[..2].iter().flatten().all(|(r, _)| r.errors == 0),
             "the direct runs had errors"
         );
     }
@@ -310,6 +357,16 @@ fn core(upstream: SocketAddr) {
     println!("maestra RSS at rest: {:.1} MiB", rest as f64 / 1024.0);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The request rates of the core runs: [`RATES`], or `MAESTRA_BENCH_RATES` (e.g. `2000`) for
+/// quicker iterations.
+fn rates() -> Vec<u32> {
+    std::env::var("MAESTRA_BENCH_RATES")
+        .ok()
+        .map(|r| r.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .filter(|r: &Vec<u32>| !r.is_empty())
+        .unwrap_or_else(|| RATES.to_vec())
 }
 
 fn rounds() -> usize {
