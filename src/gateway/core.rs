@@ -18,7 +18,7 @@ use crate::conversations::redact::{minimise_context, redact};
 use crate::error::{Error, Result};
 use crate::providers::chat::MAX_MESSAGE_BYTES;
 use crate::providers::{ChatMessage, ChatRequest};
-use crate::store::{Basis, Turn};
+use crate::store::Turn;
 
 #[derive(Debug, Deserialize)]
 pub struct MaestraRequest {
@@ -118,10 +118,6 @@ async fn handle(
     } else {
         None
     };
-    let mut basis = match continued {
-        true => Basis::Unknown,
-        false => Basis::Opens,
-    };
     let history = match context {
         Some(c) if c.owner != req.user_id => {
             return Err(Error::NotFound(format!(
@@ -134,11 +130,7 @@ async fn handle(
                 limits.max_messages
             )));
         }
-        Some(c) => {
-            // The owner is checked: the store may vouch for the turn from what it read.
-            basis = c.seen.map_or(Basis::Unknown, Basis::Read);
-            c.recent
-        }
+        Some(c) => c.recent,
         None => Vec::new(),
     };
 
@@ -171,7 +163,7 @@ async fn handle(
         action,
     };
     let answer = chat::complete(state, &caller, route, &chat_req).await?;
-    store_turn(state, &req, &conversation_id, basis, &mode, &answer).await?;
+    store_turn(state, &req, &conversation_id, !continued, &mode, &answer).await?;
 
     let usage = answer.completion.usage;
     Ok(json!({
@@ -195,7 +187,7 @@ async fn store_turn(
     state: &AppState,
     req: &MaestraRequest,
     conversation_id: &str,
-    basis: Basis,
+    opens: bool,
     mode: &str,
     answer: &Answer,
 ) -> Result<()> {
@@ -241,7 +233,7 @@ async fn store_turn(
             surface: &req.surface_id,
             messages: &messages,
             max_messages: state.config.conversations.max_messages,
-            basis,
+            opens,
         })
         .await
 }

@@ -10,7 +10,6 @@ mod sqlite_checkpoint;
 mod sqlite_guard;
 mod sqlite_ledger;
 mod sqlite_turn_batch;
-mod sqlite_turn_book;
 mod sqlite_turns;
 
 use async_trait::async_trait;
@@ -47,32 +46,10 @@ pub struct Turn<'a> {
     /// The conversation may hold at most this many messages; over it the append is refused
     /// whole with [`crate::Error::TooLarge`].
     pub max_messages: u64,
-    /// What the caller knows of the conversation, which may let the embedded store acknowledge
-    /// the turn before its commit (see `sqlite_turns`); every later read of the store still
-    /// sees it.
-    pub basis: Basis,
-}
-
-/// What a caller knows of the conversation it appends a turn to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Basis {
-    /// Nothing: the append returns once the turn is committed or refused.
-    Unknown,
     /// The turn opens a conversation under an id the server has just generated, so no stored
-    /// conversation can refuse it.
-    Opens,
-    /// The turn continues a conversation its owner read with [`Store::conversation_context`],
-    /// which handed out this [`Seen`].
-    Read(Seen),
-}
-
-/// What the embedded store noted of a conversation when its context was read: its message
-/// count then, and where its own count of messages admitted since stood. Opaque to callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seen {
-    pub(crate) epoch: u64,
-    pub(crate) admitted: u64,
-    pub(crate) count: u64,
+    /// conversation can refuse it. The embedded store then acknowledges it before its commit
+    /// (see `sqlite_turns`); every later read of the store still sees it.
+    pub opens: bool,
 }
 
 /// What a model call needs of a conversation before it is made: who owns it (another user's
@@ -84,9 +61,6 @@ pub struct Context {
     pub message_count: u64,
     /// The last messages asked for, oldest first.
     pub recent: Vec<Message>,
-    /// For a turn answering this read ([`Basis::Read`]); `None` where the store has no use
-    /// for it.
-    pub seen: Option<Seen>,
 }
 
 /// A stored vault entry. `value` is a Fernet token, or legacy plaintext when `!encrypted`.

@@ -352,7 +352,6 @@ impl Store for PostgresStore {
             owner: first.try_get("c_owner")?,
             message_count: to_u64(first.try_get("c_count")?),
             recent,
-            seen: None,
         }))
     }
 

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 };
 
 use super::codec::{from_json, to_i64, to_json, to_u64};
-use super::{ApiKeyRecord, Context, SecretInfo, SecretRecord, Seen, Store, Turn};
+use super::{ApiKeyRecord, Context, SecretInfo, SecretRecord, Store, Turn};
 use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary};
@@ -310,8 +310,6 @@ impl Store for SqliteStore {
     }
 
     async fn conversation_context(&self, id: &str, limit: u32) -> Result<Option<Context>> {
-        // Noted before the read, so that every message admitted since is counted on top.
-        let seen = self.turns.watch(id);
         self.turns.settle(Some(id)).await?;
         let rows = sqlx::query(CONTEXT_SQL)
             .bind(id)
@@ -321,7 +319,6 @@ impl Store for SqliteStore {
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let message_count = to_u64(first.try_get("c_count")?);
         let mut recent = Vec::with_capacity(rows.len());
         for row in &rows {
             // The conversation's one row with no message joined has NULL message columns.
@@ -331,12 +328,8 @@ impl Store for SqliteStore {
         }
         Ok(Some(Context {
             owner: first.try_get("c_owner")?,
-            message_count,
+            message_count: to_u64(first.try_get("c_count")?),
             recent,
-            seen: seen.map(|seen| Seen {
-                count: message_count,
-                ..seen
-            }),
         }))
     }
 
@@ -374,7 +367,6 @@ impl Store for SqliteStore {
     }
 
     async fn conversation_delete(&self, id: &str) -> Result<bool> {
-        self.turns.forget(Some(id));
         self.turns.settle(Some(id)).await?;
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM messages WHERE conversation_id = ?1")
@@ -390,7 +382,6 @@ impl Store for SqliteStore {
     }
 
     async fn conversations_delete_owner(&self, owner: &str) -> Result<u64> {
-        self.turns.forget(None);
         self.turns.settle(None).await?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -409,7 +400,6 @@ impl Store for SqliteStore {
     }
 
     async fn conversations_delete_before(&self, updated_before_ms: i64) -> Result<u64> {
-        self.turns.forget(None);
         self.turns.settle(None).await?;
         let mut tx = self.begin_write().await?;
         sqlx::query(

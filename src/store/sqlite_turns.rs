@@ -4,34 +4,30 @@
 //! transaction (see `sqlite_turn_batch`): under load the batches grow, and the cost per turn
 //! falls as it is needed.
 //!
-//! A turn that nothing stored can refuse is acknowledged once queued, and lingers a few
-//! milliseconds for others to share its commit — the same trade the audit log makes for its
-//! queued entries. That is a turn opening a conversation under an id the server has just
-//! generated, or one continuing a conversation whose context its owner read, when the
-//! [book](super::sqlite_turn_book) vouches that it still fits. Every other turn is committed
-//! before its caller hears back. Measured at 2,000 requests/s, that commit was the whole p99
-//! tail of `/api/maestra/core`, and small commits most of its CPU (BENCHMARKS.md).
-//!
-//! What is given up: a crash (a graceful stop flushes first, and from then on acknowledges
-//! turns only once committed) loses the last [`LINGER`] of such turns, whose replies went out;
-//! so does a write that fails (disk full, the database locked by another process past its busy
-//! timeout) or that another process made impossible meanwhile (the CLI deleting the
-//! conversation and importing another under its id), which is logged with the conversation's
-//! id. Another process (the CLI) sees such turns up to [`LINGER`] late. What is kept: every
-//! read of this store sees them — a read that names a conversation with turns still queued, or
-//! that reads or deletes across conversations while any are, waits for their commit first
-//! ([`TurnWriter::settle`]).
+//! Most turns are committed before their caller hears back, and nobody waits for a batch to
+//! fill. A turn that opens a conversation whose id the server has just generated
+//! ([`Turn::opens`]) is different: nothing stored can refuse it, so it is acknowledged once
+//! queued and lingers a few milliseconds for others to share its commit — the same trade the
+//! audit log makes for its queued entries. Measured at 2,000 requests/s, that commit was the
+//! whole p99 tail of `/api/maestra/core` (BENCHMARKS.md). What is given up: a crash (a
+//! graceful stop flushes first, and from then on acknowledges turns only once committed) loses
+//! the last [`LINGER`] of such turns, whose replies went out; so does a write that fails
+//! (disk full, the database locked by another process past its busy timeout), which is logged
+//! with the conversation's id. Another process (the CLI) sees them up to [`LINGER`] late. What
+//! is kept: every read of this store sees them — a read that names a conversation with turns
+//! still queued, or that reads or deletes across conversations while any are, waits for their
+//! commit first ([`TurnWriter::settle`]).
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, RwLock, mpsc, oneshot};
 
+use super::Turn;
 use super::codec::too_large;
 use super::sqlite_turn_batch::{Job, write};
-use super::sqlite_turn_book::{Book, KEEP};
-use super::{Seen, Turn};
 use crate::error::{Error, Result};
 
 /// Jobs waiting to be written, at most; a full queue makes callers wait.
@@ -48,15 +44,16 @@ enum Queued {
     Flush(oneshot::Sender<()>),
 }
 
-type SharedBook = Arc<Mutex<Book>>;
-
-fn open(book: &SharedBook) -> MutexGuard<'_, Book> {
-    book.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// Conversations with turns acknowledged but not yet committed, and how many each has.
+type Behind = Arc<Mutex<HashMap<String, usize>>>;
 
 pub(super) struct TurnWriter {
     tx: mpsc::Sender<Queued>,
-    book: SharedBook,
+    behind: Behind,
+    /// Set by [`TurnWriter::close`]: no more turns acknowledged before their commit. An opening
+    /// turn holds it for reading from the check until it is queued, so `close` (writing) cannot
+    /// flush between the two and leave it behind.
+    closing: RwLock<bool>,
     /// Wakes a lingering writer: somebody waits.
     urgent: Arc<Notify>,
 }
@@ -65,46 +62,58 @@ impl TurnWriter {
     /// Starts the writer task on the store's one writer connection.
     pub fn start(writer: SqlitePool) -> TurnWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let book = SharedBook::default();
+        let behind = Behind::default();
         let urgent = Arc::new(Notify::new());
-        tokio::spawn(run(writer, rx, book.clone(), urgent.clone()));
-        TurnWriter { tx, book, urgent }
+        tokio::spawn(run(writer, rx, behind.clone(), urgent.clone()));
+        TurnWriter {
+            tx,
+            behind,
+            closing: RwLock::new(false),
+            urgent,
+        }
     }
 
-    /// Appends `turn`: waits until it is committed or refused, or, when the book vouches for
-    /// it, until it is queued.
+    /// Appends `turn`: waits until it is committed or refused, or, for a turn that
+    /// [opens](Turn::opens) a conversation, until it is queued (unless the store is closing:
+    /// then it waits too, and hears of a failed write).
     pub async fn append(&self, turn: &Turn<'_>) -> Result<()> {
         if turn.messages.len() as u64 > turn.max_messages {
             return Err(too_large(turn.conversation_id, turn.max_messages));
         }
-        // Room first, so that the book's count and the queue change together below: a read
-        // that flushes the queue after its `Seen` then finds every message that `Seen` counted.
-        let permit = self.tx.reserve().await.map_err(|_| stopped())?;
-        let mut job = Job {
+        let gate = match turn.opens {
+            true => Some(self.closing.read().await),
+            false => None,
+        };
+        let behind = gate.as_deref() == Some(&false);
+        let (done, result) = match behind {
+            true => (None, None),
+            false => {
+                let (done, result) = oneshot::channel();
+                (Some(done), Some(result))
+            }
+        };
+        let job = Job {
             conversation_id: turn.conversation_id.to_owned(),
             owner: turn.owner.to_owned(),
             topic: turn.topic.to_owned(),
             surface: turn.surface.to_owned(),
             messages: turn.messages.to_vec(),
             max_messages: turn.max_messages,
-            done: None,
+            done,
         };
-        let result = {
-            let mut book = open(&self.book);
-            let result = match book.admit(turn) {
-                true => None,
-                false => {
-                    let (done, result) = oneshot::channel();
-                    job.done = Some(done);
-                    Some(result)
-                }
-            };
-            permit.send(Queued::Turn(job));
-            result
-        };
+        // Marked before it is queued, so no read after this call returns can miss it; unmarked
+        // again if it never gets queued (the send fails, or this call is dropped waiting).
+        let mark = behind.then(|| Mark::new(&self.behind, turn.conversation_id));
+        if self.tx.send(Queued::Turn(job)).await.is_err() {
+            return Err(stopped());
+        }
+        drop(gate);
         match result {
-            // The writer tells the book once it is written.
-            None => Ok(()),
+            None => {
+                // The writer owns the mark now: it unmarks after the commit.
+                std::mem::forget(mark);
+                Ok(())
+            }
             Some(result) => {
                 self.urgent.notify_one();
                 result.await.map_err(|_| stopped())?
@@ -112,21 +121,10 @@ impl TurnWriter {
         }
     }
 
-    /// Notes a context read of conversation `id` about to start, for a turn answering it.
-    pub fn watch(&self, id: &str) -> Option<Seen> {
-        open(&self.book).watch(id, Instant::now())
-    }
-
-    /// Voids what was read of conversation `id` (of all, for `None`), which is being deleted:
-    /// a turn answering such a read is committed before its reply.
-    pub fn forget(&self, id: Option<&str>) {
-        open(&self.book).forget(id);
-    }
-
     /// Writes every queued turn; turns appended from now on are acknowledged only once
     /// committed, so none can be acknowledged and then lost to the store closing.
     pub async fn close(&self) -> Result<()> {
-        open(&self.book).closing = true;
+        *self.closing.write().await = true;
         self.flush().await
     }
 
@@ -134,7 +132,13 @@ impl TurnWriter {
     /// conversation `id`, or of every conversation for `None`. Returns at once when there are
     /// none, which is nearly always for one conversation.
     pub async fn settle(&self, id: Option<&str>) -> Result<()> {
-        let waiting = open(&self.book).is_behind(id);
+        let waiting = {
+            let behind = self.behind.lock().unwrap_or_else(PoisonError::into_inner);
+            match id {
+                Some(id) => behind.contains_key(id),
+                None => !behind.is_empty(),
+            }
+        };
         if waiting { self.flush().await } else { Ok(()) }
     }
 
@@ -154,15 +158,46 @@ fn stopped() -> Error {
     Error::Store("the conversation writer stopped".into())
 }
 
+/// A turn counted among the ones written behind until dropped.
+struct Mark<'a> {
+    behind: &'a Behind,
+    id: &'a str,
+}
+
+impl<'a> Mark<'a> {
+    fn new(behind: &'a Behind, id: &'a str) -> Mark<'a> {
+        mark(behind, id, true);
+        Mark { behind, id }
+    }
+}
+
+impl Drop for Mark<'_> {
+    fn drop(&mut self) {
+        mark(self.behind, self.id, false);
+    }
+}
+
+/// Counts a turn of conversation `id` in (`add`) or out of the ones written behind.
+fn mark(behind: &Behind, id: &str, add: bool) {
+    let mut behind = behind.lock().unwrap_or_else(PoisonError::into_inner);
+    if add {
+        *behind.entry(id.to_owned()).or_default() += 1;
+    } else if let Some(n) = behind.get_mut(id) {
+        *n -= 1;
+        if *n == 0 {
+            behind.remove(id);
+        }
+    }
+}
+
 async fn run(
     writer: SqlitePool,
     mut rx: mpsc::Receiver<Queued>,
-    book: SharedBook,
+    behind: Behind,
     urgent: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut flushes = Vec::new();
-    let mut swept = Instant::now();
     while let Some(first) = rx.recv().await {
         // Only a batch of turns nobody waits for lingers. It sleeps rather than waiting on the
         // queue, so the turns queued meanwhile do not wake it one by one; a caller that waits
@@ -181,13 +216,9 @@ async fn run(
                 Err(_) => break,
             }
         }
-        write_batch(&writer, &mut batch, &book).await;
+        write_batch(&writer, &mut batch, &behind).await;
         for done in flushes.drain(..) {
             let _ = done.send(());
-        }
-        if swept.elapsed() > KEEP {
-            swept = Instant::now();
-            open(&book).sweep(swept);
         }
     }
 }
@@ -209,14 +240,14 @@ fn take(job: Queued, batch: &mut Vec<Job>, flushes: &mut Vec<oneshot::Sender<()>
 }
 
 /// Writes `batch` and reports each turn's outcome, emptying it.
-async fn write_batch(writer: &SqlitePool, batch: &mut Vec<Job>, book: &SharedBook) {
+async fn write_batch(writer: &SqlitePool, batch: &mut Vec<Job>, behind: &Behind) {
     if batch.is_empty() {
         return;
     }
     match write(writer, batch).await {
         Ok(outcomes) => {
             for (job, outcome) in batch.drain(..).zip(outcomes) {
-                finish(job, outcome, book);
+                finish(job, outcome, behind);
             }
         }
         // The batch rolled back whole; each turn is tried on its own so that one turn's
@@ -227,13 +258,13 @@ async fn write_batch(writer: &SqlitePool, batch: &mut Vec<Job>, book: &SharedBoo
                     Ok(mut one) => one.pop().unwrap_or(Ok(())),
                     Err(e) => Err(e),
                 };
-                finish(job, outcome, book);
+                finish(job, outcome, behind);
             }
         }
     }
 }
 
-fn finish(job: Job, outcome: Result<()>, book: &SharedBook) {
+fn finish(job: Job, outcome: Result<()>, behind: &Behind) {
     match job.done {
         Some(done) => {
             let _ = done.send(outcome);
@@ -248,7 +279,7 @@ fn finish(job: Job, outcome: Result<()>, book: &SharedBook) {
                     "a turn acknowledged before its commit could not be stored"
                 );
             }
-            open(book).written(&job.conversation_id, Instant::now());
+            mark(behind, &job.conversation_id, false);
         }
     }
 }
@@ -257,7 +288,7 @@ fn finish(job: Job, outcome: Result<()>, book: &SharedBook) {
 mod tests {
     use super::*;
     use crate::conversations::model::Message;
-    use crate::store::{Basis, SqliteStore, Store};
+    use crate::store::{SqliteStore, Store};
 
     fn turn<'a>(id: &'a str, messages: &'a [Message]) -> Turn<'a> {
         Turn {
@@ -267,7 +298,7 @@ mod tests {
             surface: "cli",
             messages,
             max_messages: 1000,
-            basis: Basis::Unknown,
+            opens: false,
         }
     }
 
@@ -327,7 +358,7 @@ mod tests {
         let held = store.writer().acquire().await.unwrap();
         let messages = [message("hello"), message("hi")];
         let opening = Turn {
-            basis: Basis::Opens,
+            opens: true,
             ..turn("c-new", &messages)
         };
         tokio::time::timeout(
@@ -347,64 +378,7 @@ mod tests {
         let c = reader.await.unwrap().unwrap().expect("the turn is stored");
         assert_eq!(c.messages, messages);
         // Once committed, nothing is left to wait for.
-        assert!(!open(&store.turns().book).is_behind(None));
-    }
-
-    /// A turn continuing a conversation whose context was just read fits for sure, so it is
-    /// acknowledged while its commit cannot happen yet; one answering a read of a conversation
-    /// deleted since is not: the store, not the book, decides that one.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_continued_turn_goes_behind_only_while_its_read_still_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
-        let (first, next) = (
-            [message("q1"), message("a1")],
-            [message("q2"), message("a2")],
-        );
-        for id in ["kept", "deleted"] {
-            store.conversation_append(&turn(id, &first)).await.unwrap();
-        }
-        let read = |id: &'static str| {
-            let store = store.clone();
-            async move {
-                let ctx = store.conversation_context(id, 10).await.unwrap().unwrap();
-                Basis::Read(ctx.seen.unwrap())
-            }
-        };
-        let (kept, deleted) = (read("kept").await, read("deleted").await);
-        assert!(store.conversation_delete("deleted").await.unwrap());
-
-        let held = store.writer().acquire().await.unwrap();
-        let continued = Turn {
-            basis: kept,
-            ..turn("kept", &next)
-        };
-        tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            store.conversation_append(&continued),
-        )
-        .await
-        .expect("a turn the book vouches for must not wait for its commit")
-        .unwrap();
-        let late = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let next = [message("q2"), message("a2")];
-                let answer = Turn {
-                    basis: deleted,
-                    ..turn("deleted", &next)
-                };
-                store.conversation_append(&answer).await
-            })
-        };
-        tokio::time::sleep(LINGER * 20).await;
-        assert!(!late.is_finished(), "acknowledged on a void read");
-        drop(held);
-        late.await.unwrap().unwrap();
-        let kept = store.conversation_get("kept").await.unwrap().unwrap();
-        assert_eq!(kept.messages, [first, next.clone()].concat());
-        let deleted = store.conversation_get("deleted").await.unwrap().unwrap();
-        assert_eq!(deleted.messages, next);
+        assert!(store.turns().behind.lock().unwrap().is_empty());
     }
 
     /// After `close`, an opening turn is acknowledged only once committed, so a stop cannot
@@ -421,7 +395,7 @@ mod tests {
             tokio::spawn(async move {
                 let messages = [message("late")];
                 let late = Turn {
-                    basis: Basis::Opens,
+                    opens: true,
                     ..turn("c-late", &messages)
                 };
                 writer.append(&late).await
@@ -448,7 +422,7 @@ mod tests {
         let mut queued = 0;
         for id in &ids {
             let t = Turn {
-                basis: Basis::Opens,
+                opens: true,
                 ..turn(id, &messages)
             };
             let sent =
@@ -460,9 +434,15 @@ mod tests {
         }
         assert!(queued < ids.len(), "the queue never filled");
         let cancelled = &ids[queued];
-        assert!(!open(&writer.book).is_behind(Some(cancelled)));
+        assert!(
+            !writer
+                .behind
+                .lock()
+                .unwrap()
+                .contains_key(cancelled.as_str())
+        );
         drop(held);
         writer.settle(None).await.unwrap();
-        assert!(!open(&writer.book).is_behind(None));
+        assert!(writer.behind.lock().unwrap().is_empty());
     }
 }
