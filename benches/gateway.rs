@@ -197,7 +197,10 @@ fn start_maestra(
     upstream: SocketAddr,
     env: &[(&str, &str)],
 ) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maestra"))
+    // `MAESTRA_BENCH_BIN` runs another build (a copy of an earlier one, for an A/B).
+    let bin = std::env::var("MAESTRA_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_maestra").to_string());
+    let mut child = Command::new(bin)
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("MAESTRA_HOME", home)
         .env("MAESTRA_LOCAL_MODEL_URL", format!("http://{upstream}/v1"))

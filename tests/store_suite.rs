@@ -1272,3 +1272,83 @@ async fn sqlite_ledger_survives_a_restart_and_recovers_dead_reservations() {
     let fresh: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
     assert_eq!(usage(&fresh, Scope::Global, "2026-11-23").await, (25, 0));
 }
+
+/// A database made before messages were clustered (migration 5) keeps every message, in order,
+/// and no copy of one is left in the file's free pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_messages_survive_the_move_to_the_clustered_table() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("maestra.db");
+    let canary = format!("CANARY-{}-m5", now_millis());
+    {
+        let opts = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .pragma("secure_delete", "ON");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = std::borrow::Cow::Owned(before.migrations[..4].to_vec());
+        before.run(&pool).await.unwrap();
+        for (id, n) in [("a", 30), ("b", 3)] {
+            sqlx::query(
+                "INSERT INTO conversations (id, owner, created_at, updated_at, message_count)
+                 VALUES (?1, 'alice', 1, 1, ?2)",
+            )
+            .bind(id)
+            .bind(n)
+            .execute(&pool)
+            .await
+            .unwrap();
+            // Interleaved with the other conversation's rows, as turns arrive.
+            for seq in 0..n {
+                sqlx::query(
+                    "INSERT INTO messages (conversation_id, seq, id, role, content, timestamp)
+                     VALUES (?1, ?2, ?3, 'user', ?4, 1)",
+                )
+                .bind(id)
+                .bind(seq)
+                .bind(format!("{id}-{seq}"))
+                .bind(format!("{canary} {id} {seq}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+        }
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let a = store.conversation_get("a").await.unwrap().unwrap();
+    let ids: Vec<String> = a.messages.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, (0..30).map(|s| format!("a-{s}")).collect::<Vec<_>>());
+    assert_eq!(a.messages[7].content, format!("{canary} a 7"));
+    let ctx = store.conversation_context("b", 2).await.unwrap().unwrap();
+    assert_eq!(ctx.recent.len(), 2);
+    assert_eq!(ctx.recent[1].content, format!("{canary} b 2"));
+    // Appends go on after the moved messages.
+    store
+        .conversation_append(&turn("b", "alice", "cli", &msgs("new", 1)))
+        .await
+        .unwrap();
+    let b = store.conversation_get("b").await.unwrap().unwrap();
+    assert_eq!(b.messages.len(), 4);
+    // Each message is stored once: the old table's pages were zeroed as they were freed.
+    store.scrub().await.unwrap();
+    for (name, bytes) in database_files(dir.path()) {
+        let needle = format!("{canary} a 7");
+        let found = bytes
+            .windows(needle.len())
+            .filter(|w| *w == needle.as_bytes())
+            .count();
+        assert!(found <= 1, "{name} holds {found} copies of a message");
+    }
+}
