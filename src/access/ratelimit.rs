@@ -62,7 +62,11 @@ impl RateLimiter for LocalLimiter {
         if self.limiter.len() > 10_000 {
             self.limiter.retain_recent();
         }
-        for key in keys {
+        // governor has no look-ahead, so a bucket checked before a refusing one has spent its
+        // token. Last to first: the caller's own key (after its IP in `keys`) is spent first,
+        // so a request its key refuses takes nothing from the IP's bucket, which everyone
+        // behind that address shares. (The Redis script checks all before spending any.)
+        for key in keys.iter().rev() {
             if let Err(not_until) = self.limiter.check_key(key) {
                 let wait = not_until.wait_time_from(self.clock.now());
                 return Ok(Decision::Deny {
@@ -193,6 +197,26 @@ mod tests {
             l.check(&["ip:b".to_string()]).await.unwrap(),
             Decision::Allow,
             "keys are separate"
+        );
+    }
+
+    /// One key used from two addresses: once the key is spent, a request from the second
+    /// address is refused without spending that address's own bucket.
+    #[tokio::test]
+    async fn a_refusing_key_leaves_the_address_bucket_alone() {
+        let l = LocalLimiter::new(1, Duration::from_secs(60)).unwrap();
+        let bucket = |b: &str| b.to_string();
+        let first = [bucket("ip:a"), bucket("key:k")];
+        assert_eq!(l.check(&first).await.unwrap(), Decision::Allow);
+        let second = [bucket("ip:b"), bucket("key:k")];
+        assert!(matches!(
+            l.check(&second).await.unwrap(),
+            Decision::Deny { .. }
+        ));
+        assert_eq!(
+            l.check(&[bucket("ip:b")]).await.unwrap(),
+            Decision::Allow,
+            "the refused request spent the address's token"
         );
     }
 }
