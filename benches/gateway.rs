@@ -252,8 +252,9 @@ fn main() {
 /// sent upstream, the turn stored); and every request continuing one conversation (the worst
 /// case: each read of it meets turns of it not yet committed). A continued turn sends 20
 /// earlier messages upstream, which costs the upstream too, so its added latency is measured
-/// against a direct call with the same 21 messages. The runs take turns, round after round;
-/// figures are medians over rounds.
+/// against a direct call with the same 21 messages. A run of `/v1/chat/completions` (the same
+/// pipeline without the store) shows what is left for the store to add. The runs take turns,
+/// round after round; figures are medians over rounds.
 fn core(upstream: SocketAddr) {
     let home = tempfile::tempdir().unwrap();
     let root = home.path().join("m");
@@ -269,6 +270,9 @@ fn core(upstream: SocketAddr) {
 
     let direct_url = format!("http://{upstream}/v1/chat/completions");
     let core_url = format!("http://{addr}/api/maestra/core");
+    // The same pipeline without the conversation store (stateless OpenAI route, model priced
+    // 0 so no ledger either): what Maestra adds before any storage.
+    let chat_url = format!("http://{addr}/v1/chat/completions");
     let question = "what is on my calendar today?";
     let direct_body =
         json!({"model": "llama3.2", "messages": [{"role": "user", "content": question}]});
@@ -293,6 +297,7 @@ fn core(upstream: SocketAddr) {
     // Warm every path (connection pools, SQLite page cache) and give the 1,000 conversations
     // their history.
     load(&direct_url, &direct_body, 200);
+    load(&chat_url, &direct_body, 200);
     load(&core_url, &new_body, 200);
     load(&core_url, &continued("bench-warm"), 200);
     run_oha(&core_url, Body::Lines(&many), 1000, None);
@@ -314,24 +319,26 @@ fn core(upstream: SocketAddr) {
     let names = [
         ("direct", 0),
         ("direct, 21 messages", 1),
+        ("no store: /v1/chat/completions", 0),
         ("new conversation", 0),
         ("continued, 1,000 conversations", 1),
         ("continued, one conversation", 1),
     ];
     for rate in rates() {
-        let mut runs: [Vec<(Run, Cpu)>; 5] = Default::default();
+        let mut runs: [Vec<(Run, Cpu)>; 6] = Default::default();
         let maestra = Some(child.id());
         for round in 0..rounds {
             runs[0].push(with_cpu(None, || load(&direct_url, &direct_body, rate)));
             runs[1].push(with_cpu(None, || {
                 load(&direct_url, &direct_history_body, rate)
             }));
-            runs[2].push(with_cpu(maestra, || load(&core_url, &new_body, rate)));
-            runs[3].push(with_cpu(maestra, || {
+            runs[2].push(with_cpu(maestra, || load(&chat_url, &direct_body, rate)));
+            runs[3].push(with_cpu(maestra, || load(&core_url, &new_body, rate)));
+            runs[4].push(with_cpu(maestra, || {
                 run_oha(&core_url, Body::Lines(&many), rate, None)
             }));
             let body = continued(&format!("bench-{rate}-{round}"));
-            runs[4].push(with_cpu(maestra, || load(&core_url, &body, rate)));
+            runs[5].push(with_cpu(maestra, || load(&core_url, &body, rate)));
         }
         let rss = rss_kib(child.id());
         let bases = [rounds_of(&runs[0]), rounds_of(&runs[1])];
