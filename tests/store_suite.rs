@@ -1304,8 +1304,10 @@ async fn sqlite_messages_survive_the_move_to_the_clustered_table() {
             .execute(&pool)
             .await
             .unwrap();
-            // Interleaved with the other conversation's rows, as turns arrive.
-            for seq in 0..n {
+        }
+        // Interleaved, as turns of several conversations arrive.
+        for seq in 0..30 {
+            for id in ["a", "b"].into_iter().filter(|id| *id == "a" || seq < 3) {
                 sqlx::query(
                     "INSERT INTO messages (conversation_id, seq, id, role, content, timestamp)
                      VALUES (?1, ?2, ?3, 'user', ?4, 1)",
@@ -1327,6 +1329,22 @@ async fn sqlite_messages_survive_the_move_to_the_clustered_table() {
     }
 
     let store = SqliteStore::open(&path).await.unwrap();
+    let schema = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(&path).read_only(true))
+        .await
+        .unwrap();
+    let (kind,): (String,) = sqlx::query_as(
+        "SELECT group_concat(sql, ';') FROM sqlite_master WHERE name LIKE 'messages%'",
+    )
+    .fetch_one(&schema)
+    .await
+    .unwrap();
+    schema.close().await;
+    assert!(
+        kind.contains("WITHOUT ROWID") && !kind.contains("messages_clustered"),
+        "migration 5 did not run: {kind}"
+    );
     let a = store.conversation_get("a").await.unwrap().unwrap();
     let ids: Vec<String> = a.messages.iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids, (0..30).map(|s| format!("a-{s}")).collect::<Vec<_>>());

@@ -16,8 +16,13 @@ CREATE TABLE messages_clustered (
     PRIMARY KEY (conversation_id, seq)
 ) WITHOUT ROWID;
 
+-- In key order, so the new tree is built densely. A message whose conversation is gone (only a
+-- write with foreign keys off could leave one) has no place in it and is dropped with the old
+-- table.
 INSERT INTO messages_clustered (conversation_id, seq, id, role, content, surface, mode, timestamp, meta)
-    SELECT conversation_id, seq, id, role, content, surface, mode, timestamp, meta FROM messages;
+    SELECT conversation_id, seq, id, role, content, surface, mode, timestamp, meta FROM messages
+    WHERE conversation_id IN (SELECT id FROM conversations)
+    ORDER BY conversation_id, seq;
 
 -- The old pages are zeroed as they are freed (`secure_delete`), so no copy of a message is
 -- left behind in the file.
