@@ -273,7 +273,18 @@ fn core(upstream: SocketAddr) {
     // The same pipeline without the conversation store (stateless OpenAI route, model priced
     // 0 so no ledger either): what Maestra adds before any storage.
     let chat_url = format!("http://{addr}/v1/chat/completions");
-    let question = "what is on my calendar today?";
+    // `MAESTRA_BENCH_MESSAGE_BYTES=1500` pads the question (and so the stored turns and the
+    // history sent upstream) to that size: replies and notes are often longer than one line.
+    let mut question = "what is on my calendar today?".to_string();
+    if let Some(bytes) = std::env::var("MAESTRA_BENCH_MESSAGE_BYTES")
+        .ok()
+        .and_then(|b| b.parse::<usize>().ok())
+    {
+        while question.len() < bytes {
+            question.push_str(" and then?");
+        }
+    }
+    let question = question.as_str();
     let direct_body =
         json!({"model": "llama3.2", "messages": [{"role": "user", "content": question}]});
     // What Maestra sends upstream for a continued turn: 20 earlier messages and the new one.
