@@ -326,34 +326,64 @@ fn core(upstream: SocketAddr) {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut cpu_rows = Vec::new();
-    // Each run's name and the run its added latency is measured against.
-    let names = [
-        ("direct", 0),
-        ("direct, 21 messages", 1),
-        ("no store: /v1/chat/completions", 0),
-        ("new conversation", 0),
-        ("continued, 1,000 conversations", 1),
-        ("continued, one conversation", 1),
+    /// A run of the table: its name, the direct run its added latency is measured against
+    /// (0 or 1), whether Maestra serves it, and what it sends at a rate in a round.
+    type Load<'a> = Box<dyn Fn(u32, usize) -> Run + 'a>;
+    let table: [(&str, usize, bool, Load); 6] = [
+        (
+            "direct",
+            0,
+            false,
+            Box::new(|rate, _| load(&direct_url, &direct_body, rate)),
+        ),
+        (
+            "direct, 21 messages",
+            1,
+            false,
+            Box::new(|rate, _| load(&direct_url, &direct_history_body, rate)),
+        ),
+        (
+            "no store: /v1/chat/completions",
+            0,
+            true,
+            Box::new(|rate, _| load(&chat_url, &direct_body, rate)),
+        ),
+        (
+            "new conversation",
+            0,
+            true,
+            Box::new(|rate, _| load(&core_url, &new_body, rate)),
+        ),
+        (
+            "continued, 1,000 conversations",
+            1,
+            true,
+            Box::new(|rate, _| run_oha(&core_url, Body::Lines(&many), rate, None)),
+        ),
+        (
+            "continued, one conversation",
+            1,
+            true,
+            Box::new(|rate, round| {
+                load(
+                    &core_url,
+                    &continued(&format!("bench-{rate}-{round}")),
+                    rate,
+                )
+            }),
+        ),
     ];
     for rate in rates() {
         let mut runs: [Vec<(Run, Cpu)>; 6] = Default::default();
-        let maestra = Some(child.id());
         for round in 0..rounds {
-            runs[0].push(with_cpu(None, || load(&direct_url, &direct_body, rate)));
-            runs[1].push(with_cpu(None, || {
-                load(&direct_url, &direct_history_body, rate)
-            }));
-            runs[2].push(with_cpu(maestra, || load(&chat_url, &direct_body, rate)));
-            runs[3].push(with_cpu(maestra, || load(&core_url, &new_body, rate)));
-            runs[4].push(with_cpu(maestra, || {
-                run_oha(&core_url, Body::Lines(&many), rate, None)
-            }));
-            let body = continued(&format!("bench-{rate}-{round}"));
-            runs[5].push(with_cpu(maestra, || load(&core_url, &body, rate)));
+            for ((_, _, served, send), runs) in table.iter().zip(&mut runs) {
+                let pid = served.then(|| child.id());
+                runs.push(with_cpu(pid, || send(rate, round)));
+            }
         }
         let rss = rss_kib(child.id());
         let bases = [rounds_of(&runs[0]), rounds_of(&runs[1])];
-        for ((name, base), runs) in names.iter().zip(&runs) {
+        for ((name, base, _, _), runs) in table.iter().zip(&runs) {
             let (r, base) = (rounds_of(runs), &bases[*base]);
             println!(
                 "| {rate}/s | {name} | {:.3} ms | {:.3} ms | {:+.3} ms | {:+.3} ms | {} | {} / {} ({:.0} req/s) | {:.1} MiB |",
