@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use time::{Date, OffsetDateTime, Time};
 
-use super::ledger::{Limit, Micros, Period, Reservation, ReserveOutcome, Scope, to_micros, to_usd};
+use super::ledger::{
+    Limit, Micros, Period, Reservation, ReserveOutcome, Scope, to_micros, to_usd,
+};
 use super::pricing::Pricing;
 use crate::config::{Config, CostConfig};
 use crate::error::{Error, Result};
@@ -128,11 +130,10 @@ impl Budget {
 
     /// The most a (capped) request can cost: every prompt byte a token, the full output cap.
     fn worst_case(&self, route: &Route, req: &ChatRequest) -> Micros {
-        let prompt: u64 = req
-            .messages
-            .iter()
-            .map(|m| m.content.len() as u64 + MESSAGE_OVERHEAD)
-            .sum();
+        let prompt = req.messages.iter().fold(0u64, |sum, m| {
+            let bytes = u64::try_from(m.content.len()).unwrap_or(u64::MAX);
+            sum.saturating_add(bytes.saturating_add(MESSAGE_OVERHEAD))
+        });
         let usage = Usage {
             prompt_tokens: prompt,
             completion_tokens: req.max_tokens.unwrap_or(self.cost.max_output_tokens),

@@ -7,8 +7,36 @@ use serde::Serialize;
 /// One millionth of a US dollar.
 pub type Micros = i64;
 
+/// The most any amount can be: a charge, a hold, a limit, a running total. One billion USD,
+/// far above any real budget, and far enough below `i64::MAX` (about 9,200 times) that the
+/// sum of a few capped amounts can never overflow, in Rust or in either database's BIGINT.
+/// Every amount that enters the ledger is clamped to `0..=MAX_MICROS` first, so arithmetic
+/// on numbers a client, an upstream or a configuration sent can neither wrap around nor turn
+/// a SQLite integer column into a float.
+pub const MAX_MICROS: Micros = 1_000_000_000_000_000;
+
+/// An amount as the ledger may hold it: never negative, never above [`MAX_MICROS`].
+pub fn clamp(amount: Micros) -> Micros {
+    amount.clamp(0, MAX_MICROS)
+}
+
+/// `a + b` in the ledger's range: saturating, then clamped, so it can never wrap.
+pub fn add(a: Micros, b: Micros) -> Micros {
+    clamp(a.saturating_add(b))
+}
+
+/// A USD amount from a configuration or an imported file, or `None` when it is not a finite
+/// number in `0..=MAX_MICROS` micro-USD: such a value is refused where it enters, not rounded.
+pub fn checked_micros(usd: f64) -> Option<Micros> {
+    let micros = (usd * 1_000_000.0).round();
+    // The float comparison happens before the cast, so the cast is exact and cannot saturate.
+    (micros.is_finite() && (0.0..=MAX_MICROS as f64).contains(&micros)).then_some(micros as Micros)
+}
+
+/// A USD amount clamped into the ledger's range (NaN counts as 0): for values already
+/// validated where they entered, so a slip elsewhere cannot reach the arithmetic.
 pub fn to_micros(usd: f64) -> Micros {
-    (usd * 1_000_000.0).round() as Micros
+    checked_micros(usd).unwrap_or(if usd > 0.0 { MAX_MICROS } else { 0 })
 }
 
 pub fn to_usd(m: Micros) -> f64 {
@@ -61,6 +89,24 @@ pub struct Usage {
     pub reserved: Micros,
 }
 
+impl Usage {
+    /// Whether `amount` more still fits under `limit`. Saturating, so no pair of values can
+    /// wrap around into a pass; the limit is clamped like every amount, so what it admits
+    /// can always be counted exactly.
+    pub fn admits(&self, amount: Micros, limit: Micros) -> bool {
+        self.spent
+            .saturating_add(self.reserved)
+            .saturating_add(amount)
+            <= clamp(limit)
+    }
+
+    /// Applies a change of spent and held amounts, keeping both in `0..=MAX_MICROS`.
+    pub fn apply(&mut self, spent: Micros, reserved: Micros) {
+        self.spent = add(self.spent, spent);
+        self.reserved = add(self.reserved, reserved);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveOutcome {
     Reserved(i64),
@@ -74,4 +120,24 @@ pub struct Charge {
     pub model: String,
     pub user_id: Option<String>,
     pub spent: Micros,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_stay_in_range() {
+        assert_eq!(add(MAX_MICROS, MAX_MICROS), MAX_MICROS);
+        assert_eq!(add(i64::MAX, i64::MAX), MAX_MICROS);
+        assert_eq!(add(5, -10), 0);
+        assert_eq!(checked_micros(1.5), Some(1_500_000));
+        assert_eq!(checked_micros(-0.01), None);
+        assert_eq!(checked_micros(f64::NAN), None);
+        assert_eq!(checked_micros(f64::INFINITY), None);
+        assert_eq!(checked_micros(1e10), None);
+        assert_eq!(to_micros(1e300), MAX_MICROS);
+        assert_eq!(to_micros(f64::NAN), 0);
+        assert_eq!(to_micros(-5.0), 0);
+    }
 }

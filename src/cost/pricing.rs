@@ -7,44 +7,66 @@
 
 use std::collections::BTreeMap;
 
-use super::ledger::Micros;
+use super::ledger::{MAX_MICROS, Micros};
 use crate::config::PriceConfig;
 use crate::providers::{Provider, Usage};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A price in integer nano-USD per token (USD per million tokens × 1,000), so that cost
+/// arithmetic is exact integer arithmetic and a price cannot be NaN, negative or infinite.
+/// A thousandth of a dollar per million tokens is finer than any published price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Price {
-    pub input_per_million: f64,
-    pub output_per_million: f64,
+    pub input_nanos_per_token: u64,
+    pub output_nanos_per_token: u64,
 }
 
-const fn p(input_per_million: f64, output_per_million: f64) -> Price {
+/// The highest price accepted: one million USD per million tokens (a dollar a token).
+pub const MAX_USD_PER_MILLION: f64 = 1_000_000.0;
+
+/// USD per million tokens as nano-USD per token, rounded up (a guardrail never under-counts);
+/// `None` when it is not a finite number in `0..=MAX_USD_PER_MILLION`.
+pub fn checked_nanos(usd_per_million: f64) -> Option<u64> {
+    let nanos = (usd_per_million * 1_000.0).ceil();
+    (usd_per_million.is_finite() && (0.0..=MAX_USD_PER_MILLION * 1_000.0).contains(&nanos))
+        // In range and finite, so the cast is exact.
+        .then_some(nanos as u64)
+}
+
+/// A configured price, already validated where the configuration was read; anything that
+/// slipped through is priced at the maximum rather than free.
+fn nanos(usd_per_million: f64) -> u64 {
+    checked_nanos(usd_per_million).unwrap_or((MAX_USD_PER_MILLION * 1_000.0) as u64)
+}
+
+const fn p(input_per_million_thousandths: u64, output_per_million_thousandths: u64) -> Price {
     Price {
-        input_per_million,
-        output_per_million,
+        input_nanos_per_token: input_per_million_thousandths,
+        output_nanos_per_token: output_per_million_thousandths,
     }
 }
 
+/// Built-in prices in thousandths of a USD per million tokens (`p(150, 600)`: $0.15 / $0.60).
 const TABLE: &[(&str, Price)] = &[
-    ("gpt-4o-mini", p(0.15, 0.60)),
-    ("gpt-4o", p(2.50, 10.00)),
-    ("gpt-4.1-nano", p(0.10, 0.40)),
-    ("gpt-4.1-mini", p(0.40, 1.60)),
-    ("gpt-4.1", p(2.00, 8.00)),
-    ("gpt-4-turbo", p(10.00, 30.00)),
-    ("gpt-3.5-turbo", p(0.50, 1.50)),
-    ("o1-mini", p(1.10, 4.40)),
-    ("o1", p(15.00, 60.00)),
-    ("o3-mini", p(1.10, 4.40)),
-    ("o3", p(2.00, 8.00)),
-    ("o4-mini", p(1.10, 4.40)),
-    ("claude-3-5-haiku", p(0.80, 4.00)),
-    ("claude-3-haiku", p(0.25, 1.25)),
-    ("claude-haiku-4", p(1.00, 5.00)),
-    ("claude-3-5-sonnet", p(3.00, 15.00)),
-    ("claude-3-7-sonnet", p(3.00, 15.00)),
-    ("claude-sonnet-4", p(3.00, 15.00)),
-    ("claude-opus-4", p(15.00, 75.00)),
-    ("claude-3-opus", p(15.00, 75.00)),
+    ("gpt-4o-mini", p(150, 600)),
+    ("gpt-4o", p(2500, 10000)),
+    ("gpt-4.1-nano", p(100, 400)),
+    ("gpt-4.1-mini", p(400, 1600)),
+    ("gpt-4.1", p(2000, 8000)),
+    ("gpt-4-turbo", p(10000, 30000)),
+    ("gpt-3.5-turbo", p(500, 1500)),
+    ("o1-mini", p(1100, 4400)),
+    ("o1", p(15000, 60000)),
+    ("o3-mini", p(1100, 4400)),
+    ("o3", p(2000, 8000)),
+    ("o4-mini", p(1100, 4400)),
+    ("claude-3-5-haiku", p(800, 4000)),
+    ("claude-3-haiku", p(250, 1250)),
+    ("claude-haiku-4", p(1000, 5000)),
+    ("claude-3-5-sonnet", p(3000, 15000)),
+    ("claude-3-7-sonnet", p(3000, 15000)),
+    ("claude-sonnet-4", p(3000, 15000)),
+    ("claude-opus-4", p(15000, 75000)),
+    ("claude-3-opus", p(15000, 75000)),
 ];
 
 /// The built-in table with the configuration's entries on top.
@@ -68,14 +90,15 @@ impl Pricing {
             .map(|(name, price)| (name.to_string(), *price))
             .collect();
         entries.extend(
-            overrides
-                .iter()
-                .map(|(name, c)| (name.clone(), p(c.input_per_million, c.output_per_million))),
+            overrides.iter().map(|(name, c)| {
+                let price = p(nanos(c.input_per_million), nanos(c.output_per_million));
+                (name.clone(), price)
+            }),
         );
-        let fallback = entries.iter().fold(p(0.0, 0.0), |acc, (_, x)| {
+        let fallback = entries.iter().fold(p(0, 0), |acc, (_, x)| {
             p(
-                acc.input_per_million.max(x.input_per_million),
-                acc.output_per_million.max(x.output_per_million),
+                acc.input_nanos_per_token.max(x.input_nanos_per_token),
+                acc.output_nanos_per_token.max(x.output_nanos_per_token),
             )
         });
         Pricing { entries, fallback }
@@ -84,7 +107,7 @@ impl Pricing {
     /// The price of a model on a provider.
     pub fn price(&self, provider: Provider, model: &str) -> Price {
         if provider == Provider::Local {
-            return p(0.0, 0.0);
+            return p(0, 0);
         }
         self.entries
             .iter()
@@ -93,13 +116,15 @@ impl Pricing {
             .map_or(self.fallback, |(_, price)| *price)
     }
 
-    /// What `usage` costs, in micro-USD, rounded up: a guardrail never under-counts.
+    /// What `usage` costs, in micro-USD, rounded up: a guardrail never under-counts. Exact
+    /// integer arithmetic in 128 bits (tokens < 2^64 times nanos < 2^30 cannot overflow),
+    /// capped at [`MAX_MICROS`], so no token count from a client or an upstream can wrap.
     pub fn cost(&self, provider: Provider, model: &str, usage: Usage) -> Micros {
         let price = self.price(provider, model);
-        // USD per million tokens is exactly micro-USD per token.
-        (usage.prompt_tokens as f64 * price.input_per_million
-            + usage.completion_tokens as f64 * price.output_per_million)
-            .ceil() as Micros
+        let nanos = u128::from(usage.prompt_tokens) * u128::from(price.input_nanos_per_token)
+            + u128::from(usage.completion_tokens) * u128::from(price.output_nanos_per_token);
+        let micros = nanos.div_ceil(1_000).min(MAX_MICROS as u128);
+        Micros::try_from(micros).unwrap_or(MAX_MICROS)
     }
 }
 
@@ -112,14 +137,14 @@ mod tests {
         let t = Pricing::default();
         assert_eq!(
             t.price(Provider::OpenAi, "gpt-4o-mini-2024-07-18"),
-            p(0.15, 0.60)
+            p(150, 600)
         );
         assert_eq!(
             t.price(Provider::OpenAi, "gpt-4o-2024-08-06"),
-            p(2.50, 10.00)
+            p(2_500, 10_000)
         );
-        assert_eq!(t.price(Provider::Local, "gpt-4o"), p(0.0, 0.0));
-        assert_eq!(t.price(Provider::OpenAi, "gpt-9-ultra"), p(15.00, 75.00));
+        assert_eq!(t.price(Provider::Local, "gpt-4o"), p(0, 0));
+        assert_eq!(t.price(Provider::OpenAi, "gpt-9-ultra"), p(15_000, 75_000));
         let u = Usage {
             prompt_tokens: 1_000_000,
             completion_tokens: 1_000_000,
@@ -143,6 +168,33 @@ mod tests {
             completion_tokens: 5,
         };
         assert_eq!(t.cost(Provider::OpenAi, "gpt-4o-mini", u), 5000);
-        assert_eq!(t.price(Provider::OpenAi, "gpt-4o"), p(2.50, 10.00));
+        assert_eq!(t.price(Provider::OpenAi, "gpt-4o"), p(2_500, 10_000));
+    }
+
+    #[test]
+    fn any_token_count_costs_at_most_the_cap() {
+        let t = Pricing::default();
+        let u = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+        };
+        assert_eq!(t.cost(Provider::OpenAi, "o1", u), MAX_MICROS);
+        let one = Usage {
+            prompt_tokens: 0,
+            completion_tokens: 1,
+        };
+        // 0.60 USD per million output tokens: 0.6 micro-USD, rounded up.
+        assert_eq!(t.cost(Provider::OpenAi, "gpt-4o-mini", one), 1);
+    }
+
+    #[test]
+    fn prices_outside_the_range_are_refused() {
+        assert_eq!(checked_nanos(0.15), Some(150));
+        assert_eq!(checked_nanos(0.0001), Some(1));
+        assert_eq!(checked_nanos(-1.0), None);
+        assert_eq!(checked_nanos(f64::NAN), None);
+        assert_eq!(checked_nanos(f64::INFINITY), None);
+        assert_eq!(checked_nanos(2e6), None);
+        assert_eq!(checked_nanos(1e6), Some(1_000_000_000));
     }
 }

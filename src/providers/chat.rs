@@ -22,6 +22,25 @@ const PASSED_OPTIONS: &[&str] = &[
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Most messages accepted in one request.
 pub const MAX_MESSAGES: usize = 1_000;
+/// The largest `max_tokens` accepted: above any model's output window, and small enough that
+/// the worst case of a request is plain integer arithmetic. A larger value is a 400 naming the
+/// field, not a cap applied silently.
+pub const MAX_TOKENS: u64 = 1_000_000;
+/// Tokens an upstream may report for one call, at most. A larger (or negative, fractional,
+/// non-numeric) count is not a usage report anyone can bill from: the call is charged its
+/// reservation instead (see [`Usage::reported`]).
+pub const MAX_REPORTED_TOKENS: u64 = 100_000_000;
+
+/// Numeric sampling options and the range each must be in (OpenAI's documented ranges).
+const OPTION_RANGES: &[(&str, f64, f64)] = &[
+    ("temperature", 0.0, 2.0),
+    ("top_p", 0.0, 1.0),
+    ("presence_penalty", -2.0, 2.0),
+    ("frequency_penalty", -2.0, 2.0),
+];
+/// Most `stop` sequences, and longest one in bytes.
+const MAX_STOPS: usize = 4;
+const MAX_STOP_BYTES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {
@@ -45,7 +64,16 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+
+    /// A count from an upstream's usage report, or `None` when the field is present but is
+    /// not a whole number in `0..=MAX_REPORTED_TOKENS` (a missing field counts as 0).
+    pub fn reported_count(v: Option<&Value>) -> Option<u64> {
+        match v {
+            None | Some(Value::Null) => Some(0),
+            Some(v) => v.as_u64().filter(|n| *n <= MAX_REPORTED_TOKENS),
+        }
     }
 }
 
@@ -89,22 +117,14 @@ impl ChatRequest {
             .enumerate()
             .map(|(i, m)| message(i, m))
             .collect::<Result<Vec<_>>>()?;
-        let max_tokens = match body
-            .get("max_completion_tokens")
-            .or_else(|| body.get("max_tokens"))
-        {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| bad("`max_tokens` must be a positive integer"))?,
-            ),
-        };
-        let options = PASSED_OPTIONS
+        let max_tokens = max_tokens(body, "max_completion_tokens")?
+            .or(max_tokens(body, "max_tokens")?);
+        let options: Map<String, Value> = PASSED_OPTIONS
             .iter()
             .filter_map(|k| body.get(*k).map(|v| ((*k).to_string(), v.clone())))
             .filter(|(_, v)| !v.is_null())
             .collect();
+        check_options(&options)?;
         Ok(ChatRequest {
             model,
             messages,
@@ -112,6 +132,54 @@ impl ChatRequest {
             options,
         })
     }
+}
+
+/// An output cap, range-checked where it enters: a value the worst-case arithmetic could not
+/// take is refused naming the field the client sent.
+fn max_tokens(body: &Map<String, Value>, field: &str) -> Result<Option<u64>> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=MAX_TOKENS).contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                bad(&format!(
+                    "`{field}` must be an integer from 1 to {MAX_TOKENS}"
+                ))
+            }),
+    }
+}
+
+/// The passed-on sampling options, each of the type and in the range the providers document,
+/// so a value no provider would accept is a 400 here rather than a paid round trip.
+fn check_options(options: &Map<String, Value>) -> Result<()> {
+    for (name, lo, hi) in OPTION_RANGES {
+        if let Some(v) = options.get(*name)
+            && !v.as_f64().is_some_and(|x| (*lo..=*hi).contains(&x))
+        {
+            return Err(bad(&format!("`{name}` must be a number from {lo} to {hi}")));
+        }
+    }
+    if let Some(v) = options.get("seed")
+        && v.as_i64().is_none()
+    {
+        return Err(bad("`seed` must be an integer in the signed 64-bit range"));
+    }
+    if let Some(v) = options.get("stop") {
+        let ok = |s: &Value| s.as_str().is_some_and(|s| s.len() <= MAX_STOP_BYTES);
+        let valid = match v {
+            Value::String(_) => ok(v),
+            Value::Array(a) => a.len() <= MAX_STOPS && a.iter().all(ok),
+            _ => false,
+        };
+        if !valid {
+            return Err(bad(&format!(
+                "`stop` must be a string or at most {MAX_STOPS} strings of at most {MAX_STOP_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn message(i: usize, m: &Value) -> Result<ChatMessage> {
@@ -206,6 +274,30 @@ mod tests {
             (
                 json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}),
                 "max_tokens",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 18446744073709551615u64}),
+                "max_tokens",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 1.5}),
+                "max_completion_tokens",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 1e300}),
+                "temperature",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": "1"}),
+                "top_p",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": 1e30}),
+                "seed",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}),
+                "stop",
             ),
         ] {
             let err = parse(body).unwrap_err().to_string();

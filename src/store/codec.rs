@@ -83,16 +83,37 @@ pub(super) fn value_rows(rows: usize, cols: usize, dollar: bool) -> String {
     (0..rows).map(group).collect::<Vec<_>>().join(", ")
 }
 
-/// `INSERT ... ON CONFLICT DO UPDATE` adding to `rows` totals rows at once; binds per row:
-/// scope, period, spent, reserved. `dollar` numbers the bind parameters ($1, $2, ...) for PostgreSQL.
-pub(super) fn upsert_totals_sql(rows: usize, dollar: bool) -> String {
-    format!(
-        "INSERT INTO cost_totals (scope, period, spent, reserved) VALUES {}
-         ON CONFLICT (scope, period) DO UPDATE
-         SET spent = cost_totals.spent + excluded.spent,
-             reserved = cost_totals.reserved + excluded.reserved",
-        value_rows(rows, 4, dollar)
-    )
+/// Two statements that add to `rows` totals rows at once, run in order with the same binds
+/// per row: scope, period, spent, reserved. The first makes sure every row exists (at 0), the
+/// second adds the changes. `dollar` numbers the bind parameters ($1, $2, ...) for PostgreSQL.
+///
+/// Every total stays in `0..=MAX_MICROS` in the database as in memory: the sum is clamped, so
+/// neither database can overflow (PostgreSQL's `bigint out of range`) or turn the column into
+/// a float (SQLite's integer overflow), and a release can never leave a negative hold. Two
+/// statements because an upsert checks the proposed row, a negative change, against the
+/// table's range constraint before it finds the row to update.
+pub(super) fn totals_sql(rows: usize, dollar: bool) -> [String; 2] {
+    let (min, max) = if dollar {
+        ("LEAST", "GREATEST")
+    } else {
+        ("MIN", "MAX")
+    };
+    let cap = crate::cost::ledger::MAX_MICROS;
+    let values = value_rows(rows, 4, dollar);
+    [
+        format!(
+            "INSERT INTO cost_totals (scope, period, spent, reserved)
+             SELECT v.column1, v.column2, 0, 0 FROM (VALUES {values}) AS v WHERE true
+             ON CONFLICT (scope, period) DO NOTHING"
+        ),
+        format!(
+            "UPDATE cost_totals
+             SET spent = {min}({max}(spent + CAST(v.column3 AS BIGINT), 0), {cap}),
+                 reserved = {min}({max}(reserved + CAST(v.column4 AS BIGINT), 0), {cap})
+             FROM (VALUES {values}) AS v
+             WHERE cost_totals.scope = v.column1 AND cost_totals.period = v.column2"
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -143,16 +143,18 @@ pub trait Store: Send + Sync {
     /// "forget" holds for someone reading the files afterwards.
     async fn scrub(&self) -> Result<()>;
 
-    /// Checks every limit and records the reservation in one serialised transaction, so
-    /// concurrent reservations (from any instance sharing the store) can never together pass a
-    /// limit. Returns the reservation's id, or the first limit it would exceed.
+    /// Checks every limit and records the reservation atomically with the check (serialised
+    /// in memory for the embedded store, under an advisory lock for PostgreSQL), so concurrent
+    /// reservations (from any instance sharing the store) can never together pass a limit.
+    /// Returns the reservation's id, or the first limit it would exceed. Any amount is
+    /// accepted: it is clamped into `0..=MAX_MICROS` first, so no total can overflow.
     async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome>;
     /// Releases reservations left open by a previous run of the server; called once at start
     /// by `maestra serve`. Stores that sweep stale reservations themselves need nothing.
     async fn cost_recover(&self) -> Result<()> {
         Ok(())
     }
-    /// Turns a reservation into a charge of `spent`.
+    /// Turns a reservation into a charge of `spent`, clamped into `0..=` the amount it held.
     async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()>;
     /// Drops a reservation whose call failed: nothing was spent.
     async fn cost_release(&self, id: i64) -> Result<()>;

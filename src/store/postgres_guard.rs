@@ -5,10 +5,10 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::ApiKeyRecord;
-use super::codec::{scope_key, scopes, upsert_totals_sql};
+use super::codec::{scope_key, scopes, totals_sql};
 use super::postgres::PostgresStore;
 use crate::cost::ledger::{
-    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
+    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage, clamp,
 };
 use crate::error::{Error, Result};
 
@@ -45,14 +45,15 @@ async fn bump(
     reserved: Micros,
 ) -> Result<()> {
     let scopes = scopes(row.user_id.as_deref(), row.key_id.as_deref());
-    let sql = upsert_totals_sql(scopes.len() * 2, true);
-    let mut q = sqlx::query(&sql);
-    for scope in &scopes {
-        for period in [&row.day, &row.month] {
-            q = q.bind(scope).bind(period).bind(spent).bind(reserved);
+    for sql in totals_sql(scopes.len() * 2, true) {
+        let mut q = sqlx::query(&sql);
+        for scope in &scopes {
+            for period in [&row.day, &row.month] {
+                q = q.bind(scope).bind(period).bind(spent).bind(reserved);
+            }
         }
+        q.execute(&mut *conn).await?;
     }
-    q.execute(conn).await?;
     Ok(())
 }
 
@@ -125,6 +126,7 @@ impl PostgresStore {
         r: &Reservation<'_>,
         limits: &[Limit],
     ) -> Result<ReserveOutcome> {
+        let amount = clamp(r.amount);
         let mut tx = self.begin_ledger().await?;
         for limit in limits {
             let period = match limit.period {
@@ -132,13 +134,13 @@ impl PostgresStore {
                 Period::Monthly => r.month,
             };
             let mut usage = usage_in(&mut tx, &limit.scope, period).await?;
-            if usage.spent + usage.reserved + r.amount > limit.limit {
+            if !usage.admits(amount, limit.limit) {
                 // Holds of requests that died may be in the way: drop them and look again.
                 // Only a refusal pays for this, never the common case.
                 sweep(&mut tx, r.stale_before_ms).await?;
                 usage = usage_in(&mut tx, &limit.scope, period).await?;
             }
-            if usage.spent + usage.reserved + r.amount > limit.limit {
+            if !usage.admits(amount, limit.limit) {
                 tx.rollback().await?;
                 return Ok(ReserveOutcome::Exceeded {
                     limit: limit.clone(),
@@ -156,7 +158,7 @@ impl PostgresStore {
         .bind(r.key_id)
         .bind(r.model)
         .bind(r.provider)
-        .bind(r.amount)
+        .bind(amount)
         .bind(r.now_ms)
         .fetch_one(&mut *tx)
         .await?;
@@ -166,16 +168,20 @@ impl PostgresStore {
             month: r.month.into(),
             user_id: r.user_id.map(Into::into),
             key_id: r.key_id.map(Into::into),
-            reserved: r.amount,
+            reserved: amount,
         };
-        bump(&mut tx, &row, 0, r.amount).await?;
+        bump(&mut tx, &row, 0, amount).await?;
         tx.commit().await?;
         Ok(ReserveOutcome::Reserved(id))
     }
 
     pub(super) async fn settle(&self, id: i64, spent: Micros) -> Result<()> {
+        let spent = clamp(spent);
         let mut tx = self.begin_ledger().await?;
         if let Some(row) = open_row(&mut tx, id).await? {
+            // Never more than was held: the hold is the call's worst case, and a charge above
+            // it could take a scope past its limit after the check that admitted the call.
+            let spent = spent.min(row.reserved);
             sqlx::query(
                 "UPDATE cost_ledger SET spent = $2, reserved = 0, settled = TRUE WHERE id = $1",
             )
@@ -229,6 +235,7 @@ impl PostgresStore {
     }
 
     pub(super) async fn import_spend(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
+        let spent = clamp(spent);
         let month = day.get(..7).unwrap_or(day);
         let mut tx = self.begin_ledger().await?;
         let done = sqlx::query(

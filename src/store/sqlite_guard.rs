@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::ApiKeyRecord;
-use super::codec::upsert_totals_sql;
+use super::codec::totals_sql;
 use super::sqlite::SqliteStore;
 use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 use crate::error::{Error, Result};
@@ -71,6 +71,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn import_spend(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
+        let spent = crate::cost::ledger::clamp(spent);
         let month = day.get(..7).unwrap_or(day);
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
@@ -87,18 +88,19 @@ impl SqliteStore {
         .await?;
         let inserted = done.rows_affected() == 1;
         if inserted {
-            let sql = upsert_totals_sql(2, false);
-            sqlx::query(&sql)
-                .bind("global")
-                .bind(day)
-                .bind(spent)
-                .bind(0_i64)
-                .bind("global")
-                .bind(month)
-                .bind(spent)
-                .bind(0_i64)
-                .execute(&mut *tx)
-                .await?;
+            for sql in totals_sql(2, false) {
+                sqlx::query(&sql)
+                    .bind("global")
+                    .bind(day)
+                    .bind(spent)
+                    .bind(0_i64)
+                    .bind("global")
+                    .bind(month)
+                    .bind(spent)
+                    .bind(0_i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         self.ledger().invalidate(&[day, month]).await;

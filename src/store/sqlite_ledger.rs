@@ -14,8 +14,10 @@ use sqlx::Row as _;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::codec::{scope_key, scopes, upsert_totals_sql, value_rows};
-use crate::cost::ledger::{Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage};
+use super::codec::{scope_key, scopes, totals_sql, value_rows};
+use crate::cost::ledger::{
+    Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage, clamp,
+};
 use crate::error::{Error, Result};
 
 /// Changes waiting to be written, at most; a full queue makes callers wait.
@@ -135,9 +137,7 @@ impl MemLedger {
         reserved: Micros,
     ) -> Result<()> {
         for key in row.keys() {
-            let t = self.total(st, &key).await?;
-            t.spent += spent;
-            t.reserved += reserved;
+            self.total(st, &key).await?.apply(spent, reserved);
         }
         Ok(())
     }
@@ -150,6 +150,7 @@ impl MemLedger {
     }
 
     pub async fn reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome> {
+        let amount = clamp(r.amount);
         let mut st = self.state.lock().await;
         for limit in limits {
             let period = match limit.period {
@@ -158,12 +159,12 @@ impl MemLedger {
             };
             let key = (scope_key(&limit.scope), period.to_string());
             let mut usage = *self.total(&mut st, &key).await?;
-            if usage.spent + usage.reserved + r.amount > limit.limit {
+            if !usage.admits(amount, limit.limit) {
                 // Holds of requests that died may be in the way: only a refusal pays for this.
                 self.sweep(&mut st, r.stale_before_ms).await?;
                 usage = *self.total(&mut st, &key).await?;
             }
-            if usage.spent + usage.reserved + r.amount > limit.limit {
+            if !usage.admits(amount, limit.limit) {
                 return Ok(ReserveOutcome::Exceeded {
                     limit: limit.clone(),
                     usage,
@@ -177,10 +178,10 @@ impl MemLedger {
             key_id: r.key_id.map(Into::into),
             model: r.model.into(),
             provider: r.provider.into(),
-            reserved: r.amount,
+            reserved: amount,
             created_at: r.now_ms,
         };
-        self.apply(&mut st, &row, 0, r.amount).await?;
+        self.apply(&mut st, &row, 0, amount).await?;
         let id = st.next_id;
         st.next_id += 1;
         st.open.insert(id, row.clone());
@@ -189,10 +190,14 @@ impl MemLedger {
     }
 
     pub async fn settle(&self, id: i64, spent: Micros) -> Result<()> {
+        let spent = clamp(spent);
         let mut st = self.state.lock().await;
         let Some(row) = st.open.remove(&id) else {
             return Ok(());
         };
+        // Never more than was held: the hold is the call's worst case, and a charge above it
+        // could take a scope past its limit after the check that admitted the call.
+        let spent = spent.min(row.reserved);
         self.apply(&mut st, &row, spent, -row.reserved).await?;
         self.send(Op::Settle { id, spent, row }).await
     }
@@ -264,7 +269,8 @@ async fn release_leftovers(writer: &SqlitePool) -> Result<()> {
             created_at: 0,
         };
         for key in row.keys() {
-            deltas.entry(key).or_default().1 -= row.reserved;
+            let d = deltas.entry(key).or_default();
+            d.1 = d.1.saturating_sub(row.reserved);
         }
     }
     sqlx::query("DELETE FROM cost_ledger WHERE settled = 0")
@@ -282,12 +288,13 @@ async fn write_totals(
     let deltas: Vec<_> = deltas.into_iter().collect();
     // Four binds per row; SQLite allows 32,766 per statement.
     for chunk in deltas.chunks(1_000) {
-        let sql = upsert_totals_sql(chunk.len(), false);
-        let mut q = sqlx::query(&sql);
-        for ((scope, period), (spent, reserved)) in chunk {
-            q = q.bind(scope).bind(period).bind(*spent).bind(*reserved);
+        for sql in totals_sql(chunk.len(), false) {
+            let mut q = sqlx::query(&sql);
+            for ((scope, period), (spent, reserved)) in chunk {
+                q = q.bind(scope).bind(period).bind(*spent).bind(*reserved);
+            }
+            q.execute(&mut *conn).await?;
         }
-        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -356,8 +363,9 @@ fn fold(batch: &[Op]) -> Folded<'_> {
         };
         for key in row.keys() {
             let d = f.deltas.entry(key).or_default();
-            d.0 += spent;
-            d.1 += reserved;
+            // Saturating: a batch of 2,048 capped amounts cannot reach the i64 range anyway.
+            d.0 = d.0.saturating_add(spent);
+            d.1 = d.1.saturating_add(reserved);
         }
     }
     f
