@@ -494,3 +494,113 @@ async fn import_reads_the_seed_conversations_and_cost_tracker() {
         "{exported}"
     );
 }
+
+/// Issue 14: numbers a client sends cannot wrap the budget around. An output cap no ledger
+/// can take is a 400 naming the field; the largest accepted one is a worst case over the limit
+/// (402); calls held by a slow upstream that then fails count until they are released; and
+/// the ledger reads back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn numbers_from_a_client_cannot_wrap_the_budget() {
+    let (addr, mock) = mock::start().await;
+    let home = home_with(addr, PRICING, &[("MAESTRA_DAILY_COST_LIMIT", "0.05")]);
+    let mut server = Server::start(&home);
+    let c = client();
+    let ask = |body: Value| {
+        let req = c.post(server.url("/v1/chat/completions")).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    for (field, value) in [
+        ("max_tokens", json!(u64::MAX)),
+        ("max_tokens", json!(0)),
+        ("max_tokens", json!(-1)),
+        ("max_tokens", json!(2.5)),
+        ("max_completion_tokens", json!(1e300)),
+        ("max_completion_tokens", json!(1_000_001)),
+    ] {
+        let mut body = paid(false);
+        body.as_object_mut().unwrap().remove("max_tokens");
+        body[field] = value.clone();
+        let (status, err) = ask(body).await;
+        assert_eq!(status, 400, "{field}={value}: {err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{field}: {message}");
+    }
+    let mut biggest = paid(false);
+    biggest["max_tokens"] = json!(1_000_000);
+    let (status, err) = ask(biggest).await;
+    assert_eq!(status, 402, "{err}");
+    assert_eq!(err["error"]["code"], "cost_limit_exceeded");
+    assert_eq!(mock.requests().len(), 0, "nothing refused may go upstream");
+
+    // Ten calls hold the whole budget while the upstream takes 800 ms and then fails.
+    let failing = json!({"model": "gpt-4o-mini", "max_tokens": 5,
+                         "messages": [{"role": "user", "content": "mode:delay mode:500"}]});
+    let held = tokio::spawn({
+        let servers_url = server.url("/v1/chat/completions");
+        async move {
+            let c = client();
+            let calls = (0..10).map(|_| c.post(&servers_url).json(&failing).send());
+            futures_util::future::join_all(calls).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (statuses, _) = burst(&[&server], 5, &[], paid(false)).await;
+    assert_eq!(count(&statuses, 402), 5, "held budget must count: {statuses:?}");
+    for r in held.await.unwrap() {
+        assert!(r.unwrap().status().is_server_error());
+    }
+    // Released, not charged: exactly ten $0.005 calls fit afterwards.
+    let (statuses, _) = burst(&[&server], 20, &[], paid(false)).await;
+    assert_eq!(count(&statuses, 200), 10, "{statuses:?}");
+    assert_eq!(count(&statuses, 402), 10, "{statuses:?}");
+    let privacy: Value = c
+        .get(server.url("/api/privacy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(privacy["cost"]["daily"]["spent_usd"], 0.05);
+    assert_eq!(privacy["cost"]["daily"]["reserved_usd"], 0.0);
+
+    // The ledger reads back after a restart, and still refuses.
+    server.stop();
+    let server = Server::start(&home);
+    let report: Value =
+        serde_json::from_str(&home.ok(&["cost", "report", "--json"], b"")).unwrap();
+    assert_eq!(report["daily"]["spent_usd"], 0.05);
+    let resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&paid(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 402);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_refuses_amounts_the_ledger_cannot_hold() {
+    for amount in ["-1", "1e300", "2000000000", "\"5\""] {
+        let home = Home::new();
+        let seed = home.dir.path().join("seed");
+        std::fs::create_dir_all(seed.join("conversations")).unwrap();
+        std::fs::write(
+            seed.join("maestra_cost_tracker.json"),
+            format!(r#"{{"2025-12-28": {amount}, "2025-12-27": 1.0}}"#),
+        )
+        .unwrap();
+        let out = home.run(&["import", "--from", seed.to_str().unwrap()], b"");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("2025-12-28"), "{amount}: {text}");
+        let report = home.ok(&["cost", "report", "--days", "3650", "--by", "day"], b"");
+        assert!(!report.contains("2025-12-27"), "a bad file imports nothing: {report}");
+    }
+}

@@ -246,13 +246,14 @@ async fn import_cost_tracker(store: &dyn Store, path: &Path) -> Result<u64> {
         }
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
         let valid_day = key.len() == 10 && time::Date::parse(key, fmt).is_ok();
-        let usd = value.as_f64().filter(|v| v.is_finite() && *v >= 0.0);
-        let (true, Some(usd)) = (valid_day, usd) else {
+        let micros = value.as_f64().and_then(crate::cost::ledger::checked_micros);
+        let (true, Some(micros)) = (valid_day, micros) else {
             return Err(Error::BadRequest(format!(
-                "maestra_cost_tracker.json: {key:?} is not a day with a non-negative amount"
+                "maestra_cost_tracker.json: {key:?} is not a day with an amount from 0 to {} USD",
+                crate::cost::ledger::MAX_MICROS / 1_000_000
             )));
         };
-        entries.push((key, crate::cost::ledger::to_micros(usd)));
+        entries.push((key, micros));
     }
     let mut days = 0;
     for (day, micros) in entries {
