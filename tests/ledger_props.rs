@@ -391,3 +391,72 @@ async fn migration_repairs_an_overflowed_postgres_ledger() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A hold whose request died is given back at the next start, not only when a refusal sweeps.
+
+async fn hold(store: &dyn Store, day: &str, age_ms: i64) -> i64 {
+    let now_ms = maestra::conversations::model::now_millis() - age_ms;
+    let r = Reservation {
+        day,
+        month: "recover-month",
+        user_id: None,
+        key_id: None,
+        model: "gpt-4o",
+        provider: "openai",
+        amount: 1_000,
+        now_ms,
+        stale_before_ms: now_ms - maestra::cost::ledger::STALE_AFTER_MS,
+    };
+    let limits = [Limit {
+        scope: Scope::Global,
+        period: Period::Daily,
+        limit: 1_000_000,
+    }];
+    match store.cost_reserve(&r, &limits).await.unwrap() {
+        ReserveOutcome::Reserved(id) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn postgres_start_sweeps_stale_holds_and_keeps_live_ones() {
+    let db = common::pg::TempDb::create().await;
+    let url = db.url.clone();
+    let outcome = tokio::spawn(async move {
+        let store = PostgresStore::open(&url).await.unwrap();
+        hold(&store, "stale-day", 31 * 60 * 1000).await;
+        hold(&store, "live-day", 0).await;
+        store.cost_recover().await.unwrap();
+        let stale = store.cost_usage(&Scope::Global, "stale-day").await.unwrap();
+        assert_eq!(stale.reserved, 0, "a dead instance's hold is swept at start");
+        let live = store.cost_usage(&Scope::Global, "live-day").await.unwrap();
+        assert_eq!(live.reserved, 1_000, "another instance's live hold stays");
+        store.close().await;
+    })
+    .await;
+    db.drop_db().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn sqlite_start_releases_what_the_last_run_left_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("maestra.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    hold(&store, "left-day", 0).await;
+    store.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.cost_usage(&Scope::Global, "left-day").await.unwrap().reserved,
+        1_000
+    );
+    store.cost_recover().await.unwrap();
+    assert_eq!(
+        store.cost_usage(&Scope::Global, "left-day").await.unwrap().reserved,
+        0
+    );
+    store.close().await;
+}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use time::{Date, OffsetDateTime, Time};
 
 use super::ledger::{
-    Limit, Micros, Period, Reservation, ReserveOutcome, Scope, to_micros, to_usd,
+    Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, to_micros, to_usd,
 };
 use super::pricing::Pricing;
 use crate::config::{Config, CostConfig};
@@ -19,9 +19,6 @@ use crate::error::{Error, Result};
 use crate::providers::{ChatRequest, Route, Usage};
 use crate::store::Store;
 
-/// An unsettled reservation older than this no longer counts: its request died with its
-/// process. Longer than any request may take (`server.request_timeout` defaults to 300 s).
-const STALE_AFTER_MS: i64 = 30 * 60 * 1000;
 /// Tokens assumed per message on top of its bytes (role and framing).
 const MESSAGE_OVERHEAD: u64 = 8;
 /// A warning is logged once a day when spend passes this share of the daily limit.

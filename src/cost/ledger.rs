@@ -15,6 +15,10 @@ pub type Micros = i64;
 /// a SQLite integer column into a float.
 pub const MAX_MICROS: Micros = 1_000_000_000_000_000;
 
+/// An unsettled reservation older than this no longer counts: its request died with its
+/// process. Longer than any request may take (`server.request_timeout` defaults to 300 s).
+pub const STALE_AFTER_MS: i64 = 30 * 60 * 1000;
+
 /// An amount as the ledger may hold it: never negative, never above [`MAX_MICROS`].
 pub fn clamp(amount: Micros) -> Micros {
     amount.clamp(0, MAX_MICROS)

@@ -149,11 +149,11 @@ pub trait Store: Send + Sync {
     /// Returns the reservation's id, or the first limit it would exceed. Any amount is
     /// accepted: it is clamped into `0..=MAX_MICROS` first, so no total can overflow.
     async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome>;
-    /// Releases reservations left open by a previous run of the server; called once at start
-    /// by `maestra serve`. Stores that sweep stale reservations themselves need nothing.
-    async fn cost_recover(&self) -> Result<()> {
-        Ok(())
-    }
+    /// Releases reservations whose request died: on the embedded store, every one a previous
+    /// run left open; on a shared store, those older than `STALE_AFTER_MS` (other instances'
+    /// younger ones are live). Called at start by `maestra serve`, so a hold left by a crash
+    /// is not reported as reserved until a refusal happens to sweep it.
+    async fn cost_recover(&self) -> Result<()>;
     /// Turns a reservation into a charge of `spent`, clamped into `0..=` the amount it held.
     async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()>;
     /// Drops a reservation whose call failed: nothing was spent.

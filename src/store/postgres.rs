@@ -465,6 +465,10 @@ impl Store for PostgresStore {
         self.reserve(r, limits).await
     }
 
+    async fn cost_recover(&self) -> Result<()> {
+        self.recover().await
+    }
+
     async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()> {
         self.settle(id, spent).await
     }

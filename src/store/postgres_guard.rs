@@ -8,7 +8,8 @@ use super::ApiKeyRecord;
 use super::codec::{scope_key, scopes, totals_sql};
 use super::postgres::PostgresStore;
 use crate::cost::ledger::{
-    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage, clamp,
+    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, Usage,
+    clamp,
 };
 use crate::error::{Error, Result};
 
@@ -173,6 +174,15 @@ impl PostgresStore {
         bump(&mut tx, &row, 0, amount).await?;
         tx.commit().await?;
         Ok(ReserveOutcome::Reserved(id))
+    }
+
+    /// Sweeps holds older than the stale horizon: their requests died with their instance.
+    pub(super) async fn recover(&self) -> Result<()> {
+        let now_ms = crate::conversations::model::now_millis();
+        let mut tx = self.begin_ledger().await?;
+        sweep(&mut tx, now_ms.saturating_sub(STALE_AFTER_MS)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(super) async fn settle(&self, id: i64, spent: Micros) -> Result<()> {

@@ -99,11 +99,14 @@ impl MemLedger {
     /// process that serves this file may call it, at start: other commands share the file
     /// with a running server whose reservations are live.
     pub async fn recover(&self) -> Result<()> {
-        let st = self.state.lock().await;
+        let mut st = self.state.lock().await;
         if !st.open.is_empty() {
             return Ok(());
         }
-        release_leftovers(&self.writer).await
+        release_leftovers(&self.writer).await?;
+        // Totals read before the release are out of date now.
+        st.totals.clear();
+        Ok(())
     }
 
     async fn total<'a>(&self, st: &'a mut State, key: &(String, String)) -> Result<&'a mut Usage> {
