@@ -15,8 +15,8 @@ use crate::error::Result;
 pub enum CostCommand {
     /// Spend so far, against the limits.
     Report {
-        /// Days of history to show.
-        #[arg(long, default_value_t = 30)]
+        /// Days of history to show (1 to 36,600: a century, so the date arithmetic always holds).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_600))]
         days: u32,
         #[arg(long, value_enum, default_value_t = GroupBy::Day)]
         by: GroupBy,

@@ -20,7 +20,8 @@ pub fn group(charges: &[Charge], by: GroupBy) -> Vec<(String, Micros)> {
             GroupBy::Model => c.model.clone(),
             GroupBy::User => c.user_id.clone().unwrap_or_else(|| "(none)".into()),
         };
-        *totals.entry(key).or_default() += c.spent;
+        let total = totals.entry(key).or_default();
+        *total = super::ledger::add(*total, c.spent);
     }
     let mut rows: Vec<_> = totals.into_iter().collect();
     if by != GroupBy::Day {
