@@ -10,6 +10,8 @@ mod init;
 mod keys;
 pub mod lockdown;
 mod serve;
+mod service;
+mod service_files;
 mod vault;
 
 use std::path::PathBuf;
@@ -89,6 +91,9 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Run `maestra serve` as a system service (systemd unit, launchd job).
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 /// Runs a parsed command; errors become one line on stderr in `main`.
@@ -107,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vault(cmd) => vault::run(config, cmd).await,
         Command::Guard(cmd) => guard::run(config, cmd).await,
         Command::Audit(cmd) => audit::run(config, cmd).await,
+        Command::Service(cmd) => service::run(config, cmd).await,
     }
 }
 
