@@ -117,8 +117,8 @@ impl ChatRequest {
             .enumerate()
             .map(|(i, m)| message(i, m))
             .collect::<Result<Vec<_>>>()?;
-        let max_tokens = max_tokens(body, "max_completion_tokens")?
-            .or(max_tokens(body, "max_tokens")?);
+        let max_tokens =
+            max_tokens(body, "max_completion_tokens")?.or(max_tokens(body, "max_tokens")?);
         let options: Map<String, Value> = PASSED_OPTIONS
             .iter()
             .filter_map(|k| body.get(*k).map(|v| ((*k).to_string(), v.clone())))
