@@ -23,7 +23,8 @@ fn hostile() -> impl Strategy<Value = String> {
         Just("\0".to_string()),
         Just("\n".to_string()),
         Just("_".to_string()),
-        Just("mk_".to_string()),
+        Just("mae_".to_string()),
+        Just("0123456789ab_".to_string()),
         Just("é".to_string()),
         "[a-zA-Z0-9]{1,8}",
     ];
@@ -49,10 +50,13 @@ proptest! {
     }
 
     #[test]
-    fn an_api_key_id_is_hex_of_fixed_length(key in hostile()) {
+    fn an_api_key_id_is_hex_of_fixed_length(key in prop_oneof![
+        hostile(),
+        ("[0-9a-fA-F]{10,14}", "[A-Za-z0-9_-]{0,70}").prop_map(|(id, s)| format!("mae_{id}_{s}")),
+    ]) {
         if let Some(id) = id_of(&key) {
             prop_assert!(!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()));
-            prop_assert!(key.starts_with("mk_"));
+            prop_assert!(key.starts_with("mae_") && id.len() == 12);
         }
     }
 
