@@ -1,9 +1,19 @@
 //! The only outbound HTTP client (SPEC §2, §2.1).
 //!
 //! Local-only mode is enforced here, on the addresses actually dialled: the resolver refuses a
-//! name whose addresses are not local, URLs with IP literals (which skip the resolver) are
-//! checked before sending, and every redirect hop goes through both checks again. Proxies from
-//! the environment are ignored, since dialling a proxy would hide the real destination.
+//! name whose addresses are not local, and URLs with IP literals (which skip the resolver) are
+//! checked before sending. Proxies from the environment are ignored, since dialling a proxy
+//! would hide the real destination.
+//!
+//! **No redirect is ever followed.** Almost every request Maestra sends carries a credential it
+//! injected (a provider's `Authorization` or `x-api-key`, a service's token or its path-borne
+//! username, an OAuth2 client secret), and an HTTP client that follows a redirect re-sends
+//! custom headers, the body and the path to wherever the `Location` points: another host
+//! would receive the key and the prompt. Following hops would also make the destination a
+//! choice of the upstream instead of the configuration. So the one rule is: a 3xx ends the
+//! request. [`Egress::send`] turns it into an upstream error naming the status (never the
+//! `Location`, which may hold a credential); [`Egress::send_relaying_redirects`] hands it back
+//! for the services proxy to relay to its client, scrubbed, as an answer like any other.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,9 +27,6 @@ use url::{Host, Url};
 use crate::error::{Error, Result};
 use crate::privsec::guard::{Catalog, LocalOnlyBlock, is_local_addr};
 
-/// Redirect hops followed at most.
-const MAX_REDIRECTS: usize = 5;
-
 /// The resolver's refusal; `send` turns it into a [`LocalOnlyBlock`] naming the service.
 #[derive(Debug, thiserror::Error)]
 #[error("{host} resolves to non-local address {addr}")]
@@ -28,7 +35,7 @@ pub struct NonLocalAddress {
     pub addr: IpAddr,
 }
 
-/// Shared by the client, its resolver and its redirect policy.
+/// Shared by the client and its resolver.
 struct Policy {
     local_only: AtomicBool,
     /// Fixed answers for names, so tests never depend on (or send traffic to) real DNS.
@@ -106,10 +113,8 @@ impl Default for EgressOptions {
 
 #[derive(Clone)]
 pub struct Egress {
+    /// The guarded client; it never follows a redirect (see the module documentation).
     client: reqwest::Client,
-    /// The same guarded client, but never following redirects: for requests that carry an
-    /// injected credential in a header reqwest would not strip on a cross-host redirect.
-    direct: reqwest::Client,
     policy: Arc<Policy>,
     catalog: Arc<Catalog>,
 }
@@ -124,25 +129,9 @@ impl Egress {
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect(),
         });
-        let redirect_policy = policy.clone();
-        let follow = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                return attempt.error("too many redirects");
-            }
-            match redirect_policy.check_literal(attempt.url()) {
-                Ok(()) => attempt.follow(),
-                Err(blocked) => attempt.error(blocked),
-            }
-        });
-        let client = build_client(&policy, opts.connect_timeout, follow)?;
-        let direct = build_client(
-            &policy,
-            opts.connect_timeout,
-            reqwest::redirect::Policy::none(),
-        )?;
+        let client = build_client(&policy, opts.connect_timeout)?;
         Ok(Egress {
             client,
-            direct,
             policy,
             catalog: Arc::new(catalog),
         })
@@ -178,27 +167,26 @@ impl Egress {
     }
 
     /// Sends a request on behalf of `service`, applying the name check, the IP-literal check
-    /// and (through the resolver and redirect policy) the address check on every hop.
+    /// and (through the resolver) the address check. A redirect is an upstream error: the
+    /// callers (providers) expect an answer, and following it would hand the credential and
+    /// the body to whatever host the upstream names.
     pub async fn send(
         &self,
         service: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
-        self.send_on(&self.client, service, request).await
+        let resp = self.send_relaying_redirects(service, request).await?;
+        if resp.status().is_redirection() {
+            let host = resp.url().host_str().unwrap_or_default().to_string();
+            return Err(redirect_refused(service, &host, resp.status()));
+        }
+        Ok(resp)
     }
 
-    /// Like [`Egress::send`], but a redirect is returned to the caller instead of followed.
-    pub async fn send_without_redirects(
+    /// Like [`Egress::send`], but a 3xx answer is returned (still not followed), for the
+    /// services proxy, which relays it to its client as it relays any other answer.
+    pub async fn send_relaying_redirects(
         &self,
-        service: &str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response> {
-        self.send_on(&self.direct, service, request).await
-    }
-
-    async fn send_on(
-        &self,
-        client: &reqwest::Client,
         service: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
@@ -214,7 +202,7 @@ impl Egress {
                 .map_err(|b| self.blocked(service, b))?;
         }
         let host = request.url().host_str().unwrap_or_default().to_string();
-        client.execute(request).await.map_err(|e| {
+        self.client.execute(request).await.map_err(|e| {
             if let Some(b) = find_block(&e) {
                 return self.blocked(service, b);
             }
@@ -270,21 +258,28 @@ impl Egress {
     }
 }
 
-fn build_client(
-    policy: &Arc<Policy>,
-    connect_timeout: Duration,
-    redirect: reqwest::redirect::Policy,
-) -> Result<reqwest::Client> {
+/// The upstream error for a redirect: the status only, since the `Location` may hold a
+/// credential (a service that puts its token in a URL) and is the upstream's choice anyway.
+fn redirect_refused(service: &str, host: &str, status: reqwest::StatusCode) -> Error {
+    Error::Upstream(format!(
+        "{service} ({host}) answered {} with a redirect; Maestra never follows redirects, \
+         since that would send the credential to wherever it points: configure the final URL",
+        status.as_u16()
+    ))
+}
+
+/// The client: guarded resolver, no environment proxies, and no redirects followed.
+fn build_client(policy: &Arc<Policy>, connect_timeout: Duration) -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .no_proxy()
         .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
         .connect_timeout(connect_timeout)
-        .redirect(redirect)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
 }
 
-/// Finds the resolver's or redirect policy's refusal inside a reqwest error chain.
+/// Finds the resolver's refusal inside a reqwest error chain.
 fn find_block(e: &reqwest::Error) -> Option<NonLocalAddress> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {

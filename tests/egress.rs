@@ -4,10 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::response::Redirect;
-use axum::routing::get;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{any, get};
 use maestra::Error;
 use maestra::config::GuardConfig;
 use maestra::egress::{Egress, EgressOptions};
@@ -23,11 +26,44 @@ async fn upstream() -> SocketAddr {
         .route(
             "/to-public-name",
             get(|| async { Redirect::temporary("http://public.example/") }),
-        );
+        )
+        .route("/redirect/{code}/{*rest}", any(redirect));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
+}
+
+/// `/redirect/{code}/...?to=URL` answers `code` with `Location: URL`.
+async fn redirect(
+    Path((code, _)): Path<(u16, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> axum::response::Response {
+    (
+        StatusCode::from_u16(code).unwrap(),
+        [("location", q["to"].clone())],
+    )
+        .into_response()
+}
+
+/// What a redirect's target received: it must stay empty.
+type Received = Arc<Mutex<Vec<(Uri, HeaderMap)>>>;
+
+/// Another origin (another port), recording every request that reaches it.
+async fn elsewhere() -> (SocketAddr, Received) {
+    let seen = Received::default();
+    let rec = seen.clone();
+    let app = Router::new().fallback(any(move |uri: Uri, headers: HeaderMap| {
+        let rec = rec.clone();
+        async move {
+            rec.lock().unwrap().push((uri, headers));
+            "you should not be here"
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
 }
 
 fn egress(local_only: bool) -> Egress {
@@ -113,11 +149,99 @@ async fn refuses_known_cloud_services_by_name() {
 }
 
 #[tokio::test]
-async fn every_redirect_hop_is_checked() {
+async fn a_redirect_to_a_public_address_is_not_followed_in_local_only_mode() {
     let addr = upstream().await;
     let e = egress(true);
-    blocked(get_url(&e, "hue", &format!("http://{addr}/to-public-ip")).await);
-    blocked(get_url(&e, "hue", &format!("http://{addr}/to-public-name")).await);
+    for path in ["to-public-ip", "to-public-name"] {
+        let err = get_url(&e, "hue", &format!("http://{addr}/{path}"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "upstream_error", "{path}: {err}");
+        assert!(err.to_string().contains("307"), "{err}");
+        assert!(!err.to_string().contains("public"), "no Location: {err}");
+    }
+}
+
+const CANARY: &str = "CANARYxRedirect0123456789";
+
+/// Issue 14: a credential must never follow a redirect to another origin. Each way Maestra
+/// injects one (a bearer token, `x-api-key`, a service's own header, a credential in the path
+/// as Hue's username, an OAuth2 refresh form with the client secret in HTTP Basic) is sent to
+/// an upstream answering every redirect status; the other origin must receive nothing.
+#[tokio::test]
+async fn no_redirect_is_followed_whatever_carries_the_credential() {
+    let addr = upstream().await;
+    let (other, received) = elsewhere().await;
+    for local_only in [false, true] {
+        let e = egress(local_only);
+        for code in [301u16, 302, 303, 307, 308] {
+            let to = format!("http://{other}/api/{CANARY}/lights");
+            let base = format!("http://{addr}/redirect/{code}");
+            let styles: Vec<(&str, reqwest::RequestBuilder)> = vec![
+                (
+                    "bearer",
+                    e.request(
+                        reqwest::Method::POST,
+                        format!("{base}/v1/chat/completions?to={to}")
+                            .parse()
+                            .unwrap(),
+                    )
+                    .bearer_auth(CANARY)
+                    .body("{\"messages\":[]}"),
+                ),
+                (
+                    "x-api-key",
+                    e.request(
+                        reqwest::Method::POST,
+                        format!("{base}/v1/messages?to={to}").parse().unwrap(),
+                    )
+                    .header("x-api-key", CANARY)
+                    .body("{\"messages\":[]}"),
+                ),
+                (
+                    "header:NAME",
+                    e.request(
+                        reqwest::Method::PUT,
+                        format!("{base}/x?to={to}").parse().unwrap(),
+                    )
+                    .header("x-emby-token", CANARY),
+                ),
+                (
+                    "path",
+                    e.request(
+                        reqwest::Method::GET,
+                        format!("{base}/api/{CANARY}/lights?to={to}")
+                            .parse()
+                            .unwrap(),
+                    ),
+                ),
+                (
+                    "oauth refresh",
+                    e.request(
+                        reqwest::Method::POST,
+                        format!("{base}/api/token?to={to}").parse().unwrap(),
+                    )
+                    .basic_auth("client-id", Some(CANARY))
+                    .form(&[("grant_type", "refresh_token"), ("refresh_token", CANARY)]),
+                ),
+            ];
+            for (style, req) in styles {
+                let cloned = req.try_clone().unwrap();
+                let err = e.send("my_nas", req).await.unwrap_err();
+                assert_eq!(err.status(), 502, "{style} {code}: {err}");
+                assert!(err.to_string().contains("redirect"), "{err}");
+                assert!(!err.to_string().contains(CANARY), "{err}");
+                // The services proxy and the token refresh get the 3xx back, still not followed.
+                let resp = e.send_relaying_redirects("my_nas", cloned).await.unwrap();
+                assert_eq!(resp.status().as_u16(), code, "{style}");
+            }
+        }
+    }
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "{:?}",
+        received.lock().unwrap()
+    );
 }
 
 #[tokio::test]

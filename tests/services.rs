@@ -248,7 +248,7 @@ async fn credentials_arrive_upstream_and_never_reach_the_client() {
     let r = send(
         client()
             .post(s.url("/api/services/home_assistant/api/echo"))
-            .header("content-type", "application/octet-stream")
+            .header("content-type", "application/json")
             .body(big),
     )
     .await;
@@ -278,7 +278,7 @@ async fn credentials_arrive_upstream_and_never_reach_the_client() {
     let r = send(
         client()
             .post(s.url("/api/services/home_assistant/api/echo"))
-            .header("content-type", "application/octet-stream")
+            .header("content-type", "application/json")
             .body(vec![b'x'; 2 * 1024 * 1024]),
     )
     .await;
@@ -289,7 +289,7 @@ async fn credentials_arrive_upstream_and_never_reach_the_client() {
     let r = send(
         client()
             .post(s.url("/api/services/home_assistant/api/echo"))
-            .header("content-type", "application/octet-stream")
+            .header("content-type", "application/json")
             .body(reqwest::Body::wrap_stream(chunks)),
     )
     .await;
@@ -498,6 +498,16 @@ async fn path_escape_attempts_are_refused() {
         "a%c0%afb",
         "a\\..\\config",
         "..\\..\\config",
+        // Issue 14: what servlet containers, Windows or Unicode-normalising servers read as
+        // `..` (matrix parameters, trailing spaces and dots, compatibility characters).
+        "..;/..;/config",
+        "lights/..;x/..;x/config",
+        "..%3b/config",
+        "..%20/config",
+        ".../config",
+        ";x/config",
+        "%e2%80%a5/config",
+        "%ef%bc%8e%ef%bc%8e/config",
     ];
     for attack in attacks {
         let (status, body) = raw_get(env.server.addr, &format!("/api/services/hue/{attack}")).await;
@@ -676,4 +686,169 @@ async fn the_audit_log_is_queried_with_filters_newest_first() {
         assert_eq!(r.json()["error"]["code"], "bad_request");
     }
     env.server.stop();
+}
+
+/// Issue 14: writes through the proxy carry a JSON content type (SPEC §2.6), so a web page's
+/// simple cross-site request (a form or `text/plain` post, or a bodiless POST) cannot be
+/// turned into an authenticated call by the injected credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_a_json_content_type() {
+    let mut env = setup(&[], now() + 3600, "").await;
+    let s = &env.server;
+    let url = s.url("/api/services/home_assistant/api/echo");
+    let refused = [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+        Some("text/json"),
+        Some("application/xjson"),
+        Some("json"),
+        None,
+    ];
+    let mut count = 0;
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        for ct in refused {
+            let mut req = client().request(m.clone(), &url).body("{\"a\":1}");
+            if let Some(ct) = ct {
+                req = req.header("content-type", ct);
+            }
+            let r = send(req).await;
+            assert_eq!(r.status, 415, "{method} {ct:?}: {}", r.body);
+            assert_eq!(r.json()["error"]["code"], "unsupported_media_type");
+            let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+            assert!(msg.contains("Content-Type"), "{msg}");
+            count += 1;
+        }
+    }
+    // A POST without a body is a simple request too.
+    let r = send(client().post(&url)).await;
+    assert_eq!(r.status, 415, "{}", r.body);
+    count += 1;
+    assert!(env.ha.requests().is_empty(), "{:?}", env.ha.requests());
+
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        for ct in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            let r = send(
+                client()
+                    .request(m.clone(), &url)
+                    .header("content-type", ct)
+                    .body("{\"a\":1}"),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{method} {ct}: {}", r.body);
+        }
+    }
+    // Reads and a DELETE without a body need no type.
+    assert_eq!(send(client().delete(&url)).await.status, 200);
+    assert_eq!(send(client().get(&url)).await.status, 200);
+
+    let entries = audit_query(s, "service=home_assistant", count).await;
+    let failed: Vec<_> = entries
+        .iter()
+        .filter(|e| e["details"]["stage"] == "request")
+        .collect();
+    assert_eq!(failed.len(), count, "{entries:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|e| e["result"] == "failed" && e["details"]["error"] == "unsupported_media_type")
+    );
+    assert_nothing_leaked(&mut env);
+}
+
+/// Issue 14: a credential never follows a redirect, whichever way it is injected (bearer, a
+/// service's own header, a path segment, the OAuth2 refresh with its client secret); the
+/// proxy relays the 3xx (without a `Location` that names the credential) or, for a token
+/// refresh, fails clearly. Headers that quote the credential never reach the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_follow_a_redirect_and_echoed_headers_are_dropped() {
+    let (elsewhere, received) = mock::recorder().await;
+    let redirector = common::mock::start_redirecting(elsewhere, 307).await;
+    let extra = format!(
+        r#"
+[services.bear]
+base_url = "http://{redirector}/b"
+category = "smarthome"
+credential = "ha_token"
+
+[services.jelly]
+base_url = "http://{redirector}/j"
+category = "media"
+auth = "header:X-Emby-Token"
+credential = "ha_token"
+
+[services.bridge]
+base_url = "http://{redirector}"
+category = "smarthome"
+auth = "path_prefix:/api"
+credential = "hue"
+
+[services.tunes]
+base_url = "http://{redirector}/v1"
+token_url = "http://{redirector}/api/token"
+auth = "oauth2"
+category = "media"
+credential = "spotify"
+"#
+    );
+    // The Spotify credential is expired, so `tunes` must refresh it first.
+    let mut env = setup(&[], now() - 10, &extra).await;
+    let s = &env.server;
+    // This test's own client must not follow the relayed redirects either.
+    let client = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    };
+    let get = |s: &Server, path: &str| send(client().get(s.url(path)));
+    for service in ["bear", "jelly", "bridge"] {
+        for method in ["GET", "PUT"] {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let r = send(
+                client()
+                    .request(m, s.url(&format!("/api/services/{service}/lights/1")))
+                    .header("content-type", "application/json")
+                    .body("{\"on\":true}"),
+            )
+            .await;
+            assert_eq!(r.status, 307, "{service} {method}: {}", r.body);
+            assert_no_canary(service, &format!("{}{}", r.headers, r.body));
+        }
+    }
+    // The bridge's redirect names its username in the `Location`: that header is withheld.
+    let r = get(s, "/api/services/bridge/config").await;
+    assert!(!r.headers.contains("location"), "{}", r.headers);
+    let r = get(s, "/api/services/tunes/me/player").await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("307"), "{}", r.body);
+    assert_no_canary("a failed refresh", &r.body);
+    assert!(
+        received.requests().is_empty(),
+        "the redirect target received {:?}",
+        received.requests()
+    );
+
+    // Home Assistant answering 401 with its token in every header and in the body.
+    let r = get(s, "/api/services/home_assistant/api/echo-headers").await;
+    assert_eq!(r.status, 401);
+    for h in ["www-authenticate", "location", "set-cookie", "x-debug-auth"] {
+        assert!(!r.headers.contains(h), "{h}: {}", r.headers);
+    }
+    assert!(r.body.contains("[REDACTED]"), "{}", r.body);
+    assert_no_canary("an echoing 401", &format!("{}{}", r.headers, r.body));
+    // A compressed answer could hide the token from the scrub: it is refused, not relayed.
+    let r = get(s, "/api/services/home_assistant/api/gzip").await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("compressed"), "{}", r.body);
+    assert_nothing_leaked(&mut env);
 }

@@ -1,7 +1,7 @@
 //! `ANY /api/services/{service}/{path}`: the credential-injecting proxy (SPEC §2.7), so the
 //! assistant reaches its services through Maestra and never holds their tokens.
 //!
-//! One call: service and path checks → local-only guard → credential (vault; OAuth2 refresh)
+//! One call: service, path and body-type checks → local-only guard → credential (vault; OAuth2 refresh)
 //! → egress, the guarded client → the service's answer, streamed back scrubbed of the
 //! credential → one audit entry (the service's category, `METHOD /path/{id}` as the action,
 //! never a query or a body; the result; the latency to the answer's head).
@@ -27,6 +27,7 @@ use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::{Kind, LocalOnlyBlock};
 use crate::services::auth::{self, Auth};
 use crate::services::body::{Outgoing, scrubbed};
+use crate::services::content_type;
 use crate::services::oauth::{self, Endpoint, Refresher, Token};
 use crate::services::redact::Redactor;
 use crate::services::{self as svcs, Service, path};
@@ -176,6 +177,9 @@ async fn forward(
     if let Some(q) = parts.uri.query() {
         path::check_query(q).at("path")?;
     }
+    // Before the credential is even read: a write without a JSON (or declared) type could be
+    // a web page's cross-site form post, which the credential would make authenticated.
+    content_type::check(&parts.method, &parts.headers, &service.content_types).at("request")?;
     guard(state, service).at("guard")?;
 
     let token = credential(state, refresher, service, None)
@@ -213,7 +217,7 @@ async fn forward(
             }
             match tokio::time::timeout(
                 timeout,
-                state.egress.send_without_redirects(&service.name, req),
+                state.egress.send_relaying_redirects(&service.name, req),
             )
             .await
             {
@@ -250,6 +254,22 @@ async fn forward(
     let status = resp.status();
     // Every token sent (the rejected one too): an answer must echo none of them.
     let redactor = Redactor::new(&used);
+    // A compressed body cannot be searched for the credential (we asked for none, so this is
+    // a service that compresses anyway): it is not relayed.
+    let encoded = resp
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded && !redactor.is_empty() {
+        return Err(Failure {
+            error: Error::Upstream(format!(
+                "{} sent a compressed answer, which cannot be checked for the credential",
+                service.name
+            )),
+            stage: "upstream",
+        });
+    }
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     *response.headers_mut() = auth::response_headers(resp.headers(), &redactor);

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::chat::{ChatRequest, Completion, Delta, Usage};
+use super::chat::{ChatRequest, Completion, Delta, MAX_REPORTED_TOKENS, Usage};
 use crate::error::{Error, Result};
 
 /// The API version every request names.
@@ -142,8 +142,10 @@ fn finish_reason(stop_reason: Option<&str>) -> String {
     .to_string()
 }
 
+/// A token count; one that is not a whole number in range becomes [`MAX_REPORTED_TOKENS`], so
+/// the ledger charges the call its whole reservation rather than nothing.
 fn num(v: &Value, pointer: &str) -> u64 {
-    v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+    Usage::reported_count(v.pointer(pointer)).unwrap_or(MAX_REPORTED_TOKENS)
 }
 
 fn garbage(what: &str) -> Error {

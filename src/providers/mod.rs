@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::egress::Egress;
 use crate::error::{Error, Result};
 use crate::privsec::vault::Vault;
+use crate::services::redact::Redactor;
 
 /// Vault names of the provider keys (`MAESTRA_OPENAI_KEY` / `MAESTRA_ANTHROPIC_KEY` are imported
 /// here on start, so a key lives encrypted at rest like every other credential).
@@ -185,42 +186,56 @@ impl Providers {
         None
     }
 
-    /// One whole answer, with connect and overall timeouts.
+    /// One whole answer, with connect and overall timeouts. Every error and the answer's
+    /// text are scrubbed of the key that was sent: an upstream may quote it back.
     pub async fn complete(&self, route: &Route, req: &ChatRequest) -> Result<Completion> {
-        let request = self.request(route, req, false).await?.timeout(self.timeout);
-        let resp = self.egress.send(route.provider.service(), request).await?;
-        let resp = check_status(route.provider, resp).await?;
-        let body = read_capped(route.provider, resp).await?;
-        let v: Value = serde_json::from_slice(&body).map_err(|_| {
-            Error::Upstream(format!(
-                "{} sent an answer that is not JSON",
-                route.provider.service()
-            ))
-        })?;
-        match route.provider {
-            Provider::Anthropic => anthropic::parse_completion(&v),
-            _ => openai::parse_completion(&v),
-        }
+        let (request, key) = self.request(route, req, false).await?;
+        let redactor = Redactor::new(key.as_ref());
+        let request = request.timeout(self.timeout);
+        let answer = async {
+            let resp = self.egress.send(route.provider.service(), request).await?;
+            let resp = check_status(route.provider, resp, &redactor).await?;
+            let body = read_capped(route.provider, resp).await?;
+            let v: Value = serde_json::from_slice(&body).map_err(|_| {
+                Error::Upstream(format!(
+                    "{} sent an answer that is not JSON",
+                    route.provider.service()
+                ))
+            })?;
+            match route.provider {
+                Provider::Anthropic => anthropic::parse_completion(&v),
+                _ => openai::parse_completion(&v),
+            }
+        };
+        let mut completion = answer.await.map_err(|e| redactor.scrub_error(e))?;
+        completion.content = redactor.scrub_text(&completion.content);
+        Ok(completion)
     }
 
     /// A streamed answer. Waiting for the first byte and every gap between events are bounded
     /// by the timeout, so a silent upstream ends the stream with an error instead of a hang.
+    /// Errors and text are scrubbed of the key that was sent, as in [`Providers::complete`].
     pub async fn stream(&self, route: &Route, req: &ChatRequest) -> Result<DeltaStream> {
-        let request = self.request(route, req, true).await?;
-        let send = self.egress.send(route.provider.service(), request);
-        let resp = tokio::time::timeout(self.timeout, send)
-            .await
-            .map_err(|_| timeout(route.provider))??;
-        let resp = check_status(route.provider, resp).await?;
-        Ok(stream::deltas(route.provider, resp, self.timeout))
+        let (request, key) = self.request(route, req, true).await?;
+        let redactor = Redactor::new(key.as_ref());
+        let start = async {
+            let send = self.egress.send(route.provider.service(), request);
+            let resp = tokio::time::timeout(self.timeout, send)
+                .await
+                .map_err(|_| timeout(route.provider))??;
+            check_status(route.provider, resp, &redactor).await
+        };
+        let resp = start.await.map_err(|e| redactor.scrub_error(e))?;
+        Ok(stream::deltas(route.provider, resp, self.timeout, redactor))
     }
 
+    /// The request, and the key injected into it (what answers must not quote back).
     async fn request(
         &self,
         route: &Route,
         req: &ChatRequest,
         stream: bool,
-    ) -> Result<reqwest::RequestBuilder> {
+    ) -> Result<(reqwest::RequestBuilder, Option<secrecy::SecretString>)> {
         self.egress.check_service(route.provider.service())?;
         let (base, body) = match route.provider {
             Provider::Anthropic => (
@@ -245,10 +260,11 @@ impl Providers {
         let builder = self.egress.request(reqwest::Method::POST, url).json(&body);
         // Credentials are injected here, at egress, straight from the vault.
         Ok(match route.provider {
-            Provider::Local => builder,
+            Provider::Local => (builder, None),
             Provider::OpenAi => {
                 let key = self.key(OPENAI_KEY).await?;
-                builder.bearer_auth(key.expose_secret())
+                let builder = builder.bearer_auth(key.expose_secret());
+                (builder, Some(key))
             }
             Provider::Anthropic => {
                 let key = self.key(ANTHROPIC_KEY).await?;
@@ -257,9 +273,10 @@ impl Providers {
                         Error::Vault(format!("{ANTHROPIC_KEY} is not a valid header value"))
                     })?;
                 value.set_sensitive(true);
-                builder
+                let builder = builder
                     .header("x-api-key", value)
-                    .header("anthropic-version", anthropic::VERSION)
+                    .header("anthropic-version", anthropic::VERSION);
+                (builder, Some(key))
             }
         })
     }
@@ -280,13 +297,20 @@ fn timeout(p: Provider) -> Error {
 
 /// Maps an upstream failure status to ours: overload and rate limits are "unavailable" (503),
 /// a gateway timeout stays a timeout (504), everything else is a bad upstream answer (502).
-async fn check_status(p: Provider, resp: reqwest::Response) -> Result<reqwest::Response> {
+/// The body is scrubbed of the key before anything is taken from it, so the message can be
+/// shortened without cutting a key in two (a half key would escape the exact-match scrub).
+async fn check_status(
+    p: Provider,
+    resp: reqwest::Response,
+    redactor: &Redactor,
+) -> Result<reqwest::Response> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
     let body = read_capped(p, resp).await.unwrap_or_default();
-    let detail = serde_json::from_slice::<Value>(&body)
+    let body = redactor.scrub_text(&String::from_utf8_lossy(&body));
+    let detail = serde_json::from_str::<Value>(&body)
         .ok()
         .and_then(|v| v.get("error").map(upstream_message))
         .unwrap_or_default();
@@ -332,6 +356,8 @@ async fn read_capped(p: Provider, mut resp: reqwest::Response) -> Result<Vec<u8>
 }
 
 /// An upstream error object's message, redacted (providers echo key prefixes) and shortened.
+/// The exact key sent is scrubbed by the caller ([`Redactor::scrub_error`]) before any
+/// message leaves this module; this catches key-shaped text that is not ours.
 pub(crate) fn upstream_message(err: &Value) -> String {
     let text = match err {
         Value::String(s) => s.clone(),

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::chat::{ChatRequest, Completion, Delta, Usage};
+use super::chat::{ChatRequest, Completion, Delta, MAX_REPORTED_TOKENS, Usage};
 use crate::error::{Error, Result};
 
 pub fn request_body(req: &ChatRequest, model: &str, stream: bool) -> Value {
@@ -76,12 +76,11 @@ pub fn parse_chunk(data: &str) -> Result<Vec<Delta>> {
     Ok(out)
 }
 
+/// A count that is not a whole number in range becomes [`MAX_REPORTED_TOKENS`]: the ledger
+/// then charges the call its whole reservation, never less than it may have cost.
 fn usage(u: Option<&Value>) -> Usage {
-    let n = |k: &str| {
-        u.and_then(|u| u.get(k))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
+    let n =
+        |k: &str| Usage::reported_count(u.and_then(|u| u.get(k))).unwrap_or(MAX_REPORTED_TOKENS);
     Usage {
         prompt_tokens: n("prompt_tokens"),
         completion_tokens: n("completion_tokens"),

@@ -1,5 +1,9 @@
 //! Upstream server-sent events to [`Delta`]s, with an idle timeout and a clear error when the
 //! upstream stops before the answer is complete.
+//!
+//! The key sent upstream is scrubbed twice over: from each event before it is parsed (so an
+//! `error` event quoting it yields a clean message), and from the text across deltas (a key
+//! split over two deltas is held back until it is known to be one, then replaced).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -11,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 use super::chat::Delta;
 use super::{Provider, anthropic, openai};
 use crate::error::{Error, Result};
+use crate::services::redact::Redactor;
 
 pub type DeltaStream = Pin<Box<dyn Stream<Item = Result<Delta>> + Send>>;
 
@@ -34,9 +39,16 @@ struct State {
     finished: bool,
     done: bool,
     idle: Duration,
+    /// The key that was sent, looked for in the events and in the text.
+    redactor: Redactor,
 }
 
-pub fn deltas(provider: Provider, resp: reqwest::Response, idle: Duration) -> DeltaStream {
+pub fn deltas(
+    provider: Provider,
+    resp: reqwest::Response,
+    idle: Duration,
+    redactor: Redactor,
+) -> DeltaStream {
     let state = State {
         provider,
         events: Box::pin(resp.bytes_stream().eventsource()),
@@ -45,6 +57,7 @@ pub fn deltas(provider: Provider, resp: reqwest::Response, idle: Duration) -> De
         finished: false,
         done: false,
         idle,
+        redactor,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -58,6 +71,7 @@ pub fn deltas(provider: Provider, resp: reqwest::Response, idle: Duration) -> De
                 Ok(()) => continue,
                 Err(e) => {
                     st.done = true;
+                    let e = st.redactor.scrub_error(e);
                     return Some((Err(e), st));
                 }
             }
@@ -75,6 +89,7 @@ async fn next(st: &mut State) -> Result<()> {
             )));
         }
         Ok(None) if st.finished => {
+            flush(st);
             st.done = true;
             return Ok(());
         }
@@ -90,29 +105,55 @@ async fn next(st: &mut State) -> Result<()> {
         }
         Ok(Some(Ok(ev))) => ev,
     };
+    let data = st.redactor.scrub_text(&event.data);
     let deltas = match st.provider {
         Provider::Anthropic => {
             if ev_is(&event, "message_stop") {
+                flush(st);
                 st.done = true;
                 return Ok(());
             }
-            anthropic::parse_event(&mut st.anthropic, &event.event, &event.data)?
+            anthropic::parse_event(&mut st.anthropic, &event.event, &data)?
         }
         _ => {
-            if event.data.trim() == "[DONE]" {
+            if data.trim() == "[DONE]" {
+                flush(st);
                 st.done = true;
                 return Ok(());
             }
-            openai::parse_chunk(&event.data)?
+            openai::parse_chunk(&data)?
         }
     };
     for d in deltas {
-        if matches!(d, Delta::Finish(_)) {
-            st.finished = true;
+        match d {
+            Delta::Text(t) => {
+                let safe = st.redactor.push(t.as_bytes());
+                if !safe.is_empty() {
+                    st.pending
+                        .push_back(Delta::Text(String::from_utf8_lossy(&safe).into_owned()));
+                }
+            }
+            other => {
+                // Text held back as a possible key's start goes out before what follows it.
+                flush(st);
+                if matches!(other, Delta::Finish(_)) {
+                    st.finished = true;
+                }
+                st.pending.push_back(other);
+            }
         }
-        st.pending.push_back(d);
     }
     Ok(())
+}
+
+/// Sends the text the redactor still holds (the answer's text has ended, or paused for a
+/// finish reason or a usage report).
+fn flush(st: &mut State) {
+    let rest = st.redactor.finish();
+    if !rest.is_empty() {
+        st.pending
+            .push_back(Delta::Text(String::from_utf8_lossy(&rest).into_owned()));
+    }
 }
 
 fn ev_is(event: &eventsource_stream::Event, kind: &str) -> bool {

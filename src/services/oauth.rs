@@ -201,7 +201,7 @@ async fn refresh(
         _ => {}
     }
     let resp = egress
-        .send_without_redirects(ep.service, req.form(&form))
+        .send_relaying_redirects(ep.service, req.form(&form))
         .await
         .map_err(|e| match e {
             Error::LocalOnly(_) => e,

@@ -7,7 +7,15 @@
 //! these (or to `%`, which a second decode upstream would expand). The joined URL is then
 //! compared with the string it was built from, so nothing the URL parser normalises can move
 //! it out from under `base_url`.
+//!
+//! "No `..` segment" is judged the way the servers behind the proxy might see a segment, not
+//! only byte for byte: servlet containers drop `;matrix` parameters (`..;x` is `..`), Windows
+//! servers trim trailing spaces and dots (`..%20`, `...`), some servers apply Unicode
+//! compatibility normalisation (NFKC: `%EF%BC%8E` is `.`, `%E2%80%A5` is `..`) or ignore
+//! invisible characters. A segment is refused when any of those views of it is empty or made of
+//! dots only; the property test in this module drives the check with generated paths.
 
+use unicode_normalization::UnicodeNormalization;
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -51,16 +59,61 @@ pub fn check(raw: &str) -> Result<()> {
             }));
         }
         let decoded = decode(seg)?;
-        if decoded == "." || decoded == ".." {
-            return Err(refuse("it has a `.` or `..` segment"));
-        }
         if decoded.chars().any(|c| CONFUSABLES.contains(&c)) {
             return Err(refuse(
                 "it contains a character that looks like a separator",
             ));
         }
+        let normalised: String = decoded.nfkc().collect();
+        if normalised.contains(['/', '\\', '%', '@']) {
+            return Err(refuse(
+                "it contains a character that normalises to a separator, `%` or `@`",
+            ));
+        }
+        if seg.is_empty() {
+            continue;
+        }
+        for view in [*seg, decoded.as_str(), normalised.as_str()] {
+            match dot_like(view) {
+                Some(Dots::Empty) => return Err(refuse("it has an empty segment (`/;`)")),
+                Some(Dots::Dots) => {
+                    return Err(refuse(
+                        "it has a segment a server could read as `.` or `..` (such as `..;x`, `..%20` or `...`)",
+                    ));
+                }
+                None => {}
+            }
+        }
     }
     Ok(())
+}
+
+/// What a segment could become on some server: nothing, or a directory reference.
+enum Dots {
+    Empty,
+    Dots,
+}
+
+/// The segment as a lenient server might read it: without `;` parameters, without invisible
+/// characters, without surrounding white space. `None` when that is an ordinary name.
+fn dot_like(view: &str) -> Option<Dots> {
+    let core = view.split(';').next().unwrap_or_default();
+    let core: String = core.chars().filter(|c| !is_invisible(*c)).collect();
+    let core = core.trim_matches(|c: char| c.is_whitespace());
+    if core.is_empty() {
+        Some(Dots::Empty)
+    } else if core.chars().all(|c| c == '.') {
+        Some(Dots::Dots)
+    } else {
+        None
+    }
+}
+
+/// Characters with no visible form that some servers and file systems drop: zero-width
+/// spaces and joiners, directional marks, word joiners, the byte-order mark, soft hyphens.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{feff}')
 }
 
 /// RFC 3986 `pchar` without `@`, plus the `%` of escapes (checked by [`decode`]).
@@ -220,6 +273,33 @@ mod tests {
             "a b",
             "a%e2%88%95b",
             "a%ef%bc%8fb",
+            // Issue 14: what servlet containers, Windows or NFKC-normalising servers read as
+            // `.` or `..`, or as an empty segment.
+            "..;",
+            "..;/x",
+            "a/..;jsessionid=1/b",
+            ".;x/b",
+            "a/;x/b",
+            ";x",
+            "..%3b/x",
+            "..%3Bx/y",
+            "..%20/x",
+            "%20../x",
+            "...",
+            "..../x",
+            "..%c2%a0/x",
+            "..%e2%80%8b/x",
+            ".%e2%80%8b./x",
+            "%e2%80%a5/x",
+            "%e2%80%a6",
+            "%ef%b9%92%ef%b9%92/x",
+            "%ef%bc%85%32%65/x",
+            "%ef%bc%9b",
+            "%ef%b9%a8x",
+            "%252e%252e/x",
+            "..%00/x",
+            "..%2f",
+            "..%5c",
         ] {
             let e = check(bad).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}");
@@ -227,6 +307,101 @@ mod tests {
         assert!(check(&"a/".repeat(2000)).is_err());
         assert!(check_query("a=1#frag").is_err());
         assert!(check_query(&"a".repeat(MAX_QUERY + 1)).is_err());
+    }
+
+    #[test]
+    fn ordinary_names_with_dots_and_parameters_pass() {
+        for good in [
+            "states/light.kitchen",
+            "a/.hidden",
+            "a/..x",
+            "v1.2/x",
+            "a;b=c/d",
+            "x/",
+            "K%C3%BCche",
+            "a%20b",
+        ] {
+            check(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    /// One `%XX` decoding pass, as a server behind the proxy might apply (lossy: a malformed
+    /// escape stays as it is).
+    fn decode_once(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (b[i], hex) {
+                (b'%', Some(v)) => {
+                    out.push(v);
+                    i += 3;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Every way a server might read `path`: decoded zero to two times, NFKC or not, `\` as
+    /// `/` or not; then each segment with or without `;` parameters, invisible characters and
+    /// surrounding spaces, and with trailing dots trimmed down to two (as Windows does).
+    fn server_views(path: &str) -> Vec<String> {
+        let mut whole = vec![path.to_string()];
+        let once = decode_once(path);
+        whole.push(decode_once(&once));
+        whole.push(once);
+        let nfkc: Vec<String> = whole.iter().map(|p| p.nfkc().collect()).collect();
+        whole.extend(nfkc);
+        let slashed: Vec<String> = whole.iter().map(|p| p.replace('\\', "/")).collect();
+        whole.extend(slashed);
+        let mut out = Vec::new();
+        for p in whole {
+            for seg in p.split('/') {
+                let stripped = seg.split(';').next().unwrap_or_default();
+                for s in [seg, stripped] {
+                    let visible: String = s.chars().filter(|c| !is_invisible(*c)).collect();
+                    let trimmed = visible.trim().to_string();
+                    let mut dots = trimmed.clone();
+                    while dots.len() > 2 && dots.ends_with('.') {
+                        dots.pop();
+                    }
+                    out.extend([s.to_string(), visible, trimmed, dots]);
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// Whatever the check accepts, no server's reading of it has a `.` or `..` segment.
+        #[test]
+        fn accepted_paths_never_read_as_dot_segments(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "..", ".", ";", "%2e", "%2E", "%25", "%32", "%65", "/", "\\", "%2f", "%5c",
+                    "%3b", "%20", " ", "%00", "%c0%ae", "%ef%bc%8e", "%e2%80%8b", "%e2%80%a5",
+                    "%ef%bc%85", "\u{ff0e}", "a", "b", "x=1", "lights", "1", "a.b", "-", "~",
+                ]),
+                1..10,
+            )
+        ) {
+            let path = parts.concat();
+            if check(&path).is_ok() {
+                for v in server_views(&path) {
+                    proptest::prop_assert!(v != "." && v != "..", "{path:?} reads as {v:?}");
+                }
+            }
+        }
     }
 
     #[test]

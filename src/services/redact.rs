@@ -1,12 +1,19 @@
 //! Keeps the injected credential out of what goes back to the client (SPEC §2.7): a service
 //! that echoes its token (in an error body, a debug endpoint, Hue's user list) must not hand it
-//! to the assistant, which Maestra exists to keep tokens from.
+//! to the assistant, which Maestra exists to keep tokens from. The providers use the same
+//! scrubbing for their keys (an upstream answering `Incorrect API key provided: <key>`).
 //!
 //! Bodies are scrubbed as they stream, holding back only a chunk's tail that could be the
-//! start of a credential split across two chunks, so a stream's pace is kept.
+//! start of a credential split across two chunks, so a stream's pace is kept. Whole texts and
+//! error messages are scrubbed in one go ([`Redactor::scrub_text`], [`Redactor::scrub_error`]).
+//!
+//! Each secret is looked for as sent and in its percent-encoded form, the way it comes back
+//! inside a `Location` or a URL an upstream quotes.
 
 use bytes::{Bytes, BytesMut};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::Error;
 
 /// What replaces a credential in a response.
 pub const MARK: &[u8] = b"[REDACTED]";
@@ -24,8 +31,9 @@ impl Redactor {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a SecretString>) -> Redactor {
         let mut needles: Vec<Vec<u8>> = secrets
             .into_iter()
-            .map(|s| s.expose_secret().trim().as_bytes().to_vec())
-            .filter(|n| n.len() >= MIN_SECRET)
+            .map(|s| s.expose_secret().trim())
+            .filter(|s| s.len() >= MIN_SECRET)
+            .flat_map(forms)
             .collect();
         // Longest first, so a secret that contains another is replaced whole.
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
@@ -61,29 +69,92 @@ impl Redactor {
         self.scrub(true)
     }
 
+    /// A whole text scrubbed at once (an error message, a complete answer).
+    pub fn scrub_text(&self, text: &str) -> String {
+        if self.needles.is_empty() {
+            return text.to_string();
+        }
+        let (out, _) = scrub(&self.needles, text.as_bytes(), true);
+        // Marks replace whole UTF-8 needles, so the text stays UTF-8; lossy is only a guard.
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// An error whose message may quote an upstream, with every secret scrubbed from it. The
+    /// variant, and so the status and code, stays; a variant whose text is not a plain
+    /// message is replaced by a generic upstream error when it names a secret.
+    pub fn scrub_error(&self, e: Error) -> Error {
+        if self.needles.is_empty() || !self.contains(e.to_string().as_bytes()) {
+            return e;
+        }
+        let s = |m: String| self.scrub_text(&m);
+        match e {
+            Error::Upstream(m) => Error::Upstream(s(m)),
+            Error::UpstreamTimeout(m) => Error::UpstreamTimeout(s(m)),
+            Error::UpstreamUnavailable(m) => Error::UpstreamUnavailable(s(m)),
+            Error::BadRequest(m) => Error::BadRequest(s(m)),
+            Error::Config(m) => Error::Config(s(m)),
+            Error::Vault(m) => Error::Vault(s(m)),
+            Error::Store(m) => Error::Store(s(m)),
+            Error::NotFound(m) => Error::NotFound(s(m)),
+            Error::TooLarge(m) => Error::TooLarge(s(m)),
+            Error::Forbidden(m) => Error::Forbidden(s(m)),
+            Error::Unauthorized(m) => Error::Unauthorized(s(m)),
+            Error::RequestTimeout(m) => Error::RequestTimeout(s(m)),
+            _ => Error::Upstream(
+                "the upstream call failed (details withheld: they named the credential)".into(),
+            ),
+        }
+    }
+
     fn scrub(&mut self, last: bool) -> Bytes {
         let buf = std::mem::take(&mut self.held);
-        let mut out = BytesMut::with_capacity(buf.len());
-        let (mut i, mut plain) = (0, 0);
-        while i < buf.len() {
-            let rest = &buf[i..];
-            if let Some(n) = self.needles.iter().find(|n| rest.starts_with(n)) {
-                out.extend_from_slice(&buf[plain..i]);
-                out.extend_from_slice(MARK);
-                i += n.len();
-                plain = i;
-                continue;
-            }
-            // The tail may be a credential that continues in the next chunk: hold it back.
-            if !last && self.needles.iter().any(|n| n.starts_with(rest)) {
-                break;
-            }
-            i += 1;
-        }
-        out.extend_from_slice(&buf[plain..i]);
-        self.held = buf[i..].to_vec();
-        out.freeze()
+        let (out, held) = scrub(&self.needles, &buf, last);
+        self.held = buf[held..].to_vec();
+        out
     }
+}
+
+/// The forms a secret comes back in from an honest upstream: as sent, percent-encoded (in a
+/// URL it quotes), and JSON-escaped (in an error object; `/` may be escaped or not).
+fn forms(secret: &str) -> [Vec<u8>; 4] {
+    let percent: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string();
+    let json_slash = json.replace('/', "\\/");
+    [
+        secret.as_bytes().to_vec(),
+        percent.into_bytes(),
+        json.into_bytes(),
+        json_slash.into_bytes(),
+    ]
+}
+
+/// `buf` with every needle replaced by [`MARK`], and where the held-back tail starts (a
+/// possible start of a needle, unless this is the `last` of the body).
+fn scrub(needles: &[Vec<u8>], buf: &[u8], last: bool) -> (Bytes, usize) {
+    let mut out = BytesMut::with_capacity(buf.len());
+    let (mut i, mut plain) = (0, 0);
+    while i < buf.len() {
+        let rest = &buf[i..];
+        if let Some(n) = needles.iter().find(|n| rest.starts_with(n)) {
+            out.extend_from_slice(&buf[plain..i]);
+            out.extend_from_slice(MARK);
+            i += n.len();
+            plain = i;
+            continue;
+        }
+        // The tail may be a credential that continues in the next chunk: hold it back.
+        if !last && needles.iter().any(|n| n.starts_with(rest)) {
+            break;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&buf[plain..i]);
+    (out.freeze(), i)
 }
 
 #[cfg(test)]
@@ -130,5 +201,29 @@ mod tests {
         assert_eq!(out, b"x [REDACTED] y [REDACTED] z");
         assert!(r.contains(b"Bearer token-aaaaaa"));
         assert!(!r.contains(b"nothing"));
+    }
+
+    #[test]
+    fn texts_errors_and_encoded_forms() {
+        let k = SecretString::from("key+with/odd=chars");
+        let r = Redactor::new([&k]);
+        assert_eq!(
+            r.scrub_text("bad key key+with/odd=chars; see ?k=key%2Bwith%2Fodd%3Dchars"),
+            "bad key [REDACTED]; see ?k=[REDACTED]"
+        );
+        assert_eq!(
+            r.scrub_text(r#"{"message":"key+with\/odd=chars"}"#),
+            r#"{"message":"[REDACTED]"}"#
+        );
+        let e = r.scrub_error(Error::UpstreamUnavailable(
+            "openai answered 429: key key+with/odd=chars".into(),
+        ));
+        assert_eq!(e.status(), 503);
+        assert!(!e.to_string().contains("odd=chars"), "{e}");
+        let e = r.scrub_error(Error::io("key+with/odd=chars", std::io::Error::other("x")));
+        assert_eq!(e.code(), "upstream_error");
+        assert!(!e.to_string().contains("odd=chars"), "{e}");
+        let untouched = r.scrub_error(Error::Upstream("fine".into()));
+        assert_eq!(untouched.to_string(), "upstream error: fine");
     }
 }

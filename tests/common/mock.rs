@@ -2,6 +2,13 @@
 //! Anthropic's Messages API, plain and streamed. The last user message picks a behaviour:
 //! `mode:slow` never answers in time, `mode:garbage` answers non-JSON, `mode:500` fails,
 //! `mode:broken` closes a stream mid-answer, `mode:stall` stops sending mid-stream.
+//!
+//! The `mode:echo-key-*` behaviours quote the key the request carried (`Authorization` or
+//! `x-api-key`) back, as a careless or hostile upstream does: `-401` and `-429` in an error
+//! object (with `/` JSON-escaped and the key also percent-encoded in a URL; the 429 puts it
+//! past the 200th character), `-stream` in an error event after some text, `-text` in the
+//! answer itself (streamed 7 characters a delta, so it is split across deltas).
+//! [`start_redirecting`] is an upstream that answers every request with a redirect.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
@@ -109,6 +116,82 @@ async fn misbehave(text: &str) -> Option<Response> {
     None
 }
 
+/// The key a request carried, as the upstream saw it.
+fn presented_key(headers: &HeaderMap) -> String {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    h("x-api-key")
+        .or_else(|| h("authorization").map(|a| a.trim_start_matches("Bearer ").to_string()))
+        .unwrap_or_default()
+}
+
+/// The `mode:echo-key-401` / `-429` answers: the key quoted in an error object.
+fn echo_key_error(text: &str, key: &str, anthropic: bool) -> Option<Response> {
+    let (status, message) = if text.contains("mode:echo-key-401") {
+        let pct: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        (
+            StatusCode::UNAUTHORIZED,
+            format!("Incorrect API key provided: {key}. Check it at https://keys.example/?k={pct}"),
+        )
+    } else if text.contains("mode:echo-key-429") {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{} rate limited for key {key}", "r".repeat(185)),
+        )
+    } else {
+        return None;
+    };
+    let body = if anthropic {
+        json!({"type": "error", "error": {"type": "authentication_error", "message": message}})
+    } else {
+        json!({"error": {"message": message, "type": "invalid_request_error"}})
+    };
+    // Some servers escape `/` in JSON strings.
+    let body = body.to_string().replace('/', "\\/");
+    Some((status, [("content-type", "application/json")], body).into_response())
+}
+
+/// Splits an answer into deltas: by words, or 7 characters at a time for `mode:echo-key-text`.
+fn pieces(reply: &str, text: &str) -> Vec<String> {
+    if text.contains("mode:echo-key-text") {
+        let chars: Vec<char> = reply.chars().collect();
+        chars.chunks(7).map(|c| c.iter().collect()).collect()
+    } else {
+        reply.split_inclusive(' ').map(String::from).collect()
+    }
+}
+
+fn reply_for(text: &str, key: &str, default: String) -> String {
+    if text.contains("mode:echo-key-text") {
+        format!("the key you sent is {key}, keep it safe")
+    } else {
+        default
+    }
+}
+
+/// An upstream that answers every request with `status`, pointing at the same path on `to`.
+pub async fn start_redirecting(to: SocketAddr, status: u16) -> SocketAddr {
+    let app = Router::new().fallback(move |uri: axum::http::Uri| async move {
+        let location = format!(
+            "http://{to}{}",
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        (
+            StatusCode::from_u16(status).unwrap(),
+            [("location", location)],
+        )
+            .into_response()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 async fn openai(State(mock): State<Mock>, headers: HeaderMap, body: axum::Json<Value>) -> Response {
     let body = body.0;
     record(&mock, "/v1/chat/completions", &headers, &body);
@@ -116,9 +199,13 @@ async fn openai(State(mock): State<Mock>, headers: HeaderMap, body: axum::Json<V
     if let Some(r) = misbehave(&text).await {
         return r;
     }
+    let key = presented_key(&headers);
+    if let Some(r) = echo_key_error(&text, &key, false) {
+        return r;
+    }
     let model = body["model"].as_str().unwrap_or("").to_string();
     let turns = body["messages"].as_array().map_or(0, Vec::len);
-    let reply = format!("echo({turns}): {text}");
+    let reply = reply_for(&text, &key, format!("echo({turns}): {text}"));
     if body["stream"] == true {
         let chunk = |delta: Value, finish: Value| {
             format!(
@@ -128,8 +215,14 @@ async fn openai(State(mock): State<Mock>, headers: HeaderMap, body: axum::Json<V
             )
         };
         let mut parts = vec![chunk(json!({"role": "assistant"}), Value::Null)];
-        for w in reply.split_inclusive(' ') {
+        for w in pieces(&reply, &text) {
             parts.push(chunk(json!({"content": w}), Value::Null));
+        }
+        if text.contains("mode:echo-key-stream") {
+            parts.truncate(3);
+            let err = json!({"error": {"message": format!("stream failed for key {key}")}});
+            parts.push(format!("data: {err}\n\n"));
+            return sse(parts, false);
         }
         if text.contains("mode:broken") {
             parts.truncate(2);
@@ -176,7 +269,11 @@ async fn anthropic(
     if let Some(r) = misbehave(&text).await {
         return r;
     }
-    let reply = format!("claude says: {text}");
+    let key = presented_key(&headers);
+    if let Some(r) = echo_key_error(&text, &key, true) {
+        return r;
+    }
+    let reply = reply_for(&text, &key, format!("claude says: {text}"));
     if body["stream"] == true {
         let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
         let mut parts = vec![
@@ -189,8 +286,17 @@ async fn anthropic(
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
             ),
         ];
-        for w in reply.split_inclusive(' ') {
+        for w in pieces(&reply, &text) {
             parts.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+        }
+        if text.contains("mode:echo-key-stream") {
+            parts.truncate(4);
+            parts.push(ev(
+                "error",
+                json!({"type": "error", "error": {"type": "overloaded_error",
+                    "message": format!("overloaded while serving key {key}")}}),
+            ));
+            return sse(parts, false);
         }
         if text.contains("mode:broken") {
             parts.truncate(3);

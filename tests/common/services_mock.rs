@@ -70,6 +70,25 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .map(String::from)
 }
 
+/// A server that records every request and answers 200: what a redirect's target would
+/// receive, which must stay nothing.
+pub async fn recorder() -> (SocketAddr, Recorder) {
+    let r = Recorder::default();
+    let app = Router::new()
+        .fallback(any(
+            |State(r): State<Recorder>,
+             method: Method,
+             uri: Uri,
+             headers: HeaderMap,
+             body: Bytes| async move {
+                r.record(&method, &uri, &headers, &body);
+                "you should not be here"
+            },
+        ))
+        .with_state(r.clone());
+    (serve(app).await, r)
+}
+
 // --- Spotify --------------------------------------------------------------------------------
 
 #[derive(Clone, Default)]
@@ -254,6 +273,37 @@ async fn ha_api(
         return (StatusCode::UNAUTHORIZED, "401: Unauthorized").into_response();
     }
     match rest.as_str() {
+        // A careless error that quotes the token in every header it can, and in the body.
+        "echo-headers" => {
+            let pct: String = url::form_urlencoded::byte_serialize(HA_TOKEN.as_bytes()).collect();
+            Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(
+                    "www-authenticate",
+                    format!("Bearer realm=\"ha\", error=\"invalid_token\", token=\"{HA_TOKEN}\""),
+                )
+                .header("location", format!("http://elsewhere.example/login?t={pct}"))
+                .header("set-cookie", format!("ha={HA_TOKEN}"))
+                .header("x-debug-auth", format!("bearer {HA_TOKEN}"))
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    json!({"message": format!("token {HA_TOKEN} rejected"), "retry": format!("/auth?t={pct}")})
+                        .to_string(),
+                ))
+                .unwrap()
+        }
+        // A body compressed although nobody asked for it, quoting the token inside.
+        "gzip" => {
+            use std::io::Write;
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(format!("{{\"token\":\"{HA_TOKEN}\"}}").as_bytes())
+                .unwrap();
+            Response::builder()
+                .header("content-encoding", "gzip")
+                .header("content-type", "application/json")
+                .body(Body::from(z.finish().unwrap()))
+                .unwrap()
+        }
         // The service's own error body passes through as it is.
         "error" => (
             StatusCode::INTERNAL_SERVER_ERROR,
