@@ -254,7 +254,7 @@ async fn cloud_mode_requires_valid_unrevoked_keys() {
     assert!(err.contains("maestra keys create"), "{err}");
 
     let key = home
-        .ok(&["keys", "create", "laptop"], b"")
+        .ok(&["keys", "create", "laptop", "--user", "ann"], b"")
         .trim()
         .to_string();
     assert!(key.starts_with("mae_"), "{key}");
@@ -370,7 +370,7 @@ async fn lockdown_forces_local_only_revokes_keys_and_rotates_the_vault_key() {
     let (addr, mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr)
         .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYlockdown0123456789");
-    home.ok(&["keys", "create", "phone"], b"");
+    home.ok(&["keys", "create", "phone", "--scope", "admin"], b"");
     let server = Server::start(&home);
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
     let s = client()

@@ -1219,6 +1219,10 @@ async fn api_keys_basic_behaviour(store: Arc<dyn Store>) {
         created_at: 1,
         last_used_at: None,
         revoked_at: None,
+        user_id: Some("ann".into()),
+        scope: maestra::access::scope::KeyScope::Assistant,
+        services: Some(vec!["hue".into(), "spotify".into()]),
+        expires_at: Some(1_000),
     };
     store.api_key_insert(&k).await.unwrap();
     let dup = store
@@ -1228,6 +1232,8 @@ async fn api_keys_basic_behaviour(store: Arc<dyn Store>) {
         })
         .await;
     assert!(matches!(dup, Err(Error::BadRequest(_))));
+    // Whose it is, what it may do and until when read back as written.
+    assert_eq!(store.api_key_get(&k.id).await.unwrap().unwrap(), k);
     store.api_key_touch(&k.id, 5).await.unwrap();
     assert_eq!(
         store

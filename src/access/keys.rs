@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::scope::KeyScope;
 use crate::error::Result;
 use crate::store::{ApiKeyRecord, Store};
 
@@ -23,8 +24,31 @@ fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// What a new key is for: whose it is, what it may do, until when.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: String,
+    pub user_id: Option<String>,
+    pub scope: KeyScope,
+    pub services: Option<Vec<String>>,
+    pub expires_at: Option<i64>,
+}
+
+impl NewKey {
+    /// An admin key of no user that never expires (the seed's single static key is one too).
+    pub fn admin(name: &str) -> NewKey {
+        NewKey {
+            name: name.into(),
+            user_id: None,
+            scope: KeyScope::Admin,
+            services: None,
+            expires_at: None,
+        }
+    }
+}
+
 /// A new key: the record to store and the full key, shown once.
-pub fn generate(name: &str, now: i64) -> (ApiKeyRecord, SecretString) {
+pub fn generate(new: NewKey, now: i64) -> (ApiKeyRecord, SecretString) {
     let mut rng = rand::rngs::OsRng;
     let mut id = [0u8; ID_BYTES];
     let mut secret = zeroize::Zeroizing::new([0u8; SECRET_BYTES]);
@@ -35,11 +59,15 @@ pub fn generate(name: &str, now: i64) -> (ApiKeyRecord, SecretString) {
     let secret = zeroize::Zeroizing::new(b64(secret.as_ref()));
     let record = ApiKeyRecord {
         id: id.clone(),
-        name: name.to_string(),
+        name: new.name,
         hash: hash(&secret),
         created_at: now,
         last_used_at: None,
         revoked_at: None,
+        user_id: new.user_id,
+        scope: new.scope,
+        services: new.services,
+        expires_at: new.expires_at,
     };
     (
         record,
@@ -58,8 +86,13 @@ pub fn id_of(presented: &str) -> Option<&str> {
     ok.then_some(id)
 }
 
-/// Checks a presented key against the store; returns its record when it is valid and active.
-pub async fn verify(store: &dyn Store, presented: &SecretString) -> Result<Option<ApiKeyRecord>> {
+/// Checks a presented key against the store; returns its record when it is valid, not revoked
+/// and not expired at `now` (Unix seconds).
+pub async fn verify(
+    store: &dyn Store,
+    presented: &SecretString,
+    now: i64,
+) -> Result<Option<ApiKeyRecord>> {
     let presented = presented.expose_secret();
     let Some(id) = id_of(presented) else {
         return Ok(None);
@@ -71,7 +104,8 @@ pub async fn verify(store: &dyn Store, presented: &SecretString) -> Result<Optio
         return Ok(None);
     };
     let matches: bool = hash(secret).as_bytes().ct_eq(record.hash.as_bytes()).into();
-    Ok((matches && record.revoked_at.is_none()).then_some(record))
+    let live = record.revoked_at.is_none() && record.expires_at.is_none_or(|t| now < t);
+    Ok((matches && live).then_some(record))
 }
 
 /// Compares a presented key with the static `MAESTRA_API_KEY`, in constant time.
@@ -88,7 +122,7 @@ mod tests {
 
     #[test]
     fn keys_split_and_never_store_the_secret() {
-        let (rec, key) = generate("laptop", 1);
+        let (rec, key) = generate(NewKey::admin("laptop"), 1);
         let k = key.expose_secret();
         assert_eq!(id_of(k), Some(rec.id.as_str()));
         assert!(!rec.hash.contains(k.rsplit('_').next().unwrap()));

@@ -47,6 +47,12 @@ pub(super) fn add_surface(surfaces: &mut Vec<String>, surface: &str) -> bool {
     true
 }
 
+/// A stored key scope. A value this code never writes is a store error, not a guess.
+pub(super) fn key_scope(text: &str) -> Result<crate::access::scope::KeyScope> {
+    crate::access::scope::KeyScope::parse(text)
+        .ok_or_else(|| Error::Store("an API key has an unknown scope".into()))
+}
+
 /// How a limit's scope is named in the totals table.
 pub(super) fn scope_key(scope: &crate::cost::ledger::Scope) -> String {
     use crate::cost::ledger::Scope;

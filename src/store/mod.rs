@@ -31,6 +31,13 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The user the key acts for; `None` only for an admin key.
+    pub user_id: Option<String>,
+    pub scope: crate::access::scope::KeyScope,
+    /// Personal services the key may call; `None`: every configured one.
+    pub services: Option<Vec<String>>,
+    /// Unix seconds from which the key opens nothing.
+    pub expires_at: Option<i64>,
 }
 
 /// Messages appended to a conversation, which is created on first use.

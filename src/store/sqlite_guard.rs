@@ -25,6 +25,13 @@ fn key_record(row: &SqliteRow) -> Result<ApiKeyRecord> {
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        user_id: row.try_get("user_id")?,
+        scope: super::codec::key_scope(&row.try_get::<String, _>("scope")?)?,
+        services: row
+            .try_get::<Option<String>, _>("services")?
+            .map(|s| super::codec::from_json("key services", &s))
+            .transpose()?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -109,13 +116,23 @@ impl SqliteStore {
 
     pub(super) async fn key_insert(&self, k: &ApiKeyRecord) -> Result<()> {
         let done = sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, created_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO api_keys (id, name, hash, created_at, user_id, scope, services, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT DO NOTHING",
         )
         .bind(&k.id)
         .bind(&k.name)
         .bind(&k.hash)
         .bind(k.created_at)
+        .bind(&k.user_id)
+        .bind(k.scope.as_str())
+        .bind(
+            k.services
+                .as_ref()
+                .map(|s| super::codec::to_json("key services", s))
+                .transpose()?,
+        )
+        .bind(k.expires_at)
         .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
