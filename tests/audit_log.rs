@@ -252,3 +252,99 @@ async fn a_log_made_with_another_key_does_not_verify() {
     let r = audit::verify(&c.path, &ChainKey::from_bytes(&[1; 32])).unwrap();
     assert!(r.problem.unwrap().to_string().contains("line 1"));
 }
+
+fn allowed(cfg: &AuditConfig) -> audit::Report {
+    let options = audit::VerifyOptions {
+        allow_missing_head: true,
+    };
+    audit::verify_with(&cfg.path, &key(), options).unwrap()
+}
+
+fn head(cfg: &AuditConfig) -> PathBuf {
+    cfg.path.with_extension("head")
+}
+
+/// The red-team case: the tail cut and the head deleted with it. A missing head is no
+/// evidence of integrity: strict verify fails; the allowance passes but says so.
+#[tokio::test]
+async fn a_cut_tail_with_its_head_deleted_fails_unless_allowed() {
+    let t = tempfile::tempdir().unwrap();
+    let c = cfg(t.path());
+    write(&c, 10, "alice").await;
+    let mut l = lines(&c.path);
+    l.truncate(7);
+    put_lines(&c.path, &l);
+    std::fs::remove_file(head(&c)).unwrap();
+    let p = problem(&c);
+    assert!(p.contains("audit.head") && p.contains("missing"), "{p}");
+    let r = allowed(&c);
+    assert!(r.problem.is_none(), "{:?}", r.problem);
+    assert!(r.head_warning.unwrap().contains("cut tail"));
+
+    // A forged or damaged head is no better.
+    std::fs::write(head(&c), "v1 head 00000000000000000007 ab cd\n").unwrap();
+    let p = problem(&c);
+    assert!(p.contains("not authentic"), "{p}");
+}
+
+/// Writing on after the head was deleted must not make the log verify again: the writer
+/// records the loss inside the chain, where it cannot be removed without breaking it.
+#[tokio::test]
+async fn writing_after_the_head_was_deleted_keeps_the_loss_visible() {
+    let t = tempfile::tempdir().unwrap();
+    let c = cfg(t.path());
+    write(&c, 10, "alice").await;
+    let mut l = lines(&c.path);
+    l.truncate(7);
+    put_lines(&c.path, &l);
+    std::fs::remove_file(head(&c)).unwrap();
+    write(&c, 2, "alice").await;
+    assert!(head(&c).exists(), "the head is written again");
+    let p = problem(&c);
+    assert!(
+        p.contains("audit.log line 8") && p.contains("head record was gone"),
+        "{p}"
+    );
+    let r = allowed(&c);
+    assert!(r.problem.is_none(), "{:?}", r.problem);
+    assert_eq!(r.entries, 10, "7 kept, the loss record, 2 new");
+    assert!(r.head_warning.is_some());
+}
+
+/// Rotation leaves the live file empty: a writer that then finds no head continues the chain
+/// from the newest rotated day (no repeated seq), and records the loss.
+#[tokio::test]
+async fn a_deleted_head_after_rotation_continues_the_chain_and_is_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let c = cfg(t.path());
+    write(&c, 5, "old").await;
+    assert!(audit::rotate(&c.path, key()).unwrap());
+    assert_eq!(problem(&c), "");
+    std::fs::remove_file(head(&c)).unwrap();
+    assert!(problem(&c).contains("missing"));
+    write(&c, 3, "new").await;
+    let p = problem(&c);
+    assert!(
+        p.contains("line 1") && p.contains("head record was gone"),
+        "{p}"
+    );
+    let r = allowed(&c);
+    assert!(r.problem.is_none(), "{:?}", r.problem);
+    assert_eq!((r.entries, r.files), (9, 2));
+}
+
+/// A fresh log and an untouched one verify strictly; no head is needed while there is no
+/// entry at all.
+#[tokio::test]
+async fn an_untouched_log_verifies_strictly() {
+    let t = tempfile::tempdir().unwrap();
+    let c = cfg(t.path());
+    assert_eq!(problem(&c), "");
+    let log = AuditLog::open(&c, key()).unwrap();
+    log.close().await;
+    assert_eq!(problem(&c), "");
+    write(&c, 3, "a").await;
+    write(&c, 3, "b").await;
+    let r = audit::verify(&c.path, &key()).unwrap();
+    assert!(r.problem.is_none() && r.head_warning.is_none(), "{r:?}");
+}

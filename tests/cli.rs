@@ -174,6 +174,40 @@ fn audit_verify_names_a_tampered_line() {
     );
 }
 
+/// The head shows a cut tail; without it (or without the key) verify does not say "intact".
+#[test]
+fn audit_verify_needs_the_head_and_the_key() {
+    let h = Home::new();
+    h.ok(&["init"], b"");
+    h.ok(&["vault", "put", "a"], b"v");
+    h.ok(&["audit", "verify"], b"");
+    std::fs::remove_file(h.root().join("logs/audit.head")).unwrap();
+    let err = h.fails(&["audit", "verify"], b"");
+    assert!(err.contains("head record is missing"), "{err}");
+    let out = h.run(&["audit", "verify", "--allow-missing-head"], b"");
+    assert!(out.status.success());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(warning.contains("NOT verified"), "{warning}");
+    let doctor = h.run(&["doctor"], b"");
+    assert!(!doctor.status.success());
+    // The next audited command writes on: the loss stays recorded in the chain.
+    h.ok(&["vault", "list"], b"");
+    let err = h.fails(&["audit", "verify"], b"");
+    assert!(err.contains("head record was gone"), "{err}");
+    h.ok(&["audit", "verify", "--allow-missing-head"], b"");
+
+    std::fs::remove_file(h.root().join("keys/audit.key")).unwrap();
+    let err = h.fails(&["audit", "verify", "--allow-missing-head"], b"");
+    assert!(
+        err.contains("audit key") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        !h.root().join("keys/audit.key").exists(),
+        "verify never makes a new key"
+    );
+}
+
 #[test]
 fn audit_rotate_and_query_across_files() {
     let h = Home::new();
@@ -238,6 +272,53 @@ fn guard_check_exit_codes() {
         Some(3)
     );
     let off = Home::new();
+    assert_eq!(
+        off.run(&["guard", "check", "spotify"], b"").status.code(),
+        Some(0)
+    );
+}
+
+/// `guard check` decides as the runtime does: a service's declared `kind = "cloud"` is
+/// refused as the proxy refuses it, a name that does not resolve cannot be shown local, and a
+/// lockdown forces local-only mode on as it does for a running server.
+#[test]
+fn guard_check_decides_as_the_runtime_does() {
+    let h = Home::new().with("MAESTRA_LOCAL_ONLY", "true");
+    h.ok(&["init"], b"");
+    std::fs::write(
+        h.root().join("maestra.toml"),
+        "[services.nas_sync]\nbase_url = \"http://127.0.0.1:9/\"\ncategory = \"data\"\n\
+         kind = \"cloud\"\n\n[services.nas]\nbase_url = \"http://127.0.0.1:9/\"\n\
+         category = \"data\"\nkind = \"local\"\n",
+    )
+    .unwrap();
+    let out = h.run(&["guard", "check", "nas_sync"], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("kind = \"cloud\""), "{text}");
+    let out = h.run(&["guard", "check", "nas"], b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    for url in [
+        "https://api.openai.com/v1",
+        "https://api.example.invalid/v1",
+    ] {
+        let out = h.run(&["guard", "check", url], b"");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{url}: {text} {out:?}");
+        assert!(text.starts_with("blocked"), "{text}");
+    }
+
+    let off = Home::new();
+    off.ok(&["init"], b"");
+    assert_eq!(
+        off.run(&["guard", "check", "spotify"], b"").status.code(),
+        Some(0)
+    );
+    off.ok(&["lockdown"], b"");
+    let out = off.run(&["guard", "check", "spotify"], b"");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    off.ok(&["lockdown", "--lift"], b"");
     assert_eq!(
         off.run(&["guard", "check", "spotify"], b"").status.code(),
         Some(0)

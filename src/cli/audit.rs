@@ -32,7 +32,13 @@ pub enum AuditCommand {
         json: bool,
     },
     /// Check the hash chain; names the first line changed, inserted or removed.
-    Verify,
+    Verify {
+        /// Accept a missing (or once-missing) head record. The head is what shows that the
+        /// log's tail was cut, so without it the tail cannot be checked: this is reported
+        /// loudly, and without the flag it fails verification.
+        #[arg(long)]
+        allow_missing_head: bool,
+    },
     /// Rotate the live log to audit.YYYY-MM-DD.log.gz now.
     Rotate,
     /// Delete rotated files older than the retention period.
@@ -91,10 +97,17 @@ pub async fn run(config_file: Option<&Path>, cmd: AuditCommand) -> Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify => {
-            let report = audit::verify(&path, &ctx.audit_key()?)?;
-            if let Some(w) = &report.head_warning {
-                eprintln!("warning: {w}");
+        AuditCommand::Verify { allow_missing_head } => {
+            let Some(key) = verify_key(&ctx, &path)? else {
+                println!("nothing to verify: there is no audit log and no audit key yet");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let options = audit::VerifyOptions { allow_missing_head };
+            let report = audit::verify_with(&path, &key, options)?;
+            if let (Some(w), None) = (&report.head_warning, &report.problem) {
+                eprintln!(
+                    "WARNING: the end of the log is NOT verified (--allow-missing-head): {w}"
+                );
             }
             match report.problem {
                 Some(p) => Err(Error::Audit(format!("verify failed: {p}"))),
@@ -142,4 +155,22 @@ pub async fn run(config_file: Option<&Path>, cmd: AuditCommand) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The existing audit key. A missing key is never replaced here: a new key would make every
+/// line fail, and deleting the key is itself something an attacker would do. `None` only when
+/// there is nothing at all to verify (no key and no log file).
+fn verify_key(ctx: &Context, path: &Path) -> Result<Option<audit::ChainKey>> {
+    let key_path = ctx.home.audit_key();
+    if key_path.exists() {
+        return audit::ChainKey::load(&key_path).map(Some);
+    }
+    if audit::LogFiles::new(path).any_exist()? {
+        return Err(Error::Audit(format!(
+            "verify failed: the audit key {} is missing, so the log cannot be verified \
+             (restore the key from a backup)",
+            key_path.display()
+        )));
+    }
+    Ok(None)
 }

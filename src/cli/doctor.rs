@@ -9,8 +9,10 @@ use super::Context;
 use crate::config::{Config, Mode, ProcessEnv};
 use crate::error::Result;
 use crate::home::Home;
-use crate::privsec::audit::{ChainKey, verify};
+use crate::privsec::audit::{ChainKey, LogFiles, verify};
+use crate::privsec::keycheck::KeyStatus;
 use crate::privsec::keyring::Keyring;
+use crate::privsec::vault::Vault;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -42,10 +44,16 @@ pub async fn run(config_file: Option<&Path>, fix: bool) -> Result<ExitCode> {
         ctx.ensure_vault_key()?;
         ctx.audit_key()?;
     }
-    let checks = local_checks(&config, &home)
-        .into_iter()
-        .chain(cloud_checks(&config))
-        .collect::<Vec<_>>();
+    let mut checks = local_checks(&config, &home);
+    checks.extend(cloud_checks(&config));
+    if let Some(c) = vault_key_check(Context { config, home }).await {
+        // Right after the key file check, which it refines.
+        let at = checks
+            .iter()
+            .position(|c| c.what.starts_with("local: vault key present"))
+            .map_or(checks.len(), |i| i + 1);
+        checks.insert(at, c);
+    }
     let mut failed = 0;
     for c in &checks {
         let tag = match c.status {
@@ -68,6 +76,36 @@ pub async fn run(config_file: Option<&Path>, fix: bool) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the key is the vault's own (a shared PostgreSQL vault is written by every instance,
+/// so a foreign key must be caught before it writes). Reads only; `None` when there is no
+/// vault to ask yet (no home, or no key to ask with).
+async fn vault_key_check(ctx: Context) -> Option<Check> {
+    if !ctx.config.uses_postgres() && !ctx.home.db().exists() {
+        return None;
+    }
+    let keys = Keyring::load(ctx.config.encryption_keys.as_ref(), &ctx.home.vault_key()).ok()?;
+    let what = "local: the vault key opens this vault (its key check, or every secret)";
+    let status = match ctx.store().await {
+        Ok(store) => Vault::new(keys, store).key_status().await,
+        Err(e) => Err(e),
+    };
+    Some(match status {
+        Ok(KeyStatus::Matches) => check(true, what, ""),
+        Ok(KeyStatus::Unset) => check(
+            true,
+            format!("{what}; its check value is stored on first use"),
+            "",
+        ),
+        Ok(KeyStatus::Mismatch) => check(
+            false,
+            what,
+            "this is not the vault's key: use the key the vault was made with (the same \
+             MAESTRA_ENCRYPTION_KEY or keys/vault.key on every instance sharing the database)",
+        ),
+        Err(e) => check(false, what, format!("the vault cannot be read: {e}")),
+    })
 }
 
 fn local_checks(c: &Config, home: &Home) -> Vec<Check> {
@@ -145,12 +183,15 @@ fn local_checks(c: &Config, home: &Home) -> Vec<Check> {
         ),
         "run `maestra init`",
     ));
-    if let Ok(key) = ChainKey::load(&home.audit_key()) {
-        let ok = verify(&c.audit.path, &key).map(|r| r.problem.is_none());
+    // A log without its key cannot be verified: that fails too (only a home with neither is
+    // simply not set up yet).
+    let key = ChainKey::load(&home.audit_key());
+    if key.is_ok() || LogFiles::new(&c.audit.path).any_exist().unwrap_or(true) {
+        let ok = key.and_then(|key| verify(&c.audit.path, &key).map(|r| r.problem.is_none()));
         out.push(check(
             matches!(ok, Ok(true)),
-            "local: audit chain verifies",
-            "run `maestra audit verify` to see the first broken line",
+            "local: audit chain verifies (key, every line, and the head that shows a cut tail)",
+            "run `maestra audit verify` to see what is missing or the first broken line",
         ));
     }
     out.push(Check {

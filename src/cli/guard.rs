@@ -5,10 +5,13 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use super::Context;
 use crate::config::Config;
 use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
-use crate::privsec::guard::{Catalog, Kind};
+use crate::home::Home;
+use crate::privsec::guard::{Catalog, Kind, LocalOnlyBlock};
+use crate::services;
 
 /// `guard check` exits with this when the target would be blocked.
 pub const EXIT_BLOCKED: u8 = 3;
@@ -24,12 +27,14 @@ pub enum GuardCommand {
 pub async fn run(config_file: Option<&Path>, cmd: GuardCommand) -> Result<ExitCode> {
     let config = Config::load(&crate::config::ProcessEnv, config_file)?;
     let catalog = Catalog::new(&config.guard);
+    let ctx = Context {
+        home: Home::new(&config.home),
+        config,
+    };
+    let local_only = local_only(&ctx).await?;
     match cmd {
         GuardCommand::Status => {
-            println!(
-                "local-only mode: {}",
-                if config.local_only { "on" } else { "off" }
-            );
+            println!("local-only mode: {}", if local_only { "on" } else { "off" });
             println!(
                 "cloud services (blocked when on): {}",
                 catalog.names(Kind::Cloud).join(", ")
@@ -37,11 +42,33 @@ pub async fn run(config_file: Option<&Path>, cmd: GuardCommand) -> Result<ExitCo
             println!("local services: {}", catalog.names(Kind::Local).join(", "));
             Ok(ExitCode::SUCCESS)
         }
-        GuardCommand::Check { target } => check(&config, catalog, &target).await,
+        GuardCommand::Check { target } => check(&ctx.config, local_only, catalog, &target).await,
     }
 }
 
-async fn check(config: &Config, catalog: Catalog, target: &str) -> Result<ExitCode> {
+/// Local-only mode as a running server has it: on by configuration, or forced on by a
+/// `maestra lockdown` recorded in the store.
+async fn local_only(ctx: &Context) -> Result<bool> {
+    if ctx.config.local_only {
+        return Ok(true);
+    }
+    if !ctx.config.uses_postgres() && !ctx.home.db().exists() {
+        return Ok(false);
+    }
+    let flag = ctx
+        .store()
+        .await?
+        .meta_get(super::lockdown::LOCKDOWN_FLAG)
+        .await?;
+    Ok(flag.is_some())
+}
+
+async fn check(
+    config: &Config,
+    local_only: bool,
+    catalog: Catalog,
+    target: &str,
+) -> Result<ExitCode> {
     let egress = Egress::new(
         catalog,
         EgressOptions {
@@ -49,47 +76,20 @@ async fn check(config: &Config, catalog: Catalog, target: &str) -> Result<ExitCo
             ..EgressOptions::default()
         },
     )?;
-    let (service, url) = if target.contains("://") {
+    let verdict = if target.contains("://") {
         let url = url::Url::parse(target)
             .map_err(|e| Error::BadRequest(format!("{target:?} is not a URL: {e}")))?;
-        ("url".to_string(), Some(url))
+        address_verdict(&egress, "url", &url).await
     } else {
-        let url = config
-            .services
-            .get(target)
-            .and_then(|s| s.base_url.as_deref())
-            .map(url::Url::parse)
-            .transpose()
-            .map_err(|e| Error::Config(format!("services.{target}.base_url: {e}")))?;
-        (target.to_string(), url)
+        service_verdict(config, &egress, target).await
     };
-    let verdict = match &url {
-        Some(url) => egress.check_url(&service, url).await.map(|ips| {
-            format!(
-                "{} resolves to {} (local)",
-                url.host_str().unwrap_or_default(),
-                ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
-            )
-        }),
-        None => match egress.catalog().check_name(&service) {
-            Err(b) => Err(b.into()),
-            Ok(()) => match egress.catalog().get(&service) {
-                Some(_) => Ok("a local service; its address is checked again when dialled".into()),
-                None => Err(Error::LocalOnly(Box::new(crate::privsec::guard::LocalOnlyBlock {
-                    service: service.clone(),
-                    reason: "an unknown service with no configured address; unknown services pass only to local addresses".into(),
-                    suggested_alternatives: Vec::new(),
-                }))),
-            },
-        },
-    };
-    let mode = if config.local_only { "on" } else { "off" };
+    let mode = if local_only { "on" } else { "off" };
     match verdict {
         Ok(why) => {
             println!("allowed: {target}: {why} (local-only mode is {mode})");
             Ok(ExitCode::SUCCESS)
         }
-        Err(Error::LocalOnly(b)) if config.local_only => {
+        Err(Error::LocalOnly(b)) if local_only => {
             println!("blocked: {target}: {}", b.reason);
             if !b.suggested_alternatives.is_empty() {
                 println!(
@@ -105,6 +105,65 @@ async fn check(config: &Config, catalog: Catalog, target: &str) -> Result<ExitCo
                 b.reason
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A service name, decided as the runtime decides it: a personal service (a `[services.X]`
+/// table or a built-in one) as the services proxy does, by the shared
+/// [`Catalog::check_service`] and then its `base_url`'s addresses; any other name (a
+/// provider, a catalog entry) by the name check egress applies to every call.
+async fn service_verdict(config: &Config, egress: &Egress, name: &str) -> Result<String> {
+    let catalog = egress.catalog();
+    match services::resolve(name, &config.services, catalog) {
+        Ok(service) => {
+            let group = serde_json::to_value(service.category).unwrap_or_default();
+            catalog.check_service(
+                &service.name,
+                service.kind,
+                group.as_str().unwrap_or_default(),
+            )?;
+            address_verdict(egress, &service.name, &service.base_url).await
+        }
+        // A configured table the proxy cannot use: every call to it is refused as it is.
+        Err(e) if config.services.contains_key(name) => Err(e),
+        Err(_) => {
+            catalog.check_name(name)?;
+            match catalog.get(name) {
+                Some(_) => Ok("a local service; its address is checked again when dialled".into()),
+                None => Err(LocalOnlyBlock {
+                    service: name.to_string(),
+                    reason: "an unknown service with no configured address; unknown services \
+                             pass only to local addresses"
+                        .into(),
+                    suggested_alternatives: Vec::new(),
+                }
+                .into()),
+            }
+        }
+    }
+}
+
+/// The address check egress applies when it dials `url`. A host that does not resolve is
+/// blocked: it cannot be shown to be local.
+async fn address_verdict(egress: &Egress, service: &str, url: &url::Url) -> Result<String> {
+    let host = url.host_str().unwrap_or_default();
+    let unresolved =
+        |why: &str| -> Error { egress.catalog().unresolved_block(service, host, why).into() };
+    match egress.check_url(service, url).await {
+        Ok(ips) if ips.is_empty() => Err(unresolved("no address")),
+        Ok(ips) => Ok(format!(
+            "{host} resolves to {} (local)",
+            ips.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        // `check_url` fails with an upstream error only when the name does not resolve.
+        Err(Error::Upstream(why)) => {
+            let prefix = format!("cannot resolve {host}: ");
+            Err(unresolved(why.strip_prefix(&prefix).unwrap_or(&why)))
         }
         Err(e) => Err(e),
     }

@@ -36,8 +36,10 @@ pub async fn run(config_file: Option<&Path>, bind: Option<String>) -> Result<Exi
     let addr = check_bind(&ctx.config)?;
     ctx.ensure_vault_key()?;
     let store = ctx.store().await?;
-    store.cost_recover().await?;
     let vault = Arc::new(Vault::new(ctx.keyring()?, store.clone()));
+    // Before anything is written: a key that is not the shared vault's refuses the start.
+    vault.verify_key().await?;
+    store.cost_recover().await?;
     import_provider_keys(&ctx.config, &vault).await?;
     let audit = ctx.audit_log()?;
     let egress = Egress::new(

@@ -175,6 +175,48 @@ impl Catalog {
         }
     }
 
+    /// The local-only decision for a personal service before anything is read or dialled,
+    /// shared by the services proxy and `maestra guard check` so the two cannot disagree: a
+    /// cloud service by catalog name, or one whose table declares `kind = "cloud"`, is
+    /// refused; everything else is left to the address check at egress. `group` (the
+    /// service's category) picks the local alternatives offered.
+    pub fn check_service(
+        &self,
+        service: &str,
+        declared: Option<Kind>,
+        group: &str,
+    ) -> Result<(), LocalOnlyBlock> {
+        self.check_name(service)?;
+        if declared == Some(Kind::Cloud) {
+            return Err(LocalOnlyBlock {
+                service: service.to_string(),
+                reason: "it is configured as a cloud service (kind = \"cloud\") and local-only \
+                         mode keeps traffic on this machine"
+                    .into(),
+                suggested_alternatives: self
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| e.kind == Kind::Local && e.group == group)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The refusal for a host whose addresses cannot be learnt (no DNS, no such name, no
+    /// answer): an address that cannot be resolved cannot be shown to be local, and egress
+    /// sends nothing to it either.
+    pub fn unresolved_block(&self, service: &str, host: &str, why: &str) -> LocalOnlyBlock {
+        LocalOnlyBlock {
+            service: service.to_string(),
+            reason: format!(
+                "{host} cannot be resolved ({why}), so it cannot be shown to be a local address"
+            ),
+            suggested_alternatives: self.alternatives(service),
+        }
+    }
+
     /// The refusal for a connection to a non-local address.
     pub fn address_block(&self, service: &str, host: &str, addr: IpAddr) -> LocalOnlyBlock {
         LocalOnlyBlock {
@@ -230,6 +272,23 @@ mod tests {
             c.check_name("unknown_thing").is_ok(),
             "left to the address check"
         );
+    }
+
+    #[test]
+    fn a_declared_cloud_kind_is_refused_like_a_catalog_one() {
+        let c = Catalog::new(&GuardConfig::default());
+        let block = c
+            .check_service("my_nas_sync", Some(Kind::Cloud), "media")
+            .unwrap_err();
+        assert!(block.reason.contains("kind = \"cloud\""), "{block}");
+        assert!(block.suggested_alternatives.contains(&"sonos".to_string()));
+        assert!(c.check_service("spotify", None, "media").is_err());
+        assert!(
+            c.check_service("spotify", Some(Kind::Local), "media")
+                .is_err()
+        );
+        assert!(c.check_service("my_nas", Some(Kind::Local), "data").is_ok());
+        assert!(c.check_service("my_nas", None, "data").is_ok());
     }
 
     #[test]

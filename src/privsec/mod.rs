@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod guard;
+pub mod keycheck;
 pub mod keyring;
 pub mod vault;

@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::keycheck::{self, KeyStatus};
 use super::keyring::{KeySource, Keyring, inspect};
 use crate::error::{Error, Result};
 use crate::store::{SecretInfo, SecretRecord, Store, now_unix};
@@ -93,8 +94,60 @@ impl Vault {
         *self.keys.get_mut().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
     }
 
+    /// Where this vault stands with the keys in use now. Reads only: `doctor` reports it.
+    pub async fn key_status(&self) -> Result<KeyStatus> {
+        let keys = self.reread_keys()?;
+        self.status_with(&keys).await
+    }
+
+    async fn status_with(&self, keys: &Keyring) -> Result<KeyStatus> {
+        if let Some(check) = self.store.meta_get(keycheck::META_KEY).await? {
+            return Ok(if keycheck::opens(keys, &check) {
+                KeyStatus::Matches
+            } else {
+                KeyStatus::Mismatch
+            });
+        }
+        // A vault from before check values: its secrets are the evidence.
+        for info in self.store.secret_list().await? {
+            if !info.encrypted {
+                continue;
+            }
+            if let Some(rec) = self.store.secret_get(&info.name).await?
+                && rec.encrypted
+                && keys.decrypt(rec.value.expose_secret(), None).is_err()
+            {
+                return Ok(KeyStatus::Mismatch);
+            }
+        }
+        Ok(KeyStatus::Unset)
+    }
+
+    /// Refuses, writing nothing, when the keys in use are not the vault's (another instance
+    /// sharing the database with another key); stores the check value on first use. Called by
+    /// `serve` at start and before every write, so no path writes under a foreign key.
+    pub async fn verify_key(&self) -> Result<()> {
+        let keys = self.reread_keys()?;
+        match self.status_with(&keys).await? {
+            KeyStatus::Matches => Ok(()),
+            KeyStatus::Mismatch => Err(keycheck::mismatch(&keys)),
+            KeyStatus::Unset => {
+                self.store
+                    .meta_set(keycheck::META_KEY, &keycheck::make(&keys))
+                    .await?;
+                // Two first starts at once both found no check value: whichever value stands
+                // decides, and the other process refuses (here or at its next write).
+                match self.store.meta_get(keycheck::META_KEY).await? {
+                    Some(check) if keycheck::opens(&keys, &check) => Ok(()),
+                    _ => Err(keycheck::mismatch(&keys)),
+                }
+            }
+        }
+    }
+
     pub async fn put(&self, name: &str, value: &SecretString) -> Result<()> {
         validate_name(name)?;
+        self.verify_key().await?;
         let now = now_unix();
         let created_at = match self.store.secret_get(name).await? {
             Some(old) => old.created_at,
@@ -131,14 +184,26 @@ impl Vault {
         }
         let token = rec.value.expose_secret();
         let plain = match self.keys().decrypt(token, None) {
-            Ok(plain) => Ok(plain),
+            Ok(plain) => plain,
             // Perhaps re-encrypted by a rotation this process has not seen yet.
-            Err(first) => match self.reread_keys() {
-                Ok(keys) => keys.decrypt(token, None),
-                Err(_) => Err(first),
+            Err(first) => match self.reread_keys().map(|k| (k.decrypt(token, None), k)) {
+                Ok((Ok(plain), _)) => plain,
+                Ok((Err(e), keys)) => {
+                    // Say so when the whole vault is under another key, not just this secret.
+                    if self.status_with(&keys).await? == KeyStatus::Mismatch {
+                        return Err(keycheck::mismatch(&keys));
+                    }
+                    return Err(Error::Vault(format!(
+                        "secret {name:?} cannot be decrypted: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(Error::Vault(format!(
+                        "secret {name:?} cannot be decrypted: {first}"
+                    )));
+                }
             },
-        }
-        .map_err(|e| Error::Vault(format!("secret {name:?} cannot be decrypted: {e}")))?;
+        };
         let text = String::from_utf8(plain.to_vec())
             .map_err(|_| Error::Vault(format!("secret {name:?} is not UTF-8")))?;
         Ok(SecretString::from(text))
@@ -150,6 +215,7 @@ impl Vault {
 
     pub async fn delete(&self, name: &str) -> Result<()> {
         validate_name(name)?;
+        self.verify_key().await?;
         if self.store.secret_delete(name).await? {
             Ok(())
         } else {
@@ -161,6 +227,7 @@ impl Vault {
     /// `import` for rows it cannot encrypt on the way in, and by tests.
     pub async fn put_legacy_plaintext(&self, name: &str, value: &SecretString) -> Result<()> {
         validate_name(name)?;
+        self.verify_key().await?;
         let now = now_unix();
         self.store
             .secret_put(&SecretRecord {
@@ -175,6 +242,7 @@ impl Vault {
 
     /// Encrypts every legacy plaintext value in place.
     pub async fn migrate(&self, progress: Progress<'_>) -> Result<Rewrite> {
+        self.verify_key().await?;
         let list = self.store.secret_list().await?;
         let total = list.len();
         let mut report = Rewrite::default();
@@ -205,7 +273,12 @@ impl Vault {
     ///
     /// With keys from the environment the new key cannot be written for the user: they put it
     /// first in `MAESTRA_ENCRYPTION_KEY`, and this re-encrypts everything to it.
+    ///
+    /// The key check value follows the secrets: it is rewritten under the new primary once
+    /// every secret is, and before the old keys leave the key file. At every point a crash can
+    /// stop at, the key file's keys open both the secrets and the check value.
     pub async fn rotate_key(&mut self, progress: Progress<'_>) -> Result<Rewrite> {
+        self.verify_key().await?;
         let marker = self.store.meta_get(ROTATION_MARKER).await?;
         let keys = self.reread_keys()?;
         let resumed = marker.as_deref() == Some(keys.primary_id().as_str());
@@ -220,6 +293,9 @@ impl Vault {
             .await?;
         let mut report = self.reencrypt_all(&keys, progress).await?;
         report.resumed = resumed;
+        self.store
+            .meta_set(keycheck::META_KEY, &keycheck::make(&keys))
+            .await?;
         if let KeySource::File(path) = keys.source.clone() {
             let kept = keys.primary_only()?;
             report.retired_keys = keys.len() - kept.len();

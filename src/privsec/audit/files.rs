@@ -58,6 +58,14 @@ impl LogFiles {
         self.dir.join(format!("{}.anchor", self.stem))
     }
 
+    /// Whether any file of the log is there: live, rotated, head or anchor.
+    pub fn any_exist(&self) -> Result<bool> {
+        Ok(self.live().exists()
+            || self.head().exists()
+            || self.anchor().exists()
+            || !self.rotated()?.is_empty())
+    }
+
     /// Rotated files, oldest first. An uncompressed leftover and its `.gz` both count once.
     pub fn rotated(&self) -> Result<Vec<Rotated>> {
         let mut out: Vec<Rotated> = Vec::new();

@@ -26,7 +26,7 @@ pub use chain::ChainKey;
 pub use entry::{Category, Event, Outcome, StoredEntry};
 pub use files::LogFiles;
 pub use query::{Filter, query};
-pub use verify::{Problem, Report, verify};
+pub use verify::{Options as VerifyOptions, Problem, Report, verify, verify_with};
 
 use crate::config::AuditConfig;
 use crate::error::{Error, Result};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{ChainKey, Mark, OpenError};
 use super::files::{LogFiles, read_all};
-use super::writer::{parse_prev, parse_seq};
+use super::writer::{HEAD_LOST_ACTION, parse_prev, parse_seq};
 use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +38,27 @@ pub struct Report {
     pub entries: u64,
     pub last: Option<(u64, String)>,
     pub problem: Option<Problem>,
-    /// Set when the head record is missing or unreadable, so a cut tail cannot be ruled out.
+    /// Set when a cut tail cannot be ruled out: the head record is missing or not authentic
+    /// now, or the chain records that it was when writing resumed. Without
+    /// [`Options::allow_missing_head`] this is also the `problem`.
     pub head_warning: Option<String>,
 }
 
+/// What `verify` may accept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Accept a log whose head record is (or once was) missing, reporting loudly that its tail
+    /// cannot be checked. Deleting the head is how a cut tail would be hidden, so by default
+    /// a missing head fails verification like any other tampering.
+    pub allow_missing_head: bool,
+}
+
+/// Verifies strictly: a missing head is a failure.
 pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
+    verify_with(path, key, Options::default())
+}
+
+pub fn verify_with(path: &Path, key: &ChainKey, options: Options) -> Result<Report> {
     let files = LogFiles::new(path);
     let mut sources: Vec<PathBuf> = files.rotated()?.into_iter().map(|r| r.path).collect();
     sources.push(files.live());
@@ -61,6 +77,8 @@ pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
         Err(_) => Mark::genesis(),
     };
     let mut report = Report::default();
+    // The first entry saying the head was gone when writing resumed.
+    let mut head_lost: Option<(PathBuf, usize, u64)> = None;
     for src in &sources {
         let text = read_all(src)?;
         if text.is_empty() {
@@ -119,6 +137,9 @@ pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
                 report.problem = Some(at(message));
                 return Ok(report);
             }
+            if head_lost.is_none() && records_head_loss(line) {
+                head_lost = Some((src.clone(), i + 1, seq));
+            }
             expected = Mark {
                 seq,
                 hash: hash.to_string(),
@@ -127,41 +148,72 @@ pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
         }
     }
     report.last = Some((expected.seq, expected.hash.clone()));
-    match std::fs::read_to_string(files.head()) {
-        Ok(text) => match Mark::decode(&text, key, "head") {
-            Some(head) if head.seq > expected.seq => {
-                report.problem = Some(Problem {
-                    file: files.live(),
-                    line: 0,
-                    message: format!(
-                        "the tail was cut: the log ends at seq {} but entries up to seq {} were written",
-                        expected.seq, head.seq
-                    ),
-                });
-            }
-            Some(head) if head.seq == expected.seq && head.hash != expected.hash => {
-                report.problem = Some(Problem {
-                    file: files.live(),
-                    line: 0,
-                    message: format!(
-                        "the last entry (seq {}) is not the one that was written",
-                        head.seq
-                    ),
-                });
-            }
-            Some(_) => {}
-            None => {
-                report.head_warning =
-                    Some("the head record is unreadable; a cut tail cannot be ruled out".into())
-            }
-        },
-        Err(_) if report.entries > 0 => {
-            report.head_warning =
-                Some("the head record is missing; a cut tail cannot be ruled out".into())
+    let head = files.head();
+    let head_text = std::fs::read_to_string(&head);
+    let unvouched = match head_text.map(|t| Mark::decode(&t, key, "head")) {
+        Ok(Some(mark)) if mark.seq > expected.seq => {
+            report.problem = Some(Problem {
+                file: files.live(),
+                line: 0,
+                message: format!(
+                    "the tail was cut: the log ends at seq {} but entries up to seq {} were written",
+                    expected.seq, mark.seq
+                ),
+            });
+            return Ok(report);
         }
-        Err(_) => {}
+        Ok(Some(mark)) if mark.seq == expected.seq && mark.hash != expected.hash => {
+            report.problem = Some(Problem {
+                file: files.live(),
+                line: 0,
+                message: format!(
+                    "the last entry (seq {}) is not the one that was written",
+                    mark.seq
+                ),
+            });
+            return Ok(report);
+        }
+        Ok(Some(_)) => None,
+        // With no entry anywhere there is no tail to vouch for.
+        _ if expected == Mark::genesis() => None,
+        Ok(None) => Some(Problem {
+            file: head,
+            line: 0,
+            message: "the head record is not authentic (changed, forged or damaged), so a cut \
+                      tail cannot be ruled out"
+                .into(),
+        }),
+        Err(_) => Some(Problem {
+            file: head,
+            line: 0,
+            message: "the head record is missing, so a cut tail cannot be ruled out".into(),
+        }),
+    };
+    let recorded = head_lost.map(|(file, line, seq)| Problem {
+        file,
+        line,
+        message: format!(
+            "the head record was gone when writing resumed at seq {seq}: entries before it may \
+             have been cut off"
+        ),
+    });
+    if let Some(p) = unvouched.or(recorded) {
+        report.head_warning = Some(p.to_string());
+        if !options.allow_missing_head {
+            report.problem = Some(p);
+        }
     }
     Ok(report)
+}
+
+/// Whether a sealed line is the writer's record of a lost head. Only an authentic line gets
+/// here, and only Maestra's writer makes one with this service and action.
+fn records_head_loss(line: &[u8]) -> bool {
+    const NEEDLE: &str = "\"category\":\"admin\",\"service\":\"audit\",\"action\":\"";
+    std::str::from_utf8(line).is_ok_and(|l| {
+        l.match_indices(NEEDLE)
+            .any(|(at, _)| l[at + NEEDLE.len()..].starts_with(HEAD_LOST_ACTION))
+    })
 }
 
 fn problem_report(file: PathBuf, line: usize, message: String) -> Report {

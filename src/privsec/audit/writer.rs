@@ -39,12 +39,27 @@ pub(super) struct Pending {
     pub ack: Option<oneshot::Sender<std::result::Result<u64, String>>>,
 }
 
+/// The action of the entry that records, inside the chain, that the head record was gone
+/// when writing resumed. The head is what shows a cut tail; recreating it silently would
+/// make a cut tail (with the head deleted too) verify as intact after the next write.
+pub(super) const HEAD_LOST_ACTION: &str = "audit.head_missing";
+
 /// What the writer knows about the live file after its last commit.
 struct Tail {
     ino: u64,
     len: u64,
     last: Mark,
     live_date: Option<String>,
+    /// Why the head could not vouch for `last` ("missing", "unreadable"), when the chain has
+    /// entries: the next commit records it before its batch.
+    head_lost: Option<&'static str>,
+}
+
+/// The head record as found on disk.
+enum HeadState {
+    Missing,
+    Unreadable,
+    Valid(Mark),
 }
 
 pub(super) struct Writer {
@@ -122,11 +137,20 @@ impl Writer {
             .ok_or_else(|| Error::Audit("audit log not open".into()))?;
 
         self.buf.clear();
-        let first_seq = tail.last.seq + 1;
+        let lost = tail.head_lost.map(|why| {
+            Event::new(
+                super::entry::Category::Admin,
+                "audit",
+                HEAD_LOST_ACTION,
+                super::entry::Outcome::Failed,
+            )
+            .detail("head", why)
+            .detail("after_seq", tail.last.seq)
+        });
+        let first_seq = tail.last.seq + 1 + u64::from(lost.is_some());
         let mut last = tail.last.clone();
-        for p in batch {
+        for e in lost.iter().chain(batch.iter().map(|p| &p.event)) {
             let start = self.buf.len();
-            let e = &p.event;
             let sealed = Sealed {
                 ts: &e.ts,
                 seq: last.seq + 1,
@@ -166,9 +190,19 @@ impl Writer {
             tail.live_date = batch.first().map(|_| today);
         }
         tail.last = last;
+        tail.head_lost = None;
+        let mark = tail.last.encode(&self.key, "head");
+        if self.head.is_none() {
+            // Only now, with the loss recorded in the chain, is the head written again.
+            let path = self.files.head();
+            if !path.exists() {
+                let _ = files::write_record(&path, &mark);
+            }
+            self.head = files::open_record(&path).ok();
+        }
         if let Some(head) = self.head.as_mut() {
             // Best effort: a stale head only weakens cut-tail detection, it never breaks a chain.
-            let _ = files::overwrite_record(head, &tail.last.encode(&self.key, "head"));
+            let _ = files::overwrite_record(head, &mark);
         }
         Ok(first_seq)
     }
@@ -213,9 +247,6 @@ impl Writer {
             self.live = Some(files::open_append(&live_path)?);
             self.tail = None;
         }
-        if self.head.is_none() {
-            self.head = Some(files::open_record(&self.files.head())?);
-        }
         let Some(live) = self.live.as_mut() else {
             return Err(Error::Audit("audit log not open".into()));
         };
@@ -229,7 +260,11 @@ impl Writer {
             return Ok(());
         }
         let (len, last_line, first_line) = read_tail(live)?;
-        let head = self.read_mark(&self.files.head(), "head");
+        let head_state = self.read_head();
+        let head = match &head_state {
+            HeadState::Valid(m) => Some(m.clone()),
+            _ => None,
+        };
         let from_file = match last_line {
             Some(line) => Some(parse_mark(&line).ok_or_else(|| {
                 Error::Audit(format!(
@@ -252,10 +287,30 @@ impl Writer {
             }
             (Some(f), _) => f,
             (None, Some(h)) => h,
-            (None, None) => self
-                .read_mark(&self.files.anchor(), "anchor")
-                .unwrap_or_else(Mark::genesis),
+            // An empty live file without a head: the chain goes on from the newest rotated
+            // day, or the anchor pruning left, or it starts here.
+            (None, None) => match self.last_rotated()? {
+                Some(m) => m,
+                None => self
+                    .read_mark(&self.files.anchor(), "anchor")
+                    .unwrap_or_else(Mark::genesis),
+            },
         };
+        let head_lost = match head_state {
+            HeadState::Valid(_) => None,
+            _ if last == Mark::genesis() => None,
+            HeadState::Missing => Some("missing"),
+            HeadState::Unreadable => Some("unreadable"),
+        };
+        if head_lost.is_some() {
+            // Whatever handle this process held points at a file that is no longer the head.
+            self.head = None;
+        } else if matches!(head_state, HeadState::Missing) {
+            // A new chain: the head exists, atomically, before the first line does, so a
+            // crash after that line can never look like a deleted head.
+            files::write_record(&self.files.head(), &last.encode(&self.key, "head"))?;
+            self.head = None;
+        }
         let live_date =
             first_line.and_then(|l| std::str::from_utf8(l.get(7..17)?).ok().map(str::to_string));
         self.tail = Some(Tail {
@@ -263,8 +318,33 @@ impl Writer {
             len,
             last,
             live_date,
+            head_lost,
         });
         Ok(())
+    }
+
+    fn read_head(&self) -> HeadState {
+        match std::fs::read_to_string(self.files.head()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HeadState::Missing,
+            Err(_) => HeadState::Unreadable,
+            Ok(text) => match Mark::decode(&text, &self.key, "head") {
+                Some(m) => HeadState::Valid(m),
+                None => HeadState::Unreadable,
+            },
+        }
+    }
+
+    /// The last entry of the newest rotated day, if there is one.
+    fn last_rotated(&self) -> Result<Option<Mark>> {
+        let Some(newest) = self.files.rotated()?.pop() else {
+            return Ok(None);
+        };
+        let text = files::read_all(&newest.path)?;
+        Ok(text
+            .split(|b| *b == b'\n')
+            .rev()
+            .find(|l| !l.is_empty())
+            .and_then(parse_mark))
     }
 
     fn read_mark(&self, path: &std::path::Path, label: &str) -> Option<Mark> {
