@@ -225,19 +225,32 @@ impl Egress {
         let host = url
             .host()
             .ok_or_else(|| Error::BadRequest(format!("{url} has no host")))?;
-        let ips = match host {
-            Host::Ipv4(v4) => vec![IpAddr::V4(v4)],
-            Host::Ipv6(v6) => vec![IpAddr::V6(v6)],
-            Host::Domain(d) => self
-                .policy
-                .lookup(d)
-                .await
-                .map_err(|e| Error::Upstream(format!("cannot resolve {d}: {e}")))?,
-        };
-        if self.local_only() {
+        let local_only = self.local_only();
+        if local_only {
+            // Before any lookup: a cloud service's name is not even sent to a resolver.
             self.catalog
                 .check_name(service)
                 .map_err(|b| Error::LocalOnly(Box::new(b)))?;
+        }
+        let ips = match host {
+            Host::Ipv4(v4) => vec![IpAddr::V4(v4)],
+            Host::Ipv6(v6) => vec![IpAddr::V6(v6)],
+            Host::Domain(d) => match self.policy.lookup(d).await {
+                Ok(ips) if !ips.is_empty() => ips,
+                // An address that cannot be resolved cannot be shown to be local.
+                Ok(_) if local_only => {
+                    let block = self.catalog.unresolved_block(service, d, "no address");
+                    return Err(Error::LocalOnly(Box::new(block)));
+                }
+                Err(e) if local_only => {
+                    let block = self.catalog.unresolved_block(service, d, &e.to_string());
+                    return Err(Error::LocalOnly(Box::new(block)));
+                }
+                Ok(_) => return Err(Error::Upstream(format!("{d} has no address"))),
+                Err(e) => return Err(Error::Upstream(format!("cannot resolve {d}: {e}"))),
+            },
+        };
+        if local_only {
             self.policy.check(&host.to_string(), &ips).map_err(|b| {
                 self.blocked(
                     service,

@@ -179,3 +179,29 @@ fn a_home_vault_opened_with_another_key_refuses_and_doctor_fails() {
     right.ok(&["vault", "rotate-key"], b"");
     assert!(doctor_line(&right).starts_with("[pass]"));
 }
+
+/// In an incident, lockdown does every step it can: with a key file that is not the vault's,
+/// local-only mode and the revocations still take effect; the rotation is refused, said, and
+/// the exit code is not 0.
+#[test]
+fn lockdown_with_a_foreign_key_still_locks_down_and_says_what_it_could_not_do() {
+    let h = Home::new();
+    h.ok(&["init"], b"");
+    h.ok(&["vault", "put", "hue"], b"bridge-user");
+    h.ok(&["keys", "create", "ops", "--scope", "admin"], b"");
+    std::fs::write(
+        h.root().join("keys/vault.key"),
+        format!("{}\n", fernet::Fernet::generate_key()),
+    )
+    .unwrap();
+    let out = h.run(&["lockdown"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("not rotated"), "{stderr}");
+    assert!(h.ok(&["keys", "list"], b"").contains("REVOKED"));
+    let status = h.run(&["guard", "status"], b"");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("local-only mode: on"),
+        "{status:?}"
+    );
+}

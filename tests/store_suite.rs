@@ -948,6 +948,25 @@ async fn meta_basic_behaviour(store: Arc<dyn Store>) {
     store.meta_delete("rotation").await.unwrap();
     assert_eq!(store.meta_get("rotation").await.unwrap(), None);
     assert_eq!(store.meta_get("other").await.unwrap().as_deref(), Some("x"));
+    // A first value set once: of racing writers exactly one wins, and it stands.
+    let racers = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .meta_set_if_absent("first", &format!("v{i}"))
+                .await
+                .unwrap()
+        })
+    });
+    let won = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|w| *w.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    let first = store.meta_get("first").await.unwrap().unwrap();
+    assert!(!store.meta_set_if_absent("first", "late").await.unwrap());
+    assert_eq!(store.meta_get("first").await.unwrap().unwrap(), first);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -145,26 +145,16 @@ async fn service_verdict(config: &Config, egress: &Egress, name: &str) -> Result
     }
 }
 
-/// The address check egress applies when it dials `url`. A host that does not resolve is
-/// blocked: it cannot be shown to be local.
+/// The address check egress applies when it dials `url`: in local-only mode, a host that does
+/// not resolve is blocked there, since it cannot be shown to be local.
 async fn address_verdict(egress: &Egress, service: &str, url: &url::Url) -> Result<String> {
     let host = url.host_str().unwrap_or_default();
-    let unresolved =
-        |why: &str| -> Error { egress.catalog().unresolved_block(service, host, why).into() };
-    match egress.check_url(service, url).await {
-        Ok(ips) if ips.is_empty() => Err(unresolved("no address")),
-        Ok(ips) => Ok(format!(
-            "{host} resolves to {} (local)",
-            ips.iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-        // `check_url` fails with an upstream error only when the name does not resolve.
-        Err(Error::Upstream(why)) => {
-            let prefix = format!("cannot resolve {host}: ");
-            Err(unresolved(why.strip_prefix(&prefix).unwrap_or(&why)))
-        }
-        Err(e) => Err(e),
-    }
+    let ips = egress.check_url(service, url).await?;
+    Ok(format!(
+        "{host} resolves to {} (local)",
+        ips.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }

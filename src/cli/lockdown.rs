@@ -30,18 +30,27 @@ pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
     }
     store.meta_set(LOCKDOWN_FLAG, "true").await?;
     let revoked = store.api_keys_revoke_all(now_unix()).await?;
-    let rotated = if ctx.config.encryption_keys.is_some() {
+    // Local-only and the revocations stand even if the rotation cannot run (a key that is not
+    // the vault's): in an incident, do every step that can be done, then say what could not.
+    // Ok(false): keys from the environment, which this command cannot rewrite.
+    let rotation: std::result::Result<bool, String> = if ctx.config.encryption_keys.is_some() {
         eprintln!(
             "warning: the vault key comes from MAESTRA_ENCRYPTION_KEY; put a new key first in \
              that variable and run `maestra vault rotate-key`"
         );
-        false
+        Ok(false)
     } else {
-        let mut vault = ctx.vault().await?;
         let mut progress = super::progress("re-encrypting");
-        vault.rotate_key(&mut progress).await?;
-        true
+        match ctx.vault().await {
+            Ok(mut vault) => vault
+                .rotate_key(&mut progress)
+                .await
+                .map(|_| true)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     };
+    let rotated = rotation == Ok(true);
     ctx.audit(
         Event::new(Category::Admin, "maestra", "lockdown", Outcome::Success)
             .detail("local_only", true)
@@ -57,5 +66,9 @@ pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
             "NOT rotated (see warning)"
         }
     );
+    if let Err(why) = rotation {
+        eprintln!("warning: the vault key was not rotated: {why}");
+        return Ok(ExitCode::from(4));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -291,23 +291,14 @@ fn guard(state: &AppState, service: &Service) -> Result<()> {
     if !state.egress.local_only() {
         return Ok(());
     }
-    state.egress.check_service(&service.name)?;
-    let catalog = state.egress.catalog();
-    if service.kind == Some(Kind::Cloud) {
-        let group = serde_json::to_value(service.category).unwrap_or_default();
-        return Err(LocalOnlyBlock {
-            service: service.name.clone(),
-            reason: "it is configured as a cloud service (kind = \"cloud\") and local-only mode keeps traffic on this machine".into(),
-            suggested_alternatives: catalog
-                .names(Kind::Local)
-                .into_iter()
-                .filter(|n| catalog.get(n).is_some_and(|e| group == e.group))
-                .map(String::from)
-                .collect(),
-        }
-        .into());
-    }
-    Ok(())
+    // The same decision `maestra guard check` makes (name, declared kind), then the address
+    // check in egress when the call goes out.
+    let group = serde_json::to_value(service.category).unwrap_or_default();
+    state
+        .egress
+        .catalog()
+        .check_service(&service.name, service.kind, group.as_str().unwrap_or_default())
+        .map_err(Into::into)
 }
 
 /// The credential to inject, if the service uses one.

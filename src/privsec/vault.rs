@@ -132,11 +132,11 @@ impl Vault {
             KeyStatus::Matches => Ok(()),
             KeyStatus::Mismatch => Err(keycheck::mismatch(&keys)),
             KeyStatus::Unset => {
+                // Two first starts at once both found no check value: the insert is atomic,
+                // so exactly one value stands, and the process whose key it is not refuses.
                 self.store
-                    .meta_set(keycheck::META_KEY, &keycheck::make(&keys))
+                    .meta_set_if_absent(keycheck::META_KEY, &keycheck::make(&keys))
                     .await?;
-                // Two first starts at once both found no check value: whichever value stands
-                // decides, and the other process refuses (here or at its next write).
                 match self.store.meta_get(keycheck::META_KEY).await? {
                     Some(check) if keycheck::opens(&keys, &check) => Ok(()),
                     _ => Err(keycheck::mismatch(&keys)),

@@ -110,6 +110,9 @@ pub trait Store: Send + Sync {
     ) -> Result<bool>;
     async fn meta_get(&self, key: &str) -> Result<Option<String>>;
     async fn meta_set(&self, key: &str, value: &str) -> Result<()>;
+    /// Sets `key` only if it is absent; true when this call set it. Atomic, so of two
+    /// processes racing to set a first value (the vault's key check) exactly one wins.
+    async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<bool>;
     async fn meta_delete(&self, key: &str) -> Result<()>;
 
     /// Appends a turn in one transaction. A conversation owned by another user is reported as

@@ -201,6 +201,17 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn meta_delete(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM meta WHERE key = $1")
             .bind(key)
