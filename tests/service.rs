@@ -80,6 +80,8 @@ fn the_unit_verifies_is_hardened_and_starts_the_server() {
 
     let ok = home.ok(&["service", "status", "--user"], b"");
     assert!(ok.contains("matches this configuration"), "{ok}");
+    let doctor = String::from_utf8_lossy(&home.run(&["doctor"], b"").stdout).to_string();
+    assert!(doctor.contains("[pass] service: "), "{doctor}");
 
     // Run exactly what the unit runs, with only what the unit sets.
     std::fs::write(home.root().join("maestra.toml"), "bind = \"127.0.0.1:0\"\n").unwrap();
@@ -132,6 +134,8 @@ fn the_unit_verifies_is_hardened_and_starts_the_server() {
     let stale = home.run(&["service", "status", "--user"], b"");
     assert!(!stale.status.success());
     assert!(String::from_utf8_lossy(&stale.stderr).contains("differs"));
+    let doctor = String::from_utf8_lossy(&home.run(&["doctor"], b"").stdout).to_string();
+    assert!(doctor.contains("[FAIL] service: "), "{doctor}");
     home.ok(&["service", "uninstall", "--user"], b"");
     assert!(!unit.exists());
     let gone = home.run(&["service", "status", "--user"], b"");

@@ -36,6 +36,32 @@ fn check(ok: bool, what: impl Into<String>, fix: impl Into<String>) -> Check {
     }
 }
 
+/// The system service (`maestra service install`), if one is installed: it must be what this
+/// configuration would write now, hardening included. Not installing one is fine.
+fn service_check(ctx: &Context) -> Check {
+    match super::service::installed(ctx) {
+        Ok(None) => Check {
+            status: Status::Skip,
+            what: "service: no system service installed (optional: maestra service install)"
+                .into(),
+            fix: String::new(),
+        },
+        Ok(Some((path, current))) => check(
+            current,
+            format!(
+                "service: {} is hardened and runs this configuration",
+                path.display()
+            ),
+            "run `maestra service install` again (add --user for a per-user service)",
+        ),
+        Err(e) => check(
+            false,
+            format!("service: cannot check the installed service ({e})"),
+            "run `maestra service status`",
+        ),
+    }
+}
+
 pub async fn run(config_file: Option<&Path>, fix: bool) -> Result<ExitCode> {
     let config = Config::load(&ProcessEnv, config_file)?;
     let home = Home::new(&config.home);
@@ -46,7 +72,9 @@ pub async fn run(config_file: Option<&Path>, fix: bool) -> Result<ExitCode> {
     }
     let mut checks = local_checks(&config, &home);
     checks.extend(cloud_checks(&config));
-    if let Some(c) = vault_key_check(Context { config, home }).await {
+    let ctx = Context { config, home };
+    checks.push(service_check(&ctx));
+    if let Some(c) = vault_key_check(ctx).await {
         // Right after the key file check, which it refines.
         let at = checks
             .iter()
