@@ -12,6 +12,16 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+#[cfg(test)]
+mod proptests;
+mod validate;
+
+use validate::{
+    MAX_AUDIT_QUEUE, MAX_BODY_BYTES, MAX_CONTEXT_MESSAGES, MAX_MESSAGES, MAX_RATE_LIMIT_REQUESTS,
+    MAX_RETENTION_DAYS, MAX_SECONDS,
+};
+pub use validate::{MAX_LIMIT_USD, MAX_OUTPUT_TOKENS, MAX_PRICE_PER_MILLION};
+
 /// Where environment variables come from.
 pub trait EnvSource {
     fn var(&self, name: &str) -> Option<String>;
@@ -269,7 +279,11 @@ impl Config {
                     .map(|s| t[..s.start.min(t.len())].matches('\n').count() + 1)
                     .unwrap_or(1);
                 let message = e.message().trim().replace('\n', "; ");
-                Error::Config(format!("{} line {line}: {message}", config_file.display()))
+                Error::Config(format!(
+                    "{} line {line}{}: {message}",
+                    config_file.display(),
+                    key_of_line(t, line)
+                ))
             })?,
             None => FileConfig::default(),
         };
@@ -293,10 +307,12 @@ impl Config {
             .map(|p| if p.is_relative() { home.join(p) } else { p })
             .unwrap_or_else(|| home.join("logs").join("audit.log"));
         let cfg = Config {
-            bind: e
-                .get(&["MAESTRA_BIND"])
-                .or(file.bind)
-                .unwrap_or_else(|| "127.0.0.1:8825".into()),
+            bind: validate::socket_addr(
+                "bind (MAESTRA_BIND)",
+                &e.get(&["MAESTRA_BIND"])
+                    .or(file.bind)
+                    .unwrap_or_else(|| "127.0.0.1:8825".into()),
+            )?,
             mode,
             local_only: e
                 .bool(&["MAESTRA_LOCAL_ONLY", "ATOM_LOCAL_ONLY"])?
@@ -306,29 +322,33 @@ impl Config {
                 .secret(&["MAESTRA_ENCRYPTION_KEY", "BYOK_ENCRYPTION_KEY"])
                 .or(file.encryption_key),
             api_key: e.secret(&["MAESTRA_API_KEY"]).or(file.api_key),
-            daily_cost_limit: limit(
-                "MAESTRA_DAILY_COST_LIMIT",
+            daily_cost_limit: validate::limit(
+                "daily_cost_limit (MAESTRA_DAILY_COST_LIMIT)",
                 e.num(&["MAESTRA_DAILY_COST_LIMIT"])?
                     .or(file.daily_cost_limit)
                     .unwrap_or(5.0),
             )?,
-            monthly_cost_limit: limit(
-                "MAESTRA_MONTHLY_COST_LIMIT",
+            monthly_cost_limit: validate::limit(
+                "monthly_cost_limit (MAESTRA_MONTHLY_COST_LIMIT)",
                 e.num(&["MAESTRA_MONTHLY_COST_LIMIT"])?
                     .or(file.monthly_cost_limit)
                     .unwrap_or(100.0),
             )?,
-            rate_limit_requests: positive(
-                "MAESTRA_RATE_LIMIT_REQUESTS",
+            rate_limit_requests: validate::range(
+                "rate_limit_requests (MAESTRA_RATE_LIMIT_REQUESTS)",
                 e.num(&["MAESTRA_RATE_LIMIT_REQUESTS"])?
                     .or(file.rate_limit_requests)
                     .unwrap_or(100),
+                1,
+                MAX_RATE_LIMIT_REQUESTS,
             )?,
-            rate_limit_window: positive(
-                "MAESTRA_RATE_LIMIT_WINDOW",
+            rate_limit_window: validate::range(
+                "rate_limit_window (MAESTRA_RATE_LIMIT_WINDOW)",
                 e.num(&["MAESTRA_RATE_LIMIT_WINDOW"])?
                     .or(file.rate_limit_window)
                     .unwrap_or(60),
+                1,
+                MAX_SECONDS,
             )?,
             cloud_storage: e.get(&["MAESTRA_CLOUD_STORAGE"]).or(file.cloud_storage),
             db_url: e.secret(&["MAESTRA_DB_URL"]).or(file.db_url),
@@ -339,50 +359,83 @@ impl Config {
                 .unwrap_or_else(|| "maestra:".into()),
             openai_key: e.secret(&["MAESTRA_OPENAI_KEY"]).or(file.openai_key),
             anthropic_key: e.secret(&["MAESTRA_ANTHROPIC_KEY"]).or(file.anthropic_key),
-            local_model_url: e
-                .get(&["MAESTRA_LOCAL_MODEL_URL"])
-                .or(file.local_model_url)
-                .unwrap_or_else(|| "http://127.0.0.1:11434/v1".into()),
+            local_model_url: validate::endpoint(
+                "local_model_url (MAESTRA_LOCAL_MODEL_URL)",
+                &e.get(&["MAESTRA_LOCAL_MODEL_URL"])
+                    .or(file.local_model_url)
+                    .unwrap_or_else(|| "http://127.0.0.1:11434/v1".into()),
+            )?,
             local_model: e.get(&["MAESTRA_LOCAL_MODEL"]).or(file.local_model),
-            openai_base_url: e
-                .get(&["MAESTRA_OPENAI_BASE_URL"])
-                .or(file.openai_base_url)
-                .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-            anthropic_base_url: e
-                .get(&["MAESTRA_ANTHROPIC_BASE_URL"])
-                .or(file.anthropic_base_url)
-                .unwrap_or_else(|| "https://api.anthropic.com/v1".into()),
+            openai_base_url: validate::endpoint(
+                "openai_base_url (MAESTRA_OPENAI_BASE_URL)",
+                &e.get(&["MAESTRA_OPENAI_BASE_URL"])
+                    .or(file.openai_base_url)
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+            )?,
+            anthropic_base_url: validate::endpoint(
+                "anthropic_base_url (MAESTRA_ANTHROPIC_BASE_URL)",
+                &e.get(&["MAESTRA_ANTHROPIC_BASE_URL"])
+                    .or(file.anthropic_base_url)
+                    .unwrap_or_else(|| "https://api.anthropic.com/v1".into()),
+            )?,
             cloud_fallback: e
                 .bool(&["MAESTRA_CLOUD_FALLBACK"])?
                 .or(file.cloud_fallback)
                 .unwrap_or(false),
-            upstream_timeout: positive(
-                "MAESTRA_UPSTREAM_TIMEOUT",
+            upstream_timeout: validate::range(
+                "upstream_timeout (MAESTRA_UPSTREAM_TIMEOUT)",
                 e.num(&["MAESTRA_UPSTREAM_TIMEOUT"])?
                     .or(file.upstream_timeout)
                     .unwrap_or(120),
+                1,
+                MAX_SECONDS,
             )?,
             server: ServerConfig {
-                max_body_bytes: positive(
+                max_body_bytes: validate::range(
                     "server.max_body_bytes",
                     file.server.max_body_bytes.unwrap_or(1024 * 1024),
+                    1,
+                    MAX_BODY_BYTES,
                 )?,
-                request_timeout: positive(
+                request_timeout: validate::range(
                     "server.request_timeout",
                     file.server.request_timeout.unwrap_or(300),
+                    1,
+                    MAX_SECONDS,
                 )?,
-                shutdown_grace: file.server.shutdown_grace.unwrap_or(30),
+                shutdown_grace: validate::range(
+                    "server.shutdown_grace",
+                    file.server.shutdown_grace.unwrap_or(30),
+                    0,
+                    MAX_SECONDS,
+                )?,
             },
             conversations: ConversationsConfig {
                 retention_days: e
                     .num(&["MAESTRA_CONVERSATION_RETENTION_DAYS"])?
                     .or(file.conversations.retention_days)
+                    .map(|d| {
+                        validate::range(
+                            "conversations.retention_days (MAESTRA_CONVERSATION_RETENTION_DAYS)",
+                            d,
+                            0,
+                            MAX_RETENTION_DAYS,
+                        )
+                    })
+                    .transpose()?
                     .filter(|d| *d > 0),
-                max_messages: positive(
+                max_messages: validate::range(
                     "conversations.max_messages",
                     file.conversations.max_messages.unwrap_or(10_000),
+                    1,
+                    MAX_MESSAGES,
                 )?,
-                context_messages: file.conversations.context_messages.unwrap_or(20),
+                context_messages: validate::range(
+                    "conversations.context_messages",
+                    file.conversations.context_messages.unwrap_or(20),
+                    0,
+                    MAX_CONTEXT_MESSAGES,
+                )?,
             },
             cost: CostConfig {
                 user_daily_limit: opt_limit("cost.user_daily_limit", file.cost.user_daily_limit)?,
@@ -395,9 +448,11 @@ impl Config {
                     "cost.key_monthly_limit",
                     file.cost.key_monthly_limit,
                 )?,
-                max_output_tokens: positive(
+                max_output_tokens: validate::range(
                     "cost.max_output_tokens",
                     file.cost.max_output_tokens.unwrap_or(4096),
+                    1,
+                    MAX_OUTPUT_TOKENS,
                 )?,
             },
             pricing: check_pricing(file.pricing)?,
@@ -407,27 +462,36 @@ impl Config {
                     v.split(',')
                         .map(|o| o.trim().to_string())
                         .filter(|o| !o.is_empty())
-                        .collect()
+                        .collect::<Vec<_>>()
                 })
                 .or(file.cors_origins)
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .iter()
+                .map(|o| validate::origin("cors_origins (MAESTRA_CORS_ORIGINS)", o))
+                .collect::<Result<_>>()?,
             log: e
                 .get(&["MAESTRA_LOG"])
                 .or(file.log)
                 .unwrap_or_else(|| "info".into()),
             audit: AuditConfig {
                 path: audit_path,
-                retention_days: e
-                    .num(&["AUDIT_LOG_RETENTION_DAYS"])?
-                    .or(file.audit.retention_days)
-                    .unwrap_or(90),
+                retention_days: validate::range(
+                    "audit.retention_days (AUDIT_LOG_RETENTION_DAYS)",
+                    e.num(&["AUDIT_LOG_RETENTION_DAYS"])?
+                        .or(file.audit.retention_days)
+                        .unwrap_or(90),
+                    1,
+                    MAX_RETENTION_DAYS,
+                )?,
                 fail_closed: e
                     .bool(&["MAESTRA_AUDIT_FAIL_CLOSED"])?
                     .or(file.audit.fail_closed)
                     .unwrap_or(false),
-                queue_capacity: positive(
+                queue_capacity: validate::range(
                     "audit.queue_capacity",
                     file.audit.queue_capacity.unwrap_or(16_384),
+                    1,
+                    MAX_AUDIT_QUEUE,
                 )?,
             },
             guard: file.guard,
@@ -435,7 +499,13 @@ impl Config {
             home,
             config_file,
         };
-        if let Some(storage) = &cfg.cloud_storage
+        cfg.check_formats()?;
+        Ok(cfg)
+    }
+
+    /// The format checks that need several fields or none of the range checks above.
+    fn check_formats(&self) -> Result<()> {
+        if let Some(storage) = &self.cloud_storage
             && storage != "postgresql"
             && storage != "sqlite"
         {
@@ -443,7 +513,48 @@ impl Config {
                 "MAESTRA_CLOUD_STORAGE must be `postgresql` (or `sqlite`), not {storage:?}"
             )));
         }
-        Ok(cfg)
+        validate::secret_token("api_key (MAESTRA_API_KEY)", self.api_key.as_ref())?;
+        validate::secret_token("openai_key (MAESTRA_OPENAI_KEY)", self.openai_key.as_ref())?;
+        validate::secret_token(
+            "anthropic_key (MAESTRA_ANTHROPIC_KEY)",
+            self.anthropic_key.as_ref(),
+        )?;
+        validate::secret_url(
+            "db_url (MAESTRA_DB_URL)",
+            self.db_url.as_ref(),
+            &["postgres", "postgresql"],
+        )?;
+        validate::secret_url(
+            "redis_url (MAESTRA_REDIS_URL)",
+            self.redis_url.as_ref(),
+            &["redis", "rediss", "redis+unix", "unix"],
+        )?;
+        validate::token("redis_prefix (MAESTRA_REDIS_PREFIX)", &self.redis_prefix)?;
+        if let Some(models) = &self.local_model {
+            validate::model_names("local_model (MAESTRA_LOCAL_MODEL)", models)?;
+        }
+        validate::log_filter("log (MAESTRA_LOG)", &self.log)?;
+        if self.audit.path.as_os_str().is_empty() || self.audit.path.file_name().is_none() {
+            return Err(Error::Config(
+                "audit.path (AUDIT_LOG_PATH) must name a file".into(),
+            ));
+        }
+        validate::service_names("guard.cloud_services", &self.guard.cloud_services)?;
+        validate::service_names("guard.local_services", &self.guard.local_services)?;
+        self.check_services()
+    }
+
+    /// Every `[services.NAME]` table resolved once now, so a bad one is an error at start
+    /// rather than a 503 on its first call.
+    fn check_services(&self) -> Result<()> {
+        let catalog = crate::privsec::guard::Catalog::new(&self.guard);
+        for name in self.services.keys() {
+            crate::services::resolve(name, &self.services, &catalog).map_err(|e| match e {
+                Error::Config(m) => Error::Config(m),
+                other => Error::Config(format!("[services.{name}]: {}", inner_message(&other))),
+            })?;
+        }
+        Ok(())
     }
 
     /// The local model names (`MAESTRA_LOCAL_MODEL`, comma-separated); the first is the default.
@@ -481,39 +592,46 @@ fn default_home(env: &dyn EnvSource) -> Result<PathBuf> {
         .ok_or_else(|| Error::Config("neither MAESTRA_HOME nor HOME is set".into()))
 }
 
-fn limit(name: &str, v: f64) -> Result<f64> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err(Error::Config(format!(
-            "{name} must be a non-negative number of USD, not {v}"
-        )))
-    }
-}
-
 fn opt_limit(name: &str, v: Option<f64>) -> Result<Option<f64>> {
-    v.map(|v| limit(name, v)).transpose()
+    v.map(|v| validate::limit(name, v)).transpose()
 }
 
 fn check_pricing(p: BTreeMap<String, PriceConfig>) -> Result<BTreeMap<String, PriceConfig>> {
     for (model, price) in &p {
-        limit(
-            &format!("pricing.{model:?}.input_per_million"),
-            price.input_per_million,
-        )?;
-        limit(
-            &format!("pricing.{model:?}.output_per_million"),
-            price.output_per_million,
-        )?;
+        validate::model_names(&format!("pricing.{model:?}"), model)?;
+        for (field, v) in [
+            ("input_per_million", price.input_per_million),
+            ("output_per_million", price.output_per_million),
+        ] {
+            validate::money(
+                &format!("pricing.{model:?}.{field}"),
+                v,
+                MAX_PRICE_PER_MILLION,
+            )?;
+        }
     }
     Ok(p)
 }
 
-fn positive<T: PartialOrd + Default + std::fmt::Display>(name: &str, v: T) -> Result<T> {
-    if v > T::default() {
-        Ok(v)
-    } else {
-        Err(Error::Config(format!("{name} must be positive, not {v}")))
+/// ` (`KEY`)` for the `KEY = ...` line of a TOML error, so the message names the setting
+/// without quoting its value (which may be a secret).
+fn key_of_line(text: &str, line: usize) -> String {
+    let Some(l) = text.lines().nth(line.saturating_sub(1)) else {
+        return String::new();
+    };
+    match l.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() && key.trim().len() <= 128 => {
+            format!(" (`{}`)", key.trim())
+        }
+        _ => String::new(),
+    }
+}
+
+/// An error's message without the status prefix its `Display` adds.
+fn inner_message(e: &Error) -> String {
+    match e {
+        Error::BadRequest(m) | Error::NotFound(m) | Error::Config(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 

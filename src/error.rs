@@ -65,6 +65,10 @@ pub enum Error {
     #[error("too large: {0}")]
     TooLarge(String),
 
+    /// A request head over the edge's limits (431).
+    #[error("request header fields too large: {0}")]
+    HeadersTooLarge(String),
+
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
 
@@ -104,6 +108,7 @@ impl Error {
             Error::BadRequest(_) | Error::InvalidToken(_) => 400,
             Error::NotFound(_) | Error::SecretNotFound(_) | Error::UnknownModel(_) => 404,
             Error::TooLarge(_) => 413,
+            Error::HeadersTooLarge(_) => 431,
             Error::UnsupportedMediaType(_) => 415,
             Error::UpstreamUnavailable(_) => 503,
             Error::MethodNotAllowed(_) => 405,
@@ -144,6 +149,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::UnknownModel(_) => "model_not_found",
             Error::TooLarge(_) => "payload_too_large",
+            Error::HeadersTooLarge(_) => "headers_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::UpstreamUnavailable(_) => "upstream_unavailable",
             Error::MethodNotAllowed(_) => "method_not_allowed",

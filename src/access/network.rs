@@ -131,13 +131,25 @@ mod tests {
         let xff = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.1")]);
         assert_eq!(client_ip(ip("10.0.0.2"), &xff, &trusted), ip("203.0.113.9"));
         assert_eq!(client_ip(ip("192.0.2.1"), &xff, &trusted), ip("192.0.2.1"));
-        let fwd = headers(&[("forwarded", "for=6.6.6.6, for=\"[2001:db8::1]:443\";proto=https")]);
+        let fwd = headers(&[(
+            "forwarded",
+            "for=6.6.6.6, for=\"[2001:db8::1]:443\";proto=https",
+        )]);
         assert_eq!(client_ip(ip("10.1.1.1"), &fwd, &trusted), ip("2001:db8::1"));
         // Forwarded wins over X-Forwarded-For when both are sent.
-        let both = headers(&[("forwarded", "for=198.51.100.4"), ("x-forwarded-for", "6.6.6.6")]);
-        assert_eq!(client_ip(ip("10.1.1.1"), &both, &trusted), ip("198.51.100.4"));
+        let both = headers(&[
+            ("forwarded", "for=198.51.100.4"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &both, &trusted),
+            ip("198.51.100.4")
+        );
         // Mapped IPv4 peers count as their IPv4 address.
-        assert_eq!(client_ip(ip("::ffff:10.0.0.2"), &xff, &trusted), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.2"), &xff, &trusted),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
@@ -163,7 +175,9 @@ mod tests {
         assert!(n.contains(ip("10.200.1.1")) && n.contains(ip("2001:db8::5")));
         assert!(n.contains(ip("192.0.2.7")) && !n.contains(ip("192.0.2.8")));
         for bad in ["10.0.0.0/33", "10.0.0", "", "host.example", "10.0.0.0/8/8"] {
-            let e = Networks::parse("allow_ips", &[bad]).unwrap_err().to_string();
+            let e = Networks::parse("allow_ips", &[bad])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("allow_ips"), "{bad}: {e}");
         }
     }

@@ -3,8 +3,14 @@
 //! Local mode: no key, but a web page in the user's browser can reach 127.0.0.1, so a `Host`
 //! that is not a loopback name (DNS rebinding) and an `Origin` that is not configured are
 //! refused. Cloud mode: a key on every route but `/health`, then GCRA limits per client
-//! address and per key. Every refusal is audited (category `auth`, never the presented key)
-//! and counted.
+//! address and per key. Every refusal is counted and audited (category `auth`, never the
+//! presented key); refusals anyone can cause without a key (a bad key, a foreign host or
+//! origin, an address over its limit) are audited within a budget, the rest summarised (see
+//! [`crate::access::refusals`]). A failed key spends its address's rate-limit allowance, so
+//! guessing keys is throttled like any other traffic.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -14,8 +20,9 @@ use secrecy::SecretString;
 
 use super::edge::RequestInfo;
 use super::{AppState, Shared};
-use crate::access::keys;
 use crate::access::ratelimit::Decision;
+use crate::access::refusals::{REFUSAL_WINDOW, Verdict};
+use crate::access::{client_bucket, keys};
 use crate::config::Mode;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
@@ -30,7 +37,7 @@ pub async fn stage(State(state): State<Shared>, mut req: Request, next: Next) ->
     }
 }
 
-async fn admit(state: &AppState, req: &mut Request) -> Result<()> {
+async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
     let info = req
         .extensions()
         .get::<RequestInfo>()
@@ -39,7 +46,7 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<()> {
     let access = &state.access;
     if access.mode == Mode::Local && !loopback_host(req.headers()) {
         let e = Error::Forbidden("the Host header is not a loopback name".into());
-        refused(state, &info, None, "foreign_host", &e).await?;
+        refused_anonymous(state, &info, "foreign_host", &e).await?;
         return Err(e);
     }
     if let Some(origin) = req.headers().get("origin") {
@@ -49,7 +56,7 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<()> {
             .unwrap_or(false);
         if !allowed {
             let e = Error::Forbidden("this Origin is not allowed (see cors_origins)".into());
-            refused(state, &info, None, "foreign_origin", &e).await?;
+            refused_anonymous(state, &info, "foreign_origin", &e).await?;
             return Err(e);
         }
     }
@@ -62,14 +69,22 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<()> {
         match id {
             Ok(id) => key_id = Some(id),
             Err(e) => {
-                refused(state, &info, None, "bad_key", &e).await?;
+                // A failed key spends the address's allowance: guessing is throttled too.
+                if let Some(limiter) = &access.limiter
+                    && let Decision::Deny { retry_after_secs } =
+                        limiter.check(&[client_bucket(info.ip)]).await?
+                {
+                    let e = Error::RateLimited { retry_after_secs };
+                    refused_anonymous(state, &info, "rate_limit", &e).await?;
+                    return Err(e);
+                }
+                refused_anonymous(state, &info, "bad_key", &e).await?;
                 return Err(e);
             }
         }
     }
     if let Some(limiter) = &access.limiter {
-        let ip = info.ip.map(|ip| ip.to_string()).unwrap_or_default();
-        let mut buckets = vec![format!("ip:{ip}")];
+        let mut buckets = vec![client_bucket(info.ip)];
         if let Some(k) = &key_id {
             buckets.push(format!("key:{k}"));
         }
@@ -109,16 +124,16 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String> {
     {
         return Ok("static".into());
     }
-    match keys::verify(state.access.store.as_ref(), &presented).await? {
+    let now = crate::store::now_unix();
+    match keys::verify(state.access.store.as_ref(), &presented, now).await? {
         Some(record) => {
-            let now = crate::store::now_unix();
             if record.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
                 let _ = state.access.store.api_key_touch(&record.id, now).await;
             }
             Ok(record.id)
         }
         None => Err(Error::Unauthorized(
-            "the API key is invalid or revoked".into(),
+            "the API key is invalid, revoked or expired".into(),
         )),
     }
 }
@@ -141,6 +156,58 @@ fn loopback_host(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Counts a refusal that needs no key, and audits it within the refusal budget. The first
+/// suppressed one of a window schedules the window's summary entry.
+async fn refused_anonymous(
+    state: &Shared,
+    info: &RequestInfo,
+    reason: &'static str,
+    err: &Error,
+) -> Result<()> {
+    match state.access.refusals.admit(reason, Instant::now()) {
+        Verdict::Record => refused(state, info, None, reason, err).await,
+        Verdict::Suppress { summary_at } => {
+            count(state, reason);
+            if let Some(at) = summary_at {
+                tokio::spawn(summarise(Arc::downgrade(state), at));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes the window's summary when it ends. Holds the state weakly so a shutdown is never
+/// kept waiting (a summary due after the audit log closed is not written).
+async fn summarise(state: Weak<AppState>, at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+    let Some(state) = state.upgrade() else { return };
+    let Some(s) = state.access.refusals.take_summary(Instant::now()) else {
+        return;
+    };
+    let mut e = Event::new(
+        Category::Auth,
+        "maestra",
+        "refusals_suppressed",
+        Outcome::Blocked,
+    )
+    .detail("suppressed", s.total)
+    .detail("window_seconds", REFUSAL_WINDOW.as_secs());
+    for (reason, n) in s.by_reason {
+        e = e.detail(reason, n);
+    }
+    let _ = state.audit.record(e).await;
+}
+
+fn count(state: &AppState, reason: &str) {
+    state
+        .metrics
+        .refusals
+        .get_or_create(&crate::metrics::ReasonLabels {
+            reason: reason.to_string(),
+        })
+        .inc();
+}
+
 /// Audits and counts a refusal at an access stage (bad key, rate limit, cost limit, foreign
 /// host). The entry names the reason and the client, never a presented key.
 pub async fn refused(
@@ -150,13 +217,7 @@ pub async fn refused(
     reason: &str,
     err: &Error,
 ) -> Result<()> {
-    state
-        .metrics
-        .refusals
-        .get_or_create(&crate::metrics::ReasonLabels {
-            reason: reason.to_string(),
-        })
-        .inc();
+    count(state, reason);
     let mut e = Event::new(Category::Auth, "maestra", reason, Outcome::Blocked)
         .detail("status", err.status())
         .request_id(&info.id);

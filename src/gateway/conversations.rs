@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 /// Largest page of a listing.
 const MAX_PAGE: u32 = 500;
 
+/// Unknown fields are refused: `?user=x` must not list every user's conversations.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub user_id: Option<String>,
     pub limit: Option<u32>,

@@ -73,7 +73,7 @@ pub async fn observe(State(state): State<Shared>, req: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let start = Instant::now();
     state.metrics.in_flight.inc();
     let resp = next.run(req).await;
@@ -98,6 +98,23 @@ pub async fn observe(State(state): State<Shared>, req: Request, next: Next) -> R
         .observe(elapsed.as_secs_f64());
     tracing::info!(%method, %route, status, latency_us = elapsed.as_micros() as u64, "request");
     resp
+}
+
+/// A metric label for a method: the standard ones by name, any extension method a client
+/// invents as `other`, so a label's values stay a fixed set.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// Bounds a request's time to its response head. Streams, once started, are bounded by the

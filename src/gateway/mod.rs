@@ -2,6 +2,7 @@
 //!
 //! - `router`        — the routes, and the edge layers in pipeline order
 //! - `edge`          — request ids, limits, timeouts, metrics, JSON in and errors out
+//! - `checks`        — a request's shape: head size, declared body length, known query names
 //! - `access`        — the auth and rate-limit stages: host and key checks, GCRA limits
 //! - `chat`          — one model call: route, egress, fallback, audit, metrics
 //! - `core`          — `/api/maestra/core` and the legacy `/api/maestra/advisor/ask`
@@ -16,6 +17,7 @@
 mod access;
 mod audit_api;
 mod chat;
+mod checks;
 mod conversations;
 mod core;
 mod edge;
@@ -25,6 +27,7 @@ mod router;
 mod server;
 mod services;
 mod system;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;

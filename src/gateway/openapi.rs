@@ -5,141 +5,345 @@
 
 use serde_json::{Map, Value, json};
 
-/// (method, path, summary, request schema, response schema)
-pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
+use crate::conversations::model::MAX_ID_LEN;
+
+/// One operation of the API: what the router serves and what the document says of it.
+pub struct Route {
+    pub method: &'static str,
+    /// The OpenAPI template (`{path}` where the router has `{*path}`).
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub request: Option<&'static str>,
+    pub response: &'static str,
+    pub query: Query,
+    /// Media types of a success.
+    pub produces: &'static [&'static str],
+    /// Media types of a failure.
+    pub errors: &'static [&'static str],
+}
+
+/// What a route accepts in its query string. The edge refuses any other parameter (400), so
+/// a misspelt filter is never silently ignored into a wider answer.
+pub enum Query {
+    /// No query string at all.
+    None,
+    /// Exactly these parameters: (name, JSON schema).
+    Named(&'static [(&'static str, &'static str)]),
+    /// Passed on untouched (the services proxy).
+    Forwarded,
+}
+
+/// The media type `GET /metrics` answers with: the OpenMetrics text exposition, which is
+/// what `prometheus_client` writes (it ends with `# EOF`).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+const JSON: &[&str] = &["application/json"];
+const JSON_OR_EVENTS: &[&str] = &["application/json", "text/event-stream"];
+/// A service's own answer, passed through.
+const ANY: &[&str] = &["*/*"];
+
+const CONVERSATION_QUERY: &[(&str, &str)] = &[
     (
-        "post",
-        "/api/maestra/core",
-        "Ask the assistant (the seed's MaestraRequest)",
-        Some("MaestraRequest"),
-        "MaestraEnvelope",
+        "user_id",
+        r#"{"type": "string", "minLength": 1, "maxLength": 128}"#,
     ),
     (
-        "post",
-        "/api/maestra/advisor/ask",
-        "Legacy advisor shape on the same pipeline",
-        Some("AdvisorRequest"),
-        "MaestraEnvelope",
+        "limit",
+        r#"{"type": "integer", "minimum": 1, "maximum": 500, "default": 50}"#,
     ),
     (
-        "post",
-        "/v1/chat/completions",
-        "OpenAI-compatible chat completion; `stream: true` answers as server-sent events",
-        Some("ChatCompletionRequest"),
-        "ChatCompletion",
-    ),
-    (
-        "get",
-        "/v1/models",
-        "OpenAI-compatible model list",
-        None,
-        "ModelList",
-    ),
-    (
-        "get",
-        "/api/conversations",
-        "List conversations, newest first (query: user_id, limit, offset)",
-        None,
-        "ConversationList",
-    ),
-    (
-        "get",
-        "/api/conversations/{id}",
-        "One conversation with its messages",
-        None,
-        "Conversation",
-    ),
-    (
-        "delete",
-        "/api/conversations/{id}",
-        "Delete a conversation; its content leaves the database files",
-        None,
-        "Deleted",
-    ),
-    (
-        "get",
-        "/api/conversations/{id}/export",
-        "Export a conversation in the seed's JSON format",
-        None,
-        "Conversation",
-    ),
-    (
-        "get",
-        "/api/users/{user_id}/export",
-        "Export everything of a user",
-        None,
-        "UserExport",
-    ),
-    (
-        "delete",
-        "/api/users/{user_id}/data",
-        "Forget a user: delete every conversation",
-        None,
-        "Forgotten",
-    ),
-    (
-        "get",
-        "/api/privacy",
-        "Mode, local-only, limits, storage, vault and audit status",
-        None,
-        "Privacy",
-    ),
-    ("get", "/health", "Liveness", None, "Health"),
-    (
-        "get",
-        "/metrics",
-        "Prometheus metrics (text)",
-        None,
-        "Metrics",
-    ),
-    ("get", "/openapi.json", "This document", None, "OpenApi"),
-    (
-        "get",
-        "/api/services/{service}/{path}",
-        "Proxy to a personal service with its credential injected (any method)",
-        None,
-        "ServiceResponse",
-    ),
-    (
-        "post",
-        "/api/services/{service}/{path}",
-        "Proxy to a personal service with its credential injected (any method)",
-        None,
-        "ServiceResponse",
-    ),
-    (
-        "put",
-        "/api/services/{service}/{path}",
-        "Proxy to a personal service with its credential injected (any method)",
-        None,
-        "ServiceResponse",
-    ),
-    (
-        "delete",
-        "/api/services/{service}/{path}",
-        "Proxy to a personal service with its credential injected (any method)",
-        None,
-        "ServiceResponse",
-    ),
-    (
-        "get",
-        "/api/audit",
-        "Query the audit log, newest first (query: user, service, category, since, until, limit)",
-        None,
-        "AuditList",
-    ),
-    (
-        "post",
-        "/api/audit/events",
-        "Report a local tool action (e.g. ffmpeg, category creative) to the audit log",
-        Some("AuditEventRequest"),
-        "AuditRecorded",
+        "offset",
+        r#"{"type": "integer", "minimum": 0, "maximum": 4294967295, "default": 0}"#,
     ),
 ];
+
+const AUDIT_QUERY: &[(&str, &str)] = &[
+    ("user", r#"{"type": "string", "maxLength": 128}"#),
+    ("service", r#"{"type": "string", "maxLength": 128}"#),
+    (
+        "category",
+        r#"{"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data"]}"#,
+    ),
+    (
+        "since",
+        r#"{"type": "string", "description": "RFC 3339 time or YYYY-MM-DD"}"#,
+    ),
+    (
+        "until",
+        r#"{"type": "string", "description": "RFC 3339 time or YYYY-MM-DD"}"#,
+    ),
+    (
+        "limit",
+        r#"{"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}"#,
+    ),
+];
+
+/// Every operation the router serves; the router test walks it, so a route added without
+/// its description here fails a test.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "post",
+        path: "/api/maestra/core",
+        summary: "Ask the assistant (the seed's MaestraRequest)",
+        request: Some("MaestraRequest"),
+        response: "MaestraEnvelope",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "post",
+        path: "/api/maestra/advisor/ask",
+        summary: "Legacy advisor shape on the same pipeline",
+        request: Some("AdvisorRequest"),
+        response: "MaestraEnvelope",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "post",
+        path: "/v1/chat/completions",
+        summary: "OpenAI-compatible chat completion; `stream: true` answers as server-sent events",
+        request: Some("ChatCompletionRequest"),
+        response: "ChatCompletion",
+        query: Query::None,
+        produces: JSON_OR_EVENTS,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/v1/models",
+        summary: "OpenAI-compatible model list",
+        request: None,
+        response: "ModelList",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/conversations",
+        summary: "List conversations, newest first",
+        request: None,
+        response: "ConversationList",
+        query: Query::Named(CONVERSATION_QUERY),
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/conversations/{id}",
+        summary: "One conversation with its messages",
+        request: None,
+        response: "Conversation",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "delete",
+        path: "/api/conversations/{id}",
+        summary: "Delete a conversation; its content leaves the database files",
+        request: None,
+        response: "Deleted",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/conversations/{id}/export",
+        summary: "Export a conversation in the seed's JSON format",
+        request: None,
+        response: "Conversation",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/users/{user_id}/export",
+        summary: "Export everything of a user",
+        request: None,
+        response: "UserExport",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "delete",
+        path: "/api/users/{user_id}/data",
+        summary: "Forget a user: delete every conversation",
+        request: None,
+        response: "Forgotten",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/privacy",
+        summary: "Mode, local-only, limits, storage, vault and audit status",
+        request: None,
+        response: "Privacy",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/health",
+        summary: "Liveness",
+        request: None,
+        response: "Health",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics (text)",
+        request: None,
+        response: "Metrics",
+        query: Query::None,
+        produces: &[METRICS_CONTENT_TYPE],
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/openapi.json",
+        summary: "This document",
+        request: None,
+        response: "OpenApi",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/services/{service}/{path}",
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "post",
+        path: "/api/services/{service}/{path}",
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "put",
+        path: "/api/services/{service}/{path}",
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "delete",
+        path: "/api/services/{service}/{path}",
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "patch",
+        path: "/api/services/{service}/{path}",
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "get",
+        path: "/api/audit",
+        summary: "Query the audit log, newest first",
+        request: None,
+        response: "AuditList",
+        query: Query::Named(AUDIT_QUERY),
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "post",
+        path: "/api/audit/events",
+        summary: "Report a local tool action (e.g. ffmpeg, category creative) to the audit log",
+        request: Some("AuditEventRequest"),
+        response: "AuditRecorded",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+];
+
+/// The documented operation for a router path template and method (`HEAD` as `GET`).
+pub fn find(router_path: &str, method: &str) -> Option<&'static Route> {
+    let method = if method.eq_ignore_ascii_case("head") {
+        "get"
+    } else {
+        method
+    };
+    ROUTES
+        .iter()
+        .find(|r| r.method.eq_ignore_ascii_case(method) && same_template(r.path, router_path))
+}
+
+/// The `Allow` header's value for a router path template: its documented methods, and
+/// `HEAD` wherever `GET` is (axum answers it).
+pub fn allowed_methods(router_path: &str) -> String {
+    let mut methods: Vec<String> = ROUTES
+        .iter()
+        .filter(|r| same_template(r.path, router_path))
+        .map(|r| r.method.to_uppercase())
+        .collect();
+    if methods.iter().any(|m| m == "GET") {
+        methods.push("HEAD".into());
+    }
+    methods.join(", ")
+}
+
+/// `/a/{x}/{path}` (OpenAPI) and `/a/{x}/{*path}` (axum) name the same route.
+fn same_template(doc: &str, router: &str) -> bool {
+    doc.len() + router.matches("{*").count() == router.len() && doc == router.replace("{*", "{")
+}
 
 fn schemas() -> Value {
     let s = |t: &str| json!({"type": t});
     let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
+    // An id as `validate_id` takes it; a non-empty text; a plain token as `check_token` takes it.
+    let id = || path_schema("id");
+    // Sizes are in bytes on the server (413 over them), so they are described, not enforced
+    // as JSON Schema `maxLength` (which counts characters).
+    let text =
+        || json!({"type": "string", "minLength": 1, "description": "At most 256 KiB (413 above)"});
+    let nullable = |v: Value| json!({"anyOf": [v, {"type": "null"}]});
+    // A conversation to continue; empty or null starts a new one.
+    let new_or_id = || json!({"anyOf": [id(), {"const": ""}, {"type": "null"}]});
+    let token = |max: usize| {
+        json!({"type": "string", "maxLength": max,
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:@-]*$"})
+    };
+    let closed = |mut v: Value| {
+        v["additionalProperties"] = json!(false);
+        v
+    };
     json!({
         "Error": obj(json!({"error": obj(json!({
             "code": s("string"), "message": s("string"),
@@ -147,12 +351,14 @@ fn schemas() -> Value {
             "suggested_alternatives": {"type": "array", "items": s("string")}
         }), &["code", "message"])}), &["error"]),
         "MaestraRequest": obj(json!({
-            "user_id": s("string"), "surface_id": s("string"), "conversation_id": s("string"),
-            "message": s("string"), "mode_hint": s("string"), "surface_context": s("object")
+            "user_id": id(), "surface_id": id(), "conversation_id": new_or_id(),
+            "message": text(), "mode_hint": nullable(s("string")),
+            "surface_context": {"description": "Any JSON value (the seed sends an object); kept as context"}
         }), &["user_id", "surface_id", "message"]),
         "AdvisorRequest": obj(json!({
-            "question": s("string"), "user_id": s("string"), "surface_id": s("string"),
-            "conversation_id": s("string"), "context": s("object")
+            "question": text(), "user_id": nullable(id()), "surface_id": nullable(id()),
+            "conversation_id": new_or_id(),
+            "context": {"description": "Any JSON value (the seed sends an object)"}
         }), &["question"]),
         "Meta": obj(json!({"latency_ms": s("integer"), "model": s("string"),
             "tokens": s("integer"), "cost_usd": s("number")}), &["latency_ms", "model", "tokens", "cost_usd"]),
@@ -162,12 +368,23 @@ fn schemas() -> Value {
             "artifacts": s("array"), "actions": s("array"), "meta": {"$ref": "#/components/schemas/Meta"}
         }), &["reply", "mode", "conversation_id", "source", "version", "artifacts", "actions", "meta"]),
         "ChatCompletionRequest": obj(json!({
-            "model": s("string"), "messages": {"type": "array", "items": obj(json!({
-                "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
-                "content": s("string")}), &["role"])},
-            "stream": s("boolean"), "max_tokens": s("integer"), "temperature": s("number"),
-            "top_p": s("number"), "stop": {}, "user": s("string")
+            "model": {"type": "string", "minLength": 1, "examples": ["llama3.2"]},
+            "messages": {"type": "array", "minItems": 1, "description": "At most 1000 (413 above)",
+                "items": obj(json!({
+                    "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+                    "content": {"description": "Text, or text parts; may be null for an assistant",
+                        "anyOf": [{"type": "string"}, {"type": "null"}, {"type": "array", "items": obj(json!({
+                            "type": {"const": "text"}, "text": s("string")}), &["type", "text"])}]}
+                }), &["role"])},
+            "stream": nullable(s("boolean")),
+            "max_tokens": nullable(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
+            "max_completion_tokens": nullable(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
+            "temperature": nullable(json!({"type": "number", "minimum": 0, "maximum": 2})),
+            "top_p": nullable(json!({"type": "number", "minimum": 0, "maximum": 1})),
+            "stop": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 256},
+                {"type": "array", "maxItems": 4, "items": {"type": "string", "maxLength": 256}}]}
         }), &["model", "messages"]),
+        "ChatCompletionStream": {"type": "string", "description": "Server-sent events: `data: {chunk}` lines, then `data: [DONE]`"},
         "ChatCompletion": obj(json!({"id": s("string"), "object": s("string"), "created": s("integer"),
             "model": s("string"), "choices": s("array"), "usage": s("object"),
             "meta": {"$ref": "#/components/schemas/Meta"}}), &["id", "choices"]),
@@ -194,40 +411,94 @@ fn schemas() -> Value {
         "OpenApi": s("object"),
         "ServiceResponse": {"description": "The service's own response, passed through"},
         "AuditList": obj(json!({"entries": s("array"), "count": s("integer")}), &["entries"]),
-        "AuditEventRequest": obj(json!({
-            "category": {"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data"]},
-            "service": s("string"), "action": s("string"),
+        "AuditEventRequest": closed(obj(json!({
+            "category": {"type": "string", "enum": ["llm", "media", "smarthome", "creative"]},
+            "service": token(64), "action": token(128),
             "result": {"type": "string", "enum": ["success", "failed", "blocked", "error"]},
-            "user_id": s("string"), "agent_id": s("string"), "surface_id": s("string"),
-            "details": s("object")
-        }), &["category", "service", "action", "result"]),
+            "user_id": nullable(token(128)), "agent_id": nullable(token(128)),
+            "surface_id": nullable(token(128)),
+            "details": {"type": "object", "maxProperties": 32}
+        }), &["category", "service", "action", "result"])),
         "AuditRecorded": obj(json!({"recorded": s("boolean"), "request_id": s("string")}), &["recorded"]),
     })
 }
 
+/// The JSON schema of a path parameter: ids follow `validate_id`, a proxied path is text.
+fn path_schema(name: &str) -> Value {
+    match name {
+        "id" | "user_id" => json!({"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN,
+            "pattern": "^(?!\\.)(?!.*\\.\\.)[A-Za-z0-9_.@-]+$"}),
+        "service" => {
+            json!({"type": "string", "pattern": "^[a-z0-9_-]{1,64}$", "examples": ["echo"]})
+        }
+        _ => json!({"type": "string", "minLength": 1}),
+    }
+}
+
+fn content(types: &[&str], schema: &str) -> Value {
+    let mut map = Map::new();
+    for t in types {
+        let schema = if *t == "*/*" {
+            json!({})
+        } else if *t == "text/event-stream" {
+            json!({"$ref": "#/components/schemas/ChatCompletionStream"})
+        } else {
+            json!({"$ref": format!("#/components/schemas/{schema}")})
+        };
+        map.insert((*t).to_string(), json!({ "schema": schema }));
+    }
+    Value::Object(map)
+}
+
+fn operation(r: &Route) -> Value {
+    let responses = if matches!(r.query, Query::Forwarded) {
+        // Whatever the service answers, with its status, type and body (or none), or a
+        // SPEC §4 JSON error of Maestra's own.
+        json!({"default": {"description": "The service's answer, passed through, or a SPEC §4 error"}})
+    } else {
+        json!({
+            "200": {"description": "OK", "content": content(r.produces, r.response)},
+            "default": {"description": "A SPEC §4 error", "content": content(r.errors, "Error")}
+        })
+    };
+    let mut op = json!({"summary": r.summary, "responses": responses});
+    if let Some(req) = r.request {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{req}")}}}});
+    }
+    let mut params: Vec<Value> = r
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_schema(name)}))
+        .collect();
+    match r.query {
+        Query::None => {}
+        Query::Named(list) => {
+            for (name, schema) in list {
+                let schema: Value = serde_json::from_str(schema).unwrap_or_default();
+                params.push(
+                    json!({"name": name, "in": "query", "required": false, "schema": schema}),
+                );
+            }
+        }
+        Query::Forwarded => params.push(json!({
+            "name": "query", "in": "query", "required": false,
+            "description": "Passed on to the service unchanged",
+            "style": "form", "explode": true,
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+        })),
+    }
+    if !params.is_empty() {
+        op["parameters"] = json!(params);
+    }
+    op
+}
+
 pub fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
-    for (method, path, summary, request, response) in ROUTES {
-        let mut op = json!({
-            "summary": summary,
-            "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{response}")}}}},
-                "default": {"description": "A SPEC §4 error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if let Some(req) = request {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{req}")}}}});
-        }
-        let params: Vec<Value> = path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        if !params.is_empty() {
-            op["parameters"] = json!(params);
-        }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = op;
+    for r in ROUTES {
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method] = operation(r);
     }
     json!({
         "openapi": "3.1.0",
@@ -236,4 +507,26 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {"schemas": schemas()},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_schemas_parse_and_templates_match() {
+        for r in ROUTES {
+            if let Query::Named(list) = r.query {
+                for (name, schema) in list {
+                    let v: Value = serde_json::from_str(schema).unwrap();
+                    assert!(v.is_object(), "{} {name}", r.path);
+                }
+            }
+        }
+        assert!(find("/api/services/{service}/{*path}", "PATCH").is_some());
+        assert!(find("/api/conversations/{id}", "HEAD").is_some());
+        assert!(find("/api/conversations/{id}", "PUT").is_none());
+        assert!(find("/api/conversations/{id}/export", "GET").is_some());
+        assert_eq!(allowed_methods("/health"), "GET, HEAD");
+    }
 }

@@ -1,8 +1,9 @@
 //! The routes, and the edge layers in data-path order (SPEC §2).
 //!
 //! Layers wrap from the outside in, so the list below reads top to bottom as a request meets
-//! them: panic guard → request id → metrics and log → deadline → CORS → auth and rate limit →
-//! security headers → body limit → handler. The later stages (cost, guard, egress, store,
+//! them: panic guard → request id → metrics and log → head and declared-length limits →
+//! deadline → CORS → auth and rate limit → known query parameters → security headers → body
+//! limit → handler. The later stages (cost, guard, egress, store,
 //! audit) are calls inside the handlers.
 
 use axum::Router;
@@ -14,7 +15,9 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use super::{Shared, access, audit_api, conversations, core, edge, openai_api, services, system};
+use super::{
+    Shared, access, audit_api, checks, conversations, core, edge, openai_api, services, system,
+};
 
 /// Response headers every answer carries: it is an API, never a page to frame, sniff or cache.
 const SECURITY_HEADERS: &[(&str, &str)] = &[
@@ -70,12 +73,15 @@ pub fn router(state: Shared) -> Router {
             .layer(CatchPanicLayer::custom(edge::panic_response))
             .layer(middleware::from_fn(edge::request_id))
             .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
+            .layer(middleware::from_fn_with_state(state.clone(), checks::shape))
             .layer(middleware::from_fn_with_state(
                 state.clone(),
                 edge::deadline,
             ))
             .layer(cors(&state.config.cors_origins))
-            .layer(middleware::from_fn_with_state(state.clone(), access::stage)),
+            .layer(middleware::from_fn_with_state(state.clone(), access::stage))
+            .layer(middleware::from_fn(checks::known_query))
+            .layer(middleware::from_fn(checks::allow_on_405)),
     )
     .with_state(state)
 }

@@ -1,6 +1,15 @@
 //! The accept loop: HTTP/1.1 with explicit header limits and a header read timeout (slow
 //! clients cannot hold connections open), and a graceful shutdown that lets in-flight requests
 //! finish, within a grace period.
+//!
+//! Two layers of head limits. hyper parses the head into a buffer of [`HYPER_MAX_BUF`] bytes
+//! and [`HYPER_MAX_HEADERS`] fields; what it cannot parse (a malformed request line, a head
+//! beyond that buffer, a bad `Content-Length`) it answers itself with a bare `400` or `431`
+//! status line and no body, and closes the connection: hyper 1 has no hook to write that
+//! answer, and the router never sees the request. So hyper's limits are set at four times the
+//! edge's own ([`checks::MAX_HEADER_BYTES`], [`checks::MAX_HEADERS`]): every head from the
+//! edge's limit up to hyper's gets the SPEC §4 JSON `431`, and only heads no client sends by
+//! mistake, or bytes that are not HTTP, get hyper's bare answer.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,11 +24,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// Largest request head (request line and headers) accepted, in bytes; over it the
-/// connection gets 431 and is closed.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Most header fields accepted in one request.
-pub const MAX_HEADERS: usize = 64;
+use super::checks;
+
+/// hyper's read buffer, its hard limit on a request head.
+pub const HYPER_MAX_BUF: usize = 4 * checks::MAX_HEADER_BYTES;
+/// hyper's hard limit on header fields.
+pub const HYPER_MAX_HEADERS: usize = 4 * checks::MAX_HEADERS;
 /// Time a client gets to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -55,8 +65,8 @@ pub async fn serve(
             });
         let mut builder = http1::Builder::new();
         builder
-            .max_buf_size(MAX_HEADER_BYTES)
-            .max_headers(MAX_HEADERS)
+            .max_buf_size(HYPER_MAX_BUF)
+            .max_headers(HYPER_MAX_HEADERS)
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
         let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));

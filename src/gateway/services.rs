@@ -297,7 +297,11 @@ fn guard(state: &AppState, service: &Service) -> Result<()> {
     state
         .egress
         .catalog()
-        .check_service(&service.name, service.kind, group.as_str().unwrap_or_default())
+        .check_service(
+            &service.name,
+            service.kind,
+            group.as_str().unwrap_or_default(),
+        )
         .map_err(Into::into)
 }
 

@@ -20,10 +20,7 @@ pub async fn health(State(state): State<Shared>) -> axum::Json<Value> {
 pub async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     state.metrics.audit_lost.set(state.audit.lost() as i64);
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, super::openapi::METRICS_CONTENT_TYPE)],
         state.metrics.render(),
     )
 }

@@ -176,14 +176,24 @@ mod tests {
         let (cert, key) = pair(dir.path(), "a");
         let (_, other_key) = pair(dir.path(), "b");
         assert!(load(&cert, &key).is_ok());
-        let missing = load(&dir.path().join("none.crt"), &key).unwrap_err().to_string();
+        let missing = load(&dir.path().join("none.crt"), &key)
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("tls.cert"), "{missing}");
         let mismatch = load(&cert, &other_key).unwrap_err().to_string();
-        assert!(mismatch.contains("tls.key") && mismatch.contains("match"), "{mismatch}");
+        assert!(
+            mismatch.contains("tls.key") && mismatch.contains("match"),
+            "{mismatch}"
+        );
         let garbage = dir.path().join("garbage.key");
         std::fs::write(&garbage, "not a key").unwrap();
         let bad = load(&cert, &garbage).unwrap_err().to_string();
         assert!(bad.contains("tls.key"), "{bad}");
-        assert!(load(&key, &key).unwrap_err().to_string().contains("tls.cert"));
+        assert!(
+            load(&key, &key)
+                .unwrap_err()
+                .to_string()
+                .contains("tls.cert")
+        );
     }
 }
