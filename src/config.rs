@@ -194,6 +194,9 @@ pub struct ServiceConfig {
     pub credential: Option<String>,
     pub auth: Option<String>,
     pub token_url: Option<String>,
+    /// Body types besides JSON that writes to this service may carry (SPEC §2.6).
+    #[serde(default)]
+    pub content_types: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

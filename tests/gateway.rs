@@ -367,6 +367,22 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
         ),
         (
             raw(
+                b"{\"user_id\": \"u\", \"surface_id\": \"s\", \"message\": \"m\", \"surface_context\": -3}".to_vec(),
+                Some("application/json"),
+            ),
+            400,
+            "bad_request",
+        ),
+        (
+            c.post(server.url("/v1/chat/completions")).json(&json!({
+                "model": "llama3.2", "user": {},
+                "messages": [{"role": "user", "content": "hi"}]
+            })),
+            400,
+            "bad_request",
+        ),
+        (
+            raw(
                 b"{\"user_id\": 5, \"surface_id\": \"s\", \"message\": \"m\"}".to_vec(),
                 Some("application/json"),
             ),

@@ -548,7 +548,11 @@ async fn numbers_from_a_client_cannot_wrap_the_budget() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (statuses, _) = burst(&[&server], 5, &[], paid(false)).await;
-    assert_eq!(count(&statuses, 402), 5, "held budget must count: {statuses:?}");
+    assert_eq!(
+        count(&statuses, 402),
+        5,
+        "held budget must count: {statuses:?}"
+    );
     for r in held.await.unwrap() {
         assert!(r.unwrap().status().is_server_error());
     }
@@ -570,8 +574,7 @@ async fn numbers_from_a_client_cannot_wrap_the_budget() {
     // The ledger reads back after a restart, and still refuses.
     server.stop();
     let server = Server::start(&home);
-    let report: Value =
-        serde_json::from_str(&home.ok(&["cost", "report", "--json"], b"")).unwrap();
+    let report: Value = serde_json::from_str(&home.ok(&["cost", "report", "--json"], b"")).unwrap();
     assert_eq!(report["daily"]["spent_usd"], 0.05);
     let resp = client()
         .post(server.url("/v1/chat/completions"))
@@ -601,6 +604,9 @@ async fn import_refuses_amounts_the_ledger_cannot_hold() {
         );
         assert!(text.contains("2025-12-28"), "{amount}: {text}");
         let report = home.ok(&["cost", "report", "--days", "3650", "--by", "day"], b"");
-        assert!(!report.contains("2025-12-27"), "a bad file imports nothing: {report}");
+        assert!(
+            !report.contains("2025-12-27"),
+            "a bad file imports nothing: {report}"
+        );
     }
 }

@@ -137,8 +137,7 @@ async fn run_case(store: &dyn Store, case: &Case) -> Result<(), TestCaseError> {
                 ];
                 let fits = model.get(&keys[0]).spent + model.get(&keys[0]).reserved + held
                     <= global
-                    && model.get(&keys[3]).spent + model.get(&keys[3]).reserved + held
-                        <= per_user;
+                    && model.get(&keys[3]).spent + model.get(&keys[3]).reserved + held <= per_user;
                 let outcome = store
                     .cost_reserve(&r, &limits)
                     .await
@@ -314,13 +313,19 @@ async fn migration_repairs_an_overflowed_sqlite_ledger() {
     pool.close().await;
 
     let store = SqliteStore::open(&path).await.unwrap();
-    let day = store.cost_usage(&Scope::Global, "2026-11-01").await.unwrap();
+    let day = store
+        .cost_usage(&Scope::Global, "2026-11-01")
+        .await
+        .unwrap();
     // The overflowed row is clamped to the cap (fail closed: the day stays spent), the
     // negative one to zero, and the totals are rebuilt from the rows.
     assert_eq!(day.spent, MAX_MICROS);
     let month = store.cost_usage(&Scope::Global, "2026-11").await.unwrap();
     assert_eq!(month.spent, MAX_MICROS);
-    let next_day = store.cost_usage(&Scope::Global, "2026-11-02").await.unwrap();
+    let next_day = store
+        .cost_usage(&Scope::Global, "2026-11-02")
+        .await
+        .unwrap();
     assert_eq!(next_day.spent, 0);
     let charges = store.cost_charges("2026-11-01").await.unwrap();
     assert!(charges.iter().all(|c| (0..=MAX_MICROS).contains(&c.spent)));
@@ -429,7 +434,10 @@ async fn postgres_start_sweeps_stale_holds_and_keeps_live_ones() {
         hold(&store, "live-day", 0).await;
         store.cost_recover().await.unwrap();
         let stale = store.cost_usage(&Scope::Global, "stale-day").await.unwrap();
-        assert_eq!(stale.reserved, 0, "a dead instance's hold is swept at start");
+        assert_eq!(
+            stale.reserved, 0,
+            "a dead instance's hold is swept at start"
+        );
         let live = store.cost_usage(&Scope::Global, "live-day").await.unwrap();
         assert_eq!(live.reserved, 1_000, "another instance's live hold stays");
         store.close().await;
@@ -450,12 +458,20 @@ async fn sqlite_start_releases_what_the_last_run_left_open() {
     store.close().await;
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(
-        store.cost_usage(&Scope::Global, "left-day").await.unwrap().reserved,
+        store
+            .cost_usage(&Scope::Global, "left-day")
+            .await
+            .unwrap()
+            .reserved,
         1_000
     );
     store.cost_recover().await.unwrap();
     assert_eq!(
-        store.cost_usage(&Scope::Global, "left-day").await.unwrap().reserved,
+        store
+            .cost_usage(&Scope::Global, "left-day")
+            .await
+            .unwrap()
+            .reserved,
         0
     );
     store.close().await;

@@ -85,7 +85,10 @@ fn the_unit_verifies_is_hardened_and_starts_the_server() {
 
     // Run exactly what the unit runs, with only what the unit sets.
     std::fs::write(home.root().join("maestra.toml"), "bind = \"127.0.0.1:0\"\n").unwrap();
-    let exec = text.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    let exec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
     let argv = words(exec);
     let env = text
         .lines()

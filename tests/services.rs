@@ -852,3 +852,40 @@ credential = "spotify"
     assert!(r.body.contains("compressed"), "{}", r.body);
     assert_nothing_leaked(&mut env);
 }
+
+/// A service that takes another body type declares it, and only that type is let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_content_type_is_let_through_and_no_other() {
+    let mut env = setup(
+        &[],
+        now() + 3600,
+        "content_types = [\"application/x-www-form-urlencoded\"]",
+    )
+    .await;
+    let url = env.server.url("/api/services/home_assistant/api/echo");
+    let form = send(
+        client()
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("a=1"),
+    )
+    .await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let json = send(
+        client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(json.status, 200, "{}", json.body);
+    let text = send(
+        client()
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body("a"),
+    )
+    .await;
+    assert_eq!(text.status, 415, "{}", text.body);
+    env.server.stop();
+}

@@ -42,8 +42,7 @@ fn service_check(ctx: &Context) -> Check {
     match super::service::installed(ctx) {
         Ok(None) => Check {
             status: Status::Skip,
-            what: "service: no system service installed (optional: maestra service install)"
-                .into(),
+            what: "service: no system service installed (optional: maestra service install)".into(),
             fix: String::new(),
         },
         Ok(Some((path, current))) => check(

@@ -111,11 +111,10 @@ pub async fn run(config_file: Option<&Path>, cmd: KeysCommand) -> Result<ExitCod
             let new = new_key(name, user, scope, services, expires, now)?;
             let (record, key) = keys::generate(new, now);
             store.api_key_insert(&record).await?;
-            let mut event =
-                Event::new(Category::Admin, "maestra", "keys.create", Outcome::Success)
-                    .detail("key_id", record.id.as_str())
-                    .detail("name", record.name.as_str())
-                    .detail("scope", record.scope.as_str());
+            let mut event = Event::new(Category::Admin, "maestra", "keys.create", Outcome::Success)
+                .detail("key_id", record.id.as_str())
+                .detail("name", record.name.as_str())
+                .detail("scope", record.scope.as_str());
             if let Some(u) = &record.user_id {
                 event = event.detail("key_user", u.as_str());
             }

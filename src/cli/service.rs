@@ -99,14 +99,11 @@ fn spec(ctx: &Context, user: bool) -> Result<ServiceSpec> {
         .and_then(|p| p.canonicalize())
         .map_err(|e| Error::io("cannot find the maestra binary", e))?;
     let home = absolute(&ctx.config.home)?;
-    let audit_dir = ctx
-        .config
-        .audit
-        .path
-        .parent()
-        .map(absolute)
-        .transpose()?;
-    let extra_writable = audit_dir.into_iter().filter(|d| !d.starts_with(&home)).collect();
+    let audit_dir = ctx.config.audit.path.parent().map(absolute).transpose()?;
+    let extra_writable = audit_dir
+        .into_iter()
+        .filter(|d| !d.starts_with(&home))
+        .collect();
     Ok(ServiceSpec {
         binary,
         home,
@@ -213,10 +210,15 @@ async fn install(ctx: &Context, manager: Manager, user: bool) -> Result<ExitCode
         }
     };
     ctx.audit(
-        Event::new(Category::Admin, "maestra", "service.install", Outcome::Success)
-            .detail("path", path.display().to_string())
-            .detail("user", user)
-            .detail("started", started),
+        Event::new(
+            Category::Admin,
+            "maestra",
+            "service.install",
+            Outcome::Success,
+        )
+        .detail("path", path.display().to_string())
+        .detail("user", user)
+        .detail("started", started),
     )
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -76,7 +76,11 @@ fn systemd_word(what: &str, path: &Path) -> Result<String> {
     let text = path
         .to_str()
         .ok_or_else(|| Error::Config(format!("{what} {} is not UTF-8", path.display())))?;
-    if !path.is_absolute() || text.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+    if !path.is_absolute()
+        || text
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
         return Err(Error::Config(format!(
             "{what} {text:?} must be an absolute path without quotes, backslashes or control \
              characters to be written into a systemd unit"
@@ -101,7 +105,9 @@ pub fn systemd_unit(spec: &ServiceSpec) -> Result<String> {
     }
     let home_env = format!("\"MAESTRA_HOME={}\"", &home[1..home.len() - 1]);
     let mut out = String::new();
-    out.push_str("# Written by `maestra service install`; `maestra service uninstall` removes it.\n");
+    out.push_str(
+        "# Written by `maestra service install`; `maestra service uninstall` removes it.\n",
+    );
     out.push_str("# No secret is written here: the server reads its keys from its home.\n");
     out.push_str("[Unit]\n");
     out.push_str("Description=Maestra, a local-first privacy backend for personal AI assistants\n");
@@ -204,7 +210,12 @@ mod tests {
 
     #[test]
     fn a_path_that_could_break_out_of_its_directive_is_refused() {
-        for bad in ["/a\"b", "/a\nExecStartPre=/bin/sh", "relative/path", "/a\\b"] {
+        for bad in [
+            "/a\"b",
+            "/a\nExecStartPre=/bin/sh",
+            "relative/path",
+            "/a\\b",
+        ] {
             let mut s = spec(true);
             s.home = bad.into();
             assert!(systemd_unit(&s).is_err(), "{bad:?}");

@@ -89,12 +89,10 @@ impl Pricing {
             .filter(|(name, _)| !overrides.contains_key(*name))
             .map(|(name, price)| (name.to_string(), *price))
             .collect();
-        entries.extend(
-            overrides.iter().map(|(name, c)| {
-                let price = p(nanos(c.input_per_million), nanos(c.output_per_million));
-                (name.clone(), price)
-            }),
-        );
+        entries.extend(overrides.iter().map(|(name, c)| {
+            let price = p(nanos(c.input_per_million), nanos(c.output_per_million));
+            (name.clone(), price)
+        }));
         let fallback = entries.iter().fold(p(0, 0), |acc, (_, x)| {
             p(
                 acc.input_nanos_per_token.max(x.input_nanos_per_token),

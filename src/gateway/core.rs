@@ -89,6 +89,15 @@ async fn handle(
 ) -> Result<Value> {
     validate_id("user_id", &req.user_id)?;
     validate_id("surface_id", &req.surface_id)?;
+    if req
+        .surface_context
+        .as_ref()
+        .is_some_and(|c| !matches!(c, Value::Object(_) | Value::Null))
+    {
+        return Err(Error::BadRequest(
+            "`surface_context` must be an object".into(),
+        ));
+    }
     // A conversation named by the caller may have history; a freshly named one cannot.
     let (conversation_id, continued) = match req.conversation_id.as_deref() {
         Some(id) if !id.is_empty() => {

@@ -38,10 +38,14 @@ pub async fn chat_completions(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let user = body.get("user").and_then(Value::as_str).map(str::to_string);
-    if let Some(u) = &user {
-        crate::conversations::model::validate_id("user", u)?;
-    }
+    let user = match body.get("user") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(u)) => {
+            crate::conversations::model::validate_id("user", u)?;
+            Some(u.clone())
+        }
+        Some(_) => return Err(Error::BadRequest("`user` must be a string".into())),
+    };
     let route = state.providers.route(&req.model)?;
     let caller = Caller {
         info: &info,

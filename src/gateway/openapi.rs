@@ -353,12 +353,12 @@ fn schemas() -> Value {
         "MaestraRequest": obj(json!({
             "user_id": id(), "surface_id": id(), "conversation_id": new_or_id(),
             "message": text(), "mode_hint": nullable(s("string")),
-            "surface_context": {"description": "Any JSON value (the seed sends an object); kept as context"}
+            "surface_context": nullable(json!({"type": "object", "description": "Context from the surface; kept, minimised, with the turn"}))
         }), &["user_id", "surface_id", "message"]),
         "AdvisorRequest": obj(json!({
             "question": text(), "user_id": nullable(id()), "surface_id": nullable(id()),
             "conversation_id": new_or_id(),
-            "context": {"description": "Any JSON value (the seed sends an object)"}
+            "context": nullable(json!({"type": "object", "description": "Context from the surface"}))
         }), &["question"]),
         "Meta": obj(json!({"latency_ms": s("integer"), "model": s("string"),
             "tokens": s("integer"), "cost_usd": s("number")}), &["latency_ms", "model", "tokens", "cost_usd"]),
@@ -377,6 +377,7 @@ fn schemas() -> Value {
                             "type": {"const": "text"}, "text": s("string")}), &["type", "text"])}]}
                 }), &["role"])},
             "stream": nullable(s("boolean")),
+            "user": nullable(id()),
             "max_tokens": nullable(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
             "max_completion_tokens": nullable(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
             "temperature": nullable(json!({"type": "number", "minimum": 0, "maximum": 2})),

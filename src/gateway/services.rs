@@ -24,7 +24,6 @@ use super::edge::RequestInfo;
 use super::{AppState, Shared, audit_api};
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
-use crate::privsec::guard::{Kind, LocalOnlyBlock};
 use crate::services::auth::{self, Auth};
 use crate::services::body::{Outgoing, scrubbed};
 use crate::services::content_type;
@@ -32,14 +31,14 @@ use crate::services::oauth::{self, Endpoint, Refresher, Token};
 use crate::services::redact::Redactor;
 use crate::services::{self as svcs, Service, path};
 
-const FORWARDED_METHODS: [Method; 7] = [
+/// OPTIONS is not among them: the CORS layer answers every OPTIONS at the edge.
+const FORWARDED_METHODS: [Method; 6] = [
     Method::GET,
     Method::HEAD,
     Method::POST,
     Method::PUT,
     Method::PATCH,
     Method::DELETE,
-    Method::OPTIONS,
 ];
 
 pub fn routes() -> Router<Shared> {

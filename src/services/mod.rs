@@ -10,9 +10,9 @@
 //! - `path`   — the client's path joined under `base_url`, or refused
 //! - `redact` — the injected credential scrubbed from what goes back to the client
 //!
-//! A service is resolved per request from `config.services` over the built-in definitions:
-//! resolving is a few string checks, and a bad `[services.X]` table then fails only its own
-//! calls (503 `configuration_error`) instead of the whole server.
+//! A service is resolved from `config.services` over the built-in definitions: every table is
+//! resolved once when the configuration loads, so a bad `[services.X]` table stops the start
+//! with a line naming it, and again per request (a few string checks).
 
 pub mod auth;
 pub mod body;
@@ -202,12 +202,9 @@ pub fn resolve(
     })
 }
 
-/// The `content_types = [...]` a service's table declares (SPEC §2.6: a service that needs a
-/// body type other than JSON is declared so in its config). The list belongs in
-/// `ServiceConfig` (src/config.rs, `#[serde(default)] pub content_types: Vec<String>`); until
-/// it is there no service declares one, and writes to every service are JSON only.
-fn declared_content_types(_cfg: &ServiceConfig) -> &[String] {
-    &[]
+/// The body types besides JSON a service's writes may carry (`content_types`), as written.
+fn declared_content_types(cfg: &ServiceConfig) -> &[String] {
+    &cfg.content_types
 }
 
 /// An http(s) URL with a host and nothing a request path could be confused with: no user

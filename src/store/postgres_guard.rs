@@ -8,8 +8,7 @@ use super::ApiKeyRecord;
 use super::codec::{scope_key, scopes, totals_sql};
 use super::postgres::PostgresStore;
 use crate::cost::ledger::{
-    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, Usage,
-    clamp,
+    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, Usage, clamp,
 };
 use crate::error::{Error, Result};
 
