@@ -12,16 +12,18 @@
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
 use super::edge::RequestInfo;
+use super::openapi;
 use super::{AppState, Shared};
 use crate::access::ratelimit::Decision;
 use crate::access::refusals::{REFUSAL_WINDOW, Verdict};
+use crate::access::scope::Principal;
 use crate::access::{client_bucket, keys};
 use crate::config::Mode;
 use crate::error::{Error, Result};
@@ -64,10 +66,14 @@ async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
         return Ok(());
     }
     let mut key_id = None;
+    let mut principal = Principal::local();
     if access.mode == Mode::Cloud {
         let id = authenticate(state, req.headers()).await;
         match id {
-            Ok(id) => key_id = Some(id),
+            Ok(p) => {
+                key_id = p.key_id.clone();
+                principal = p;
+            }
             Err(e) => {
                 // A failed key spends the address's allowance: guessing is throttled too.
                 if let Some(limiter) = &access.limiter
@@ -96,14 +102,31 @@ async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
             return Err(e);
         }
     }
+    let need = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| openapi::scope_of(req.method().as_str(), m.as_str()));
+    if let Some(need) = need
+        && !principal.allows(need)
+    {
+        let e = Error::Forbidden(format!(
+            "this API key's scope ({}) does not allow this route (needs {need})",
+            principal.scope.map_or("none", |s| s.as_str())
+        ));
+        let mut with_key = info.clone();
+        with_key.key_id = key_id.clone();
+        refused(state, &with_key, principal.user_id.as_deref(), "scope", &e).await?;
+        return Err(e);
+    }
     if let Some(i) = req.extensions_mut().get_mut::<RequestInfo>() {
         i.key_id = key_id;
+        i.principal = principal;
     }
     Ok(())
 }
 
-/// The presented key's id (`static` for `MAESTRA_API_KEY`), or a 401.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String> {
+/// Who the presented key is (`static` for `MAESTRA_API_KEY`, an admin), or a 401.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal> {
     let presented = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -122,7 +145,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String> {
     if let Some(configured) = &state.access.static_key
         && keys::matches_static(&presented, configured)
     {
-        return Ok("static".into());
+        return Ok(Principal::static_key());
     }
     let now = crate::store::now_unix();
     match keys::verify(state.access.store.as_ref(), &presented, now).await? {
@@ -130,7 +153,12 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String> {
             if record.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
                 let _ = state.access.store.api_key_touch(&record.id, now).await;
             }
-            Ok(record.id)
+            Ok(Principal {
+                key_id: Some(record.id),
+                scope: Some(record.scope),
+                user_id: record.user_id,
+                services: record.services,
+            })
         }
         None => Err(Error::Unauthorized(
             "the API key is invalid, revoked or expired".into(),
@@ -210,6 +238,43 @@ fn count(state: &AppState, reason: &str) {
 
 /// Audits and counts a refusal at an access stage (bad key, rate limit, cost limit, foreign
 /// host). The entry names the reason and the client, never a presented key.
+/// The user a request acts for, given the one it names: an admin key's (or local mode's)
+/// choice, otherwise the key's own user. Naming another user is a 403, audited.
+pub async fn acting_user(
+    state: &AppState,
+    info: &RequestInfo,
+    named: Option<&str>,
+) -> Result<Option<String>> {
+    match info.principal.user_for(named) {
+        Ok(user) => Ok(user),
+        Err(why) => {
+            let e = Error::Forbidden(why);
+            refused(
+                state,
+                info,
+                info.principal.user_id.as_deref(),
+                "other_user",
+                &e,
+            )
+            .await?;
+            Err(e)
+        }
+    }
+}
+
+/// Refuses (as not found, so another user's ids are not confirmed) a conversation that is not
+/// the key's user's. Admin keys and local mode reach every conversation.
+pub async fn own_conversation(state: &AppState, info: &RequestInfo, id: &str) -> Result<()> {
+    if info.principal.allows(crate::access::scope::KeyScope::Admin) {
+        return Ok(());
+    }
+    let owner = state.store.conversation_get(id).await?.map(|c| c.owner);
+    if owner.is_some() && owner == info.principal.user_id {
+        return Ok(());
+    }
+    Err(Error::NotFound(format!("no conversation {id:?}")))
+}
+
 pub async fn refused(
     state: &AppState,
     info: &RequestInfo,

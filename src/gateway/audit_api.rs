@@ -96,10 +96,12 @@ async fn report(
             check_token(field, v, 128)?;
         }
     }
+    // A user's key reports for its own user only.
+    let user_id = super::access::acting_user(&state, &info, ev.user_id.as_deref()).await?;
     let details = check_details(ev.details)?;
     let mut e = Event::new(ev.category, ev.service, ev.action, ev.result).request_id(&info.id);
     e.details = details;
-    e.user_id = ev.user_id;
+    e.user_id = user_id;
     e.agent_id = ev.agent_id;
     e.surface_id = ev.surface_id;
     e.ip_address = info.ip_string();

@@ -7,8 +7,8 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Shared;
 use super::edge::{ApiPath, ApiQuery, RequestInfo};
+use super::{Shared, access};
 use crate::conversations::model::validate_id;
 use crate::conversations::rights::{self, Actor};
 use crate::error::{Error, Result};
@@ -35,11 +35,14 @@ fn actor(info: &RequestInfo) -> Actor {
 
 pub async fn list(
     State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<axum::Json<Value>> {
     if let Some(u) = &q.user_id {
         validate_id("user_id", u)?;
     }
+    // A user's key lists that user's conversations, whatever it names or leaves out.
+    let user = access::acting_user(&state, &info, q.user_id.as_deref()).await?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_PAGE {
         return Err(Error::BadRequest(format!(
@@ -49,7 +52,7 @@ pub async fn list(
     let offset = q.offset.unwrap_or(0);
     let items = state
         .store
-        .conversation_list(q.user_id.as_deref(), limit, offset)
+        .conversation_list(user.as_deref(), limit, offset)
         .await?;
     Ok(axum::Json(
         json!({"conversations": items, "limit": limit, "offset": offset}),
@@ -58,9 +61,11 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<Value>> {
     validate_id("conversation id", &id)?;
+    access::own_conversation(&state, &info, &id).await?;
     let c = state
         .store
         .conversation_get(&id)
@@ -74,6 +79,8 @@ pub async fn export(
     Extension(info): Extension<RequestInfo>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
+    validate_id("conversation id", &id)?;
+    access::own_conversation(&state, &info, &id).await?;
     let c =
         rights::export_conversation(state.store.as_ref(), &state.audit, &id, &actor(&info)).await?;
     Ok((
@@ -90,6 +97,8 @@ pub async fn delete(
     Extension(info): Extension<RequestInfo>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<Value>> {
+    validate_id("conversation id", &id)?;
+    access::own_conversation(&state, &info, &id).await?;
     rights::delete_conversation(state.store.as_ref(), &state.audit, &id, &actor(&info)).await?;
     Ok(axum::Json(json!({"deleted": id})))
 }
@@ -99,6 +108,8 @@ pub async fn export_user(
     Extension(info): Extension<RequestInfo>,
     ApiPath(user): ApiPath<String>,
 ) -> Result<axum::Json<Value>> {
+    validate_id("user_id", &user)?;
+    access::acting_user(&state, &info, Some(&user)).await?;
     let v = rights::export_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await?;
     Ok(axum::Json(v))
 }
@@ -108,6 +119,8 @@ pub async fn forget_user(
     Extension(info): Extension<RequestInfo>,
     ApiPath(user): ApiPath<String>,
 ) -> Result<axum::Json<Value>> {
+    validate_id("user_id", &user)?;
+    access::acting_user(&state, &info, Some(&user)).await?;
     let n = rights::forget_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await?;
     Ok(axum::Json(
         json!({"user_id": user, "deleted_conversations": n}),

@@ -65,8 +65,13 @@ pub async fn advisor_ask(
     let question = req
         .question
         .ok_or_else(|| Error::BadRequest("`question` is required".into()))?;
+    if let Some(u) = &req.user_id {
+        validate_id("user_id", u)?;
+    }
+    // No user named: the key's own, else the seed's "default".
+    let user = super::access::acting_user(&state, &info, req.user_id.as_deref()).await?;
     let core = MaestraRequest {
-        user_id: req.user_id.unwrap_or_else(|| "default".into()),
+        user_id: user.unwrap_or_else(|| "default".into()),
         surface_id: req.surface_id.unwrap_or_else(|| "advisor".into()),
         conversation_id: req.conversation_id,
         message: question,
@@ -89,6 +94,7 @@ async fn handle(
 ) -> Result<Value> {
     validate_id("user_id", &req.user_id)?;
     validate_id("surface_id", &req.surface_id)?;
+    super::access::acting_user(state, info, Some(&req.user_id)).await?;
     if req
         .surface_context
         .as_ref()

@@ -1,6 +1,7 @@
 //! The HTTP edge: the first stage of the data path and the only place an [`Error`] becomes a
 //! response.
 
+use crate::access::scope::Principal;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ pub struct RequestInfo {
     pub ip: Option<IpAddr>,
     /// The API key's public id, once the auth stage accepted one.
     pub key_id: Option<String>,
+    /// Who the request acts as (set by the auth stage; anonymous before it).
+    pub principal: Principal,
 }
 
 impl RequestInfo {
@@ -37,6 +40,7 @@ impl RequestInfo {
             id: String::new(),
             ip: None,
             key_id: None,
+            principal: Principal::anonymous(),
         }
     }
 
@@ -57,6 +61,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         id: id.clone(),
         ip,
         key_id: None,
+        principal: Principal::anonymous(),
     });
     let span = tracing::info_span!("request", request_id = %id);
     let mut resp = tracing::Instrument::instrument(next.run(req), span).await;

@@ -46,6 +46,7 @@ pub async fn chat_completions(
         }
         Some(_) => return Err(Error::BadRequest("`user` must be a string".into())),
     };
+    let user = super::access::acting_user(&state, &info, user.as_deref()).await?;
     let route = state.providers.route(&req.model)?;
     let caller = Caller {
         info: &info,

@@ -3,6 +3,7 @@
 //! [`ROUTES`] is the one list of what the router serves: the router test walks it, so a route
 //! added without its description here fails a test.
 
+use crate::access::scope::KeyScope;
 use serde_json::{Map, Value, json};
 
 use crate::conversations::model::MAX_ID_LEN;
@@ -20,6 +21,9 @@ pub struct Route {
     pub produces: &'static [&'static str],
     /// Media types of a failure.
     pub errors: &'static [&'static str],
+    /// The least API key scope that may call it (cloud mode; README's scope table); `None`:
+    /// no key at all (`/health`).
+    pub scope: Option<KeyScope>,
 }
 
 /// What a route accepts in its query string. The edge refuses any other parameter (400), so
@@ -78,12 +82,23 @@ const AUDIT_QUERY: &[(&str, &str)] = &[
     ),
 ];
 
+/// The scope a route needs, by method and the router's path template. A route the table does
+/// not know needs admin: an undocumented route can never be open to lesser keys.
+pub fn scope_of(method: &str, matched: &str) -> Option<KeyScope> {
+    let path = matched.replace("{*", "{");
+    ROUTES
+        .iter()
+        .find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+        .map_or(Some(KeyScope::Admin), |r| r.scope)
+}
+
 /// Every operation the router serves; the router test walks it, so a route added without
 /// its description here fails a test.
 pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/api/maestra/core",
+        scope: Some(KeyScope::Assistant),
         summary: "Ask the assistant (the seed's MaestraRequest)",
         request: Some("MaestraRequest"),
         response: "MaestraEnvelope",
@@ -94,6 +109,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/api/maestra/advisor/ask",
+        scope: Some(KeyScope::Assistant),
         summary: "Legacy advisor shape on the same pipeline",
         request: Some("AdvisorRequest"),
         response: "MaestraEnvelope",
@@ -104,6 +120,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/v1/chat/completions",
+        scope: Some(KeyScope::Assistant),
         summary: "OpenAI-compatible chat completion; `stream: true` answers as server-sent events",
         request: Some("ChatCompletionRequest"),
         response: "ChatCompletion",
@@ -114,6 +131,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/v1/models",
+        scope: Some(KeyScope::Read),
         summary: "OpenAI-compatible model list",
         request: None,
         response: "ModelList",
@@ -124,6 +142,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/api/conversations",
+        scope: Some(KeyScope::Read),
         summary: "List conversations, newest first",
         request: None,
         response: "ConversationList",
@@ -134,6 +153,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/api/conversations/{id}",
+        scope: Some(KeyScope::Read),
         summary: "One conversation with its messages",
         request: None,
         response: "Conversation",
@@ -144,6 +164,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "delete",
         path: "/api/conversations/{id}",
+        scope: Some(KeyScope::Assistant),
         summary: "Delete a conversation; its content leaves the database files",
         request: None,
         response: "Deleted",
@@ -154,6 +175,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/api/conversations/{id}/export",
+        scope: Some(KeyScope::Read),
         summary: "Export a conversation in the seed's JSON format",
         request: None,
         response: "Conversation",
@@ -164,6 +186,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/api/users/{user_id}/export",
+        scope: Some(KeyScope::Read),
         summary: "Export everything of a user",
         request: None,
         response: "UserExport",
@@ -174,6 +197,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "delete",
         path: "/api/users/{user_id}/data",
+        scope: Some(KeyScope::Assistant),
         summary: "Forget a user: delete every conversation",
         request: None,
         response: "Forgotten",
@@ -184,6 +208,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/api/privacy",
+        scope: Some(KeyScope::Read),
         summary: "Mode, local-only, limits, storage, vault and audit status",
         request: None,
         response: "Privacy",
@@ -194,6 +219,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/health",
+        scope: None,
         summary: "Liveness",
         request: None,
         response: "Health",
@@ -204,6 +230,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/metrics",
+        scope: Some(KeyScope::Admin),
         summary: "Prometheus metrics (text)",
         request: None,
         response: "Metrics",
@@ -214,6 +241,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/openapi.json",
+        scope: Some(KeyScope::Read),
         summary: "This document",
         request: None,
         response: "OpenApi",
@@ -224,6 +252,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/api/services/{service}/{path}",
+        scope: Some(KeyScope::Assistant),
         summary: "Proxy to a personal service with its credential injected (any method)",
         request: None,
         response: "ServiceResponse",
@@ -234,6 +263,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/api/services/{service}/{path}",
+        scope: Some(KeyScope::Assistant),
         summary: "Proxy to a personal service with its credential injected (any method)",
         request: None,
         response: "ServiceResponse",
@@ -244,6 +274,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "put",
         path: "/api/services/{service}/{path}",
+        scope: Some(KeyScope::Assistant),
         summary: "Proxy to a personal service with its credential injected (any method)",
         request: None,
         response: "ServiceResponse",
@@ -254,6 +285,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "delete",
         path: "/api/services/{service}/{path}",
+        scope: Some(KeyScope::Assistant),
         summary: "Proxy to a personal service with its credential injected (any method)",
         request: None,
         response: "ServiceResponse",
@@ -264,6 +296,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "patch",
         path: "/api/services/{service}/{path}",
+        scope: Some(KeyScope::Assistant),
         summary: "Proxy to a personal service with its credential injected (any method)",
         request: None,
         response: "ServiceResponse",
@@ -274,6 +307,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/api/audit",
+        scope: Some(KeyScope::Admin),
         summary: "Query the audit log, newest first",
         request: None,
         response: "AuditList",
@@ -284,6 +318,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/api/audit/events",
+        scope: Some(KeyScope::Assistant),
         summary: "Report a local tool action (e.g. ffmpeg, category creative) to the audit log",
         request: Some("AuditEventRequest"),
         response: "AuditRecorded",
@@ -462,7 +497,9 @@ fn operation(r: &Route) -> Value {
             "default": {"description": "A SPEC §4 error", "content": content(r.errors, "Error")}
         })
     };
-    let mut op = json!({"summary": r.summary, "responses": responses});
+    // The least API key scope that may call it in cloud mode (`/health` needs no key).
+    let mut op = json!({"summary": r.summary, "responses": responses,
+                        "x-maestra-scope": r.scope.map_or("none", KeyScope::as_str)});
     if let Some(req) = r.request {
         op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{req}")}}}});
     }

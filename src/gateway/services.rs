@@ -139,7 +139,18 @@ async fn call(
     let rest = full.strip_prefix("/api/services/").unwrap_or_default();
     let (name, raw) = rest.split_once('/').unwrap_or((rest, ""));
     let service = svcs::resolve(name, &state.config.services, state.egress.catalog())?;
-    let caller = Caller::from_headers(req.headers())?;
+    if !info.principal.may_call(&service.name) {
+        let e = Error::Forbidden(format!(
+            "this API key may not call the service {:?} (see `keys create --services`)",
+            service.name
+        ));
+        let user = info.principal.user_id.as_deref();
+        super::access::refused(state, info, user, "service_not_allowed", &e).await?;
+        return Err(e);
+    }
+    let mut caller = Caller::from_headers(req.headers())?;
+    // The user the call is audited under is the key's, whatever a header claims.
+    caller.user = super::access::acting_user(state, info, caller.user.as_deref()).await?;
     let action = format!("{} {}", req.method(), path::template(raw));
     let audit = Audit {
         state,
