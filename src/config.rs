@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+pub mod network;
 #[cfg(test)]
 mod proptests;
 mod validate;
@@ -85,6 +86,9 @@ struct FileConfig {
     #[serde(default)]
     pricing: BTreeMap<String, PriceConfig>,
     cors_origins: Option<Vec<String>>,
+    tls: Option<network::TlsFile>,
+    allow_ips: Option<Vec<String>>,
+    trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     conversations: ConversationsFile,
     #[serde(default)]
@@ -245,6 +249,8 @@ pub struct Config {
     pub pricing: BTreeMap<String, PriceConfig>,
     /// Browser origins allowed to call the API (CORS); empty allows none, never `*`.
     pub cors_origins: Vec<String>,
+    /// TLS, the address allow-list, trusted proxies (issue 15).
+    pub network: network::NetworkConfig,
     pub guard: GuardConfig,
     pub services: BTreeMap<String, ServiceConfig>,
 }
@@ -497,6 +503,19 @@ impl Config {
                     MAX_AUDIT_QUEUE,
                 )?,
             },
+            network: network::load(
+                network::NetworkEnv {
+                    tls: e.get(&["MAESTRA_TLS"]),
+                    cert: e.get(&["MAESTRA_TLS_CERT"]),
+                    key: e.get(&["MAESTRA_TLS_KEY"]),
+                    allow_ips: e.get(&["MAESTRA_ALLOW_IPS"]),
+                    trusted_proxies: e.get(&["MAESTRA_TRUSTED_PROXIES"]),
+                },
+                file.tls,
+                file.allow_ips,
+                file.trusted_proxies,
+                &home,
+            )?,
             guard: file.guard,
             services: file.services,
             home,

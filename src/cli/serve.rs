@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::Context;
 use crate::access::Access;
+use crate::config::network::Tls;
 use crate::config::{Config, Mode};
 use crate::conversations::rights::{self, Actor};
 use crate::cost::budget::Budget;
@@ -34,6 +35,12 @@ pub async fn run(config_file: Option<&Path>, bind: Option<String>) -> Result<Exi
     }
     init_logging(&ctx.config.log);
     let addr = check_bind(&ctx.config)?;
+    check_exposure(&ctx.config, addr)?;
+    // The certificate and key are loaded (and shown to match) before anything else starts.
+    let tls = match &ctx.config.network.tls {
+        Tls::Files { cert, key } => Some(crate::gateway::tls::acceptor(cert, key)?),
+        Tls::Off | Tls::BehindProxy => None,
+    };
     ctx.ensure_vault_key()?;
     let store = ctx.store().await?;
     let vault = Arc::new(Vault::new(ctx.keyring()?, store.clone()));
@@ -83,6 +90,7 @@ pub async fn run(config_file: Option<&Path>, bind: Option<String>) -> Result<Exi
     let lockdown = tokio::spawn(lockdown_watch(state.clone()));
     gateway::serve(
         listener,
+        tls,
         gateway::router(state.clone()),
         shutdown_signal(),
         Duration::from_secs(ctx.config.server.shutdown_grace),
@@ -121,6 +129,20 @@ fn check_bind(config: &Config) -> Result<SocketAddr> {
         )));
     }
     Ok(addr)
+}
+
+/// Cloud mode on an address other machines can reach speaks HTTPS: served here from the
+/// configured files, or ended by a proxy named in `trusted_proxies`. Keys never cross a
+/// network in the clear.
+fn check_exposure(config: &Config, addr: SocketAddr) -> Result<()> {
+    if config.mode == Mode::Cloud && !addr.ip().is_loopback() && config.network.tls == Tls::Off {
+        return Err(Error::Config(format!(
+            "cloud mode on {addr} (not loopback) needs TLS: [tls] cert and key \
+             (MAESTRA_TLS_CERT, MAESTRA_TLS_KEY), or tls = \"behind-proxy\" with \
+             trusted_proxies (MAESTRA_TRUSTED_PROXIES)"
+        )));
+    }
+    Ok(())
 }
 
 /// Cloud mode is reachable from the network: it refuses to start with no key to check.
@@ -166,7 +188,11 @@ async fn import_provider_keys(config: &Config, vault: &Vault) -> Result<()> {
 
 fn announce(ctx: &Context, local: SocketAddr) {
     let c = &ctx.config;
-    println!("maestra listening on http://{local}");
+    let scheme = match c.network.tls {
+        Tls::Files { .. } => "https",
+        Tls::Off | Tls::BehindProxy => "http",
+    };
+    println!("maestra listening on {scheme}://{local}");
     println!("  home         {}", ctx.home.root.display());
     if c.uses_postgres() {
         println!("  storage      postgresql (MAESTRA_DB_URL)");

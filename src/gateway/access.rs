@@ -21,6 +21,7 @@ use secrecy::SecretString;
 use super::edge::RequestInfo;
 use super::openapi;
 use super::{AppState, Shared};
+use crate::access::network::client_ip;
 use crate::access::ratelimit::Decision;
 use crate::access::refusals::{REFUSAL_WINDOW, Verdict};
 use crate::access::scope::Principal;
@@ -40,11 +41,28 @@ pub async fn stage(State(state): State<Shared>, mut req: Request, next: Next) ->
 }
 
 async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
-    let info = req
+    let mut info = req
         .extensions()
         .get::<RequestInfo>()
         .cloned()
         .unwrap_or_else(RequestInfo::unknown);
+    let network = &state.config.network;
+    // The client behind a trusted proxy; from anyone else, forwarding headers mean nothing.
+    if let Some(peer) = info.ip {
+        let client = client_ip(peer, req.headers(), &network.trusted_proxies);
+        if client != peer {
+            info.ip = Some(client);
+            if let Some(i) = req.extensions_mut().get_mut::<RequestInfo>() {
+                i.ip = Some(client);
+            }
+        }
+    }
+    // Before any other work: an address outside the allow-list learns nothing else.
+    if !network.allow_ips.is_empty() && !info.ip.is_some_and(|ip| network.allow_ips.contains(ip)) {
+        let e = Error::Forbidden("this client address is not in allow_ips".into());
+        refused_anonymous(state, &info, "address_not_allowed", &e).await?;
+        return Err(e);
+    }
     let access = &state.access;
     if access.mode == Mode::Local && !loopback_host(req.headers()) {
         let e = Error::Forbidden("the Host header is not a loopback name".into());
@@ -134,7 +152,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
             headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                // The scheme is case-insensitive (RFC 9110 §11.1).
+                .and_then(|v| {
+                    let (scheme, token) = v.trim_start().split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+                })
         })
         .map(|k| SecretString::from(k.trim().to_string()))
         .ok_or_else(|| {

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequest, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -18,7 +18,23 @@ use crate::metrics::{HttpLabels, RouteLabels};
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        (status, axum::Json(self.body())).into_response()
+        let mut resp = (status, axum::Json(self.body())).into_response();
+        let headers = resp.headers_mut();
+        match &self {
+            // RFC 9110 §10.2.3: clients and proxies read the wait from the header, not the body.
+            Error::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            // RFC 9110 §11.6.1: a 401 names the scheme it wants.
+            Error::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"maestra\""),
+                );
+            }
+            _ => {}
+        }
+        resp
     }
 }
 

@@ -15,6 +15,8 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::config::network::Tls;
+
 use super::{
     Shared, access, audit_api, checks, conversations, core, edge, openai_api, services, system,
 };
@@ -66,6 +68,14 @@ pub fn router(state: Shared) -> Router {
         app = app.layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
+        ));
+    }
+    // Served over HTTPS (here, or by the trusted proxy in front): browsers are told to keep
+    // to HTTPS for a year, so a later plain-HTTP link cannot strip it.
+    if state.config.network.tls != Tls::Off {
+        app = app.layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
         ));
     }
     app.layer(

@@ -33,10 +33,22 @@ pub const HYPER_MAX_HEADERS: usize = 4 * checks::MAX_HEADERS;
 /// Time a client gets to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `shutdown` completes, then waits up to `grace` for
+/// HTTP/1.1 with the limits above.
+fn builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .max_buf_size(HYPER_MAX_BUF)
+        .max_headers(HYPER_MAX_HEADERS)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` completes, then waits up to `grace` for
 /// in-flight requests to finish.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -63,17 +75,31 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });
-        let mut builder = http1::Builder::new();
-        builder
-            .max_buf_size(HYPER_MAX_BUF)
-            .max_headers(HYPER_MAX_HEADERS)
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let svc = TowerToHyperService::new(svc);
+        match &tls {
+            None => {
+                let conn = graceful.watch(builder().serve_connection(TokioIo::new(stream), svc));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's own task, bounded like a head read,
+                // so a slow or silent client holds nothing but its own task.
+                let handshake = acceptor.accept(stream);
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder().serve_connection(TokioIo::new(stream), svc);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");

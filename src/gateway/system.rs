@@ -1,5 +1,6 @@
 //! `/health`, `/metrics`, `/api/privacy` and `/openapi.json`.
 
+use crate::config::network::Tls;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -51,6 +52,17 @@ pub async fn privacy(State(state): State<Shared>) -> Result<axum::Json<Value>> {
             "key_source": if c.encryption_keys.is_some() { "environment" } else { "file" },
             "secrets": secrets.len(),
             "unencrypted_secrets": secrets.iter().filter(|s| !s.encrypted).count(),
+        },
+        // How the server faces a network; names and addresses only, never a key or a path.
+        "network": {
+            "tls": match c.network.tls {
+                Tls::Off => "off",
+                Tls::Files { .. } => "on",
+                Tls::BehindProxy => "behind-proxy",
+            },
+            "hsts": c.network.tls != Tls::Off,
+            "allow_ips": c.network.allow_ips.to_strings(),
+            "trusted_proxies": c.network.trusted_proxies.to_strings(),
         },
         "audit": {
             "fail_closed": c.audit.fail_closed,

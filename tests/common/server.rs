@@ -13,6 +13,8 @@ use super::Home;
 pub struct Server {
     pub child: Option<Child>,
     pub addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     pub stdout: Arc<Mutex<String>>,
     pub stderr: Arc<Mutex<String>>,
 }
@@ -61,13 +63,20 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(out_pipe).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("maestra listening on http://") {
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                let listening = line
+                    .strip_prefix("maestra listening on http://")
+                    .map(|a| ("http", a))
+                    .or_else(|| {
+                        line.strip_prefix("maestra listening on https://")
+                            .map(|a| ("https", a))
+                    });
+                if let Some((scheme, addr)) = listening {
+                    let _ = tx.send((scheme, addr.parse::<SocketAddr>().unwrap()));
                 }
                 out_buf.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (scheme, addr) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -77,13 +86,20 @@ impl Server {
         Server {
             child: Some(child),
             addr,
+            scheme,
             stdout,
             stderr,
         }
     }
 
+    /// `http://127.0.0.1:PORT/path`, or `https://localhost:PORT/path` when serving TLS (the
+    /// name the tests' certificates are made for).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        if self.scheme == "https" {
+            format!("https://localhost:{}{}", self.addr.port(), path)
+        } else {
+            format!("http://{}{}", self.addr, path)
+        }
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns everything the server printed.
