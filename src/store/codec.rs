@@ -53,6 +53,15 @@ pub(super) fn key_scope(text: &str) -> Result<crate::access::scope::KeyScope> {
         .ok_or_else(|| Error::Store("an API key has an unknown scope".into()))
 }
 
+/// A key's service list as its column holds it (JSON text; NULL for every service).
+pub(super) fn key_services_to_column(services: Option<&Vec<String>>) -> Result<Option<String>> {
+    services.map(|s| to_json("key services", s)).transpose()
+}
+
+pub(super) fn key_services_from_column(text: Option<String>) -> Result<Option<Vec<String>>> {
+    text.map(|s| from_json("key services", &s)).transpose()
+}
+
 /// How a limit's scope is named in the totals table.
 pub(super) fn scope_key(scope: &crate::cost::ledger::Scope) -> String {
     use crate::cost::ledger::Scope;

@@ -27,10 +27,7 @@ fn key_record(row: &SqliteRow) -> Result<ApiKeyRecord> {
         revoked_at: row.try_get("revoked_at")?,
         user_id: row.try_get("user_id")?,
         scope: super::codec::key_scope(&row.try_get::<String, _>("scope")?)?,
-        services: row
-            .try_get::<Option<String>, _>("services")?
-            .map(|s| super::codec::from_json("key services", &s))
-            .transpose()?,
+        services: super::codec::key_services_from_column(row.try_get("services")?)?,
         expires_at: row.try_get("expires_at")?,
     })
 }
@@ -126,12 +123,7 @@ impl SqliteStore {
         .bind(k.created_at)
         .bind(&k.user_id)
         .bind(k.scope.as_str())
-        .bind(
-            k.services
-                .as_ref()
-                .map(|s| super::codec::to_json("key services", s))
-                .transpose()?,
-        )
+        .bind(super::codec::key_services_to_column(k.services.as_ref())?)
         .bind(k.expires_at)
         .execute(self.writer())
         .await?;
