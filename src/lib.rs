@@ -1,6 +1,8 @@
 //! Maestra: a local-first, privacy-first backend for personal AI assistants.
 //!
 //! Layout:
+//! - `app`      — the assembled server: `App::build(config)`, `App::serve(shutdown)`
+//! - `context`  — what every command starts from: configuration, private home, store, vault
 //! - `config`   — `maestra.toml` + environment (+ the seeds' names), validated, secrets masked
 //! - `home`     — `$MAESTRA_HOME`: layout, permissions, atomic private files
 //! - `error`    — the one error type; its HTTP status and SPEC §4 body
@@ -17,8 +19,10 @@
 //! - `cli`      — one file per command group; `main.rs` only dispatches here
 
 pub mod access;
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod conversations;
 pub mod cost;
 pub mod egress;

@@ -10,8 +10,7 @@ use crate::error::Result;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::store::now_unix;
 
-/// The store flag a running `maestra serve` watches: set, it forces local-only mode.
-pub const LOCKDOWN_FLAG: &str = "lockdown.local_only";
+pub use crate::app::LOCKDOWN_FLAG;
 
 pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;

@@ -1,7 +1,6 @@
 //! The command line (SPEC §3): one file per command group.
 
 mod audit;
-mod context;
 mod conversations;
 mod cost;
 mod doctor;
@@ -19,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use context::Context;
+pub use crate::context::Context;
 
 use crate::error::Result;
 

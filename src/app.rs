@@ -1,0 +1,287 @@
+//! The assembled server: every stage of the data path built once from a configuration, bound
+//! to its address, served until a shutdown signal, then stopped so that nothing acknowledged
+//! is lost. `maestra serve` only parses its flags and calls [`App::build`] and [`App::serve`];
+//! tests can run the same server in-process.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::access::Access;
+use crate::config::network::Tls;
+use crate::config::{Config, Mode};
+use crate::context::Context;
+use crate::conversations::rights::{self, Actor};
+use crate::cost::budget::Budget;
+use crate::egress::{Egress, EgressOptions};
+use crate::error::{Error, Result};
+use crate::gateway::{self, AppState};
+use crate::home::Home;
+use crate::metrics::Metrics;
+use crate::privsec::audit::{Category, Event, Outcome};
+use crate::privsec::guard::Catalog;
+use crate::privsec::vault::Vault;
+use crate::providers::{self, Providers};
+
+/// The store flag a running server watches: set (by `maestra lockdown`), it forces local-only
+/// mode on.
+pub const LOCKDOWN_FLAG: &str = "lockdown.local_only";
+/// How often a running server looks for a lockdown.
+const LOCKDOWN_POLL: Duration = Duration::from_secs(1);
+/// How often retention runs while serving.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// A built server, listening, not yet answering.
+pub struct App {
+    state: Arc<AppState>,
+    listener: TcpListener,
+    local: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl App {
+    /// Checks the configuration's exposure, loads TLS, opens the store and checks the vault
+    /// key (before anything is written), imports provider keys, opens the audit log and binds.
+    /// Every failure is an error here: there is no half start.
+    pub async fn build(config: Config) -> Result<App> {
+        let addr = check_bind(&config)?;
+        check_exposure(&config, addr)?;
+        // The certificate and key are loaded (and shown to match) before anything else.
+        let tls = match &config.network.tls {
+            Tls::Files { cert, key } => Some(gateway::tls::acceptor(cert, key)?),
+            Tls::Off | Tls::BehindProxy => None,
+        };
+        let ctx = Context {
+            home: Home::new(&config.home),
+            config,
+        };
+        ctx.home.create_dirs(false)?;
+        ctx.ensure_vault_key()?;
+        let store = ctx.store().await?;
+        let vault = Arc::new(Vault::new(ctx.keyring()?, store.clone()));
+        // Before anything is written: a key that is not the shared vault's refuses the start.
+        vault.verify_key().await?;
+        store.cost_recover().await?;
+        import_provider_keys(&ctx.config, &vault).await?;
+        let audit = ctx.audit_log()?;
+        let egress = Egress::new(
+            Catalog::new(&ctx.config.guard),
+            EgressOptions {
+                local_only: ctx.config.local_only,
+                ..EgressOptions::default()
+            },
+        )?;
+        let providers = Providers::new(&ctx.config, egress.clone(), vault.clone());
+        let budget = Budget::new(&ctx.config, store.clone());
+        let access = Access::new(&ctx.config, store.clone())?;
+        check_cloud_keys(&ctx.config, &access).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the listening address", e))?;
+        let state = Arc::new(AppState {
+            config: ctx.config,
+            budget,
+            access,
+            store,
+            vault,
+            audit,
+            egress,
+            providers,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+        });
+        Ok(App {
+            state,
+            listener,
+            local,
+            tls,
+        })
+    }
+
+    /// The address it listens on (the port chosen when the configuration said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local)
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Answers until `shutdown` completes, lets in-flight requests finish within the grace
+    /// period, then [`App::shutdown`]s.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let App {
+            state,
+            listener,
+            local,
+            tls,
+        } = self;
+        state
+            .audit
+            .record(
+                Event::new(Category::Admin, "maestra", "serve.start", Outcome::Success)
+                    .detail("bind", local.to_string())
+                    .detail("local_only", state.config.local_only),
+            )
+            .await?;
+        let tasks = vec![
+            tokio::spawn(retention_loop(state.clone())),
+            tokio::spawn(lockdown_watch(state.clone())),
+        ];
+        gateway::serve(
+            listener,
+            tls,
+            gateway::router(state.clone()),
+            shutdown,
+            Duration::from_secs(state.config.server.shutdown_grace),
+        )
+        .await;
+        shutdown_state(state, tasks).await;
+        Ok(())
+    }
+}
+
+/// After the last request: background work stopped, the stop audited, turns and ledger
+/// changes held in memory written, the audit log flushed.
+async fn shutdown_state(state: Arc<AppState>, tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        t.abort();
+    }
+    let audit = state.audit.clone();
+    let _ = audit
+        .record(Event::new(
+            Category::Admin,
+            "maestra",
+            "serve.stop",
+            Outcome::Success,
+        ))
+        .await;
+    state.store.close().await;
+    drop(state);
+    audit.close().await;
+}
+
+fn check_bind(config: &Config) -> Result<SocketAddr> {
+    let addr: SocketAddr = config.bind.parse().map_err(|_| {
+        Error::Config(format!(
+            "MAESTRA_BIND must be an IP address and port such as 127.0.0.1:8825, not {:?}",
+            config.bind
+        ))
+    })?;
+    if config.mode == Mode::Local && !addr.ip().is_loopback() {
+        return Err(Error::Config(format!(
+            "local mode binds loopback only; {addr} would expose Maestra to the network \
+             (use MAESTRA_MODE=cloud with API keys for that)"
+        )));
+    }
+    Ok(addr)
+}
+
+/// Cloud mode on an address other machines can reach speaks HTTPS: served here from the
+/// configured files, or ended by a proxy named in `trusted_proxies`. Keys never cross a
+/// network in the clear.
+fn check_exposure(config: &Config, addr: SocketAddr) -> Result<()> {
+    if config.mode == Mode::Cloud && !addr.ip().is_loopback() && config.network.tls == Tls::Off {
+        return Err(Error::Config(format!(
+            "cloud mode on {addr} (not loopback) needs TLS: [tls] cert and key \
+             (MAESTRA_TLS_CERT, MAESTRA_TLS_KEY), or tls = \"behind-proxy\" with \
+             trusted_proxies (MAESTRA_TRUSTED_PROXIES)"
+        )));
+    }
+    Ok(())
+}
+
+/// Cloud mode is reachable from the network: it refuses to start with no key to check.
+async fn check_cloud_keys(config: &Config, access: &Access) -> Result<()> {
+    if config.mode != Mode::Cloud || config.api_key.is_some() {
+        return Ok(());
+    }
+    let active = access
+        .store
+        .api_key_list()
+        .await?
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .count();
+    if active == 0 {
+        return Err(Error::Config(
+            "cloud mode needs API keys: create one with `maestra keys create NAME` or set MAESTRA_API_KEY".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `MAESTRA_OPENAI_KEY` / `MAESTRA_ANTHROPIC_KEY` go into the vault, encrypted at rest, so
+/// the running server reads provider keys from one place.
+async fn import_provider_keys(config: &Config, vault: &Vault) -> Result<()> {
+    for (value, name) in [
+        (&config.openai_key, providers::OPENAI_KEY),
+        (&config.anthropic_key, providers::ANTHROPIC_KEY),
+    ] {
+        let Some(value) = value else { continue };
+        let same = match vault.get(name).await {
+            Ok(old) => old.expose_secret() == value.expose_secret(),
+            Err(_) => false,
+        };
+        if !same {
+            vault
+                .put(name, &SecretString::from(value.expose_secret().to_string()))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn retention_loop(state: Arc<AppState>) {
+    let Some(days) = state.config.conversations.retention_days else {
+        return;
+    };
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tick.tick().await;
+        let actor = Actor {
+            via: "retention",
+            ..Actor::default()
+        };
+        match rights::apply_retention(state.store.as_ref(), &state.audit, days, &actor).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(conversations = n, "retention removed old conversations")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention failed"),
+        }
+    }
+}
+
+/// Follows `maestra lockdown` from another process: while the store's flag is set, local-only
+/// mode is forced on; lifted, it follows the configuration again.
+async fn lockdown_watch(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(LOCKDOWN_POLL);
+    loop {
+        tick.tick().await;
+        match state.store.meta_get(LOCKDOWN_FLAG).await {
+            Ok(flag) => {
+                let on = flag.is_some() || state.config.local_only;
+                if on != state.egress.local_only() {
+                    tracing::warn!(local_only = on, "local-only mode changed by lockdown");
+                    state.egress.set_local_only(on);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the lockdown flag"),
+        }
+    }
+}
