@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
 use super::edge::RequestInfo;
-use super::openapi;
+use super::routes;
 use super::{AppState, Shared};
 use crate::access::network::client_ip;
 use crate::access::ratelimit::Decision;
@@ -123,7 +123,7 @@ async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
     let need = req
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|m| openapi::scope_of(req.method().as_str(), m.as_str()));
+        .and_then(|m| routes::scope_of(req.method().as_str(), m.as_str()));
     if let Some(need) = need
         && !principal.allows(need)
     {

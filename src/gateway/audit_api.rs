@@ -8,9 +8,8 @@
 //! `local_only_block` are what Maestra itself records. Reported entries carry
 //! `details.reported = true`.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -37,12 +36,6 @@ const REPORTABLE: [Category; 4] = [
     Category::Llm,
 ];
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/api/audit", get(list))
-        .route("/api/audit/events", post(report))
-}
-
 /// A plain token: 1..=`max` letters, digits and `_ . : @ -`, starting with a letter or digit.
 /// Free text (which is where content would hide) does not fit.
 pub fn check_token(field: &str, value: &str, max: usize) -> Result<()> {
@@ -63,7 +56,7 @@ pub fn check_token(field: &str, value: &str, max: usize) -> Result<()> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReportedEvent {
+pub(super) struct ReportedEvent {
     category: Category,
     service: String,
     action: String,
@@ -75,7 +68,7 @@ struct ReportedEvent {
     details: Map<String, Value>,
 }
 
-async fn report(
+pub(super) async fn report(
     State(state): State<Shared>,
     axum::Extension(info): axum::Extension<RequestInfo>,
     ApiJson(ev): ApiJson<ReportedEvent>,
@@ -161,7 +154,7 @@ fn scalar(v: Value) -> Result<Value> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+pub(super) struct AuditQuery {
     user: Option<String>,
     service: Option<String>,
     category: Option<String>,
@@ -170,7 +163,7 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn list(
+pub(super) async fn list(
     State(state): State<Shared>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>> {

@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
-use super::openapi::{self, Query};
+use super::routes::{self, Query};
 use crate::error::Error;
 
 /// Largest request head accepted (request line and headers), in bytes.
@@ -73,7 +73,7 @@ pub async fn allow_on_405(req: Request, next: Next) -> Response {
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
         && !resp.headers().contains_key(header::ALLOW)
         && let Some(m) = matched
-        && let Ok(v) = HeaderValue::from_str(&openapi::allowed_methods(m.as_str()))
+        && let Ok(v) = HeaderValue::from_str(&routes::allowed_methods(m.as_str()))
     {
         resp.headers_mut().insert(header::ALLOW, v);
     }
@@ -95,7 +95,7 @@ fn check_query(req: &Request) -> Result<(), Error> {
     let Some(matched) = req.extensions().get::<MatchedPath>() else {
         return Ok(()); // no route: the fallback answers 404
     };
-    let Some(route) = openapi::find(matched.as_str(), req.method().as_str()) else {
+    let Some(route) = routes::find(matched.as_str(), req.method().as_str()) else {
         return Ok(()); // a method the route does not serve: 405 follows
     };
     let allowed: &[(&str, &str)] = match route.query {

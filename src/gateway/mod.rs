@@ -24,6 +24,7 @@ mod edge;
 mod openai_api;
 mod openapi;
 mod router;
+mod routes;
 mod server;
 mod services;
 mod system;

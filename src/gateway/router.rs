@@ -6,20 +6,22 @@
 //! limit → handler. The later stages (cost, guard, egress, store,
 //! audit) are calls inside the handlers.
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware;
-use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::network::Tls;
 
-use super::{
-    Shared, access, audit_api, checks, conversations, core, edge, openai_api, services, system,
-};
+use std::sync::Arc;
+
+use super::routes::ROUTES;
+use super::{Shared, access, checks, edge};
+use crate::services::oauth::Refresher;
 
 /// Response headers every answer carries: it is an API, never a page to frame, sniff or cache.
 const SECURITY_HEADERS: &[(&str, &str)] = &[
@@ -35,31 +37,13 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 ];
 
 pub fn router(state: Shared) -> Router {
-    let routes = Router::new()
-        .route("/api/maestra/core", post(core::core))
-        .route("/api/maestra/advisor/ask", post(core::advisor_ask))
-        .route("/v1/chat/completions", post(openai_api::chat_completions))
-        .route("/v1/models", get(openai_api::models))
-        .route("/api/conversations", get(conversations::list))
-        .route(
-            "/api/conversations/{id}",
-            get(conversations::get).delete(conversations::delete),
-        )
-        .route("/api/conversations/{id}/export", get(conversations::export))
-        .route(
-            "/api/users/{user_id}/export",
-            get(conversations::export_user),
-        )
-        .route(
-            "/api/users/{user_id}/data",
-            axum::routing::delete(conversations::forget_user),
-        )
-        .route("/api/privacy", get(system::privacy))
-        .route("/health", get(system::health))
-        .route("/metrics", get(system::metrics))
-        .route("/openapi.json", get(system::openapi))
-        .merge(services::routes())
-        .merge(audit_api::routes())
+    // Every route from the one table; methods of one path merge into one method router.
+    let mut routes = Router::new();
+    for r in ROUTES {
+        routes = routes.route(&r.path.replace("{path}", "{*path}"), (r.handler)());
+    }
+    let routes = routes
+        .layer(Extension(Arc::new(Refresher::default())))
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed);
 

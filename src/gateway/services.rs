@@ -12,12 +12,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
-use axum::{Extension, Router};
 use secrecy::SecretString;
 
 use super::edge::RequestInfo;
@@ -41,13 +40,8 @@ const FORWARDED_METHODS: [Method; 6] = [
     Method::DELETE,
 ];
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/api/services/{service}/{*path}", any(proxy))
-        .layer(Extension(Arc::new(Refresher::default())))
-}
-
-async fn proxy(
+/// The proxy for every forwarded method (see `routes::ROUTES`).
+pub async fn proxy(
     State(state): State<Shared>,
     Extension(refresher): Extension<Arc<Refresher>>,
     req: Request,

@@ -21,7 +21,7 @@ pub async fn health(State(state): State<Shared>) -> axum::Json<Value> {
 pub async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     state.metrics.audit_lost.set(state.audit.lost() as i64);
     (
-        [(header::CONTENT_TYPE, super::openapi::METRICS_CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, super::routes::METRICS_CONTENT_TYPE)],
         state.metrics.render(),
     )
 }

@@ -1,0 +1,406 @@
+//! The one declaration of every route: the router is built from [`ROUTES`] (method, path,
+//! handler), `/openapi.json` is written from it (summary, request, response, query, media
+//! types), and the edge reads from it which query parameters a route takes and which API key
+//! scope it needs. A route cannot be served without being documented, nor documented without
+//! being served.
+
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+
+use super::{Shared, audit_api, conversations, core, openai_api, services, system};
+use crate::access::scope::KeyScope;
+
+/// One operation of the API: what the router serves and what the document says of it.
+pub struct Route {
+    pub method: &'static str,
+    /// The OpenAPI template (`{path}` where the router has `{*path}`).
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub request: Option<&'static str>,
+    pub response: &'static str,
+    pub query: Query,
+    /// Media types of a success.
+    pub produces: &'static [&'static str],
+    /// Media types of a failure.
+    pub errors: &'static [&'static str],
+    /// What answers it.
+    pub handler: fn() -> MethodRouter<Shared>,
+    /// The least API key scope that may call it (cloud mode; README's scope table); `None`:
+    /// no key at all (`/health`).
+    pub scope: Option<KeyScope>,
+}
+
+/// What a route accepts in its query string. The edge refuses any other parameter (400), so
+/// a misspelt filter is never silently ignored into a wider answer.
+pub enum Query {
+    /// No query string at all.
+    None,
+    /// Exactly these parameters: (name, JSON schema).
+    Named(&'static [(&'static str, &'static str)]),
+    /// Passed on untouched (the services proxy).
+    Forwarded,
+}
+
+/// The media type `GET /metrics` answers with: the OpenMetrics text exposition, which is
+/// what `prometheus_client` writes (it ends with `# EOF`).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+const JSON: &[&str] = &["application/json"];
+const JSON_OR_EVENTS: &[&str] = &["application/json", "text/event-stream"];
+/// A service's own answer, passed through.
+const ANY: &[&str] = &["*/*"];
+
+const CONVERSATION_QUERY: &[(&str, &str)] = &[
+    (
+        "user_id",
+        r#"{"type": "string", "minLength": 1, "maxLength": 128}"#,
+    ),
+    (
+        "limit",
+        r#"{"type": "integer", "minimum": 1, "maximum": 500, "default": 50}"#,
+    ),
+    (
+        "offset",
+        r#"{"type": "integer", "minimum": 0, "maximum": 4294967295, "default": 0}"#,
+    ),
+];
+
+const AUDIT_QUERY: &[(&str, &str)] = &[
+    ("user", r#"{"type": "string", "maxLength": 128}"#),
+    ("service", r#"{"type": "string", "maxLength": 128}"#),
+    (
+        "category",
+        r#"{"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data"]}"#,
+    ),
+    (
+        "since",
+        r#"{"type": "string", "description": "RFC 3339 time or YYYY-MM-DD"}"#,
+    ),
+    (
+        "until",
+        r#"{"type": "string", "description": "RFC 3339 time or YYYY-MM-DD"}"#,
+    ),
+    (
+        "limit",
+        r#"{"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}"#,
+    ),
+];
+
+/// The scope a route needs, by method and the router's path template. A route the table does
+/// not know needs admin: an undocumented route can never be open to lesser keys.
+pub fn scope_of(method: &str, matched: &str) -> Option<KeyScope> {
+    let path = matched.replace("{*", "{");
+    ROUTES
+        .iter()
+        .find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+        .map_or(Some(KeyScope::Admin), |r| r.scope)
+}
+
+/// Every operation the router serves; the router test walks it, so a route added without
+/// its description here fails a test.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "post",
+        path: "/api/maestra/core",
+        handler: || post(core::core),
+        scope: Some(KeyScope::Assistant),
+        summary: "Ask the assistant (the seed's MaestraRequest)",
+        request: Some("MaestraRequest"),
+        response: "MaestraEnvelope",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "post",
+        path: "/api/maestra/advisor/ask",
+        handler: || post(core::advisor_ask),
+        scope: Some(KeyScope::Assistant),
+        summary: "Legacy advisor shape on the same pipeline",
+        request: Some("AdvisorRequest"),
+        response: "MaestraEnvelope",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "post",
+        path: "/v1/chat/completions",
+        handler: || post(openai_api::chat_completions),
+        scope: Some(KeyScope::Assistant),
+        summary: "OpenAI-compatible chat completion; `stream: true` answers as server-sent events",
+        request: Some("ChatCompletionRequest"),
+        response: "ChatCompletion",
+        query: Query::None,
+        produces: JSON_OR_EVENTS,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/v1/models",
+        handler: || get(openai_api::models),
+        scope: Some(KeyScope::Read),
+        summary: "OpenAI-compatible model list",
+        request: None,
+        response: "ModelList",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/conversations",
+        handler: || get(conversations::list),
+        scope: Some(KeyScope::Read),
+        summary: "List conversations, newest first",
+        request: None,
+        response: "ConversationList",
+        query: Query::Named(CONVERSATION_QUERY),
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/conversations/{id}",
+        handler: || get(conversations::get),
+        scope: Some(KeyScope::Read),
+        summary: "One conversation with its messages",
+        request: None,
+        response: "Conversation",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "delete",
+        path: "/api/conversations/{id}",
+        handler: || delete(conversations::delete),
+        scope: Some(KeyScope::Assistant),
+        summary: "Delete a conversation; its content leaves the database files",
+        request: None,
+        response: "Deleted",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/conversations/{id}/export",
+        handler: || get(conversations::export),
+        scope: Some(KeyScope::Read),
+        summary: "Export a conversation in the seed's JSON format",
+        request: None,
+        response: "Conversation",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/users/{user_id}/export",
+        handler: || get(conversations::export_user),
+        scope: Some(KeyScope::Read),
+        summary: "Export everything of a user",
+        request: None,
+        response: "UserExport",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "delete",
+        path: "/api/users/{user_id}/data",
+        handler: || delete(conversations::forget_user),
+        scope: Some(KeyScope::Assistant),
+        summary: "Forget a user: delete every conversation",
+        request: None,
+        response: "Forgotten",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/privacy",
+        handler: || get(system::privacy),
+        scope: Some(KeyScope::Read),
+        summary: "Mode, local-only, limits, storage, vault and audit status",
+        request: None,
+        response: "Privacy",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/health",
+        handler: || get(system::health),
+        scope: None,
+        summary: "Liveness",
+        request: None,
+        response: "Health",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        handler: || get(system::metrics),
+        scope: Some(KeyScope::Admin),
+        summary: "Prometheus metrics (text)",
+        request: None,
+        response: "Metrics",
+        query: Query::None,
+        produces: &[METRICS_CONTENT_TYPE],
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/openapi.json",
+        handler: || get(system::openapi),
+        scope: Some(KeyScope::Read),
+        summary: "This document",
+        request: None,
+        response: "OpenApi",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/api/services/{service}/{path}",
+        handler: || get(services::proxy),
+        scope: Some(KeyScope::Assistant),
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "post",
+        path: "/api/services/{service}/{path}",
+        handler: || post(services::proxy),
+        scope: Some(KeyScope::Assistant),
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "put",
+        path: "/api/services/{service}/{path}",
+        handler: || put(services::proxy),
+        scope: Some(KeyScope::Assistant),
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "delete",
+        path: "/api/services/{service}/{path}",
+        handler: || delete(services::proxy),
+        scope: Some(KeyScope::Assistant),
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "patch",
+        path: "/api/services/{service}/{path}",
+        handler: || patch(services::proxy),
+        scope: Some(KeyScope::Assistant),
+        summary: "Proxy to a personal service with its credential injected (any method)",
+        request: None,
+        response: "ServiceResponse",
+        query: Query::Forwarded,
+        produces: ANY,
+        errors: ANY,
+    },
+    Route {
+        method: "get",
+        path: "/api/audit",
+        handler: || get(audit_api::list),
+        scope: Some(KeyScope::Admin),
+        summary: "Query the audit log, newest first",
+        request: None,
+        response: "AuditList",
+        query: Query::Named(AUDIT_QUERY),
+        produces: JSON,
+        errors: JSON,
+    },
+    Route {
+        method: "post",
+        path: "/api/audit/events",
+        handler: || post(audit_api::report),
+        scope: Some(KeyScope::Assistant),
+        summary: "Report a local tool action (e.g. ffmpeg, category creative) to the audit log",
+        request: Some("AuditEventRequest"),
+        response: "AuditRecorded",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
+    },
+];
+
+/// The documented operation for a router path template and method (`HEAD` as `GET`).
+pub fn find(router_path: &str, method: &str) -> Option<&'static Route> {
+    let method = if method.eq_ignore_ascii_case("head") {
+        "get"
+    } else {
+        method
+    };
+    ROUTES
+        .iter()
+        .find(|r| r.method.eq_ignore_ascii_case(method) && same_template(r.path, router_path))
+}
+
+/// The `Allow` header's value for a router path template: its documented methods, and
+/// `HEAD` wherever `GET` is (axum answers it).
+pub fn allowed_methods(router_path: &str) -> String {
+    let mut methods: Vec<String> = ROUTES
+        .iter()
+        .filter(|r| same_template(r.path, router_path))
+        .map(|r| r.method.to_uppercase())
+        .collect();
+    if methods.iter().any(|m| m == "GET") {
+        methods.push("HEAD".into());
+    }
+    methods.join(", ")
+}
+
+/// `/a/{x}/{path}` (OpenAPI) and `/a/{x}/{*path}` (axum) name the same route.
+fn same_template(doc: &str, router: &str) -> bool {
+    doc.len() + router.matches("{*").count() == router.len() && doc == router.replace("{*", "{")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_schemas_parse_and_templates_match() {
+        for r in ROUTES {
+            if let Query::Named(list) = r.query {
+                for (name, schema) in list {
+                    let v: serde_json::Value = serde_json::from_str(schema).unwrap();
+                    assert!(v.is_object(), "{} {name}", r.path);
+                }
+            }
+        }
+        assert!(find("/api/services/{service}/{*path}", "PATCH").is_some());
+        assert!(find("/api/conversations/{id}", "HEAD").is_some());
+        assert!(find("/api/conversations/{id}", "PUT").is_none());
+        assert!(find("/api/conversations/{id}/export", "GET").is_some());
+        assert_eq!(allowed_methods("/health"), "GET, HEAD");
+    }
+}
