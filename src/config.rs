@@ -89,6 +89,7 @@ struct FileConfig {
     tls: Option<network::TlsFile>,
     allow_ips: Option<Vec<String>>,
     trusted_proxies: Option<Vec<String>>,
+    forwarded_header: Option<String>,
     #[serde(default)]
     conversations: ConversationsFile,
     #[serde(default)]
@@ -510,10 +511,12 @@ impl Config {
                     key: e.get(&["MAESTRA_TLS_KEY"]),
                     allow_ips: e.get(&["MAESTRA_ALLOW_IPS"]),
                     trusted_proxies: e.get(&["MAESTRA_TRUSTED_PROXIES"]),
+                    forwarded_header: e.get(&["MAESTRA_FORWARDED_HEADER"]),
                 },
                 file.tls,
                 file.allow_ips,
                 file.trusted_proxies,
+                file.forwarded_header,
                 &home,
             )?,
             guard: file.guard,

@@ -202,6 +202,30 @@ async fn allow_list_and_trusted_proxies_decide_by_the_real_client() {
     assert_eq!(get(from("127.0.0.2"), Some("203.0.113.9")).await, 403);
     assert_eq!(get(from("127.0.0.3"), Some("203.0.113.9")).await, 200);
     assert_eq!(get(from("127.0.0.3"), Some("198.51.100.1")).await, 403);
+    // What a client typed before the proxy's entry does not matter, and an entry that is not
+    // an address never turns into the proxy's (allowed) address.
+    assert_eq!(
+        get(from("127.0.0.3"), Some("203.0.113.5, 198.51.100.1")).await,
+        403
+    );
+    assert_eq!(
+        get(from("127.0.0.3"), Some("garbage, 203.0.113.9")).await,
+        200
+    );
+    assert_eq!(
+        get(from("127.0.0.3"), Some("203.0.113.9, garbage")).await,
+        403
+    );
+    // The proxy appends to X-Forwarded-For; a Forwarded header it passed through is ignored.
+    let spoofed = from("127.0.0.3")
+        .get(server.url("/api/privacy"))
+        .header("x-api-key", API_KEY)
+        .header("forwarded", "for=203.0.113.9")
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 403);
     // The client behind the proxy is the address the audit log records.
     let c = from("127.0.0.3");
     let r = c
@@ -219,6 +243,32 @@ async fn allow_list_and_trusted_proxies_decide_by_the_real_client() {
     let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
     assert!(audit.contains("\"ip_address\":\"203.0.113.77\""), "{audit}");
     assert!(audit.contains("address_not_allowed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_only_the_proxy_may_connect() {
+    let (addr, _mock) = mock::start().await;
+    let home = cloud_home(addr)
+        .with("MAESTRA_TLS", "behind-proxy")
+        .with("MAESTRA_TRUSTED_PROXIES", "127.0.0.3");
+    let server = Server::start(&home);
+    let get = |client: reqwest::Client| {
+        let r = client
+            .get(server.url("/api/privacy"))
+            .header("x-api-key", API_KEY)
+            .header("x-forwarded-for", "203.0.113.9");
+        async move { r.send().await.unwrap() }
+    };
+    let direct = get(from("127.0.0.2")).await;
+    assert_eq!(direct.status(), 403);
+    let proxied = get(from("127.0.0.3")).await;
+    assert_eq!(proxied.status(), 200);
+    assert_eq!(
+        proxied.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let privacy: Value = proxied.json().await.unwrap();
+    assert_eq!(privacy["network"]["tls"], "behind-proxy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

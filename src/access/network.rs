@@ -59,46 +59,95 @@ impl Networks {
     }
 }
 
-/// The chain of addresses proxies reported, oldest first, or `None` when it does not parse.
-fn chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
-    let forwarded: Vec<_> = headers.get_all("forwarded").iter().collect();
-    let mut out = Vec::new();
-    if !forwarded.is_empty() {
-        for line in forwarded {
-            for element in rfc7239::parse(line.to_str().ok()?) {
-                match element.ok()?.forwarded_for?.name {
-                    rfc7239::NodeName::Ip(ip) => out.push(ip),
-                    _ => return None,
-                }
-            }
-        }
-    } else {
-        for line in headers.get_all("x-forwarded-for") {
-            for part in line.to_str().ok()?.split(',') {
-                out.push(IpAddr::from_str(part.trim()).ok()?);
-            }
-        }
-    }
-    Some(out)
+/// Which header the trusted proxies write the client's address into. Only that one is read:
+/// a proxy appends to its own header and passes the other through as the client sent it, so
+/// reading both (or preferring the one the proxy does not write) lets a client name itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, ...` (nginx, Traefik, Caddy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
 }
 
-/// The client's address: the peer's, unless the peer is a trusted proxy that says otherwise.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &Networks) -> IpAddr {
-    let peer = peer.to_canonical();
-    if !trusted.contains(peer) {
-        return peer;
-    }
-    let Some(hops) = chain(headers) else {
-        return peer;
-    };
-    let mut client = peer;
-    for hop in hops.iter().rev().take(MAX_HOPS) {
-        client = hop.to_canonical();
-        if !trusted.contains(client) {
-            break;
+impl ForwardedHeader {
+    pub fn parse(setting: &str, text: &str) -> Result<ForwardedHeader> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+            "forwarded" => Ok(ForwardedHeader::Forwarded),
+            _ => Err(Error::Config(format!(
+                "{setting} must be \"x-forwarded-for\" or \"forwarded\", not {text:?}"
+            ))),
         }
     }
-    client
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// One hop of a chain as the proxy recorded it: an address, or something that is not one.
+fn hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
+    let mut out = Vec::new();
+    for line in headers.get_all(header.name()) {
+        let Ok(line) = line.to_str() else {
+            out.push(None);
+            continue;
+        };
+        match header {
+            ForwardedHeader::XForwardedFor => {
+                out.extend(line.split(',').map(|p| IpAddr::from_str(p.trim()).ok()));
+            }
+            ForwardedHeader::Forwarded => {
+                out.extend(rfc7239::parse(line).map(|e| match e {
+                    Ok(rfc7239::Forwarded {
+                        forwarded_for:
+                            Some(rfc7239::NodeIdentifier {
+                                name: rfc7239::NodeName::Ip(ip),
+                                ..
+                            }),
+                        ..
+                    }) => Some(ip),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
+/// chain in `header` is walked from the right (the part trusted proxies wrote) to the first
+/// address that is not a trusted proxy. `None`: the client cannot be told — an entry that is
+/// not an address (or `unknown`, or an obfuscated name) came before any untrusted address. It
+/// is never the proxy's own address, which the allow-list may well admit.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &Networks,
+    header: ForwardedHeader,
+) -> Option<IpAddr> {
+    let peer = peer.to_canonical();
+    if !trusted.contains(peer) {
+        return Some(peer);
+    }
+    let hops = hops(headers, header);
+    if hops.is_empty() {
+        return Some(peer);
+    }
+    let mut client = peer;
+    for hop in hops.iter().rev().take(MAX_HOPS) {
+        client = (*hop)?.to_canonical();
+        if !trusted.contains(client) {
+            return Some(client);
+        }
+    }
+    // Every hop looked at is a trusted proxy: the leftmost is as far as anyone can tell.
+    Some(client)
 }
 
 #[cfg(test)]
@@ -125,46 +174,59 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
+    const FWD: ForwardedHeader = ForwardedHeader::Forwarded;
+
     #[test]
     fn only_a_trusted_peer_is_believed() {
         let trusted = nets(&["10.0.0.0/8"]);
         let xff = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.1")]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &xff, &trusted), ip("203.0.113.9"));
-        assert_eq!(client_ip(ip("192.0.2.1"), &xff, &trusted), ip("192.0.2.1"));
+        let at = |peer: &str, h: &HeaderMap, which| client_ip(ip(peer), h, &trusted, which);
+        assert_eq!(at("10.0.0.2", &xff, XFF), Some(ip("203.0.113.9")));
+        assert_eq!(at("192.0.2.1", &xff, XFF), Some(ip("192.0.2.1")));
         let fwd = headers(&[(
             "forwarded",
             "for=6.6.6.6, for=\"[2001:db8::1]:443\";proto=https",
         )]);
-        assert_eq!(client_ip(ip("10.1.1.1"), &fwd, &trusted), ip("2001:db8::1"));
-        // Forwarded wins over X-Forwarded-For when both are sent.
+        assert_eq!(at("10.1.1.1", &fwd, FWD), Some(ip("2001:db8::1")));
+        // Only the configured header is read: a client's own Forwarded passed through by a
+        // proxy that appends to X-Forwarded-For names nothing.
         let both = headers(&[
-            ("forwarded", "for=198.51.100.4"),
-            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=10.9.9.9"),
+            ("x-forwarded-for", "198.51.100.4"),
         ]);
-        assert_eq!(
-            client_ip(ip("10.1.1.1"), &both, &trusted),
-            ip("198.51.100.4")
-        );
+        assert_eq!(at("10.1.1.1", &both, XFF), Some(ip("198.51.100.4")));
         // Mapped IPv4 peers count as their IPv4 address.
+        assert_eq!(at("::ffff:10.0.0.2", &xff, XFF), Some(ip("203.0.113.9")));
+        // No header from the proxy: the proxy is the client.
+        assert_eq!(at("10.0.0.2", &HeaderMap::new(), XFF), Some(ip("10.0.0.2")));
+    }
+
+    #[test]
+    fn what_the_client_wrote_before_an_untrusted_hop_does_not_matter() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let h = headers(&[("x-forwarded-for", "garbage, 198.51.100.1")]);
         assert_eq!(
-            client_ip(ip("::ffff:10.0.0.2"), &xff, &trusted),
-            ip("203.0.113.9")
+            client_ip(ip("10.0.0.2"), &h, &trusted, XFF),
+            Some(ip("198.51.100.1"))
         );
     }
 
     #[test]
-    fn a_chain_that_does_not_parse_fails_closed() {
+    fn an_unreadable_hop_makes_the_client_unknown_never_the_proxy() {
         let trusted = nets(&["10.0.0.0/8"]);
-        for bad in [
-            ("x-forwarded-for", "203.0.113.9, not-an-ip"),
-            ("forwarded", "for=unknown"),
-            ("forwarded", "for=_hidden"),
-            ("forwarded", "for=\"bad"),
+        for (name, value, which) in [
+            ("x-forwarded-for", "198.51.100.1, not-an-ip", XFF),
+            ("x-forwarded-for", "x", XFF),
+            ("forwarded", "for=unknown", FWD),
+            ("forwarded", "for=_hidden", FWD),
+            ("forwarded", "proto=https", FWD),
+            ("forwarded", "for=\"bad", FWD),
         ] {
             assert_eq!(
-                client_ip(ip("10.0.0.2"), &headers(&[bad]), &trusted),
-                ip("10.0.0.2"),
-                "{bad:?}"
+                client_ip(ip("10.0.0.2"), &headers(&[(name, value)]), &trusted, which),
+                None,
+                "{value:?}"
             );
         }
     }
@@ -189,11 +251,15 @@ mod tests {
             header in "[0-9a-f.:, ;=\\[\\]\"a-z]{0,80}",
         ) {
             let trusted = nets(&["10.0.0.0/8"]);
-            let peer = IpAddr::V4(peer);
+            let peer = IpAddr::V4(if peer.octets()[0] % 2 == 0 { std::net::Ipv4Addr::new(10, 0, 0, 2) } else { peer });
             let h = headers(&[("x-forwarded-for", &header), ("forwarded", &header)]);
-            let got = client_ip(peer, &h, &trusted);
-            if !trusted.contains(peer) {
-                prop_assert_eq!(got, peer);
+            for which in [XFF, FWD] {
+                let got = client_ip(peer, &h, &trusted, which);
+                // From an untrusted peer the headers are never read; from a trusted one, any
+                // header text gives an answer without a panic.
+                if !trusted.contains(peer) {
+                    prop_assert_eq!(got, Some(peer));
+                }
             }
         }
 

@@ -4,6 +4,7 @@
 //! ```toml
 //! allow_ips = ["10.0.0.0/8", "2001:db8::/32"]   # MAESTRA_ALLOW_IPS, comma-separated
 //! trusted_proxies = ["10.0.0.2"]                # MAESTRA_TRUSTED_PROXIES
+//! forwarded_header = "x-forwarded-for"          # or "forwarded"; MAESTRA_FORWARDED_HEADER
 //! [tls]                                          # MAESTRA_TLS_CERT, MAESTRA_TLS_KEY
 //! cert = "/etc/maestra/fullchain.pem"
 //! key = "/etc/maestra/privkey.pem"
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::access::network::Networks;
+use crate::access::network::{ForwardedHeader, Networks};
 use crate::error::{Error, Result};
 
 /// How connections are secured.
@@ -34,6 +35,8 @@ pub struct NetworkConfig {
     /// Empty: every address may connect (the keys still decide).
     pub allow_ips: Networks,
     pub trusted_proxies: Networks,
+    /// The one header the trusted proxies write the client's address into.
+    pub forwarded_header: ForwardedHeader,
 }
 
 impl Default for NetworkConfig {
@@ -42,6 +45,7 @@ impl Default for NetworkConfig {
             tls: Tls::Off,
             allow_ips: Networks::default(),
             trusted_proxies: Networks::default(),
+            forwarded_header: ForwardedHeader::default(),
         }
     }
 }
@@ -68,6 +72,7 @@ pub(super) struct NetworkEnv {
     pub key: Option<String>,
     pub allow_ips: Option<String>,
     pub trusted_proxies: Option<String>,
+    pub forwarded_header: Option<String>,
 }
 
 fn list(text: &str) -> Vec<String> {
@@ -84,8 +89,13 @@ pub(super) fn load(
     file_tls: Option<TlsFile>,
     file_allow: Option<Vec<String>>,
     file_proxies: Option<Vec<String>>,
+    file_header: Option<String>,
     home: &Path,
 ) -> Result<NetworkConfig> {
+    let forwarded_header = match env.forwarded_header.or(file_header) {
+        Some(h) => ForwardedHeader::parse("forwarded_header (MAESTRA_FORWARDED_HEADER)", &h)?,
+        None => ForwardedHeader::default(),
+    };
     let allow_ips = Networks::parse(
         "allow_ips (MAESTRA_ALLOW_IPS)",
         &env.allow_ips
@@ -139,6 +149,7 @@ pub(super) fn load(
         tls,
         allow_ips,
         trusted_proxies,
+        forwarded_header,
     })
 }
 
@@ -153,6 +164,7 @@ mod tests {
             key: None,
             allow_ips: None,
             trusted_proxies: None,
+            forwarded_header: None,
         }
     }
 
@@ -162,14 +174,17 @@ mod tests {
             tls: Option<TlsFile>,
             allow_ips: Option<Vec<String>>,
             trusted_proxies: Option<Vec<String>>,
+            forwarded_header: Option<String>,
         }
         let f: F = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let h = Path::new("/h");
         load(
             env(),
             f.tls,
             f.allow_ips,
             f.trusted_proxies,
-            Path::new("/h"),
+            f.forwarded_header,
+            h,
         )
     }
 
@@ -191,6 +206,7 @@ mod tests {
             ("tls = \"on\"\n", "tls"),
             ("allow_ips = [\"10.0.0.0/33\"]\n", "allow_ips"),
             ("trusted_proxies = [\"proxy.example\"]\n", "trusted_proxies"),
+            ("forwarded_header = \"x-real-ip\"\n", "forwarded_header"),
         ] {
             let e = from_toml(text).unwrap_err().to_string();
             assert!(e.contains(names), "{text}: {e}");
@@ -199,13 +215,13 @@ mod tests {
             cert: Some("/c".into()),
             ..env()
         };
-        let e = load(half, None, None, None, Path::new("/h")).unwrap_err();
+        let e = load(half, None, None, None, None, Path::new("/h")).unwrap_err();
         assert!(e.to_string().contains("MAESTRA_TLS_KEY"));
         let listed = NetworkEnv {
             allow_ips: Some("10.0.0.0/8, 192.0.2.7".into()),
             ..env()
         };
-        let n = load(listed, None, None, None, Path::new("/h")).unwrap();
+        let n = load(listed, None, None, None, None, Path::new("/h")).unwrap();
         assert_eq!(n.allow_ips.to_strings(), ["10.0.0.0/8", "192.0.2.7/32"]);
     }
 }

@@ -27,6 +27,7 @@ use crate::access::refusals::{REFUSAL_WINDOW, Verdict};
 use crate::access::scope::Principal;
 use crate::access::{client_bucket, keys};
 use crate::config::Mode;
+use crate::config::network::Tls;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 
@@ -47,13 +48,27 @@ async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
         .cloned()
         .unwrap_or_else(RequestInfo::unknown);
     let network = &state.config.network;
-    // The client behind a trusted proxy; from anyone else, forwarding headers mean nothing.
     if let Some(peer) = info.ip {
-        let client = client_ip(peer, req.headers(), &network.trusted_proxies);
-        if client != peer {
-            info.ip = Some(client);
+        // Behind a proxy that ends TLS, a direct connection would carry keys in the clear:
+        // only the trusted proxies may connect (list 127.0.0.1 too for local checks).
+        if network.tls == Tls::BehindProxy && !network.trusted_proxies.contains(peer) {
+            let e =
+                Error::Forbidden("connect through the HTTPS proxy (tls = \"behind-proxy\")".into());
+            refused_anonymous(state, &info, "not_through_proxy", &e).await?;
+            return Err(e);
+        }
+        // The client behind a trusted proxy; from anyone else, forwarding headers mean
+        // nothing. An unreadable chain leaves the client unknown (`None`), never the proxy.
+        let client = client_ip(
+            peer,
+            req.headers(),
+            &network.trusted_proxies,
+            network.forwarded_header,
+        );
+        if client != Some(peer) {
+            info.ip = client;
             if let Some(i) = req.extensions_mut().get_mut::<RequestInfo>() {
-                i.ip = Some(client);
+                i.ip = client;
             }
         }
     }
