@@ -45,8 +45,8 @@ pub struct App {
 }
 
 impl App {
-    /// Checks the configuration's exposure, loads TLS, opens the store and checks the vault
-    /// key (before anything is written), imports provider keys, opens the audit log and binds.
+    /// Checks the configuration's exposure, loads TLS, binds, opens the store and checks the
+    /// vault key (before anything is written), imports provider keys, opens the audit log.
     /// Every failure is an error here: there is no half start.
     pub async fn build(config: Config) -> Result<App> {
         let addr = check_bind(&config)?;
@@ -56,6 +56,14 @@ impl App {
             Tls::Files { cert, key } => Some(gateway::tls::acceptor(cert, key)?),
             Tls::Off | Tls::BehindProxy => None,
         };
+        // Bound before anything is written: a second server on a taken port stops here,
+        // before it could release the running one's holds or write to its vault.
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the listening address", e))?;
         let ctx = Context {
             home: Home::new(&config.home),
             config,
@@ -80,12 +88,6 @@ impl App {
         let budget = Budget::new(&ctx.config, store.clone());
         let access = Access::new(&ctx.config, store.clone())?;
         check_cloud_keys(&ctx.config, &access).await?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the listening address", e))?;
         let state = Arc::new(AppState {
             config: ctx.config,
             budget,
@@ -210,16 +212,19 @@ async fn check_cloud_keys(config: &Config, access: &Access) -> Result<()> {
     if config.mode != Mode::Cloud || config.api_key.is_some() {
         return Ok(());
     }
+    let now = crate::store::now_unix();
     let active = access
         .store
         .api_key_list()
         .await?
         .iter()
-        .filter(|k| k.revoked_at.is_none())
+        .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|t| now < t))
         .count();
     if active == 0 {
         return Err(Error::Config(
-            "cloud mode needs API keys: create one with `maestra keys create NAME` or set MAESTRA_API_KEY".into(),
+            "cloud mode needs an API key that is neither revoked nor expired: create one with \
+             `maestra keys create NAME` or set MAESTRA_API_KEY"
+                .into(),
         ));
     }
     Ok(())

@@ -411,7 +411,7 @@ impl Config {
                     "server.request_timeout",
                     file.server.request_timeout.unwrap_or(300),
                     1,
-                    MAX_SECONDS,
+                    crate::cost::ledger::MAX_CALL_SECS,
                 )?,
                 shutdown_grace: validate::range(
                     "server.shutdown_grace",

@@ -610,3 +610,37 @@ async fn import_refuses_amounts_the_ledger_cannot_hold() {
         );
     }
 }
+
+/// A paid answer that reports no usage is charged what was counted, never $0, and the
+/// `cost_usd` it reports is the ledger's charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_answer_without_usage_is_not_free() {
+    let (addr, _mock) = mock::start().await;
+    let home = home_with(addr, PRICING, &[("MAESTRA_DAILY_COST_LIMIT", "5")]);
+    let server = Server::start(&home);
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "mode:nousage"}]});
+    let answer: Value = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reported = answer["meta"]["cost_usd"].as_f64().unwrap();
+    assert!(reported > 0.0, "{answer}");
+    let privacy: Value = client()
+        .get(server.url("/api/privacy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        privacy["cost"]["daily"]["spent_usd"].as_f64().unwrap(),
+        reported
+    );
+}

@@ -92,7 +92,11 @@ impl Model {
 static CASE: AtomicU64 = AtomicU64::new(0);
 
 /// Runs one case on `store` in periods and scopes of its own, so cases never meet.
-async fn run_case(store: &dyn Store, case: &Case) -> Result<(), TestCaseError> {
+async fn run_case(
+    store: &dyn Store,
+    db: Option<&sqlx::SqlitePool>,
+    case: &Case,
+) -> Result<(), TestCaseError> {
     let n = CASE.fetch_add(1, Ordering::Relaxed);
     let (day, month) = (format!("case{n}-day"), format!("case{n}-month"));
     let users: Vec<String> = (0..3).map(|i| format!("case{n}-user{i}")).collect();
@@ -207,6 +211,23 @@ async fn run_case(store: &dyn Store, case: &Case) -> Result<(), TestCaseError> {
             .unwrap();
         prop_assert_eq!(got.reserved, 0);
     }
+    // The embedded ledger answers from memory: what it wrote behind must be the model too.
+    if let Some(db) = db {
+        store.cost_charges("0000").await.unwrap(); // waits for the write-behind queue
+        for (key, want) in &model.usage {
+            let (scope, period) = key.split_once('|').unwrap();
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT spent, reserved FROM cost_totals WHERE scope = ?1 AND period = ?2",
+            )
+            .bind(scope)
+            .bind(period)
+            .fetch_optional(db)
+            .await
+            .unwrap();
+            let (spent, reserved) = row.unwrap_or_default();
+            prop_assert_eq!((spent, reserved), (want.spent, want.reserved), "{}", key);
+        }
+    }
     Ok(())
 }
 
@@ -217,13 +238,13 @@ fn cases() -> u32 {
         .unwrap_or(64)
 }
 
-fn check(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) {
+fn check(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>, db: Option<&sqlx::SqlitePool>) {
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&case(), |c| rt.block_on(run_case(store.as_ref(), &c)));
+    let result = runner.run(&case(), |c| rt.block_on(run_case(store.as_ref(), db, &c)));
     if let Err(e) = result {
         panic!("{e}");
     }
@@ -243,7 +264,14 @@ fn sqlite_ledger_holds_any_amounts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("maestra.db");
     let store: Arc<dyn Store> = Arc::new(rt.block_on(SqliteStore::open(&path)).unwrap());
-    check(&rt, store.clone());
+    let db = rt
+        .block_on(sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            path.display()
+        )))
+        .unwrap();
+    check(&rt, store.clone(), Some(&db));
+    rt.block_on(db.close());
     rt.block_on(store.close());
     // What was written behind reads back from the tables as integers in range.
     rt.block_on(async {
@@ -274,7 +302,7 @@ fn postgres_ledger_holds_any_amounts() {
     let db = rt.block_on(common::pg::TempDb::create());
     let store: Arc<dyn Store> = Arc::new(rt.block_on(PostgresStore::open(&db.url)).unwrap());
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        check(&rt, store.clone());
+        check(&rt, store.clone(), None);
     }));
     rt.block_on(store.close());
     rt.block_on(db.drop_db());

@@ -219,6 +219,29 @@ async fn every_route_answers_each_scope_as_the_table_says() {
     )
     .await;
     assert_eq!(got, 403);
+    // A user's key may leave the user out of a core request: the turn is its user's.
+    let (got, body) = status(
+        client()
+            .post(server.url("/api/maestra/core"))
+            .json(&json!({"surface_id": "cli", "message": "whose?"})),
+        &keys.assistant,
+    )
+    .await;
+    assert_eq!(got, 200, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (got, body) = status(
+        client().get(server.url(&format!("/api/conversations/{id}"))),
+        &keys.admin,
+    )
+    .await;
+    assert_eq!(got, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["owner"],
+        "ann"
+    );
     // A key made for some services calls only those.
     let (got, body) = status(
         client().get(server.url("/api/services/spotify/v1/me")),

@@ -238,14 +238,24 @@ impl Budget {
         }
     }
 
-    /// Charges the real usage; returns it in micro-USD.
+    /// Charges the real usage and returns the charge in micro-USD, the one figure every answer,
+    /// audit entry and stored message reports: never more than the hold, as the ledger
+    /// records it (a usage report above the worst case cannot take a scope past its limit).
     pub async fn settle(&self, hold: Hold, route: &Route, usage: Usage) -> Result<Micros> {
         let cost = self.pricing.cost(route.provider, &route.model, usage);
-        if let Some(id) = hold.id {
-            self.store.cost_settle(id, cost).await?;
-            self.warn_near_limit().await;
+        let Some(id) = hold.id else {
+            return Ok(cost);
+        };
+        let charged = cost.min(hold.reserved);
+        if charged < cost {
+            tracing::warn!(
+                model = %route.model,
+                "a reported usage costs more than its reservation; charged the reservation"
+            );
         }
-        Ok(cost)
+        self.store.cost_settle(id, charged).await?;
+        self.warn_near_limit().await;
+        Ok(charged)
     }
 
     /// Gives a failed call's reservation back.

@@ -15,9 +15,14 @@ pub type Micros = i64;
 /// a SQLite integer column into a float.
 pub const MAX_MICROS: Micros = 1_000_000_000_000_000;
 
+/// The longest a paid call may hold its reservation: `server.request_timeout` is at most this,
+/// and a stream is cut (and settled on what was counted) when it runs this long.
+pub const MAX_CALL_SECS: u64 = 20 * 60;
 /// An unsettled reservation older than this no longer counts: its request died with its
-/// process. Longer than any request may take (`server.request_timeout` defaults to 300 s).
+/// process. Longer than any call may take ([`MAX_CALL_SECS`]), so a live call's hold is never
+/// swept and then settled at nothing.
 pub const STALE_AFTER_MS: i64 = 30 * 60 * 1000;
+const _: () = assert!((MAX_CALL_SECS as i64) * 1000 < STALE_AFTER_MS);
 
 /// An amount as the ledger may hold it: never negative, never above [`MAX_MICROS`].
 pub fn clamp(amount: Micros) -> Micros {

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::AppState;
 use super::edge::RequestInfo;
 use crate::cost::budget::Hold;
-use crate::cost::ledger::to_usd;
+use crate::cost::ledger::{Micros, to_usd};
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::providers::{ChatRequest, Completion, DeltaStream, Route, Usage};
@@ -29,6 +29,8 @@ pub struct Answer {
     pub completion: Completion,
     pub route: Route,
     pub latency_ms: u64,
+    /// What the ledger charged, in micro-USD (settle's figure; nothing recomputes it).
+    pub charged: Micros,
 }
 
 /// A whole answer, falling back to the cloud only where [`Providers::fallback_for`] allows.
@@ -52,12 +54,14 @@ pub async fn complete(
     }
     let latency_ms = start.elapsed().as_millis() as u64;
     match result {
-        Ok(completion) => {
-            record_success(state, caller, &route, completion.usage, latency_ms, false).await?;
+        Ok((completion, charged)) => {
+            let usage = completion.usage;
+            record_success(state, caller, &route, usage, charged, latency_ms, false).await?;
             Ok(Answer {
                 completion,
                 route,
                 latency_ms,
+                charged,
             })
         }
         Err(e) => {
@@ -67,18 +71,22 @@ pub async fn complete(
     }
 }
 
-/// Reserve, call, then settle to the real usage or release.
+/// Reserve, call, then settle to the real usage or release. A paid answer that reports no
+/// usage at all is charged what was counted, like a stream: never $0.
 async fn complete_once(
     state: &AppState,
     caller: &Caller<'_>,
     route: &Route,
     req: &ChatRequest,
-) -> Result<Completion> {
+) -> Result<(Completion, Micros)> {
     let (req, hold) = reserve(state, caller, route, req).await?;
     match state.providers.complete(route, &req).await {
-        Ok(c) => {
-            state.budget.settle(hold, route, c.usage).await?;
-            Ok(c)
+        Ok(mut c) => {
+            if hold.reserved > 0 && c.usage == Usage::default() {
+                c.usage = counted_usage(&req, c.content.len());
+            }
+            let charged = state.budget.settle(hold, route, c.usage).await?;
+            Ok((c, charged))
         }
         Err(e) => {
             state.budget.release(hold).await;
@@ -173,15 +181,6 @@ pub fn counted_usage(req: &ChatRequest, streamed_bytes: usize) -> Usage {
     }
 }
 
-pub fn cost_usd(state: &AppState, route: &Route, usage: Usage) -> f64 {
-    to_usd(
-        state
-            .budget
-            .pricing()
-            .cost(route.provider, &route.model, usage),
-    )
-}
-
 fn event(caller: &Caller<'_>, category: Category, route: &Route, result: Outcome) -> Event {
     let mut e = Event::new(category, route.provider.service(), caller.action, result)
         .request_id(&caller.info.id)
@@ -204,13 +203,14 @@ pub async fn record_success(
     caller: &Caller<'_>,
     route: &Route,
     usage: Usage,
+    charged: Micros,
     latency_ms: u64,
     stream: bool,
 ) -> Result<()> {
     let e = event(caller, Category::Llm, route, Outcome::Success)
         .detail("tokens_in", usage.prompt_tokens)
         .detail("tokens_out", usage.completion_tokens)
-        .detail("cost_usd", cost_usd(state, route, usage))
+        .detail("cost_usd", to_usd(charged))
         .detail("latency_ms", latency_ms)
         .detail("stream", stream);
     state.audit.record(e).await

@@ -5,6 +5,7 @@
 //! is minimised first (secrets redacted, surface file contents dropped), and only once the
 //! model has answered, so a failed call stores nothing half.
 
+use crate::cost::ledger::to_usd;
 use axum::Extension;
 use axum::extract::State;
 use serde::Deserialize;
@@ -22,7 +23,9 @@ use crate::store::Turn;
 
 #[derive(Debug, Deserialize)]
 pub struct MaestraRequest {
-    pub user_id: String,
+    /// Optional with a user's API key (the key's user is the one); required otherwise.
+    #[serde(default)]
+    pub user_id: Option<String>,
     pub surface_id: String,
     #[serde(default)]
     pub conversation_id: Option<String>,
@@ -71,7 +74,7 @@ pub async fn advisor_ask(
     // No user named: the key's own, else the seed's "default".
     let user = super::access::acting_user(&state, &info, req.user_id.as_deref()).await?;
     let core = MaestraRequest {
-        user_id: user.unwrap_or_else(|| "default".into()),
+        user_id: Some(user.unwrap_or_else(|| "default".into())),
         surface_id: req.surface_id.unwrap_or_else(|| "advisor".into()),
         conversation_id: req.conversation_id,
         message: question,
@@ -92,9 +95,13 @@ async fn handle(
     req: MaestraRequest,
     action: &'static str,
 ) -> Result<Value> {
-    validate_id("user_id", &req.user_id)?;
+    if let Some(u) = &req.user_id {
+        validate_id("user_id", u)?;
+    }
     validate_id("surface_id", &req.surface_id)?;
-    super::access::acting_user(state, info, Some(&req.user_id)).await?;
+    let user_id = super::access::acting_user(state, info, req.user_id.as_deref())
+        .await?
+        .ok_or_else(|| Error::BadRequest("`user_id` is required".into()))?;
     if req
         .surface_context
         .as_ref()
@@ -110,7 +117,7 @@ async fn handle(
             validate_id("conversation_id", id)?;
             (id.to_string(), true)
         }
-        _ => (new_conversation_id(&req.user_id), false),
+        _ => (new_conversation_id(&user_id), false),
     };
     if req.message.trim().is_empty() {
         return Err(Error::BadRequest("`message` must not be empty".into()));
@@ -134,7 +141,7 @@ async fn handle(
         None
     };
     let history = match context {
-        Some(c) if c.owner != req.user_id => {
+        Some(c) if c.owner != user_id => {
             return Err(Error::NotFound(format!(
                 "no conversation {conversation_id:?} for this user"
             )));
@@ -173,12 +180,21 @@ async fn handle(
     };
     let caller = Caller {
         info,
-        user_id: Some(&req.user_id),
+        user_id: Some(&user_id),
         surface_id: Some(&req.surface_id),
         action,
     };
     let answer = chat::complete(state, &caller, route, &chat_req).await?;
-    store_turn(state, &req, &conversation_id, !continued, &mode, &answer).await?;
+    store_turn(
+        state,
+        &req,
+        &user_id,
+        &conversation_id,
+        !continued,
+        &mode,
+        &answer,
+    )
+    .await?;
 
     let usage = answer.completion.usage;
     Ok(json!({
@@ -193,7 +209,7 @@ async fn handle(
             "latency_ms": answer.latency_ms,
             "model": answer.route.model,
             "tokens": usage.total(),
-            "cost_usd": chat::cost_usd(state, &answer.route, usage),
+            "cost_usd": to_usd(answer.charged),
         }
     }))
 }
@@ -201,6 +217,7 @@ async fn handle(
 async fn store_turn(
     state: &AppState,
     req: &MaestraRequest,
+    owner: &str,
     conversation_id: &str,
     opens: bool,
     mode: &str,
@@ -234,7 +251,7 @@ async fn store_turn(
                 "source": answer.route.provider.source(),
                 "tokens": usage.total(),
                 "latency_ms": answer.latency_ms,
-                "cost_usd": chat::cost_usd(state, &answer.route, usage),
+                "cost_usd": to_usd(answer.charged),
             }),
         },
     ];
@@ -243,7 +260,7 @@ async fn store_turn(
         .store
         .conversation_append(&Turn {
             conversation_id,
-            owner: &req.user_id,
+            owner,
             topic: topic.trim(),
             surface: &req.surface_id,
             messages: &messages,

@@ -4,6 +4,7 @@
 //! These calls are stateless like OpenAI's own: the client sends the history, nothing is
 //! stored, and the call is audited without its content.
 
+use crate::cost::ledger::{Micros, to_usd};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,7 +69,7 @@ pub async fn chat_completions(
                 "finish_reason": answer.completion.finish_reason,
             }],
             "usage": usage_json(usage),
-            "meta": meta(&state, &answer.route, usage, answer.latency_ms),
+            "meta": meta(&answer.route, usage, answer.charged, answer.latency_ms),
         }))
         .into_response());
     }
@@ -115,9 +116,9 @@ fn usage_json(u: Usage) -> Value {
            "total_tokens": u.total()})
 }
 
-fn meta(state: &AppState, route: &Route, usage: Usage, latency_ms: u64) -> Value {
+fn meta(route: &Route, usage: Usage, charged: Micros, latency_ms: u64) -> Value {
     json!({"latency_ms": latency_ms, "model": route.model, "tokens": usage.total(),
-           "cost_usd": chat::cost_usd(state, route, usage), "source": route.provider.source()})
+           "cost_usd": to_usd(charged), "source": route.provider.source()})
 }
 
 /// Settles and audits a stream when it ends, however it ends: completed, failed upstream, or
@@ -159,11 +160,19 @@ impl Drop for StreamReport {
             ))
         });
         rt.spawn(async move {
-            if let Some(hold) = hold
-                && let Err(e) = state.budget.settle(hold, &route, usage).await
-            {
-                tracing::error!(error = %e, "could not settle a streamed call's cost");
-            }
+            let charged = match hold {
+                Some(hold) => match state.budget.settle(hold, &route, usage).await {
+                    Ok(charged) => charged,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not settle a streamed call's cost");
+                        state
+                            .budget
+                            .pricing()
+                            .cost(route.provider, &route.model, usage)
+                    }
+                },
+                None => 0,
+            };
             let caller = Caller {
                 info: &info,
                 user_id: user.as_deref(),
@@ -173,7 +182,11 @@ impl Drop for StreamReport {
             let latency_ms = start.elapsed().as_millis() as u64;
             let _ = match outcome {
                 Ok(()) => {
-                    chat::record_success(&state, &caller, &route, usage, latency_ms, true).await
+                    let stream = true;
+                    chat::record_success(
+                        &state, &caller, &route, usage, charged, latency_ms, stream,
+                    )
+                    .await
                 }
                 Err(e) => chat::record_failure(&state, &caller, &route, &e, start).await,
             };

@@ -34,10 +34,10 @@ fn schemas() -> Value {
             "suggested_alternatives": {"type": "array", "items": s("string")}
         }), &["code", "message"])}), &["error"]),
         "MaestraRequest": obj(json!({
-            "user_id": id(), "surface_id": id(), "conversation_id": new_or_id(),
+            "user_id": {"description": "Required, unless the API key belongs to a user (then it is that user)", "anyOf": [id(), {"type": "null"}]}, "surface_id": id(), "conversation_id": new_or_id(),
             "message": text(), "mode_hint": nullable(s("string")),
             "surface_context": nullable(json!({"type": "object", "description": "Context from the surface; kept, minimised, with the turn"}))
-        }), &["user_id", "surface_id", "message"]),
+        }), &["surface_id", "message"]),
         "AdvisorRequest": obj(json!({
             "question": text(), "user_id": nullable(id()), "surface_id": nullable(id()),
             "conversation_id": new_or_id(),

@@ -88,11 +88,7 @@ const AUDIT_QUERY: &[(&str, &str)] = &[
 /// The scope a route needs, by method and the router's path template. A route the table does
 /// not know needs admin: an undocumented route can never be open to lesser keys.
 pub fn scope_of(method: &str, matched: &str) -> Option<KeyScope> {
-    let path = matched.replace("{*", "{");
-    ROUTES
-        .iter()
-        .find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
-        .map_or(Some(KeyScope::Admin), |r| r.scope)
+    find(matched, method).map_or(Some(KeyScope::Admin), |r| r.scope)
 }
 
 /// Every operation the router serves; the router test walks it, so a route added without
@@ -402,5 +398,13 @@ mod tests {
         assert!(find("/api/conversations/{id}", "PUT").is_none());
         assert!(find("/api/conversations/{id}/export", "GET").is_some());
         assert_eq!(allowed_methods("/health"), "GET, HEAD");
+        // HEAD needs what GET needs; a route nobody declared needs admin.
+        assert_eq!(scope_of("HEAD", "/v1/models"), Some(KeyScope::Read));
+        assert_eq!(
+            scope_of("HEAD", "/api/services/{service}/{*path}"),
+            Some(KeyScope::Assistant)
+        );
+        assert_eq!(scope_of("GET", "/nowhere"), Some(KeyScope::Admin));
+        assert_eq!(scope_of("GET", "/health"), None);
     }
 }

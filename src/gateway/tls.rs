@@ -22,14 +22,23 @@ use crate::error::{Error, Result};
 /// How often a handshake may look at the files.
 const RECHECK: Duration = Duration::from_secs(1);
 
-/// What identifies one version of the files on disk.
-type Stamp = [(u64, Option<SystemTime>); 2];
+/// What identifies one version of a file on disk: a renewal moved into place has a new inode,
+/// one rewritten in place a new change time (which, unlike the modification time, copying
+/// tools cannot set back), and either may keep its length.
+type Stamp = [(u64, u64, i64, i64, Option<SystemTime>); 2];
 
 fn stamp(cert: &Path, key: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     let one = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()))
+        std::fs::metadata(p).ok().map(|m| {
+            (
+                m.ino(),
+                m.len(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.modified().ok(),
+            )
+        })
     };
     Some([one(cert)?, one(key)?])
 }
@@ -103,12 +112,14 @@ pub struct ReloadingCert {
 impl ReloadingCert {
     /// Loads the pair now: an error here stops the start.
     pub fn open(cert: &Path, key: &Path) -> Result<ReloadingCert> {
+        // Looked at before loading: a swap in between is then seen at the next check.
+        let before = stamp(cert, key);
         let certified = load(cert, key)?;
         Ok(ReloadingCert {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             loaded: Mutex::new(Loaded {
-                stamp: stamp(cert, key),
+                stamp: before,
                 checked: Instant::now(),
                 key: Arc::new(certified),
             }),
@@ -122,6 +133,8 @@ impl ReloadingCert {
             loaded.checked = Instant::now();
             let now = stamp(&self.cert, &self.key);
             if now.is_some() && now != loaded.stamp {
+                // A few small reads once a second at most, on a handshake: the cost of
+                // following renewals without a watcher thread.
                 match load(&self.cert, &self.key) {
                     Ok(fresh) => {
                         loaded.key = Arc::new(fresh);

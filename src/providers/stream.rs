@@ -39,6 +39,11 @@ struct State {
     finished: bool,
     done: bool,
     idle: Duration,
+    /// When the stream is cut whatever it is doing, so its reservation is settled well before
+    /// the ledger would take it for a dead request's ([`MAX_CALL_SECS`]).
+    ///
+    /// [`MAX_CALL_SECS`]: crate::cost::ledger::MAX_CALL_SECS
+    deadline: tokio::time::Instant,
     /// The key that was sent, looked for in the events and in the text.
     redactor: Redactor,
 }
@@ -57,6 +62,8 @@ pub fn deltas(
         finished: false,
         done: false,
         idle,
+        deadline: tokio::time::Instant::now()
+            + Duration::from_secs(crate::cost::ledger::MAX_CALL_SECS),
         redactor,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
@@ -82,7 +89,15 @@ pub fn deltas(
 /// Reads one upstream event into `pending`, or marks the stream done.
 async fn next(st: &mut State) -> Result<()> {
     let service = st.provider.service();
-    let event = match tokio::time::timeout(st.idle, st.events.next()).await {
+    let left = st
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now());
+    let event = match tokio::time::timeout(st.idle.min(left), st.events.next()).await {
+        Err(_) if left <= st.idle => {
+            return Err(Error::UpstreamTimeout(format!(
+                "{service} streamed past the longest a call may take"
+            )));
+        }
         Err(_) => {
             return Err(Error::UpstreamTimeout(format!(
                 "{service} stopped sending mid-stream"

@@ -203,6 +203,9 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
             bump(&mut tx, &row, spent, -row.reserved).await?;
+        } else {
+            // Swept as stale: no call may live that long (MAX_CALL_SECS), so this is a bug.
+            tracing::error!(id, "settled a reservation that is no longer held");
         }
         tx.commit().await?;
         Ok(())

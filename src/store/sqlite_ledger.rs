@@ -196,6 +196,8 @@ impl MemLedger {
         let spent = clamp(spent);
         let mut st = self.state.lock().await;
         let Some(row) = st.open.remove(&id) else {
+            // Swept as stale: no call may live that long (MAX_CALL_SECS), so this is a bug.
+            tracing::error!(id, "settled a reservation that is no longer held");
             return Ok(());
         };
         // Never more than was held: the hold is the call's worst case, and a charge above it

@@ -243,12 +243,16 @@ async fn openai(State(mock): State<Mock>, headers: HeaderMap, body: axum::Json<V
         parts.push("data: [DONE]\n\n".into());
         return sse(parts, false);
     }
-    axum::Json(json!({
+    let mut answer = json!({
         "id": "c1", "object": "chat.completion", "created": 1, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-    }))
-    .into_response()
+    });
+    // An OpenAI-compatible server that reports no usage at all.
+    if text.contains("mode:nousage") {
+        answer.as_object_mut().unwrap().remove("usage");
+    }
+    axum::Json(answer).into_response()
 }
 
 async fn anthropic(
