@@ -29,6 +29,14 @@ pub enum Error {
     #[error("storage error: {0}")]
     Store(String),
 
+    /// A database error, with its cause kept for whoever walks the source chain (logs, tests).
+    /// sqlx errors name tables and constraints, never bound values, so they are safe to show.
+    #[error("storage error: {0}")]
+    Database(#[source] Box<sqlx::Error>),
+
+    #[error("storage error: cannot migrate the database: {0}")]
+    Migrate(#[source] Box<sqlx::migrate::MigrateError>),
+
     #[error("vault: {0}")]
     Vault(String),
 
@@ -125,6 +133,8 @@ impl Error {
             | Error::Permissions { .. }
             | Error::Io { .. }
             | Error::Store(_)
+            | Error::Database(_)
+            | Error::Migrate(_)
             | Error::Vault(_)
             | Error::Audit(_) => 503,
         }
@@ -136,7 +146,7 @@ impl Error {
             Error::Config(_) => "configuration_error",
             Error::Permissions { .. } => "insecure_permissions",
             Error::Io { .. } => "io_error",
-            Error::Store(_) => "storage_unavailable",
+            Error::Store(_) | Error::Database(_) | Error::Migrate(_) => "storage_unavailable",
             Error::Vault(_) => "vault_error",
             Error::SecretNotFound(_) => "secret_not_found",
             Error::InvalidToken(_) => "invalid_token",
@@ -189,13 +199,24 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        // sqlx errors name tables and constraints, never bound values, so they are safe to show.
-        Error::Store(e.to_string())
+        Error::Database(Box::new(e))
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Error::Store(e.to_string())
+        Error::Migrate(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_error_keeps_its_cause_and_its_status() {
+        let e = Error::from(sqlx::Error::RowNotFound);
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!((e.status(), e.code()), (503, "storage_unavailable"));
     }
 }

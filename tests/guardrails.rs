@@ -644,3 +644,32 @@ async fn a_paid_answer_without_usage_is_not_free() {
         reported
     );
 }
+
+/// The local-only guard runs before the reservation (issue 16's order): with no budget at all,
+/// a cloud call in local-only mode is refused as a local-only block (403), not as a cost
+/// limit, and holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_cloud_call_reserves_nothing() {
+    let (addr, mock) = mock::start().await;
+    let home = home_with(
+        addr,
+        PRICING,
+        &[
+            ("MAESTRA_DAILY_COST_LIMIT", "0"),
+            ("MAESTRA_LOCAL_ONLY", "true"),
+        ],
+    );
+    let server = Server::start(&home);
+    let resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&paid(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "local_only_mode", "{err}");
+    assert!(mock.requests().is_empty());
+    let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
+    assert!(!audit.contains("cost_limit"), "{audit}");
+}

@@ -1,6 +1,6 @@
-//! One model call as the data path makes it: cost reservation → guard and egress (inside the
-//! provider) → settle or release → cloud fallback when allowed → audit (`llm`, or
-//! `local_only_block`) and metrics.
+//! One model call as the data path makes it: local-only guard → cost reservation → egress
+//! (inside the provider, which checks the guard again on every host it dials) → settle or
+//! release → cloud fallback when allowed → audit (`llm`, or `local_only_block`) and metrics.
 //!
 //! Audit entries name the model, provider, tokens, latency and result, never the content.
 
@@ -103,6 +103,9 @@ async fn reserve(
     route: &Route,
     req: &ChatRequest,
 ) -> Result<(ChatRequest, Hold)> {
+    // The local-only guard decides first: a call that may not leave the machine holds no
+    // budget, not even for the moment until egress would refuse it.
+    state.egress.check_service(route.provider.service())?;
     let key = caller.info.key_id.as_deref();
     match state.budget.reserve(route, req, caller.user_id, key).await {
         Ok(held) => Ok(held),
