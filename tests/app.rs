@@ -4,6 +4,7 @@
 
 mod common;
 
+use maestra::store::prelude::*;
 use std::collections::HashMap;
 
 use maestra::app::App;

@@ -6,6 +6,7 @@
 
 mod common;
 
+use maestra::store::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -10,6 +10,7 @@
 
 mod common;
 
+use maestra::store::prelude::*;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use super::scope::KeyScope;
 use crate::error::Result;
-use crate::store::{ApiKeyRecord, Store};
+use crate::store::{ApiKeyRecord, ApiKeys};
 
 const PREFIX: &str = "mae_";
 const ID_BYTES: usize = 6;
@@ -89,7 +89,7 @@ pub fn id_of(presented: &str) -> Option<&str> {
 /// Checks a presented key against the store; returns its record when it is valid, not revoked
 /// and not expired at `now` (Unix seconds).
 pub async fn verify(
-    store: &dyn Store,
+    store: &dyn ApiKeys,
     presented: &SecretString,
     now: i64,
 ) -> Result<Option<ApiKeyRecord>> {

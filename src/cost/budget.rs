@@ -17,7 +17,7 @@ use super::pricing::Pricing;
 use crate::config::{Config, CostConfig};
 use crate::error::{Error, Result};
 use crate::providers::{ChatRequest, Route, Usage};
-use crate::store::Store;
+use crate::store::Ledger;
 
 /// Tokens assumed per message on top of its bytes (role and framing).
 const MESSAGE_OVERHEAD: u64 = 8;
@@ -63,7 +63,7 @@ pub struct Hold {
 }
 
 pub struct Budget {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Ledger>,
     pricing: Pricing,
     daily: Micros,
     monthly: Micros,
@@ -103,7 +103,7 @@ pub fn resets_at(period: Period, now: OffsetDateTime) -> String {
 }
 
 impl Budget {
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Budget {
+    pub fn new(config: &Config, store: Arc<dyn Ledger>) -> Budget {
         Budget {
             store,
             pricing: Pricing::new(&config.pricing),

@@ -1,6 +1,7 @@
-//! Storage: one trait, an embedded SQLite implementation and a shared PostgreSQL one.
+//! Storage: a trait per concern (secrets, meta, conversations, ledger, API keys), `Store` for
+//! all of them, an embedded SQLite implementation and a shared PostgreSQL one.
 //!
-//! Callers hold an `Arc<dyn Store>` and never see SQL, so a backend is one file.
+//! Callers hold an `Arc<dyn Store>` (or only the concern they use) and never see SQL.
 
 mod codec;
 mod postgres;
@@ -88,11 +89,9 @@ pub struct SecretInfo {
     pub updated_at: i64,
 }
 
+/// Vault secrets, stored as the vault hands them over (Fernet tokens, or legacy plaintext).
 #[async_trait]
-pub trait Store: Send + Sync {
-    /// Writes whatever the store holds back in memory (queued turns, ledger changes) and
-    /// closes its connections: the last thing a graceful stop does with it.
-    async fn close(&self);
+pub trait Secrets: Send + Sync {
     /// Inserts or replaces a secret.
     async fn secret_put(&self, record: &SecretRecord) -> Result<()>;
     async fn secret_get(&self, name: &str) -> Result<Option<SecretRecord>>;
@@ -108,13 +107,22 @@ pub trait Store: Send + Sync {
         new_value: &SecretString,
         encrypted: bool,
     ) -> Result<bool>;
+}
+
+/// Small durable facts: an unfinished key rotation, the vault's key check, the lockdown flag.
+#[async_trait]
+pub trait Meta: Send + Sync {
     async fn meta_get(&self, key: &str) -> Result<Option<String>>;
     async fn meta_set(&self, key: &str, value: &str) -> Result<()>;
     /// Sets `key` only if it is absent; true when this call set it. Atomic, so of two
     /// processes racing to set a first value (the vault's key check) exactly one wins.
     async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<bool>;
     async fn meta_delete(&self, key: &str) -> Result<()>;
+}
 
+/// Conversations and their messages (SPEC §2.5).
+#[async_trait]
+pub trait Conversations: Send + Sync {
     /// Appends a turn in one transaction. A conversation owned by another user is reported as
     /// [`crate::Error::NotFound`], so ids of other users' conversations cannot be probed.
     async fn conversation_append(&self, turn: &Turn<'_>) -> Result<()>;
@@ -152,7 +160,11 @@ pub trait Store: Send + Sync {
     /// Makes deleted content leave the database files (checkpoint the WAL, vacuum), so that
     /// "forget" holds for someone reading the files afterwards.
     async fn scrub(&self) -> Result<()>;
+}
 
+/// The cost ledger (SPEC §2.4): reservations, charges and running totals.
+#[async_trait]
+pub trait Ledger: Send + Sync {
     /// Checks every limit and records the reservation atomically with the check (serialised
     /// in memory for the embedded store, under an advisory lock for PostgreSQL), so concurrent
     /// reservations (from any instance sharing the store) can never together pass a limit.
@@ -176,7 +188,11 @@ pub trait Store: Send + Sync {
     /// Records a day's spend from the seed's tracker; false (changing nothing) if that day was
     /// imported before.
     async fn cost_import(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool>;
+}
 
+/// API keys for cloud mode (SPEC §2.6), as hashes.
+#[async_trait]
+pub trait ApiKeys: Send + Sync {
     /// Stores a new key; a name in use is a [`crate::Error::BadRequest`].
     async fn api_key_insert(&self, key: &ApiKeyRecord) -> Result<()>;
     async fn api_key_get(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
@@ -186,6 +202,20 @@ pub trait Store: Send + Sync {
     /// Revokes every active key (lockdown); returns how many.
     async fn api_keys_revoke_all(&self, now: i64) -> Result<u64>;
     async fn api_key_touch(&self, id: &str, now: i64) -> Result<()>;
+}
+
+/// A backend: every concern above over one database. Each consumer asks for the concern it
+/// uses (`Arc<dyn Ledger>`, ...); an `Arc<dyn Store>` converts to any of them.
+#[async_trait]
+pub trait Store: Secrets + Meta + Conversations + Ledger + ApiKeys {
+    /// Writes whatever the store holds back in memory (queued turns, ledger changes) and
+    /// closes its connections: the last thing a graceful stop does with it.
+    async fn close(&self);
+}
+
+/// The storage traits, for code that calls their methods on an `Arc<dyn Store>`.
+pub mod prelude {
+    pub use super::{ApiKeys, Conversations, Ledger, Meta, Secrets, Store};
 }
 
 /// Seconds since the Unix epoch, the store's timestamp unit.

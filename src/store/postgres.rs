@@ -11,7 +11,10 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 
 use super::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
-use super::{ApiKeyRecord, Context, SecretInfo, SecretRecord, Store, Turn};
+use super::{
+    ApiKeyRecord, ApiKeys, Context, Conversations, Ledger, Meta, SecretInfo, SecretRecord, Secrets,
+    Store, Turn,
+};
 use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};
@@ -107,12 +110,7 @@ async fn insert_message(
 }
 
 #[async_trait]
-impl Store for PostgresStore {
-    /// Closes every connection of the pool (nothing is held back in memory).
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
+impl Secrets for PostgresStore {
     async fn secret_put(&self, r: &SecretRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO secrets (name, value, encrypted, created_at, updated_at)
@@ -181,7 +179,10 @@ impl Store for PostgresStore {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+}
 
+#[async_trait]
+impl Meta for PostgresStore {
     async fn meta_get(&self, key: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(key)
@@ -219,7 +220,10 @@ impl Store for PostgresStore {
             .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Conversations for PostgresStore {
     async fn conversation_append(&self, turn: &Turn<'_>) -> Result<()> {
         let id = turn.conversation_id;
         let now = now_millis();
@@ -471,7 +475,10 @@ impl Store for PostgresStore {
             .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Ledger for PostgresStore {
     async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome> {
         self.reserve(r, limits).await
     }
@@ -499,7 +506,10 @@ impl Store for PostgresStore {
     async fn cost_import(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
         self.import_spend(day, spent, now_ms).await
     }
+}
 
+#[async_trait]
+impl ApiKeys for PostgresStore {
     async fn api_key_insert(&self, key: &ApiKeyRecord) -> Result<()> {
         self.key_insert(key).await
     }
@@ -522,5 +532,13 @@ impl Store for PostgresStore {
 
     async fn api_key_touch(&self, id: &str, now: i64) -> Result<()> {
         self.key_touch(id, now).await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    /// Closes every connection of the pool (nothing is held back in memory).
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }

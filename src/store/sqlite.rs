@@ -12,7 +12,10 @@ use sqlx::sqlite::{
 };
 
 use super::codec::{from_json, to_i64, to_json, to_u64};
-use super::{ApiKeyRecord, Context, SecretInfo, SecretRecord, Store, Turn};
+use super::{
+    ApiKeyRecord, ApiKeys, Context, Conversations, Ledger, Meta, SecretInfo, SecretRecord, Secrets,
+    Store, Turn,
+};
 use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
 
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary};
@@ -154,7 +157,7 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SecretRecord> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Secrets for SqliteStore {
     async fn secret_put(&self, r: &SecretRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO secrets (name, value, encrypted, created_at, updated_at)
@@ -221,7 +224,10 @@ impl Store for SqliteStore {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+}
 
+#[async_trait]
+impl Meta for SqliteStore {
     async fn meta_get(&self, key: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?1")
             .bind(key)
@@ -259,17 +265,10 @@ impl Store for SqliteStore {
             .await?;
         Ok(())
     }
+}
 
-    /// Writes the queued turns and the ledger's queue, then closes every connection; the last
-    /// one to close checkpoints the write-ahead log into the main file.
-    async fn close(&self) {
-        let _ = self.turns.close().await;
-        let _ = self.ledger.flush().await;
-        self.checkpointer.close().await;
-        self.pool.close().await;
-        self.writer.close().await;
-    }
-
+#[async_trait]
+impl Conversations for SqliteStore {
     async fn conversation_append(&self, turn: &Turn<'_>) -> Result<()> {
         self.turns.append(turn).await
     }
@@ -483,7 +482,10 @@ impl Store for SqliteStore {
             "could not checkpoint the write-ahead log: the database stayed busy".into(),
         ))
     }
+}
 
+#[async_trait]
+impl Ledger for SqliteStore {
     async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome> {
         self.reserve(r, limits).await
     }
@@ -511,7 +513,10 @@ impl Store for SqliteStore {
     async fn cost_import(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
         self.import_spend(day, spent, now_ms).await
     }
+}
 
+#[async_trait]
+impl ApiKeys for SqliteStore {
     async fn api_key_insert(&self, key: &ApiKeyRecord) -> Result<()> {
         self.key_insert(key).await
     }
@@ -534,5 +539,18 @@ impl Store for SqliteStore {
 
     async fn api_key_touch(&self, id: &str, now: i64) -> Result<()> {
         self.key_touch(id, now).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    /// Writes the queued turns and the ledger's queue, then closes every connection; the last
+    /// one to close checkpoints the write-ahead log into the main file.
+    async fn close(&self) {
+        let _ = self.turns.close().await;
+        let _ = self.ledger.flush().await;
+        self.checkpointer.close().await;
+        self.pool.close().await;
+        self.writer.close().await;
     }
 }

@@ -209,7 +209,8 @@ pub(super) async fn insert_messages(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{SqliteStore, Store};
+    use crate::store::SqliteStore;
+    use crate::store::prelude::*;
 
     fn job(id: &str, owner: &str, n: usize, max_messages: u64) -> Job {
         Job {

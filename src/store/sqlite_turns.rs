@@ -288,7 +288,8 @@ fn finish(job: Job, outcome: Result<()>, behind: &Behind) {
 mod tests {
     use super::*;
     use crate::conversations::model::Message;
-    use crate::store::{SqliteStore, Store};
+    use crate::store::SqliteStore;
+    use crate::store::prelude::*;
 
     fn turn<'a>(id: &'a str, messages: &'a [Message]) -> Turn<'a> {
         Turn {
