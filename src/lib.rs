@@ -6,7 +6,8 @@
 //! - `config`   — `maestra.toml` + environment (+ the seeds' names), validated, secrets masked
 //! - `home`     — `$MAESTRA_HOME`: layout, permissions, atomic private files
 //! - `error`    — the one error type; its HTTP status and SPEC §4 body
-//! - `store`    — the storage trait; embedded SQLite and shared PostgreSQL implementations
+//! - `store`    — storage traits by concern; `store/sqlite/` (embedded) and `store/postgres/`
+//!   (shared), one file per concern in each
 //! - `conversations` — the seed's conversation format, id rules, redaction, export, retention
 //! - `privsec`  — keyring and vault, tamper-evident audit log, local-only guard policy
 //! - `egress`   — the only outbound HTTP client, where local-only mode is enforced

@@ -5,13 +5,7 @@
 
 mod codec;
 mod postgres;
-mod postgres_guard;
 mod sqlite;
-mod sqlite_checkpoint;
-mod sqlite_guard;
-mod sqlite_ledger;
-mod sqlite_turn_batch;
-mod sqlite_turns;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -56,7 +50,7 @@ pub struct Turn<'a> {
     pub max_messages: u64,
     /// The turn opens a conversation under an id the server has just generated, so no stored
     /// conversation can refuse it. The embedded store then acknowledges it before its commit
-    /// (see `sqlite_turns`); every later read of the store still sees it.
+    /// (see `sqlite::turns`); every later read of the store still sees it.
     pub opens: bool,
 }
 

@@ -1,16 +1,18 @@
-//! The shared store's cost ledger and API keys. Ledger changes take one transaction-scoped
-//! advisory lock, so check-and-insert is atomic across every instance sharing the database.
+//! The shared store's cost ledger. Ledger changes take one transaction-scoped advisory lock,
+//! so check-and-insert is atomic across every instance sharing the database.
 
-use sqlx::Row;
-use sqlx::postgres::PgRow;
+use async_trait::async_trait;
 
-use super::ApiKeyRecord;
-use super::codec::{scope_key, scopes, totals_sql};
-use super::postgres::PostgresStore;
+use super::*;
+
+use super::PostgresStore;
 use crate::cost::ledger::{
     Charge, Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, Usage, clamp,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::codec::{scope_key, scopes, totals_sql};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
 
 /// A ledger row's identity in the totals: which scopes and periods it counts towards.
 struct Counted {
@@ -97,21 +99,6 @@ async fn sweep(conn: &mut sqlx::PgConnection, stale_before_ms: i64) -> Result<()
     Ok(())
 }
 
-fn key_record(row: &PgRow) -> Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        hash: row.try_get("hash")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        user_id: row.try_get("user_id")?,
-        scope: super::codec::key_scope(&row.try_get::<String, _>("scope")?)?,
-        services: super::codec::key_services_from_column(row.try_get("services")?)?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
 /// The advisory lock every ledger change takes (an arbitrary constant: "maestra" in ASCII).
 const LEDGER_LOCK: i64 = 0x006d_6165_7374_7261;
 
@@ -124,12 +111,11 @@ impl PostgresStore {
             .await?;
         Ok(tx)
     }
+}
 
-    pub(super) async fn reserve(
-        &self,
-        r: &Reservation<'_>,
-        limits: &[Limit],
-    ) -> Result<ReserveOutcome> {
+#[async_trait]
+impl Ledger for PostgresStore {
+    async fn cost_reserve(&self, r: &Reservation<'_>, limits: &[Limit]) -> Result<ReserveOutcome> {
         let amount = clamp(r.amount);
         let mut tx = self.begin_ledger().await?;
         for limit in limits {
@@ -180,7 +166,7 @@ impl PostgresStore {
     }
 
     /// Sweeps holds older than the stale horizon: their requests died with their instance.
-    pub(super) async fn recover(&self) -> Result<()> {
+    async fn cost_recover(&self) -> Result<()> {
         let now_ms = crate::conversations::model::now_millis();
         let mut tx = self.begin_ledger().await?;
         sweep(&mut tx, now_ms.saturating_sub(STALE_AFTER_MS)).await?;
@@ -188,7 +174,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(super) async fn settle(&self, id: i64, spent: Micros) -> Result<()> {
+    async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()> {
         let spent = clamp(spent);
         let mut tx = self.begin_ledger().await?;
         if let Some(row) = open_row(&mut tx, id).await? {
@@ -211,7 +197,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(super) async fn release(&self, id: i64) -> Result<()> {
+    async fn cost_release(&self, id: i64) -> Result<()> {
         let mut tx = self.begin_ledger().await?;
         if let Some(row) = open_row(&mut tx, id).await? {
             sqlx::query("DELETE FROM cost_ledger WHERE id = $1")
@@ -225,12 +211,12 @@ impl PostgresStore {
     }
 
     /// Totals as of the last reservation's sweep: a stale hold counts until the next one.
-    pub(super) async fn usage(&self, scope: &Scope, key: &str) -> Result<Usage> {
+    async fn cost_usage(&self, scope: &Scope, key: &str) -> Result<Usage> {
         let mut conn = self.pool().acquire().await?;
         usage_in(&mut conn, scope, key).await
     }
 
-    pub(super) async fn charges(&self, since_day: &str) -> Result<Vec<Charge>> {
+    async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>> {
         let rows = sqlx::query(
             "SELECT day, model, user_id, spent FROM cost_ledger
              WHERE settled = TRUE AND day >= $1 ORDER BY day, id",
@@ -250,7 +236,7 @@ impl PostgresStore {
             .collect()
     }
 
-    pub(super) async fn import_spend(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
+    async fn cost_import(&self, day: &str, spent: Micros, now_ms: i64) -> Result<bool> {
         let spent = clamp(spent);
         let month = day.get(..7).unwrap_or(day);
         let mut tx = self.begin_ledger().await?;
@@ -278,74 +264,5 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok(inserted)
-    }
-
-    pub(super) async fn key_insert(&self, k: &ApiKeyRecord) -> Result<()> {
-        let done = sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, created_at, user_id, scope, services, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&k.id)
-        .bind(&k.name)
-        .bind(&k.hash)
-        .bind(k.created_at)
-        .bind(&k.user_id)
-        .bind(k.scope.as_str())
-        .bind(super::codec::key_services_to_column(k.services.as_ref())?)
-        .bind(k.expires_at)
-        .execute(self.pool())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::BadRequest(format!(
-                "an API key named {:?} exists",
-                k.name
-            )));
-        }
-        Ok(())
-    }
-
-    pub(super) async fn key_get(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(key_record).transpose()
-    }
-
-    pub(super) async fn key_list(&self) -> Result<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, name")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(key_record).collect()
-    }
-
-    pub(super) async fn key_revoke(&self, name_or_id: &str, now: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $2
-             WHERE (name = $1 OR id = $1) AND revoked_at IS NULL",
-        )
-        .bind(name_or_id)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    pub(super) async fn keys_revoke_all(&self, now: i64) -> Result<u64> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE revoked_at IS NULL")
-            .bind(now)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    pub(super) async fn key_touch(&self, id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now)
-            .execute(self.pool())
-            .await?;
-        Ok(())
     }
 }

@@ -14,11 +14,11 @@ use sqlx::Row as _;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::codec::{scope_key, scopes, totals_sql, value_rows};
 use crate::cost::ledger::{
     Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage, clamp,
 };
 use crate::error::{Error, Result};
+use crate::store::codec::{scope_key, scopes, totals_sql, value_rows};
 
 /// Changes waiting to be written, at most; a full queue makes callers wait.
 const QUEUE: usize = 65_536;

@@ -1,7 +1,7 @@
 //! Conversation appends: a queue in front of one writer task that group-commits.
 //!
 //! Appends queue for one task that writes whatever has gathered while it was busy as one
-//! transaction (see `sqlite_turn_batch`): under load the batches grow, and the cost per turn
+//! transaction (see `turn_batch`): under load the batches grow, and the cost per turn
 //! falls as it is needed.
 //!
 //! Most turns are committed before their caller hears back, and nobody waits for a batch to
@@ -25,10 +25,10 @@ use std::time::Duration;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{Notify, RwLock, mpsc, oneshot};
 
-use super::Turn;
-use super::codec::too_large;
-use super::sqlite_turn_batch::{Job, write};
+use super::turn_batch::{Job, write};
 use crate::error::{Error, Result};
+use crate::store::Turn;
+use crate::store::codec::too_large;
 
 /// Jobs waiting to be written, at most; a full queue makes callers wait.
 const QUEUE: usize = 4_096;

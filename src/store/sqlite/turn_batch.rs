@@ -11,9 +11,9 @@ use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::oneshot;
 
-use super::codec::{not_found, to_i64, to_json, too_large, value_rows};
 use crate::conversations::model::{Message, now_millis};
 use crate::error::{Error, Result};
+use crate::store::codec::{not_found, to_i64, to_json, too_large, value_rows};
 
 /// Message rows per insert statement (9 parameters each).
 const ROWS_PER_STATEMENT: usize = 100;

@@ -1,0 +1,98 @@
+//! The embedded store's API keys: hashes, never secrets.
+
+use async_trait::async_trait;
+
+use super::*;
+
+use super::SqliteStore;
+use crate::error::{Error, Result};
+use crate::store::ApiKeyRecord;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+fn key_record(row: &SqliteRow) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        hash: row.try_get("hash")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        user_id: row.try_get("user_id")?,
+        scope: crate::store::codec::key_scope(&row.try_get::<String, _>("scope")?)?,
+        services: crate::store::codec::key_services_from_column(row.try_get("services")?)?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+#[async_trait]
+impl ApiKeys for SqliteStore {
+    async fn api_key_insert(&self, k: &ApiKeyRecord) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO api_keys (id, name, hash, created_at, user_id, scope, services, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(&k.hash)
+        .bind(k.created_at)
+        .bind(&k.user_id)
+        .bind(k.scope.as_str())
+        .bind(crate::store::codec::key_services_to_column(k.services.as_ref())?)
+        .bind(k.expires_at)
+        .execute(self.writer())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::BadRequest(format!(
+                "an API key named {:?} exists",
+                k.name
+            )));
+        }
+        Ok(())
+    }
+
+    async fn api_key_get(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(key_record).transpose()
+    }
+
+    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(key_record).collect()
+    }
+
+    async fn api_key_revoke(&self, name_or_id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ?2
+             WHERE (name = ?1 OR id = ?1) AND revoked_at IS NULL",
+        )
+        .bind(name_or_id)
+        .bind(now)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn api_keys_revoke_all(&self, now: i64) -> Result<u64> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL")
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn api_key_touch(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+}
