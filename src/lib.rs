@@ -16,7 +16,8 @@
 //! - `cost`     — pricing (and, with issue 4, the reserve/settle ledger)
 //! - `services` — personal services (SPEC §2.7): definitions, credential injection, OAuth2, safe paths
 //! - `metrics`  — Prometheus counters and histograms
-//! - `gateway`  — `maestra serve`: the HTTP API and the edge layers, in data-path order
+//! - `gateway`  — `maestra serve`: the route table, the edge layers, and `gateway/pipeline/`, a
+//!   file per stage of a model call (guard, reserve, call, settle, store, audit)
 //! - `cli`      — one file per command group; `main.rs` only dispatches here
 
 pub mod access;

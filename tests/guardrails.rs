@@ -670,6 +670,9 @@ async fn a_blocked_cloud_call_reserves_nothing() {
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], "local_only_mode", "{err}");
     assert!(mock.requests().is_empty());
+    let mut server = server;
+    server.stop(); // the audit log is flushed on a graceful stop
     let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
     assert!(!audit.contains("cost_limit"), "{audit}");
+    assert!(audit.contains("local_only_block"), "{audit}");
 }

@@ -11,15 +11,13 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::chat::{self, Answer, Caller};
 use super::edge::{ApiJson, RequestInfo};
+use super::pipeline::{self, Caller};
 use super::{AppState, Shared};
-use crate::conversations::model::{Message, now_millis, validate_id};
-use crate::conversations::redact::{minimise_context, redact};
+use crate::conversations::model::{now_millis, validate_id};
 use crate::error::{Error, Result};
 use crate::providers::chat::MAX_MESSAGE_BYTES;
 use crate::providers::{ChatMessage, ChatRequest};
-use crate::store::Turn;
 
 #[derive(Debug, Deserialize)]
 pub struct MaestraRequest {
@@ -184,8 +182,8 @@ async fn handle(
         surface_id: Some(&req.surface_id),
         action,
     };
-    let answer = chat::complete(state, &caller, route, &chat_req).await?;
-    store_turn(
+    let answer = pipeline::complete(state, &caller, route, &chat_req).await?;
+    pipeline::store::turn(
         state,
         &req,
         &user_id,
@@ -212,62 +210,6 @@ async fn handle(
             "cost_usd": to_usd(answer.charged),
         }
     }))
-}
-
-async fn store_turn(
-    state: &AppState,
-    req: &MaestraRequest,
-    owner: &str,
-    conversation_id: &str,
-    opens: bool,
-    mode: &str,
-    answer: &Answer,
-) -> Result<()> {
-    let now = now_millis();
-    let usage = answer.completion.usage;
-    let mut user_meta = json!({});
-    if let Some(ctx) = req.surface_context.as_ref().and_then(minimise_context) {
-        user_meta["surface_context"] = ctx;
-    }
-    let messages = [
-        Message {
-            id: new_message_id(),
-            role: "user".into(),
-            content: redact(&req.message),
-            surface: req.surface_id.clone(),
-            mode: mode.to_string(),
-            timestamp: now,
-            meta: user_meta,
-        },
-        Message {
-            id: new_message_id(),
-            role: "assistant".into(),
-            content: redact(&answer.completion.content),
-            surface: req.surface_id.clone(),
-            mode: mode.to_string(),
-            timestamp: now,
-            meta: json!({
-                "model": answer.route.model,
-                "source": answer.route.provider.source(),
-                "tokens": usage.total(),
-                "latency_ms": answer.latency_ms,
-                "cost_usd": to_usd(answer.charged),
-            }),
-        },
-    ];
-    let topic: String = redact(&req.message).chars().take(80).collect();
-    state
-        .store
-        .conversation_append(&Turn {
-            conversation_id,
-            owner,
-            topic: topic.trim(),
-            surface: &req.surface_id,
-            messages: &messages,
-            max_messages: state.config.conversations.max_messages,
-            opens,
-        })
-        .await
 }
 
 /// What of a surface's context the model is shown: the file it came from and its content.
@@ -304,6 +246,6 @@ fn new_conversation_id(user: &str) -> String {
     )
 }
 
-fn new_message_id() -> String {
+pub(super) fn new_message_id() -> String {
     format!("msg_{}", uuid::Uuid::new_v4().simple())
 }

@@ -16,13 +16,13 @@
 
 mod access;
 mod audit_api;
-mod chat;
 mod checks;
 mod conversations;
 mod core;
 mod edge;
 mod openai_api;
 mod openapi;
+mod pipeline;
 mod router;
 mod routes;
 mod server;

@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 
-use super::chat::{self, Caller};
 use super::edge::{ApiJson, RequestInfo};
+use super::pipeline::{self, Caller};
 use super::{AppState, Shared};
 use crate::cost::budget::Hold;
 use crate::error::{Error, Result};
@@ -56,7 +56,7 @@ pub async fn chat_completions(
         action: "chat.completions",
     };
     if !stream {
-        let answer = chat::complete(&state, &caller, route, &req).await?;
+        let answer = pipeline::complete(&state, &caller, route, &req).await?;
         let usage = answer.completion.usage;
         return Ok(axum::Json(json!({
             "id": completion_id(),
@@ -74,7 +74,7 @@ pub async fn chat_completions(
         .into_response());
     }
     let start = Instant::now();
-    let open = chat::open_stream(&state, &caller, route, &req, start).await?;
+    let open = pipeline::open_stream(&state, &caller, route, &req, start).await?;
     let route = open.route.clone();
     let report = StreamReport {
         state: state.clone(),
@@ -152,7 +152,7 @@ impl Drop for StreamReport {
         let start = self.start;
         let usage = self
             .usage
-            .unwrap_or_else(|| chat::counted_usage(&self.request, self.streamed_bytes));
+            .unwrap_or_else(|| pipeline::counted_usage(&self.request, self.streamed_bytes));
         let hold = self.hold.take();
         let outcome = self.outcome.take().unwrap_or_else(|| {
             Err(Error::Upstream(
@@ -183,12 +183,12 @@ impl Drop for StreamReport {
             let _ = match outcome {
                 Ok(()) => {
                     let stream = true;
-                    chat::record_success(
+                    pipeline::record_success(
                         &state, &caller, &route, usage, charged, latency_ms, stream,
                     )
                     .await
                 }
-                Err(e) => chat::record_failure(&state, &caller, &route, &e, start).await,
+                Err(e) => pipeline::record_failure(&state, &caller, &route, &e, start).await,
             };
         });
     }

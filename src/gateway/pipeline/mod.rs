@@ -1,0 +1,54 @@
+//! The inner data path of one model call (SPEC §2), a file per stage, in the order a call
+//! meets them:
+//!
+//! 1. `guard`   — local-only mode decides first: a call that may not leave holds nothing
+//! 2. `reserve` — the worst case reserved against every cost limit (402 past one, audited)
+//! 3. `call`    — egress through the provider, which checks the guard again on every host it
+//!    dials; a cloud fallback only where the user allowed one
+//! 4. `settle`  — the charge settled to the real (or counted) usage, or the hold released
+//! 5. `store`   — the turn written to the conversation (core and advisor routes)
+//! 6. `audit`   — the entry (`llm`, or `local_only_block`) and the metrics
+//!
+//! Audit entries name the model, provider, tokens, latency and result, never the content.
+
+mod audit;
+mod call;
+mod guard;
+mod reserve;
+mod settle;
+pub mod store;
+
+pub use audit::{record_failure, record_success};
+pub use call::{complete, open_stream};
+pub use settle::counted_usage;
+
+use super::edge::RequestInfo;
+use crate::cost::budget::Hold;
+use crate::cost::ledger::Micros;
+use crate::providers::{ChatRequest, Completion, DeltaStream, Route};
+
+/// Who asked, for the audit entry.
+pub struct Caller<'a> {
+    pub info: &'a RequestInfo,
+    pub user_id: Option<&'a str>,
+    pub surface_id: Option<&'a str>,
+    /// The audit `action`: `core`, `advisor.ask`, `chat.completions`.
+    pub action: &'static str,
+}
+
+pub struct Answer {
+    pub completion: Completion,
+    pub route: Route,
+    pub latency_ms: u64,
+    /// What the ledger charged, in micro-USD (settle's figure; nothing recomputes it).
+    pub charged: Micros,
+}
+
+/// A stream that has been opened: where it goes, the deltas, and the reservation to settle
+/// when it ends.
+pub struct OpenStream {
+    pub route: Route,
+    pub deltas: DeltaStream,
+    pub hold: Hold,
+    pub request: ChatRequest,
+}
