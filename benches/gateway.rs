@@ -207,7 +207,7 @@ fn start_maestra(
         .env("MAESTRA_OPENAI_BASE_URL", format!("http://{upstream}/v1"))
         .env("MAESTRA_OPENAI_KEY", "sk-bench-not-a-real-key-0000000000")
         .env("MAESTRA_LOCAL_MODEL", "llama3.2")
-        .env("MAESTRA_RATE_LIMIT_REQUESTS", "1000000000")
+        .env("MAESTRA_RATE_LIMIT_REQUESTS", "1000000")
         .env("MAESTRA_DAILY_COST_LIMIT", "1000000")
         .env("MAESTRA_MONTHLY_COST_LIMIT", "1000000")
         .envs(env.iter().copied())
