@@ -255,7 +255,64 @@ async fn every_route_answers_each_scope_as_the_table_says() {
     )
     .await;
     assert!(got != 401 && got != 403, "{got} {body}");
+    // Spend: a user's key sees its own user's, an admin key everyone's.
+    let (_, body) = status(client().get(server.url("/api/privacy")), &keys.read).await;
+    let own: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(own["cost"]["user_id"], "ann", "{own}");
+    let (_, body) = status(client().get(server.url("/api/privacy")), &keys.admin).await;
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert!(all["cost"]["daily"]["limit_usd"].is_number() && all["cost"]["user_id"].is_null());
     // Refusals are audited under the key's user.
     let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
     assert!(audit.contains("\"action\":\"other_user\"") && audit.contains("\"action\":\"scope\""));
+}
+
+/// An expired key opens nothing, shows as expired, and does not count as the key cloud mode
+/// needs to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_key_opens_nothing_and_does_not_count_at_start() {
+    let (addr, _mock) = mock::start().await;
+    let home = upstream_env(Home::new(), addr).with("MAESTRA_MODE", "cloud");
+    home.ok(&["init"], b"");
+    let old = key(&home, &["old", "--user", "ann", "--expires", "1h"]);
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        home.root().join("maestra.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE api_keys SET expires_at = 1")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    assert!(home.ok(&["keys", "list"], b"").contains("EXPIRED"));
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_maestra"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(home.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = serve.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if exited.is_none() {
+        let _ = serve.kill();
+        panic!("cloud mode started with only an expired key");
+    }
+    let out = serve.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expired"));
+    // With a live key beside it, the server starts and the expired one is refused.
+    key(&home, &["live", "--user", "ann"]);
+    let server = Server::start(&home);
+    let (got, _) = status(client().get(server.url("/v1/models")), &old).await;
+    assert_eq!(got, 401);
 }

@@ -308,6 +308,26 @@ impl Budget {
             "monthly": part(m, self.monthly, Period::Monthly),
         }))
     }
+
+    /// The same for one user: what that user spent and holds, against the per-user limits
+    /// (`limit_usd` null where none is set). What a user's own key may see of spend.
+    pub async fn user_status(&self, user: &str) -> Result<Value> {
+        let now = OffsetDateTime::now_utc();
+        let (day, month) = day_month(now);
+        let scope = Scope::User(user.to_string());
+        let d = self.store.cost_usage(&scope, &day).await?;
+        let m = self.store.cost_usage(&scope, &month).await?;
+        let part = |u: super::ledger::Usage, limit: Option<f64>, period| {
+            json!({"spent_usd": to_usd(u.spent), "reserved_usd": to_usd(u.reserved),
+                   "limit_usd": limit.map(|l| to_usd(to_micros(l))),
+                   "resets_at": resets_at(period, now)})
+        };
+        Ok(json!({
+            "user_id": user,
+            "daily": part(d, self.cost.user_daily_limit, Period::Daily),
+            "monthly": part(m, self.cost.user_monthly_limit, Period::Monthly),
+        }))
+    }
 }
 
 #[cfg(test)]

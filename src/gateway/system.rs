@@ -1,6 +1,9 @@
 //! `/health`, `/metrics`, `/api/privacy` and `/openapi.json`.
 
+use super::edge::RequestInfo;
+use crate::access::scope::KeyScope;
 use crate::config::network::Tls;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -27,10 +30,21 @@ pub async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
 }
 
 /// What protects the user right now: mode, local-only, limits, storage, vault and audit.
-pub async fn privacy(State(state): State<Shared>) -> Result<axum::Json<Value>> {
+pub async fn privacy(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+) -> Result<axum::Json<Value>> {
     let c = &state.config;
     let secrets = state.vault.list().await?;
-    let cost = state.budget.status().await?;
+    // A user's key sees its own user's spend; only admin (and local mode) sees everyone's.
+    let cost = match (
+        &info.principal.user_id,
+        info.principal.allows(KeyScope::Admin),
+    ) {
+        (Some(user), false) => state.budget.user_status(user).await?,
+        (None, false) => json!(null),
+        (_, true) => state.budget.status().await?,
+    };
     Ok(axum::Json(json!({
         "mode": match c.mode { Mode::Local => "local", Mode::Cloud => "cloud" },
         "local_only": state.egress.local_only(),
