@@ -12,11 +12,13 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod cost;
 pub mod network;
 #[cfg(test)]
 mod proptests;
 mod validate;
 
+pub use cost::{CostConfig, PriceConfig};
 use validate::{
     MAX_AUDIT_QUEUE, MAX_BODY_BYTES, MAX_CONTEXT_MESSAGES, MAX_MESSAGES, MAX_RATE_LIMIT_REQUESTS,
     MAX_RETENTION_DAYS, MAX_SECONDS,
@@ -82,7 +84,7 @@ struct FileConfig {
     #[serde(default)]
     server: ServerFile,
     #[serde(default)]
-    cost: CostFile,
+    cost: cost::CostFile,
     #[serde(default)]
     pricing: BTreeMap<String, PriceConfig>,
     cors_origins: Option<Vec<String>>,
@@ -121,37 +123,6 @@ struct ConversationsFile {
     retention_days: Option<u32>,
     max_messages: Option<u64>,
     context_messages: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CostFile {
-    user_daily_limit: Option<f64>,
-    user_monthly_limit: Option<f64>,
-    key_daily_limit: Option<f64>,
-    key_monthly_limit: Option<f64>,
-    max_output_tokens: Option<u64>,
-}
-
-/// A `[pricing."MODEL"]` entry: USD per million tokens. Both fields are required, so a
-/// half-written entry is an error rather than a free model.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PriceConfig {
-    pub input_per_million: f64,
-    pub output_per_million: f64,
-}
-
-/// Spending limits beyond the global daily and monthly ones (SPEC §2.4), in USD.
-#[derive(Debug, Clone, Default)]
-pub struct CostConfig {
-    pub user_daily_limit: Option<f64>,
-    pub user_monthly_limit: Option<f64>,
-    pub key_daily_limit: Option<f64>,
-    pub key_monthly_limit: Option<f64>,
-    /// Output tokens assumed for the worst case when a request sets no `max_tokens`; the
-    /// request is sent upstream with this cap so the reservation really is the worst case.
-    pub max_output_tokens: u64,
 }
 
 /// Limits of the HTTP edge.
@@ -447,25 +418,8 @@ impl Config {
                     MAX_CONTEXT_MESSAGES,
                 )?,
             },
-            cost: CostConfig {
-                user_daily_limit: opt_limit("cost.user_daily_limit", file.cost.user_daily_limit)?,
-                user_monthly_limit: opt_limit(
-                    "cost.user_monthly_limit",
-                    file.cost.user_monthly_limit,
-                )?,
-                key_daily_limit: opt_limit("cost.key_daily_limit", file.cost.key_daily_limit)?,
-                key_monthly_limit: opt_limit(
-                    "cost.key_monthly_limit",
-                    file.cost.key_monthly_limit,
-                )?,
-                max_output_tokens: validate::range(
-                    "cost.max_output_tokens",
-                    file.cost.max_output_tokens.unwrap_or(4096),
-                    1,
-                    MAX_OUTPUT_TOKENS,
-                )?,
-            },
-            pricing: check_pricing(file.pricing)?,
+            cost: cost::load(file.cost)?,
+            pricing: cost::check_pricing(file.pricing)?,
             cors_origins: e
                 .get(&["MAESTRA_CORS_ORIGINS"])
                 .map(|v| {
@@ -615,27 +569,6 @@ fn default_home(env: &dyn EnvSource) -> Result<PathBuf> {
     env.var("HOME")
         .map(|h| PathBuf::from(h).join(".8825"))
         .ok_or_else(|| Error::Config("neither MAESTRA_HOME nor HOME is set".into()))
-}
-
-fn opt_limit(name: &str, v: Option<f64>) -> Result<Option<f64>> {
-    v.map(|v| validate::limit(name, v)).transpose()
-}
-
-fn check_pricing(p: BTreeMap<String, PriceConfig>) -> Result<BTreeMap<String, PriceConfig>> {
-    for (model, price) in &p {
-        validate::model_names(&format!("pricing.{model:?}"), model)?;
-        for (field, v) in [
-            ("input_per_million", price.input_per_million),
-            ("output_per_million", price.output_per_million),
-        ] {
-            validate::money(
-                &format!("pricing.{model:?}.{field}"),
-                v,
-                MAX_PRICE_PER_MILLION,
-            )?;
-        }
-    }
-    Ok(p)
 }
 
 /// ` (`KEY`)` for the `KEY = ...` line of a TOML error, so the message names the setting
