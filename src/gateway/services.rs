@@ -184,7 +184,7 @@ async fn forward(
     // Before the credential is even read: a write without a JSON (or declared) type could be
     // a web page's cross-site form post, which the credential would make authenticated.
     content_type::check(&parts.method, &parts.headers, &service.content_types).at("request")?;
-    guard(state, service).at("guard")?;
+    super::pipeline::guard_service(state, service).at("guard")?;
 
     let token = credential(state, refresher, service, None)
         .await
@@ -287,26 +287,6 @@ async fn forward(
             retried,
         },
     })
-}
-
-/// Local-only mode: a cloud service (by catalog name, or `kind = "cloud"` in its table) is
-/// refused before its credential is even read. Egress then checks every address dialled.
-fn guard(state: &AppState, service: &Service) -> Result<()> {
-    if !state.egress.local_only() {
-        return Ok(());
-    }
-    // The same decision `maestra guard check` makes (name, declared kind), then the address
-    // check in egress when the call goes out.
-    let group = serde_json::to_value(service.category).unwrap_or_default();
-    state
-        .egress
-        .catalog()
-        .check_service(
-            &service.name,
-            service.kind,
-            group.as_str().unwrap_or_default(),
-        )
-        .map_err(Into::into)
 }
 
 /// The credential to inject, if the service uses one.

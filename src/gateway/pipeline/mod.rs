@@ -1,7 +1,8 @@
 //! The inner data path of one model call (SPEC §2), a file per stage, in the order a call
 //! meets them:
 //!
-//! 1. `guard`   — local-only mode decides first: a call that may not leave holds nothing
+//! 1. `guard`   — local-only mode decides first: a call that may not leave holds nothing (the
+//!    services proxy runs this stage too, before it reads a credential)
 //! 2. `reserve` — the worst case reserved against every cost limit (402 past one, audited)
 //! 3. `call`    — egress through the provider, which checks the guard again on every host it
 //!    dials; a cloud fallback only where the user allowed one
@@ -20,6 +21,7 @@ pub mod store;
 
 pub use audit::{record_failure, record_success};
 pub use call::{complete, open_stream};
+pub use guard::service as guard_service;
 pub use settle::counted_usage;
 
 use super::edge::RequestInfo;
