@@ -12,17 +12,18 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod conversations;
 mod cost;
 pub mod network;
 #[cfg(test)]
 mod proptests;
+mod server;
 mod validate;
 
+pub use conversations::ConversationsConfig;
 pub use cost::{CostConfig, PriceConfig};
-use validate::{
-    MAX_AUDIT_QUEUE, MAX_BODY_BYTES, MAX_CONTEXT_MESSAGES, MAX_MESSAGES, MAX_RATE_LIMIT_REQUESTS,
-    MAX_RETENTION_DAYS, MAX_SECONDS,
-};
+pub use server::ServerConfig;
+use validate::{MAX_AUDIT_QUEUE, MAX_RATE_LIMIT_REQUESTS, MAX_RETENTION_DAYS, MAX_SECONDS};
 pub use validate::{MAX_LIMIT_USD, MAX_OUTPUT_TOKENS, MAX_PRICE_PER_MILLION};
 
 /// Where environment variables come from.
@@ -82,7 +83,7 @@ struct FileConfig {
     #[serde(default)]
     audit: AuditFile,
     #[serde(default)]
-    server: ServerFile,
+    server: server::ServerFile,
     #[serde(default)]
     cost: cost::CostFile,
     #[serde(default)]
@@ -93,7 +94,7 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     forwarded_header: Option<String>,
     #[serde(default)]
-    conversations: ConversationsFile,
+    conversations: conversations::ConversationsFile,
     #[serde(default)]
     guard: GuardConfig,
     #[serde(default)]
@@ -107,45 +108,6 @@ struct AuditFile {
     retention_days: Option<u32>,
     fail_closed: Option<bool>,
     queue_capacity: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServerFile {
-    max_body_bytes: Option<usize>,
-    request_timeout: Option<u64>,
-    shutdown_grace: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConversationsFile {
-    retention_days: Option<u32>,
-    max_messages: Option<u64>,
-    context_messages: Option<u32>,
-}
-
-/// Limits of the HTTP edge.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Largest request body accepted (413 above it).
-    pub max_body_bytes: usize,
-    /// Seconds a whole request may take before 504 (streams excepted: they have idle timeouts).
-    pub request_timeout: u64,
-    /// Seconds in-flight requests get to finish on shutdown.
-    pub shutdown_grace: u64,
-}
-
-/// How conversations are kept (SPEC §2.5).
-#[derive(Debug, Clone)]
-pub struct ConversationsConfig {
-    /// Conversations not updated for this many days are deleted; `None` keeps them (the seed's
-    /// default: the user controls retention).
-    pub retention_days: Option<u32>,
-    /// Most messages one conversation may hold.
-    pub max_messages: u64,
-    /// Earlier messages sent upstream with a new one.
-    pub context_messages: u32,
 }
 
 /// Overrides of the local-only service catalog (SPEC §2.1).
@@ -371,53 +333,8 @@ impl Config {
                 1,
                 MAX_SECONDS,
             )?,
-            server: ServerConfig {
-                max_body_bytes: validate::range(
-                    "server.max_body_bytes",
-                    file.server.max_body_bytes.unwrap_or(1024 * 1024),
-                    1,
-                    MAX_BODY_BYTES,
-                )?,
-                request_timeout: validate::range(
-                    "server.request_timeout",
-                    file.server.request_timeout.unwrap_or(300),
-                    1,
-                    crate::cost::ledger::MAX_CALL_SECS,
-                )?,
-                shutdown_grace: validate::range(
-                    "server.shutdown_grace",
-                    file.server.shutdown_grace.unwrap_or(30),
-                    0,
-                    MAX_SECONDS,
-                )?,
-            },
-            conversations: ConversationsConfig {
-                retention_days: e
-                    .num(&["MAESTRA_CONVERSATION_RETENTION_DAYS"])?
-                    .or(file.conversations.retention_days)
-                    .map(|d| {
-                        validate::range(
-                            "conversations.retention_days (MAESTRA_CONVERSATION_RETENTION_DAYS)",
-                            d,
-                            0,
-                            MAX_RETENTION_DAYS,
-                        )
-                    })
-                    .transpose()?
-                    .filter(|d| *d > 0),
-                max_messages: validate::range(
-                    "conversations.max_messages",
-                    file.conversations.max_messages.unwrap_or(10_000),
-                    1,
-                    MAX_MESSAGES,
-                )?,
-                context_messages: validate::range(
-                    "conversations.context_messages",
-                    file.conversations.context_messages.unwrap_or(20),
-                    0,
-                    MAX_CONTEXT_MESSAGES,
-                )?,
-            },
+            server: server::load(file.server)?,
+            conversations: conversations::load(&e, file.conversations)?,
             cost: cost::load(file.cost)?,
             pricing: cost::check_pricing(file.pricing)?,
             cors_origins: e
