@@ -8,7 +8,6 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::server::{Server, upstream_env};
@@ -313,27 +312,7 @@ async fn refusals_carry_their_headers_and_the_bearer_scheme_is_case_insensitive(
 /// Runs `maestra serve` expecting it to refuse: it must exit non-zero, with the setting named,
 /// without ever printing that it listens.
 fn refuses(home: &Home, bind: &str, names: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maestra"))
-        .args(["serve", "--bind", bind])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.dir.path())
-        .envs(home.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if child.try_wait().unwrap().is_none() {
-        let _ = child.kill();
-        panic!("serve did not refuse ({names})");
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = home.run_within(&["serve", "--bind", bind], b"", Duration::from_secs(10));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -287,28 +287,15 @@ async fn an_expired_key_opens_nothing_and_does_not_count_at_start() {
         .unwrap();
     db.close().await;
     assert!(home.ok(&["keys", "list"], b"").contains("EXPIRED"));
-    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_maestra"))
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(home.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(s) = serve.try_wait().unwrap() {
-            exited = Some(s);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    if exited.is_none() {
-        let _ = serve.kill();
-        panic!("cloud mode started with only an expired key");
-    }
-    let out = serve.wait_with_output().unwrap();
+    let out = home.run_within(
+        &["serve", "--bind", "127.0.0.1:0"],
+        b"",
+        std::time::Duration::from_secs(10),
+    );
+    assert!(
+        !out.status.success(),
+        "cloud mode started with only an expired key"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("expired"));
     // With a live key beside it, the server starts and the expired one is refused.
     key(&home, &["live", "--user", "ann"]);

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Home;
 use common::mock;
@@ -18,42 +17,9 @@ const SECOND_KEY_CANARY: &str = "sk-proj-CANARYsecond0123456789abcde";
 const REFUSAL: &str = "not this vault's key";
 const DOCTOR_LINE: &str = "local: the vault key opens this vault";
 
-/// Runs `maestra ARGS` for `home`, killed after `limit` (a `serve` that does not refuse would
-/// otherwise run forever).
-fn run_for(home: &Home, args: &[&str], limit: Duration) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maestra"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.dir.path())
-        .envs(home.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(home.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A value for `vault put`; commands that read no input ignore it.
-    let _ = child.stdin.take().unwrap().write_all(b"a-value\n");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "maestra {args:?} did not exit within {limit:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// The one stderr line of a refused command.
 fn refused(home: &Home, args: &[&str]) -> String {
-    let out = run_for(home, args, Duration::from_secs(30));
+    let out = home.run_within(args, b"a-value\n", Duration::from_secs(30));
     assert!(!out.status.success(), "maestra {args:?} should refuse");
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim_end().lines().count(), 1, "one clear line: {err:?}");
@@ -63,7 +29,7 @@ fn refused(home: &Home, args: &[&str]) -> String {
 }
 
 fn doctor_line(home: &Home) -> String {
-    let out = run_for(home, &["doctor"], Duration::from_secs(30));
+    let out = home.run_within(&["doctor"], b"a-value\n", Duration::from_secs(30));
     let text = String::from_utf8(out.stdout).unwrap();
     text.lines()
         .find(|l| l.contains(DOCTOR_LINE))
@@ -165,7 +131,7 @@ fn a_home_vault_opened_with_another_key_refuses_and_doctor_fails() {
         line.starts_with("[FAIL]") && line.contains("vault's key"),
         "{line}"
     );
-    let out = run_for(&wrong, &["doctor"], Duration::from_secs(30));
+    let out = wrong.run_within(&["doctor"], b"a-value\n", Duration::from_secs(30));
     assert!(!out.status.success());
     // The right key still reads what was stored.
     let right = Home {

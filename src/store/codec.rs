@@ -53,6 +53,67 @@ pub(super) fn key_scope(text: &str) -> Result<crate::access::scope::KeyScope> {
         .ok_or_else(|| Error::Store("an API key has an unknown scope".into()))
 }
 
+/// A stored message from its row, on either backend.
+pub(super) fn message<'r, R>(row: &'r R) -> Result<crate::conversations::model::Message>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::conversations::model::Message {
+        id: row.try_get("id")?,
+        role: row.try_get("role")?,
+        content: row.try_get("content")?,
+        surface: row.try_get("surface")?,
+        mode: row.try_get("mode")?,
+        timestamp: row.try_get("timestamp")?,
+        meta: from_json("message meta", &row.try_get::<String, _>("meta")?)?,
+    })
+}
+
+/// A conversation's header from its row, on either backend.
+pub(super) fn summary<'r, R>(row: &'r R) -> Result<crate::conversations::model::Summary>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::conversations::model::Summary {
+        id: row.try_get("id")?,
+        topic: row.try_get("topic")?,
+        owner: row.try_get("owner")?,
+        surfaces: from_json("surfaces", &row.try_get::<String, _>("surfaces")?)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        message_count: to_u64(row.try_get("message_count")?),
+    })
+}
+
+/// A stored API key from its row, on either backend: the columns and their decoding are the
+/// same; only the row type differs.
+pub(super) fn key_record<'r, R>(row: &'r R) -> Result<crate::store::ApiKeyRecord>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::store::ApiKeyRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        hash: row.try_get("hash")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        user_id: row.try_get("user_id")?,
+        scope: key_scope(&row.try_get::<String, _>("scope")?)?,
+        services: key_services_from_column(row.try_get("services")?)?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
 /// A key's service list as its column holds it (JSON text; NULL for every service).
 pub(super) fn key_services_to_column(services: Option<&Vec<String>>) -> Result<Option<String>> {
     services.map(|s| to_json("key services", s)).transpose()

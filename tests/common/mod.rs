@@ -52,6 +52,36 @@ impl Home {
         child.wait_with_output().unwrap()
     }
 
+    /// Like [`Home::run`], for a command that must exit by itself (a `serve` that refuses to
+    /// start): killed, and the test failed, if it is still running after `limit`.
+    pub fn run_within(&self, args: &[&str], stdin: &[u8], limit: std::time::Duration) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestra"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        let deadline = std::time::Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "maestra {args:?} did not exit within {limit:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    }
+
     pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
         let out = self.run(args, stdin);
         assert!(

@@ -17,6 +17,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 
 use crate::store::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
+use crate::store::codec::{message, summary};
 use crate::store::{
     ApiKeys, Context, Conversations, Ledger, Meta, SecretInfo, SecretRecord, Secrets, Store, Turn,
 };
@@ -58,30 +59,6 @@ fn record(row: &PgRow) -> Result<SecretRecord> {
         encrypted: row.try_get("encrypted")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn message(row: &PgRow) -> Result<Message> {
-    Ok(Message {
-        id: row.try_get("id")?,
-        role: row.try_get("role")?,
-        content: row.try_get("content")?,
-        surface: row.try_get("surface")?,
-        mode: row.try_get("mode")?,
-        timestamp: row.try_get("timestamp")?,
-        meta: from_json("message meta", &row.try_get::<String, _>("meta")?)?,
-    })
-}
-
-fn summary(row: &PgRow) -> Result<Summary> {
-    Ok(Summary {
-        id: row.try_get("id")?,
-        topic: row.try_get("topic")?,
-        owner: row.try_get("owner")?,
-        surfaces: from_json("surfaces", &row.try_get::<String, _>("surfaces")?)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        message_count: to_u64(row.try_get("message_count")?),
     })
 }
 

@@ -7,23 +7,6 @@ use super::*;
 use super::SqliteStore;
 use crate::error::{Error, Result};
 use crate::store::ApiKeyRecord;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
-fn key_record(row: &SqliteRow) -> Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        hash: row.try_get("hash")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        user_id: row.try_get("user_id")?,
-        scope: crate::store::codec::key_scope(&row.try_get::<String, _>("scope")?)?,
-        services: crate::store::codec::key_services_from_column(row.try_get("services")?)?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
 
 #[async_trait]
 impl ApiKeys for SqliteStore {
@@ -57,14 +40,16 @@ impl ApiKeys for SqliteStore {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(key_record).transpose()
+        row.as_ref()
+            .map(crate::store::codec::key_record)
+            .transpose()
     }
 
     async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
         let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, name")
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(key_record).collect()
+        rows.iter().map(crate::store::codec::key_record).collect()
     }
 
     async fn api_key_revoke(&self, name_or_id: &str, now: i64) -> Result<bool> {

@@ -17,16 +17,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::store::codec::{from_json, to_i64, to_json, to_u64};
+use crate::store::codec::{message, summary};
 use crate::store::{
     ApiKeys, Context, Conversations, Ledger, Meta, SecretInfo, SecretRecord, Secrets, Store, Turn,
 };
 
-use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary};
+use crate::conversations::model::{Conversation, ConversationMeta, Summary};
 use crate::error::{Error, Result};
 
 /// How often `scrub` retries a checkpoint that a concurrent reader or writer kept from finishing.
@@ -114,30 +113,6 @@ impl SqliteStore {
     pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
-}
-
-fn message(row: &SqliteRow) -> Result<Message> {
-    Ok(Message {
-        id: row.try_get("id")?,
-        role: row.try_get("role")?,
-        content: row.try_get("content")?,
-        surface: row.try_get("surface")?,
-        mode: row.try_get("mode")?,
-        timestamp: row.try_get("timestamp")?,
-        meta: from_json("message meta", &row.try_get::<String, _>("meta")?)?,
-    })
-}
-
-fn summary(row: &SqliteRow) -> Result<Summary> {
-    Ok(Summary {
-        id: row.try_get("id")?,
-        topic: row.try_get("topic")?,
-        owner: row.try_get("owner")?,
-        surfaces: from_json("surfaces", &row.try_get::<String, _>("surfaces")?)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        message_count: to_u64(row.try_get("message_count")?),
-    })
 }
 
 const MESSAGE_COLUMNS: &str = "id, role, content, surface, mode, timestamp, meta";
