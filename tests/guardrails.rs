@@ -676,3 +676,57 @@ async fn a_blocked_cloud_call_reserves_nothing() {
     assert!(!audit.contains("cost_limit"), "{audit}");
     assert!(audit.contains("local_only_block"), "{audit}");
 }
+
+/// A client that walks away from a paid stream mid-answer still pays for what the upstream
+/// produced: the stream's relay notices the closed connection while the upstream is silent,
+/// settles the hold to the counted usage (nothing stays reserved) and audits the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_abandoned_by_its_client_is_settled_and_audited() {
+    let (addr, _mock) = mock::start().await;
+    let home = home_with(addr, PRICING, &[("MAESTRA_DAILY_COST_LIMIT", "5")]);
+    let mut server = Server::start(&home);
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 5, "stream": true,
+                      "messages": [{"role": "user", "content": "mode:stall words"}]});
+    let mut resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // Read until the first word has arrived, so the relay has counted it, then walk away.
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("echo") {
+        seen.extend_from_slice(&resp.chunk().await.unwrap().unwrap());
+    }
+    drop(resp);
+    let daily = || async {
+        let v: Value = client()
+            .get(server.url("/api/privacy"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["cost"]["daily"].clone()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let settled = loop {
+        let d = daily().await;
+        if d["reserved_usd"].as_f64() == Some(0.0) && d["spent_usd"].as_f64() > Some(0.0) {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "still held: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let spent = settled["spent_usd"].as_f64().unwrap();
+    assert!(spent > 0.0 && spent <= 0.005, "{settled}");
+    server.stop();
+    let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
+    let entry = audit
+        .lines()
+        .find(|l| l.contains("chat.completions"))
+        .unwrap_or_else(|| panic!("no entry for the call: {audit}"));
+    assert!(entry.contains("upstream_error"), "{entry}");
+}

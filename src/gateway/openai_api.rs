@@ -4,24 +4,23 @@
 //! These calls are stateless like OpenAI's own: the client sends the history, nothing is
 //! stored, and the call is audited without its content.
 
-use crate::cost::ledger::{Micros, to_usd};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
 
+use super::Shared;
 use super::edge::{ApiJson, RequestInfo};
-use super::pipeline::{self, Caller};
-use super::{AppState, Shared};
-use crate::cost::budget::Hold;
+use super::pipeline::{self, Caller, Relayed, StreamCaller};
+use crate::cost::ledger::{Micros, to_usd};
 use crate::error::{Error, Result};
-use crate::providers::{ChatRequest, Delta, DeltaStream, Route, Usage};
+use crate::providers::{ChatRequest, Delta, Route, Usage};
 
 pub async fn chat_completions(
     State(state): State<Shared>,
@@ -75,20 +74,14 @@ pub async fn chat_completions(
     }
     let start = Instant::now();
     let open = pipeline::open_stream(&state, &caller, route, &req, start).await?;
-    let route = open.route.clone();
-    let report = StreamReport {
-        state: state.clone(),
+    let model = open.route.model.clone();
+    let owned = StreamCaller {
         info: info.clone(),
-        user,
-        route: open.route,
-        start,
-        usage: None,
-        streamed_bytes: 0,
-        hold: Some(open.hold),
-        request: open.request,
-        outcome: None,
+        user_id: user.clone(),
+        action: caller.action,
     };
-    let events = sse_events(open.deltas, route, include_usage, report);
+    let relayed = pipeline::relay(state.clone(), owned, open, start);
+    let events = sse_events(relayed, model, include_usage);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -121,155 +114,56 @@ fn meta(route: &Route, usage: Usage, charged: Micros, latency_ms: u64) -> Value 
            "cost_usd": to_usd(charged), "source": route.provider.source()})
 }
 
-/// Settles and audits a stream when it ends, however it ends: completed, failed upstream, or
-/// dropped because the client went away. The charge is the usage the provider reported, or,
-/// when it reported none, what was counted: a stream is never recorded at $0.
-struct StreamReport {
-    state: Arc<AppState>,
-    info: RequestInfo,
-    user: Option<String>,
-    route: Route,
-    start: Instant,
-    usage: Option<Usage>,
-    streamed_bytes: usize,
-    hold: Option<Hold>,
-    request: ChatRequest,
-    /// `Some(Ok)` when complete, `Some(Err)` when the upstream failed; `None` if abandoned.
-    outcome: Option<Result<()>>,
-}
-
-impl Drop for StreamReport {
-    fn drop(&mut self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (state, info, user, route) = (
-            self.state.clone(),
-            self.info.clone(),
-            self.user.clone(),
-            self.route.clone(),
-        );
-        let start = self.start;
-        let usage = self
-            .usage
-            .unwrap_or_else(|| pipeline::counted_usage(&self.request, self.streamed_bytes));
-        let hold = self.hold.take();
-        let outcome = self.outcome.take().unwrap_or_else(|| {
-            Err(Error::Upstream(
-                "the client disconnected before the stream ended".into(),
-            ))
-        });
-        rt.spawn(async move {
-            let charged = match hold {
-                Some(hold) => match state.budget.settle(hold, &route, usage).await {
-                    Ok(charged) => charged,
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not settle a streamed call's cost");
-                        state
-                            .budget
-                            .pricing()
-                            .cost(route.provider, &route.model, usage)
-                    }
-                },
-                None => 0,
-            };
-            let caller = Caller {
-                info: &info,
-                user_id: user.as_deref(),
-                surface_id: None,
-                action: "chat.completions",
-            };
-            let latency_ms = start.elapsed().as_millis() as u64;
-            let _ = match outcome {
-                Ok(()) => {
-                    let stream = true;
-                    pipeline::record_success(
-                        &state, &caller, &route, usage, charged, latency_ms, stream,
-                    )
-                    .await
-                }
-                Err(e) => pipeline::record_failure(&state, &caller, &route, &e, start).await,
-            };
-        });
-    }
-}
-
-struct Relay {
-    deltas: DeltaStream,
+/// The client's side of a relayed stream, as OpenAI's chunks: a first chunk naming the role,
+/// one per delta, the usage chunk when asked for, then `[DONE]` (or an error event instead).
+struct Chunks {
+    relayed: mpsc::Receiver<Relayed>,
     id: String,
     created: i64,
     model: String,
     include_usage: bool,
     started: bool,
-    ended: bool,
-    report: StreamReport,
 }
 
 fn sse_events(
-    deltas: DeltaStream,
-    route: Route,
+    relayed: mpsc::Receiver<Relayed>,
+    model: String,
     include_usage: bool,
-    report: StreamReport,
 ) -> impl Stream<Item = std::result::Result<SseEvent, Infallible>> {
-    let relay = Relay {
-        deltas,
+    let chunks = Chunks {
+        relayed,
         id: completion_id(),
         created: crate::store::now_unix(),
-        model: route.model,
+        model,
         include_usage,
         started: false,
-        ended: false,
-        report,
     };
-    futures_util::stream::unfold(relay, |mut r| async move {
-        if r.ended {
-            return None;
-        }
-        if !r.started {
-            r.started = true;
-            let first = r.chunk(json!({"role": "assistant", "content": ""}), None);
-            return Some((Ok(first), r));
+    futures_util::stream::unfold(chunks, |mut c| async move {
+        if !c.started {
+            c.started = true;
+            let first = c.chunk(json!({"role": "assistant", "content": ""}), None);
+            return Some((Ok(first), c));
         }
         loop {
-            match r.deltas.next().await {
-                Some(Ok(Delta::Text(t))) => {
-                    r.report.streamed_bytes += t.len();
-                    let ev = r.chunk(json!({"content": t}), None);
-                    return Some((Ok(ev), r));
-                }
-                Some(Ok(Delta::Finish(reason))) => {
-                    let ev = r.chunk(json!({}), Some(reason));
-                    return Some((Ok(ev), r));
-                }
-                Some(Ok(Delta::Usage(u))) => {
-                    r.report.usage = Some(u);
-                    if r.include_usage {
-                        let ev = SseEvent::default().data(
-                            json!({"id": r.id, "object": "chat.completion.chunk",
-                                   "created": r.created, "model": r.model, "choices": [],
-                                   "usage": usage_json(u)})
-                            .to_string(),
-                        );
-                        return Some((Ok(ev), r));
-                    }
-                }
-                Some(Err(e)) => {
-                    r.ended = true;
-                    let ev = SseEvent::default().data(e.body().to_string());
-                    r.report.outcome = Some(Err(e));
-                    return Some((Ok(ev), r));
-                }
-                None => {
-                    r.ended = true;
-                    r.report.outcome = Some(Ok(()));
-                    return Some((Ok(SseEvent::default().data("[DONE]")), r));
-                }
-            }
+            let event = match c.relayed.recv().await? {
+                Relayed::Delta(Delta::Text(t)) => c.chunk(json!({"content": t}), None),
+                Relayed::Delta(Delta::Finish(reason)) => c.chunk(json!({}), Some(reason)),
+                Relayed::Delta(Delta::Usage(u)) if c.include_usage => SseEvent::default().data(
+                    json!({"id": c.id, "object": "chat.completion.chunk",
+                           "created": c.created, "model": c.model, "choices": [],
+                           "usage": usage_json(u)})
+                    .to_string(),
+                ),
+                Relayed::Delta(Delta::Usage(_)) => continue,
+                Relayed::Failed(body) => SseEvent::default().data(body.to_string()),
+                Relayed::Done => SseEvent::default().data("[DONE]"),
+            };
+            return Some((Ok(event), c));
         }
     })
 }
 
-impl Relay {
+impl Chunks {
     fn chunk(&self, delta: Value, finish: Option<String>) -> SseEvent {
         SseEvent::default().data(
             json!({

@@ -6,7 +6,8 @@
 //! 2. `reserve` — the worst case reserved against every cost limit (402 past one, audited)
 //! 3. `call`    — egress through the provider, which checks the guard again on every host it
 //!    dials; a cloud fallback only where the user allowed one
-//! 4. `settle`  — the charge settled to the real (or counted) usage, or the hold released
+//! 4. `settle`  — the charge settled to the real (or counted) usage, or the hold released;
+//!    a stream's own task (`relay`) settles and audits it however it ends
 //! 5. `store`   — the turn written to the conversation (core and advisor routes)
 //! 6. `audit`   — the entry (`llm`, or `local_only_block`) and the metrics
 //!
@@ -15,6 +16,7 @@
 mod audit;
 mod call;
 mod guard;
+mod relay;
 mod reserve;
 mod settle;
 pub mod store;
@@ -22,7 +24,8 @@ pub mod store;
 pub use audit::{record_failure, record_success};
 pub use call::{complete, open_stream};
 pub use guard::service as guard_service;
-pub use settle::counted_usage;
+pub use relay::{Relayed, StreamCaller, relay};
+use settle::counted_usage;
 
 use super::edge::RequestInfo;
 use crate::cost::budget::Hold;
