@@ -4,7 +4,7 @@
 //! touches the real process environment. Secret-typed values are [`SecretString`]s: their
 //! `Debug` prints `[REDACTED]`, so a config dump can never show a key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -12,39 +12,29 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod audit;
+mod backup;
 mod conversations;
 mod cost;
+mod env;
+mod names;
 pub mod network;
 #[cfg(test)]
 mod proptests;
 mod server;
+#[cfg(test)]
+mod tests;
 mod validate;
 
+pub use audit::AuditConfig;
+pub use backup::BackupConfig;
 pub use conversations::ConversationsConfig;
 pub use cost::{CostConfig, PriceConfig};
+use env::Lookup;
+pub use env::{EnvSource, ProcessEnv};
 pub use server::ServerConfig;
-use validate::{MAX_AUDIT_QUEUE, MAX_RATE_LIMIT_REQUESTS, MAX_RETENTION_DAYS, MAX_SECONDS};
 pub use validate::{MAX_LIMIT_USD, MAX_OUTPUT_TOKENS, MAX_PRICE_PER_MILLION};
-
-/// Where environment variables come from.
-pub trait EnvSource {
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The real process environment.
-pub struct ProcessEnv;
-
-impl EnvSource for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    }
-}
-
-impl EnvSource for HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned().filter(|v| !v.is_empty())
-    }
-}
+use validate::{MAX_RATE_LIMIT_REQUESTS, MAX_SECONDS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -81,7 +71,7 @@ struct FileConfig {
     upstream_timeout: Option<u64>,
     log: Option<String>,
     #[serde(default)]
-    audit: AuditFile,
+    audit: audit::AuditFile,
     #[serde(default)]
     server: server::ServerFile,
     #[serde(default)]
@@ -96,18 +86,11 @@ struct FileConfig {
     #[serde(default)]
     conversations: conversations::ConversationsFile,
     #[serde(default)]
+    backup: backup::BackupFile,
+    #[serde(default)]
     guard: GuardConfig,
     #[serde(default)]
     services: BTreeMap<String, ServiceConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditFile {
-    path: Option<PathBuf>,
-    retention_days: Option<u32>,
-    fail_closed: Option<bool>,
-    queue_capacity: Option<usize>,
 }
 
 /// Overrides of the local-only service catalog (SPEC §2.1).
@@ -135,14 +118,6 @@ pub struct ServiceConfig {
     /// Body types besides JSON that writes to this service may carry (SPEC §2.6).
     #[serde(default)]
     pub content_types: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct AuditConfig {
-    pub path: PathBuf,
-    pub retention_days: u32,
-    pub fail_closed: bool,
-    pub queue_capacity: usize,
 }
 
 /// The validated configuration every command runs with.
@@ -178,6 +153,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub server: ServerConfig,
     pub conversations: ConversationsConfig,
+    /// Where an `s3://` backup goes (issue 18).
+    pub backup: BackupConfig,
     pub cost: CostConfig,
     /// Pricing overrides and additions, by model name or prefix.
     pub pricing: BTreeMap<String, PriceConfig>,
@@ -193,7 +170,7 @@ impl Config {
     /// Loads `--config FILE` (or `$MAESTRA_HOME/maestra.toml` when it exists) and applies the
     /// environment on top.
     pub fn load(env: &dyn EnvSource, config_file: Option<&Path>) -> Result<Config> {
-        let home = match env.var("MAESTRA_HOME") {
+        let home = match env.var(names::HOME) {
             Some(h) => PathBuf::from(h),
             None => default_home(env)?,
         };
@@ -231,165 +208,188 @@ impl Config {
             None => FileConfig::default(),
         };
         let e = Lookup(env);
-        let mode = match e.get(&["MAESTRA_MODE"]) {
+        let mode = match e.get(names::MODE) {
             Some(m) => match m.to_ascii_lowercase().as_str() {
-                "local" => Mode::Local,
-                "cloud" => Mode::Cloud,
-                other => {
-                    return Err(Error::Config(format!(
-                        "MAESTRA_MODE must be `local` or `cloud`, not {other:?}"
-                    )));
-                }
+                "local" => Ok(Mode::Local),
+                "cloud" => Ok(Mode::Cloud),
+                other => Err(Error::Config(format!(
+                    "MAESTRA_MODE must be `local` or `cloud`, not {other:?}"
+                ))),
             },
-            None => file.mode.unwrap_or_default(),
+            None => Ok(file.mode.unwrap_or_default()),
         };
-        let audit_path = e
-            .get(&["AUDIT_LOG_PATH"])
-            .map(PathBuf::from)
-            .or(file.audit.path)
-            .map(|p| if p.is_relative() { home.join(p) } else { p })
-            .unwrap_or_else(|| home.join("logs").join("audit.log"));
-        let cfg = Config {
-            bind: validate::socket_addr(
-                "bind (MAESTRA_BIND)",
-                &e.get(&["MAESTRA_BIND"])
-                    .or(file.bind)
-                    .unwrap_or_else(|| "127.0.0.1:8825".into()),
-            )?,
-            mode,
-            local_only: e
-                .bool(&["MAESTRA_LOCAL_ONLY", "ATOM_LOCAL_ONLY"])?
-                .or(file.local_only)
-                .unwrap_or(false),
-            encryption_keys: e
-                .secret(&["MAESTRA_ENCRYPTION_KEY", "BYOK_ENCRYPTION_KEY"])
-                .or(file.encryption_key),
-            api_key: e.secret(&["MAESTRA_API_KEY"]).or(file.api_key),
-            daily_cost_limit: validate::limit(
+        let bind = validate::socket_addr(
+            "bind (MAESTRA_BIND)",
+            &e.get(names::BIND)
+                .or(file.bind)
+                .unwrap_or_else(|| names::DEFAULT_BIND.into()),
+        );
+        let local_only = e
+            .bool(names::LOCAL_ONLY)
+            .map(|b| b.or(file.local_only).unwrap_or(false));
+        let daily_cost_limit = e.num(names::DAILY_COST_LIMIT).and_then(|v| {
+            validate::limit(
                 "daily_cost_limit (MAESTRA_DAILY_COST_LIMIT)",
-                e.num(&["MAESTRA_DAILY_COST_LIMIT"])?
-                    .or(file.daily_cost_limit)
-                    .unwrap_or(5.0),
-            )?,
-            monthly_cost_limit: validate::limit(
+                v.or(file.daily_cost_limit)
+                    .unwrap_or(names::DEFAULT_DAILY_COST_LIMIT),
+            )
+        });
+        let monthly_cost_limit = e.num(names::MONTHLY_COST_LIMIT).and_then(|v| {
+            validate::limit(
                 "monthly_cost_limit (MAESTRA_MONTHLY_COST_LIMIT)",
-                e.num(&["MAESTRA_MONTHLY_COST_LIMIT"])?
-                    .or(file.monthly_cost_limit)
-                    .unwrap_or(100.0),
-            )?,
-            rate_limit_requests: validate::range(
+                v.or(file.monthly_cost_limit)
+                    .unwrap_or(names::DEFAULT_MONTHLY_COST_LIMIT),
+            )
+        });
+        let rate_limit_requests = e.num(names::RATE_LIMIT_REQUESTS).and_then(|v| {
+            validate::range(
                 "rate_limit_requests (MAESTRA_RATE_LIMIT_REQUESTS)",
-                e.num(&["MAESTRA_RATE_LIMIT_REQUESTS"])?
-                    .or(file.rate_limit_requests)
-                    .unwrap_or(100),
+                v.or(file.rate_limit_requests)
+                    .unwrap_or(names::DEFAULT_RATE_LIMIT_REQUESTS),
                 1,
                 MAX_RATE_LIMIT_REQUESTS,
-            )?,
-            rate_limit_window: validate::range(
+            )
+        });
+        let rate_limit_window = e.num(names::RATE_LIMIT_WINDOW).and_then(|v| {
+            validate::range(
                 "rate_limit_window (MAESTRA_RATE_LIMIT_WINDOW)",
-                e.num(&["MAESTRA_RATE_LIMIT_WINDOW"])?
-                    .or(file.rate_limit_window)
-                    .unwrap_or(60),
+                v.or(file.rate_limit_window)
+                    .unwrap_or(names::DEFAULT_RATE_LIMIT_WINDOW),
                 1,
                 MAX_SECONDS,
-            )?,
-            cloud_storage: e.get(&["MAESTRA_CLOUD_STORAGE"]).or(file.cloud_storage),
-            db_url: e.secret(&["MAESTRA_DB_URL"]).or(file.db_url),
-            redis_url: e.secret(&["MAESTRA_REDIS_URL"]).or(file.redis_url),
-            redis_prefix: e
-                .get(&["MAESTRA_REDIS_PREFIX"])
-                .or(file.redis_prefix)
-                .unwrap_or_else(|| "maestra:".into()),
-            openai_key: e.secret(&["MAESTRA_OPENAI_KEY"]).or(file.openai_key),
-            anthropic_key: e.secret(&["MAESTRA_ANTHROPIC_KEY"]).or(file.anthropic_key),
-            local_model_url: validate::endpoint(
-                "local_model_url (MAESTRA_LOCAL_MODEL_URL)",
-                &e.get(&["MAESTRA_LOCAL_MODEL_URL"])
-                    .or(file.local_model_url)
-                    .unwrap_or_else(|| "http://127.0.0.1:11434/v1".into()),
-            )?,
-            local_model: e.get(&["MAESTRA_LOCAL_MODEL"]).or(file.local_model),
-            openai_base_url: validate::endpoint(
-                "openai_base_url (MAESTRA_OPENAI_BASE_URL)",
-                &e.get(&["MAESTRA_OPENAI_BASE_URL"])
-                    .or(file.openai_base_url)
-                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-            )?,
-            anthropic_base_url: validate::endpoint(
-                "anthropic_base_url (MAESTRA_ANTHROPIC_BASE_URL)",
-                &e.get(&["MAESTRA_ANTHROPIC_BASE_URL"])
-                    .or(file.anthropic_base_url)
-                    .unwrap_or_else(|| "https://api.anthropic.com/v1".into()),
-            )?,
-            cloud_fallback: e
-                .bool(&["MAESTRA_CLOUD_FALLBACK"])?
-                .or(file.cloud_fallback)
-                .unwrap_or(false),
-            upstream_timeout: validate::range(
+            )
+        });
+        let endpoint = |setting: &str, names: &[&str], file: Option<String>, default: &str| {
+            validate::endpoint(
+                setting,
+                &e.get(names).or(file).unwrap_or_else(|| default.into()),
+            )
+        };
+        let local_model_url = endpoint(
+            "local_model_url (MAESTRA_LOCAL_MODEL_URL)",
+            names::LOCAL_MODEL_URL,
+            file.local_model_url,
+            names::DEFAULT_LOCAL_MODEL_URL,
+        );
+        let openai_base_url = endpoint(
+            "openai_base_url (MAESTRA_OPENAI_BASE_URL)",
+            names::OPENAI_BASE_URL,
+            file.openai_base_url,
+            names::DEFAULT_OPENAI_BASE_URL,
+        );
+        let anthropic_base_url = endpoint(
+            "anthropic_base_url (MAESTRA_ANTHROPIC_BASE_URL)",
+            names::ANTHROPIC_BASE_URL,
+            file.anthropic_base_url,
+            names::DEFAULT_ANTHROPIC_BASE_URL,
+        );
+        let cloud_fallback = e
+            .bool(names::CLOUD_FALLBACK)
+            .map(|b| b.or(file.cloud_fallback).unwrap_or(false));
+        let upstream_timeout = e.num(names::UPSTREAM_TIMEOUT).and_then(|v| {
+            validate::range(
                 "upstream_timeout (MAESTRA_UPSTREAM_TIMEOUT)",
-                e.num(&["MAESTRA_UPSTREAM_TIMEOUT"])?
-                    .or(file.upstream_timeout)
-                    .unwrap_or(120),
+                v.or(file.upstream_timeout)
+                    .unwrap_or(names::DEFAULT_UPSTREAM_TIMEOUT),
                 1,
                 MAX_SECONDS,
-            )?,
-            server: server::load(file.server)?,
-            conversations: conversations::load(&e, file.conversations)?,
-            cost: cost::load(file.cost)?,
-            pricing: cost::check_pricing(file.pricing)?,
-            cors_origins: e
-                .get(&["MAESTRA_CORS_ORIGINS"])
-                .map(|v| {
-                    v.split(',')
-                        .map(|o| o.trim().to_string())
-                        .filter(|o| !o.is_empty())
-                        .collect::<Vec<_>>()
-                })
-                .or(file.cors_origins)
-                .unwrap_or_default()
-                .iter()
-                .map(|o| validate::origin("cors_origins (MAESTRA_CORS_ORIGINS)", o))
-                .collect::<Result<_>>()?,
-            log: e
-                .get(&["MAESTRA_LOG"])
-                .or(file.log)
-                .unwrap_or_else(|| "info".into()),
-            audit: AuditConfig {
-                path: audit_path,
-                retention_days: validate::range(
-                    "audit.retention_days (AUDIT_LOG_RETENTION_DAYS)",
-                    e.num(&["AUDIT_LOG_RETENTION_DAYS"])?
-                        .or(file.audit.retention_days)
-                        .unwrap_or(90),
-                    1,
-                    MAX_RETENTION_DAYS,
-                )?,
-                fail_closed: e
-                    .bool(&["MAESTRA_AUDIT_FAIL_CLOSED"])?
-                    .or(file.audit.fail_closed)
-                    .unwrap_or(false),
-                queue_capacity: validate::range(
-                    "audit.queue_capacity",
-                    file.audit.queue_capacity.unwrap_or(16_384),
-                    1,
-                    MAX_AUDIT_QUEUE,
-                )?,
+            )
+        });
+        let cors_origins = e
+            .get(names::CORS_ORIGINS)
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .or(file.cors_origins)
+            .unwrap_or_default()
+            .iter()
+            .map(|o| validate::origin("cors_origins (MAESTRA_CORS_ORIGINS)", o))
+            .collect::<Result<Vec<_>>>();
+        let server = server::load(file.server);
+        let conversations = conversations::load(&e, file.conversations);
+        let backup = backup::load(file.backup);
+        let cost = cost::load(file.cost);
+        let pricing = cost::check_pricing(file.pricing);
+        let audit = audit::load(&e, file.audit, &home);
+        let network = network::load(
+            network::NetworkEnv {
+                tls: e.get(names::TLS),
+                cert: e.get(names::TLS_CERT),
+                key: e.get(names::TLS_KEY),
+                allow_ips: e.get(names::ALLOW_IPS),
+                trusted_proxies: e.get(names::TRUSTED_PROXIES),
+                forwarded_header: e.get(names::FORWARDED_HEADER),
             },
-            network: network::load(
-                network::NetworkEnv {
-                    tls: e.get(&["MAESTRA_TLS"]),
-                    cert: e.get(&["MAESTRA_TLS_CERT"]),
-                    key: e.get(&["MAESTRA_TLS_KEY"]),
-                    allow_ips: e.get(&["MAESTRA_ALLOW_IPS"]),
-                    trusted_proxies: e.get(&["MAESTRA_TRUSTED_PROXIES"]),
-                    forwarded_header: e.get(&["MAESTRA_FORWARDED_HEADER"]),
-                },
-                file.tls,
-                file.allow_ips,
-                file.trusted_proxies,
-                file.forwarded_header,
-                &home,
-            )?,
+            file.tls,
+            file.allow_ips,
+            file.trusted_proxies,
+            file.forwarded_header,
+            &home,
+        );
+        // Every setting is read before any is refused, so one start names them all.
+        report(&[
+            mode.as_ref().err(),
+            bind.as_ref().err(),
+            local_only.as_ref().err(),
+            daily_cost_limit.as_ref().err(),
+            monthly_cost_limit.as_ref().err(),
+            rate_limit_requests.as_ref().err(),
+            rate_limit_window.as_ref().err(),
+            local_model_url.as_ref().err(),
+            openai_base_url.as_ref().err(),
+            anthropic_base_url.as_ref().err(),
+            cloud_fallback.as_ref().err(),
+            upstream_timeout.as_ref().err(),
+            cors_origins.as_ref().err(),
+            server.as_ref().err(),
+            conversations.as_ref().err(),
+            backup.as_ref().err(),
+            cost.as_ref().err(),
+            pricing.as_ref().err(),
+            audit.as_ref().err(),
+            network.as_ref().err(),
+        ])
+        .map_err(headed)?;
+        let cfg = Config {
+            bind: bind?,
+            mode: mode?,
+            local_only: local_only?,
+            encryption_keys: e.secret(names::ENCRYPTION_KEY).or(file.encryption_key),
+            api_key: e.secret(names::API_KEY).or(file.api_key),
+            daily_cost_limit: daily_cost_limit?,
+            monthly_cost_limit: monthly_cost_limit?,
+            rate_limit_requests: rate_limit_requests?,
+            rate_limit_window: rate_limit_window?,
+            cloud_storage: e.get(names::CLOUD_STORAGE).or(file.cloud_storage),
+            db_url: e.secret(names::DB_URL).or(file.db_url),
+            redis_url: e.secret(names::REDIS_URL).or(file.redis_url),
+            redis_prefix: e
+                .get(names::REDIS_PREFIX)
+                .or(file.redis_prefix)
+                .unwrap_or_else(|| names::DEFAULT_REDIS_PREFIX.into()),
+            openai_key: e.secret(names::OPENAI_KEY).or(file.openai_key),
+            anthropic_key: e.secret(names::ANTHROPIC_KEY).or(file.anthropic_key),
+            local_model_url: local_model_url?,
+            local_model: e.get(names::LOCAL_MODEL).or(file.local_model),
+            openai_base_url: openai_base_url?,
+            anthropic_base_url: anthropic_base_url?,
+            cloud_fallback: cloud_fallback?,
+            upstream_timeout: upstream_timeout?,
+            server: server?,
+            conversations: conversations?,
+            backup: backup?,
+            cost: cost?,
+            pricing: pricing?,
+            cors_origins: cors_origins?,
+            log: e
+                .get(names::LOG)
+                .or(file.log)
+                .unwrap_or_else(|| names::DEFAULT_LOG.into()),
+            audit: audit?,
+            network: network?,
             guard: file.guard,
             services: file.services,
             home,
@@ -399,45 +399,45 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The format checks that need several fields or none of the range checks above.
+    /// The format checks that need several fields or none of the range checks above, all
+    /// reported at once like those.
     fn check_formats(&self) -> Result<()> {
-        if let Some(storage) = &self.cloud_storage
-            && storage != "postgresql"
-            && storage != "sqlite"
-        {
-            return Err(Error::Config(format!(
-                "MAESTRA_CLOUD_STORAGE must be `postgresql` (or `sqlite`), not {storage:?}"
-            )));
-        }
-        validate::secret_token("api_key (MAESTRA_API_KEY)", self.api_key.as_ref())?;
-        validate::secret_token("openai_key (MAESTRA_OPENAI_KEY)", self.openai_key.as_ref())?;
-        validate::secret_token(
-            "anthropic_key (MAESTRA_ANTHROPIC_KEY)",
-            self.anthropic_key.as_ref(),
-        )?;
-        validate::secret_url(
-            "db_url (MAESTRA_DB_URL)",
-            self.db_url.as_ref(),
-            &["postgres", "postgresql"],
-        )?;
-        validate::secret_url(
-            "redis_url (MAESTRA_REDIS_URL)",
-            self.redis_url.as_ref(),
-            &["redis", "rediss", "redis+unix", "unix"],
-        )?;
-        validate::token("redis_prefix (MAESTRA_REDIS_PREFIX)", &self.redis_prefix)?;
-        if let Some(models) = &self.local_model {
-            validate::model_names("local_model (MAESTRA_LOCAL_MODEL)", models)?;
-        }
-        validate::log_filter("log (MAESTRA_LOG)", &self.log)?;
-        if self.audit.path.as_os_str().is_empty() || self.audit.path.file_name().is_none() {
-            return Err(Error::Config(
-                "audit.path (AUDIT_LOG_PATH) must name a file".into(),
-            ));
-        }
-        validate::service_names("guard.cloud_services", &self.guard.cloud_services)?;
-        validate::service_names("guard.local_services", &self.guard.local_services)?;
-        self.check_services()
+        let storage = match &self.cloud_storage {
+            Some(s) if s != "postgresql" && s != "sqlite" => Err(Error::Config(format!(
+                "MAESTRA_CLOUD_STORAGE must be `postgresql` (or `sqlite`), not {s:?}"
+            ))),
+            _ => Ok(()),
+        };
+        let local_model = match &self.local_model {
+            Some(models) => validate::model_names("local_model (MAESTRA_LOCAL_MODEL)", models),
+            None => Ok(()),
+        };
+        let checks = [
+            storage,
+            validate::secret_token("api_key (MAESTRA_API_KEY)", self.api_key.as_ref()),
+            validate::secret_token("openai_key (MAESTRA_OPENAI_KEY)", self.openai_key.as_ref()),
+            validate::secret_token(
+                "anthropic_key (MAESTRA_ANTHROPIC_KEY)",
+                self.anthropic_key.as_ref(),
+            ),
+            validate::secret_url(
+                "db_url (MAESTRA_DB_URL)",
+                self.db_url.as_ref(),
+                &["postgres", "postgresql"],
+            ),
+            validate::secret_url(
+                "redis_url (MAESTRA_REDIS_URL)",
+                self.redis_url.as_ref(),
+                &["redis", "rediss", "redis+unix", "unix"],
+            ),
+            validate::token("redis_prefix (MAESTRA_REDIS_PREFIX)", &self.redis_prefix),
+            local_model,
+            validate::log_filter("log (MAESTRA_LOG)", &self.log),
+            validate::service_names("guard.cloud_services", &self.guard.cloud_services),
+            validate::service_names("guard.local_services", &self.guard.local_services),
+            self.check_services(),
+        ];
+        report(&checks.iter().map(|c| c.as_ref().err()).collect::<Vec<_>>()).map_err(headed)
     }
 
     /// Every `[services.NAME]` table resolved once now, so a bad one is an error at start
@@ -458,14 +458,14 @@ impl Config {
         let names: Vec<String> = self
             .local_model
             .as_deref()
-            .unwrap_or("llama3.2")
+            .unwrap_or(names::DEFAULT_LOCAL_MODEL)
             .split(',')
             .map(str::trim)
             .filter(|m| !m.is_empty())
             .map(String::from)
             .collect();
         if names.is_empty() {
-            vec!["llama3.2".into()]
+            vec![names::DEFAULT_LOCAL_MODEL.into()]
         } else {
             names
         }
@@ -510,229 +510,27 @@ fn inner_message(e: &Error) -> String {
     }
 }
 
-/// Environment lookups over a list of names, first one set wins (Maestra's name, then the seed's).
-struct Lookup<'a>(&'a dyn EnvSource);
-
-impl Lookup<'_> {
-    fn get(&self, names: &[&str]) -> Option<String> {
-        names.iter().find_map(|n| self.0.var(n))
-    }
-
-    fn named(&self, names: &[&str]) -> Option<(String, String)> {
-        names
-            .iter()
-            .find_map(|n| self.0.var(n).map(|v| ((*n).to_string(), v)))
-    }
-
-    fn secret(&self, names: &[&str]) -> Option<SecretString> {
-        self.get(names).map(SecretString::from)
-    }
-
-    fn bool(&self, names: &[&str]) -> Result<Option<bool>> {
-        let Some((name, v)) = self.named(names) else {
-            return Ok(None);
-        };
-        match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(Some(true)),
-            "0" | "false" | "no" | "off" => Ok(Some(false)),
-            _ => Err(Error::Config(format!(
-                "{name} must be true or false, not {v:?}"
-            ))),
-        }
-    }
-
-    fn num<T: std::str::FromStr>(&self, names: &[&str]) -> Result<Option<T>> {
-        let Some((name, v)) = self.named(names) else {
-            return Ok(None);
-        };
-        v.trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| Error::Config(format!("{name} must be a number, not {v:?}")))
+/// Every failed setting of a list as one configuration error, a line each (in list order);
+/// nothing when all were read. Sections use it too, so their lines join their parent's.
+fn report(results: &[Option<&Error>]) -> Result<()> {
+    let lines: Vec<String> = results.iter().flatten().map(|e| inner_message(e)).collect();
+    if lines.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Config(lines.join("\n")))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use secrecy::ExposeSecret;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn load(pairs: &[(&str, &str)], text: Option<&str>) -> Result<Config> {
-        Config::from_parts(
-            &env(pairs),
-            PathBuf::from("/h"),
-            PathBuf::from("/h/maestra.toml"),
-            text,
-        )
-    }
-
-    #[test]
-    fn defaults_match_the_spec() {
-        let c = load(&[], None).unwrap();
-        assert_eq!(c.bind, "127.0.0.1:8825");
-        assert_eq!(c.mode, Mode::Local);
-        assert!(!c.local_only);
-        assert_eq!(c.daily_cost_limit, 5.0);
-        assert_eq!(c.monthly_cost_limit, 100.0);
-        assert_eq!(c.rate_limit_requests, 100);
-        assert_eq!(c.rate_limit_window, 60);
-        assert_eq!(c.audit.retention_days, 90);
-        assert_eq!(c.audit.path, PathBuf::from("/h/logs/audit.log"));
-        assert_eq!(c.local_model_url, "http://127.0.0.1:11434/v1");
-        assert!(!c.cloud_fallback);
-    }
-
-    #[test]
-    fn seed_aliases_are_honoured() {
-        let c = load(
-            &[
-                ("ATOM_LOCAL_ONLY", "true"),
-                ("BYOK_ENCRYPTION_KEY", "k1"),
-                ("AUDIT_LOG_PATH", "/var/a.log"),
-                ("AUDIT_LOG_RETENTION_DAYS", "7"),
-                ("MAESTRA_MODE", "cloud"),
-                ("MAESTRA_API_KEY", "static"),
-                ("MAESTRA_DAILY_COST_LIMIT", "1.5"),
-                ("MAESTRA_MONTHLY_COST_LIMIT", "20"),
-                ("MAESTRA_RATE_LIMIT_REQUESTS", "10"),
-                ("MAESTRA_RATE_LIMIT_WINDOW", "30"),
-                ("MAESTRA_CLOUD_STORAGE", "postgresql"),
-                ("MAESTRA_DB_URL", "postgresql://x"),
-                ("MAESTRA_OPENAI_KEY", "sk-o"),
-                ("MAESTRA_ANTHROPIC_KEY", "sk-a"),
-            ],
-            None,
-        )
-        .unwrap();
-        assert!(c.local_only);
-        assert_eq!(c.encryption_keys.unwrap().expose_secret(), "k1");
-        assert_eq!(c.audit.path, PathBuf::from("/var/a.log"));
-        assert_eq!(c.audit.retention_days, 7);
-        assert_eq!(c.mode, Mode::Cloud);
-        assert_eq!(c.daily_cost_limit, 1.5);
-        assert_eq!(c.monthly_cost_limit, 20.0);
-        assert_eq!(c.rate_limit_requests, 10);
-        assert_eq!(c.rate_limit_window, 30);
-        assert_eq!(c.cloud_storage.as_deref(), Some("postgresql"));
-        assert!(c.openai_key.is_some() && c.anthropic_key.is_some());
-    }
-
-    #[test]
-    fn maestra_name_wins_over_seed_alias() {
-        let c = load(
-            &[("MAESTRA_LOCAL_ONLY", "false"), ("ATOM_LOCAL_ONLY", "true")],
-            None,
-        )
-        .unwrap();
-        assert!(!c.local_only);
-    }
-
-    #[test]
-    fn environment_overrides_file() {
-        let c = load(
-            &[("MAESTRA_BIND", "127.0.0.1:9")],
-            Some("bind = \"127.0.0.1:1\"\nlocal_only = true\n[audit]\nfail_closed = true\n"),
-        )
-        .unwrap();
-        assert_eq!(c.bind, "127.0.0.1:9");
-        assert!(c.local_only);
-        assert!(c.audit.fail_closed);
-    }
-
-    #[test]
-    fn server_and_conversation_tables_are_read() {
-        let c = load(
-            &[("MAESTRA_UPSTREAM_TIMEOUT", "7"), ("MAESTRA_LOCAL_MODEL", "a, b")],
-            Some("[server]\nmax_body_bytes = 1000\n[conversations]\nretention_days = 30\nmax_messages = 9\n"),
-        )
-        .unwrap();
-        assert_eq!(c.server.max_body_bytes, 1000);
-        assert_eq!(c.conversations.retention_days, Some(30));
-        assert_eq!(c.conversations.max_messages, 9);
-        assert_eq!(c.upstream_timeout, 7);
-        assert_eq!(c.local_models(), vec!["a", "b"]);
-        let d = load(&[], None).unwrap();
-        assert_eq!(d.conversations.retention_days, None);
-        assert_eq!(d.local_models(), vec!["llama3.2"]);
-        assert!(load(&[], Some("[server]\nmax_body = 1\n")).is_err());
-    }
-
-    #[test]
-    fn pricing_and_cost_tables_are_validated() {
-        let c = load(
-            &[],
-            Some("[pricing.\"my-model\"]\ninput_per_million = 1.0\noutput_per_million = 2.0\n[cost]\nuser_daily_limit = 1.5\n"),
-        )
-        .unwrap();
-        assert_eq!(c.pricing["my-model"].output_per_million, 2.0);
-        assert_eq!(c.cost.user_daily_limit, Some(1.5));
-        assert_eq!(c.cost.max_output_tokens, 4096);
-        let missing = load(&[], Some("[pricing.m]\ninput_per_million = 1.0\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(missing.contains("output_per_million"), "{missing}");
-        let negative = load(
-            &[],
-            Some("[pricing.m]\ninput_per_million = -1.0\noutput_per_million = 1.0\n"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(negative.contains("input_per_million"), "{negative}");
-        assert!(load(&[], Some("[cost]\nuser_daily_limit = -2\n")).is_err());
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let err = load(&[], Some("local_onyl = true\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("local_onyl"), "{err}");
-        let err = load(&[], Some("[audit]\nretention = 3\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("retention"), "{err}");
-    }
-
-    #[test]
-    fn garbled_line_is_a_config_error() {
-        let err = load(&[], Some("bind = = 3\n")).unwrap_err();
-        assert!(matches!(err, Error::Config(_)));
-    }
-
-    #[test]
-    fn bad_numbers_are_rejected() {
-        for (k, v) in [
-            ("MAESTRA_DAILY_COST_LIMIT", "-1"),
-            ("MAESTRA_DAILY_COST_LIMIT", "abc"),
-            ("MAESTRA_MONTHLY_COST_LIMIT", "NaN"),
-            ("MAESTRA_RATE_LIMIT_REQUESTS", "0"),
-            ("MAESTRA_LOCAL_ONLY", "maybe"),
-            ("MAESTRA_MODE", "hybrid"),
-        ] {
-            let err = load(&[(k, v)], None).unwrap_err().to_string();
-            assert!(err.contains(k), "{k}={v}: {err}");
+/// A several-line report gets a heading that counts it; a single problem reads as before.
+fn headed(e: Error) -> Error {
+    match e {
+        Error::Config(m) if m.contains('\n') => {
+            let n = m.lines().count();
+            Error::Config(format!(
+                "{n} settings are invalid:\n  - {}",
+                m.replace('\n', "\n  - ")
+            ))
         }
-    }
-
-    #[test]
-    fn secrets_print_masked() {
-        let c = load(
-            &[
-                ("MAESTRA_ENCRYPTION_KEY", "CANARY-enc"),
-                ("MAESTRA_API_KEY", "CANARY-api"),
-                ("MAESTRA_DB_URL", "postgresql://u:CANARY-pw@h/db"),
-            ],
-            Some("openai_key = \"CANARY-openai\"\n"),
-        )
-        .unwrap();
-        let dump = format!("{c:?}");
-        assert!(!dump.contains("CANARY"), "{dump}");
+        other => other,
     }
 }
