@@ -69,11 +69,14 @@ impl App {
             config,
         };
         ctx.home.create_dirs(false)?;
-        ctx.ensure_vault_key()?;
-        let store = ctx.store().await?;
-        let vault = Arc::new(Vault::new(ctx.keyring()?, store.clone()));
         // Before anything is written: a key that is not the shared vault's refuses the start.
-        vault.verify_key().await?;
+        // Then conversations are encrypted per user (plaintext from before is sealed first).
+        let opened = crate::conversations::open::open(
+            &ctx,
+            &mut crate::conversations::migrate::log_progress(),
+        )
+        .await?;
+        let (store, vault) = (opened.store, opened.vault);
         store.cost_recover().await?;
         import_provider_keys(&ctx.config, &vault).await?;
         let audit = ctx.audit_log()?;
@@ -88,6 +91,7 @@ impl App {
         let budget = Budget::new(&ctx.config, store.clone());
         let access = Access::new(&ctx.config, store.clone())?;
         check_cloud_keys(&ctx.config, &access).await?;
+        let metrics = Metrics::with_egress(egress.bytes());
         let state = Arc::new(AppState {
             config: ctx.config,
             budget,
@@ -97,7 +101,7 @@ impl App {
             audit,
             egress,
             providers,
-            metrics: Metrics::default(),
+            metrics,
             started: Instant::now(),
         });
         Ok(App {
@@ -140,6 +144,16 @@ impl App {
                     .detail("local_only", state.config.local_only),
             )
             .await?;
+        // The privacy center's report reads the audit summary: load it (rebuilding it if it is
+        // missing) now, on a thread of its own, rather than on the first visit.
+        let summary = state.audit.summary().clone();
+        let _ = std::thread::Builder::new()
+            .name("maestra-summary".into())
+            .spawn(move || {
+                if let Err(e) = summary.read(|_| ()) {
+                    tracing::warn!(error = %e, "cannot read the audit summary");
+                }
+            });
         let tasks = vec![
             tokio::spawn(retention_loop(state.clone())),
             tokio::spawn(lockdown_watch(state.clone())),

@@ -14,6 +14,11 @@
 //! request. [`Egress::send`] turns it into an upstream error naming the status (never the
 //! `Location`, which may hold a credential); [`Egress::send_relaying_redirects`] hands it back
 //! for the services proxy to relay to its client, scrubbed, as an answer like any other.
+//!
+//! Every request is also counted here: bytes sent and received per service and host, in
+//! `/metrics` ([`Egress::bytes`]) and, through [`tally`], in the request's audit entry.
+
+pub mod tally;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
@@ -111,12 +120,23 @@ impl Default for EgressOptions {
     }
 }
 
+/// The labels of the byte counters: destinations come from the configuration (providers'
+/// and services' base URLs), so the set stays small.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ByteLabels {
+    pub service: String,
+    pub host: String,
+    /// `sent` or `received`.
+    pub direction: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Egress {
     /// The guarded client; it never follows a redirect (see the module documentation).
     client: reqwest::Client,
     policy: Arc<Policy>,
     catalog: Arc<Catalog>,
+    bytes: Family<ByteLabels, Counter>,
 }
 
 impl Egress {
@@ -134,7 +154,23 @@ impl Egress {
             client,
             policy,
             catalog: Arc::new(catalog),
+            bytes: Family::default(),
         })
+    }
+
+    /// Bytes sent and received per service and host, for `/metrics` to register.
+    pub fn bytes(&self) -> Family<ByteLabels, Counter> {
+        self.bytes.clone()
+    }
+
+    fn count(&self, service: &str, host: &str, direction: &'static str, n: u64) {
+        self.bytes
+            .get_or_create(&ByteLabels {
+                service: service.to_string(),
+                host: host.to_string(),
+                direction,
+            })
+            .inc_by(n);
     }
 
     pub fn local_only(&self) -> bool {
@@ -193,6 +229,8 @@ impl Egress {
         let request = request
             .build()
             .map_err(|e| Error::BadRequest(format!("invalid outbound request: {e}")))?;
+        let host = request.url().host_str().unwrap_or_default().to_string();
+        let dest = tally::destination(service, &host);
         if self.local_only() {
             self.catalog
                 .check_name(service)
@@ -201,8 +239,8 @@ impl Egress {
                 .check_literal(request.url())
                 .map_err(|b| self.blocked(service, b))?;
         }
-        let host = request.url().host_str().unwrap_or_default().to_string();
-        self.client.execute(request).await.map_err(|e| {
+        let sent = request_bytes(&request);
+        let resp = self.client.execute(request).await.map_err(|e| {
             if let Some(b) = find_block(&e) {
                 return self.blocked(service, b);
             }
@@ -217,7 +255,61 @@ impl Egress {
             } else {
                 Error::Upstream(format!("{service} ({host}): {}", chain(&e)))
             }
-        })
+        })?;
+        // Sent once the upstream answered: a refused connection carried nothing.
+        dest.sent.fetch_add(sent, Ordering::Relaxed);
+        self.count(service, &host, "sent", sent);
+        self.counted(service, &host, dest, resp)
+    }
+
+    /// The response with its body counted as it is read: the head and the declared length
+    /// go to the audit tally at once, every byte that flows to `/metrics`.
+    fn counted(
+        &self,
+        service: &str,
+        host: &str,
+        dest: Arc<tally::Destination>,
+        resp: reqwest::Response,
+    ) -> Result<reqwest::Response> {
+        use reqwest::ResponseBuilderExt;
+        let head = 12
+            + resp
+                .headers()
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>() as u64;
+        let declared = resp
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        dest.received
+            .fetch_add(head + declared.unwrap_or(0), Ordering::Relaxed);
+        self.count(service, host, "received", head);
+        let mut builder = axum::http::Response::builder()
+            .status(resp.status())
+            .version(resp.version())
+            .url(resp.url().clone());
+        if let Some(h) = builder.headers_mut() {
+            *h = resp.headers().clone();
+        }
+        let counter = self.bytes.get_or_create(&ByteLabels {
+            service: service.to_string(),
+            host: host.to_string(),
+            direction: "received",
+        });
+        let counter = counter.clone();
+        let body = resp.bytes_stream().inspect_ok(move |chunk| {
+            counter.inc_by(chunk.len() as u64);
+            if declared.is_none() {
+                dest.received
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        });
+        builder
+            .body(reqwest::Body::wrap_stream(body))
+            .map(reqwest::Response::from)
+            .map_err(|e| Error::Upstream(format!("{service} ({host}): {e}")))
     }
 
     /// What `guard check` reports for a URL: the addresses it resolves to, or the refusal.
@@ -279,6 +371,29 @@ fn redirect_refused(service: &str, host: &str, status: reqwest::StatusCode) -> E
          since that would send the credential to wherever it points: configure the final URL",
         status.as_u16()
     ))
+}
+
+/// A request's size on the wire, near enough: request line, headers, and the body when its
+/// length is known (buffered, or declared in `Content-Length`).
+fn request_bytes(r: &reqwest::Request) -> u64 {
+    let line = r.method().as_str().len() + r.url().as_str().len() + 11;
+    let headers: usize = r
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let body = r
+        .body()
+        .and_then(|b| b.as_bytes())
+        .map(|b| b.len() as u64)
+        .or_else(|| {
+            r.headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0);
+    (line + headers) as u64 + body
 }
 
 /// The client: guarded resolver, no environment proxies, and no redirects followed.

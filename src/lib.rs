@@ -8,7 +8,8 @@
 //! - `error`    — the one error type; its HTTP status and SPEC §4 body
 //! - `store`    — storage traits by concern; `store/sqlite/` (embedded) and `store/postgres/`
 //!   (shared), one file per concern in each
-//! - `conversations` — the seed's conversation format, id rules, redaction, export, retention
+//! - `conversations` — the seed's conversation format, id rules, redaction, export, retention,
+//!   and encryption at rest under per-user data keys (`sealed`, `cipher`, `keys`, `migrate`)
 //! - `privsec`  — keyring and vault, tamper-evident audit log, local-only guard policy
 //! - `egress`   — the only outbound HTTP client, where local-only mode is enforced
 //! - `providers` — language models: routing by name, OpenAI and Anthropic wire formats, streaming
@@ -18,10 +19,13 @@
 //! - `metrics`  — Prometheus counters and histograms
 //! - `gateway`  — `maestra serve`: the route table, the edge layers, and `gateway/pipeline/`, a
 //!   file per stage of a model call (guard, reserve, call, settle, store, audit)
+//! - `backup`   — encrypted backups: snapshot, seal, manifest, directory or S3, restore
+//! - `web`      — the privacy center: the page at `/` and its embedded assets
 //! - `cli`      — one file per command group; `main.rs` only dispatches here
 
 pub mod access;
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -36,5 +40,6 @@ pub mod privsec;
 pub mod providers;
 pub mod services;
 pub mod store;
+pub mod web;
 
 pub use error::{Error, Result};

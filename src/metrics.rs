@@ -117,6 +117,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics that also expose egress's bytes per destination
+    /// (`maestra_egress_bytes_total{service, host, direction}`).
+    pub fn with_egress(bytes: Family<crate::egress::ByteLabels, Counter>) -> Metrics {
+        let mut m = Metrics::default();
+        m.registry.register(
+            "egress_bytes",
+            "Bytes sent to and received from each outbound destination (service and host)",
+            bytes,
+        );
+        m
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

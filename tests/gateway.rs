@@ -751,11 +751,15 @@ async fn conversations_live_in_postgresql_when_configured() {
     assert_eq!(conv["messages"].as_array().unwrap().len(), 2);
     let (_, privacy) = get(&server, "/api/privacy").await;
     assert_eq!(privacy["storage"], "postgresql");
-    // The rows are in PostgreSQL itself, and forgetting removes them there.
+    // The rows are in PostgreSQL itself, encrypted (issue 18), and forgetting removes them.
     let pg = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let stored = "SELECT COUNT(*) FROM messages WHERE content = 'stored in postgres'";
+    let stored = "SELECT COUNT(*) FROM messages
+                  WHERE conversation_id = 'conv_pg' AND content LIKE 'mx1:%'";
     let n: i64 = sqlx::query_scalar(stored).fetch_one(&pg).await.unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
+    let plain = "SELECT COUNT(*) FROM messages WHERE content LIKE '%stored in postgres%'";
+    let n: i64 = sqlx::query_scalar(plain).fetch_one(&pg).await.unwrap();
+    assert_eq!(n, 0);
     let resp = client()
         .delete(server.url("/api/users/pg/data"))
         .send()

@@ -107,6 +107,60 @@ suite!(
     api_keys_basic_behaviour,
 );
 
+/// The conversation behaviours again through the per-user encryption (issue 18), which must
+/// not change what any of them sees.
+async fn sealed(raw: Arc<dyn Store>) -> Arc<dyn Store> {
+    use maestra::privsec::keyring::{KeySource, Keyring};
+    let key = SecretString::from(fernet::Fernet::generate_key());
+    let keys = Keyring::parse(&key, KeySource::Environment).unwrap();
+    let vault = Arc::new(maestra::privsec::vault::Vault::new(keys, raw.clone()));
+    maestra::conversations::open::seal(raw, vault, &mut |_, _| Ok(()))
+        .await
+        .unwrap()
+}
+
+macro_rules! sealed_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sealed_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::with_sqlite(|s| async move { super::$name(super::sealed(s).await).await })
+                        .await;
+                }
+            )*
+        }
+        mod sealed_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::with_postgres(|s| async move { super::$name(super::sealed(s).await).await })
+                        .await;
+                }
+            )*
+        }
+    };
+}
+
+sealed_suite!(
+    append_creates_and_extends,
+    messages_keep_their_order,
+    long_turns_keep_every_message_in_order,
+    opening_turns_are_seen_by_every_later_read,
+    recent_returns_the_last_messages_oldest_first,
+    list_is_newest_first_filtered_and_paged,
+    append_to_another_owners_conversation_is_not_found,
+    append_over_max_messages_is_refused_whole,
+    concurrent_appends_keep_every_message,
+    refused_appends_among_concurrent_ones_affect_only_themselves,
+    delete_one,
+    delete_owner_leaves_others_untouched,
+    delete_before_applies_retention,
+    import_refuses_an_existing_id,
+    import_and_get_round_trip,
+    scrub_keeps_live_data,
+);
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 

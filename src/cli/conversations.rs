@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Subcommand;
 
@@ -9,6 +10,7 @@ use super::Context;
 use crate::conversations::model::format_millis;
 use crate::conversations::rights::{self, Actor};
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum ConversationsCommand {
@@ -34,7 +36,7 @@ pub enum ConversationsCommand {
 
 pub async fn run(config_file: Option<&Path>, cmd: ConversationsCommand) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
-    let store = ctx.store().await?;
+    let store = open_store(&ctx).await?;
     let audit = ctx.audit_log()?;
     let result = async {
         match cmd {
@@ -94,20 +96,45 @@ pub async fn run(config_file: Option<&Path>, cmd: ConversationsCommand) -> Resul
     result.map(|()| ExitCode::SUCCESS)
 }
 
+/// The store with conversations opened per user (sealing, with progress, what a database from
+/// before encryption still holds in plaintext).
+async fn open_store(ctx: &Context) -> Result<Arc<dyn Store>> {
+    let mut progress = sealing_progress();
+    Ok(crate::conversations::open::open(ctx, &mut progress)
+        .await?
+        .store)
+}
+
+/// "encrypting conversations: N/M rows" on standard error, for a database big enough to take
+/// a while (more than a few batches).
+fn sealing_progress() -> impl FnMut(u64, u64) -> Result<()> + Send {
+    let mut batches = 0u64;
+    move |done, total| {
+        batches += 1;
+        if batches >= 4 {
+            eprintln!("encrypting conversations: {done}/{total} rows");
+        }
+        Ok(())
+    }
+}
+
 pub async fn forget(config_file: Option<&Path>, user: String) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
-    let store = ctx.store().await?;
+    let store = open_store(&ctx).await?;
     let audit = ctx.audit_log()?;
     let result = rights::forget_user(store.as_ref(), &audit, &user, &Actor::cli()).await;
     audit.close().await;
     let n = result?;
-    eprintln!("forgot user {user}: {n} conversation(s) deleted, database scrubbed");
+    eprintln!(
+        "forgot user {user}: data key destroyed (every copy of their content is unreadable), \
+         {n} conversation(s) deleted, database scrubbed"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn import(config_file: Option<&Path>, from: PathBuf) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
-    let store = ctx.store().await?;
+    let store = open_store(&ctx).await?;
     let audit = ctx.audit_log()?;
     let mut progress = super::progress("import");
     let result = rights::import_dir(store.as_ref(), &audit, &from, &mut progress).await;

@@ -1,6 +1,7 @@
 //! The command line (SPEC §3): one file per command group.
 
 mod audit;
+mod backup;
 mod conversations;
 mod cost;
 mod doctor;
@@ -90,6 +91,9 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Encrypted backups: create, verify, restore (directory or s3://bucket/prefix).
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Run `maestra serve` as a system service (systemd unit, launchd job).
     #[command(subcommand)]
     Service(service::ServiceCommand),
@@ -112,6 +116,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Guard(cmd) => guard::run(config, cmd).await,
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Service(cmd) => service::run(config, cmd).await,
+        Command::Backup(cmd) => backup::run(config, cmd).await,
     }
 }
 

@@ -166,6 +166,10 @@ async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
                 },
                 keys.primary_id()
             );
+            eprintln!(
+                "{} user data key(s) re-wrapped (conversations need no re-encryption)",
+                report.data_keys_rewrapped
+            );
             if report.plaintext_left > 0 {
                 eprintln!(
                     "{} legacy plaintext secret(s) left: run `maestra vault migrate`",

@@ -58,3 +58,29 @@ pub(super) fn load(file: BackupFile) -> Result<BackupConfig> {
         allow_http: file.allow_http.unwrap_or(false),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BackupConfig> {
+        load(toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?)
+    }
+
+    #[test]
+    fn reads_and_checks_the_section() {
+        let c = parse(
+            "endpoint = \"http://127.0.0.1:9000\"\nregion = \"r\"\naccess_key_id = \"k\"\nsecret_access_key_vault = \"s\"\nallow_http = true",
+        )
+        .unwrap();
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.secret_access_key_vault.as_deref(), Some("s"));
+        assert!(c.allow_http);
+        assert!(!parse("").unwrap().allow_http);
+        assert!(parse("endpoint = \"ftp://x\"").is_err());
+        assert!(parse("endpoint = \"not a url\"").is_err());
+        assert!(parse("secret_access_key_vault = \" \"").is_err());
+        // The secret itself has no place here.
+        assert!(parse("secret_access_key = \"x\"").is_err());
+    }
+}

@@ -120,7 +120,9 @@ pub async fn delete_conversation(
         .await
 }
 
-/// The right to be forgotten: every conversation of `user`, gone from the files.
+/// The right to be forgotten: the user's data key destroyed first (crypto-shredding: from
+/// that commit on, their content is unreadable wherever it was copied, backups included), and
+/// audited; then every conversation of `user` deleted and gone from the files.
 pub async fn forget_user(
     store: &dyn Store,
     audit: &AuditLog,
@@ -128,6 +130,10 @@ pub async fn forget_user(
     actor: &Actor,
 ) -> Result<u64> {
     validate_id("user id", user)?;
+    let had_key = store.data_key_delete(user).await?;
+    audit
+        .record(event(actor, "forget_user.key_destroyed", Some(user)).detail("had_key", had_key))
+        .await?;
     let n = store.conversations_delete_owner(user).await?;
     store.scrub().await?;
     audit

@@ -12,7 +12,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -137,8 +137,8 @@ async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
     }
     let need = req
         .extensions()
-        .get::<MatchedPath>()
-        .and_then(|m| routes::scope_of(req.method().as_str(), m.as_str()));
+        .get::<routes::Matched>()
+        .and_then(|m| routes::scope_of(req.method().as_str(), m.path));
     if let Some(need) = need
         && !principal.allows(need)
     {

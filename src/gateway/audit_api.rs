@@ -158,6 +158,7 @@ pub(super) struct AuditQuery {
     user: Option<String>,
     service: Option<String>,
     category: Option<String>,
+    result: Option<Outcome>,
     since: Option<String>,
     until: Option<String>,
     limit: Option<usize>,
@@ -167,8 +168,9 @@ pub(super) async fn list(
     State(state): State<Shared>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>> {
+    let result = q.result;
     let filter = filter(q)?;
-    let entries = query(&state, filter).await?;
+    let entries = query(&state, filter, result).await?;
     Ok(Json(json!({"count": entries.len(), "entries": entries})))
 }
 
@@ -206,9 +208,15 @@ fn filter(q: AuditQuery) -> Result<Filter> {
 }
 
 /// The query reads files (rotated ones gzip-compressed): off the async threads.
-async fn query(state: &AppState, filter: Filter) -> Result<Vec<StoredEntry>> {
+async fn query(
+    state: &AppState,
+    filter: Filter,
+    result: Option<Outcome>,
+) -> Result<Vec<StoredEntry>> {
     let path = state.config.audit.path.clone();
-    tokio::task::spawn_blocking(move || audit::query(&path, &filter))
-        .await
-        .map_err(|_| Error::Audit("the audit query stopped unexpectedly".into()))?
+    tokio::task::spawn_blocking(move || {
+        audit::query_matching(&path, &filter, &|e| result.is_none_or(|r| e.result == r))
+    })
+    .await
+    .map_err(|_| Error::Audit("the audit query stopped unexpectedly".into()))?
 }

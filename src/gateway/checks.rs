@@ -12,7 +12,7 @@
 //! [`super::server`]. Its buffer is set well above [`MAX_HEADER_BYTES`], so every head this
 //! limit refuses gets the JSON answer here instead.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -68,12 +68,12 @@ pub async fn shape(State(state): State<Shared>, req: Request, next: Next) -> Res
 /// A 405 always says what is allowed (RFC 9110 §15.5.6), whichever handler refused the
 /// method: the `Allow` header is added from the document when the refusal lacks one.
 pub async fn allow_on_405(req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let matched = req.extensions().get::<routes::Matched>().copied();
     let mut resp = next.run(req).await;
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
         && !resp.headers().contains_key(header::ALLOW)
         && let Some(m) = matched
-        && let Ok(v) = HeaderValue::from_str(&routes::allowed_methods(m.as_str()))
+        && let Ok(v) = HeaderValue::from_str(&routes::allowed_methods(m.path))
     {
         resp.headers_mut().insert(header::ALLOW, v);
     }
@@ -92,10 +92,10 @@ fn check_query(req: &Request) -> Result<(), Error> {
     let Some(query) = req.uri().query() else {
         return Ok(());
     };
-    let Some(matched) = req.extensions().get::<MatchedPath>() else {
+    let Some(matched) = req.extensions().get::<routes::Matched>() else {
         return Ok(()); // no route: the fallback answers 404
     };
-    let Some(route) = routes::find(matched.as_str(), req.method().as_str()) else {
+    let Some(route) = routes::find(matched.path, req.method().as_str()) else {
         return Ok(()); // a method the route does not serve: 405 follows
     };
     let allowed: &[(&str, &str)] = match route.query {

@@ -5,13 +5,13 @@ use crate::access::scope::Principal;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequest, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use super::Shared;
+use super::{Shared, routes};
 use crate::error::Error;
 use crate::metrics::{HttpLabels, RouteLabels};
 
@@ -87,13 +87,23 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
+/// Notes which route template the request's path matches (see [`routes::matched`]), for the
+/// stages that follow: they run outside the router, before it routes.
+pub fn match_route(mut req: Request) -> Request {
+    if let Some(m) = routes::matched(req.uri().path()) {
+        req.extensions_mut().insert(m);
+    }
+    req
+}
+
 /// Counts every request by route template and status, and times it to the response head.
 /// Logs the same, without bodies, queries or headers: no message content reaches a log.
 pub async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+        .get::<routes::Matched>()
+        .map_or("unmatched", |m| m.template)
+        .to_string();
     let method = method_label(req.method()).to_string();
     let start = Instant::now();
     state.metrics.in_flight.inc();

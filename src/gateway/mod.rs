@@ -11,24 +11,37 @@
 //! - `services`      — `/api/services/{service}/{path}`: the credential-injecting proxy
 //! - `audit_api`     — `GET /api/audit` and `POST /api/audit/events` (local tool actions)
 //! - `system`        — `/health`, `/metrics`, `/api/privacy`, `/openapi.json`
+//! - `report_api`, `spend_api`, `vault_api`, `verify_api`, `controls_api` — the privacy
+//!   center's endpoints (`/api/report`, `/api/spend`, `/api/vault`, `/api/audit/verify`,
+//!   `/api/controls/*`); `jobs` — their long actions, polled at `/api/jobs/{id}`
+//! - `same_origin`   — the page's own writes past the Origin check; the egress tally scope
 //! - `openapi`       — the OpenAPI document
 //! - `server`        — the accept loop: header limits, graceful shutdown
 
 mod access;
 mod audit_api;
+mod center_body;
+mod center_schemas;
 mod checks;
+mod controls_api;
 mod conversations;
 mod core;
 mod edge;
+mod jobs;
 mod openai_api;
 mod openapi;
 mod pipeline;
+mod report_api;
 mod router;
 mod routes;
+mod same_origin;
 mod server;
 mod services;
+mod spend_api;
 mod system;
 pub mod tls;
+mod vault_api;
+mod verify_api;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -180,6 +180,16 @@ fn operation(r: &Route) -> Value {
     op
 }
 
+/// The common schemas and the privacy center's (`center_schemas`).
+fn with_center(mut all: Value) -> Value {
+    if let (Some(all), Value::Object(more)) =
+        (all.as_object_mut(), super::center_schemas::schemas())
+    {
+        all.extend(more);
+    }
+    all
+}
+
 pub fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
     for r in ROUTES {
@@ -191,6 +201,6 @@ pub fn document() -> Value {
         "info": {"title": "Maestra", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Local-first, privacy-first backend for personal AI assistants"},
         "paths": paths,
-        "components": {"schemas": schemas()},
+        "components": {"schemas": with_center(schemas())},
     })
 }

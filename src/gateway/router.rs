@@ -1,26 +1,27 @@
-//! The routes, and the edge layers in data-path order (SPEC §2).
+//! The routes, and the edge stages in data-path order (SPEC §2).
 //!
-//! Layers wrap from the outside in, so the list below reads top to bottom as a request meets
-//! them: panic guard → request id → metrics and log → head and declared-length limits →
-//! deadline → CORS → auth and rate limit → known query parameters → security headers → body
-//! limit → handler. The later stages (cost, guard, egress, store,
-//! audit) are calls inside the handlers.
+//! The stages wrap the router from the outside in, so the list below reads top to bottom as a
+//! request meets them: panic guard → security headers → request id → route match → metrics
+//! and log → head and declared-length limits → deadline → same-origin check → CORS → auth and
+//! rate limit → known query parameters → `Allow` on 405 → egress tally → body limit → router
+//! → handler. The later stages (guard, cost, egress, settle, store, audit) are the pipeline
+//! the handlers call (`gateway::pipeline`).
 
 use axum::Extension;
 use axum::Router;
+use axum::response::Response;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::network::Tls;
 
 use std::sync::Arc;
 
-use super::routes::ROUTES;
-use super::{Shared, access, checks, edge};
+use super::routes::{self, ROUTES};
+use super::{Shared, access, checks, edge, same_origin};
 use crate::services::oauth::Refresher;
 
 /// Response headers every answer carries: it is an API, never a page to frame, sniff or cache.
@@ -38,46 +39,68 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 
 pub fn router(state: Shared) -> Router {
     // Every route from the one table; methods of one path merge into one method router.
-    let mut routes = Router::new();
+    let mut handlers = Router::new();
     for r in ROUTES {
-        routes = routes.route(&r.path.replace("{path}", "{*path}"), (r.handler)());
+        handlers = handlers.route(&routes::router_template(r.path), (r.handler)());
     }
-    let routes = routes
-        .layer(Extension(Arc::new(Refresher::default())))
+    let handlers = handlers
         .fallback(edge::not_found)
-        .method_not_allowed_fallback(edge::method_not_allowed);
+        .method_not_allowed_fallback(edge::method_not_allowed)
+        .with_state(state.clone());
+    // The stages wrap the router as one typed stack, outside it: a layer added to a `Router`
+    // is boxed into every route and deep-cloned by each stage above it on every request,
+    // while this stack clones only `Arc`s and the router (itself an `Arc`). The stages find
+    // the matched route with the router's own matcher (`edge::match_route`).
+    let hsts = state.config.network.tls != Tls::Off;
+    let stages = ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(edge::panic_response))
+        .map_response(move |resp| with_security_headers(resp, hsts))
+        .layer(middleware::from_fn(edge::request_id))
+        .map_request(edge::match_route)
+        .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
+        .layer(middleware::from_fn_with_state(state.clone(), checks::shape))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            edge::deadline,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            same_origin::strip,
+        ))
+        .layer(cors(&state.config.cors_origins))
+        .layer(middleware::from_fn_with_state(state.clone(), access::stage))
+        .layer(middleware::from_fn(checks::known_query))
+        .layer(middleware::from_fn(checks::allow_on_405))
+        .layer(middleware::from_fn(same_origin::tally))
+        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
+        .layer(Extension(Arc::new(Refresher::default())))
+        .layer(Extension(Arc::new(super::jobs::Jobs::default())))
+        .service(handlers);
+    Router::new()
+        .fallback_service(stages)
+        // The privacy center's page and assets: public files with no data in them, outside
+        // the API's key check (a browser cannot send a key with a page load); see `crate::web`.
+        .merge(crate::web::router(state))
+}
 
-    let mut app = routes.layer(DefaultBodyLimit::max(state.config.server.max_body_bytes));
+/// What every answer carries, the stages' own refusals included: it is an API, never a page
+/// to frame, sniff or cache. Over HTTPS (here, or by the trusted proxy in front) browsers are
+/// also told to keep to HTTPS for a year, so a later plain-HTTP link cannot strip it.
+fn with_security_headers(mut resp: Response, hsts: bool) -> Response {
+    let headers = resp.headers_mut();
     for (name, value) in SECURITY_HEADERS {
-        app = app.layer(SetResponseHeaderLayer::overriding(
+        headers.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
-        ));
+        );
     }
-    // Served over HTTPS (here, or by the trusted proxy in front): browsers are told to keep
-    // to HTTPS for a year, so a later plain-HTTP link cannot strip it.
-    if state.config.network.tls != Tls::Off {
-        app = app.layer(SetResponseHeaderLayer::overriding(
+    if hsts {
+        headers.insert(
             axum::http::header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
-        ));
+        );
     }
-    app.layer(
-        ServiceBuilder::new()
-            .layer(CatchPanicLayer::custom(edge::panic_response))
-            .layer(middleware::from_fn(edge::request_id))
-            .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
-            .layer(middleware::from_fn_with_state(state.clone(), checks::shape))
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                edge::deadline,
-            ))
-            .layer(cors(&state.config.cors_origins))
-            .layer(middleware::from_fn_with_state(state.clone(), access::stage))
-            .layer(middleware::from_fn(checks::known_query))
-            .layer(middleware::from_fn(checks::allow_on_405)),
-    )
-    .with_state(state)
+    resp
 }
 
 /// CORS for the configured origins only (never `*`); with none configured, browsers get no

@@ -4,9 +4,14 @@
 //! scope it needs. A route cannot be served without being documented, nor documented without
 //! being served.
 
+use std::sync::OnceLock;
+
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
-use super::{Shared, audit_api, conversations, core, openai_api, services, system};
+use super::{
+    Shared, audit_api, controls_api, conversations, core, jobs, openai_api, report_api, services,
+    spend_api, system, vault_api, verify_api,
+};
 use crate::access::scope::KeyScope;
 
 /// One operation of the API: what the router serves and what the document says of it.
@@ -72,6 +77,10 @@ const AUDIT_QUERY: &[(&str, &str)] = &[
         r#"{"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data"]}"#,
     ),
     (
+        "result",
+        r#"{"type": "string", "enum": ["success", "failed", "blocked", "error"]}"#,
+    ),
+    (
         "since",
         r#"{"type": "string", "description": "RFC 3339 time or YYYY-MM-DD"}"#,
     ),
@@ -85,10 +94,80 @@ const AUDIT_QUERY: &[(&str, &str)] = &[
     ),
 ];
 
-/// The scope a route needs, by method and the router's path template. A route the table does
-/// not know needs admin: an undocumented route can never be open to lesser keys.
-pub fn scope_of(method: &str, matched: &str) -> Option<KeyScope> {
-    find(matched, method).map_or(Some(KeyScope::Admin), |r| r.scope)
+const REPORT_QUERY: &[(&str, &str)] = &[(
+    "period",
+    r#"{"type": "string", "enum": ["today", "7d", "30d"], "default": "7d"}"#,
+)];
+
+const SPEND_QUERY: &[(&str, &str)] = &[(
+    "days",
+    r#"{"type": "integer", "minimum": 1, "maximum": 366, "default": 30}"#,
+)];
+
+/// The privacy center's operations (issue 17): admin, like `/api/audit`, since they show and
+/// change everyone's data.
+macro_rules! center {
+    ($method:literal, $path:literal, $handler:expr, $summary:literal, $req:expr, $resp:literal, $query:expr) => {
+        Route {
+            method: $method,
+            path: $path,
+            handler: $handler,
+            scope: Some(KeyScope::Admin),
+            summary: $summary,
+            request: $req,
+            response: $resp,
+            query: $query,
+            produces: JSON,
+            errors: JSON,
+        }
+    };
+}
+
+/// The scope a route needs, by method and the document's path template. A route the table
+/// does not know needs admin: an undocumented route can never be open to lesser keys.
+pub fn scope_of(method: &str, path: &str) -> Option<KeyScope> {
+    find(path, method).map_or(Some(KeyScope::Admin), |r| r.scope)
+}
+
+/// The route template a request's path matched, found by the edge before the router runs, so
+/// the edge stages can wrap the router once instead of being cloned into every route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched {
+    /// The document's template (`{path}`): what [`find`] and the scope table take.
+    pub path: &'static str,
+    /// The router's template (`{*path}`), as axum's `MatchedPath` names it: the metric label.
+    pub template: &'static str,
+}
+
+/// Matches a request path against the table's templates, with the router's own matcher
+/// (`matchit`), so the answer is the one the router reaches.
+pub fn matched(path: &str) -> Option<Matched> {
+    static MATCHER: OnceLock<(matchit::Router<usize>, Vec<Matched>)> = OnceLock::new();
+    let (matcher, all) = MATCHER.get_or_init(|| {
+        let mut matcher = matchit::Router::new();
+        let mut all: Vec<Matched> = Vec::new();
+        for r in ROUTES {
+            if all.iter().any(|m| m.path == r.path) {
+                continue;
+            }
+            let template: &'static str = router_template(r.path).leak();
+            // The router itself refuses an invalid or conflicting template at start.
+            if matcher.insert(template, all.len()).is_ok() {
+                all.push(Matched {
+                    path: r.path,
+                    template,
+                });
+            }
+        }
+        (matcher, all)
+    });
+    let found = matcher.at(path).ok()?;
+    all.get(*found.value).copied()
+}
+
+/// The router's form of a document template: a trailing `{path}` matches the rest.
+pub fn router_template(path: &str) -> String {
+    path.replace("{path}", "{*path}")
 }
 
 /// Every operation the router serves; the router test walks it, so a route added without
@@ -346,10 +425,91 @@ pub const ROUTES: &[Route] = &[
         produces: JSON,
         errors: JSON,
     },
+    center!(
+        "get",
+        "/api/report",
+        || get(report_api::report),
+        "Privacy report for a period: per agent, services and hosts called, bytes, blocks and why; top hosts; per day",
+        None,
+        "PrivacyReport",
+        Query::Named(REPORT_QUERY)
+    ),
+    center!(
+        "get",
+        "/api/spend",
+        || get(spend_api::spend),
+        "Spend: limits with spent and reserved, and charges by day, model and user (as `cost report`)",
+        None,
+        "Spend",
+        Query::Named(SPEND_QUERY)
+    ),
+    center!(
+        "get",
+        "/api/vault",
+        || get(vault_api::info),
+        "Vault: secret names, encryption, key source, last use; never a value",
+        None,
+        "VaultInfo",
+        Query::None
+    ),
+    center!(
+        "post",
+        "/api/vault/rotate",
+        || post(vault_api::rotate),
+        "Rotate the vault key (a job; poll /api/jobs/{id})",
+        Some("ConfirmRequest"),
+        "Job",
+        Query::None
+    ),
+    center!(
+        "post",
+        "/api/audit/verify",
+        || post(verify_api::start),
+        "Verify the audit chain (a job; poll /api/jobs/{id})",
+        Some("EmptyRequest"),
+        "Job",
+        Query::None
+    ),
+    center!(
+        "get",
+        "/api/audit/verify",
+        || get(verify_api::latest),
+        "The newest audit verify and its result",
+        None,
+        "LatestJob",
+        Query::None
+    ),
+    center!(
+        "get",
+        "/api/jobs/{id}",
+        || get(jobs::get),
+        "A long action's progress and result",
+        None,
+        "Job",
+        Query::None
+    ),
+    center!(
+        "post",
+        "/api/controls/local-only",
+        || post(controls_api::local_only),
+        "Turn local-only mode on or off (effective at once)",
+        Some("LocalOnlyRequest"),
+        "LocalOnlyState",
+        Query::None
+    ),
+    center!(
+        "post",
+        "/api/controls/lockdown",
+        || post(controls_api::lockdown),
+        "Lockdown: local-only on, every API key revoked, the vault key rotated",
+        Some("ConfirmRequest"),
+        "LockdownResult",
+        Query::None
+    ),
 ];
 
 /// The documented operation for a router path template and method (`HEAD` as `GET`).
-pub fn find(router_path: &str, method: &str) -> Option<&'static Route> {
+pub fn find(path: &str, method: &str) -> Option<&'static Route> {
     let method = if method.eq_ignore_ascii_case("head") {
         "get"
     } else {
@@ -357,15 +517,15 @@ pub fn find(router_path: &str, method: &str) -> Option<&'static Route> {
     };
     ROUTES
         .iter()
-        .find(|r| r.method.eq_ignore_ascii_case(method) && same_template(r.path, router_path))
+        .find(|r| r.path == path && r.method.eq_ignore_ascii_case(method))
 }
 
 /// The `Allow` header's value for a router path template: its documented methods, and
 /// `HEAD` wherever `GET` is (axum answers it).
-pub fn allowed_methods(router_path: &str) -> String {
+pub fn allowed_methods(path: &str) -> String {
     let mut methods: Vec<String> = ROUTES
         .iter()
-        .filter(|r| same_template(r.path, router_path))
+        .filter(|r| r.path == path)
         .map(|r| r.method.to_uppercase())
         .collect();
     if methods.iter().any(|m| m == "GET") {
@@ -375,10 +535,6 @@ pub fn allowed_methods(router_path: &str) -> String {
 }
 
 /// `/a/{x}/{path}` (OpenAPI) and `/a/{x}/{*path}` (axum) name the same route.
-fn same_template(doc: &str, router: &str) -> bool {
-    doc.len() + router.matches("{*").count() == router.len() && doc == router.replace("{*", "{")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,7 +549,7 @@ mod tests {
                 }
             }
         }
-        assert!(find("/api/services/{service}/{*path}", "PATCH").is_some());
+        assert!(find("/api/services/{service}/{path}", "PATCH").is_some());
         assert!(find("/api/conversations/{id}", "HEAD").is_some());
         assert!(find("/api/conversations/{id}", "PUT").is_none());
         assert!(find("/api/conversations/{id}/export", "GET").is_some());
@@ -401,10 +557,17 @@ mod tests {
         // HEAD needs what GET needs; a route nobody declared needs admin.
         assert_eq!(scope_of("HEAD", "/v1/models"), Some(KeyScope::Read));
         assert_eq!(
-            scope_of("HEAD", "/api/services/{service}/{*path}"),
+            scope_of("HEAD", "/api/services/{service}/{path}"),
             Some(KeyScope::Assistant)
         );
         assert_eq!(scope_of("GET", "/nowhere"), Some(KeyScope::Admin));
         assert_eq!(scope_of("GET", "/health"), None);
+        // The edge's matcher finds what the router would, in both forms.
+        let m = matched("/api/services/hue/lights/1/state").unwrap();
+        assert_eq!(m.path, "/api/services/{service}/{path}");
+        assert_eq!(m.template, "/api/services/{service}/{*path}");
+        assert_eq!(matched("/api/conversations/c1").unwrap().path, "/api/conversations/{id}");
+        assert_eq!(matched("/health").unwrap().template, "/health");
+        assert!(matched("/nowhere").is_none());
     }
 }

@@ -164,6 +164,21 @@ impl Keyring {
         ))
     }
 
+    /// The raw 32 bytes of each key, primary first, with its public fingerprint: the input
+    /// from which `datakeys` derives its key-encryption keys.
+    pub fn raw_keys(&self) -> Result<Vec<(String, Zeroizing<Vec<u8>>)>> {
+        self.keys
+            .iter()
+            .enumerate()
+            .map(|(i, (_, k))| {
+                let raw = URL_SAFE
+                    .decode(k.expose_secret().trim().as_bytes())
+                    .map_err(|_| Error::Vault(format!("key #{} is not base64", i + 1)))?;
+                Ok((fingerprint(k), Zeroizing::new(raw)))
+            })
+            .collect()
+    }
+
     /// Whether the primary key alone can open this token.
     pub fn is_under_primary(&self, token: &str) -> bool {
         self.keys[0].0.decrypt(token).is_ok()

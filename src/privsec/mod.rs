@@ -1,6 +1,7 @@
 //! The privacy core of the seed's `core.privsec`: keys and vault, audit log, local-only guard.
 
 pub mod audit;
+pub mod datakeys;
 pub mod guard;
 pub mod keycheck;
 pub mod keyring;

@@ -32,11 +32,13 @@ pub struct Rewrite {
     pub plaintext_left: usize,
     pub resumed: bool,
     pub retired_keys: usize,
+    /// Users' data keys re-wrapped under the new primary (their content is not touched).
+    pub data_keys_rewrapped: usize,
 }
 
 /// Called after each secret with (done, total); an error stops the run where it is, which is
 /// also how tests simulate a crash half-way.
-pub type Progress<'a> = &'a mut dyn FnMut(usize, usize) -> Result<()>;
+pub type Progress<'a> = &'a mut (dyn FnMut(usize, usize) -> Result<()> + Send);
 
 /// Secret names are identifiers, never paths or free text.
 pub fn validate_name(name: &str) -> Result<()> {
@@ -88,6 +90,12 @@ impl Vault {
         let fresh = Arc::new(fresh);
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
         Ok(fresh)
+    }
+
+    /// The keys as the key file holds them now: what a new data key is wrapped under, so a
+    /// running server follows a rotation made by another process.
+    pub fn current_keys(&self) -> Result<Arc<Keyring>> {
+        self.reread_keys()
     }
 
     fn set_keys(&mut self, keys: Keyring) {
@@ -274,9 +282,13 @@ impl Vault {
     /// With keys from the environment the new key cannot be written for the user: they put it
     /// first in `MAESTRA_ENCRYPTION_KEY`, and this re-encrypts everything to it.
     ///
+    /// Users' data keys are re-wrapped under the new primary after the secrets (issue 18); the
+    /// content they lock is not re-encrypted.
+    ///
     /// The key check value follows the secrets: it is rewritten under the new primary once
-    /// every secret is, and before the old keys leave the key file. At every point a crash can
-    /// stop at, the key file's keys open both the secrets and the check value.
+    /// every secret and data key is, and before the old keys leave the key file. At every point
+    /// a crash can stop at, the key file's keys open the secrets, the data keys and the check
+    /// value.
     pub async fn rotate_key(&mut self, progress: Progress<'_>) -> Result<Rewrite> {
         self.verify_key().await?;
         let marker = self.store.meta_get(ROTATION_MARKER).await?;
@@ -293,6 +305,11 @@ impl Vault {
             .await?;
         let mut report = self.reencrypt_all(&keys, progress).await?;
         report.resumed = resumed;
+        // The data keys too, before the old keys can leave the key file: wrapped under a
+        // retired key, a user's whole history would be lost.
+        report.data_keys_rewrapped = super::datakeys::rewrap_all(self.store.as_ref(), &keys)
+            .await?
+            .rewrapped;
         self.store
             .meta_set(keycheck::META_KEY, &keycheck::make(&keys))
             .await?;

@@ -82,12 +82,18 @@ pub struct Route {
 pub struct Providers {
     egress: Egress,
     keys: keys::ProviderKeys,
-    local_url: String,
+    /// Upstream endpoints, parsed once (config has checked them; `None` only if it did not).
+    local_chat: Option<Url>,
     local_models: Vec<String>,
-    openai_url: String,
-    anthropic_url: String,
+    openai_chat: Option<Url>,
+    anthropic_messages: Option<Url>,
     timeout: Duration,
     fallback: bool,
+}
+
+/// `base` + `/` + `path`, parsed once at start rather than on every call.
+fn endpoint(base: &str, path: &str) -> Option<Url> {
+    Url::parse(&format!("{}/{path}", base.trim_end_matches('/'))).ok()
 }
 
 impl Providers {
@@ -95,10 +101,10 @@ impl Providers {
         Providers {
             egress,
             keys: keys::ProviderKeys::new(vault, keys::TTL),
-            local_url: config.local_model_url.trim_end_matches('/').to_string(),
+            local_chat: endpoint(&config.local_model_url, "chat/completions"),
             local_models: config.local_models(),
-            openai_url: config.openai_base_url.trim_end_matches('/').to_string(),
-            anthropic_url: config.anthropic_base_url.trim_end_matches('/').to_string(),
+            openai_chat: endpoint(&config.openai_base_url, "chat/completions"),
+            anthropic_messages: endpoint(&config.anthropic_base_url, "messages"),
             timeout: Duration::from_secs(config.upstream_timeout),
             fallback: config.cloud_fallback,
         }
@@ -237,23 +243,23 @@ impl Providers {
         stream: bool,
     ) -> Result<(reqwest::RequestBuilder, Option<secrecy::SecretString>)> {
         self.egress.check_service(route.provider.service())?;
-        let (base, body) = match route.provider {
+        let (url, body) = match route.provider {
             Provider::Anthropic => (
-                format!("{}/messages", self.anthropic_url),
+                &self.anthropic_messages,
                 anthropic::request_body(req, &route.model, stream),
             ),
             Provider::OpenAi => (
-                format!("{}/chat/completions", self.openai_url),
+                &self.openai_chat,
                 openai::request_body(req, &route.model, stream),
             ),
             Provider::Local => (
-                format!("{}/chat/completions", self.local_url),
+                &self.local_chat,
                 openai::request_body(req, &route.model, stream),
             ),
         };
-        let url = Url::parse(&base).map_err(|e| {
+        let url = url.clone().ok_or_else(|| {
             Error::Config(format!(
-                "the {} base URL is not a URL: {e}",
+                "the {} base URL is not a URL",
                 route.provider.service()
             ))
         })?;

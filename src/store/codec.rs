@@ -91,6 +91,63 @@ where
     })
 }
 
+/// Conversations after `?1` (in id order, at most `?2`) with a content column that may still
+/// be plaintext: a topic without the sealed prefix, or tags or artifacts that are neither the
+/// empty list (what a chat turn stores) nor a sealed one. `?N` numbering reads the same in
+/// both databases' dialects once PostgreSQL's `$` replaces `?` (see `dollars`).
+pub(super) const RAW_CONVERSATIONS_SQL: &str = "
+    SELECT id, owner, topic, tags, artifacts FROM conversations
+    WHERE id > ?1 AND NOT (substr(topic, 1, 4) = 'mx1:'
+        AND (tags = '[]' OR substr(tags, 1, 6) = '[\"mx1:')
+        AND (artifacts = '[]' OR substr(artifacts, 1, 6) = '[\"mx1:'))
+    ORDER BY id LIMIT ?2";
+
+/// Messages after `(?1, ?2)` in `(conversation_id, seq)` order, at most `?3`, whose content or
+/// meta may still be plaintext, each with its conversation's owner.
+pub(super) const RAW_MESSAGES_SQL: &str = "
+    SELECT m.conversation_id, m.seq, m.id, c.owner, m.content, m.meta
+    FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+    WHERE (m.conversation_id, m.seq) > (?1, ?2)
+        AND NOT (substr(m.content, 1, 4) = 'mx1:' AND substr(m.meta, 1, 5) = '\"mx1:')
+    ORDER BY m.conversation_id, m.seq LIMIT ?3";
+
+/// PostgreSQL's numbered parameters (`$1`) for SQL written with SQLite's (`?1`).
+pub(super) fn dollars(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+pub(super) fn raw_conversation<'r, R>(row: &'r R) -> Result<crate::store::RawConversation>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::store::RawConversation {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        topic: row.try_get("topic")?,
+        tags: row.try_get("tags")?,
+        artifacts: row.try_get("artifacts")?,
+    })
+}
+
+pub(super) fn raw_message<'r, R>(row: &'r R) -> Result<crate::store::RawMessage>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::store::RawMessage {
+        conversation_id: row.try_get("conversation_id")?,
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        content: row.try_get("content")?,
+        meta: row.try_get("meta")?,
+    })
+}
+
 /// A stored API key from its row, on either backend: the columns and their decoding are the
 /// same; only the row type differs.
 pub(super) fn key_record<'r, R>(row: &'r R) -> Result<crate::store::ApiKeyRecord>

@@ -1,5 +1,5 @@
-//! Storage: a trait per concern (secrets, meta, conversations, ledger, API keys), `Store` for
-//! all of them, an embedded SQLite implementation and a shared PostgreSQL one.
+//! Storage: a trait per concern (secrets, meta, conversations, ledger, API keys, data keys),
+//! `Store` for all of them, an embedded SQLite implementation and a shared PostgreSQL one.
 //!
 //! Callers hold an `Arc<dyn Store>` (or only the concern they use) and never see SQL.
 
@@ -12,6 +12,8 @@ use secrecy::SecretString;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+/// Backups: a consistent copy of the embedded database without its data keys.
+pub use sqlite::snapshot as sqlite_snapshot;
 
 use crate::conversations::model::{Conversation, Message, Summary};
 use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
@@ -156,6 +158,95 @@ pub trait Conversations: Send + Sync {
     async fn scrub(&self) -> Result<()>;
 }
 
+/// A user's data key as stored: wrapped (encrypted) under a key-encryption key derived from
+/// the vault key, never in the clear (see `privsec::datakeys`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataKeyRecord {
+    pub user: String,
+    /// The wrapped key (base64 of nonce and ciphertext).
+    pub wrapped: String,
+    /// Public fingerprint of the vault key whose derived key wraps it.
+    pub kek: String,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for DataKeyRecord {
+    /// The wrapped key stays out of logs too: with an old copy of the vault key it would open.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeyRecord")
+            .field("user", &self.user)
+            .field("kek", &self.kek)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-user data keys (issue 18), in their own table (`data_keys`), apart from the content
+/// they lock: a data backup leaves the table out, so forgetting a user (deleting their row)
+/// makes every copy of their content unreadable.
+#[async_trait]
+pub trait DataKeys: Send + Sync {
+    async fn data_key_get(&self, user: &str) -> Result<Option<DataKeyRecord>>;
+    /// Stores `record` unless its user has a key already, and returns the key that stands:
+    /// of two processes racing for a user's first write, both end with the same key.
+    async fn data_key_insert(&self, record: &DataKeyRecord) -> Result<DataKeyRecord>;
+    /// Destroys a user's key, committed when this returns; true if there was one.
+    async fn data_key_delete(&self, user: &str) -> Result<bool>;
+    async fn data_key_list(&self) -> Result<Vec<DataKeyRecord>>;
+    /// Replaces a key's wrapping only if it still holds `expected` (rotation re-wraps with
+    /// it, so a concurrent forget or re-wrap is never overwritten).
+    async fn data_key_swap(
+        &self,
+        user: &str,
+        expected: &str,
+        wrapped: &str,
+        kek: &str,
+    ) -> Result<bool>;
+}
+
+/// A conversation's content columns exactly as stored (JSON text for the lists).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawConversation {
+    pub id: String,
+    pub owner: String,
+    pub topic: String,
+    pub tags: String,
+    pub artifacts: String,
+}
+
+/// A message's content columns exactly as stored, with its conversation's owner.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    pub conversation_id: String,
+    pub seq: i64,
+    pub id: String,
+    pub owner: String,
+    pub content: String,
+    /// JSON text.
+    pub meta: String,
+}
+
+/// Stored content as it is, for the one-time encryption of a database written before issue 18
+/// (`conversations::migrate`): paged in key order, rewritten only where unchanged since read.
+#[async_trait]
+pub trait RawContent: Send + Sync {
+    /// Up to `limit` conversations after id `after`, in id order, whose content columns may
+    /// still hold plaintext (a column not starting with the sealed prefix `mx1:`).
+    async fn raw_conversations(&self, after: &str, limit: u32) -> Result<Vec<RawConversation>>;
+    /// Up to `limit` messages after `(conversation id, seq)`, in that order, that may still
+    /// hold plaintext.
+    async fn raw_messages(&self, after: (&str, i64), limit: u32) -> Result<Vec<RawMessage>>;
+    /// Writes each `(old, new)` pair's content columns in one transaction, where the row still
+    /// holds `old`'s; returns how many rows changed.
+    async fn raw_conversations_rewrite(
+        &self,
+        rows: &[(RawConversation, RawConversation)],
+    ) -> Result<u64>;
+    async fn raw_messages_rewrite(&self, rows: &[(RawMessage, RawMessage)]) -> Result<u64>;
+    /// Rows in both tables, for progress.
+    async fn raw_counts(&self) -> Result<(u64, u64)>;
+}
+
 /// The cost ledger (SPEC §2.4): reservations, charges and running totals.
 #[async_trait]
 pub trait Ledger: Send + Sync {
@@ -201,7 +292,7 @@ pub trait ApiKeys: Send + Sync {
 /// A backend: every concern above over one database. Each consumer asks for the concern it
 /// uses (`Arc<dyn Ledger>`, ...); an `Arc<dyn Store>` converts to any of them.
 #[async_trait]
-pub trait Store: Secrets + Meta + Conversations + Ledger + ApiKeys {
+pub trait Store: Secrets + Meta + Conversations + Ledger + ApiKeys + DataKeys + RawContent {
     /// Writes whatever the store holds back in memory (queued turns, ledger changes) and
     /// closes its connections: the last thing a graceful stop does with it.
     async fn close(&self);
@@ -209,7 +300,7 @@ pub trait Store: Secrets + Meta + Conversations + Ledger + ApiKeys {
 
 /// The storage traits, for code that calls their methods on an `Arc<dyn Store>`.
 pub mod prelude {
-    pub use super::{ApiKeys, Conversations, Ledger, Meta, Secrets, Store};
+    pub use super::{ApiKeys, Conversations, DataKeys, Ledger, Meta, RawContent, Secrets, Store};
 }
 
 /// Seconds since the Unix epoch, the store's timestamp unit.

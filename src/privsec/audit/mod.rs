@@ -12,6 +12,8 @@ mod chain;
 mod entry;
 mod files;
 mod query;
+mod summary;
+mod summary_handle;
 mod verify;
 mod writer;
 
@@ -25,8 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 pub use chain::ChainKey;
 pub use entry::{Category, Event, Outcome, StoredEntry};
 pub use files::LogFiles;
-pub use query::{Filter, query};
-pub use verify::{Options as VerifyOptions, Problem, Report, verify, verify_with};
+pub use query::{Filter, query, query_matching};
+pub use summary::{Counts, Key as SummaryKey, Summary, current as current_summary};
+pub use summary_handle::SharedSummary;
+pub use verify::{Options as VerifyOptions, Problem, Report, verify, verify_observed, verify_with};
 
 use crate::config::AuditConfig;
 use crate::error::{Error, Result};
@@ -41,6 +45,7 @@ pub struct AuditLog {
     fail_closed: bool,
     lost: Arc<AtomicU64>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    summary: SharedSummary,
 }
 
 impl AuditLog {
@@ -52,7 +57,8 @@ impl AuditLog {
         // Finish any rotation a crash interrupted before writing on.
         files.compress_pending()?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
-        let w = writer::Writer::new(files, Arc::new(key));
+        let summary = SharedSummary::new(&cfg.path);
+        let w = writer::Writer::new(files, Arc::new(key)).with_summary(summary.clone());
         let lost = Arc::new(AtomicU64::new(0));
         let writer_lost = lost.clone();
         let thread = std::thread::Builder::new()
@@ -64,11 +70,18 @@ impl AuditLog {
             fail_closed: cfg.fail_closed,
             lost,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            summary,
         })
+    }
+
+    /// The summary of the log (for reports), kept as entries are written.
+    pub fn summary(&self) -> &SharedSummary {
+        &self.summary
     }
 
     /// Appends an entry and waits until it is on disk; returns its `seq`.
     pub async fn append(&self, event: Event) -> Result<u64> {
+        let event = crate::egress::tally::annotate(event);
         let (ack, done) = oneshot::channel();
         let pending = writer::Pending {
             event,
@@ -93,6 +106,7 @@ impl AuditLog {
         if self.fail_closed {
             return self.append(event).await.map(|_| ());
         }
+        let event = crate::egress::tally::annotate(event);
         let what = format!("{:?}/{}", event.category, event.action);
         let pending = writer::Pending { event, ack: None };
         match self
@@ -123,6 +137,7 @@ impl AuditLog {
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        self.summary.save();
     }
 }
 

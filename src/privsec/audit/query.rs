@@ -57,6 +57,16 @@ impl Filter {
 
 /// Entries matching `filter`, newest first.
 pub fn query(path: &Path, filter: &Filter) -> Result<Vec<StoredEntry>> {
+    query_matching(path, filter, &|_| true)
+}
+
+/// Entries matching `filter` and `keep` (a further condition, such as the result), newest
+/// first; the limit counts only those.
+pub fn query_matching(
+    path: &Path,
+    filter: &Filter,
+    keep: &dyn Fn(&StoredEntry) -> bool,
+) -> Result<Vec<StoredEntry>> {
     let files = LogFiles::new(path);
     let limit = filter.limit.unwrap_or(usize::MAX);
     let since_day = filter.since.map(|s| s.date().to_string());
@@ -77,7 +87,7 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<StoredEntry>> {
             let Ok(entry) = serde_json::from_slice::<StoredEntry>(line) else {
                 continue;
             };
-            if filter.matches(&entry) {
+            if filter.matches(&entry) && keep(&entry) {
                 out.push(entry);
                 if out.len() >= limit {
                     return Ok(out);

@@ -59,6 +59,17 @@ pub fn verify(path: &Path, key: &ChainKey) -> Result<Report> {
 }
 
 pub fn verify_with(path: &Path, key: &ChainKey, options: Options) -> Result<Report> {
+    verify_observed(path, key, options, &|_, _| {})
+}
+
+/// [`verify_with`], calling `progress(files_done, files_total)` before each file, so a long
+/// verify (the privacy center's) can show how far it got.
+pub fn verify_observed(
+    path: &Path,
+    key: &ChainKey,
+    options: Options,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report> {
     let files = LogFiles::new(path);
     let mut sources: Vec<PathBuf> = files.rotated()?.into_iter().map(|r| r.path).collect();
     sources.push(files.live());
@@ -79,7 +90,8 @@ pub fn verify_with(path: &Path, key: &ChainKey, options: Options) -> Result<Repo
     let mut report = Report::default();
     // The first entry saying the head was gone when writing resumed.
     let mut head_lost: Option<(PathBuf, usize, u64)> = None;
-    for src in &sources {
+    for (done, src) in sources.iter().enumerate() {
+        progress(done, sources.len());
         let text = read_all(src)?;
         if text.is_empty() {
             continue;
@@ -147,6 +159,7 @@ pub fn verify_with(path: &Path, key: &ChainKey, options: Options) -> Result<Repo
             report.entries += 1;
         }
     }
+    progress(sources.len(), sources.len());
     report.last = Some((expected.seq, expected.hash.clone()));
     let head = files.head();
     let head_text = std::fs::read_to_string(&head);

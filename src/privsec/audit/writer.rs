@@ -65,6 +65,8 @@ enum HeadState {
 pub(super) struct Writer {
     files: LogFiles,
     key: Arc<ChainKey>,
+    /// The server's summary, updated after each commit (see [`super::summary`]).
+    summary: Option<super::SharedSummary>,
     live: Option<File>,
     head: Option<File>,
     tail: Option<Tail>,
@@ -76,11 +78,18 @@ impl Writer {
         Writer {
             files,
             key,
+            summary: None,
             live: None,
             head: None,
             tail: None,
             buf: Vec::with_capacity(1 << 20),
         }
+    }
+
+    /// Keeps `summary` counting what this writer commits.
+    pub fn with_summary(mut self, summary: super::SharedSummary) -> Writer {
+        self.summary = Some(summary);
+        self
     }
 
     /// The thread body: block for one entry, take whatever else is queued, commit, acknowledge.
@@ -96,6 +105,9 @@ impl Writer {
                 drain(&mut rx, &mut batch);
             }
             let result = self.commit(&batch);
+            if let (Ok(first), Some(summary)) = (&result, &self.summary) {
+                summary.add_batch(batch.iter().map(|p| &p.event), *first);
+            }
             for (i, p) in batch.drain(..).enumerate() {
                 match (p.ack, &result) {
                     (Some(ack), Ok(first_seq)) => {

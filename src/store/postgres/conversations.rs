@@ -2,7 +2,12 @@
 
 use async_trait::async_trait;
 
+use super::horizon::wait_for_older_transactions;
 use super::*;
+use crate::store::codec::{
+    RAW_CONVERSATIONS_SQL, RAW_MESSAGES_SQL, dollars, raw_conversation, raw_message,
+};
+use crate::store::{RawContent, RawConversation, RawMessage};
 
 #[async_trait]
 impl Conversations for PostgresStore {
@@ -249,12 +254,96 @@ impl Conversations for PostgresStore {
     /// the space reusable. `FULL` copies the live rows into new files and drops the old ones.
     /// It takes an exclusive lock on each table for the duration, so other instances wait
     /// briefly. What it cannot reach: WAL segments not yet recycled, replicas' own copies and
-    /// backups, which the operator's retention governs.
+    /// backups, which the operator's retention governs. `data_keys` is among the tables so a
+    /// forgotten user's wrapped key leaves the files too. It first waits (up to seconds) for
+    /// transactions that could still see the deleted rows (see `horizon`): the rewrite would
+    /// keep those rows.
     async fn scrub(&self) -> Result<()> {
+        wait_for_older_transactions(&self.pool).await?;
         // The simple query protocol, since VACUUM may not run inside a transaction block.
-        sqlx::raw_sql("VACUUM (FULL) messages, conversations, secrets")
+        sqlx::raw_sql("VACUUM (FULL) messages, conversations, secrets, data_keys")
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RawContent for PostgresStore {
+    async fn raw_conversations(&self, after: &str, limit: u32) -> Result<Vec<RawConversation>> {
+        let rows = sqlx::query(&dollars(RAW_CONVERSATIONS_SQL))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(raw_conversation).collect()
+    }
+
+    async fn raw_messages(&self, after: (&str, i64), limit: u32) -> Result<Vec<RawMessage>> {
+        let rows = sqlx::query(&dollars(RAW_MESSAGES_SQL))
+            .bind(after.0)
+            .bind(after.1)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(raw_message).collect()
+    }
+
+    async fn raw_conversations_rewrite(
+        &self,
+        rows: &[(RawConversation, RawConversation)],
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for (old, new) in rows {
+            changed += sqlx::query(
+                "UPDATE conversations SET topic = $1, tags = $2, artifacts = $3
+                 WHERE id = $4 AND owner = $5 AND topic = $6 AND tags = $7 AND artifacts = $8",
+            )
+            .bind(&new.topic)
+            .bind(&new.tags)
+            .bind(&new.artifacts)
+            .bind(&old.id)
+            .bind(&old.owner)
+            .bind(&old.topic)
+            .bind(&old.tags)
+            .bind(&old.artifacts)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn raw_messages_rewrite(&self, rows: &[(RawMessage, RawMessage)]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for (old, new) in rows {
+            changed += sqlx::query(
+                "UPDATE messages SET content = $1, meta = $2
+                 WHERE conversation_id = $3 AND seq = $4 AND content = $5 AND meta = $6",
+            )
+            .bind(&new.content)
+            .bind(&new.meta)
+            .bind(&old.conversation_id)
+            .bind(old.seq)
+            .bind(&old.content)
+            .bind(&old.meta)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn raw_counts(&self) -> Result<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM conversations), (SELECT COUNT(*) FROM messages)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((to_u64(row.try_get(0)?), to_u64(row.try_get(1)?)))
     }
 }

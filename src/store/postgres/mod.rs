@@ -5,6 +5,8 @@
 
 mod api_keys;
 mod conversations;
+mod data_keys;
+mod horizon;
 mod ledger;
 mod meta;
 mod secrets;

@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::store::codec::{RAW_CONVERSATIONS_SQL, RAW_MESSAGES_SQL, raw_conversation, raw_message};
+use crate::store::{RawContent, RawConversation, RawMessage};
 
 #[async_trait]
 impl Conversations for SqliteStore {
@@ -218,5 +220,90 @@ impl Conversations for SqliteStore {
         Err(Error::Store(
             "could not checkpoint the write-ahead log: the database stayed busy".into(),
         ))
+    }
+}
+
+#[async_trait]
+impl RawContent for SqliteStore {
+    async fn raw_conversations(&self, after: &str, limit: u32) -> Result<Vec<RawConversation>> {
+        self.turns.settle(None).await?;
+        let rows = sqlx::query(RAW_CONVERSATIONS_SQL)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(raw_conversation).collect()
+    }
+
+    async fn raw_messages(&self, after: (&str, i64), limit: u32) -> Result<Vec<RawMessage>> {
+        self.turns.settle(None).await?;
+        let rows = sqlx::query(RAW_MESSAGES_SQL)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(raw_message).collect()
+    }
+
+    async fn raw_conversations_rewrite(
+        &self,
+        rows: &[(RawConversation, RawConversation)],
+    ) -> Result<u64> {
+        self.turns.settle(None).await?;
+        let mut tx = self.begin_write().await?;
+        let mut changed = 0;
+        for (old, new) in rows {
+            changed += sqlx::query(
+                "UPDATE conversations SET topic = ?1, tags = ?2, artifacts = ?3
+                 WHERE id = ?4 AND owner = ?5 AND topic = ?6 AND tags = ?7 AND artifacts = ?8",
+            )
+            .bind(&new.topic)
+            .bind(&new.tags)
+            .bind(&new.artifacts)
+            .bind(&old.id)
+            .bind(&old.owner)
+            .bind(&old.topic)
+            .bind(&old.tags)
+            .bind(&old.artifacts)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn raw_messages_rewrite(&self, rows: &[(RawMessage, RawMessage)]) -> Result<u64> {
+        self.turns.settle(None).await?;
+        let mut tx = self.begin_write().await?;
+        let mut changed = 0;
+        for (old, new) in rows {
+            changed += sqlx::query(
+                "UPDATE messages SET content = ?1, meta = ?2
+                 WHERE conversation_id = ?3 AND seq = ?4 AND content = ?5 AND meta = ?6",
+            )
+            .bind(&new.content)
+            .bind(&new.meta)
+            .bind(&old.conversation_id)
+            .bind(old.seq)
+            .bind(&old.content)
+            .bind(&old.meta)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn raw_counts(&self) -> Result<(u64, u64)> {
+        self.turns.settle(None).await?;
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM conversations), (SELECT COUNT(*) FROM messages)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((to_u64(row.try_get(0)?), to_u64(row.try_get(1)?)))
     }
 }

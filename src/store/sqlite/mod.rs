@@ -3,10 +3,12 @@
 mod api_keys;
 mod checkpoint;
 mod conversations;
+mod data_keys;
 mod ledger;
 mod mem_ledger;
 mod meta;
 mod secrets;
+pub mod snapshot;
 mod turn_batch;
 mod turns;
 

@@ -1,0 +1,152 @@
+//! Sealing a database written before conversations were encrypted (issue 18), at start.
+//!
+//! Rows are read in key order, a batch at a time, and each batch is rewritten in one
+//! transaction, only where a row still holds what was read (another process may be writing).
+//! A value without the sealed prefix is plaintext: after a crash, the next start finds the
+//! rows still plaintext and goes on from there, so the work is resumable without a cursor.
+//! When every row is sealed the store is scrubbed (write-ahead log checkpointed, PostgreSQL
+//! tables vacuumed), so the plaintext leaves the files, and a marker in `meta` saves later
+//! starts the scan.
+
+use super::cipher::{Column, Place, is_sealed, seal};
+use super::keys::UserKeys;
+use crate::error::{Error, Result};
+use crate::store::{RawConversation, RawMessage, Store};
+
+/// Meta key set once every row is sealed.
+pub const DONE: &str = "conversations.sealed";
+const DONE_VALUE: &str = "mx1";
+/// Rows read and rewritten per transaction.
+pub const BATCH: u32 = 500;
+
+/// What the migration did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sealed {
+    pub conversations: u64,
+    pub messages: u64,
+    /// Found already done by an earlier start.
+    pub already_done: bool,
+}
+
+/// Called with (rows looked at, rows in the database) after each batch; an error stops the
+/// migration there (how tests simulate a crash).
+pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) -> Result<()> + Send);
+
+/// Progress for a server start: a log line every ten batches, and at the end of a big run.
+pub fn log_progress() -> impl FnMut(u64, u64) -> Result<()> + Send {
+    let mut batches = 0u64;
+    move |done, total| {
+        batches += 1;
+        if batches.is_multiple_of(10) || (done == total && batches >= 10) {
+            tracing::info!(done, total, "encrypting plaintext conversations");
+        }
+        Ok(())
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|_| Error::Store("cannot encode a sealed value".into()))
+}
+
+/// A list column (JSON text) sealed as a one-element list; the empty list stays as it is.
+fn seal_list_text(
+    key: &crate::privsec::datakeys::DataKey,
+    at: &Place<'_>,
+    text: &str,
+) -> Result<String> {
+    if text == "[]" || text.starts_with("[\"mx1:") {
+        return Ok(text.to_owned());
+    }
+    json(&[seal(key, at, text)?])
+}
+
+/// Seals every plaintext row of `store` (the undecorated one), unless an earlier start did.
+pub async fn seal_plaintext(
+    store: &dyn Store,
+    keys: &UserKeys,
+    progress: Progress<'_>,
+) -> Result<Sealed> {
+    if store.meta_get(DONE).await?.as_deref() == Some(DONE_VALUE) {
+        return Ok(Sealed {
+            already_done: true,
+            ..Sealed::default()
+        });
+    }
+    let (conversations, messages) = store.raw_counts().await?;
+    let total = conversations + messages;
+    let mut report = Sealed::default();
+    let mut seen = 0;
+
+    let mut after = String::new();
+    loop {
+        let rows = store.raw_conversations(&after, BATCH).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id.clone();
+        seen += rows.len() as u64;
+        let mut pairs = Vec::with_capacity(rows.len());
+        for old in rows {
+            let key = keys.for_write(&old.owner).await?;
+            let at = |column| Place {
+                owner: &old.owner,
+                conversation: &old.id,
+                message: "",
+                column,
+            };
+            let new = RawConversation {
+                topic: match is_sealed(&old.topic) {
+                    true => old.topic.clone(),
+                    false => seal(&key, &at(Column::Topic), &old.topic)?,
+                },
+                tags: seal_list_text(&key, &at(Column::Tags), &old.tags)?,
+                artifacts: seal_list_text(&key, &at(Column::Artifacts), &old.artifacts)?,
+                ..old.clone()
+            };
+            pairs.push((old, new));
+        }
+        report.conversations += store.raw_conversations_rewrite(&pairs).await?;
+        progress(seen, total)?;
+    }
+
+    let mut after = (String::new(), i64::MIN);
+    loop {
+        let rows = store.raw_messages((&after.0, after.1), BATCH).await?;
+        let Some(last) = rows.last() else { break };
+        after = (last.conversation_id.clone(), last.seq);
+        seen += rows.len() as u64;
+        let mut pairs = Vec::with_capacity(rows.len());
+        for old in rows {
+            let key = keys.for_write(&old.owner).await?;
+            let at = |column| Place {
+                owner: &old.owner,
+                conversation: &old.conversation_id,
+                message: &old.id,
+                column,
+            };
+            let new = RawMessage {
+                content: match is_sealed(&old.content) {
+                    true => old.content.clone(),
+                    false => seal(&key, &at(Column::Content), &old.content)?,
+                },
+                meta: match old.meta.starts_with("\"mx1:") {
+                    true => old.meta.clone(),
+                    false => json(&seal(&key, &at(Column::Meta), &old.meta)?)?,
+                },
+                ..old.clone()
+            };
+            pairs.push((old, new));
+        }
+        report.messages += store.raw_messages_rewrite(&pairs).await?;
+        progress(seen.min(total), total)?;
+    }
+
+    if report.conversations + report.messages > 0 {
+        tracing::info!(
+            conversations = report.conversations,
+            messages = report.messages,
+            "plaintext conversation content encrypted; scrubbing the database files"
+        );
+        store.scrub().await?;
+    }
+    store.meta_set(DONE, DONE_VALUE).await?;
+    Ok(report)
+}

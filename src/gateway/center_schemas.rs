@@ -1,0 +1,71 @@
+//! The OpenAPI schemas of the privacy center's endpoints, merged into `/openapi.json`.
+
+use serde_json::{Value, json};
+
+pub fn schemas() -> Value {
+    let s = |t: &str| json!({"type": t});
+    let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
+    let closed = |mut v: Value| {
+        v["additionalProperties"] = json!(false);
+        v
+    };
+    let nullable = |v: Value| json!({"anyOf": [v, {"type": "null"}]});
+    let tally = || {
+        obj(
+            json!({"calls": s("integer"), "blocked": s("integer"),
+        "bytes_sent": s("integer"), "bytes_received": s("integer")}),
+            &["calls", "blocked", "bytes_sent", "bytes_received"],
+        )
+    };
+    let job = obj(
+        json!({
+            "id": s("string"),
+            "kind": {"type": "string", "enum": ["audit_verify", "vault_rotate"]},
+            "state": {"type": "string", "enum": ["running", "done", "failed"]},
+            "started_at": s("string"), "finished_at": nullable(s("string")),
+            "progress": obj(json!({"done": s("integer"), "total": s("integer")}), &["done", "total"]),
+            "result": {}, "error": {}
+        }),
+        &["id", "kind", "state", "started_at", "progress"],
+    );
+    let groups = || {
+        json!({"type": "array", "items": obj(json!({"key": s("string"),
+        "usd": s("number"), "micros": s("integer")}), &["key", "usd", "micros"])})
+    };
+    json!({
+        "PrivacyReport": obj(json!({
+            "period": {"type": "string", "enum": ["today", "7d", "30d"]},
+            "since": s("string"), "until": s("string"), "through_seq": s("integer"),
+            "totals": tally(),
+            "agents": {"type": "array", "items": obj(json!({"agent": s("string"), "totals": tally(),
+                "destinations": s("array"), "blocked_reasons": s("array")}), &["agent", "totals", "destinations"])},
+            "top_hosts": s("array"),
+            "days": {"type": "array", "items": obj(json!({"day": s("string"), "calls": s("integer"),
+                "blocked": s("integer")}), &["day", "calls", "blocked"])}
+        }), &["period", "since", "until", "totals", "agents", "top_hosts", "days"]),
+        "Spend": obj(json!({
+            "days": s("integer"), "since": s("string"), "limits": s("object"),
+            "total_usd": s("number"), "total_micros": s("integer"),
+            "by_day": groups(), "by_model": groups(), "by_user": groups()
+        }), &["days", "since", "limits", "total_usd", "by_day", "by_model", "by_user"]),
+        "VaultInfo": obj(json!({
+            "key_source": {"type": "string", "enum": ["file", "environment"]},
+            "active_keys": s("integer"),
+            "key_status": {"type": "string", "enum": ["matches", "unset", "mismatch"]},
+            "encrypted": s("integer"), "unencrypted": s("integer"),
+            "secrets": {"type": "array", "items": obj(json!({"name": s("string"),
+                "encrypted": s("boolean"), "updated_at": nullable(s("string")),
+                "used_by": {"type": "array", "items": s("string")},
+                "last_used": nullable(s("string"))}), &["name", "encrypted", "used_by", "last_used"])}
+        }), &["key_source", "active_keys", "key_status", "secrets"]),
+        "Job": job,
+        "LatestJob": obj(json!({"job": {"anyOf": [{"$ref": "#/components/schemas/Job"}, {"type": "null"}]}}), &["job"]),
+        "EmptyRequest": closed(obj(json!({}), &[])),
+        "ConfirmRequest": closed(obj(json!({"confirm": {"const": true}}), &["confirm"])),
+        "LocalOnlyRequest": closed(obj(json!({"on": s("boolean")}), &["on"])),
+        "LocalOnlyState": obj(json!({"local_only": s("boolean")}), &["local_only"]),
+        "LockdownResult": obj(json!({"local_only": s("boolean"), "api_keys_revoked": s("integer"),
+            "vault_rotation": {"anyOf": [{"$ref": "#/components/schemas/Job"}, {"type": "null"}]}}),
+            &["local_only", "api_keys_revoked"]),
+    })
+}

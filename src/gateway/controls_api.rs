@@ -1,0 +1,119 @@
+//! The privacy center's controls: `POST /api/controls/local-only` turns local-only mode on or
+//! off, `POST /api/controls/lockdown` is `maestra lockdown` from the page.
+//!
+//! Both act through the store's lockdown flag, the one `maestra lockdown` sets and the
+//! server's watch follows (so a switch here survives the watch and a restart, and other
+//! servers on a shared database follow within seconds), and also switch this server's egress
+//! at once. Local-only set in the configuration cannot be turned off from here.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::edge::{ApiJson, RequestInfo};
+use super::jobs::{self, Jobs, Kind};
+use crate::app::LOCKDOWN_FLAG;
+use crate::error::{Error, Result};
+use crate::privsec::audit::{Category, Event, Outcome};
+use crate::privsec::keyring::KeySource;
+use crate::store::now_unix;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LocalOnly {
+    on: bool,
+}
+
+pub(super) async fn local_only(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>> {
+    let req: LocalOnly = super::center_body::object(body)?;
+    if req.on {
+        state.store.meta_set(LOCKDOWN_FLAG, "true").await?;
+        state.egress.set_local_only(true);
+    } else {
+        if state.config.local_only {
+            return Err(Error::BadRequest(
+                "local-only mode is set in the configuration (local_only = true); change it \
+                 there"
+                    .into(),
+            ));
+        }
+        state.store.meta_delete(LOCKDOWN_FLAG).await?;
+        state.egress.set_local_only(false);
+    }
+    let action = if req.on {
+        "local_only.on"
+    } else {
+        "local_only.off"
+    };
+    let mut e = Event::new(Category::Admin, "maestra", action, Outcome::Success)
+        .request_id(&info.id)
+        .detail("local_only", req.on);
+    if let Some(k) = &info.key_id {
+        e = e.detail("key_id", k.as_str());
+    }
+    state.audit.record(e).await?;
+    Ok(Json(json!({"local_only": state.egress.local_only()})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Lockdown {
+    confirm: bool,
+}
+
+/// Local-only on, every API key revoked (the page's own key too, in cloud mode), and the
+/// vault key rotated as a job the answer names.
+pub(super) async fn lockdown(
+    State(state): State<Shared>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>> {
+    let req: Lockdown = super::center_body::object(body)?;
+    if !req.confirm {
+        return Err(Error::BadRequest(
+            "a lockdown needs {\"confirm\": true}".into(),
+        ));
+    }
+    state.store.meta_set(LOCKDOWN_FLAG, "true").await?;
+    state.egress.set_local_only(true);
+    let revoked = state.store.api_keys_revoke_all(now_unix()).await?;
+    let rotation = match state.vault.keys().source.clone() {
+        KeySource::Environment => None,
+        KeySource::File(path) => {
+            let (job, new) = jobs.start(Kind::VaultRotate);
+            if new {
+                let worker = job.clone();
+                let store = state.store.clone();
+                jobs::spawn(job.clone(), async move {
+                    let r = jobs::rotate_vault(path, store, worker).await?;
+                    Ok(json!({"rewritten": r.rewritten, "retired_keys": r.retired_keys}))
+                });
+            }
+            Some(job)
+        }
+    };
+    state
+        .audit
+        .record(
+            Event::new(Category::Admin, "maestra", "lockdown", Outcome::Success)
+                .request_id(&info.id)
+                .detail("local_only", true)
+                .detail("api_keys_revoked", revoked)
+                .detail("vault_key_rotation", rotation.is_some()),
+        )
+        .await?;
+    Ok(Json(json!({
+        "local_only": true,
+        "api_keys_revoked": revoked,
+        "vault_rotation": rotation.map(|j| j.to_json()),
+    })))
+}

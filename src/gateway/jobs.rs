@@ -1,0 +1,194 @@
+//! Long actions the privacy center starts (an audit verify over a big log, a vault key
+//! rotation): each runs on its own task and is polled with `GET /api/jobs/{id}`, so the
+//! request that starts it answers at once and the server never waits on it.
+//!
+//! One job of a kind runs at a time: starting another while one runs returns the running one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::edge::ApiPath;
+use crate::error::{Error, Result};
+
+/// Jobs kept for polling; the oldest finished ones go first.
+const KEEP: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    AuditVerify,
+    VaultRotate,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::AuditVerify => "audit_verify",
+            Kind::VaultRotate => "vault_rotate",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Running,
+    Done(Value),
+    Failed(Value),
+}
+
+/// A job's state, shared with the task doing it.
+pub struct Job {
+    id: String,
+    kind: Kind,
+    started_at: String,
+    done: AtomicU64,
+    total: AtomicU64,
+    outcome: Mutex<(Outcome, Option<String>)>,
+}
+
+impl Job {
+    /// Progress: `done` of `total` steps (files, secrets).
+    pub fn progress(&self, done: usize, total: usize) {
+        self.done.store(done as u64, Ordering::Relaxed);
+        self.total.store(total as u64, Ordering::Relaxed);
+    }
+
+    fn finish(&self, outcome: Outcome) {
+        let mut o = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        *o = (outcome, Some(now()));
+    }
+
+    fn running(&self) -> bool {
+        matches!(
+            self.outcome
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0,
+            Outcome::Running
+        )
+    }
+
+    pub fn to_json(&self) -> Value {
+        let (outcome, finished_at) = self
+            .outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let (state, result, error) = match outcome {
+            Outcome::Running => ("running", Value::Null, Value::Null),
+            Outcome::Done(v) => ("done", v, Value::Null),
+            Outcome::Failed(e) => ("failed", Value::Null, e),
+        };
+        json!({
+            "id": self.id,
+            "kind": self.kind.as_str(),
+            "state": state,
+            "started_at": self.started_at,
+            "finished_at": finished_at,
+            "progress": {"done": self.done.load(Ordering::Relaxed), "total": self.total.load(Ordering::Relaxed)},
+            "result": result,
+            "error": error,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct Jobs {
+    all: Mutex<Vec<Arc<Job>>>,
+}
+
+impl Jobs {
+    /// The running job of `kind`, else a new one and whether it is new (the caller starts it).
+    pub fn start(&self, kind: Kind) -> (Arc<Job>, bool) {
+        let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(j) = all.iter().find(|j| j.kind == kind && j.running()) {
+            return (j.clone(), false);
+        }
+        if all.len() >= KEEP
+            && let Some(at) = all.iter().position(|j| !j.running())
+        {
+            all.remove(at);
+        }
+        let job = Arc::new(Job {
+            id: format!("job_{}", uuid::Uuid::new_v4().simple()),
+            kind,
+            started_at: now(),
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            outcome: Mutex::new((Outcome::Running, None)),
+        });
+        all.push(job.clone());
+        (job, true)
+    }
+
+    /// The newest job of `kind`.
+    pub fn latest(&self, kind: Kind) -> Option<Arc<Job>> {
+        let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        all.iter().rev().find(|j| j.kind == kind).cloned()
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Job>> {
+        let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        all.iter().find(|j| j.id == id).cloned()
+    }
+}
+
+fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// Runs `work` for `job` on its own task, recording how it ended.
+pub fn spawn<F>(job: Arc<Job>, work: F)
+where
+    F: Future<Output = Result<Value>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let outcome = match work.await {
+            Ok(v) => Outcome::Done(v),
+            Err(e) => Outcome::Failed(e.body()["error"].clone()),
+        };
+        job.finish(outcome);
+    });
+}
+
+/// Rotates the vault key with a vault of its own on the same store and key file (the server's
+/// vault re-reads the key file when it changes, as after `maestra vault rotate-key`), on a
+/// blocking thread: the rotation's progress callback is not `Send`.
+pub async fn rotate_vault(
+    path: std::path::PathBuf,
+    store: Arc<dyn crate::store::Store>,
+    job: Arc<Job>,
+) -> Result<crate::privsec::vault::Rewrite> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(async move {
+            let keys = crate::privsec::keyring::Keyring::load(None, &path)?;
+            let mut vault = crate::privsec::vault::Vault::new(keys, store);
+            let mut progress = |d: usize, t: usize| -> Result<()> {
+                job.progress(d, t);
+                Ok(())
+            };
+            vault.rotate_key(&mut progress).await
+        })
+    })
+    .await
+    .map_err(|_| Error::Vault("the key rotation stopped unexpectedly".into()))?
+}
+
+/// `GET /api/jobs/{id}`.
+pub(super) async fn get(
+    State(_state): State<Shared>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>> {
+    jobs.get(&id).map(|j| Json(j.to_json())).ok_or_else(|| {
+        let shown: String = id.chars().take(64).collect();
+        Error::NotFound(format!("no job {shown:?}"))
+    })
+}

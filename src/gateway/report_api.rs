@@ -1,0 +1,185 @@
+//! `GET /api/report`: the privacy center's home, an App Privacy Report for the assistant.
+//! For a period (today, 7 or 30 days, UTC): per agent (else surface), the services and hosts
+//! it called, how often, the bytes sent and received, and what local-only mode blocked and
+//! why; the most-contacted hosts; calls and blocks per day.
+//!
+//! It reads the audit log's summary ([`crate::privsec::audit::Summary`]), not the log, so it
+//! answers in milliseconds over a million entries. A call is an entry of a service category
+//! (`llm`, `media`, `smarthome`, `creative`) or a `local_only_block`; a block is the latter.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use super::Shared;
+use super::edge::ApiQuery;
+use crate::error::{Error, Result};
+use crate::privsec::audit::{Category, Counts, Summary, SummaryKey};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReportQuery {
+    period: Option<String>,
+}
+
+/// The days a period covers, oldest first, ending today (UTC).
+pub(super) fn period_days(period: &str, today: time::Date) -> Result<Vec<String>> {
+    let n = match period {
+        "today" => 1,
+        "7d" => 7,
+        "30d" => 30,
+        other => {
+            let shown: String = other.chars().take(16).collect();
+            return Err(Error::BadRequest(format!(
+                "period must be today, 7d or 30d, not {shown:?}"
+            )));
+        }
+    };
+    Ok((0..n)
+        .rev()
+        .map(|i| (today - Duration::days(i)).to_string())
+        .collect())
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+struct Tally {
+    calls: u64,
+    blocked: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
+impl Tally {
+    fn add(&mut self, k: &SummaryKey, c: &Counts) {
+        self.calls += c.entries;
+        if k.category == Category::LocalOnlyBlock {
+            self.blocked += c.entries;
+        }
+        self.bytes_sent += c.bytes_sent;
+        self.bytes_received += c.bytes_received;
+    }
+}
+
+fn is_call(c: Category) -> bool {
+    matches!(
+        c,
+        Category::Llm
+            | Category::Media
+            | Category::Smarthome
+            | Category::Creative
+            | Category::LocalOnlyBlock
+    )
+}
+
+#[derive(Default)]
+struct Agent {
+    total: Tally,
+    /// (service, host) → figures.
+    destinations: BTreeMap<(String, String), Tally>,
+    reasons: BTreeMap<String, u64>,
+}
+
+/// The report for `days` (oldest first) from the summary.
+pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
+    let (Some(since), Some(until)) = (days.first(), days.last()) else {
+        return json!({});
+    };
+    let mut total = Tally::default();
+    let mut agents: BTreeMap<String, Agent> = BTreeMap::new();
+    let mut hosts: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    let mut per_day: BTreeMap<&str, Tally> = days
+        .iter()
+        .map(|d| (d.as_str(), Tally::default()))
+        .collect();
+    for (k, c) in summary.rows_between(since, until) {
+        if !is_call(k.category) {
+            continue;
+        }
+        total.add(k, c);
+        let agent = agents.entry(k.agent.clone()).or_default();
+        agent.total.add(k, c);
+        agent
+            .destinations
+            .entry((k.service.clone(), k.host.clone()))
+            .or_default()
+            .add(k, c);
+        if k.category == Category::LocalOnlyBlock {
+            *agent.reasons.entry(k.reason.clone()).or_default() += c.entries;
+        }
+        hosts
+            .entry((k.host.clone(), k.service.clone()))
+            .or_default()
+            .add(k, c);
+        if let Some(d) = per_day.get_mut(k.day.as_str()) {
+            d.add(k, c);
+        }
+    }
+    let mut agents: Vec<(String, Agent)> = agents.into_iter().collect();
+    agents.sort_by(|a, b| b.1.total.calls.cmp(&a.1.total.calls).then(a.0.cmp(&b.0)));
+    let agents: Vec<Value> = agents
+        .into_iter()
+        .map(|(name, a)| {
+            let mut dests: Vec<_> = a.destinations.into_iter().collect();
+            dests.sort_by(|x, y| y.1.calls.cmp(&x.1.calls).then(x.0.cmp(&y.0)));
+            json!({
+                "agent": name,
+                "totals": a.total,
+                "destinations": dests.into_iter().map(|((service, host), t)| json!({
+                    "service": service, "host": host, "calls": t.calls, "blocked": t.blocked,
+                    "bytes_sent": t.bytes_sent, "bytes_received": t.bytes_received,
+                })).collect::<Vec<_>>(),
+                "blocked_reasons": a.reasons.into_iter().map(|(reason, count)| json!({
+                    "reason": reason, "count": count})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut top: Vec<_> = hosts.into_iter().collect();
+    top.sort_by(|x, y| y.1.calls.cmp(&x.1.calls).then(x.0.cmp(&y.0)));
+    top.truncate(10);
+    json!({
+        "period": period,
+        "since": since,
+        "until": until,
+        "through_seq": summary.through_seq,
+        "totals": total,
+        "agents": agents,
+        "top_hosts": top.into_iter().map(|((host, service), t)| json!({
+            "host": host, "service": service, "calls": t.calls, "blocked": t.blocked,
+            "bytes_sent": t.bytes_sent, "bytes_received": t.bytes_received,
+        })).collect::<Vec<_>>(),
+        "days": per_day.into_iter().map(|(day, t)| json!({
+            "day": day, "calls": t.calls, "blocked": t.blocked})).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) async fn report(
+    State(state): State<Shared>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> Result<Json<Value>> {
+    let period = q.period.unwrap_or_else(|| "7d".into());
+    let days = period_days(&period, OffsetDateTime::now_utc().date())?;
+    let summary = state.audit.summary().clone();
+    let report = tokio::task::spawn_blocking(move || summary.read(|s| build(s, &period, &days)))
+        .await
+        .map_err(|_| Error::Audit("the report stopped unexpectedly".into()))??;
+    Ok(Json(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_whole_utc_days() {
+        let today = time::macros::date!(2026 - 03 - 01);
+        assert_eq!(period_days("today", today).unwrap(), vec!["2026-03-01"]);
+        let week = period_days("7d", today).unwrap();
+        assert_eq!(week.first().unwrap(), "2026-02-23");
+        assert_eq!(week.len(), 7);
+        assert!(period_days("365d", today).is_err());
+    }
+}

@@ -1,0 +1,428 @@
+//! A summary of the log kept beside it (`audit.summary.json`): counts of calls, blocks and
+//! bytes per day × agent × category × service × host × result × block reason. The privacy
+//! center's report reads it instead of the log, so a report over a million entries costs a few
+//! thousand rows, not a million parsed lines.
+//!
+//! The server's writer adds each committed batch to the summary it holds in memory; whatever
+//! it did not see (entries from another process, a crash before the file was saved) is caught
+//! up by reading only the lines after the summary's `through_seq`. A missing or unreadable
+//! summary is rebuilt from the whole log, so it is a cache: never the record itself.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::entry::{Category, Event, Outcome};
+use super::files::{LogFiles, read_all};
+use super::writer::parse_seq;
+use crate::error::{Error, Result};
+
+const VERSION: u32 = 1;
+
+/// What one summary row counts over.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Key {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// The agent, else the surface, else `""`.
+    pub agent: String,
+    pub category: Category,
+    pub service: String,
+    /// The host egress dialled (`details.host`), `""` when unknown.
+    pub host: String,
+    pub result: Outcome,
+    /// Why a call was blocked (`details.reason`), `""` otherwise.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub entries: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Every entry up to this `seq` is counted.
+    pub through_seq: u64,
+    pub rows: HashMap<Key, Counts>,
+    /// Entries were written that this summary did not see: catch up before reading it.
+    pub stale: bool,
+    /// Changed since it was last saved.
+    pub dirty: bool,
+}
+
+/// The file as saved: rows as flat arrays, so a large summary stays compact.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    through_seq: u64,
+    rows: Vec<(Key, Counts)>,
+}
+
+/// The fields of a line the summary needs, borrowed from the line.
+#[derive(Deserialize)]
+struct Line<'a> {
+    ts: &'a str,
+    seq: u64,
+    #[serde(borrow)]
+    agent_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    surface_id: Option<Cow<'a, str>>,
+    category: Category,
+    #[serde(borrow)]
+    service: Cow<'a, str>,
+    result: Outcome,
+    #[serde(default, borrow)]
+    details: LineDetails<'a>,
+}
+
+/// The details the summary counts; the others are skipped unparsed.
+#[derive(Deserialize, Default)]
+struct LineDetails<'a> {
+    #[serde(default, borrow)]
+    host: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    bytes_sent: Option<u64>,
+    #[serde(default)]
+    bytes_received: Option<u64>,
+    #[serde(default)]
+    reported: Option<bool>,
+}
+
+/// What an entry adds besides its key fields.
+struct Figures<'a> {
+    host: &'a str,
+    reason: &'a str,
+    sent: u64,
+    received: u64,
+}
+
+/// Hosts and bytes are what egress measured: an entry a client reported
+/// (`details.reported`, `POST /api/audit/events`) is counted, its own claims of them are not.
+const NONE: Figures<'static> = Figures {
+    host: "",
+    reason: "",
+    sent: 0,
+    received: 0,
+};
+
+impl<'a> Figures<'a> {
+    fn of_event(details: &'a Map<String, Value>) -> Figures<'a> {
+        if details.get("reported") == Some(&Value::Bool(true)) {
+            return NONE;
+        }
+        let text = |k: &str| details.get(k).and_then(Value::as_str).unwrap_or_default();
+        let num = |k: &str| details.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Figures {
+            host: text("host"),
+            reason: text("reason"),
+            sent: num("bytes_sent"),
+            received: num("bytes_received"),
+        }
+    }
+
+    fn of_line(d: &'a LineDetails<'a>) -> Figures<'a> {
+        if d.reported == Some(true) {
+            return NONE;
+        }
+        Figures {
+            host: d.host.as_deref().unwrap_or_default(),
+            reason: d.reason.as_deref().unwrap_or_default(),
+            sent: d.bytes_sent.unwrap_or(0),
+            received: d.bytes_received.unwrap_or(0),
+        }
+    }
+}
+
+/// The summary file beside the live log at `path`.
+pub fn summary_path(path: &Path) -> PathBuf {
+    let files = LogFiles::new(path);
+    let live = files.live();
+    let stem = live
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "audit".into());
+    files.dir().join(format!("{stem}.summary.json"))
+}
+
+impl Summary {
+    fn add(
+        &mut self,
+        ts: &str,
+        agent: Option<&str>,
+        category: Category,
+        service: &str,
+        result: Outcome,
+        f: Figures<'_>,
+    ) {
+        let key = Key {
+            day: ts.get(..10).unwrap_or_default().to_string(),
+            agent: agent.unwrap_or_default().to_string(),
+            category,
+            service: service.to_string(),
+            host: f.host.to_string(),
+            result,
+            reason: if category == Category::LocalOnlyBlock {
+                f.reason.to_string()
+            } else {
+                String::new()
+            },
+        };
+        let c = self.rows.entry(key).or_default();
+        c.entries += 1;
+        c.bytes_sent += f.sent;
+        c.bytes_received += f.received;
+        self.dirty = true;
+    }
+
+    /// Counts a batch the writer committed, whose first entry got `first_seq`. A batch that
+    /// does not follow on (another process wrote in between) marks the summary stale instead.
+    pub(super) fn add_batch<'a>(
+        &mut self,
+        events: impl Iterator<Item = &'a Event>,
+        first_seq: u64,
+    ) {
+        if self.stale || first_seq != self.through_seq + 1 {
+            self.stale = true;
+            return;
+        }
+        let mut seq = self.through_seq;
+        for e in events {
+            let agent = e.agent_id.as_deref().or(e.surface_id.as_deref());
+            let f = Figures::of_event(&e.details);
+            self.add(&e.ts, agent, e.category, &e.service, e.result, f);
+            seq += 1;
+        }
+        self.through_seq = seq;
+    }
+
+    /// Adds every line of `text` after `through_seq`, skipping older lines without parsing
+    /// them. Returns the entries added.
+    fn add_lines(&mut self, text: &[u8]) -> u64 {
+        let mut added = 0;
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if parse_seq(line).is_some_and(|s| s <= self.through_seq) {
+                continue;
+            }
+            let Ok(l) = serde_json::from_slice::<Line<'_>>(line) else {
+                continue;
+            };
+            if l.seq <= self.through_seq {
+                continue;
+            }
+            let agent = l.agent_id.as_deref().or(l.surface_id.as_deref());
+            let f = Figures::of_line(&l.details);
+            self.add(l.ts, agent, l.category, &l.service, l.result, f);
+            self.through_seq = l.seq;
+            added += 1;
+        }
+        added
+    }
+
+    /// Reads what the summary has not counted yet: the rotated days from its newest day on,
+    /// and the live file (all of them for an empty summary).
+    pub fn catch_up(&mut self, path: &Path) -> Result<u64> {
+        let files = LogFiles::new(path);
+        let newest = if self.through_seq == 0 {
+            None
+        } else {
+            self.rows.keys().map(|k| k.day.clone()).max()
+        };
+        let sources: Vec<PathBuf> = files
+            .rotated()?
+            .into_iter()
+            .filter(|r| newest.as_ref().is_none_or(|d| r.date >= *d))
+            .map(|r| r.path)
+            .collect();
+        let mut added = 0;
+        for src in sources {
+            added += self.add_lines(&read_all(&src)?);
+        }
+        added += self.add_lines(&live_tail(&files.live(), self.through_seq)?);
+        self.stale = false;
+        Ok(added)
+    }
+
+    /// The saved summary, or an empty one when it is missing or unreadable; either way
+    /// marked stale, so the first read catches up with (or rebuilds from) the log.
+    pub fn load(path: &Path) -> Summary {
+        let empty = Summary {
+            stale: true,
+            ..Summary::default()
+        };
+        let Ok(bytes) = std::fs::read(summary_path(path)) else {
+            return empty;
+        };
+        match serde_json::from_slice::<Saved>(&bytes) {
+            Ok(s) if s.version == VERSION => Summary {
+                through_seq: s.through_seq,
+                rows: s.rows.into_iter().collect(),
+                stale: true,
+                dirty: false,
+            },
+            _ => {
+                tracing::warn!("the audit summary is unreadable; rebuilding it from the log");
+                empty
+            }
+        }
+    }
+
+    pub fn save(&mut self, path: &Path) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let saved = Saved {
+            version: VERSION,
+            through_seq: self.through_seq,
+            rows: self.rows.iter().map(|(k, c)| (k.clone(), *c)).collect(),
+        };
+        let bytes = serde_json::to_vec(&saved)
+            .map_err(|e| Error::Audit(format!("cannot write the audit summary: {e}")))?;
+        crate::home::write_private_atomic(&summary_path(path), &bytes)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The rows of the days `since..=until` (`YYYY-MM-DD`).
+    pub fn rows_between<'a>(
+        &'a self,
+        since: &'a str,
+        until: &'a str,
+    ) -> impl Iterator<Item = (&'a Key, &'a Counts)> + 'a {
+        self.rows
+            .iter()
+            .filter(move |(k, _)| k.day.as_str() >= since && k.day.as_str() <= until)
+    }
+}
+
+/// The end of the live file from the last line at or before seq `after` on, read backwards
+/// in chunks: catching up after a restart costs what was written since, not the whole day.
+fn live_tail(path: &Path, after: u64) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 1 << 20;
+    let ctx = |e| Error::io(format!("cannot read {}", path.display()), e);
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ctx(e)),
+    };
+    let len = f.metadata().map_err(ctx)?.len();
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    while start > 0 {
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (start - from) as usize];
+        f.seek(SeekFrom::Start(from)).map_err(ctx)?;
+        f.read_exact(&mut chunk).map_err(ctx)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        start = from;
+        // The first whole line of what was read: at or before `after`, nothing older is needed.
+        let whole = if start == 0 {
+            Some(&buf[..])
+        } else {
+            buf.iter().position(|b| *b == b'\n').map(|p| &buf[p + 1..])
+        };
+        if let Some(line) = whole.and_then(|w| w.split(|b| *b == b'\n').next())
+            && parse_seq(line).is_some_and(|s| s <= after)
+        {
+            break;
+        }
+    }
+    if start > 0 {
+        // Drop the partial line the first chunk began in.
+        let cut = buf
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(buf.len(), |p| p + 1);
+        buf.drain(..cut);
+    }
+    Ok(buf)
+}
+
+/// The summary up to date with the log at `path`: loaded (or rebuilt), caught up, saved.
+pub fn current(path: &Path) -> Result<Summary> {
+    let mut s = Summary::load(path);
+    s.catch_up(path)?;
+    s.save(path)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_after_through_seq_only() {
+        let mut s = Summary::default();
+        let line = |seq: u64, cat: &str, extra: &str| {
+            format!(
+                r#"{{"ts":"2026-11-30T10:00:00Z","seq":{seq},"request_id":null,"user_id":null,"agent_id":null,"surface_id":"cli","category":"{cat}","service":"openai","action":"core","result":"success","ip_address":null,"details":{{"host":"api.openai.com","bytes_sent":10,"bytes_received":20{extra}}},"prev_hash":"x"}}"#
+            )
+        };
+        let text = [
+            line(1, "llm", ""),
+            line(2, "llm", ""),
+            line(3, "local_only_block", r#","reason":"cloud""#),
+        ]
+        .join("\n");
+        assert_eq!(s.add_lines(text.as_bytes()), 3);
+        assert_eq!(s.add_lines(text.as_bytes()), 0, "nothing twice");
+        assert_eq!(s.through_seq, 3);
+        let total: u64 = s.rows.values().map(|c| c.bytes_sent).sum();
+        assert_eq!(total, 30);
+        assert!(
+            s.rows
+                .keys()
+                .any(|k| k.reason == "cloud" && k.agent == "cli")
+        );
+    }
+
+    #[test]
+    fn a_reported_entry_counts_but_its_claimed_bytes_do_not() {
+        let mut s = Summary::default();
+        let line = r#"{"ts":"2026-11-30T10:00:00Z","seq":1,"agent_id":"tool","category":"creative","service":"ffmpeg","result":"success","details":{"bytes_sent":999,"host":"x","reported":true},"prev_hash":"x"}"#;
+        assert_eq!(s.add_lines(line.as_bytes()), 1);
+        let (k, c) = s.rows.iter().next().unwrap();
+        assert_eq!((c.entries, c.bytes_sent, k.host.as_str()), (1, 0, ""));
+    }
+
+    #[test]
+    fn the_tail_reads_back_only_as_far_as_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut text = String::new();
+        for seq in 1..=40_000u64 {
+            text.push_str(&format!(
+                r#"{{"ts":"2026-11-30T10:00:00Z","seq":{seq},"category":"llm","service":"s","result":"success","details":{{}},"prev_hash":"x"}}"#
+            ));
+            text.push('\n');
+        }
+        std::fs::write(&path, &text).unwrap();
+        let all = live_tail(&path, 0).unwrap();
+        assert_eq!(all.len(), text.len());
+        let tail = live_tail(&path, 39_990).unwrap();
+        assert!(
+            tail.len() < text.len() && tail.len() >= 10 * 100,
+            "{}",
+            tail.len()
+        );
+        let mut s = Summary {
+            through_seq: 39_990,
+            ..Summary::default()
+        };
+        assert_eq!(s.add_lines(&tail), 10);
+        assert!(
+            live_tail(&dir.path().join("none.log"), 0)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

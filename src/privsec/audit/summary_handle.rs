@@ -1,0 +1,132 @@
+//! The summary a running process shares between its writer thread and its readers.
+//!
+//! The writer never waits for a reader: if a report holds the summary (catching up after a
+//! restart, say), the batch is not counted in memory and the summary is marked to catch up
+//! from the log on the next read instead.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+
+use super::entry::Event;
+use super::summary::Summary;
+use crate::error::Result;
+
+#[derive(Clone)]
+pub struct SharedSummary {
+    path: PathBuf,
+    /// `None` until the first read loads it: processes that only write never pay for it.
+    inner: Arc<Mutex<Option<Summary>>>,
+    missed: Arc<AtomicBool>,
+}
+
+impl SharedSummary {
+    pub fn new(log: &Path) -> SharedSummary {
+        SharedSummary {
+            path: log.to_path_buf(),
+            inner: Arc::new(Mutex::new(None)),
+            missed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Called by the writer after a commit; never blocks.
+    pub(super) fn add_batch<'a>(&self, events: impl Iterator<Item = &'a Event>, first_seq: u64) {
+        match self.inner.try_lock() {
+            Ok(mut guard) => {
+                if let Some(s) = guard.as_mut() {
+                    s.add_batch(events, first_seq);
+                }
+            }
+            Err(TryLockError::WouldBlock) => self.missed.store(true, Ordering::Relaxed),
+            Err(TryLockError::Poisoned(p)) => {
+                if let Some(s) = p.into_inner().as_mut() {
+                    s.stale = true;
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the summary brought up to date with the log (blocking: file reads).
+    pub fn read<R>(&self, f: impl FnOnce(&Summary) -> R) -> Result<R> {
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let summary = guard.get_or_insert_with(|| Summary::load(&self.path));
+        if self.missed.swap(false, Ordering::Relaxed) {
+            summary.stale = true;
+        }
+        if summary.stale {
+            summary.catch_up(&self.path)?;
+        }
+        if let Err(e) = summary.save(&self.path) {
+            // A summary that cannot be saved is rebuilt next start; the report still answers.
+            tracing::warn!(error = %e, "cannot save the audit summary");
+        }
+        Ok(f(summary))
+    }
+
+    /// Saves what is in memory (at shutdown), so the next start has less to catch up.
+    pub fn save(&self) {
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = guard.as_mut()
+            && let Err(e) = s.save(&self.path)
+        {
+            tracing::warn!(error = %e, "cannot save the audit summary");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuditConfig;
+    use crate::privsec::audit::{AuditLog, Category, ChainKey, Outcome, current_summary};
+
+    fn entries(s: &Summary) -> u64 {
+        s.rows.values().map(|c| c.entries).sum()
+    }
+
+    fn call(bytes: u64) -> Event {
+        Event::new(Category::Llm, "openai", "core", Outcome::Success).detail("bytes_sent", bytes)
+    }
+
+    #[tokio::test]
+    async fn the_writer_keeps_it_and_what_others_wrote_is_caught_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            path: dir.path().join("audit.log"),
+            retention_days: 90,
+            fail_closed: true,
+            queue_capacity: 64,
+        };
+        let key = || ChainKey::from_bytes(&[7u8; 32]);
+        let server = AuditLog::open(&cfg, key()).unwrap();
+        server.append(call(5)).await.unwrap();
+        assert_eq!(server.summary().read(entries).unwrap(), 1);
+        server.append(call(6)).await.unwrap();
+        // Counted by the writer itself: nothing to catch up.
+        assert_eq!(
+            server.summary().read(|s| (entries(s), s.stale)).unwrap(),
+            (2, false)
+        );
+        // Another process (a CLI command) writes to the same log.
+        let other = AuditLog::open(&cfg, key()).unwrap();
+        other.append(call(7)).await.unwrap();
+        other.close().await;
+        server.append(call(8)).await.unwrap();
+        let (n, sent) = server
+            .summary()
+            .read(|s| {
+                (
+                    entries(s),
+                    s.rows.values().map(|c| c.bytes_sent).sum::<u64>(),
+                )
+            })
+            .unwrap();
+        assert_eq!((n, sent), (4, 26));
+        server.close().await;
+        // Saved at close: the next process starts from it, and a rebuild agrees.
+        let saved = Summary::load(&cfg.path);
+        assert_eq!((entries(&saved), saved.through_seq), (4, 4));
+        std::fs::remove_file(super::super::summary::summary_path(&cfg.path)).unwrap();
+        assert_eq!(entries(&current_summary(&cfg.path).unwrap()), 4);
+    }
+}

@@ -1,0 +1,636 @@
+//! Conversations encrypted at rest per user (issue 18), on both backends.
+//!
+//! Each behaviour gets a [`Fixture`]: a vault key file, an audit log and a database (a fresh
+//! SQLite file, or a fresh PostgreSQL database), and can open the store as often as it likes,
+//! as several processes would. Canaries are random per test, so a hit in PostgreSQL's shared
+//! write-ahead log can only come from the test that wrote it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use maestra::config::AuditConfig;
+use maestra::conversations::model::{Conversation, ConversationMeta, Message};
+use maestra::conversations::{migrate, open, rights};
+use maestra::privsec::audit::{AuditLog, ChainKey};
+use maestra::privsec::keyring::Keyring;
+use maestra::privsec::vault::Vault;
+use maestra::store::prelude::*;
+use maestra::store::{PostgresStore, RawMessage, SqliteStore, Turn};
+use serde_json::json;
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+#[derive(Clone)]
+enum Db {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+struct Fixture {
+    db: Db,
+    dir: PathBuf,
+}
+
+impl Fixture {
+    fn key_file(&self) -> PathBuf {
+        self.dir.join("vault.key")
+    }
+
+    /// The undecorated store, as a new process would open it.
+    async fn raw(&self) -> Arc<dyn Store> {
+        match &self.db {
+            Db::Sqlite(path) => Arc::new(SqliteStore::open(path).await.unwrap()),
+            Db::Postgres(url) => Arc::new(PostgresStore::open(url).await.unwrap()),
+        }
+    }
+
+    fn vault(&self, raw: &Arc<dyn Store>) -> Arc<Vault> {
+        Keyring::create_file_if_missing(&self.key_file()).unwrap();
+        let keys = Keyring::load(None, &self.key_file()).unwrap();
+        Arc::new(Vault::new(keys, raw.clone()))
+    }
+
+    /// The raw store and the sealed one over it, plaintext sealed first.
+    async fn open(&self) -> (Arc<dyn Store>, Arc<dyn Store>) {
+        let raw = self.raw().await;
+        let sealed = open::seal(raw.clone(), self.vault(&raw), &mut |_, _| Ok(()))
+            .await
+            .unwrap();
+        (raw, sealed)
+    }
+
+    fn audit(&self) -> AuditLog {
+        let cfg = AuditConfig {
+            path: self.dir.join("logs").join("audit.log"),
+            retention_days: 90,
+            fail_closed: true,
+            queue_capacity: 1024,
+        };
+        AuditLog::open(&cfg, ChainKey::from_bytes(&[7; 32])).unwrap()
+    }
+
+    /// Names of the database's files that hold `needle`: for SQLite the database, its
+    /// write-ahead log and anything else in its directory; for PostgreSQL (read by the
+    /// superuser through `pg_read_binary_file`, after a checkpoint) the content tables' files,
+    /// their TOAST tables, and (`wal`) the newest write-ahead-log segments, which no scrub
+    /// can reach (README: what encryption at rest does not cover).
+    async fn files_containing(&self, needle: &str, wal: bool) -> Vec<String> {
+        let needle = needle.as_bytes();
+        let has = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        match &self.db {
+            Db::Sqlite(path) => std::fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| has(&std::fs::read(p).unwrap()))
+                .map(|p| p.display().to_string())
+                .collect(),
+            Db::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::raw_sql("CHECKPOINT").execute(&pool).await.unwrap();
+                let files: Vec<(String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT f.name || ' ' || f.path, pg_read_binary_file(f.path) FROM (
+                         SELECT c.relname AS name, pg_relation_filepath(c.oid) AS path
+                         FROM pg_class AS c
+                         WHERE c.relname IN ('messages', 'conversations', 'data_keys')
+                         UNION ALL
+                         SELECT c.relname || ' (TOAST)', pg_relation_filepath(c.reltoastrelid)
+                         FROM pg_class AS c
+                         WHERE c.relname IN ('messages', 'conversations')
+                             AND c.reltoastrelid <> 0
+                         UNION ALL
+                         SELECT * FROM (SELECT 'wal', 'pg_wal/' || name FROM pg_ls_waldir()
+                                        WHERE $1 ORDER BY modification DESC LIMIT 3) AS w
+                     ) AS f WHERE f.path IS NOT NULL",
+                )
+                .bind(wal)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                assert!(files.len() >= 3, "found only {} files", files.len());
+                pool.close().await;
+                files
+                    .into_iter()
+                    .filter(|(_, bytes)| has(bytes))
+                    .map(|(path, _)| path)
+                    .collect()
+            }
+        }
+    }
+}
+
+async fn with_sqlite<F, Fut>(behaviour: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("db")).unwrap();
+    behaviour(Fixture {
+        db: Db::Sqlite(dir.path().join("db").join("maestra.db")),
+        dir: dir.path().to_path_buf(),
+    })
+    .await;
+}
+
+async fn with_postgres<F, Fut>(behaviour: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::pg::TempDb::create().await;
+    let fixture = Fixture {
+        db: Db::Postgres(db.url.clone()),
+        dir: dir.path().to_path_buf(),
+    };
+    // In a task of its own, so a failing assertion still reaches the cleanup.
+    let outcome = tokio::spawn(behaviour(fixture)).await;
+    db.drop_db().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::with_sqlite(super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::with_postgres(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    content_round_trips_and_is_not_in_the_files,
+    a_ciphertext_moved_to_another_row_does_not_open,
+    forget_destroys_the_key_first_and_old_copies_stay_unreadable,
+    a_forget_elsewhere_reaches_a_running_process,
+    racing_first_writes_end_with_one_key,
+    a_plaintext_database_is_sealed_resumably,
+    rotation_rewraps_data_keys_and_content_still_reads,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+fn canary() -> String {
+    format!("CANARY-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn msg(id: &str, content: &str) -> Message {
+    Message {
+        id: id.into(),
+        role: "user".into(),
+        content: content.into(),
+        surface: "cli".into(),
+        mode: "chat".into(),
+        timestamp: 1_700_000_000_000,
+        meta: json!({ "note": format!("meta of {content}") }),
+    }
+}
+
+fn turn<'a>(id: &'a str, owner: &'a str, topic: &'a str, messages: &'a [Message]) -> Turn<'a> {
+    Turn {
+        conversation_id: id,
+        owner,
+        topic,
+        surface: "cli",
+        messages,
+        max_messages: 10_000,
+        opens: false,
+    }
+}
+
+fn conversation(id: &str, owner: &str, secret: &str, n: usize) -> Conversation {
+    Conversation {
+        id: id.into(),
+        topic: format!("topic {secret}"),
+        owner: owner.into(),
+        surfaces: vec!["cli".into()],
+        tags: vec![format!("tag {secret}")],
+        artifacts: vec![json!({ "artifact": secret })],
+        messages: (0..n)
+            .map(|i| msg(&format!("{id}-m{i}"), &format!("{secret} #{i}")))
+            .collect(),
+        meta: ConversationMeta {
+            created_at: 1_700_000_000_000,
+            updated_at: 1_700_000_000_000,
+            status: "active".into(),
+            message_count: n as u64,
+        },
+    }
+}
+
+/// Every message row of the database as stored (`raw_messages` skips sealed ones, so this
+/// reads through the undecorated typed API instead).
+async fn stored(raw: &Arc<dyn Store>, id: &str) -> Conversation {
+    raw.conversation_get(id).await.unwrap().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviours
+
+/// What goes in comes out the same, and none of it is readable in the store or its files.
+async fn content_round_trips_and_is_not_in_the_files(f: Fixture) {
+    let secret = canary();
+    let (raw, store) = f.open().await;
+    let first = [msg("m1", &format!("hello {secret}"))];
+    let second = [msg("m2", &format!("reply {secret}"))];
+    let topic = format!("topic {secret}");
+    store
+        .conversation_append(&turn("chat", "alice", &topic, &first))
+        .await
+        .unwrap();
+    store
+        .conversation_append(&turn("chat", "alice", &topic, &second))
+        .await
+        .unwrap();
+    let imported = conversation("imported", "alice", &secret, 3);
+    assert!(store.conversation_import(&imported).await.unwrap());
+
+    let chat = store.conversation_get("chat").await.unwrap().unwrap();
+    assert_eq!(chat.topic, topic);
+    assert_eq!(chat.messages, [first[0].clone(), second[0].clone()]);
+    assert_eq!(
+        store.conversation_get("imported").await.unwrap().unwrap(),
+        imported
+    );
+    let context = store
+        .conversation_context("chat", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(context.recent, [second[0].clone()]);
+    let list = store.conversation_list(Some("alice"), 10, 0).await.unwrap();
+    assert!(
+        list.iter().all(|s| s.topic.contains(&secret)),
+        "{}",
+        list.len()
+    );
+    let summary = store.conversation_summary("chat").await.unwrap().unwrap();
+    assert_eq!(summary.topic, topic);
+
+    // The undecorated store holds ciphertext only, plain where it should be.
+    for id in ["chat", "imported"] {
+        let c = stored(&raw, id).await;
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(!text.contains(&secret), "{text}");
+        assert!(c.topic.starts_with("mx1:"));
+        assert_eq!(c.owner, "alice");
+        assert!(c.messages.iter().all(|m| m.content.starts_with("mx1:")));
+    }
+    assert_eq!(stored(&raw, "chat").await.messages[0].id, "m1");
+    let key = raw.data_key_get("alice").await.unwrap().unwrap();
+    assert!(!format!("{key:?}").contains(&key.wrapped));
+    store.close().await;
+    assert_eq!(
+        f.files_containing(&secret, true).await,
+        Vec::<String>::new()
+    );
+}
+
+/// A ciphertext copied to another message, conversation or user does not open.
+async fn a_ciphertext_moved_to_another_row_does_not_open(f: Fixture) {
+    let (raw, store) = f.open().await;
+    for (id, owner) in [("a", "alice"), ("b", "alice"), ("c", "bob")] {
+        let messages = [msg(&format!("{id}1"), "one"), msg(&format!("{id}2"), "two")];
+        store
+            .conversation_append(&turn(id, owner, "t", &messages))
+            .await
+            .unwrap();
+    }
+    let row = |c: &Conversation, seq: usize| RawMessage {
+        conversation_id: c.id.clone(),
+        seq: seq as i64,
+        id: c.messages[seq].id.clone(),
+        owner: c.owner.clone(),
+        content: c.messages[seq].content.clone(),
+        meta: serde_json::to_string(&c.messages[seq].meta).unwrap(),
+    };
+    let a = stored(&raw, "a").await;
+    // Into another message of the same conversation, another conversation of the same user,
+    // and a conversation of another user.
+    for (target, seq) in [("a", 1), ("b", 0), ("c", 0)] {
+        let t = stored(&raw, target).await;
+        let old = row(&t, seq);
+        let moved = RawMessage {
+            content: a.messages[0].content.clone(),
+            ..old.clone()
+        };
+        assert_eq!(raw.raw_messages_rewrite(&[(old, moved)]).await.unwrap(), 1);
+        let err = store
+            .conversation_get(target)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be decrypted"), "{err}");
+    }
+    // The topic, into another conversation.
+    let mut b = stored(&raw, "b").await;
+    b.topic = a.topic.clone();
+    b.id = "b2".into();
+    assert!(raw.conversation_import(&b).await.unwrap());
+    assert!(store.conversation_summary("b2").await.is_err());
+    // Listing does not fail over it: the topic is left out.
+    let listed = store.conversation_list(Some("alice"), 10, 0).await.unwrap();
+    assert!(listed.iter().any(|s| s.id == "b2" && s.topic.is_empty()));
+    store.close().await;
+}
+
+/// Forget destroys the key (committed and audited) before deleting the rows; a copy of the
+/// user's rows taken before (a backup) stays unreadable; other users are untouched.
+async fn forget_destroys_the_key_first_and_old_copies_stay_unreadable(f: Fixture) {
+    let secret = canary();
+    let (raw, store) = f.open().await;
+    assert!(
+        store
+            .conversation_import(&conversation("a1", "alice", &secret, 4))
+            .await
+            .unwrap()
+    );
+    let bobs = conversation("b1", "bob", "bob's", 2);
+    assert!(store.conversation_import(&bobs).await.unwrap());
+    let copy = stored(&raw, "a1").await;
+    let wrapped = raw.data_key_get("alice").await.unwrap().unwrap().wrapped;
+
+    let audit = f.audit();
+    let n = rights::forget_user(store.as_ref(), &audit, "alice", &rights::Actor::cli())
+        .await
+        .unwrap();
+    audit.close().await;
+    assert_eq!(n, 1);
+    assert!(raw.data_key_get("alice").await.unwrap().is_none());
+    assert!(store.conversation_get("a1").await.unwrap().is_none());
+    let log = std::fs::read_to_string(f.dir.join("logs").join("audit.log")).unwrap();
+    let destroyed = log
+        .find("forget_user.key_destroyed")
+        .expect("key destruction audited");
+    let forgot = log.rfind("\"forget_user\"").expect("forget audited");
+    assert!(destroyed < forgot);
+    assert!(!log.contains(&secret));
+
+    // The old copy comes back (a restored backup): it does not open, in this process or in
+    // a new one.
+    assert!(raw.conversation_import(&copy).await.unwrap());
+    let err = store.conversation_get("a1").await.unwrap_err();
+    assert!(matches!(err, maestra::Error::NotFound(_)), "{err}");
+    let err = err.to_string();
+    assert!(err.contains("forgotten") && !err.contains(&secret), "{err}");
+    store.close().await;
+    let (_, again) = f.open().await;
+    assert!(again.conversation_get("a1").await.is_err());
+    assert_eq!(again.conversation_get("b1").await.unwrap().unwrap(), bobs);
+    // A new write for the forgotten user starts a new key, which cannot open the old copy.
+    let fresh = [msg("n1", "new life")];
+    again
+        .conversation_append(&turn("a2", "alice", "t", &fresh))
+        .await
+        .unwrap();
+    assert_eq!(
+        again
+            .conversation_get("a2")
+            .await
+            .unwrap()
+            .unwrap()
+            .messages,
+        fresh
+    );
+    let err = again.conversation_get("a1").await.unwrap_err().to_string();
+    assert!(err.contains("cannot be decrypted"), "{err}");
+    assert!(again.conversations_delete_owner("alice").await.unwrap() == 2);
+    again.scrub().await.unwrap();
+    again.close().await;
+    assert_eq!(
+        f.files_containing(&secret, true).await,
+        Vec::<String>::new()
+    );
+    // The destroyed wrapped key has left the files too (PostgreSQL's write-ahead log, which
+    // the server recycles in its own time, aside).
+    let wal = matches!(f.db, Db::Sqlite(_));
+    assert_eq!(
+        f.files_containing(&wrapped, wal).await,
+        Vec::<String>::new()
+    );
+}
+
+/// A server holds alice's key in its cache; `maestra forget` in another process destroys it:
+/// within the watch period the server drops the key and cannot open her old rows either.
+async fn a_forget_elsewhere_reaches_a_running_process(f: Fixture) {
+    let (raw, server) = f.open().await;
+    let messages = [msg("m1", "hello")];
+    server
+        .conversation_append(&turn("a1", "alice", "t", &messages))
+        .await
+        .unwrap();
+    let copy = stored(&raw, "a1").await;
+    let (_, cli) = f.open().await;
+    let audit = f.audit();
+    rights::forget_user(cli.as_ref(), &audit, "alice", &rights::Actor::cli())
+        .await
+        .unwrap();
+    audit.close().await;
+    cli.close().await;
+    assert!(raw.conversation_import(&copy).await.unwrap());
+    tokio::time::sleep(maestra::conversations::keys::WATCH_EVERY * 3).await;
+    assert!(server.conversation_get("a1").await.is_err());
+    server.close().await;
+}
+
+/// Two processes writing a new user's first turns at once end with one key, and each reads
+/// what the other wrote.
+async fn racing_first_writes_end_with_one_key(f: Fixture) {
+    let (raw, one) = f.open().await;
+    let (_, two) = f.open().await;
+    let m1 = [msg("x1", "from one")];
+    let m2 = [msg("y1", "from two")];
+    let (t1, t2) = (turn("x", "carol", "t", &m1), turn("y", "carol", "t", &m2));
+    let (r1, r2) = tokio::join!(one.conversation_append(&t1), two.conversation_append(&t2));
+    r1.unwrap();
+    r2.unwrap();
+    assert_eq!(raw.data_key_list().await.unwrap().len(), 1);
+    assert_eq!(
+        one.conversation_get("y").await.unwrap().unwrap().messages,
+        m2
+    );
+    assert_eq!(
+        two.conversation_get("x").await.unwrap().unwrap().messages,
+        m1
+    );
+    one.close().await;
+    two.close().await;
+}
+
+/// A database written before encryption is sealed at start, in batches; a crash half-way
+/// leaves it readable and the next start finishes; then nothing plaintext is left, in the
+/// rows or in the files.
+async fn a_plaintext_database_is_sealed_resumably(f: Fixture) {
+    let secret = canary();
+    let raw = f.raw().await;
+    // Written by the old code path: the undecorated store.
+    let n = (migrate::BATCH as usize) * 2 + 37;
+    let mut originals = Vec::new();
+    for (i, owner) in ["alice", "bob", "carol"].iter().enumerate() {
+        let c = conversation(&format!("c{i}"), owner, &secret, n / 3 + i);
+        assert!(raw.conversation_import(&c).await.unwrap());
+        originals.push(c);
+    }
+    let chat = [msg("t1", &format!("turn {secret}"))];
+    raw.conversation_append(&turn("chat", "alice", &format!("chat {secret}"), &chat))
+        .await
+        .unwrap();
+    assert!(
+        !raw.raw_messages(("", i64::MIN), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The search works: the plaintext is there to find before the migration.
+    assert!(!f.files_containing(&secret, false).await.is_empty());
+
+    // The first start dies after its second batch (the first of messages).
+    let vault = f.vault(&raw);
+    let mut batches = 0;
+    let mut crash = |_: u64, _: u64| {
+        batches += 1;
+        match batches {
+            2 => Err(maestra::Error::Store("simulated crash".into())),
+            _ => Ok(()),
+        }
+    };
+    assert!(open::seal(raw.clone(), vault, &mut crash).await.is_err());
+    let left = raw
+        .raw_messages(("", i64::MIN), u32::MAX)
+        .await
+        .unwrap()
+        .len();
+    assert!(left > 0 && left < n, "{left} of {n} left");
+    raw.close().await;
+
+    // The next start finishes, and shows progress on the way.
+    let raw = f.raw().await;
+    let mut calls = Vec::new();
+    let store = open::seal(raw.clone(), f.vault(&raw), &mut |done, total| {
+        calls.push((done, total));
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        calls.len() >= 2 && calls.iter().all(|(d, t)| d <= t),
+        "{calls:?}"
+    );
+    assert!(
+        raw.raw_conversations("", u32::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        raw.raw_messages(("", i64::MIN), u32::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for c in &originals {
+        assert_eq!(&store.conversation_get(&c.id).await.unwrap().unwrap(), c);
+        let sealed = stored(&raw, &c.id).await;
+        assert!(!serde_json::to_string(&sealed).unwrap().contains(&secret));
+    }
+    let got = store.conversation_get("chat").await.unwrap().unwrap();
+    assert_eq!(got.messages, chat);
+    assert_eq!(got.topic, format!("chat {secret}"));
+    // A later start has nothing to do.
+    let again = migrate::seal_plaintext(
+        raw.as_ref(),
+        &maestra::conversations::keys::UserKeys::new(f.vault(&raw), raw.clone()),
+        &mut |_, _| Ok(()),
+    )
+    .await
+    .unwrap();
+    assert!(again.already_done);
+    store.close().await;
+    // The plaintext was written to PostgreSQL's write-ahead log before encryption existed:
+    // that log is the server's to recycle, so only the tables' files are checked there.
+    let wal = matches!(f.db, Db::Sqlite(_));
+    assert_eq!(f.files_containing(&secret, wal).await, Vec::<String>::new());
+}
+
+/// Rotating the vault key re-wraps every data key under the new key (content untouched) and
+/// retires the old one; an interrupted rotation resumes; everything still reads.
+async fn rotation_rewraps_data_keys_and_content_still_reads(f: Fixture) {
+    let (raw, store) = f.open().await;
+    let alice = conversation("a1", "alice", "alice's words", 3);
+    let bob = conversation("b1", "bob", "bob's words", 2);
+    for c in [&alice, &bob] {
+        assert!(store.conversation_import(c).await.unwrap());
+    }
+    let sealed_before = stored(&raw, "a1").await;
+    let first = Keyring::load(None, &f.key_file()).unwrap().primary_id();
+    let mut vault = Vault::new(Keyring::load(None, &f.key_file()).unwrap(), raw.clone());
+    vault
+        .put("spotify", &secrecy::SecretString::from("tok"))
+        .await
+        .unwrap();
+
+    // Interrupted after the secrets, before the data keys.
+    let mut crash = |_: usize, _: usize| Err(maestra::Error::Vault("simulated crash".into()));
+    assert!(vault.rotate_key(&mut crash).await.is_err());
+    assert_eq!(Keyring::load(None, &f.key_file()).unwrap().len(), 2);
+    assert!(
+        raw.data_key_list()
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.kek == first)
+    );
+
+    let mut vault = Vault::new(Keyring::load(None, &f.key_file()).unwrap(), raw.clone());
+    let report = vault.rotate_key(&mut |_, _| Ok(())).await.unwrap();
+    assert!(report.resumed);
+    assert_eq!(report.data_keys_rewrapped, 2);
+    let keys = Keyring::load(None, &f.key_file()).unwrap();
+    assert_eq!(keys.len(), 1, "the old key is retired");
+    assert_ne!(keys.primary_id(), first);
+    assert!(
+        raw.data_key_list()
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.kek == keys.primary_id())
+    );
+    // No content was re-encrypted.
+    assert_eq!(stored(&raw, "a1").await, sealed_before);
+
+    // The running store (keys cached) and a new process (keys unwrapped anew) both read.
+    assert_eq!(store.conversation_get("a1").await.unwrap().unwrap(), alice);
+    store.close().await;
+    let (raw, fresh) = f.open().await;
+    assert_eq!(fresh.conversation_get("a1").await.unwrap().unwrap(), alice);
+    assert_eq!(fresh.conversation_get("b1").await.unwrap().unwrap(), bob);
+    // And a new user's key is wrapped under the new primary.
+    let m = [msg("c1m", "hi")];
+    fresh
+        .conversation_append(&turn("c1", "carol", "t", &m))
+        .await
+        .unwrap();
+    let carol = raw.data_key_get("carol").await.unwrap().unwrap();
+    assert_eq!(carol.kek, keys.primary_id());
+    fresh.close().await;
+}

@@ -1,0 +1,238 @@
+"""Drives the privacy center in headless Chromium (tests/privacy_center.rs runs this).
+
+Usage: drive.py BASE_URL SCREENSHOT_DIR FOREIGN_URL DELETE_ID FORGET_USER
+
+Checks, failing with an AssertionError:
+- the page loads with no console error and no request to any origin but the server's;
+- every figure each section shows (its data-value, and its text) equals the API's answer;
+- delete and forget through the page (confirmed in the dialog) remove the data (the API
+  no longer lists it; the Rust side checks the database files);
+- the local-only switch changes what GET /api/privacy reports;
+- a page on another origin can neither read /api/conversations nor post to a write endpoint;
+- bad input to the page's endpoints gets the API's JSON errors.
+Screenshots of each section (desktop and phone width) go to SCREENSHOT_DIR.
+"""
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE, SHOTS, FOREIGN, DELETE_ID, FORGET_USER = sys.argv[1:6]
+ORIGIN = BASE.rstrip("/")
+
+
+def api(path, method="GET", body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(ORIGIN + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers.get("content-type", ""), json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("content-type", ""), json.loads(e.read() or b"null")
+
+
+def get_json(path):
+    status, _, body = api(path)
+    assert status == 200, (path, status, body)
+    return body
+
+
+def at(doc, path):
+    for part in path.split("."):
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+    return doc
+
+
+def same(page_value, api_value):
+    if isinstance(api_value, bool):
+        return page_value == ("true" if api_value else "false")
+    if isinstance(api_value, (int, float)):
+        return abs(float(page_value) - float(api_value)) < 1e-9
+    return page_value == str(api_value)
+
+
+def shown(api_value, text):
+    """The text a figure shows for its value (the page's formats: plain, bytes, $x.xxxx)."""
+    if isinstance(api_value, bool) or isinstance(api_value, str):
+        return True
+    candidates = {str(api_value), f"{api_value} B", f"${float(api_value):.4f}"}
+    return text in candidates
+
+
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+            "--window-size=1280,900", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-default-apps",
+            "--disable-extensions"]:
+    options.add_argument(arg)
+options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+wait = WebDriverWait(driver, 20)
+report = {"sections": {}}
+
+
+def section(name, api_doc):
+    driver.execute_script("document.body.dataset.loaded = ''")
+    driver.get(ORIGIN + "/#" + name)
+    wait.until(lambda d: d.execute_script("return document.body.dataset.loaded") == name)
+    time.sleep(0.2)
+    # The whole section in one picture: the window as tall as the page (bounded).
+    height = driver.execute_script("return Math.min(3000, document.documentElement.scrollHeight)")
+    driver.set_window_size(1280, max(900, height))
+    driver.save_screenshot(f"{SHOTS}/{name}.png")
+    driver.set_window_size(1280, 900)
+    figures = driver.find_elements(By.CSS_SELECTOR, f"#{name} [data-figure]")
+    checked = 0
+    for f in figures:
+        path, value, text = f.get_attribute("data-figure"), f.get_attribute("data-value"), f.text
+        expected = at(api_doc, path)
+        assert same(value, expected), (name, path, value, expected)
+        assert shown(expected, text), (name, path, text, expected)
+        checked += 1
+    report["sections"][name] = checked
+    return checked
+
+
+try:
+    # 1. Load: no console error, nothing from another origin.
+    driver.get(ORIGIN + "/")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.loaded") == "report")
+    problems = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert not problems, problems
+
+    # 2. Every section shows the API's figures.
+    assert section("report", get_json("/api/report?period=7d")) >= 20
+    driver.find_element(By.ID, "report-period").send_keys("Last 30 days")
+    time.sleep(0.5)
+    assert section("spend", get_json("/api/spend?days=30")) >= 7
+    convs = get_json("/api/conversations?limit=20&offset=0")
+    assert section("conversations", convs) >= 1
+    assert section("vault", get_json("/api/vault")) >= 3
+    audit_doc = get_json("/api/audit?limit=100&since=" + time.strftime("%Y-%m-%d", time.gmtime(time.time() - 6 * 86400)))
+    assert section("audit", audit_doc) == 1
+    assert section("controls", get_json("/api/privacy")) == 1
+
+    # The report's figures add up to what /api/audit lists for the same days.
+    rep = get_json("/api/report?period=7d")
+    calls = [e for e in get_json("/api/audit?limit=1000&since=" + rep["since"])["entries"]
+             if e["category"] in ("llm", "media", "smarthome", "creative", "local_only_block")]
+    assert rep["totals"]["calls"] == len(calls), (rep["totals"], len(calls))
+    assert rep["totals"]["blocked"] == sum(1 for e in calls if e["category"] == "local_only_block")
+    measured = [e for e in calls if not e["details"].get("reported")]
+    assert rep["totals"]["bytes_sent"] == sum(e["details"].get("bytes_sent", 0) for e in measured)
+    assert rep["totals"]["bytes_received"] == sum(e["details"].get("bytes_received", 0) for e in measured)
+    assert rep["totals"]["bytes_sent"] > 0 and rep["totals"]["bytes_received"] > 0
+
+    # Audit: a verify started from the page reports how far the chain verified.
+    driver.get(ORIGIN + "/#audit")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.loaded") == "audit")
+    wait.until(lambda d: d.find_elements(By.ID, "audit-verify"))
+    driver.find_element(By.ID, "audit-verify").click()
+    wait.until(lambda d: "Verified through entry #" in d.find_element(By.ID, "chain-state").text)
+    verified = get_json("/api/audit/verify")["job"]
+    assert verified["result"]["ok"] and f"#{verified['result']['through_seq']}" in driver.find_element(By.ID, "chain-state").text
+    driver.save_screenshot(f"{SHOTS}/audit-verified.png")
+
+    # Vault: a key rotation started from the page shows progress and leaves the vault open.
+    driver.get(ORIGIN + "/#vault")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.loaded") == "vault")
+    driver.find_element(By.ID, "vault-rotate").click()
+    wait.until(lambda d: d.find_element(By.ID, "confirm").get_attribute("open") is not None)
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait.until(lambda d: "Key rotated" in d.find_element(By.ID, "vault-rotation").text)
+    vault = get_json("/api/vault")
+    assert vault["key_status"] == "matches" and vault["active_keys"] == 1, vault
+
+    # 3. Delete one conversation and forget one user through the page, confirming each.
+    driver.get(ORIGIN + "/#conversations")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.loaded") == "conversations")
+    driver.find_element(By.CSS_SELECTOR, f'button[data-delete="{DELETE_ID}"]').click()
+    wait.until(lambda d: d.find_element(By.ID, "confirm").get_attribute("open") is not None)
+    assert DELETE_ID in driver.find_element(By.ID, "confirm-text").text
+    driver.save_screenshot(f"{SHOTS}/conversations-confirm.png")
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait.until(lambda d: "Deleted " + DELETE_ID in d.find_element(By.ID, "conv-detail").text)
+    status, ctype, body = api("/api/conversations/" + urllib.parse.quote(DELETE_ID))
+    assert status == 404 and ctype.startswith("application/json") and body["error"]["code"] == "not_found", (status, body)
+
+    box = driver.find_element(By.ID, "conv-user")
+    box.clear()
+    box.send_keys(FORGET_USER)
+    driver.find_element(By.ID, "conv-forget-user").click()
+    wait.until(lambda d: d.find_element(By.ID, "confirm").get_attribute("open") is not None)
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait.until(lambda d: "Forgot " + FORGET_USER in d.find_element(By.ID, "conv-detail").text)
+    left = get_json("/api/conversations?user_id=" + FORGET_USER)["conversations"]
+    assert left == [], left
+
+    # 4. The local-only switch: what /api/privacy reports follows it.
+    assert get_json("/api/privacy")["local_only"] is False
+    driver.get(ORIGIN + "/#controls")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.loaded") == "controls")
+    driver.find_element(By.ID, "local-only-toggle").click()
+    wait.until(lambda d: d.find_element(By.ID, "confirm").get_attribute("open") is not None)
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait.until(lambda d: "Local-only is now on" in d.find_element(By.ID, "controls-body").text)
+    assert get_json("/api/privacy")["local_only"] is True
+    driver.save_screenshot(f"{SHOTS}/controls-local-only-on.png")
+
+    # Every request the page made went to the server itself.
+    urls = set()
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            urls.add(msg["params"]["request"]["url"])
+    foreign = [u for u in urls if not (u.startswith(ORIGIN + "/") or u.startswith("blob:" + ORIGIN))]
+    assert urls and not foreign, foreign
+    report["requests"] = len(urls)
+    problems = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert not problems, problems
+
+    # Phone width: the menu and sections still fit.
+    driver.set_window_size(390, 844)
+    for name in ["report", "conversations", "controls"]:
+        driver.get(ORIGIN + "/#" + name)
+        wait.until(lambda d, n=name: d.execute_script("return document.body.dataset.loaded") == n)
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 400, (name, width)
+        driver.save_screenshot(f"{SHOTS}/{name}-phone.png")
+    driver.set_window_size(1280, 900)
+
+    # 5. Another origin (a page on another port) can neither read nor write.
+    before = get_json("/api/privacy")["local_only"]
+    driver.get(FOREIGN)
+    wait.until(lambda d: d.execute_script("return window.done === true"))
+    outcome = driver.execute_script("return window.outcome")
+    assert outcome["read"].startswith("blocked"), outcome
+    assert outcome["write"].startswith("blocked"), outcome
+    time.sleep(1.0)  # the form post
+    assert get_json("/api/privacy")["local_only"] == before
+    report["foreign"] = outcome
+
+    # 6. Bad input through the page's endpoints: the API's JSON errors.
+    for path, code in [("/api/report?period=99999d", 400), ("/api/report?perod=7d", 400),
+                       ("/api/spend?days=100000", 400), ("/api/spend?days=-1", 400),
+                       ("/api/jobs/no_such_job", 404), ("/api/audit?category=bogus", 400),
+                       ("/api/audit?result=maybe", 400), ("/api/audit?since=yesterday", 400),
+                       ("/api/conversations/no_such_conversation", 404)]:
+        status, ctype, body = api(path)
+        assert status == code and ctype.startswith("application/json") and "error" in body, (path, status, body)
+    for path, body, code in [("/api/controls/local-only", {"on": "yes"}, 400),
+                             ("/api/controls/lockdown", {"confirm": False}, 400),
+                             ("/api/vault/rotate", {}, 400), ("/api/audit/verify", {"x": 1}, 400)]:
+        status, ctype, answer = api(path, "POST", body)
+        assert status == code and ctype.startswith("application/json") and "error" in answer, (path, status, answer)
+    print(json.dumps(report))
+finally:
+    driver.quit()
