@@ -8,8 +8,9 @@
 //! a header, a path or a body.
 //!
 //! Received bytes are the response head plus its declared length, else what was read by the
-//! time the entry is written (a relayed stream without a length is counted in `/metrics` as
-//! it flows, and in the entry only as far as it had been read).
+//! time the entry is written (a model's stream is relayed by a task that [`inherit`]s the
+//! list and writes its entry at the end, so all of it; a service's body without a length is
+//! counted in `/metrics` as it flows, and in the entry only as far as it had been read).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,18 @@ tokio::task_local! {
 /// Runs `f` with a fresh list of destinations (the router wraps each request in this).
 pub async fn scope<F: Future>(f: F) -> F::Output {
     TALLY.scope(List::default(), f).await
+}
+
+/// Runs `f` in the current request's list (if any), for work that outlives the handler — a
+/// stream's relay task — so the entry it writes still gets the bytes of the call it relayed.
+pub fn inherit<F: Future>(f: F) -> impl Future<Output = F::Output> {
+    let list = TALLY.try_with(List::clone).ok();
+    async move {
+        match list {
+            Some(list) => TALLY.scope(list, f).await,
+            None => f.await,
+        }
+    }
 }
 
 /// Lists a call to `host` for `service` (when inside a [`scope`]) and returns its counters.

@@ -9,10 +9,10 @@
 
 use axum::Extension;
 use axum::Router;
-use axum::response::Response;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware;
+use axum::response::Response;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 

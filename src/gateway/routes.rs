@@ -566,7 +566,10 @@ mod tests {
         let m = matched("/api/services/hue/lights/1/state").unwrap();
         assert_eq!(m.path, "/api/services/{service}/{path}");
         assert_eq!(m.template, "/api/services/{service}/{*path}");
-        assert_eq!(matched("/api/conversations/c1").unwrap().path, "/api/conversations/{id}");
+        assert_eq!(
+            matched("/api/conversations/c1").unwrap().path,
+            "/api/conversations/{id}"
+        );
         assert_eq!(matched("/health").unwrap().template, "/health");
         assert!(matched("/nowhere").is_none());
     }

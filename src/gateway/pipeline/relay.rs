@@ -69,11 +69,12 @@ pub fn relay(
         reported: None,
         streamed_bytes: 0,
     };
-    tokio::spawn(async move {
+    // In the request's egress tally, so the entry names the bytes the stream moved.
+    tokio::spawn(crate::egress::tally::inherit(async move {
         let mut settlement = settlement;
         let outcome = pump(open.deltas, &tx, &mut settlement).await;
         settlement.finish(&state, &caller, outcome).await;
-    });
+    }));
     rx
 }
 
