@@ -688,3 +688,45 @@ fn a_with_keys_backup_whose_key_file_does_not_open_the_database_is_refused() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Killed at the one moment between the data file's rename and the manifest's commit (a fault
+/// injected there): `verify` and `restore` refuse the directory as unfinished, and the next
+/// backup to it clears it and succeeds.
+#[test]
+fn a_backup_killed_between_its_data_and_its_manifest_is_unfinished() {
+    let h = populated();
+    let dest = h.dir.path().join("backup");
+    let dying = home().with("MAESTRA_HOME", h.root().to_str().unwrap());
+    let dying = dying.with("MAESTRA_BACKUP_FAULT", "before-manifest");
+    let out = dying.run(&["backup", "create", "--to", dest.to_str().unwrap()], b"");
+    assert!(!out.status.success());
+    assert_eq!(
+        dirs_in(&dest),
+        ["data.mxb"],
+        "the data was renamed, no manifest"
+    );
+    let err = h.fails(&["backup", "verify", "--from", dest.to_str().unwrap()], b"");
+    assert!(err.contains("unfinished"), "{err}");
+    let t = target();
+    let err = t.fails(
+        &[
+            "backup",
+            "restore",
+            "--from",
+            dest.to_str().unwrap(),
+            "--keys-from",
+            h.root().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(err.contains("unfinished"), "{err}");
+    assert!(!t.root().exists());
+    h.ok(&["backup", "create", "--to", dest.to_str().unwrap()], b"");
+    h.ok(&["backup", "verify", "--from", dest.to_str().unwrap()], b"");
+    // The dead run's scratch directory was swept by the next one.
+    let leftovers: Vec<String> = dirs_in(&h.root())
+        .into_iter()
+        .filter(|n| n.starts_with(".maestra-backup-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

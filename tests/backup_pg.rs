@@ -186,7 +186,11 @@ async fn a_postgres_restore_after_a_key_rotation_is_refused_and_undone() {
     );
     assert!(!t.root().exists(), "the refused home is still in place");
     let tables = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'";
-    assert_eq!(count(&empty.url, tables).await, 0, "the load was not undone");
+    assert_eq!(
+        count(&empty.url, tables).await,
+        0,
+        "the load was not undone"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(t.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

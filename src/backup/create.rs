@@ -117,6 +117,7 @@ pub async fn create(
     match (to, bucket) {
         (Location::Dir(dir), _) => {
             location::rename_durably(&sealed_local, &dir.join(DATA))?;
+            stop_here_if_asked();
             // Last: only now is there a backup that verify accepts.
             location::commit_file(&dir.join(MANIFEST), &sealed_manifest)?;
         }
@@ -262,6 +263,15 @@ fn copy_key_file(inside: &str, local: &Path, dir: &Path, staged: &mut Vec<Staged
     copy_private(local, &copy)?;
     staged.push(staged_file(inside, copy));
     Ok(())
+}
+
+/// Fault injection for `tests/backup.rs`: with `MAESTRA_BACKUP_FAULT=before-manifest` the
+/// process dies (SIGABRT: no destructor, no clean-up, like `kill -9`) between the data file's
+/// rename and the manifest's commit, the one moment a test cannot reliably hit from outside.
+fn stop_here_if_asked() {
+    if std::env::var_os("MAESTRA_BACKUP_FAULT").is_some_and(|v| v == "before-manifest") {
+        std::process::abort();
+    }
 }
 
 /// A destination directory must be new or empty; the leftovers of a killed run (`.*.partial`,

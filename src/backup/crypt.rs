@@ -40,6 +40,8 @@ const P_COST: u32 = 1;
 const MAX_M_COST_KIB: u32 = 256 * 1024;
 const MAX_T_COST: u32 = 8;
 const MAX_P_COST: u32 = 4;
+// What this version writes, it must read.
+const _: () = assert!(M_COST_KIB <= MAX_M_COST_KIB && T_COST <= MAX_T_COST && P_COST <= MAX_P_COST);
 
 /// Where the backup key comes from. Both are secrets: never printed, zeroized on drop.
 pub enum KeySource {
@@ -514,6 +516,5 @@ mod tests {
         assert!(Header::parse(&with(0, MAX_M_COST_KIB)).is_ok());
         assert!(Header::parse(&with(4, MAX_T_COST)).is_ok());
         assert!(Header::parse(&with(8, MAX_P_COST)).is_ok());
-        assert!(M_COST_KIB <= MAX_M_COST_KIB && T_COST <= MAX_T_COST && P_COST <= MAX_P_COST);
     }
 }
