@@ -54,13 +54,16 @@ pub struct Place<'a> {
 impl Place<'_> {
     /// Each part length-prefixed, so no two places encode alike.
     fn associated_data(&self) -> Vec<u8> {
-        let mut ad = PREFIX.as_bytes().to_vec();
-        for part in [
+        let parts = [
             self.owner,
             self.conversation,
             self.message,
             self.column.name(),
-        ] {
+        ];
+        let size = PREFIX.len() + parts.iter().map(|p| 8 + p.len()).sum::<usize>();
+        let mut ad = Vec::with_capacity(size);
+        ad.extend_from_slice(PREFIX.as_bytes());
+        for part in parts {
             ad.extend_from_slice(&(part.len() as u64).to_be_bytes());
             ad.extend_from_slice(part.as_bytes());
         }

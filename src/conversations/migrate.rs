@@ -48,6 +48,11 @@ fn json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|_| Error::Store("cannot encode a sealed value".into()))
 }
 
+/// A stored `meta` that the sealed store leaves plain (see `sealed::meta_is_empty`).
+fn empty_meta(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| super::sealed::meta_is_empty(&v))
+}
+
 /// A list column (JSON text) sealed as a one-element list; the empty list stays as it is.
 fn seal_list_text(
     key: &crate::privsec::datakeys::DataKey,
@@ -127,7 +132,7 @@ pub async fn seal_plaintext(
                     true => old.content.clone(),
                     false => seal(&key, &at(Column::Content), &old.content)?,
                 },
-                meta: match old.meta.starts_with("\"mx1:") {
+                meta: match old.meta.starts_with("\"mx1:") || empty_meta(&old.meta) {
                     true => old.meta.clone(),
                     false => json(&seal(&key, &at(Column::Meta), &old.meta)?)?,
                 },

@@ -73,12 +73,27 @@ fn seal_message(key: &DataKey, owner: &str, conversation: &str, m: &Message) -> 
         surface: m.surface.clone(),
         mode: m.mode.clone(),
         timestamp: m.timestamp,
-        meta: Value::String(seal(
-            key,
-            &at(Column::Meta),
-            &json("message meta", &m.meta)?,
-        )?),
+        meta: if meta_is_empty(&m.meta) {
+            m.meta.clone()
+        } else {
+            Value::String(seal(
+                key,
+                &at(Column::Meta),
+                &json("message meta", &m.meta)?,
+            )?)
+        },
     })
+}
+
+/// An absent or empty `meta` (`null`, `{}`) stays as it is, like an empty list: it holds
+/// nothing to hide but its absence, and a user's message usually has none, so a context read
+/// opens one value per message instead of two.
+pub(super) fn meta_is_empty(meta: &Value) -> bool {
+    match meta {
+        Value::Null => true,
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
 }
 
 fn open_message(

@@ -103,12 +103,14 @@ pub(super) const RAW_CONVERSATIONS_SQL: &str = "
     ORDER BY id LIMIT ?2";
 
 /// Messages after `(?1, ?2)` in `(conversation_id, seq)` order, at most `?3`, whose content or
-/// meta may still be plaintext, each with its conversation's owner.
+/// meta may still be plaintext (an empty meta, `null` or `{}`, stays plain), each with its
+/// conversation's owner.
 pub(super) const RAW_MESSAGES_SQL: &str = "
     SELECT m.conversation_id, m.seq, m.id, c.owner, m.content, m.meta
     FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
     WHERE (m.conversation_id, m.seq) > (?1, ?2)
-        AND NOT (substr(m.content, 1, 4) = 'mx1:' AND substr(m.meta, 1, 5) = '\"mx1:')
+        AND NOT (substr(m.content, 1, 4) = 'mx1:'
+            AND (m.meta IN ('null', '{}') OR substr(m.meta, 1, 5) = '\"mx1:'))
     ORDER BY m.conversation_id, m.seq LIMIT ?3";
 
 /// PostgreSQL's numbered parameters (`$1`) for SQL written with SQLite's (`?1`).
