@@ -16,6 +16,10 @@ use crate::store::{RawConversation, RawMessage, Store};
 /// Meta key set once every row is sealed.
 pub const DONE: &str = "conversations.sealed";
 const DONE_VALUE: &str = "mx1";
+/// Set before the first plaintext row is rewritten and cleared with [`DONE`]: a run that
+/// finds it was interrupted after rewriting, so it scrubs even with nothing left to rewrite
+/// (the old plaintext versions may still sit in free pages, the WAL or dead tuples).
+const STARTED: &str = "conversations.sealing";
 /// Rows read and rewritten per transaction.
 pub const BATCH: u32 = 500;
 
@@ -108,6 +112,9 @@ pub async fn seal_plaintext(
             };
             pairs.push((old, new));
         }
+        if !pairs.is_empty() {
+            store.meta_set(STARTED, DONE_VALUE).await?;
+        }
         report.conversations += store.raw_conversations_rewrite(&pairs).await?;
         progress(seen, total)?;
     }
@@ -140,11 +147,15 @@ pub async fn seal_plaintext(
             };
             pairs.push((old, new));
         }
+        if !pairs.is_empty() {
+            store.meta_set(STARTED, DONE_VALUE).await?;
+        }
         report.messages += store.raw_messages_rewrite(&pairs).await?;
         progress(seen.min(total), total)?;
     }
 
-    if report.conversations + report.messages > 0 {
+    let interrupted = store.meta_get(STARTED).await?.is_some();
+    if report.conversations + report.messages > 0 || interrupted {
         tracing::info!(
             conversations = report.conversations,
             messages = report.messages,
@@ -153,5 +164,6 @@ pub async fn seal_plaintext(
         store.scrub().await?;
     }
     store.meta_set(DONE, DONE_VALUE).await?;
+    store.meta_delete(STARTED).await?;
     Ok(report)
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::edge::{ApiJson, RequestInfo};
-use super::jobs::{self, Jobs, Kind};
+use super::jobs::Jobs;
 use crate::app::LOCKDOWN_FLAG;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
@@ -88,18 +88,10 @@ pub(super) async fn lockdown(
     let revoked = state.store.api_keys_revoke_all(now_unix()).await?;
     let rotation = match state.vault.keys().source.clone() {
         KeySource::Environment => None,
-        KeySource::File(path) => {
-            let (job, new) = jobs.start(Kind::VaultRotate);
-            if new {
-                let worker = job.clone();
-                let store = state.store.clone();
-                jobs::spawn(job.clone(), async move {
-                    let r = jobs::rotate_vault(path, store, worker).await?;
-                    Ok(json!({"rewritten": r.rewritten, "retired_keys": r.retired_keys}))
-                });
-            }
-            Some(job)
-        }
+        // Audited and taken up by this server's vault like a rotation from the vault section.
+        KeySource::File(path) => Some(super::vault_api::start_rotation(
+            &state, &jobs, path, &info.id,
+        )),
     };
     state
         .audit

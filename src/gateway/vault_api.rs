@@ -142,11 +142,24 @@ pub(super) async fn rotate(
                 .into(),
         ));
     };
+    let job = start_rotation(&state, &jobs, path, &info.id);
+    Ok(Json(job.to_json()))
+}
+
+/// Starts (or joins) the vault key rotation job, audited as `vault.rotate_key` when it ends,
+/// after which the server's own vault uses the new key. Shared by the vault section and
+/// lockdown, so both rotate the same way.
+pub(super) fn start_rotation(
+    state: &Shared,
+    jobs: &Jobs,
+    path: std::path::PathBuf,
+    request_id: &str,
+) -> Arc<jobs::Job> {
     let (job, new) = jobs.start(Kind::VaultRotate);
     if new {
         let worker = job.clone();
         let state = state.clone();
-        let request_id = info.id.clone();
+        let request_id = request_id.to_string();
         jobs::spawn(job.clone(), async move {
             let result = jobs::rotate_vault(path, state.store.clone(), worker).await;
             let outcome = if result.is_ok() {
@@ -171,5 +184,5 @@ pub(super) async fn rotate(
             }))
         });
     }
-    Ok(Json(job.to_json()))
+    job
 }

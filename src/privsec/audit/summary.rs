@@ -81,19 +81,40 @@ struct Line<'a> {
     details: LineDetails<'a>,
 }
 
-/// The details the summary counts; the others are skipped unparsed.
+/// The details the summary counts; the others are skipped unparsed. Each is read leniently: a
+/// value of another type (a client may report `"bytes_sent": -1` through
+/// `POST /api/audit/events`) counts as absent, exactly as the writer's path
+/// ([`Figures::of_event`]) reads it, so a rebuild from the log counts what the writer counted.
 #[derive(Deserialize, Default)]
 struct LineDetails<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "lenient")]
     host: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "lenient")]
     reason: Option<Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     bytes_sent: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     bytes_received: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     reported: Option<bool>,
+}
+
+/// `Some` when the value has the expected type, `None` for any other value.
+fn lenient<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Expected(T),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Either::<T>::deserialize(d)? {
+        Either::Expected(v) => Some(v),
+        Either::Other(_) => None,
+    })
 }
 
 /// What an entry adds besides its key fields.
@@ -392,6 +413,22 @@ mod tests {
         assert_eq!(s.add_lines(line.as_bytes()), 1);
         let (k, c) = s.rows.iter().next().unwrap();
         assert_eq!((c.entries, c.bytes_sent, k.host.as_str()), (1, 0, ""));
+    }
+
+    /// A client's details of the wrong type (`POST /api/audit/events` takes any) neither drop
+    /// the entry from a rebuild nor count differently from the writer's path.
+    #[test]
+    fn details_of_the_wrong_type_count_as_absent() {
+        let mut s = Summary::default();
+        let line = r#"{"ts":"2026-11-30T10:00:00Z","seq":1,"agent_id":"tool","category":"creative","service":"ffmpeg","result":"success","details":{"bytes_sent":-1,"bytes_received":1.5,"host":5,"reason":[],"reported":"yes"},"prev_hash":"x"}"#;
+        assert_eq!(s.add_lines(line.as_bytes()), 1);
+        let (k, c) = s.rows.iter().next().unwrap();
+        assert_eq!((c.entries, c.bytes_sent, c.bytes_received), (1, 0, 0));
+        assert_eq!((k.host.as_str(), k.reason.as_str()), ("", ""));
+        let details: Map<String, Value> =
+            serde_json::from_str(r#"{"bytes_sent":-1,"bytes_received":1.5,"host":5}"#).unwrap();
+        let f = Figures::of_event(&details);
+        assert_eq!((f.sent, f.received, f.host), (0, 0, ""));
     }
 
     #[test]
