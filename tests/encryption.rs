@@ -183,6 +183,7 @@ suite!(
     forget_destroys_the_key_first_and_old_copies_stay_unreadable,
     a_forget_elsewhere_reaches_a_running_process,
     racing_first_writes_end_with_one_key,
+    writes_racing_a_forget_are_deleted_or_readable,
     a_plaintext_database_is_sealed_resumably,
     rotation_rewraps_data_keys_and_content_still_reads,
 );
@@ -475,6 +476,53 @@ async fn racing_first_writes_end_with_one_key(f: Fixture) {
     );
     one.close().await;
     two.close().await;
+}
+
+/// Turns written while the user is being forgotten are either deleted with the rest or, if
+/// they look their key up after the forget, stored under a new key that opens them: never
+/// stored under the destroyed key (which would leave a conversation nobody can open).
+async fn writes_racing_a_forget_are_deleted_or_readable(f: Fixture) {
+    let (raw, store) = f.open().await;
+    let first = [msg("d0", "before")];
+    store
+        .conversation_append(&turn("d", "dave", "t", &first))
+        .await
+        .unwrap();
+    let audit = f.audit();
+    let writers: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let m = [msg(&format!("w{i}"), &format!("racing {i}"))];
+                let id = format!("r{i}");
+                store
+                    .conversation_append(&turn(&id, "dave", "t", &m))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    rights::forget_user(store.as_ref(), &audit, "dave", &rights::Actor::cli())
+        .await
+        .unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    audit.close().await;
+    assert!(store.conversation_get("d").await.unwrap().is_none());
+    // Whatever survived was written after the forget and opens; a key left for dave is the
+    // one it was written under.
+    let left = store.conversation_list(Some("dave"), 500, 0).await.unwrap();
+    for s in &left {
+        let c = store.conversation_get(&s.id).await.unwrap().unwrap();
+        assert_eq!(c.messages.len(), 1, "{}", s.id);
+    }
+    assert_eq!(
+        raw.data_key_get("dave").await.unwrap().is_some(),
+        !left.is_empty()
+    );
+    store.close().await;
 }
 
 /// A database written before encryption is sealed at start, in batches; a crash half-way

@@ -23,6 +23,9 @@ use crate::store::{DataKeyRecord, Store};
 pub const GENERATION: &str = "data_keys.generation";
 /// How often a process looks for forgets made elsewhere.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// Locks that order a user's writes against their forget, striped by user so memory stays
+/// fixed whatever the number of users (forgets are rare: a shared stripe costs nothing).
+const GATES: usize = 64;
 
 pub struct UserKeys {
     vault: Arc<Vault>,
@@ -33,6 +36,11 @@ pub struct UserKeys {
     epoch: AtomicU64,
     /// The store's generation value when last looked at.
     seen: Mutex<Option<String>>,
+    /// A write holds its user's gate shared from the key lookup until the append returns; a
+    /// forget's row delete holds it exclusively. So a turn sealed under a key being destroyed
+    /// is either stored before the delete (and deleted with the rest) or looks its key up
+    /// after it (a new key: a write made after the forget).
+    gates: Vec<tokio::sync::RwLock<()>>,
 }
 
 impl UserKeys {
@@ -45,9 +53,17 @@ impl UserKeys {
             cache: RwLock::default(),
             epoch: AtomicU64::new(0),
             seen: Mutex::new(None),
+            gates: (0..GATES).map(|_| tokio::sync::RwLock::new(())).collect(),
         });
         tokio::spawn(watch(Arc::downgrade(&keys)));
         keys
+    }
+
+    /// The gate of `user`'s writes and forget (see the field).
+    pub fn gate(&self, user: &str) -> &tokio::sync::RwLock<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(user);
+        &self.gates[(hash % GATES as u64) as usize]
     }
 
     fn cached(&self, user: &str) -> Option<Arc<DataKey>> {

@@ -135,6 +135,9 @@ pub async fn forget_user(
         .record(event(actor, "forget_user.key_destroyed", Some(user)).detail("had_key", had_key))
         .await?;
     let n = store.conversations_delete_owner(user).await?;
+    // A write that raced the first destroy may have made the user a new key before its turn
+    // was deleted with the rest: that key locks nothing now, so it goes too.
+    store.data_key_delete(user).await?;
     store.scrub().await?;
     audit
         .record(event(actor, "forget_user", Some(user)).detail("conversations", n))

@@ -211,6 +211,7 @@ impl SealedStore {
 #[async_trait]
 impl Conversations for SealedStore {
     async fn conversation_append(&self, turn: &Turn<'_>) -> Result<()> {
+        let _writing = self.keys.gate(turn.owner).read().await;
         let key = self.keys.for_write(turn.owner).await?;
         let (owner, id) = (turn.owner, turn.conversation_id);
         let topic = seal(&key, &place(owner, id, "", Column::Topic), turn.topic)?;
@@ -293,7 +294,10 @@ impl Conversations for SealedStore {
         self.inner.conversation_delete(id).await
     }
 
+    /// Waits for the owner's writes in flight (their turns are then deleted too) and holds
+    /// new ones until the rows are gone.
     async fn conversations_delete_owner(&self, owner: &str) -> Result<u64> {
+        let _forgetting = self.keys.gate(owner).write().await;
         self.inner.conversations_delete_owner(owner).await
     }
 
@@ -304,6 +308,7 @@ impl Conversations for SealedStore {
     }
 
     async fn conversation_import(&self, conversation: &Conversation) -> Result<bool> {
+        let _writing = self.keys.gate(&conversation.owner).read().await;
         let key = self.keys.for_write(&conversation.owner).await?;
         let sealed = seal_conversation(&key, conversation)?;
         self.inner.conversation_import(&sealed).await
