@@ -55,17 +55,38 @@ fn last_used(state: &AppState, services: &[String]) -> Result<Option<String>> {
             .max()
     })?;
     let Some(day) = day else { return Ok(None) };
+    // The summary's newest day may hold only entries a client reported: then the whole log.
+    let newest = newest_use(state, services, Some(Filter::parse_time(&day)?))?;
+    match newest {
+        Some(ts) => Ok(Some(ts)),
+        None => newest_use(state, services, None),
+    }
+}
+
+/// The time of the newest entry of one of `services` since `since` that stands for a call
+/// Maestra made with the secret: not a local-only block (nothing left), not an event a
+/// client reported (`POST /api/audit/events` cannot make a key look used). The filter is
+/// applied before the limit, so a run of blocks cannot hide an older call.
+fn newest_use(
+    state: &AppState,
+    services: &[String],
+    since: Option<time::OffsetDateTime>,
+) -> Result<Option<String>> {
     let mut newest: Option<String> = None;
     for service in services {
         let filter = Filter {
             service: Some(service.clone()),
-            since: Some(Filter::parse_time(&day)?),
-            limit: Some(16),
+            since,
+            limit: Some(1),
             ..Filter::default()
         };
-        let found = audit::query(&state.config.audit.path, &filter)?
+        let used = |e: &audit::StoredEntry| {
+            e.category != Category::LocalOnlyBlock
+                && e.details.get("reported") != Some(&Value::Bool(true))
+        };
+        let found = audit::query_matching(&state.config.audit.path, &filter, &used)?
             .into_iter()
-            .find(|e| e.category != Category::LocalOnlyBlock)
+            .next()
             .map(|e| e.ts);
         if found > newest {
             newest = found;

@@ -1,0 +1,69 @@
+//! The privacy center's JSON endpoints where the browser test does not reach: what the vault
+//! section says of when a secret was last used.
+
+mod common;
+
+use common::Home;
+use common::mock;
+use common::server::{Server, upstream_env};
+use serde_json::{Value, json};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn openai_last_used(server: &Server) -> Value {
+    let v: Value = client()
+        .get(server.url("/api/vault"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = v["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "openai_api_key")
+        .unwrap_or_else(|| panic!("no openai_api_key in {v}"))
+        .clone();
+    secret["last_used"].clone()
+}
+
+/// A client's report (`POST /api/audit/events`) cannot make a key look used, and neither can
+/// a call local-only mode blocked; a real call can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_used_only_by_calls_maestra_made_with_it() {
+    let (addr, _mock) = mock::start().await;
+    let home = upstream_env(Home::new(), addr);
+    home.ok(&["init"], b"");
+    home.ok(
+        &["vault", "put", "openai_api_key"],
+        b"sk-proj-center0123456789abcdef",
+    );
+    let server = Server::start(&home);
+    let c = client();
+    let r = c
+        .post(server.url("/api/audit/events"))
+        .json(
+            &json!({"category": "llm", "service": "openai", "action": "chat",
+                      "result": "success", "agent_id": "some-tool"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(openai_last_used(&server).await, Value::Null);
+
+    let r = c
+        .post(server.url("/v1/chat/completions"))
+        .json(&json!({"model": "gpt-4o-mini", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let used = openai_last_used(&server).await;
+    assert!(used.as_str().is_some_and(|t| t.starts_with("20")), "{used}");
+}
