@@ -67,3 +67,77 @@ async fn a_secret_is_used_only_by_calls_maestra_made_with_it() {
     let used = openai_last_used(&server).await;
     assert!(used.as_str().is_some_and(|t| t.starts_with("20")), "{used}");
 }
+
+/// A user's export runs as a job with progress; its result is the same export the GET gives,
+/// and two users' exports are separate jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_export_is_a_job_with_progress() {
+    let (addr, _mock) = mock::start().await;
+    let home = upstream_env(Home::new(), addr);
+    let server = Server::start(&home);
+    let c = client();
+    for (user, n) in [("ann", 3), ("bob", 1)] {
+        for i in 0..n {
+            let r = c
+                .post(server.url("/api/maestra/core"))
+                .json(&json!({"user_id": user, "surface_id": "cli",
+                              "conversation_id": format!("{user}{i}"), "message": "hi"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    }
+    let start = |user: &'static str| {
+        let c = c.clone();
+        let url = server.url(&format!("/api/users/{user}/export"));
+        async move {
+            let v: Value = c
+                .post(url)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let (ann, bob) = (start("ann").await, start("bob").await);
+    assert_ne!(ann["id"], bob["id"], "{ann} {bob}");
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        let url = server.url(&format!("/api/jobs/{}", ann["id"].as_str().unwrap()));
+        let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+        if v["state"] != "running" {
+            done = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["kind"], "user_export");
+    assert_eq!(done["progress"], json!({"done": 3, "total": 3}));
+    let direct: Value = c
+        .get(server.url("/api/users/ann/export"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        done["result"]["conversations"], direct["conversations"],
+        "the job exports what the GET does"
+    );
+    assert_eq!(done["result"]["user_id"], "ann");
+    // Bad input gets the API's JSON errors.
+    let r = c
+        .post(server.url("/api/users/ann/export"))
+        .json(&json!({"unexpected": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}

@@ -74,21 +74,38 @@ pub async fn export_user(
     user: &str,
     actor: &Actor,
 ) -> Result<Value> {
+    export_user_observed(store, audit, user, actor, &|_, _| {}).await
+}
+
+/// [`export_user`], telling `progress` how many of the user's conversations are read, so a
+/// large export can show where it is (the privacy center runs it as a job).
+pub async fn export_user_observed(
+    store: &dyn Store,
+    audit: &AuditLog,
+    user: &str,
+    actor: &Actor,
+    progress: &(dyn Fn(usize, usize) + Send + Sync),
+) -> Result<Value> {
     validate_id("user id", user)?;
-    let mut conversations = Vec::new();
+    // The ids first (summaries are small), so the total is known before the long part.
+    let mut ids = Vec::new();
     let mut offset = 0;
     loop {
         let page = store.conversation_list(Some(user), PAGE, offset).await?;
-        for s in &page {
-            if let Some(c) = store.conversation_get(&s.id).await? {
-                conversations.push(c);
-            }
-        }
+        ids.extend(page.iter().map(|s| s.id.clone()));
         if page.len() < PAGE as usize {
             break;
         }
         offset += PAGE;
     }
+    let mut conversations = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        progress(i, ids.len());
+        if let Some(c) = store.conversation_get(id).await? {
+            conversations.push(c);
+        }
+    }
+    progress(ids.len(), ids.len());
     audit
         .record(
             event(actor, "export_user", Some(user)).detail("conversations", conversations.len()),

@@ -7,7 +7,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::edge::{ApiPath, ApiQuery, RequestInfo};
+use std::sync::Arc;
+
+use super::edge::{ApiJson, ApiPath, ApiQuery, RequestInfo};
+use super::jobs::{self, Jobs, Kind};
 use super::{Shared, access};
 use crate::conversations::model::validate_id;
 use crate::conversations::rights::{self, Actor};
@@ -112,6 +115,37 @@ pub async fn export_user(
     access::acting_user(&state, &info, Some(&user)).await?;
     let v = rights::export_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await?;
     Ok(axum::Json(v))
+}
+
+/// Export everything of a user as a job the privacy center polls (progress: conversations
+/// read); the job's result is the export. One job per user at a time.
+pub async fn export_user_job(
+    State(state): State<Shared>,
+    Extension(info): Extension<RequestInfo>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<axum::Json<Value>> {
+    let _: super::verify_api::Start = super::center_body::object(body)?;
+    validate_id("user_id", &user)?;
+    access::acting_user(&state, &info, Some(&user)).await?;
+    let (job, new) = jobs.start_for(Kind::UserExport, Some(&user));
+    if new {
+        let worker = job.clone();
+        let actor = actor(&info);
+        jobs::spawn(job.clone(), async move {
+            let progress = |done: usize, total: usize| worker.progress(done, total);
+            rights::export_user_observed(
+                state.store.as_ref(),
+                &state.audit,
+                &user,
+                &actor,
+                &progress,
+            )
+            .await
+        });
+    }
+    Ok(axum::Json(job.to_json()))
 }
 
 pub async fn forget_user(

@@ -22,6 +22,7 @@ const KEEP: usize = 32;
 pub enum Kind {
     AuditVerify,
     VaultRotate,
+    UserExport,
 }
 
 impl Kind {
@@ -29,6 +30,7 @@ impl Kind {
         match self {
             Kind::AuditVerify => "audit_verify",
             Kind::VaultRotate => "vault_rotate",
+            Kind::UserExport => "user_export",
         }
     }
 }
@@ -44,6 +46,9 @@ enum Outcome {
 pub struct Job {
     id: String,
     kind: Kind,
+    /// What the job is about when several of a kind may run (the user an export is of):
+    /// a request joins a running job only of the same kind and subject.
+    subject: Option<String>,
     started_at: String,
     done: AtomicU64,
     total: AtomicU64,
@@ -104,8 +109,16 @@ pub struct Jobs {
 impl Jobs {
     /// The running job of `kind`, else a new one and whether it is new (the caller starts it).
     pub fn start(&self, kind: Kind) -> (Arc<Job>, bool) {
+        self.start_for(kind, None)
+    }
+
+    /// [`Jobs::start`] for one subject of `kind` (see [`Job`]'s `subject`).
+    pub fn start_for(&self, kind: Kind, subject: Option<&str>) -> (Arc<Job>, bool) {
         let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(j) = all.iter().find(|j| j.kind == kind && j.running()) {
+        if let Some(j) = all
+            .iter()
+            .find(|j| j.kind == kind && j.subject.as_deref() == subject && j.running())
+        {
             return (j.clone(), false);
         }
         if all.len() >= KEEP
@@ -116,6 +129,7 @@ impl Jobs {
         let job = Arc::new(Job {
             id: format!("job_{}", uuid::Uuid::new_v4().simple()),
             kind,
+            subject: subject.map(str::to_owned),
             started_at: now(),
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),

@@ -281,6 +281,15 @@ pub const ROUTES: &[Route] = &[
         produces: JSON,
         errors: JSON,
     },
+    center!(
+        "post",
+        "/api/users/{user_id}/export",
+        || post(conversations::export_user_job),
+        "Export everything of a user as a job (poll /api/jobs/{id}; its result is the export)",
+        Some("EmptyRequest"),
+        "Job",
+        Query::None
+    ),
     Route {
         method: "delete",
         path: "/api/users/{user_id}/data",

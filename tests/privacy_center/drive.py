@@ -169,6 +169,10 @@ try:
     box = driver.find_element(By.ID, "conv-user")
     box.clear()
     box.send_keys(FORGET_USER)
+    # "Export everything" runs as a job with progress; the page reports what the API holds.
+    expected = len(get_json("/api/conversations?user_id=" + FORGET_USER)["conversations"])
+    driver.find_element(By.ID, "conv-export-user").click()
+    wait.until(lambda d: f"Exported {expected} conversation(s) of {FORGET_USER}" in d.find_element(By.ID, "conv-detail").text)
     driver.find_element(By.ID, "conv-forget-user").click()
     wait.until(lambda d: d.find_element(By.ID, "confirm").get_attribute("open") is not None)
     driver.find_element(By.ID, "confirm-ok").click()

@@ -261,11 +261,15 @@
   async function exportUser() {
     const user = convUser();
     if (!user) { result('Enter a user first.'); return; }
+    const target = document.getElementById('conv-detail');
     try {
-      const data = await api('GET', '/api/users/' + encodeURIComponent(user) + '/export');
-      download(user + '-export.json', data);
-      result(`Exported ${data.conversations.length} conversation(s) of ${user}.`);
-    } catch (e) { errorBox(document.getElementById('conv-detail'), e); }
+      // A job with progress: a large user's export does not hold a request open.
+      let job = await api('POST', '/api/users/' + encodeURIComponent(user) + '/export', {});
+      job = await poll(job, target, 'Exporting ' + user);
+      if (job.state !== 'done') throw job.error || { message: 'the export failed' };
+      download(user + '-export.json', job.result);
+      result(`Exported ${job.result.conversations.length} conversation(s) of ${user}.`);
+    } catch (e) { errorBox(target, e); }
   }
 
   async function forgetUser() {
