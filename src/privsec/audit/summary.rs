@@ -49,6 +49,9 @@ pub struct Counts {
 pub struct Summary {
     /// Every entry up to this `seq` is counted.
     pub through_seq: u64,
+    /// The chain anchor (`audit::prune`'s record of the last entry it removed) when this was
+    /// built: a different one means old files are gone, and their counts with them.
+    pub anchor: String,
     pub rows: HashMap<Key, Counts>,
     /// Entries were written that this summary did not see: catch up before reading it.
     pub stale: bool,
@@ -61,6 +64,8 @@ pub struct Summary {
 struct Saved {
     version: u32,
     through_seq: u64,
+    #[serde(default)]
+    anchor: String,
     rows: Vec<(Key, Counts)>,
 }
 
@@ -271,6 +276,21 @@ impl Summary {
         Ok(added)
     }
 
+    /// Starts over when retention removed files since this summary was built (the anchor
+    /// changed): its rows would still count entries the log no longer holds, and a rebuild
+    /// from what is left (once per prune) is the only exact answer, rows being per day.
+    pub fn follow_prune(&mut self, path: &Path) {
+        let anchor = std::fs::read_to_string(LogFiles::new(path).anchor()).unwrap_or_default();
+        if anchor != self.anchor {
+            *self = Summary {
+                anchor,
+                stale: true,
+                dirty: true,
+                ..Summary::default()
+            };
+        }
+    }
+
     /// The saved summary, or an empty one when it is missing or unreadable; either way
     /// marked stale, so the first read catches up with (or rebuilds from) the log.
     pub fn load(path: &Path) -> Summary {
@@ -284,6 +304,7 @@ impl Summary {
         match serde_json::from_slice::<Saved>(&bytes) {
             Ok(s) if s.version == VERSION => Summary {
                 through_seq: s.through_seq,
+                anchor: s.anchor,
                 rows: s.rows.into_iter().collect(),
                 stale: true,
                 dirty: false,
@@ -302,6 +323,7 @@ impl Summary {
         let saved = Saved {
             version: VERSION,
             through_seq: self.through_seq,
+            anchor: self.anchor.clone(),
             rows: self.rows.iter().map(|(k, c)| (k.clone(), *c)).collect(),
         };
         let bytes = serde_json::to_vec(&saved)
@@ -371,6 +393,7 @@ fn live_tail(path: &Path, after: u64) -> Result<Vec<u8>> {
 /// The summary up to date with the log at `path`: loaded (or rebuilt), caught up, saved.
 pub fn current(path: &Path) -> Result<Summary> {
     let mut s = Summary::load(path);
+    s.follow_prune(path);
     s.catch_up(path)?;
     s.save(path)?;
     Ok(s)

@@ -53,6 +53,7 @@ impl SharedSummary {
         if self.missed.swap(false, Ordering::Relaxed) {
             summary.stale = true;
         }
+        summary.follow_prune(&self.path);
         if summary.stale {
             summary.catch_up(&self.path)?;
         }
@@ -128,5 +129,41 @@ mod tests {
         assert_eq!((entries(&saved), saved.through_seq), (4, 4));
         std::fs::remove_file(super::super::summary::summary_path(&cfg.path)).unwrap();
         assert_eq!(entries(&current_summary(&cfg.path).unwrap()), 4);
+    }
+
+    /// Retention (`maestra audit prune`, another process) removes old files: the running
+    /// server's summary stops counting what they held.
+    #[tokio::test]
+    async fn a_prune_takes_its_entries_out_of_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            path: dir.path().join("audit.log"),
+            retention_days: 1,
+            fail_closed: true,
+            queue_capacity: 64,
+        };
+        let key = || ChainKey::from_bytes(&[7u8; 32]);
+        let server = AuditLog::open(&cfg, key()).unwrap();
+        server.append(call(5)).await.unwrap();
+        server.append(call(6)).await.unwrap();
+        assert!(crate::privsec::audit::rotate(&cfg.path, key()).unwrap());
+        server.append(call(7)).await.unwrap();
+        assert_eq!(server.summary().read(entries).unwrap(), 3);
+        let later = time::OffsetDateTime::now_utc().date() + time::Duration::days(3);
+        let removed = crate::privsec::audit::prune(&cfg.path, &key(), 1, later).unwrap();
+        assert_eq!(removed.len(), 1);
+        let (n, sent) = server
+            .summary()
+            .read(|s| {
+                (
+                    entries(s),
+                    s.rows.values().map(|c| c.bytes_sent).sum::<u64>(),
+                )
+            })
+            .unwrap();
+        assert_eq!((n, sent), (1, 7), "only the live file's entry is left");
+        server.append(call(8)).await.unwrap();
+        assert_eq!(server.summary().read(entries).unwrap(), 2);
+        server.close().await;
     }
 }
