@@ -1,5 +1,6 @@
 //! The privacy center's JSON endpoints where the browser test does not reach: what the vault
-//! section says of when a secret was last used.
+//! section says of when a secret was last used, and a user's export as a job.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
