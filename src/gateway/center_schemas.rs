@@ -20,7 +20,7 @@ pub fn schemas() -> Value {
     let job = obj(
         json!({
             "id": s("string"),
-            "kind": {"type": "string", "enum": ["audit_verify", "vault_rotate"]},
+            "kind": {"type": "string", "enum": super::jobs::Kind::ALL.map(super::jobs::Kind::as_str)},
             "state": {"type": "string", "enum": ["running", "done", "failed"]},
             "started_at": s("string"), "finished_at": nullable(s("string")),
             "progress": obj(json!({"done": s("integer"), "total": s("integer")}), &["done", "total"]),

@@ -26,7 +26,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    /// Every kind, for the `Job` schema of `/openapi.json` (so the document cannot drift).
+    pub const ALL: [Kind; 3] = [Kind::AuditVerify, Kind::VaultRotate, Kind::UserExport];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::AuditVerify => "audit_verify",
             Kind::VaultRotate => "vault_rotate",
