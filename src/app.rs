@@ -31,6 +31,15 @@ use crate::providers::{self, Providers};
 /// The store flag a running server watches: set (by `maestra lockdown`), it forces local-only
 /// mode on.
 pub const LOCKDOWN_FLAG: &str = "lockdown.local_only";
+/// What every lockdown does first, from the command line or the privacy center: the flag that
+/// forces local-only mode on every instance sharing the store, then every API key revoked.
+/// Returns how many keys were revoked. (The vault key rotation that follows differs: the
+/// command runs it, a server runs it as a job.)
+pub async fn engage_lockdown(store: &dyn crate::store::Store) -> Result<u64> {
+    store.meta_set(LOCKDOWN_FLAG, "true").await?;
+    store.api_keys_revoke_all(crate::store::now_unix()).await
+}
+
 /// How often a running server looks for a lockdown.
 const LOCKDOWN_POLL: Duration = Duration::from_secs(1);
 /// How often retention runs while serving.

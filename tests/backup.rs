@@ -92,6 +92,15 @@ fn dirs_in(dir: &Path) -> Vec<String> {
     v
 }
 
+/// No scratch directory of a backup (`.maestra-backup-*`) is left in the home.
+fn assert_no_scratch(h: &Home) {
+    let leftovers: Vec<String> = dirs_in(&h.root())
+        .into_iter()
+        .filter(|n| n.starts_with(".maestra-backup-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn round_trip_with_todays_keys_and_nothing_readable_in_the_backup() {
     let h = populated();
@@ -470,11 +479,7 @@ fn a_backup_killed_at_any_point_leaves_nothing_verify_accepts() {
     // The next backup to the same place sweeps what the killed ones left, and succeeds.
     h.ok(&["backup", "create", "--to", dest.to_str().unwrap()], b"");
     h.ok(&["backup", "verify", "--from", dest.to_str().unwrap()], b"");
-    let leftovers: Vec<String> = dirs_in(&h.root())
-        .into_iter()
-        .filter(|n| n.starts_with(".maestra-backup-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_scratch(&h);
 }
 
 /// The proof of crypto-shredding through backups: back up, forget ann, restore that earlier
@@ -682,11 +687,7 @@ fn a_with_keys_backup_whose_key_file_does_not_open_the_database_is_refused() {
         "{err}"
     );
     assert!(!dest.join("manifest.mxb").exists());
-    let leftovers: Vec<String> = dirs_in(&h.root())
-        .into_iter()
-        .filter(|n| n.starts_with(".maestra-backup-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_scratch(&h);
 }
 
 /// Killed at the one moment between the data file's rename and the manifest's commit (a fault
@@ -724,9 +725,5 @@ fn a_backup_killed_between_its_data_and_its_manifest_is_unfinished() {
     h.ok(&["backup", "create", "--to", dest.to_str().unwrap()], b"");
     h.ok(&["backup", "verify", "--from", dest.to_str().unwrap()], b"");
     // The dead run's scratch directory was swept by the next one.
-    let leftovers: Vec<String> = dirs_in(&h.root())
-        .into_iter()
-        .filter(|n| n.starts_with(".maestra-backup-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_scratch(&h);
 }

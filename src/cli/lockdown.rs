@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use super::Context;
 use crate::error::Result;
 use crate::privsec::audit::{Category, Event, Outcome};
-use crate::store::now_unix;
 
 pub use crate::app::LOCKDOWN_FLAG;
 
@@ -27,8 +26,7 @@ pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
         eprintln!("lockdown lifted: local-only mode follows the configuration again");
         return Ok(ExitCode::SUCCESS);
     }
-    store.meta_set(LOCKDOWN_FLAG, "true").await?;
-    let revoked = store.api_keys_revoke_all(now_unix()).await?;
+    let revoked = crate::app::engage_lockdown(store.as_ref()).await?;
     // Local-only and the revocations stand even if the rotation cannot run (a key that is not
     // the vault's): in an incident, do every step that can be done, then say what could not.
     // Ok(false): keys from the environment, which this command cannot rewrite.

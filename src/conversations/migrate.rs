@@ -86,6 +86,8 @@ pub async fn seal_plaintext(
     let mut report = Sealed::default();
     let mut seen = 0;
 
+    // Set once, before the first rewrite (see `STARTED`).
+    let mut started = false;
     let mut after = String::new();
     loop {
         let rows = store.raw_conversations(&after, BATCH).await?;
@@ -112,8 +114,9 @@ pub async fn seal_plaintext(
             };
             pairs.push((old, new));
         }
-        if !pairs.is_empty() {
+        if !pairs.is_empty() && !started {
             store.meta_set(STARTED, DONE_VALUE).await?;
+            started = true;
         }
         report.conversations += store.raw_conversations_rewrite(&pairs).await?;
         progress(seen, total)?;
@@ -147,8 +150,9 @@ pub async fn seal_plaintext(
             };
             pairs.push((old, new));
         }
-        if !pairs.is_empty() {
+        if !pairs.is_empty() && !started {
             store.meta_set(STARTED, DONE_VALUE).await?;
+            started = true;
         }
         report.messages += store.raw_messages_rewrite(&pairs).await?;
         progress(seen.min(total), total)?;

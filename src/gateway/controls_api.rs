@@ -20,7 +20,6 @@ use crate::app::LOCKDOWN_FLAG;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::keyring::KeySource;
-use crate::store::now_unix;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,9 +82,8 @@ pub(super) async fn lockdown(
             "a lockdown needs {\"confirm\": true}".into(),
         ));
     }
-    state.store.meta_set(LOCKDOWN_FLAG, "true").await?;
+    let revoked = crate::app::engage_lockdown(state.store.as_ref()).await?;
     state.egress.set_local_only(true);
-    let revoked = state.store.api_keys_revoke_all(now_unix()).await?;
     let rotation = match state.vault.keys().source.clone() {
         KeySource::Environment => None,
         // Audited and taken up by this server's vault like a rotation from the vault section.

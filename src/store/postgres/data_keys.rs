@@ -47,14 +47,12 @@ impl DataKeys for PostgresStore {
     }
 
     async fn data_key_delete(&self, user: &str) -> Result<bool> {
-        // An explicit transaction, so this returns only once the commit is done: forget
-        // deletes the user's rows after it.
-        let mut tx = self.pool.begin().await?;
+        // One autocommitted statement: it returns once the delete is committed, which is all
+        // forget needs before it deletes the user's rows.
         let done = sqlx::query("DELETE FROM data_keys WHERE user_id = $1")
             .bind(user)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
