@@ -293,3 +293,39 @@ async fn a_flood_of_bad_keys_is_throttled_and_audited_within_a_budget() {
     );
     assert!(refusals >= 20, "{refusals}");
 }
+
+/// The privacy center's files pass the first stages as the API does: each answer has a request
+/// id and is counted in `/metrics` under its own path; they keep their own CSP (the page loads
+/// its script and style from this server), while the API's stays `default-src 'none'`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_has_request_ids_metrics_and_its_own_headers() {
+    let (addr, _mock) = mock::start().await;
+    let home = upstream_env(Home::new(), addr);
+    let server = Server::start(&home);
+    let c = client();
+    for path in ["/", "/assets/app.js"] {
+        let resp = c.get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let h = resp.headers();
+        assert_eq!(h["x-request-id"].len(), 32, "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'self'"), "{path}: {csp}");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-frame-options"], "DENY");
+    }
+    let resp = c.get(server.url("/metrics")).send().await.unwrap();
+    assert!(
+        resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    let text = resp.text().await.unwrap();
+    for label in ["route=\"/\"", "route=\"/assets/app.js\""] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("maestra_http_requests") && l.contains(label)),
+            "{label}: {text}"
+        );
+    }
+}

@@ -239,8 +239,20 @@ fn conversation(id: &str, owner: &str, secret: &str, n: usize) -> Conversation {
     }
 }
 
-/// Every message row of the database as stored (`raw_messages` skips sealed ones, so this
-/// reads through the undecorated typed API instead).
+/// Conversations and messages whose content columns do not all open as sealed values under
+/// their owner's place (the plaintext the migration has left), read raw. A value that is
+/// sealed does not hold the canary, which is how the test data tells them apart.
+async fn plaintext_rows(raw: &Arc<dyn Store>) -> (usize, usize) {
+    let plain = |text: &str| !text.starts_with("mx1:") || text.contains("CANARY");
+    let conversations = raw.raw_conversations("", u32::MAX).await.unwrap();
+    let messages = raw.raw_messages(("", i64::MIN), u32::MAX).await.unwrap();
+    (
+        conversations.iter().filter(|c| plain(&c.topic)).count(),
+        messages.iter().filter(|m| plain(&m.content)).count(),
+    )
+}
+
+/// A conversation as stored, read through the undecorated typed API.
 async fn stored(raw: &Arc<dyn Store>, id: &str) -> Conversation {
     raw.conversation_get(id).await.unwrap().unwrap()
 }
@@ -539,16 +551,12 @@ async fn a_plaintext_database_is_sealed_resumably(f: Fixture) {
         assert!(raw.conversation_import(&c).await.unwrap());
         originals.push(c);
     }
-    let chat = [msg("t1", &format!("turn {secret}"))];
-    raw.conversation_append(&turn("chat", "alice", &format!("chat {secret}"), &chat))
+    // Plaintext that starts like a sealed value is plaintext all the same.
+    let chat = [msg("t1", &format!("mx1:turn{secret}"))];
+    raw.conversation_append(&turn("chat", "alice", &format!("mx1:{secret}"), &chat))
         .await
         .unwrap();
-    assert!(
-        !raw.raw_messages(("", i64::MIN), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(plaintext_rows(&raw).await.1 > 0);
     // The search works: the plaintext is there to find before the migration.
     assert!(!f.files_containing(&secret, false).await.is_empty());
 
@@ -563,11 +571,7 @@ async fn a_plaintext_database_is_sealed_resumably(f: Fixture) {
         }
     };
     assert!(open::seal(raw.clone(), vault, &mut crash).await.is_err());
-    let left = raw
-        .raw_messages(("", i64::MIN), u32::MAX)
-        .await
-        .unwrap()
-        .len();
+    let left = plaintext_rows(&raw).await.1;
     assert!(left > 0 && left < n, "{left} of {n} left");
     raw.close().await;
 
@@ -584,18 +588,7 @@ async fn a_plaintext_database_is_sealed_resumably(f: Fixture) {
         calls.len() >= 2 && calls.iter().all(|(d, t)| d <= t),
         "{calls:?}"
     );
-    assert!(
-        raw.raw_conversations("", u32::MAX)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        raw.raw_messages(("", i64::MIN), u32::MAX)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(plaintext_rows(&raw).await, (0, 0));
     for c in &originals {
         assert_eq!(&store.conversation_get(&c.id).await.unwrap().unwrap(), c);
         let sealed = stored(&raw, &c.id).await;
@@ -603,7 +596,7 @@ async fn a_plaintext_database_is_sealed_resumably(f: Fixture) {
     }
     let got = store.conversation_get("chat").await.unwrap().unwrap();
     assert_eq!(got.messages, chat);
-    assert_eq!(got.topic, format!("chat {secret}"));
+    assert_eq!(got.topic, format!("mx1:{secret}"));
     // A later start has nothing to do.
     let again = migrate::seal_plaintext(
         raw.as_ref(),
@@ -681,4 +674,80 @@ async fn rotation_rewraps_data_keys_and_content_still_reads(f: Fixture) {
     let carol = raw.data_key_get("carol").await.unwrap().unwrap();
     assert_eq!(carol.kek, keys.primary_id());
     fresh.close().await;
+}
+
+/// A scrub on PostgreSQL does not wait for a long reader (a backup's `pg_dump` keeps a
+/// snapshot and a share lock on every table for the whole dump): the forget returns, the
+/// scrub is owed (a marker in `meta`) and done by a retry once the reader has gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrub_behind_a_long_reader_is_deferred_then_done() {
+    with_postgres(|f: Fixture| async move {
+        let secret = canary();
+        let (raw, store) = f.open().await;
+        // Plaintext, as written before encryption: what a scrub must take out of the files.
+        assert!(
+            raw.conversation_import(&conversation("d1", "dora", &secret, 3))
+                .await
+                .unwrap()
+        );
+        let Db::Postgres(url) = &f.db else {
+            unreachable!()
+        };
+        let reader = begin_long_read(url.clone()).await;
+
+        let audit = f.audit();
+        // Blocking on the reader would never end: the reader ends only after this returns.
+        let actor = rights::Actor::cli();
+        let forget = rights::forget_user(store.as_ref(), &audit, "dora", &actor);
+        let n = tokio::time::timeout(std::time::Duration::from_secs(60), forget)
+            .await
+            .expect("the forget waited for the long reader")
+            .unwrap();
+        assert_eq!(n, 1);
+        assert!(raw.meta_get("store.scrub_pending").await.unwrap().is_some());
+        assert!(!f.files_containing(&secret, false).await.is_empty());
+
+        end_long_read(reader).await;
+        let mut left = Vec::new();
+        for _ in 0..120 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            left = f.files_containing(&secret, false).await;
+            if left.is_empty() && raw.meta_get("store.scrub_pending").await.unwrap().is_none() {
+                break;
+            }
+        }
+        assert_eq!(left, Vec::<String>::new());
+        assert!(raw.meta_get("store.scrub_pending").await.unwrap().is_none());
+        audit.close().await;
+        store.close().await;
+    })
+    .await;
+}
+
+/// A connection in a repeatable-read transaction that has read the messages: it holds a
+/// snapshot and a share lock, as `pg_dump` does. Boxed so the test's spawned future is `Send`
+/// by declaration (sqlx's connection executor lifetimes defeat the inference).
+fn begin_long_read(url: String) -> futures_util::future::BoxFuture<'static, sqlx::PgConnection> {
+    use sqlx::Connection;
+    Box::pin(async move {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(seen, 3);
+        conn
+    })
+}
+
+fn end_long_read(mut conn: sqlx::PgConnection) -> futures_util::future::BoxFuture<'static, ()> {
+    use sqlx::Connection;
+    Box::pin(async move {
+        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    })
 }

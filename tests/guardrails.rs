@@ -363,6 +363,34 @@ async fn local_mode_refuses_foreign_hosts_and_origins() {
         resp.headers()["access-control-allow-origin"],
         "http://localhost:3000"
     );
+    // A rebinding page's request carries its own name both as Host and as Origin, so the page
+    // check (Origin equal to this server) takes the Origin away: the loopback Host check must
+    // still refuse it, for reads and for writes.
+    for (method, path) in [
+        ("GET", "/api/conversations"),
+        ("POST", "/api/controls/local-only"),
+    ] {
+        let resp = c
+            .request(method.parse().unwrap(), server.url(path))
+            .header("host", "evil.example:8825")
+            .header("origin", "http://evil.example:8825")
+            .json(&serde_json::json!({"on": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{method} {path}");
+        let v: Value = resp.json().await.unwrap();
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let privacy: Value = c
+        .get(server.url("/api/privacy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(privacy["local_only"], false, "{privacy}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

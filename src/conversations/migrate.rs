@@ -2,15 +2,18 @@
 //!
 //! Rows are read in key order, a batch at a time, and each batch is rewritten in one
 //! transaction, only where a row still holds what was read (another process may be writing).
-//! A value without the sealed prefix is plaintext: after a crash, the next start finds the
-//! rows still plaintext and goes on from there, so the work is resumable without a cursor.
+//! A value is already sealed when it has the sealed prefix *and* opens in its place under
+//! its owner's key; anything else is plaintext (a message that happened to start with `mx1:`
+//! included): after a crash, the next start finds the rows still plaintext and goes on from
+//! there, so the work is resumable without a cursor.
 //! When every row is sealed the store is scrubbed (write-ahead log checkpointed, PostgreSQL
 //! tables vacuumed), so the plaintext leaves the files, and a marker in `meta` saves later
 //! starts the scan.
 
-use super::cipher::{Column, Place, is_sealed, seal};
+use super::cipher::{Column, Place, is_sealed, open, seal};
 use super::keys::UserKeys;
 use crate::error::{Error, Result};
+use crate::privsec::datakeys::DataKey;
 use crate::store::{RawConversation, RawMessage, Store};
 
 /// Meta key set once every row is sealed.
@@ -57,13 +60,33 @@ fn empty_meta(text: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| super::sealed::meta_is_empty(&v))
 }
 
+/// Whether `text` is a value sealed for `at` under `key` (an earlier, interrupted run did it),
+/// not plaintext that merely starts like one.
+fn sealed_here(key: &DataKey, at: &Place<'_>, text: &str) -> bool {
+    is_sealed(text) && open(key, at, text).is_ok()
+}
+
+/// A text column sealed, unless it already is.
+fn seal_text(key: &DataKey, at: &Place<'_>, text: &str) -> Result<String> {
+    match sealed_here(key, at, text) {
+        true => Ok(text.to_owned()),
+        false => seal(key, at, text),
+    }
+}
+
+/// A JSON column (`meta`) sealed as a JSON string, unless it already is or is empty.
+fn seal_json_text(key: &DataKey, at: &Place<'_>, text: &str) -> Result<String> {
+    let sealed = serde_json::from_str::<String>(text).is_ok_and(|v| sealed_here(key, at, &v));
+    match sealed || empty_meta(text) {
+        true => Ok(text.to_owned()),
+        false => json(&seal(key, at, text)?),
+    }
+}
+
 /// A list column (JSON text) sealed as a one-element list; the empty list stays as it is.
-fn seal_list_text(
-    key: &crate::privsec::datakeys::DataKey,
-    at: &Place<'_>,
-    text: &str,
-) -> Result<String> {
-    if text == "[]" || text.starts_with("[\"mx1:") {
+fn seal_list_text(key: &DataKey, at: &Place<'_>, text: &str) -> Result<String> {
+    let sealed = serde_json::from_str::<[String; 1]>(text).is_ok_and(|[v]| sealed_here(key, at, &v));
+    if text == "[]" || sealed {
         return Ok(text.to_owned());
     }
     json(&[seal(key, at, text)?])
@@ -104,15 +127,14 @@ pub async fn seal_plaintext(
                 column,
             };
             let new = RawConversation {
-                topic: match is_sealed(&old.topic) {
-                    true => old.topic.clone(),
-                    false => seal(&key, &at(Column::Topic), &old.topic)?,
-                },
+                topic: seal_text(&key, &at(Column::Topic), &old.topic)?,
                 tags: seal_list_text(&key, &at(Column::Tags), &old.tags)?,
                 artifacts: seal_list_text(&key, &at(Column::Artifacts), &old.artifacts)?,
                 ..old.clone()
             };
-            pairs.push((old, new));
+            if new != old {
+                pairs.push((old, new));
+            }
         }
         if !pairs.is_empty() && !started {
             store.meta_set(STARTED, DONE_VALUE).await?;
@@ -138,17 +160,13 @@ pub async fn seal_plaintext(
                 column,
             };
             let new = RawMessage {
-                content: match is_sealed(&old.content) {
-                    true => old.content.clone(),
-                    false => seal(&key, &at(Column::Content), &old.content)?,
-                },
-                meta: match old.meta.starts_with("\"mx1:") || empty_meta(&old.meta) {
-                    true => old.meta.clone(),
-                    false => json(&seal(&key, &at(Column::Meta), &old.meta)?)?,
-                },
+                content: seal_text(&key, &at(Column::Content), &old.content)?,
+                meta: seal_json_text(&key, &at(Column::Meta), &old.meta)?,
                 ..old.clone()
             };
-            pairs.push((old, new));
+            if new != old {
+                pairs.push((old, new));
+            }
         }
         if !pairs.is_empty() && !started {
             store.meta_set(STARTED, DONE_VALUE).await?;

@@ -203,7 +203,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
     }
 }
 
-fn loopback_host(headers: &HeaderMap) -> bool {
+/// Whether the request's `Host` is a loopback name (or absent, as from a plain HTTP/1.0
+/// client): in local mode anything else is a DNS-rebinding page or a foreign network.
+pub(crate) fn loopback_host(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get("host") else {
         return true;
     };

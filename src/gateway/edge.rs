@@ -89,8 +89,16 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
 
 /// Notes which route template the request's path matches (see [`routes::matched`]), for the
 /// stages that follow: they run outside the router, before it routes.
+/// A file of the privacy center's page is named by its own path.
 pub fn match_route(mut req: Request) -> Request {
-    if let Some(m) = routes::matched(req.uri().path()) {
+    let path = req.uri().path();
+    let found = routes::matched(path).or_else(|| {
+        crate::web::file_path(path).map(|p| routes::Matched {
+            path: p,
+            template: p,
+        })
+    });
+    if let Some(m) = found {
         req.extensions_mut().insert(m);
     }
     req

@@ -18,7 +18,7 @@
 //! - `openapi`       — the OpenAPI document
 //! - `server`        — the accept loop: header limits, graceful shutdown
 
-mod access;
+pub(crate) mod access;
 mod audit_api;
 mod center_body;
 mod center_schemas;

@@ -2,9 +2,9 @@
 //!
 //! The stages wrap the router from the outside in, so the list below reads top to bottom as a
 //! request meets them: panic guard → security headers → request id → route match → metrics
-//! and log → head and declared-length limits → deadline → same-origin check → CORS → auth and
-//! rate limit → known query parameters → `Allow` on 405 → egress tally → body limit → router
-//! → handler. The later stages (guard, cost, egress, settle, store, audit) are the pipeline
+//! and log → (the privacy center's files leave here, `crate::web`) → head and declared-length
+//! limits → deadline → same-origin check → CORS → auth and rate limit → known query
+//! parameters → `Allow` on 405 → egress tally → body limit → router → handler. The later stages (guard, cost, egress, settle, store, audit) are the pipeline
 //! the handlers call (`gateway::pipeline`).
 
 use axum::Extension;
@@ -51,13 +51,7 @@ pub fn router(state: Shared) -> Router {
     // is boxed into every route and deep-cloned by each stage above it on every request,
     // while this stack clones only `Arc`s and the router (itself an `Arc`). The stages find
     // the matched route with the router's own matcher (`edge::match_route`).
-    let hsts = state.config.network.tls != Tls::Off;
-    let stages = ServiceBuilder::new()
-        .layer(CatchPanicLayer::custom(edge::panic_response))
-        .map_response(move |resp| with_security_headers(resp, hsts))
-        .layer(middleware::from_fn(edge::request_id))
-        .map_request(edge::match_route)
-        .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
+    let api = ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(state.clone(), checks::shape))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -76,19 +70,32 @@ pub fn router(state: Shared) -> Router {
         .layer(Extension(Arc::new(Refresher::default())))
         .layer(Extension(Arc::new(super::jobs::Jobs::default())))
         .service(handlers);
-    Router::new()
-        .fallback_service(stages)
-        // The privacy center's page and assets: public files with no data in them, outside
-        // the API's key check (a browser cannot send a key with a page load); see `crate::web`.
-        .merge(crate::web::router(state))
+    // The privacy center's page and assets: public files with no data in them, outside the
+    // API's key check (a browser cannot send a key with a page load); see `crate::web`.
+    let site = Router::new()
+        .fallback_service(api)
+        .merge(crate::web::router(state.clone()));
+    // The first stages see every request, the page's too: a panic guard, the security
+    // headers, a request id, and the metrics and log line.
+    let hsts = state.config.network.tls != Tls::Off;
+    let edge = ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(edge::panic_response))
+        .map_response(move |resp| with_security_headers(resp, hsts))
+        .layer(middleware::from_fn(edge::request_id))
+        .map_request(edge::match_route)
+        .layer(middleware::from_fn_with_state(state, edge::observe))
+        .service(site);
+    Router::new().fallback_service(edge)
 }
 
 /// What every answer carries, the stages' own refusals included: it is an API, never a page
 /// to frame, sniff or cache. Over HTTPS (here, or by the trusted proxy in front) browsers are
 /// also told to keep to HTTPS for a year, so a later plain-HTTP link cannot strip it.
+/// The page's files keep their own (a CSP that lets the page load its script and style).
 fn with_security_headers(mut resp: Response, hsts: bool) -> Response {
+    let page = resp.extensions().get::<crate::web::PageHeaders>().is_some();
     let headers = resp.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
+    for (name, value) in SECURITY_HEADERS.iter().filter(|_| !page) {
         headers.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),

@@ -91,26 +91,20 @@ where
     })
 }
 
-/// Conversations after `?1` (in id order, at most `?2`) with a content column that may still
-/// be plaintext: a topic without the sealed prefix, or tags or artifacts that are neither the
-/// empty list (what a chat turn stores) nor a sealed one. `?N` numbering reads the same in
-/// both databases' dialects once PostgreSQL's `$` replaces `?` (see `dollars`).
+/// Conversations after `?1` (in id order, at most `?2`), all of them: only opening a value
+/// tells a sealed one from plaintext that starts like one, so the migration decides. `?N`
+/// numbering reads the same in both databases' dialects once PostgreSQL's `$` replaces `?`
+/// (see `dollars`).
 pub(super) const RAW_CONVERSATIONS_SQL: &str = "
     SELECT id, owner, topic, tags, artifacts FROM conversations
-    WHERE id > ?1 AND NOT (substr(topic, 1, 4) = 'mx1:'
-        AND (tags = '[]' OR substr(tags, 1, 6) = '[\"mx1:')
-        AND (artifacts = '[]' OR substr(artifacts, 1, 6) = '[\"mx1:'))
-    ORDER BY id LIMIT ?2";
+    WHERE id > ?1 ORDER BY id LIMIT ?2";
 
-/// Messages after `(?1, ?2)` in `(conversation_id, seq)` order, at most `?3`, whose content or
-/// meta may still be plaintext (an empty meta, `null` or `{}`, stays plain), each with its
-/// conversation's owner.
+/// Messages after `(?1, ?2)` in `(conversation_id, seq)` order, at most `?3`, each with its
+/// conversation's owner (all of them, as above).
 pub(super) const RAW_MESSAGES_SQL: &str = "
     SELECT m.conversation_id, m.seq, m.id, c.owner, m.content, m.meta
     FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
     WHERE (m.conversation_id, m.seq) > (?1, ?2)
-        AND NOT (substr(m.content, 1, 4) = 'mx1:'
-            AND (m.meta IN ('null', '{}') OR substr(m.meta, 1, 5) = '\"mx1:'))
     ORDER BY m.conversation_id, m.seq LIMIT ?3";
 
 /// PostgreSQL's numbered parameters (`$1`) for SQL written with SQLite's (`?1`).

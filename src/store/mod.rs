@@ -230,11 +230,10 @@ pub struct RawMessage {
 /// (`conversations::migrate`): paged in key order, rewritten only where unchanged since read.
 #[async_trait]
 pub trait RawContent: Send + Sync {
-    /// Up to `limit` conversations after id `after`, in id order, whose content columns may
-    /// still hold plaintext (a column not starting with the sealed prefix `mx1:`).
+    /// Up to `limit` conversations after id `after`, in id order, content as stored (sealed or
+    /// plaintext: the start-up migration tells them apart by opening them).
     async fn raw_conversations(&self, after: &str, limit: u32) -> Result<Vec<RawConversation>>;
-    /// Up to `limit` messages after `(conversation id, seq)`, in that order, that may still
-    /// hold plaintext.
+    /// Up to `limit` messages after `(conversation id, seq)`, in that order, as stored.
     async fn raw_messages(&self, after: (&str, i64), limit: u32) -> Result<Vec<RawMessage>>;
     /// Writes each `(old, new)` pair's content columns in one transaction, where the row still
     /// holds `old`'s; returns how many rows changed.

@@ -44,20 +44,31 @@ const HEADERS: &[(&str, &str)] = &[
     ("cross-origin-opener-policy", "same-origin"),
 ];
 
+/// Every file of the page: (path, body, media type). Browsers ask for `/favicon.ico` on their
+/// own; it is answered, so a page load logs no 404.
+const FILES: &[(&str, &str, &str)] = &[
+    ("/", INDEX, "text/html; charset=utf-8"),
+    ("/assets/app.js", SCRIPT, "text/javascript; charset=utf-8"),
+    ("/assets/app.css", STYLE, "text/css; charset=utf-8"),
+    ("/assets/icon.svg", ICON, "image/svg+xml"),
+    ("/favicon.ico", ICON, "image/svg+xml"),
+];
+
+/// Marks a response of the page: it carries the page's own headers ([`HEADERS`]), which the
+/// API's (a CSP of `default-src 'none'`) would otherwise replace.
+#[derive(Debug, Clone, Copy)]
+pub struct PageHeaders;
+
+/// The path of one of the page's files, as a `'static` metric label.
+pub fn file_path(path: &str) -> Option<&'static str> {
+    FILES.iter().map(|(p, ..)| *p).find(|p| *p == path)
+}
+
 pub fn router(state: Shared) -> Router {
-    let mut r = Router::new()
-        .route("/", get(|| file(INDEX, "text/html; charset=utf-8")))
-        .route(
-            "/assets/app.js",
-            get(|| file(SCRIPT, "text/javascript; charset=utf-8")),
-        )
-        .route(
-            "/assets/app.css",
-            get(|| file(STYLE, "text/css; charset=utf-8")),
-        )
-        .route("/assets/icon.svg", get(|| file(ICON, "image/svg+xml")))
-        // Browsers ask for it on their own; answered, so a page load logs no 404.
-        .route("/favicon.ico", get(|| file(ICON, "image/svg+xml")));
+    let mut r = Router::new();
+    for (path, body, media_type) in FILES {
+        r = r.route(path, get(move || file(body, media_type)));
+    }
     for (name, value) in HEADERS {
         r = r.layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static(name),
@@ -68,54 +79,24 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-async fn file(body: &'static str, content_type: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+async fn file(body: &'static str, media_type: &'static str) -> Response {
+    let mut resp = ([(header::CONTENT_TYPE, media_type)], body).into_response();
+    resp.extensions_mut().insert(PageHeaders);
+    resp
 }
 
 /// Local mode: a `Host` that is not a loopback name (DNS rebinding) gets a 403, as from the
 /// API's auth stage.
 async fn loopback_only(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    if state.config.mode == Mode::Local && !loopback_host(req.headers().get(header::HOST)) {
+    if state.config.mode == Mode::Local && !crate::gateway::access::loopback_host(req.headers()) {
         return Error::Forbidden("the Host header is not a loopback name".into()).into_response();
     }
     next.run(req).await
 }
 
-fn loopback_host(host: Option<&HeaderValue>) -> bool {
-    let Some(host) = host else { return true };
-    let Ok(host) = host.to_str() else {
-        return false;
-    };
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_names_only() {
-        for (host, ok) in [
-            ("127.0.0.1:8825", true),
-            ("localhost:8825", true),
-            ("[::1]:8825", true),
-            ("evil.example:8825", false),
-            ("127.0.0.1.evil.example", false),
-        ] {
-            assert_eq!(
-                loopback_host(Some(&HeaderValue::from_static(host))),
-                ok,
-                "{host}"
-            );
-        }
-    }
 
     #[test]
     fn no_inline_script_or_style_and_nothing_from_elsewhere() {

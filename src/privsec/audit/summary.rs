@@ -7,6 +7,10 @@
 //! it did not see (entries from another process, a crash before the file was saved) is caught
 //! up by reading only the lines after the summary's `through_seq`. A missing or unreadable
 //! summary is rebuilt from the whole log, so it is a cache: never the record itself.
+//!
+//! A log that is not the one the summary counted (restored from elsewhere, deleted by hand,
+//! its `seq` starting over) is noticed by the hash of the last entry counted: catching up
+//! must meet that entry, with that hash, before anything newer, or the summary is rebuilt.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::entry::{Category, Event, Outcome};
+use super::chain::split_sealed;
 use super::files::{LogFiles, read_all};
 use super::writer::parse_seq;
 use crate::error::{Error, Result};
@@ -49,6 +54,8 @@ pub struct Counts {
 pub struct Summary {
     /// Every entry up to this `seq` is counted.
     pub through_seq: u64,
+    /// The chain hash of entry `through_seq`: which log the summary counted.
+    pub through_hash: String,
     /// The chain anchor (`audit::prune`'s record of the last entry it removed) when this was
     /// built: a different one means old files are gone, and their counts with them.
     pub anchor: String,
@@ -64,6 +71,8 @@ pub struct Summary {
 struct Saved {
     version: u32,
     through_seq: u64,
+    #[serde(default)]
+    through_hash: String,
     #[serde(default)]
     anchor: String,
     rows: Vec<(Key, Counts)>,
@@ -167,6 +176,15 @@ impl<'a> Figures<'a> {
     }
 }
 
+/// Catching up met a log other than the one counted (see the module's docs).
+#[derive(Debug)]
+struct Replaced;
+
+/// The hash a sealed line ends with, `""` for a line without one.
+fn line_hash(line: &[u8]) -> &str {
+    split_sealed(line).map_or("", |(_, hash)| hash)
+}
+
 /// The summary file beside the live log at `path`.
 pub fn summary_path(path: &Path) -> PathBuf {
     let files = LogFiles::new(path);
@@ -208,12 +226,14 @@ impl Summary {
         self.dirty = true;
     }
 
-    /// Counts a batch the writer committed, whose first entry got `first_seq`. A batch that
-    /// does not follow on (another process wrote in between) marks the summary stale instead.
+    /// Counts a batch the writer committed, whose first entry got `first_seq` and whose last
+    /// one `last_hash`. A batch that does not follow on (another process wrote in between)
+    /// marks the summary stale instead.
     pub(super) fn add_batch<'a>(
         &mut self,
         events: impl Iterator<Item = &'a Event>,
         first_seq: u64,
+        last_hash: &str,
     ) {
         if self.stale || first_seq != self.through_seq + 1 {
             self.stale = true;
@@ -227,15 +247,28 @@ impl Summary {
             seq += 1;
         }
         self.through_seq = seq;
+        self.through_hash = last_hash.to_string();
     }
 
     /// Adds every line of `text` after `through_seq`, skipping older lines without parsing
-    /// them. Returns the entries added.
-    fn add_lines(&mut self, text: &[u8]) -> u64 {
+    /// them. Returns the entries added. `met` says whether entry `through_seq` was met (with
+    /// its hash) yet: nothing newer is counted before it is, since a log without it is not
+    /// the one this summary counted.
+    fn add_lines(&mut self, text: &[u8], met: &mut bool) -> std::result::Result<u64, Replaced> {
         let mut added = 0;
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            if parse_seq(line).is_some_and(|s| s <= self.through_seq) {
-                continue;
+            match parse_seq(line) {
+                Some(s) if s < self.through_seq => continue,
+                Some(s) if s == self.through_seq => {
+                    if line_hash(line) != self.through_hash {
+                        return Err(Replaced);
+                    }
+                    *met = true;
+                    continue;
+                }
+                None if !*met => continue,
+                _ if !*met => return Err(Replaced),
+                _ => {}
             }
             let Ok(l) = serde_json::from_slice::<Line<'_>>(line) else {
                 continue;
@@ -247,14 +280,36 @@ impl Summary {
             let f = Figures::of_line(&l.details);
             self.add(l.ts, agent, l.category, &l.service, l.result, f);
             self.through_seq = l.seq;
+            self.through_hash = line_hash(line).to_string();
             added += 1;
         }
-        added
+        Ok(added)
     }
 
     /// Reads what the summary has not counted yet: the rotated days from its newest day on,
-    /// and the live file (all of them for an empty summary).
+    /// and the live file (all of them for an empty summary). A log that is not the one
+    /// counted so far is counted again from its start.
     pub fn catch_up(&mut self, path: &Path) -> Result<u64> {
+        match self.try_catch_up(path)? {
+            Ok(added) => Ok(added),
+            Err(Replaced) => {
+                tracing::warn!(
+                    through_seq = self.through_seq,
+                    "the audit log is not the one the summary counted; rebuilding the summary"
+                );
+                *self = Summary {
+                    anchor: std::mem::take(&mut self.anchor),
+                    dirty: true,
+                    ..Summary::default()
+                };
+                let rebuilt = self.try_catch_up(path)?;
+                // An empty summary meets no entry it must find first.
+                Ok(rebuilt.unwrap_or_default())
+            }
+        }
+    }
+
+    fn try_catch_up(&mut self, path: &Path) -> Result<std::result::Result<u64, Replaced>> {
         let files = LogFiles::new(path);
         let newest = if self.through_seq == 0 {
             None
@@ -267,13 +322,24 @@ impl Summary {
             .filter(|r| newest.as_ref().is_none_or(|d| r.date >= *d))
             .map(|r| r.path)
             .collect();
+        let mut met = self.through_seq == 0;
         let mut added = 0;
         for src in sources {
-            added += self.add_lines(&read_all(&src)?);
+            match self.add_lines(&read_all(&src)?, &mut met) {
+                Ok(n) => added += n,
+                Err(r) => return Ok(Err(r)),
+            }
         }
-        added += self.add_lines(&live_tail(&files.live(), self.through_seq)?);
+        match self.add_lines(&live_tail(&files.live(), self.through_seq)?, &mut met) {
+            Ok(n) => added += n,
+            Err(r) => return Ok(Err(r)),
+        }
+        if !met {
+            // The log ends before the last entry counted: it was cut or replaced.
+            return Ok(Err(Replaced));
+        }
         self.stale = false;
-        Ok(added)
+        Ok(Ok(added))
     }
 
     /// Starts over when retention removed files since this summary was built (the anchor
@@ -304,6 +370,7 @@ impl Summary {
         match serde_json::from_slice::<Saved>(&bytes) {
             Ok(s) if s.version == VERSION => Summary {
                 through_seq: s.through_seq,
+                through_hash: s.through_hash,
                 anchor: s.anchor,
                 rows: s.rows.into_iter().collect(),
                 stale: true,
@@ -323,6 +390,7 @@ impl Summary {
         let saved = Saved {
             version: VERSION,
             through_seq: self.through_seq,
+            through_hash: self.through_hash.clone(),
             anchor: self.anchor.clone(),
             rows: self.rows.iter().map(|(k, c)| (k.clone(), *c)).collect(),
         };
@@ -417,8 +485,8 @@ mod tests {
             line(3, "local_only_block", r#","reason":"cloud""#),
         ]
         .join("\n");
-        assert_eq!(s.add_lines(text.as_bytes()), 3);
-        assert_eq!(s.add_lines(text.as_bytes()), 0, "nothing twice");
+        assert_eq!(s.add_lines(text.as_bytes(), &mut true).unwrap(), 3);
+        assert_eq!(s.add_lines(text.as_bytes(), &mut true).unwrap(), 0, "nothing twice");
         assert_eq!(s.through_seq, 3);
         let total: u64 = s.rows.values().map(|c| c.bytes_sent).sum();
         assert_eq!(total, 30);
@@ -433,7 +501,7 @@ mod tests {
     fn a_reported_entry_counts_but_its_claimed_bytes_do_not() {
         let mut s = Summary::default();
         let line = r#"{"ts":"2026-11-30T10:00:00Z","seq":1,"agent_id":"tool","category":"creative","service":"ffmpeg","result":"success","details":{"bytes_sent":999,"host":"x","reported":true},"prev_hash":"x"}"#;
-        assert_eq!(s.add_lines(line.as_bytes()), 1);
+        assert_eq!(s.add_lines(line.as_bytes(), &mut true).unwrap(), 1);
         let (k, c) = s.rows.iter().next().unwrap();
         assert_eq!((c.entries, c.bytes_sent, k.host.as_str()), (1, 0, ""));
     }
@@ -444,7 +512,7 @@ mod tests {
     fn details_of_the_wrong_type_count_as_absent() {
         let mut s = Summary::default();
         let line = r#"{"ts":"2026-11-30T10:00:00Z","seq":1,"agent_id":"tool","category":"creative","service":"ffmpeg","result":"success","details":{"bytes_sent":-1,"bytes_received":1.5,"host":5,"reason":[],"reported":"yes"},"prev_hash":"x"}"#;
-        assert_eq!(s.add_lines(line.as_bytes()), 1);
+        assert_eq!(s.add_lines(line.as_bytes(), &mut true).unwrap(), 1);
         let (k, c) = s.rows.iter().next().unwrap();
         assert_eq!((c.entries, c.bytes_sent, c.bytes_received), (1, 0, 0));
         assert_eq!((k.host.as_str(), k.reason.as_str()), ("", ""));
@@ -478,7 +546,7 @@ mod tests {
             through_seq: 39_990,
             ..Summary::default()
         };
-        assert_eq!(s.add_lines(&tail), 10);
+        assert_eq!(s.add_lines(&tail, &mut true).unwrap(), 10);
         assert!(
             live_tail(&dir.path().join("none.log"), 0)
                 .unwrap()

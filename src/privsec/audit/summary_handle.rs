@@ -30,11 +30,16 @@ impl SharedSummary {
     }
 
     /// Called by the writer after a commit; never blocks.
-    pub(super) fn add_batch<'a>(&self, events: impl Iterator<Item = &'a Event>, first_seq: u64) {
+    pub(super) fn add_batch<'a>(
+        &self,
+        events: impl Iterator<Item = &'a Event>,
+        first_seq: u64,
+        last_hash: &str,
+    ) {
         match self.inner.try_lock() {
             Ok(mut guard) => {
                 if let Some(s) = guard.as_mut() {
-                    s.add_batch(events, first_seq);
+                    s.add_batch(events, first_seq, last_hash);
                 }
             }
             Err(TryLockError::WouldBlock) => self.missed.store(true, Ordering::Relaxed),
@@ -165,5 +170,50 @@ mod tests {
         server.append(call(8)).await.unwrap();
         assert_eq!(server.summary().read(entries).unwrap(), 2);
         server.close().await;
+    }
+
+    /// A log that is not the one counted (restored from elsewhere, deleted by hand: its `seq`
+    /// starts over) is counted afresh, whether it is shorter or longer than the old one.
+    #[tokio::test]
+    async fn a_replaced_log_is_counted_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            path: dir.path().join("audit.log"),
+            retention_days: 90,
+            fail_closed: true,
+            queue_capacity: 64,
+        };
+        let key = || ChainKey::from_bytes(&[7u8; 32]);
+        let server = AuditLog::open(&cfg, key()).unwrap();
+        for b in [1, 2, 3] {
+            server.append(call(b)).await.unwrap();
+        }
+        server.close().await;
+        let sent = |s: &Summary| s.rows.values().map(|c| c.bytes_sent).sum::<u64>();
+        assert_eq!(sent(&current_summary(&cfg.path).unwrap()), 6);
+        for (replacement, expected) in [(vec![100u64], 100), (vec![10, 20, 30, 40], 100)] {
+            std::fs::remove_file(&cfg.path).unwrap();
+            let _ = std::fs::remove_file(dir.path().join("audit.head"));
+            let log = AuditLog::open(&cfg, key()).unwrap();
+            for b in replacement.iter().copied() {
+                log.append(call(b)).await.unwrap();
+            }
+            log.close().await;
+            let s = current_summary(&cfg.path).unwrap();
+            assert_eq!(
+                (entries(&s), sent(&s)),
+                (replacement.len() as u64, expected),
+                "{replacement:?}"
+            );
+        }
+        // The same length as before, other entries: still noticed.
+        std::fs::remove_file(&cfg.path).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("audit.head"));
+        let log = AuditLog::open(&cfg, key()).unwrap();
+        for b in [1000, 1000, 1000, 1000] {
+            log.append(call(b)).await.unwrap();
+        }
+        log.close().await;
+        assert_eq!(sent(&current_summary(&cfg.path).unwrap()), 4000);
     }
 }

@@ -105,8 +105,8 @@ impl Writer {
                 drain(&mut rx, &mut batch);
             }
             let result = self.commit(&batch);
-            if let (Ok(first), Some(summary)) = (&result, &self.summary) {
-                summary.add_batch(batch.iter().map(|p| &p.event), *first);
+            if let (Ok(first), Some(summary), Some(tail)) = (&result, &self.summary, &self.tail) {
+                summary.add_batch(batch.iter().map(|p| &p.event), *first, &tail.last.hash);
             }
             for (i, p) in batch.drain(..).enumerate() {
                 match (p.ack, &result) {

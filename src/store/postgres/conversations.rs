@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 
-use super::horizon::wait_for_older_transactions;
 use super::*;
 use crate::store::codec::{
     RAW_CONVERSATIONS_SQL, RAW_MESSAGES_SQL, dollars, raw_conversation, raw_message,
@@ -254,17 +253,10 @@ impl Conversations for PostgresStore {
     /// the space reusable. `FULL` copies the live rows into new files and drops the old ones.
     /// It takes an exclusive lock on each table for the duration, so other instances wait
     /// briefly. What it cannot reach: WAL segments not yet recycled, replicas' own copies and
-    /// backups, which the operator's retention governs. `data_keys` is among the tables so a
-    /// forgotten user's wrapped key leaves the files too. It first waits (up to seconds) for
-    /// transactions that could still see the deleted rows (see `horizon`): the rewrite would
-    /// keep those rows.
+    /// backups, which the operator's retention governs. When older transactions or a backup's
+    /// locks are in the way it is deferred and retried, not waited for (see `scrub`).
     async fn scrub(&self) -> Result<()> {
-        wait_for_older_transactions(&self.pool).await?;
-        // The simple query protocol, since VACUUM may not run inside a transaction block.
-        sqlx::raw_sql("VACUUM (FULL) messages, conversations, secrets, data_keys")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.scrubber.scrub().await
     }
 }
 

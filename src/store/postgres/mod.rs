@@ -6,9 +6,9 @@
 mod api_keys;
 mod conversations;
 mod data_keys;
-mod horizon;
 mod ledger;
 mod meta;
+mod scrub;
 mod secrets;
 
 use std::time::Duration;
@@ -32,6 +32,7 @@ const MAX_CONNECTIONS: u32 = 8;
 
 pub struct PostgresStore {
     pool: PgPool,
+    scrubber: scrub::Scrubber,
 }
 
 impl PostgresStore {
@@ -46,7 +47,9 @@ impl PostgresStore {
         // sqlx takes an advisory lock around the migrations, so instances starting together
         // do not race each other.
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore { pool })
+        let scrubber = scrub::Scrubber::new(pool.clone());
+        scrubber.resume_owed().await?;
+        Ok(PostgresStore { pool, scrubber })
     }
 
     pub(super) fn pool(&self) -> &PgPool {
