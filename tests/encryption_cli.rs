@@ -271,3 +271,71 @@ async fn a_migration_killed_half_way_resumes() {
     }
     assert_eq!(db_files_containing(&home, &secret), Vec::<String>::new());
 }
+
+/// A copy of the whole database (a disk snapshot; a replica or archived WAL alike) holds every
+/// user's wrapped data key. After a plain forget that copy still opens the forgotten user's
+/// key with the vault key in use (README: what crypto-shredding does not cover); after
+/// `forget --rotate-key` it opens nobody's, while the live database reads on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_with_rotate_key_cuts_off_whole_database_copies() {
+    use maestra::privsec::datakeys;
+    use maestra::privsec::keyring::Keyring;
+    let secret = canary();
+    let (addr, _mock) = mock::start().await;
+    let home = upstream_env(Home::new(), addr);
+    let mut server = Server::start(&home);
+    chat(&server, "ann", "conv_a", &format!("ann says {secret}")).await;
+    chat(&server, "cat", "conv_c", &format!("cat says {secret}")).await;
+    chat(&server, "bob", "conv_b", "bob says hello").await;
+    server.stop();
+
+    // The snapshot: the database's files as they are on disk.
+    let snap = tempfile::tempdir().unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = home.root().join(format!("maestra.db{suffix}"));
+        if from.exists() {
+            std::fs::copy(&from, snap.path().join(format!("maestra.db{suffix}"))).unwrap();
+        }
+    }
+    let snapshot = SqliteStore::open(&snap.path().join("maestra.db"))
+        .await
+        .unwrap();
+    let record = |user: &'static str| {
+        let snapshot = &snapshot;
+        async move { snapshot.data_key_get(user).await.unwrap().unwrap() }
+    };
+    let (ann, cat, bob) = (record("ann").await, record("cat").await, record("bob").await);
+    let keys = || Keyring::load(None, &home.root().join("keys/vault.key")).unwrap();
+
+    home.ok(&["forget", "--user", "ann"], b"");
+    assert!(
+        datakeys::unwrap(&keys(), &ann).is_ok(),
+        "a plain forget leaves the copy's key openable (the documented limit)"
+    );
+
+    let out = home.run(&["forget", "--user", "cat", "--rotate-key"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("vault key rotated"), "{said}");
+    for (user, r) in [("ann", &ann), ("cat", &cat), ("bob", &bob)] {
+        let err = datakeys::unwrap(&keys(), r).unwrap_err().to_string();
+        assert!(err.contains("does not open"), "{user}: {err}");
+    }
+    snapshot.close().await;
+
+    // The live database: bob reads on under the new key; ann and cat are gone.
+    let bob_now = home.ok(&["conversations", "export", "conv_b"], b"");
+    assert!(bob_now.contains("bob says hello"), "{bob_now}");
+    for conv in ["conv_a", "conv_c"] {
+        assert!(!home.run(&["conversations", "export", conv], b"").status.success());
+    }
+    let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
+    assert!(audit.contains("\"after_forget\":\"cat\""), "{audit}");
+    assert!(!audit.contains(&secret));
+
+    // With the key from the environment the flag is refused before anything is deleted.
+    let env_home = Home::new().with("MAESTRA_ENCRYPTION_KEY", &fernet::Fernet::generate_key());
+    let out = env_home.run(&["forget", "--user", "bob", "--rotate-key"], b"");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key file"));
+}

@@ -10,6 +10,7 @@ use super::Context;
 use crate::conversations::model::format_millis;
 use crate::conversations::rights::{self, Actor};
 use crate::error::{Error, Result};
+use crate::privsec::audit::{Category, Event, Outcome};
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -118,8 +119,24 @@ fn sealing_progress() -> impl FnMut(u64, u64) -> Result<()> + Send {
     }
 }
 
-pub async fn forget(config_file: Option<&Path>, user: String) -> Result<ExitCode> {
+/// `maestra forget --user U [--rotate-key]`.
+///
+/// The forget destroys U's data key, which every Maestra backup and every copied row needs.
+/// A copy of the *whole* database taken earlier holds U's wrapped key too, wrapped under the
+/// vault key: `--rotate-key` then rotates that key (the other users' data keys are re-wrapped,
+/// the old vault key leaves the key file), so such a copy opens only with a key that no
+/// longer exists anywhere but in copies of the key file itself.
+pub async fn forget(config_file: Option<&Path>, user: String, rotate_key: bool) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
+    if rotate_key && ctx.config.encryption_keys.is_some() {
+        // Refused before anything is deleted: the command would not do what it says.
+        return Err(Error::BadRequest(
+            "--rotate-key needs the vault key in its key file; with MAESTRA_ENCRYPTION_KEY, \
+             forget without it, then put a new key first in that variable and run \
+             `maestra vault rotate-key`"
+                .into(),
+        ));
+    }
     let store = open_store(&ctx).await?;
     let audit = ctx.audit_log()?;
     let result = rights::forget_user(store.as_ref(), &audit, &user, &Actor::cli()).await;
@@ -128,6 +145,28 @@ pub async fn forget(config_file: Option<&Path>, user: String) -> Result<ExitCode
     eprintln!(
         "forgot user {user}: data key destroyed (every copy of their content is unreadable), \
          {n} conversation(s) deleted, database scrubbed"
+    );
+    if !rotate_key {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut vault = ctx.vault().await?;
+    let mut progress = super::progress("re-encrypting");
+    let rotation = vault.rotate_key(&mut progress).await;
+    let outcome = match &rotation {
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Failed,
+    };
+    let mut event = Event::new(Category::Admin, "vault", "vault.rotate_key", outcome)
+        .detail("after_forget", user.as_str());
+    if let Err(e) = &rotation {
+        event = event.detail("error", e.code());
+    }
+    ctx.audit(event).await?;
+    let report = rotation?;
+    eprintln!(
+        "vault key rotated ({} secret(s) re-encrypted, {} user data key(s) re-wrapped): copies \
+         of the whole database taken before no longer open with the key in use",
+        report.rewritten, report.data_keys_rewrapped
     );
     Ok(ExitCode::SUCCESS)
 }

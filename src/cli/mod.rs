@@ -73,6 +73,11 @@ pub enum Command {
     Forget {
         #[arg(long)]
         user: String,
+        /// Then rotate the vault key, so that whole-database copies taken before (a disk
+        /// snapshot, a replica, archived WAL), which still hold the user's wrapped data key,
+        /// no longer open with the key in use. Needs the key in its file.
+        #[arg(long)]
+        rotate_key: bool,
     },
     /// Spend against the cost limits.
     #[command(subcommand)]
@@ -105,7 +110,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { bind } => serve::run(config, bind).await,
         Command::Conversations(cmd) => conversations::run(config, cmd).await,
-        Command::Forget { user } => conversations::forget(config, user).await,
+        Command::Forget { user, rotate_key } => {
+            conversations::forget(config, user, rotate_key).await
+        }
         Command::Cost(cmd) => cost::run(config, cmd).await,
         Command::Keys(cmd) => keys::run(config, cmd).await,
         Command::Lockdown { lift } => lockdown::run(config, lift).await,
