@@ -151,11 +151,15 @@ pub async fn export_user_job(
 pub async fn forget_user(
     State(state): State<Shared>,
     Extension(info): Extension<RequestInfo>,
+    Extension(jobs): Extension<Arc<Jobs>>,
     ApiPath(user): ApiPath<String>,
 ) -> Result<axum::Json<Value>> {
     validate_id("user_id", &user)?;
     access::acting_user(&state, &info, Some(&user)).await?;
+    jobs.forget(&user);
     let n = rights::forget_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await?;
+    // Again after: an export that finished while the forget ran holds what it read before.
+    jobs.forget(&user);
     Ok(axum::Json(
         json!({"user_id": user, "deleted_conversations": n}),
     ))

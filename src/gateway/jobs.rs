@@ -3,6 +3,10 @@
 //! request that starts it answers at once and the server never waits on it.
 //!
 //! One job of a kind runs at a time: starting another while one runs returns the running one.
+//!
+//! A user's export is that user's content in the clear, so its job does not keep it: the
+//! first poll that finds it done takes the result away (later polls say it was handed out),
+//! and forgetting the user empties their export jobs, a running one's result included.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,6 +33,11 @@ impl Kind {
     /// Every kind, for the `Job` schema of `/openapi.json` (so the document cannot drift).
     pub const ALL: [Kind; 3] = [Kind::AuditVerify, Kind::VaultRotate, Kind::UserExport];
 
+    /// Whether a finished job's result is personal data, handed out once (see the module).
+    fn hands_out_once(self) -> bool {
+        self == Kind::UserExport
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::AuditVerify => "audit_verify",
@@ -43,6 +52,8 @@ enum Outcome {
     Running,
     Done(Value),
     Failed(Value),
+    /// Done, and its personal result handed out or dropped (the reason).
+    Emptied(&'static str),
 }
 
 /// A job's state, shared with the task doing it.
@@ -67,7 +78,16 @@ impl Job {
 
     fn finish(&self, outcome: Outcome) {
         let mut o = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
-        *o = (outcome, Some(now()));
+        // A job emptied while it ran (its user forgotten) keeps nothing of what it read.
+        if !matches!(o.0, Outcome::Emptied(_)) {
+            *o = (outcome, Some(now()));
+        }
+    }
+
+    /// Drops what the job holds of a user's data, finished or not.
+    fn empty(&self, why: &'static str) {
+        let mut o = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        o.0 = Outcome::Emptied(why);
     }
 
     fn running(&self) -> bool {
@@ -80,16 +100,22 @@ impl Job {
         )
     }
 
+    /// The job as the API shows it; a personal result leaves the job with the first answer
+    /// that carries it.
     pub fn to_json(&self) -> Value {
-        let (outcome, finished_at) = self
-            .outcome
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let (outcome, finished_at) = {
+            let mut o = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+            let shown = o.clone();
+            if self.kind.hands_out_once() && matches!(o.0, Outcome::Done(_)) {
+                o.0 = Outcome::Emptied("handed out");
+            }
+            shown
+        };
         let (state, result, error) = match outcome {
             Outcome::Running => ("running", Value::Null, Value::Null),
             Outcome::Done(v) => ("done", v, Value::Null),
             Outcome::Failed(e) => ("failed", Value::Null, e),
+            Outcome::Emptied(why) => ("done", json!({"emptied": why}), Value::Null),
         };
         json!({
             "id": self.id,
@@ -146,6 +172,17 @@ impl Jobs {
     pub fn latest(&self, kind: Kind) -> Option<Arc<Job>> {
         let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
         all.iter().rev().find(|j| j.kind == kind).cloned()
+    }
+
+    /// Forget: empties every job holding `user`'s data (see the module).
+    pub fn forget(&self, user: &str) {
+        let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        for j in all
+            .iter()
+            .filter(|j| j.kind.hands_out_once() && j.subject.as_deref() == Some(user))
+        {
+            j.empty("user forgotten");
+        }
     }
 
     fn get(&self, id: &str) -> Option<Arc<Job>> {

@@ -267,6 +267,8 @@
       let job = await api('POST', '/api/users/' + encodeURIComponent(user) + '/export', {});
       job = await poll(job, target, 'Exporting ' + user);
       if (job.state !== 'done') throw job.error || { message: 'the export failed' };
+      // The server hands an export out once and drops it when the user is forgotten.
+      if (job.result.emptied) throw { message: 'the export is no longer held (' + job.result.emptied + '); export again' };
       download(user + '-export.json', job.result);
       result(`Exported ${job.result.conversations.length} conversation(s) of ${user}.`);
     } catch (e) { errorBox(target, e); }
