@@ -2,9 +2,8 @@
 //!
 //! `VACUUM FULL` copies into its new files every row that a running transaction may still
 //! see: a row deleted a moment ago survives the rewrite while a transaction older than the
-//! delete is open. That is not only this database's sessions: a `CREATE DATABASE` anywhere on
-//! the server holds back what every database may remove (seen in the tests, where another
-//! test's database was being created). The scrub would then leave a forgotten user's content,
+//! delete is open: this database's sessions, and a `CREATE DATABASE` anywhere on the server
+//! (seen in the tests, where another test's database was being created). The scrub would then leave a forgotten user's content,
 //! or their wrapped data key, in the files. So it first waits, briefly, until every
 //! transaction of the server that began before it has ended.
 //!
@@ -42,10 +41,16 @@ const VACUUM_SQL: &str = "VACUUM (FULL) messages, conversations, secrets, data_k
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// Sessions (other than the asking one) with a snapshot or a transaction id older than the
-/// transaction id `$1`. `pg_stat_activity` shows both to every role.
+/// transaction id `$1`. `pg_stat_activity` shows both to every role. Since PostgreSQL 14 a
+/// session holds back only its own database's tables, so sessions of other databases (other
+/// instances' databases, the tests' own) count only before 14 — and a `CREATE DATABASE`,
+/// which was seen to hold back every database's.
 const OLDER_SQL: &str = "
     SELECT COUNT(*) FROM pg_stat_activity
     WHERE pid <> pg_backend_pid()
+      AND (datname = current_database()
+           OR current_setting('server_version_num')::int < 140000
+           OR query ILIKE 'create database%')
       AND (age(backend_xmin) > age($1::text::xid) OR age(backend_xid) > age($1::text::xid))";
 
 #[derive(Default)]
