@@ -135,7 +135,14 @@ async fn a_user_export_is_a_job_with_progress() {
     assert_eq!(done["result"]["user_id"], "ann");
     // Handed out once: the server keeps no copy of the user's content in the job.
     let job_url = |v: &Value| server.url(&format!("/api/jobs/{}", v["id"].as_str().unwrap()));
-    let again: Value = c.get(job_url(&ann)).send().await.unwrap().json().await.unwrap();
+    let again: Value = c
+        .get(job_url(&ann))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["state"], "done");
     assert_eq!(again["result"], json!({"emptied": "handed out"}), "{again}");
     // Forgetting a user empties their export job, finished or not, before anyone reads it.
@@ -145,7 +152,14 @@ async fn a_user_export_is_a_job_with_progress() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let after: Value = c.get(job_url(&bob)).send().await.unwrap().json().await.unwrap();
+    let after: Value = c
+        .get(job_url(&bob))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(after["result"]["conversations"].is_null(), "{after}");
     assert!(after["result"]["emptied"].is_string(), "{after}");
     // Bad input gets the API's JSON errors.

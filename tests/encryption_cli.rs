@@ -304,7 +304,11 @@ async fn forget_with_rotate_key_cuts_off_whole_database_copies() {
         let snapshot = &snapshot;
         async move { snapshot.data_key_get(user).await.unwrap().unwrap() }
     };
-    let (ann, cat, bob) = (record("ann").await, record("cat").await, record("bob").await);
+    let (ann, cat, bob) = (
+        record("ann").await,
+        record("cat").await,
+        record("bob").await,
+    );
     let keys = || Keyring::load(None, &home.root().join("keys/vault.key")).unwrap();
 
     home.ok(&["forget", "--user", "ann"], b"");
@@ -327,7 +331,12 @@ async fn forget_with_rotate_key_cuts_off_whole_database_copies() {
     let bob_now = home.ok(&["conversations", "export", "conv_b"], b"");
     assert!(bob_now.contains("bob says hello"), "{bob_now}");
     for conv in ["conv_a", "conv_c"] {
-        assert!(!home.run(&["conversations", "export", conv], b"").status.success());
+        assert!(
+            !home
+                .run(&["conversations", "export", conv], b"")
+                .status
+                .success()
+        );
     }
     let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
     assert!(audit.contains("\"after_forget\":\"cat\""), "{audit}");

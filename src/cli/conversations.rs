@@ -126,7 +126,11 @@ fn sealing_progress() -> impl FnMut(u64, u64) -> Result<()> + Send {
 /// vault key: `--rotate-key` then rotates that key (the other users' data keys are re-wrapped,
 /// the old vault key leaves the key file), so such a copy opens only with a key that no
 /// longer exists anywhere but in copies of the key file itself.
-pub async fn forget(config_file: Option<&Path>, user: String, rotate_key: bool) -> Result<ExitCode> {
+pub async fn forget(
+    config_file: Option<&Path>,
+    user: String,
+    rotate_key: bool,
+) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
     if rotate_key && ctx.config.encryption_keys.is_some() {
         // Refused before anything is deleted: the command would not do what it says.

@@ -85,7 +85,8 @@ fn seal_json_text(key: &DataKey, at: &Place<'_>, text: &str) -> Result<String> {
 
 /// A list column (JSON text) sealed as a one-element list; the empty list stays as it is.
 fn seal_list_text(key: &DataKey, at: &Place<'_>, text: &str) -> Result<String> {
-    let sealed = serde_json::from_str::<[String; 1]>(text).is_ok_and(|[v]| sealed_here(key, at, &v));
+    let sealed =
+        serde_json::from_str::<[String; 1]>(text).is_ok_and(|[v]| sealed_here(key, at, &v));
     if text == "[]" || sealed {
         return Ok(text.to_owned());
     }

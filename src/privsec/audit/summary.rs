@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::entry::{Category, Event, Outcome};
 use super::chain::split_sealed;
+use super::entry::{Category, Event, Outcome};
 use super::files::{LogFiles, read_all};
 use super::writer::parse_seq;
 use crate::error::{Error, Result};
@@ -486,7 +486,11 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(s.add_lines(text.as_bytes(), &mut true).unwrap(), 3);
-        assert_eq!(s.add_lines(text.as_bytes(), &mut true).unwrap(), 0, "nothing twice");
+        assert_eq!(
+            s.add_lines(text.as_bytes(), &mut true).unwrap(),
+            0,
+            "nothing twice"
+        );
         assert_eq!(s.through_seq, 3);
         let total: u64 = s.rows.values().map(|c| c.bytes_sent).sum();
         assert_eq!(total, 30);
