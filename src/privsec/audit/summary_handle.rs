@@ -90,6 +90,19 @@ mod tests {
         s.rows.values().map(|c| c.entries).sum()
     }
 
+    fn config(dir: &std::path::Path, retention_days: u32) -> AuditConfig {
+        AuditConfig {
+            path: dir.join("audit.log"),
+            retention_days,
+            fail_closed: true,
+            queue_capacity: 64,
+        }
+    }
+
+    fn key() -> ChainKey {
+        ChainKey::from_bytes(&[7u8; 32])
+    }
+
     fn call(bytes: u64) -> Event {
         Event::new(Category::Llm, "openai", "core", Outcome::Success).detail("bytes_sent", bytes)
     }
@@ -97,13 +110,7 @@ mod tests {
     #[tokio::test]
     async fn the_writer_keeps_it_and_what_others_wrote_is_caught_up() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = AuditConfig {
-            path: dir.path().join("audit.log"),
-            retention_days: 90,
-            fail_closed: true,
-            queue_capacity: 64,
-        };
-        let key = || ChainKey::from_bytes(&[7u8; 32]);
+        let cfg = config(dir.path(), 90);
         let server = AuditLog::open(&cfg, key()).unwrap();
         server.append(call(5)).await.unwrap();
         assert_eq!(server.summary().read(entries).unwrap(), 1);
@@ -141,13 +148,7 @@ mod tests {
     #[tokio::test]
     async fn a_prune_takes_its_entries_out_of_the_summary() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = AuditConfig {
-            path: dir.path().join("audit.log"),
-            retention_days: 1,
-            fail_closed: true,
-            queue_capacity: 64,
-        };
-        let key = || ChainKey::from_bytes(&[7u8; 32]);
+        let cfg = config(dir.path(), 1);
         let server = AuditLog::open(&cfg, key()).unwrap();
         server.append(call(5)).await.unwrap();
         server.append(call(6)).await.unwrap();
@@ -177,43 +178,38 @@ mod tests {
     #[tokio::test]
     async fn a_replaced_log_is_counted_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = AuditConfig {
-            path: dir.path().join("audit.log"),
-            retention_days: 90,
-            fail_closed: true,
-            queue_capacity: 64,
-        };
-        let key = || ChainKey::from_bytes(&[7u8; 32]);
-        let server = AuditLog::open(&cfg, key()).unwrap();
-        for b in [1, 2, 3] {
-            server.append(call(b)).await.unwrap();
-        }
-        server.close().await;
-        let sent = |s: &Summary| s.rows.values().map(|c| c.bytes_sent).sum::<u64>();
-        assert_eq!(sent(&current_summary(&cfg.path).unwrap()), 6);
-        for (replacement, expected) in [(vec![100u64], 100), (vec![10, 20, 30, 40], 100)] {
-            std::fs::remove_file(&cfg.path).unwrap();
-            let _ = std::fs::remove_file(dir.path().join("audit.head"));
-            let log = AuditLog::open(&cfg, key()).unwrap();
-            for b in replacement.iter().copied() {
-                log.append(call(b)).await.unwrap();
+        let cfg = config(dir.path(), 90);
+        // A log written from nothing with these entries, in place of whatever was there.
+        let write_log = |amounts: Vec<u64>| {
+            let cfg = cfg.clone();
+            let head = dir.path().join("audit.head");
+            async move {
+                let _ = std::fs::remove_file(&cfg.path);
+                let _ = std::fs::remove_file(head);
+                let log = AuditLog::open(&cfg, key()).unwrap();
+                for b in amounts {
+                    log.append(call(b)).await.unwrap();
+                }
+                log.close().await;
             }
-            log.close().await;
+        };
+        let counted = || {
             let s = current_summary(&cfg.path).unwrap();
-            assert_eq!(
-                (entries(&s), sent(&s)),
-                (replacement.len() as u64, expected),
-                "{replacement:?}"
-            );
+            (
+                entries(&s),
+                s.rows.values().map(|c| c.bytes_sent).sum::<u64>(),
+            )
+        };
+        write_log(vec![1, 2, 3]).await;
+        assert_eq!(counted(), (3, 6));
+        // Shorter, longer, and the same length as before with other entries.
+        for (amounts, expected) in [
+            (vec![100], (1, 100)),
+            (vec![10, 20, 30, 40], (4, 100)),
+            (vec![1000; 4], (4, 4000)),
+        ] {
+            write_log(amounts.clone()).await;
+            assert_eq!(counted(), expected, "{amounts:?}");
         }
-        // The same length as before, other entries: still noticed.
-        std::fs::remove_file(&cfg.path).unwrap();
-        let _ = std::fs::remove_file(dir.path().join("audit.head"));
-        let log = AuditLog::open(&cfg, key()).unwrap();
-        for b in [1000, 1000, 1000, 1000] {
-            log.append(call(b)).await.unwrap();
-        }
-        log.close().await;
-        assert_eq!(sent(&current_summary(&cfg.path).unwrap()), 4000);
     }
 }
