@@ -185,6 +185,7 @@ suite!(
     racing_first_writes_end_with_one_key,
     writes_racing_a_forget_are_deleted_or_readable,
     a_plaintext_database_is_sealed_resumably,
+    a_migration_leaves_a_forgotten_users_sealed_rows_alone,
     rotation_rewraps_data_keys_and_content_still_reads,
 );
 
@@ -611,6 +612,29 @@ async fn a_plaintext_database_is_sealed_resumably(f: Fixture) {
     // that log is the server's to recycle, so only the tables' files are checked there.
     let wal = matches!(f.db, Db::Sqlite(_));
     assert_eq!(f.files_containing(&secret, wal).await, Vec::<String>::new());
+}
+
+/// A migration that meets rows sealed under a key destroyed since (another process forgot the
+/// user mid-migration) leaves them as they are: no new key is made for the forgotten user and
+/// nothing is sealed a second time.
+async fn a_migration_leaves_a_forgotten_users_sealed_rows_alone(f: Fixture) {
+    let (raw, store) = f.open().await;
+    let eve = conversation("e1", "eve", "eve's words", 2);
+    assert!(store.conversation_import(&eve).await.unwrap());
+    let before = stored(&raw, "e1").await;
+    assert!(raw.data_key_delete("eve").await.unwrap());
+    raw.meta_delete(migrate::DONE).await.unwrap();
+    let again = migrate::seal_plaintext(
+        raw.as_ref(),
+        &maestra::conversations::keys::UserKeys::new(f.vault(&raw), raw.clone()),
+        &mut |_, _| Ok(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.conversations, again.messages), (0, 0));
+    assert!(raw.data_key_get("eve").await.unwrap().is_none());
+    assert_eq!(stored(&raw, "e1").await, before);
+    store.close().await;
 }
 
 /// Rotating the vault key re-wraps every data key under the new key (content untouched) and

@@ -146,9 +146,17 @@ pub async fn forget(
     let result = rights::forget_user(store.as_ref(), &audit, &user, &Actor::cli()).await;
     audit.close().await;
     let n = result?;
+    let scrub = match store.meta_get(crate::store::SCRUB_OWED).await? {
+        None => "database scrubbed",
+        // PostgreSQL under a long transaction (a backup): `maestra serve` retries it.
+        Some(_) => {
+            "the scrub of the database files is owed (a long transaction holds the \
+                    tables; a running `maestra serve` retries it every few seconds)"
+        }
+    };
     eprintln!(
         "forgot user {user}: data key destroyed (every copy of their content is unreadable), \
-         {n} conversation(s) deleted, database scrubbed"
+         {n} conversation(s) deleted, {scrub}"
     );
     if !rotate_key {
         return Ok(ExitCode::SUCCESS);

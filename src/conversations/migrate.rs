@@ -15,6 +15,7 @@ use super::keys::UserKeys;
 use crate::error::{Error, Result};
 use crate::privsec::datakeys::DataKey;
 use crate::store::{RawConversation, RawMessage, Store};
+use std::sync::Arc;
 
 /// Meta key set once every row is sealed.
 pub const DONE: &str = "conversations.sealed";
@@ -93,6 +94,26 @@ fn seal_list_text(key: &DataKey, at: &Place<'_>, text: &str) -> Result<String> {
     json(&[seal(key, at, text)?])
 }
 
+/// The key to seal `owner`'s row with: theirs if they have one; a new one only if the row holds
+/// something that is not sealed at all. `None`: the owner was forgotten (by another process,
+/// mid-migration) and the row is sealed under the destroyed key — left as it is, unreadable,
+/// rather than taken for plaintext and sealed again under a key made for a forgotten user.
+async fn key_for(keys: &UserKeys, owner: &str, columns: &[&str]) -> Result<Option<Arc<DataKey>>> {
+    if let Some(key) = keys.for_read(owner).await? {
+        return Ok(Some(key));
+    }
+    let plain = |text: &&str| {
+        let inner = serde_json::from_str::<String>(text)
+            .ok()
+            .or_else(|| serde_json::from_str::<[String; 1]>(text).ok().map(|[v]| v));
+        !is_sealed(inner.as_deref().unwrap_or(text)) && *text != "[]" && !empty_meta(text)
+    };
+    match columns.iter().any(plain) {
+        true => keys.for_write(owner).await.map(Some),
+        false => Ok(None),
+    }
+}
+
 /// Seals every plaintext row of `store` (the undecorated one), unless an earlier start did.
 pub async fn seal_plaintext(
     store: &dyn Store,
@@ -120,7 +141,10 @@ pub async fn seal_plaintext(
         seen += rows.len() as u64;
         let mut pairs = Vec::with_capacity(rows.len());
         for old in rows {
-            let key = keys.for_write(&old.owner).await?;
+            let columns = [old.topic.as_str(), &old.tags, &old.artifacts];
+            let Some(key) = key_for(keys, &old.owner, &columns).await? else {
+                continue;
+            };
             let at = |column| Place {
                 owner: &old.owner,
                 conversation: &old.id,
@@ -153,7 +177,10 @@ pub async fn seal_plaintext(
         seen += rows.len() as u64;
         let mut pairs = Vec::with_capacity(rows.len());
         for old in rows {
-            let key = keys.for_write(&old.owner).await?;
+            let columns = [old.content.as_str(), &old.meta];
+            let Some(key) = key_for(keys, &old.owner, &columns).await? else {
+                continue;
+            };
             let at = |column| Place {
                 owner: &old.owner,
                 conversation: &old.conversation_id,

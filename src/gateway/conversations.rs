@@ -157,9 +157,11 @@ pub async fn forget_user(
     validate_id("user_id", &user)?;
     access::acting_user(&state, &info, Some(&user)).await?;
     jobs.forget(&user);
-    let n = rights::forget_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await?;
-    // Again after: an export that finished while the forget ran holds what it read before.
+    let n = rights::forget_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await;
+    // Again after, whatever the outcome (the key may be gone even if a later step failed): an
+    // export that finished while the forget ran holds what it read before.
     jobs.forget(&user);
+    let n = n?;
     Ok(axum::Json(
         json!({"user_id": user, "deleted_conversations": n}),
     ))

@@ -6,7 +6,9 @@
 //!
 //! A user's export is that user's content in the clear, so its job does not keep it: the
 //! first poll that finds it done takes the result away (later polls say it was handed out),
-//! and forgetting the user empties their export jobs, a running one's result included.
+//! and forgetting the user through this server's API empties their export jobs, a running
+//! one's result included. (A forget from the command line or another instance reaches only
+//! the store: a finished export not yet collected waits here until it is polled or evicted.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -285,7 +285,7 @@ pub const ROUTES: &[Route] = &[
         "post",
         "/api/users/{user_id}/export",
         || post(conversations::export_user_job),
-        "Export everything of a user as a job (poll /api/jobs/{id}; its result is the export)",
+        "Export everything of a user as a job (poll /api/jobs/{id}; its result is the export, handed out once: later polls, and any after the user is forgotten, show {\"emptied\": reason})",
         Some("EmptyRequest"),
         "Job",
         Query::None

@@ -228,6 +228,10 @@ pub struct RawMessage {
 
 /// Stored content as it is, for the one-time encryption of a database written before issue 18
 /// (`conversations::migrate`): paged in key order, rewritten only where unchanged since read.
+/// `meta` key present while a PostgreSQL scrub is owed (deferred behind a long transaction,
+/// such as a backup's; `store/postgres/scrub.rs`).
+pub const SCRUB_OWED: &str = "store.scrub_pending";
+
 #[async_trait]
 pub trait RawContent: Send + Sync {
     /// Up to `limit` conversations after id `after`, in id order, content as stored (sealed or

@@ -260,7 +260,11 @@ impl Summary {
             match parse_seq(line) {
                 Some(s) if s < self.through_seq => continue,
                 Some(s) if s == self.through_seq => {
-                    if line_hash(line) != self.through_hash {
+                    // No hash known (a summary saved before hashes were kept): the entry's
+                    // being there is what can be checked, and its hash is known from now on.
+                    if self.through_hash.is_empty() {
+                        self.through_hash = line_hash(line).to_string();
+                    } else if line_hash(line) != self.through_hash {
                         return Err(Replaced);
                     }
                     *met = true;
@@ -316,10 +320,22 @@ impl Summary {
         } else {
             self.rows.keys().map(|k| k.day.clone()).max()
         };
-        let sources: Vec<PathBuf> = files
-            .rotated()?
+        // The rotated days from the newest counted on, and the one before it: a file is named
+        // by the day its first entry was written, and an entry made just before midnight can
+        // be committed just after, so the entry last counted may sit in the day before.
+        let rotated = files.rotated()?;
+        let before = newest.as_ref().and_then(|d| {
+            rotated
+                .iter()
+                .filter(|r| r.date < *d)
+                .map(|r| r.date.clone())
+                .max()
+        });
+        let sources: Vec<PathBuf> = rotated
             .into_iter()
-            .filter(|r| newest.as_ref().is_none_or(|d| r.date >= *d))
+            .filter(|r| {
+                newest.as_ref().is_none_or(|d| r.date >= *d) || before.as_ref() == Some(&r.date)
+            })
             .map(|r| r.path)
             .collect();
         let mut met = self.through_seq == 0;

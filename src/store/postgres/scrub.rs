@@ -2,19 +2,20 @@
 //!
 //! `VACUUM FULL` copies into its new files every row that a running transaction may still
 //! see: a row deleted a moment ago survives the rewrite while a transaction older than the
-//! delete is open: this database's sessions, and a `CREATE DATABASE` anywhere on the server
-//! (seen in the tests, where another test's database was being created). The scrub would then leave a forgotten user's content,
-//! or their wrapped data key, in the files. So it first waits, briefly, until every
-//! transaction of the server that began before it has ended.
+//! delete is open — one of this database's sessions, a `CREATE DATABASE` anywhere on the
+//! server (seen in the tests, where another test's database was being created), a replica's
+//! feedback or a replication slot. The scrub would then leave the deleted content (plaintext
+//! from before encryption, a forgotten user's ciphertext and wrapped key) in the files. So it
+//! first waits, briefly, until those transactions have ended.
 //!
 //! Some wait longer than a request can: a backup's `pg_dump` keeps its snapshot, and a share
 //! lock on every table, for the whole dump. Rewriting then would keep the rows, and the
 //! rewrite's exclusive lock, queued behind the dump's, would queue every other query of the
 //! server behind it. So a scrub that cannot start cleanly within [`PATIENCE`], or cannot lock
-//! a table within [`SET_LOCK_TIMEOUT`], is deferred: a marker in `meta` records that one is owed,
-//! and a task retries every [`RETRY`] until one succeeds. The next start of any process takes
-//! up a marker left by a process that stopped first. Meanwhile the deleted rows sit in dead
-//! tuples; a forgotten user's are ciphertext whose key is already destroyed.
+//! a table in time ([`SET_LOCK_TIMEOUT`]), is deferred: a marker in `meta` records that one is
+//! owed, and a task retries every [`RETRY`] until one succeeds; any process that opens the
+//! store takes up a marker a process that stopped first left behind. Until then the deleted
+//! rows sit in dead tuples (for a forgotten user: ciphertext whose key is already destroyed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use tokio::sync::Mutex;
 
 use crate::error::Result;
+use crate::store::SCRUB_OWED;
 
 /// How long a scrub waits for older transactions before it defers.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -32,8 +34,6 @@ const SET_LOCK_TIMEOUT: &str = "SET lock_timeout = '2s'";
 /// How often a deferred scrub is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
-/// Meta key present while a scrub is owed.
-const PENDING: &str = "store.scrub_pending";
 /// The tables that hold user content; `data_keys` so a forgotten user's wrapped key leaves
 /// the files too.
 const VACUUM_SQL: &str = "VACUUM (FULL) messages, conversations, secrets, data_keys";
@@ -41,17 +41,21 @@ const VACUUM_SQL: &str = "VACUUM (FULL) messages, conversations, secrets, data_k
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// Sessions (other than the asking one) with a snapshot or a transaction id older than the
-/// transaction id `$1`. `pg_stat_activity` shows both to every role. Since PostgreSQL 14 a
-/// session holds back only its own database's tables, so sessions of other databases (other
-/// instances' databases, the tests' own) count only before 14 — and a `CREATE DATABASE`,
-/// which was seen to hold back every database's.
+/// transaction id `$1`, and replication slots holding rows back. `pg_stat_activity` shows
+/// both to every role. Since PostgreSQL 14 a session holds back only its own database's
+/// tables, so sessions of other databases (other instances', the tests' own) count only
+/// before 14, or when they hold back every database: a `CREATE DATABASE` (seen to) and
+/// sessions of no database (a replica's walsender with hot-standby feedback).
 const OLDER_SQL: &str = "
-    SELECT COUNT(*) FROM pg_stat_activity
-    WHERE pid <> pg_backend_pid()
-      AND (datname = current_database()
-           OR current_setting('server_version_num')::int < 140000
-           OR query ILIKE 'create database%')
-      AND (age(backend_xmin) > age($1::text::xid) OR age(backend_xid) > age($1::text::xid))";
+    SELECT (SELECT COUNT(*) FROM pg_stat_activity
+            WHERE pid <> pg_backend_pid()
+              AND (datname = current_database() OR datname IS NULL
+                   OR current_setting('server_version_num')::int < 140000
+                   OR query ILIKE 'create database%')
+              AND (age(backend_xmin) > age($1::text::xid)
+                   OR age(backend_xid) > age($1::text::xid)))
+         + (SELECT COUNT(*) FROM pg_replication_slots
+            WHERE age(xmin) > age($1::text::xid))";
 
 #[derive(Default)]
 struct Owed {
@@ -76,58 +80,66 @@ impl Scrubber {
         }
     }
 
-    /// Rewrites the content tables now, or defers that (see the module's docs).
+    /// Rewrites the content tables now, or defers that (see the module's docs). Runs on a task
+    /// of its own, so a caller that goes away (a client hanging up) cannot stop it half-way:
+    /// with a session setting in place, or between a failed try and the marker.
     pub async fn scrub(&self) -> Result<()> {
-        if attempt(&self.pool).await? {
-            return Ok(());
-        }
-        tracing::warn!(
-            "scrub deferred: an older transaction (a backup's snapshot?) or a table lock is in \
-             the way; retrying every {}s",
-            RETRY.as_secs()
-        );
-        self.defer().await
+        let this = self.clone();
+        tokio::spawn(async move {
+            if attempt(&this.pool).await? {
+                return Ok(());
+            }
+            tracing::warn!(
+                "scrub deferred: an older transaction (a backup's snapshot?) or a table lock is \
+                 in the way; retrying every {}s",
+                RETRY.as_secs()
+            );
+            this.defer(RETRY).await
+        })
+        .await
+        .map_err(|_| crate::error::Error::Store("the scrub stopped unexpectedly".into()))?
     }
 
-    /// Takes up a scrub that a process which stopped first still owed.
+    /// Takes up a scrub owed by this or another process (`maestra forget` from the command line
+    /// exits before its own retry would run): tried at once, on a task, then retried.
     pub async fn resume_owed(&self) -> Result<()> {
-        let owed = sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
-            .bind(PENDING)
-            .fetch_optional(&self.pool)
-            .await?;
-        match owed {
-            Some(_) => self.defer().await,
+        match owed_marker(&self.pool).await? {
+            Some(_) => self.defer(Duration::ZERO).await,
             None => Ok(()),
         }
     }
 
-    async fn defer(&self) -> Result<()> {
+    async fn defer(&self, first_try_in: Duration) -> Result<()> {
         let mut owed = self.owed.lock().await;
         owed.deferrals += 1;
+        // A value of its own, so a retry clears only the marker it has seen.
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         )
-        .bind(PENDING)
-        .bind(crate::conversations::model::format_millis(
-            crate::conversations::model::now_millis(),
-        ))
+        .bind(SCRUB_OWED)
+        .bind(uuid::Uuid::new_v4().simple().to_string())
         .execute(&self.pool)
         .await?;
         if !owed.retrying {
             owed.retrying = true;
-            tokio::spawn(self.clone().retry());
+            tokio::spawn(self.clone().retry(first_try_in));
         }
         Ok(())
     }
 
-    async fn retry(self) {
+    async fn retry(self, mut wait: Duration) {
         loop {
-            tokio::time::sleep(RETRY).await;
+            tokio::time::sleep(wait).await;
+            wait = RETRY;
             if self.pool.is_closed() {
                 return; // the store was closed: the marker stays for the next start
             }
             let before = self.owed.lock().await.deferrals;
+            let seen = match owed_marker(&self.pool).await {
+                Ok(seen) => seen,
+                Err(_) => continue,
+            };
             match attempt(&self.pool).await {
                 Ok(true) => {}
                 Ok(false) => continue,
@@ -140,19 +152,37 @@ impl Scrubber {
             if owed.deferrals != before {
                 continue; // deferred again while this one ran: it may not cover that delete
             }
-            let cleared = sqlx::query("DELETE FROM meta WHERE key = $1")
-                .bind(PENDING)
+            // Only the marker seen before the scrub: one written since (another process's
+            // deferral) stays, and is retried here.
+            let cleared = sqlx::query("DELETE FROM meta WHERE key = $1 AND value = $2")
+                .bind(SCRUB_OWED)
+                .bind(seen.unwrap_or_default())
                 .execute(&self.pool)
-                .await;
-            if let Err(e) = cleared {
-                tracing::warn!(error = %e, "cannot clear the owed-scrub marker; retrying");
-                continue;
+                .await
+                .map_err(crate::error::Error::from);
+            match (cleared, owed_marker(&self.pool).await) {
+                (Ok(_), Ok(None)) => {}
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot clear the owed-scrub marker; retrying");
+                    continue;
+                }
+                (Ok(_), Ok(Some(_))) => continue,
             }
             owed.retrying = false;
-            tracing::info!("deferred scrub done");
+            tracing::info!("owed scrub done");
             return;
         }
     }
+}
+
+/// The owed-scrub marker's value, if a scrub is owed.
+async fn owed_marker(pool: &PgPool) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
+            .bind(SCRUB_OWED)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// One scrub, if it can run cleanly now: `false` when older transactions outlast
