@@ -134,15 +134,20 @@ async fn a_user_export_is_a_job_with_progress() {
     );
     assert_eq!(done["result"]["user_id"], "ann");
     // Handed out once: the server keeps no copy of the user's content in the job.
-    let job_url = |v: &Value| server.url(&format!("/api/jobs/{}", v["id"].as_str().unwrap()));
-    let again: Value = c
-        .get(job_url(&ann))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = |v: &Value| {
+        let url = server.url(&format!("/api/jobs/{}", v["id"].as_str().unwrap()));
+        let c = c.clone();
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let again = job(&ann).await;
     assert_eq!(again["state"], "done");
     assert_eq!(again["result"], json!({"emptied": "handed out"}), "{again}");
     // Forgetting a user empties their export job, finished or not, before anyone reads it.
@@ -152,14 +157,7 @@ async fn a_user_export_is_a_job_with_progress() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let after: Value = c
-        .get(job_url(&bob))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = job(&bob).await;
     assert!(after["result"]["conversations"].is_null(), "{after}");
     assert!(after["result"]["emptied"].is_string(), "{after}");
     // Bad input gets the API's JSON errors.
