@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::backup_args;
 use common::{Home, contains};
 use serde_json::json;
 
@@ -135,14 +136,11 @@ fn round_trip_with_todays_keys_and_nothing_readable_in_the_backup() {
     assert!(err.contains("--keys-from"), "{err}");
     assert!(!t.root().exists());
     let out = t.ok(
-        &[
-            "backup",
+        &backup_args(
             "restore",
-            "--from",
             dest.to_str().unwrap(),
-            "--keys-from",
-            h.root().to_str().unwrap(),
-        ],
+            &["--keys-from", h.root().to_str().unwrap()],
+        ),
         b"",
     );
     assert!(out.contains("restored"), "{out}");
@@ -170,13 +168,7 @@ fn with_keys_the_backup_restores_alone_and_a_key_file_works_too() {
     let h = populated();
     let dest = h.dir.path().join("backup");
     let out = h.ok(
-        &[
-            "backup",
-            "create",
-            "--to",
-            dest.to_str().unwrap(),
-            "--with-keys",
-        ],
+        &backup_args("create", dest.to_str().unwrap(), &["--with-keys"]),
         b"",
     );
     assert!(out.contains("keys: included"), "{out}");
@@ -212,25 +204,11 @@ fn with_keys_the_backup_restores_alone_and_a_key_file_works_too() {
     let dest2 = h.dir.path().join("backup2");
     let kf = key_file.to_str().unwrap();
     h.ok(
-        &[
-            "backup",
-            "create",
-            "--to",
-            dest2.to_str().unwrap(),
-            "--key-file",
-            kf,
-        ],
+        &backup_args("create", dest2.to_str().unwrap(), &["--key-file", kf]),
         b"",
     );
     h.ok(
-        &[
-            "backup",
-            "verify",
-            "--from",
-            dest2.to_str().unwrap(),
-            "--key-file",
-            kf,
-        ],
+        &backup_args("verify", dest2.to_str().unwrap(), &["--key-file", kf]),
         b"",
     );
     let err = h.fails(
@@ -312,14 +290,11 @@ fn damaged_backups_are_refused_clearly_and_change_nothing() {
         assert!(err.contains(says), "{what}: {err}");
         let before = dirs_in(checker.dir.path());
         let err = checker.fails(
-            &[
-                "backup",
+            &backup_args(
                 "restore",
-                "--from",
                 bad.to_str().unwrap(),
-                "--keys-from",
-                keys_from.to_str().unwrap(),
-            ],
+                &["--keys-from", keys_from.to_str().unwrap()],
+            ),
             b"",
         );
         assert!(err.contains(says), "{what}: {err}");
@@ -355,14 +330,11 @@ fn damaged_backups_are_refused_clearly_and_change_nothing() {
     std::fs::write(t.root().join("notes.txt"), "mine").unwrap();
     let before = tree(t.dir.path());
     let err = t.fails(
-        &[
-            "backup",
+        &backup_args(
             "restore",
-            "--from",
             dest.to_str().unwrap(),
-            "--keys-from",
-            keys_from.to_str().unwrap(),
-        ],
+            &["--keys-from", keys_from.to_str().unwrap()],
+        ),
         b"",
     );
     assert!(err.contains("not empty"), "{err}");
@@ -499,14 +471,11 @@ fn a_user_forgotten_after_a_backup_stays_unreadable_when_it_is_restored() {
 
     let t = target();
     t.ok(
-        &[
-            "backup",
+        &backup_args(
             "restore",
-            "--from",
             dest.to_str().unwrap(),
-            "--keys-from",
-            h.root().to_str().unwrap(),
-        ],
+            &["--keys-from", h.root().to_str().unwrap()],
+        ),
         b"",
     );
     t.ok(&["audit", "verify"], b"");
@@ -569,13 +538,7 @@ fn a_restore_with_todays_keys_after_a_key_rotation_is_refused_and_leaves_nothing
     let keyed = h.dir.path().join("keyed");
     h.ok(&["backup", "create", "--to", plain.to_str().unwrap()], b"");
     h.ok(
-        &[
-            "backup",
-            "create",
-            "--to",
-            keyed.to_str().unwrap(),
-            "--with-keys",
-        ],
+        &backup_args("create", keyed.to_str().unwrap(), &["--with-keys"]),
         b"",
     );
     h.ok(&["vault", "rotate-key"], b"");
@@ -583,14 +546,11 @@ fn a_restore_with_todays_keys_after_a_key_rotation_is_refused_and_leaves_nothing
     let t = target();
     let before = dirs_in(t.dir.path());
     let err = t.fails(
-        &[
-            "backup",
+        &backup_args(
             "restore",
-            "--from",
             plain.to_str().unwrap(),
-            "--keys-from",
-            h.root().to_str().unwrap(),
-        ],
+            &["--keys-from", h.root().to_str().unwrap()],
+        ),
         b"",
     );
     assert!(
@@ -602,14 +562,11 @@ fn a_restore_with_todays_keys_after_a_key_rotation_is_refused_and_leaves_nothing
     // An empty home that existed stays, empty.
     std::fs::create_dir_all(t.root()).unwrap();
     t.fails(
-        &[
-            "backup",
+        &backup_args(
             "restore",
-            "--from",
             plain.to_str().unwrap(),
-            "--keys-from",
-            h.root().to_str().unwrap(),
-        ],
+            &["--keys-from", h.root().to_str().unwrap()],
+        ),
         b"",
     );
     assert_eq!(dirs_in(&t.root()), Vec::<String>::new());
@@ -641,15 +598,11 @@ fn key_files_go_in_only_under_a_passphrase() {
     .unwrap();
     let dest = h.dir.path().join("backup");
     let err = h.fails(
-        &[
-            "backup",
+        &backup_args(
             "create",
-            "--to",
             dest.to_str().unwrap(),
-            "--with-keys",
-            "--key-file",
-            key_file.to_str().unwrap(),
-        ],
+            &["--with-keys", "--key-file", key_file.to_str().unwrap()],
+        ),
         b"",
     );
     assert!(
@@ -669,13 +622,7 @@ fn a_with_keys_backup_whose_key_file_does_not_open_the_database_is_refused() {
     std::fs::write(&key, foreign).unwrap();
     let dest = h.dir.path().join("backup");
     let out = h.run(
-        &[
-            "backup",
-            "create",
-            "--to",
-            dest.to_str().unwrap(),
-            "--with-keys",
-        ],
+        &backup_args("create", dest.to_str().unwrap(), &["--with-keys"]),
         b"",
     );
     let err = String::from_utf8_lossy(&out.stderr);
@@ -710,14 +657,11 @@ fn a_backup_killed_between_its_data_and_its_manifest_is_unfinished() {
     assert!(err.contains("unfinished"), "{err}");
     let t = target();
     let err = t.fails(
-        &[
-            "backup",
+        &backup_args(
             "restore",
-            "--from",
             dest.to_str().unwrap(),
-            "--keys-from",
-            h.root().to_str().unwrap(),
-        ],
+            &["--keys-from", h.root().to_str().unwrap()],
+        ),
         b"",
     );
     assert!(err.contains("unfinished"), "{err}");

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::backup_args;
 use common::pg::TempDb;
 use common::{Home, contains};
 use serde_json::json;
@@ -52,13 +53,7 @@ async fn postgres_backups_round_trip_into_an_empty_database_only() {
     let keyed = h.dir.path().join("keyed");
     h.ok(&["backup", "create", "--to", plain.to_str().unwrap()], b"");
     h.ok(
-        &[
-            "backup",
-            "create",
-            "--to",
-            keyed.to_str().unwrap(),
-            "--with-keys",
-        ],
+        &backup_args("create", keyed.to_str().unwrap(), &["--with-keys"]),
         b"",
     );
     for dir in [&plain, &keyed] {
@@ -154,13 +149,7 @@ async fn a_postgres_restore_after_a_key_rotation_is_refused_and_undone() {
     let keyed = h.dir.path().join("keyed");
     h.ok(&["backup", "create", "--to", plain.to_str().unwrap()], b"");
     h.ok(
-        &[
-            "backup",
-            "create",
-            "--to",
-            keyed.to_str().unwrap(),
-            "--with-keys",
-        ],
+        &backup_args("create", keyed.to_str().unwrap(), &["--with-keys"]),
         b"",
     );
     h.ok(&["vault", "rotate-key"], b"");
@@ -168,14 +157,11 @@ async fn a_postgres_restore_after_a_key_rotation_is_refused_and_undone() {
     let empty = TempDb::create().await;
     let t = pg_home(&empty).with("MAESTRA_RESTORE_KEYS_DB_URL", &live.url);
     let out = t.run(
-        &[
-            "backup",
+        &backup_args(
             "restore",
-            "--from",
             plain.to_str().unwrap(),
-            "--keys-from",
-            h.root().to_str().unwrap(),
-        ],
+            &["--keys-from", h.root().to_str().unwrap()],
+        ),
         b"",
     );
     let err = String::from_utf8_lossy(&out.stderr);

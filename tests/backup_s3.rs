@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::backup_args;
 use common::{Home, contains};
 use serde_json::json;
 
@@ -196,12 +197,7 @@ async fn backup_to_s3_verifies_restores_and_shows_the_operator_nothing() {
     let err = h.fails(&["backup", "create", "--to", &to], b"");
     assert!(err.contains("already holds a backup"), "{err}");
     let err = h.fails(
-        &[
-            "backup",
-            "verify",
-            "--from",
-            &format!("s3://{BUCKET}/nothing"),
-        ],
+        &backup_args("verify", &format!("s3://{BUCKET}/nothing"), &[]),
         b"",
     );
     assert!(err.contains("no manifest"), "{err}");
@@ -211,14 +207,7 @@ async fn backup_to_s3_verifies_restores_and_shows_the_operator_nothing() {
 
     let t = home(&s3);
     t.ok(
-        &[
-            "backup",
-            "restore",
-            "--from",
-            &to,
-            "--keys-from",
-            h.root().to_str().unwrap(),
-        ],
+        &backup_args("restore", &to, &["--keys-from", h.root().to_str().unwrap()]),
         b"",
     );
     t.ok(&["audit", "verify"], b"");

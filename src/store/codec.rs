@@ -107,6 +107,43 @@ pub(super) const RAW_MESSAGES_SQL: &str = "
     WHERE (m.conversation_id, m.seq) > (?1, ?2)
     ORDER BY m.conversation_id, m.seq LIMIT ?3";
 
+/// Rewrites one conversation's content columns where the row still holds what was read.
+pub(super) const RAW_CONVERSATION_REWRITE_SQL: &str = "
+    UPDATE conversations SET topic = ?1, tags = ?2, artifacts = ?3
+    WHERE id = ?4 AND owner = ?5 AND topic = ?6 AND tags = ?7 AND artifacts = ?8";
+
+/// Rewrites one message's content columns where the row still holds what was read.
+pub(super) const RAW_MESSAGE_REWRITE_SQL: &str = "
+    UPDATE messages SET content = ?1, meta = ?2
+    WHERE conversation_id = ?3 AND seq = ?4 AND content = ?5 AND meta = ?6";
+
+/// The `data_keys` statements, the same on both backends.
+pub(super) const DATA_KEY_GET_SQL: &str = "SELECT * FROM data_keys WHERE user_id = ?1";
+pub(super) const DATA_KEY_INSERT_SQL: &str = "
+    INSERT INTO data_keys (user_id, wrapped, kek, created_at) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (user_id) DO NOTHING";
+pub(super) const DATA_KEY_DELETE_SQL: &str = "DELETE FROM data_keys WHERE user_id = ?1";
+pub(super) const DATA_KEY_LIST_SQL: &str = "SELECT * FROM data_keys ORDER BY user_id";
+/// Compare-and-swap: only a key still wrapped as read is re-wrapped.
+pub(super) const DATA_KEY_SWAP_SQL: &str =
+    "UPDATE data_keys SET wrapped = ?1, kek = ?2 WHERE user_id = ?3 AND wrapped = ?4";
+
+/// A stored data key from its row, on either backend.
+pub(super) fn data_key<'r, R>(row: &'r R) -> Result<crate::store::DataKeyRecord>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::store::DataKeyRecord {
+        user: row.try_get("user_id")?,
+        wrapped: row.try_get("wrapped")?,
+        kek: row.try_get("kek")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 /// PostgreSQL's numbered parameters (`$1`) for SQL written with SQLite's (`?1`).
 pub(super) fn dollars(sql: &str) -> String {
     sql.replace('?', "$")

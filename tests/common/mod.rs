@@ -10,6 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// `backup VERB --to|--from PATH EXTRA...`: the argument list of a `maestra backup` command
+/// (`create` writes to PATH, the others read from it).
+pub fn backup_args<'a>(verb: &'a str, path: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let flag = if verb == "create" { "--to" } else { "--from" };
+    [&["backup", verb, flag, path][..], extra].concat()
+}
+
 pub struct Home {
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
@@ -37,6 +44,13 @@ impl Home {
     /// Runs `maestra ARGS` with `stdin`, in a clean environment (no variable of the caller's
     /// leaks in, so a developer's own keys cannot change a result).
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self.command(args).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `maestra ARGS` in this home's clean environment, its standard streams piped.
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestra"));
         cmd.args(args)
             .env_clear()
@@ -47,25 +61,13 @@ impl Home {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        cmd
     }
 
     /// Like [`Home::run`], for a command that must exit by itself (a `serve` that refuses to
     /// start): killed, and the test failed, if it is still running after `limit`.
     pub fn run_within(&self, args: &[&str], stdin: &[u8], limit: std::time::Duration) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestra"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
+        let mut child = self.command(args).spawn().unwrap();
         let _ = child.stdin.take().unwrap().write_all(stdin);
         let deadline = std::time::Instant::now() + limit;
         while child.try_wait().unwrap().is_none() {

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::store::codec::{
-    RAW_CONVERSATIONS_SQL, RAW_MESSAGES_SQL, dollars, raw_conversation, raw_message,
+    RAW_CONVERSATION_REWRITE_SQL, RAW_CONVERSATIONS_SQL, RAW_MESSAGE_REWRITE_SQL, RAW_MESSAGES_SQL,
+    dollars, raw_conversation, raw_message,
 };
 use crate::store::{RawContent, RawConversation, RawMessage};
 
@@ -288,21 +289,18 @@ impl RawContent for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let mut changed = 0;
         for (old, new) in rows {
-            changed += sqlx::query(
-                "UPDATE conversations SET topic = $1, tags = $2, artifacts = $3
-                 WHERE id = $4 AND owner = $5 AND topic = $6 AND tags = $7 AND artifacts = $8",
-            )
-            .bind(&new.topic)
-            .bind(&new.tags)
-            .bind(&new.artifacts)
-            .bind(&old.id)
-            .bind(&old.owner)
-            .bind(&old.topic)
-            .bind(&old.tags)
-            .bind(&old.artifacts)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            changed += sqlx::query(&dollars(RAW_CONVERSATION_REWRITE_SQL))
+                .bind(&new.topic)
+                .bind(&new.tags)
+                .bind(&new.artifacts)
+                .bind(&old.id)
+                .bind(&old.owner)
+                .bind(&old.topic)
+                .bind(&old.tags)
+                .bind(&old.artifacts)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(changed)
@@ -312,19 +310,16 @@ impl RawContent for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let mut changed = 0;
         for (old, new) in rows {
-            changed += sqlx::query(
-                "UPDATE messages SET content = $1, meta = $2
-                 WHERE conversation_id = $3 AND seq = $4 AND content = $5 AND meta = $6",
-            )
-            .bind(&new.content)
-            .bind(&new.meta)
-            .bind(&old.conversation_id)
-            .bind(old.seq)
-            .bind(&old.content)
-            .bind(&old.meta)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            changed += sqlx::query(&dollars(RAW_MESSAGE_REWRITE_SQL))
+                .bind(&new.content)
+                .bind(&new.meta)
+                .bind(&old.conversation_id)
+                .bind(old.seq)
+                .bind(&old.content)
+                .bind(&old.meta)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(changed)

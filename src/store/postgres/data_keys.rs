@@ -3,21 +3,16 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::store::codec::{
+    DATA_KEY_DELETE_SQL, DATA_KEY_GET_SQL, DATA_KEY_INSERT_SQL, DATA_KEY_LIST_SQL,
+    DATA_KEY_SWAP_SQL, data_key, dollars,
+};
 use crate::store::{DataKeyRecord, DataKeys};
-
-fn data_key(row: &sqlx::postgres::PgRow) -> Result<DataKeyRecord> {
-    Ok(DataKeyRecord {
-        user: row.try_get("user_id")?,
-        wrapped: row.try_get("wrapped")?,
-        kek: row.try_get("kek")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
 
 #[async_trait]
 impl DataKeys for PostgresStore {
     async fn data_key_get(&self, user: &str) -> Result<Option<DataKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM data_keys WHERE user_id = $1")
+        let row = sqlx::query(&dollars(DATA_KEY_GET_SQL))
             .bind(user)
             .fetch_optional(&self.pool)
             .await?;
@@ -28,17 +23,14 @@ impl DataKeys for PostgresStore {
         // A racing insert makes this one wait on the primary key, then do nothing; the read
         // that follows (a fresh snapshot per statement) returns the key that stands.
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO data_keys (user_id, wrapped, kek, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(&record.user)
-        .bind(&record.wrapped)
-        .bind(&record.kek)
-        .bind(record.created_at)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query("SELECT * FROM data_keys WHERE user_id = $1")
+        sqlx::query(&dollars(DATA_KEY_INSERT_SQL))
+            .bind(&record.user)
+            .bind(&record.wrapped)
+            .bind(&record.kek)
+            .bind(record.created_at)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&dollars(DATA_KEY_GET_SQL))
             .bind(&record.user)
             .fetch_one(&mut *tx)
             .await?;
@@ -49,7 +41,7 @@ impl DataKeys for PostgresStore {
     async fn data_key_delete(&self, user: &str) -> Result<bool> {
         // One autocommitted statement: it returns once the delete is committed, which is all
         // forget needs before it deletes the user's rows.
-        let done = sqlx::query("DELETE FROM data_keys WHERE user_id = $1")
+        let done = sqlx::query(&dollars(DATA_KEY_DELETE_SQL))
             .bind(user)
             .execute(&self.pool)
             .await?;
@@ -57,7 +49,7 @@ impl DataKeys for PostgresStore {
     }
 
     async fn data_key_list(&self) -> Result<Vec<DataKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM data_keys ORDER BY user_id")
+        let rows = sqlx::query(&dollars(DATA_KEY_LIST_SQL))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(data_key).collect()
@@ -70,15 +62,13 @@ impl DataKeys for PostgresStore {
         wrapped: &str,
         kek: &str,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE data_keys SET wrapped = $1, kek = $2 WHERE user_id = $3 AND wrapped = $4",
-        )
-        .bind(wrapped)
-        .bind(kek)
-        .bind(user)
-        .bind(expected)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(&dollars(DATA_KEY_SWAP_SQL))
+            .bind(wrapped)
+            .bind(kek)
+            .bind(user)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }

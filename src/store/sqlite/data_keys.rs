@@ -3,21 +3,16 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::store::codec::{
+    DATA_KEY_DELETE_SQL, DATA_KEY_GET_SQL, DATA_KEY_INSERT_SQL, DATA_KEY_LIST_SQL,
+    DATA_KEY_SWAP_SQL, data_key,
+};
 use crate::store::{DataKeyRecord, DataKeys};
-
-fn data_key(row: &sqlx::sqlite::SqliteRow) -> Result<DataKeyRecord> {
-    Ok(DataKeyRecord {
-        user: row.try_get("user_id")?,
-        wrapped: row.try_get("wrapped")?,
-        kek: row.try_get("kek")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
 
 #[async_trait]
 impl DataKeys for SqliteStore {
     async fn data_key_get(&self, user: &str) -> Result<Option<DataKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM data_keys WHERE user_id = ?1")
+        let row = sqlx::query(DATA_KEY_GET_SQL)
             .bind(user)
             .fetch_optional(&self.pool)
             .await?;
@@ -28,17 +23,14 @@ impl DataKeys for SqliteStore {
         // On the writer, in one transaction: the key read back is the one that stands, even
         // when another process inserted first.
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO data_keys (user_id, wrapped, kek, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(&record.user)
-        .bind(&record.wrapped)
-        .bind(&record.kek)
-        .bind(record.created_at)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query("SELECT * FROM data_keys WHERE user_id = ?1")
+        sqlx::query(DATA_KEY_INSERT_SQL)
+            .bind(&record.user)
+            .bind(&record.wrapped)
+            .bind(&record.kek)
+            .bind(record.created_at)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(DATA_KEY_GET_SQL)
             .bind(&record.user)
             .fetch_one(&mut *tx)
             .await?;
@@ -47,7 +39,7 @@ impl DataKeys for SqliteStore {
     }
 
     async fn data_key_delete(&self, user: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM data_keys WHERE user_id = ?1")
+        let done = sqlx::query(DATA_KEY_DELETE_SQL)
             .bind(user)
             .execute(&self.writer)
             .await?;
@@ -55,9 +47,7 @@ impl DataKeys for SqliteStore {
     }
 
     async fn data_key_list(&self) -> Result<Vec<DataKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM data_keys ORDER BY user_id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(DATA_KEY_LIST_SQL).fetch_all(&self.pool).await?;
         rows.iter().map(data_key).collect()
     }
 
@@ -68,15 +58,13 @@ impl DataKeys for SqliteStore {
         wrapped: &str,
         kek: &str,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE data_keys SET wrapped = ?1, kek = ?2 WHERE user_id = ?3 AND wrapped = ?4",
-        )
-        .bind(wrapped)
-        .bind(kek)
-        .bind(user)
-        .bind(expected)
-        .execute(&self.writer)
-        .await?;
+        let done = sqlx::query(DATA_KEY_SWAP_SQL)
+            .bind(wrapped)
+            .bind(kek)
+            .bind(user)
+            .bind(expected)
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }
