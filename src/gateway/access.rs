@@ -1,4 +1,5 @@
-//! The auth and rate-limit stages (SPEC §2.6), in pipeline order, as one middleware.
+//! The auth and rate-limit stages (SPEC §2.6), in pipeline order, as two middlewares: who may
+//! connect at all ([`network_stage`], every path) and the key, limits and scope ([`stage`]).
 //!
 //! Local mode: no key, but a web page in the user's browser can reach 127.0.0.1, so a `Host`
 //! that is not a loopback name (DNS rebinding) and an `Origin` that is not configured are
@@ -41,7 +42,18 @@ pub async fn stage(State(state): State<Shared>, mut req: Request, next: Next) ->
     }
 }
 
-async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
+/// Who may talk to this server at all, for every path (the page's files and `OPTIONS`
+/// included): the behind-proxy rule, the client address behind a trusted proxy, the
+/// allow-list, a loopback `Host` in local mode and a configured `Origin`. It runs before
+/// CORS, so a preflight is answered only for a configured origin (see `gateway::router`).
+pub async fn network_stage(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    match admit_network(&state, &mut req).await {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admit_network(state: &Shared, req: &mut Request) -> Result<()> {
     let mut info = req
         .extensions()
         .get::<RequestInfo>()
@@ -95,6 +107,17 @@ async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
             return Err(e);
         }
     }
+    Ok(())
+}
+
+/// The key, the rate limits and the route's scope, after [`network_stage`] and CORS.
+async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
+    let info = req
+        .extensions()
+        .get::<RequestInfo>()
+        .cloned()
+        .unwrap_or_else(RequestInfo::unknown);
+    let access = &state.access;
     if req.uri().path() == "/health" {
         return Ok(());
     }
@@ -117,7 +140,11 @@ async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
                     refused_anonymous(state, &info, "rate_limit", &e).await?;
                     return Err(e);
                 }
-                refused_anonymous(state, &info, "bad_key", &e).await?;
+                let reason = match e {
+                    Error::Lockdown(_) => "lockdown",
+                    _ => "bad_key",
+                };
+                refused_anonymous(state, &info, reason, &e).await?;
                 return Err(e);
             }
         }
@@ -182,6 +209,15 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
     if let Some(configured) = &state.access.static_key
         && keys::matches_static(&presented, configured)
     {
+        // Lockdown revokes table keys; this one lives in the environment or maestra.toml,
+        // out of its reach, so it is refused for as long as the lockdown lasts.
+        if state.access.locked_down() {
+            return Err(Error::Lockdown(
+                "the static API key (MAESTRA_API_KEY, api_key) is refused during a lockdown; \
+                 lift it on the server's machine with `maestra lockdown --lift`"
+                    .into(),
+            ));
+        }
         return Ok(Principal::static_key());
     }
     let now = crate::store::now_unix();

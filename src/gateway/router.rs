@@ -1,11 +1,14 @@
 //! The routes, and the edge stages in data-path order (SPEC §2).
 //!
 //! The stages wrap the router from the outside in, so the list below reads top to bottom as a
-//! request meets them: panic guard → security headers → request id → route match → metrics
-//! and log → (the privacy center's files leave here, `crate::web`) → head and declared-length
-//! limits → deadline → same-origin check → CORS → auth and rate limit → known query
-//! parameters → `Allow` on 405 → egress tally → body limit → router → handler. The later stages (guard, cost, egress, settle, store, audit) are the pipeline
-//! the handlers call (`gateway::pipeline`).
+//! request meets them, whatever its path or method: panic guard → security headers → request
+//! id → route match → metrics and log → head and declared-length limits → deadline →
+//! same-origin check → network (behind-proxy rule, client address, allow-list, loopback
+//! `Host`, configured `Origin`) → CORS (a configured origin's preflight is answered here) →
+//! (the privacy center's files leave here, `crate::web`) → key, rate limit and scope → known
+//! query parameters → `Allow` on 405 → egress tally → body limit → router → handler. The later
+//! stages (guard, cost, egress, settle, store, audit) are the pipeline the handlers call
+//! (`gateway::pipeline`).
 
 use axum::Extension;
 use axum::Router;
@@ -51,7 +54,16 @@ pub fn router(state: Shared) -> Router {
     // is boxed into every route and deep-cloned by each stage above it on every request,
     // while this stack clones only `Arc`s and the router (itself an `Arc`). The stages find
     // the matched route with the router's own matcher (`edge::match_route`).
-    let api = ServiceBuilder::new()
+    // One order for every path, the page's files and `OPTIONS` included: who may connect
+    // (allow-list, proxy rule, Host, Origin) before CORS answers a preflight, and the page's
+    // files leave after that, before the key a page load cannot carry.
+    let hsts = state.config.network.tls != Tls::Off;
+    let edge = ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(edge::panic_response))
+        .map_response(move |resp| with_security_headers(resp, hsts))
+        .layer(middleware::from_fn(edge::request_id))
+        .map_request(edge::match_route)
+        .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
         .layer(middleware::from_fn_with_state(state.clone(), checks::shape))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -61,7 +73,15 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             same_origin::strip,
         ))
-        .layer(cors(&state.config.cors_origins))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::network_stage,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            same_origin::cors,
+        ))
+        .layer(middleware::from_fn(crate::web::page))
         .layer(middleware::from_fn_with_state(state.clone(), access::stage))
         .layer(middleware::from_fn(checks::known_query))
         .layer(middleware::from_fn(checks::allow_on_405))
@@ -70,21 +90,6 @@ pub fn router(state: Shared) -> Router {
         .layer(Extension(Arc::new(Refresher::default())))
         .layer(Extension(Arc::new(super::jobs::Jobs::default())))
         .service(handlers);
-    // The privacy center's page and assets: public files with no data in them, outside the
-    // API's key check (a browser cannot send a key with a page load); see `crate::web`.
-    let site = Router::new()
-        .fallback_service(api)
-        .merge(crate::web::router(state.clone()));
-    // The first stages see every request, the page's too: a panic guard, the security
-    // headers, a request id, and the metrics and log line.
-    let hsts = state.config.network.tls != Tls::Off;
-    let edge = ServiceBuilder::new()
-        .layer(CatchPanicLayer::custom(edge::panic_response))
-        .map_response(move |resp| with_security_headers(resp, hsts))
-        .layer(middleware::from_fn(edge::request_id))
-        .map_request(edge::match_route)
-        .layer(middleware::from_fn_with_state(state, edge::observe))
-        .service(site);
     Router::new().fallback_service(edge)
 }
 
@@ -108,26 +113,4 @@ fn with_security_headers(mut resp: Response, hsts: bool) -> Response {
         );
     }
     resp
-}
-
-/// CORS for the configured origins only (never `*`); with none configured, browsers get no
-/// CORS grant at all.
-fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let list: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(list))
-        .allow_methods([
-            axum::http::Method::GET,
-            axum::http::Method::POST,
-            axum::http::Method::DELETE,
-        ])
-        .allow_headers([
-            axum::http::header::CONTENT_TYPE,
-            axum::http::header::AUTHORIZATION,
-            HeaderName::from_static("x-api-key"),
-        ])
 }

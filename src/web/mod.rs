@@ -10,20 +10,13 @@
 //! `sessionStorage` and sends it as `X-API-Key` with every API call.
 //!
 //! Headers: `Content-Security-Policy: default-src 'self'` (no inline script or style, no
-//! other origin), `Cache-Control: no-store`, no framing, no referrer. In local mode the files
-//! are served only to a loopback `Host`, as the API is.
+//! other origin), `Cache-Control: no-store`, no framing, no referrer. The files meet the same
+//! edge as the API up to the key (in local mode, a loopback `Host` only).
 
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::{self, Next};
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use tower_http::set_header::SetResponseHeaderLayer;
-
-use crate::config::Mode;
-use crate::error::Error;
-use crate::gateway::Shared;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -64,34 +57,30 @@ pub fn file_path(path: &str) -> Option<&'static str> {
     FILES.iter().map(|(p, ..)| *p).find(|p| *p == path)
 }
 
-pub fn router(state: Shared) -> Router {
-    let mut r = Router::new();
-    for (path, body, media_type) in FILES {
-        r = r.route(path, get(move || file(body, media_type)));
+/// Answers `GET`/`HEAD` of one of the page's files; everything else goes on to the API. It
+/// sits after the edge's network stage (allow-list, behind-proxy rule, loopback `Host` in
+/// local mode, configured `Origin`) and before the key check, which a page load cannot pass:
+/// see `gateway::router` for the one order every path takes.
+pub async fn page(req: Request, next: Next) -> Response {
+    let found = FILES.iter().find(|(p, ..)| *p == req.uri().path());
+    match found {
+        Some((_, body, media_type)) if matches!(*req.method(), Method::GET | Method::HEAD) => {
+            file(body, media_type)
+        }
+        _ => next.run(req).await,
     }
+}
+
+fn file(body: &'static str, media_type: &'static str) -> Response {
+    let mut resp = ([(header::CONTENT_TYPE, media_type)], body).into_response();
     for (name, value) in HEADERS {
-        r = r.layer(SetResponseHeaderLayer::overriding(
+        resp.headers_mut().insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
-        ));
+        );
     }
-    r.layer(middleware::from_fn_with_state(state.clone(), loopback_only))
-        .with_state(state)
-}
-
-async fn file(body: &'static str, media_type: &'static str) -> Response {
-    let mut resp = ([(header::CONTENT_TYPE, media_type)], body).into_response();
     resp.extensions_mut().insert(PageHeaders);
     resp
-}
-
-/// Local mode: a `Host` that is not a loopback name (DNS rebinding) gets a 403, as from the
-/// API's auth stage.
-async fn loopback_only(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    if state.config.mode == Mode::Local && !crate::gateway::access::loopback_host(req.headers()) {
-        return Error::Forbidden("the Host header is not a loopback name".into()).into_response();
-    }
-    next.run(req).await
 }
 
 #[cfg(test)]
