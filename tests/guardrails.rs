@@ -756,9 +756,11 @@ async fn a_stream_abandoned_by_its_client_is_settled_and_audited() {
         .lines()
         .find(|l| l.contains("chat.completions"))
         .unwrap_or_else(|| panic!("no entry for the call: {audit}"));
-    assert!(entry.contains("upstream_error"), "{entry}");
     // The relay writes the entry in the request's egress tally: it names what was received.
     let v: Value = serde_json::from_str(entry).unwrap();
+    assert_eq!(v["result"], "failed", "{entry}");
+    assert_eq!(v["details"]["abandoned"], true, "{entry}");
+    assert_eq!(v["details"]["cost_usd"].as_f64(), Some(spent), "{entry}");
     assert!(
         v["details"]["bytes_received"].as_u64().unwrap_or(0) > 0,
         "{entry}"

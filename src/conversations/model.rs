@@ -31,6 +31,27 @@ pub fn validate_id(kind: &str, id: &str) -> Result<()> {
     }
 }
 
+/// Longest `mode` a client may name (`mode_hint`).
+pub const MAX_MODE_LEN: usize = 32;
+
+/// A message's mode (`mode_hint`) is stored in the clear beside the sealed content, since
+/// listing and export show it: so it must be a short name, never free text a client could use
+/// to keep content outside the user's key.
+pub fn validate_mode(mode: &str) -> Result<()> {
+    let ok = !mode.is_empty()
+        && mode.len() <= MAX_MODE_LEN
+        && mode
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "invalid mode_hint: use 1-{MAX_MODE_LEN} letters, digits, '_' or '-'"
+        )))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: String,

@@ -258,6 +258,16 @@ impl Budget {
         Ok(charged)
     }
 
+    /// Charges the whole reservation (a call whose usage will never be known) and returns it.
+    pub async fn settle_reserved(&self, hold: Hold) -> Result<Micros> {
+        let Some(id) = hold.id else {
+            return Ok(0);
+        };
+        self.store.cost_settle(id, hold.reserved).await?;
+        self.warn_near_limit().await;
+        Ok(hold.reserved)
+    }
+
     /// Gives a failed call's reservation back.
     pub async fn release(&self, hold: Hold) {
         if let Some(id) = hold.id

@@ -11,10 +11,10 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::edge::{ApiJson, RequestInfo};
 use super::pipeline::{self, Caller};
-use super::{AppState, Shared};
-use crate::conversations::model::{now_millis, validate_id};
+use crate::conversations::model::{now_millis, validate_id, validate_mode};
 use crate::error::{Error, Result};
 use crate::providers::chat::MAX_MESSAGE_BYTES;
 use crate::providers::{ChatMessage, ChatRequest};
@@ -88,7 +88,7 @@ pub async fn advisor_ask(
 }
 
 async fn handle(
-    state: &AppState,
+    state: &Shared,
     info: &RequestInfo,
     req: MaestraRequest,
     action: &'static str,
@@ -124,6 +124,9 @@ async fn handle(
         return Err(Error::TooLarge(format!(
             "`message` is over {MAX_MESSAGE_BYTES} bytes"
         )));
+    }
+    if let Some(m) = &req.mode_hint {
+        validate_mode(m)?;
     }
     let mode = req.mode_hint.clone().unwrap_or_else(|| "chat".into());
 
@@ -177,9 +180,9 @@ async fn handle(
         options: Default::default(),
     };
     let caller = Caller {
-        info,
-        user_id: Some(&user_id),
-        surface_id: Some(&req.surface_id),
+        info: info.clone(),
+        user_id: Some(user_id.clone()),
+        surface_id: Some(req.surface_id.clone()),
         action,
     };
     let answer = pipeline::complete(state, &caller, route, &chat_req).await?;

@@ -5,7 +5,6 @@
 //! stored, and the call is audited without its content.
 
 use std::convert::Infallible;
-use std::time::Instant;
 
 use axum::Extension;
 use axum::extract::State;
@@ -17,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use super::edge::{ApiJson, RequestInfo};
-use super::pipeline::{self, Caller, Relayed, StreamCaller};
+use super::pipeline::{self, Caller, Relayed};
 use crate::cost::ledger::{Micros, to_usd};
 use crate::error::{Error, Result};
 use crate::providers::{ChatRequest, Delta, Route, Usage};
@@ -49,8 +48,8 @@ pub async fn chat_completions(
     let user = super::access::acting_user(&state, &info, user.as_deref()).await?;
     let route = state.providers.route(&req.model)?;
     let caller = Caller {
-        info: &info,
-        user_id: user.as_deref(),
+        info,
+        user_id: user,
         surface_id: None,
         action: "chat.completions",
     };
@@ -72,15 +71,13 @@ pub async fn chat_completions(
         }))
         .into_response());
     }
-    let start = Instant::now();
-    let open = pipeline::open_stream(&state, &caller, route, &req, start).await?;
-    let model = open.route.model.clone();
-    let owned = StreamCaller {
-        info: info.clone(),
-        user_id: user.clone(),
-        action: caller.action,
+    // The relay's task opens the stream: a client gone before the first byte is its to settle.
+    let mut relayed = pipeline::relay(state.clone(), caller, route, req);
+    let model = match relayed.recv().await {
+        Some(Relayed::Opened { model }) => model,
+        Some(Relayed::Refused(e)) => return Err(e),
+        _ => return Err(Error::Upstream("the stream ended before it opened".into())),
     };
-    let relayed = pipeline::relay(state.clone(), owned, open, start);
     let events = sse_events(relayed, model, include_usage);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
@@ -154,7 +151,8 @@ fn sse_events(
                            "usage": usage_json(u)})
                     .to_string(),
                 ),
-                Relayed::Delta(Delta::Usage(_)) => continue,
+                Relayed::Delta(Delta::Usage(_)) | Relayed::Opened { .. } => continue,
+                Relayed::Refused(e) => SseEvent::default().data(e.body().to_string()),
                 Relayed::Failed(body) => SseEvent::default().data(body.to_string()),
                 Relayed::Done => SseEvent::default().data("[DONE]"),
             };

@@ -1,7 +1,8 @@
 //! A mock model upstream on 127.0.0.1 port 0, speaking OpenAI's chat completions and
 //! Anthropic's Messages API, plain and streamed. The last user message picks a behaviour:
 //! `mode:slow` never answers in time, `mode:garbage` answers non-JSON, `mode:500` fails,
-//! `mode:broken` closes a stream mid-answer, `mode:stall` stops sending mid-stream.
+//! `mode:broken` closes a stream mid-answer, `mode:stall` stops sending mid-stream, and
+//! `mode:delay` (0.8 s) / `mode:linger` (1.5 s) answer late.
 //!
 //! The `mode:echo-key-*` behaviours quote the key the request carried (`Authorization` or
 //! `x-api-key`) back, as a careless or hostile upstream does: `-401` and `-429` in an error
@@ -97,6 +98,10 @@ fn sse(parts: Vec<String>, hang: bool) -> Response {
 async fn misbehave(text: &str) -> Option<Response> {
     if text.contains("mode:delay") {
         tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    // Past a 1 s request timeout, within the tests' 2 s upstream timeout.
+    if text.contains("mode:linger") {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     if text.contains("mode:slow") {
         tokio::time::sleep(Duration::from_secs(60)).await;

@@ -11,15 +11,23 @@ use crate::gateway::AppState;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::providers::{Route, Usage};
 
-fn event(caller: &Caller<'_>, category: Category, route: &Route, result: Outcome) -> Event {
+/// What a call used and was charged, for its entry.
+pub struct Charge {
+    pub usage: Usage,
+    pub charged: Micros,
+    pub latency_ms: u64,
+    pub stream: bool,
+}
+
+fn event(caller: &Caller, category: Category, route: &Route, result: Outcome) -> Event {
     let mut e = Event::new(category, route.provider.service(), caller.action, result)
         .request_id(&caller.info.id)
         .detail("model", route.model.as_str())
         .detail("source", json!(route.provider.source()));
-    if let Some(u) = caller.user_id {
+    if let Some(u) = &caller.user_id {
         e = e.user(u);
     }
-    if let Some(s) = caller.surface_id {
+    if let Some(s) = &caller.surface_id {
         e = e.surface(s);
     }
     if let Some(ip) = caller.info.ip_string() {
@@ -28,28 +36,46 @@ fn event(caller: &Caller<'_>, category: Category, route: &Route, result: Outcome
     e
 }
 
+fn charged(e: Event, c: &Charge) -> Event {
+    e.detail("tokens_in", c.usage.prompt_tokens)
+        .detail("tokens_out", c.usage.completion_tokens)
+        .detail("cost_usd", to_usd(c.charged))
+        .detail("latency_ms", c.latency_ms)
+        .detail("stream", c.stream)
+}
+
 pub async fn record_success(
     state: &AppState,
-    caller: &Caller<'_>,
+    caller: &Caller,
     route: &Route,
-    usage: Usage,
-    charged: Micros,
-    latency_ms: u64,
-    stream: bool,
+    charge: &Charge,
 ) -> Result<()> {
-    let e = event(caller, Category::Llm, route, Outcome::Success)
-        .detail("tokens_in", usage.prompt_tokens)
-        .detail("tokens_out", usage.completion_tokens)
-        .detail("cost_usd", to_usd(charged))
-        .detail("latency_ms", latency_ms)
-        .detail("stream", stream);
+    let e = charged(
+        event(caller, Category::Llm, route, Outcome::Success),
+        charge,
+    );
+    state.audit.record(e).await
+}
+
+/// A call whose client left (hung up, or cut off by the request timeout) before its answer
+/// was delivered: result `failed`, `abandoned: true`, with what it used and was charged,
+/// since the upstream did the work.
+pub async fn record_abandoned(
+    state: &AppState,
+    caller: &Caller,
+    route: &Route,
+    charge: &Charge,
+) -> Result<()> {
+    let e = charged(event(caller, Category::Llm, route, Outcome::Failed), charge)
+        .detail("abandoned", true)
+        .detail("error", "client_gone");
     state.audit.record(e).await
 }
 
 /// Audits and counts a failed call; a local-only refusal is its own category.
 pub async fn record_failure(
     state: &AppState,
-    caller: &Caller<'_>,
+    caller: &Caller,
     route: &Route,
     err: &Error,
     start: Instant,

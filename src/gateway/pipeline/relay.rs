@@ -1,11 +1,14 @@
-//! Stages 4 and 6 for a stream: its own task relays the deltas to the client and, however the
-//! stream ends (complete, failed upstream, or the client gone), settles its hold and audits it
-//! exactly once, in code that runs to the end rather than in a `Drop`.
+//! Stages 3-5 for a stream: its own task opens the stream, relays the deltas to the client
+//! and, however the stream ends (complete, failed upstream, or the client gone — before the
+//! first byte too), settles its hold and audits it exactly once, in code that runs to the end
+//! rather than in a `Drop`.
 //!
 //! Why a task: a response body is dropped, not told, when its client disconnects, and a
-//! dropped body can only spawn work it cannot await. Here the body only reads a channel; the
-//! task that owns the [`Settlement`] sees the channel close and settles then, so a client that
-//! walks away mid-answer still pays for the tokens it made the upstream produce.
+//! handler's future is dropped the same way while it waits for the upstream's first byte.
+//! Here the handler and the body only read a channel; the task that owns the [`Settlement`]
+//! sees the channel close and settles then, so a client that walks away still pays for the
+//! tokens it made the upstream produce. Dropping the upstream's stream then closes its
+//! connection, which stops the generation.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,32 +17,31 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Caller, OpenStream};
+use super::Caller;
 use crate::cost::budget::Hold;
 use crate::cost::ledger::Micros;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::gateway::AppState;
-use crate::gateway::edge::RequestInfo;
 use crate::providers::{ChatRequest, Delta, DeltaStream, Route, Usage};
 
 /// Events queued between the upstream and a slow client. Past it the relay stops reading the
 /// upstream (back-pressure) instead of buffering an answer of any size.
 const RELAY_QUEUE: usize = 32;
 
-/// What the client's side of a relayed stream receives, in order; `Failed` or `Done` last.
+/// What the client's side of a relayed stream receives, in order: `Opened` or `Refused`
+/// first, then the deltas, `Failed` or `Done` last.
 #[derive(Debug)]
 pub enum Relayed {
+    /// The upstream accepted the call; the model that answers.
+    Opened {
+        model: String,
+    },
+    /// The call could not be opened (refused, over a limit, upstream down): nothing to relay.
+    Refused(Error),
     Delta(Delta),
     /// The upstream failed mid-stream: the error's JSON body, for a last event.
     Failed(Value),
     Done,
-}
-
-/// Who asked, owned, since the relay outlives the handler that opened the stream.
-pub struct StreamCaller {
-    pub info: RequestInfo,
-    pub user_id: Option<String>,
-    pub action: &'static str,
 }
 
 /// A stream's reservation and what is needed to settle it. Consumed by [`Settlement::finish`],
@@ -53,46 +55,60 @@ struct Settlement {
     streamed_bytes: usize,
 }
 
-/// Starts relaying an opened stream; the receiver is the client's side.
+/// How a relayed stream ended.
+enum End {
+    Done,
+    Failed(Error),
+    /// The client left (before the first byte, or mid-answer).
+    Abandoned,
+}
+
+/// Opens a stream and relays it on a task of its own; the receiver is the client's side.
 pub fn relay(
     state: Arc<AppState>,
-    caller: StreamCaller,
-    open: OpenStream,
-    start: Instant,
+    caller: Caller,
+    route: Route,
+    request: ChatRequest,
 ) -> mpsc::Receiver<Relayed> {
     let (tx, rx) = mpsc::channel(RELAY_QUEUE);
-    let settlement = Settlement {
-        hold: open.hold,
-        route: open.route,
-        request: open.request,
-        start,
-        reported: None,
-        streamed_bytes: 0,
-    };
+    let start = Instant::now();
     // In the request's egress tally, so the entry names the bytes the stream moved.
     tokio::spawn(crate::egress::tally::inherit(async move {
-        let mut settlement = settlement;
-        let outcome = pump(open.deltas, &tx, &mut settlement).await;
-        settlement.finish(&state, &caller, outcome).await;
+        let open = match super::call::open_stream(&state, &caller, route, &request, start).await {
+            Ok(open) => open,
+            Err(e) => {
+                // Audited and released by `open_stream`; the client may already be gone.
+                let _ = tx.send(Relayed::Refused(e)).await;
+                return;
+            }
+        };
+        let mut settlement = Settlement {
+            hold: open.hold,
+            route: open.route,
+            request: open.request,
+            start,
+            reported: None,
+            streamed_bytes: 0,
+        };
+        let opened = Relayed::Opened {
+            model: settlement.route.model.clone(),
+        };
+        let end = match tx.send(opened).await {
+            Ok(()) => pump(open.deltas, &tx, &mut settlement).await,
+            Err(_) => End::Abandoned,
+        };
+        settlement.finish(&state, &caller, end).await;
     }));
     rx
 }
 
-fn disconnected() -> Error {
-    Error::Upstream("the client disconnected before the stream ended".into())
-}
-
 /// Moves deltas from the upstream to the client until one side ends; notes what settle needs.
-async fn pump(
-    mut deltas: DeltaStream,
-    tx: &mpsc::Sender<Relayed>,
-    s: &mut Settlement,
-) -> Result<()> {
+async fn pump(mut deltas: DeltaStream, tx: &mpsc::Sender<Relayed>, s: &mut Settlement) -> End {
     loop {
         let next = tokio::select! {
             // A client that left while the upstream is silent is noticed now, not at the next
             // delta (a stalled upstream may never send one).
-            () = tx.closed() => return Err(disconnected()),
+            () = tx.closed() => return End::Abandoned,
             next = deltas.next() => next,
         };
         let event = match next {
@@ -107,17 +123,17 @@ async fn pump(
             Some(Err(e)) => {
                 // The client may already be gone; the failure is what gets audited either way.
                 let _ = tx.send(Relayed::Failed(e.body())).await;
-                return Err(e);
+                return End::Failed(e);
             }
             None => {
                 return match tx.send(Relayed::Done).await {
-                    Ok(()) => Ok(()),
-                    Err(_) => Err(disconnected()),
+                    Ok(()) => End::Done,
+                    Err(_) => End::Abandoned,
                 };
             }
         };
         if tx.send(event).await.is_err() {
-            return Err(disconnected());
+            return End::Abandoned;
         }
     }
 }
@@ -125,7 +141,7 @@ async fn pump(
 impl Settlement {
     /// Settles the hold to the reported usage, or to what was counted when none was reported
     /// (a stream is never recorded at $0), then audits the call.
-    async fn finish(self, state: &AppState, caller: &StreamCaller, outcome: Result<()>) {
+    async fn finish(self, state: &AppState, caller: &Caller, end: End) {
         let usage = self
             .reported
             .unwrap_or_else(|| super::counted_usage(&self.request, self.streamed_bytes));
@@ -141,27 +157,20 @@ impl Settlement {
                     .cost(self.route.provider, &self.route.model, usage)
             }
         };
-        let caller = Caller {
-            info: &caller.info,
-            user_id: caller.user_id.as_deref(),
-            surface_id: None,
-            action: caller.action,
+        let charge = super::audit::Charge {
+            usage,
+            charged,
+            latency_ms: self.start.elapsed().as_millis() as u64,
+            stream: true,
         };
-        let latency_ms = self.start.elapsed().as_millis() as u64;
-        let audited = match outcome {
-            Ok(()) => {
-                super::record_success(
-                    state,
-                    &caller,
-                    &self.route,
-                    usage,
-                    charged,
-                    latency_ms,
-                    true,
-                )
-                .await
+        let audited = match end {
+            End::Done => super::record_success(state, caller, &self.route, &charge).await,
+            End::Abandoned => {
+                super::audit::record_abandoned(state, caller, &self.route, &charge).await
             }
-            Err(e) => super::record_failure(state, &caller, &self.route, &e, self.start).await,
+            End::Failed(e) => {
+                super::record_failure(state, caller, &self.route, &e, self.start).await
+            }
         };
         if let Err(e) = audited {
             tracing::error!(error = %e, "could not audit a streamed call");

@@ -22,6 +22,13 @@ pub(super) async fn answer(
     state.budget.settle(hold, route, c.usage).await
 }
 
+/// Charges a call its whole reservation: for one whose client left and whose upstream never
+/// answered, which may still bill for the work. The reservation is the bound the limits
+/// counted on, so this can never take a scope past its limit.
+pub(super) async fn worst_case(state: &AppState, hold: Hold) -> Result<Micros> {
+    state.budget.settle_reserved(hold).await
+}
+
 /// Gives a failed call's reservation back.
 pub(super) async fn release(state: &AppState, hold: Hold) {
     state.budget.release(hold).await;
