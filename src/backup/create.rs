@@ -10,14 +10,16 @@ use super::crypt::{BackupKey, KeySource, Role, SealWriter};
 use super::keys::{self, KeyUse};
 use super::location::{self, Bucket, DATA, Location, MANIFEST, S3Settings};
 use super::manifest::{AuditHead, Backend, FORMAT, Manifest, paths};
-use super::pack::{self, Staged};
+use super::pack::{self, Source, Staged};
 use super::postgres;
+use super::redact;
 use super::workdir::WorkDir;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{self, ChainKey, LogFiles};
 use crate::privsec::keyring::Keyring;
 use crate::store::sqlite_snapshot;
+use zeroize::Zeroizing;
 
 /// What was written, for the command's summary.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct Created {
     /// How many data keys the embedded store's snapshot left out (`None`: PostgreSQL, whose
     /// dump leaves out the table's rows without counting them).
     pub data_keys_left_out: Option<u64>,
+    /// Secret settings left out of the configuration's copy (none with `--with-keys`).
+    pub config_secrets_removed: Vec<String>,
 }
 
 pub async fn create(
@@ -66,11 +70,7 @@ pub async fn create(
 
     let audit_head = copy_audit_log(ctx, &w, &mut staged)?;
 
-    if ctx.config.config_file.is_file() {
-        let copy = w.join("maestra.toml");
-        copy_private(&ctx.config.config_file, &copy)?;
-        staged.push(staged_file(paths::CONFIG, copy));
-    }
+    let config_secrets_removed = copy_config(ctx, with_keys, &mut staged)?;
     if with_keys {
         copy_key_file(paths::AUDIT_KEY, &ctx.home.audit_key(), &w, &mut staged)?;
     }
@@ -134,7 +134,43 @@ pub async fn create(
     Ok(Created {
         manifest,
         data_keys_left_out,
+        config_secrets_removed,
     })
+}
+
+/// The configuration file, in memory: as it is with `--with-keys`, else without its secrets
+/// (a backup carries no key unless asked). Returns the settings removed.
+fn copy_config(ctx: &Context, with_keys: bool, staged: &mut Vec<Staged>) -> Result<Vec<String>> {
+    let file = &ctx.config.config_file;
+    if !file.is_file() {
+        return Ok(Vec::new());
+    }
+    let bytes = Zeroizing::new(
+        fs::read(file).map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?,
+    );
+    if with_keys {
+        staged.push(in_memory(paths::CONFIG, bytes));
+        return Ok(Vec::new());
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        Error::Config(format!(
+            "backup: {} is not UTF-8, so its secrets cannot be removed; no backup was made",
+            file.display()
+        ))
+    })?;
+    let r = redact::redact(text)?;
+    staged.push(in_memory(
+        paths::CONFIG,
+        Zeroizing::new(r.text.as_bytes().to_vec()),
+    ));
+    Ok(r.removed)
+}
+
+fn in_memory(path: &str, bytes: Zeroizing<Vec<u8>>) -> Staged {
+    Staged {
+        path: path.to_string(),
+        source: Source::Memory(bytes),
+    }
 }
 
 /// The database part of a backup, and (`--with-keys`) the vault key file that opens it.
@@ -311,7 +347,7 @@ pub(super) async fn derive_blocking(source: &KeySource) -> Result<BackupKey> {
 fn staged_file(path: &str, local: PathBuf) -> Staged {
     Staged {
         path: path.to_string(),
-        local,
+        source: Source::File(local),
     }
 }
 

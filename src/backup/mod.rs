@@ -17,6 +17,7 @@
 //! - `open`     — reading a backup back: manifest, then every byte checked
 //! - `restore`  — into an empty home, assembled aside and renamed into place
 //! - `postgres` — `pg_dump` / `psql` for the shared store
+//! - `redact`   — the configuration's copy without its secrets (no `--with-keys`)
 //! - `workdir`  — private scratch directories that clean up after themselves
 
 mod create;
@@ -27,6 +28,7 @@ pub mod manifest;
 mod open;
 mod pack;
 mod postgres;
+mod redact;
 mod restore;
 mod workdir;
 

@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::crypt::{BackupKey, OpenReader, Role, SealWriter};
 use super::manifest::{FileEntry, Manifest};
@@ -58,7 +59,16 @@ impl<R: Read> Read for Hashing<R> {
 /// A file to put in the backup: its path inside, and where it is now.
 pub struct Staged {
     pub path: String,
-    pub local: PathBuf,
+    pub source: Source,
+}
+
+/// Where a staged file's bytes are.
+pub enum Source {
+    /// A file in the scratch directory (a database snapshot, the audit log's copy).
+    File(PathBuf),
+    /// Bytes that never touch the scratch directory: key material and the configuration
+    /// (small), which a crash must not leave behind (issue 23, class 4).
+    Memory(Zeroizing<Vec<u8>>),
 }
 
 /// What packing produced: the entries for the manifest and the encrypted file's size and hash.
@@ -75,24 +85,30 @@ pub fn pack(files: &[Staged], key: &BackupKey, out: File) -> Result<Packed> {
     let mut tar = tar::Builder::new(sealed);
     let mut entries = Vec::with_capacity(files.len());
     for f in files {
-        let file = File::open(&f.local)
-            .map_err(|e| Error::io(format!("cannot read {}", f.local.display()), e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io(format!("cannot read {}", f.local.display()), e))?
-            .len();
+        let (size, reader): (u64, Box<dyn Read + '_>) = match &f.source {
+            Source::File(local) => {
+                let file = File::open(local)
+                    .map_err(|e| Error::io(format!("cannot read {}", local.display()), e))?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| Error::io(format!("cannot read {}", local.display()), e))?
+                    .len();
+                (size, Box::new(file))
+            }
+            Source::Memory(bytes) => (bytes.len() as u64, Box::new(bytes.as_slice())),
+        };
         let mut header = tar::Header::new_gnu();
         header.set_size(size);
         header.set_mode(0o600);
         header.set_entry_type(tar::EntryType::Regular);
-        let mut reader = Hashing::new(file.take(size));
+        let mut reader = Hashing::new(reader.take(size));
         tar.append_data(&mut header, &f.path, &mut reader)
             .map_err(io_err)?;
         let (len, sha256, _) = reader.finish();
         if len != size {
             return Err(Error::Store(format!(
                 "{} changed while it was being backed up",
-                f.local.display()
+                f.path
             )));
         }
         entries.push(FileEntry {

@@ -100,6 +100,13 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
                     .map(|n| format!("{n} data keys left out"))
                     .unwrap_or_else(|| "the data keys' rows left out".into());
                 println!("keys: not included ({left_out}); restore with --keys-from HOME");
+                if !created.config_secrets_removed.is_empty() {
+                    println!(
+                        "configuration: secrets removed from the backup's copy of maestra.toml: \
+                         {} (give them again after a restore; --with-keys keeps them)",
+                        created.config_secrets_removed.join(", ")
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -4,7 +4,8 @@
 //! Nothing secret goes into either file: they name the binary, the home and the configuration
 //! file, and the server reads its keys from the vault and the key file as it does by hand.
 //! Settings made only through environment variables in the shell that ran `install` are not
-//! copied either (they may be secrets): put them in `maestra.toml`.
+//! copied either (they may be secrets): put them in `maestra.toml`, and secrets in the key
+//! file or the vault ([`SECRETS_GUIDANCE`]), never in the file backups copy.
 
 use std::path::{Path, PathBuf};
 
@@ -89,6 +90,17 @@ fn systemd_word(what: &str, path: &Path) -> Result<String> {
     Ok(format!("\"{}\"", text.replace('%', "%%")))
 }
 
+/// What the unit says about secrets: none in it (`Environment=` lines are readable by anyone
+/// who can run `systemctl show`), and none in `maestra.toml` either, whose copies go into
+/// backups (without secrets unless `--with-keys`, but a key that is never in the file is
+/// never at risk): the vault key in its key file, everything else in the vault.
+pub const SECRETS_GUIDANCE: &str = "\
+# No secret is written here, and none belongs in maestra.toml: the vault key stays in
+# $MAESTRA_HOME/keys/vault.key (mode 0600), provider and service keys in the vault
+# (`maestra vault put openai_api_key`, `anthropic_api_key`, a service's credential name).
+# Never add an Environment= line with a key: unit settings are readable with `systemctl show`.
+";
+
 /// The systemd unit.
 pub fn systemd_unit(spec: &ServiceSpec) -> Result<String> {
     let exec = [
@@ -108,7 +120,7 @@ pub fn systemd_unit(spec: &ServiceSpec) -> Result<String> {
     out.push_str(
         "# Written by `maestra service install`; `maestra service uninstall` removes it.\n",
     );
-    out.push_str("# No secret is written here: the server reads its keys from its home.\n");
+    out.push_str(SECRETS_GUIDANCE);
     out.push_str("[Unit]\n");
     out.push_str("Description=Maestra, a local-first privacy backend for personal AI assistants\n");
     if !spec.user {
@@ -206,6 +218,9 @@ mod tests {
         }
         let user = systemd_unit(&spec(true)).unwrap();
         assert!(!user.contains("User=") && user.contains("WantedBy=default.target"));
+        // The guidance on secrets: the key file and the vault, never the unit.
+        assert!(unit.contains(SECRETS_GUIDANCE) && unit.contains("keys/vault.key"));
+        assert!(!unit.contains("Environment=\"MAESTRA_ENCRYPTION_KEY"));
     }
 
     #[test]
