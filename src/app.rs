@@ -22,22 +22,37 @@ use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::gateway::{self, AppState};
 use crate::home::Home;
+use crate::home_lock::HomeLock;
 use crate::metrics::Metrics;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::Catalog;
 use crate::privsec::vault::Vault;
 use crate::providers::{self, Providers};
 
-/// The store flag a running server watches: set (by `maestra lockdown`), it forces local-only
-/// mode on.
+/// The store flag a running server watches: set (by `maestra lockdown`, or the page's
+/// local-only switch), it forces local-only mode on.
 pub const LOCKDOWN_FLAG: &str = "lockdown.local_only";
-/// What every lockdown does first, from the command line or the privacy center: the flag that
-/// forces local-only mode on every instance sharing the store, then every API key revoked.
-/// Returns how many keys were revoked. (The vault key rotation that follows differs: the
-/// command runs it, a server runs it as a job.)
+/// Set by a lockdown only, cleared only by `maestra lockdown --lift` (a local command): while
+/// it is there a running server refuses the credential lockdown cannot revoke (the static
+/// `MAESTRA_API_KEY`) and the API cannot turn local-only off. Apart from [`LOCKDOWN_FLAG`]
+/// because the page's local-only switch sets that one too, and must not lock anyone out.
+pub const LOCKDOWN_ENGAGED: &str = "lockdown.engaged";
+/// What every lockdown does first, from the command line or the privacy center: the flags that
+/// lock every instance sharing the store, then every API key revoked. Returns how many keys
+/// were revoked. (The vault key rotation that follows differs: the command runs it, a server
+/// runs it as a job.)
 pub async fn engage_lockdown(store: &dyn crate::store::Store) -> Result<u64> {
+    store.meta_set(LOCKDOWN_ENGAGED, "true").await?;
     store.meta_set(LOCKDOWN_FLAG, "true").await?;
     store.api_keys_revoke_all(crate::store::now_unix()).await
+}
+
+/// `maestra lockdown --lift`: local-only follows the configuration again and the static key is
+/// accepted again (revoked keys stay revoked). The lock goes last, so a half-done lift leaves
+/// the door shut.
+pub async fn lift_lockdown(store: &dyn crate::store::Store) -> Result<()> {
+    store.meta_delete(LOCKDOWN_FLAG).await?;
+    store.meta_delete(LOCKDOWN_ENGAGED).await
 }
 
 /// How often a running server looks for a lockdown.
@@ -51,15 +66,21 @@ pub struct App {
     listener: TcpListener,
     local: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The home, this server's until it has stopped (one server per home).
+    home_lock: HomeLock,
 }
 
 impl App {
-    /// Checks the configuration's exposure, loads TLS, binds, opens the store and checks the
-    /// vault key (before anything is written), imports provider keys, opens the audit log.
-    /// Every failure is an error here: there is no half start.
+    /// Checks the configuration's exposure, takes the home (refused if another server or a
+    /// command holds it), loads TLS, binds, opens the store and checks the vault key (before
+    /// anything is written), imports provider keys, opens the audit log. Every failure is an
+    /// error here: there is no half start.
     pub async fn build(config: Config) -> Result<App> {
         let addr = check_bind(&config)?;
         check_exposure(&config, addr)?;
+        let home = Home::new(&config.home);
+        home.create_dirs(false)?;
+        let home_lock = HomeLock::acquire(&home, "serve")?;
         // The certificate and key are loaded (and shown to match) before anything else.
         let tls = match &config.network.tls {
             Tls::Files { cert, key } => Some(gateway::tls::acceptor(cert, key)?),
@@ -73,11 +94,8 @@ impl App {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the listening address", e))?;
-        let ctx = Context {
-            home: Home::new(&config.home),
-            config,
-        };
-        ctx.home.create_dirs(false)?;
+        home_lock.serving(local)?;
+        let ctx = Context { home, config };
         // Before anything is written: a key that is not the shared vault's refuses the start.
         // Then conversations are encrypted per user (plaintext from before is sealed first).
         let opened = crate::conversations::open::open(
@@ -113,11 +131,14 @@ impl App {
             metrics,
             started: Instant::now(),
         });
+        // A lockdown in force is in force from the first request, not from the first poll.
+        follow_lockdown(&state).await?;
         Ok(App {
             state,
             listener,
             local,
             tls,
+            home_lock,
         })
     }
 
@@ -144,6 +165,7 @@ impl App {
             listener,
             local,
             tls,
+            home_lock,
         } = self;
         state
             .audit
@@ -176,6 +198,8 @@ impl App {
         )
         .await;
         shutdown_state(state, tasks).await;
+        // Only now may another server take the home: everything of this one is written.
+        drop(home_lock);
         Ok(())
     }
 }
@@ -301,15 +325,26 @@ async fn lockdown_watch(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(LOCKDOWN_POLL);
     loop {
         tick.tick().await;
-        match state.store.meta_get(LOCKDOWN_FLAG).await {
-            Ok(flag) => {
-                let on = flag.is_some() || state.config.local_only;
-                if on != state.egress.local_only() {
-                    tracing::warn!(local_only = on, "local-only mode changed by lockdown");
-                    state.egress.set_local_only(on);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read the lockdown flag"),
+        if let Err(e) = follow_lockdown(&state).await {
+            tracing::error!(error = %e, "cannot read the lockdown flags");
         }
     }
+}
+
+/// One look at the store's lockdown flags: the static key's refusal and local-only mode.
+async fn follow_lockdown(state: &AppState) -> Result<()> {
+    let engaged = state.store.meta_get(LOCKDOWN_ENGAGED).await?.is_some();
+    if state.access.set_locked_down(engaged) {
+        tracing::warn!(
+            lockdown = engaged,
+            "lockdown changed: the static API key is refused while it is on"
+        );
+    }
+    let forced = engaged || state.store.meta_get(LOCKDOWN_FLAG).await?.is_some();
+    let on = forced || state.config.local_only;
+    if on != state.egress.local_only() {
+        tracing::warn!(local_only = on, "local-only mode changed by lockdown");
+        state.egress.set_local_only(on);
+    }
+    Ok(())
 }

@@ -100,6 +100,14 @@ pub enum Error {
 
     #[error("forbidden: {0}")]
     Forbidden(String),
+
+    /// Another process holds the home (one server per home, SPEC §6).
+    #[error("{0}")]
+    HomeInUse(String),
+
+    /// Refused while lockdown is on; only `maestra lockdown --lift` on the machine lifts it.
+    #[error("lockdown: {0}")]
+    Lockdown(String),
 }
 
 impl Error {
@@ -124,6 +132,8 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::RateLimited { .. } => 429,
             Error::Forbidden(_) => 403,
+            Error::HomeInUse(_) => 409,
+            Error::Lockdown(_) => 403,
             Error::RequestTimeout(_) => 504,
             Error::LocalOnly(_) => 403,
             Error::Upstream(_) => 502,
@@ -167,6 +177,8 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::RateLimited { .. } => "rate_limit_exceeded",
             Error::Forbidden(_) => "forbidden",
+            Error::HomeInUse(_) => "home_in_use",
+            Error::Lockdown(_) => "lockdown",
             Error::RequestTimeout(_) => "request_timeout",
         }
     }

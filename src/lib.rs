@@ -5,6 +5,7 @@
 //! - `context`  — what every command starts from: configuration, private home, store, vault
 //! - `config`   — `maestra.toml` + environment (+ the seeds' names), validated, secrets masked
 //! - `home`     — `$MAESTRA_HOME`: layout, permissions, atomic private files
+//! - `home_lock` — one server per home: the lock a server (or a command) holds on it
 //! - `error`    — the one error type; its HTTP status and SPEC §4 body
 //! - `store`    — storage traits by concern; `store/sqlite/` (embedded) and `store/postgres/`
 //!   (shared), one file per concern in each
@@ -35,6 +36,7 @@ pub mod egress;
 pub mod error;
 pub mod gateway;
 pub mod home;
+pub mod home_lock;
 pub mod metrics;
 pub mod privsec;
 pub mod providers;

@@ -14,6 +14,7 @@ pub mod scope;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -34,6 +35,9 @@ pub struct Access {
     pub cors_origins: Vec<String>,
     /// Audit budget for unauthenticated refusals.
     pub refusals: refusals::RefusalBudget,
+    /// A lockdown is on (followed from the store by `app`): lockdown cannot revoke the static
+    /// key, so while it lasts the static key is refused instead.
+    locked_down: AtomicBool,
 }
 
 impl Access {
@@ -59,7 +63,17 @@ impl Access {
             limiter,
             cors_origins: config.cors_origins.clone(),
             refusals: refusals::RefusalBudget::default(),
+            locked_down: AtomicBool::new(false),
         })
+    }
+
+    pub fn locked_down(&self) -> bool {
+        self.locked_down.load(Ordering::SeqCst)
+    }
+
+    /// Returns whether it changed.
+    pub fn set_locked_down(&self, on: bool) -> bool {
+        self.locked_down.swap(on, Ordering::SeqCst) != on
     }
 }
 

@@ -183,8 +183,16 @@ pub async fn forget(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `maestra import --from DIR`. With the embedded store it adds to the cost ledger, whose
+/// totals a running server keeps in memory (it would neither see nor keep the import): so it
+/// holds the home like a server, and is refused while one runs (and a server while it runs).
 pub async fn import(config_file: Option<&Path>, from: PathBuf) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
+    let _home = match ctx.config.uses_postgres() {
+        false => Some(crate::home_lock::HomeLock::acquire(&ctx.home, "import")?),
+        // PostgreSQL's ledger is read where it is kept: running servers see the import.
+        true => None,
+    };
     let store = open_store(&ctx).await?;
     let audit = ctx.audit_log()?;
     let mut progress = super::progress("import");

@@ -1,6 +1,7 @@
 //! `maestra lockdown` (seed 002 §8, incident response): local-only on, every API key revoked,
-//! the vault key rotated, one audit entry. `--lift` turns local-only back off; revoked keys
-//! stay revoked (create new ones) and the rotation stands.
+//! the static `MAESTRA_API_KEY` refused by running servers, the vault key rotated, one audit
+//! entry. `--lift` (here only: the API cannot lift) turns local-only back off and lets the
+//! static key in again; revoked keys stay revoked (create new ones) and the rotation stands.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
     let store = ctx.store().await?;
     if lift {
-        store.meta_delete(LOCKDOWN_FLAG).await?;
+        crate::app::lift_lockdown(store.as_ref()).await?;
         ctx.audit(Event::new(
             Category::Admin,
             "maestra",
@@ -23,7 +24,10 @@ pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
             Outcome::Success,
         ))
         .await?;
-        eprintln!("lockdown lifted: local-only mode follows the configuration again");
+        eprintln!(
+            "lockdown lifted: local-only mode follows the configuration again and the static \
+             API key is accepted again (running servers follow within seconds)"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let revoked = crate::app::engage_lockdown(store.as_ref()).await?;

@@ -4,7 +4,8 @@
 //! Both act through the store's lockdown flag, the one `maestra lockdown` sets and the
 //! server's watch follows (so a switch here survives the watch and a restart, and other
 //! servers on a shared database follow within seconds), and also switch this server's egress
-//! at once. Local-only set in the configuration cannot be turned off from here.
+//! at once. Local-only set in the configuration cannot be turned off from here, nor during a
+//! lockdown: only `maestra lockdown --lift`, on the machine, lifts one.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::edge::{ApiJson, RequestInfo};
 use super::jobs::Jobs;
-use crate::app::LOCKDOWN_FLAG;
+use crate::app::{LOCKDOWN_ENGAGED, LOCKDOWN_FLAG};
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::keyring::KeySource;
@@ -43,6 +44,27 @@ pub(super) async fn local_only(
                  there"
                     .into(),
             ));
+        }
+        // Lifting is a local command: no credential turns a lockdown's local-only off.
+        if state.store.meta_get(LOCKDOWN_ENGAGED).await?.is_some() {
+            let e = Error::Lockdown(
+                "local-only mode stays on during a lockdown; lift it on the server's machine \
+                 with `maestra lockdown --lift`"
+                    .into(),
+            );
+            let mut refused = Event::new(
+                Category::Admin,
+                "maestra",
+                "local_only.off",
+                Outcome::Blocked,
+            )
+            .request_id(&info.id)
+            .detail("reason", "lockdown");
+            if let Some(k) = &info.key_id {
+                refused = refused.detail("key_id", k.as_str());
+            }
+            state.audit.record(refused).await?;
+            return Err(e);
         }
         state.store.meta_delete(LOCKDOWN_FLAG).await?;
         state.egress.set_local_only(false);
@@ -83,6 +105,7 @@ pub(super) async fn lockdown(
         ));
     }
     let revoked = crate::app::engage_lockdown(state.store.as_ref()).await?;
+    state.access.set_locked_down(true);
     state.egress.set_local_only(true);
     let rotation = match state.vault.keys().source.clone() {
         KeySource::Environment => None,
