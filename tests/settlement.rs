@@ -217,3 +217,30 @@ async fn mode_hint_is_a_short_name_not_free_text() {
     assert_eq!(body["mode"], "advisor");
     server.stop();
 }
+
+/// A server stopped while an abandoned call is still waiting for its upstream settles and
+/// audits it before it exits: the next start's recovery would release the hold as unspent.
+// Two threads: the mock upstream answers while this test's thread waits for the server's exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_mid_call_settles_it_before_exiting() {
+    let (addr, _mock) = mock::start().await;
+    let home = home(addr, "");
+    let mut server = Server::start(&home);
+    // The mock answers after 1.5 s; the client leaves at 0.2 s and the server is stopped.
+    hang_up(
+        &server,
+        &paid(false, "mode:linger"),
+        Duration::from_millis(200),
+    )
+    .await;
+    // Stopping closes the connections first; the client is gone either way, so the entry
+    // may say success or abandoned, but it is there, with the charge.
+    let entry = only_entry(&mut server, &home);
+    assert_eq!(
+        entry["details"]["cost_usd"].as_f64(),
+        Some(0.005),
+        "{entry}"
+    );
+    let again = Server::start(&home);
+    assert_eq!(settled_spend(&again).await, 0.005);
+}

@@ -71,6 +71,10 @@ pub struct AppState {
     pub budget: Budget,
     pub access: Access,
     pub started: Instant,
+    /// The tasks of paid calls (whole answers and stream relays), which outlive their requests
+    /// so that each call is settled and audited whatever its client does: shutdown waits for
+    /// them before the store and the audit log close.
+    pub calls: tokio_util::task::TaskTracker,
 }
 
 pub type Shared = Arc<AppState>;

@@ -32,7 +32,8 @@ pub async fn complete(
     let (tx, rx) = oneshot::channel();
     let (state, caller, req) = (state.clone(), caller.clone(), req.clone());
     // In the request's egress tally, so the entry names the bytes the call moved.
-    tokio::spawn(crate::egress::tally::inherit(async move {
+    let calls = state.calls.clone();
+    calls.spawn(crate::egress::tally::inherit(async move {
         let answer = complete_owned(&state, &caller, route, &req, &tx).await;
         let _ = tx.send(answer);
     }));

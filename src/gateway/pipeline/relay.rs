@@ -73,7 +73,8 @@ pub fn relay(
     let (tx, rx) = mpsc::channel(RELAY_QUEUE);
     let start = Instant::now();
     // In the request's egress tally, so the entry names the bytes the stream moved.
-    tokio::spawn(crate::egress::tally::inherit(async move {
+    let calls = state.calls.clone();
+    calls.spawn(crate::egress::tally::inherit(async move {
         let open = match super::call::open_stream(&state, &caller, route, &request, start).await {
             Ok(open) => open,
             Err(e) => {
