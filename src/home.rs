@@ -56,7 +56,11 @@ impl Home {
                 set_mode(&dir, 0o700)?;
             }
         }
-        self.check_permissions(fix)
+        self.check_permissions(fix)?;
+        // Every command and the server's start come through here: what a killed backup or
+        // restore left is removed before anything else runs (issue 23, class 4).
+        crate::backup::scratch_home_opened(&self.root);
+        Ok(())
     }
 
     /// Every directory must be 0700-or-tighter and every file in it 0600-or-tighter.

@@ -1,6 +1,9 @@
 //! `maestra backup create`: gathers a consistent copy of everything into a private scratch
 //! directory in the home, packs and seals it into the destination's `data.mxb`, and commits
-//! `manifest.mxb` last.
+//! `manifest.mxb` last. Keys and the configuration are held in memory, never in the scratch
+//! directory (issue 23, class 4): a run killed at any point leaves there only the database
+//! copy without its data keys, the audit log's copy and sealed data, and the next start or
+//! forget removes even that (`workdir`).
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,8 +20,9 @@ use super::workdir::WorkDir;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{self, ChainKey, LogFiles};
-use crate::privsec::keyring::Keyring;
+use crate::privsec::keyring::{self, Keyring};
 use crate::store::sqlite_snapshot;
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 /// What was written, for the command's summary.
@@ -72,7 +76,7 @@ pub async fn create(
 
     let config_secrets_removed = copy_config(ctx, with_keys, &mut staged)?;
     if with_keys {
-        copy_key_file(paths::AUDIT_KEY, &ctx.home.audit_key(), &w, &mut staged)?;
+        copy_key_file(paths::AUDIT_KEY, &ctx.home.audit_key(), &mut staged)?;
     }
 
     // Pack and seal: to a temporary name in the destination directory, or a scratch file that
@@ -194,7 +198,7 @@ async fn copy_database(ctx: &Context, w: &Path, with_keys: bool) -> Result<Datab
         let Some(uses) = uses else {
             return Ok(copy);
         };
-        let why = match Keyring::load(ctx.config.encryption_keys.as_ref(), &dir.join(VAULT_COPY)) {
+        let why = match copied_keyring(ctx, &copy) {
             Ok(keys) => keys::mismatch(&keys, &uses)?,
             Err(_) if uses.is_empty() => None,
             Err(e) => Some(format!("no usable vault key: {e}")),
@@ -216,8 +220,28 @@ async fn copy_database(ctx: &Context, w: &Path, with_keys: bool) -> Result<Datab
     }
 }
 
-/// Where the vault key file is copied to, in an attempt's directory.
-const VAULT_COPY: &str = "vault.key";
+/// The vault keys the copy goes with: the environment's, else the key file's copy.
+fn copied_keyring(ctx: &Context, copy: &DatabaseCopy) -> Result<Keyring> {
+    if let Some(keys) = &ctx.config.encryption_keys {
+        return Keyring::parse(keys, keyring::KeySource::Environment);
+    }
+    let bytes = copy.staged.iter().find_map(|s| match &s.source {
+        Source::Memory(b) if s.path == paths::VAULT_KEY => Some(b),
+        _ => None,
+    });
+    let Some(bytes) = bytes else {
+        return Err(Error::Vault(format!(
+            "{} not found",
+            ctx.home.vault_key().display()
+        )));
+    };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| Error::Vault("the vault key file is not UTF-8".into()))?;
+    Keyring::parse(
+        &SecretString::from(text.to_string()),
+        keyring::KeySource::File(ctx.home.vault_key()),
+    )
+}
 
 /// One attempt of [`copy_database`]; `--with-keys`, also what in the copy the vault key locks.
 async fn copy_database_once(
@@ -228,7 +252,7 @@ async fn copy_database_once(
     let mut staged = Vec::new();
     if with_keys {
         // Before the snapshot: a key file newer than the data may lack the key that opens it.
-        copy_key_file(paths::VAULT_KEY, &ctx.home.vault_key(), dir, &mut staged)?;
+        copy_key_file(paths::VAULT_KEY, &ctx.home.vault_key(), &mut staged)?;
     }
     if ctx.config.uses_postgres() {
         let url = ctx.config.db_url.as_ref().ok_or_else(|| {
@@ -246,7 +270,7 @@ async fn copy_database_once(
             snapshot
                 .dump(url, &keys, postgres::Part::DataKeysOnly)
                 .await?;
-            staged.push(staged_file(paths::DATA_KEYS_POSTGRES, keys));
+            staged.push(take_into_memory(paths::DATA_KEYS_POSTGRES, &keys)?);
             uses = Some(snapshot.key_use().await?);
         }
         snapshot.close().await?;
@@ -269,7 +293,7 @@ async fn copy_database_once(
         let mut found = sqlite_snapshot::key_use(&db).await?;
         if keys.exists() {
             found.keks = sqlite_snapshot::key_use(&keys).await?.keks;
-            staged.push(staged_file(paths::DATA_KEYS_SQLITE, keys));
+            staged.push(take_into_memory(paths::DATA_KEYS_SQLITE, &keys)?);
         }
         uses = Some(found);
     }
@@ -281,9 +305,10 @@ async fn copy_database_once(
     Ok((copy, uses))
 }
 
-/// Copies a key file into the backup, or warns that it is not there (keys given in the
-/// environment are the user's to keep).
-fn copy_key_file(inside: &str, local: &Path, dir: &Path, staged: &mut Vec<Staged>) -> Result<()> {
+/// Reads a key file into the backup, in memory only (a crash must not leave a key in the
+/// scratch directory), or warns that it is not there (keys given in the environment are the
+/// user's to keep).
+fn copy_key_file(inside: &str, local: &Path, staged: &mut Vec<Staged>) -> Result<()> {
     if !local.is_file() {
         eprintln!(
             "warning: {} not found; it is not in the backup (keys from the environment must be kept apart)",
@@ -291,14 +316,30 @@ fn copy_key_file(inside: &str, local: &Path, dir: &Path, staged: &mut Vec<Staged
         );
         return Ok(());
     }
-    let name = Path::new(inside)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| inside.replace('/', "_"));
-    let copy = dir.join(name);
-    copy_private(local, &copy)?;
-    staged.push(staged_file(inside, copy));
+    let bytes = Zeroizing::new(
+        fs::read(local).map_err(|e| Error::io(format!("cannot read {}", local.display()), e))?,
+    );
+    staged.push(in_memory(inside, bytes));
     Ok(())
+}
+
+/// Moves a file of data keys the snapshot had to write out into memory and removes it (and
+/// any journal SQLite left beside it) at once, so the scratch directory holds the keys only
+/// for that moment; a crash inside it is what the sweep of every start and forget is for.
+fn take_into_memory(inside: &str, file: &Path) -> Result<Staged> {
+    let bytes = Zeroizing::new(
+        fs::read(file).map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?,
+    );
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut p = file.as_os_str().to_owned();
+        p.push(suffix);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("cannot remove {}", file.display()), e)),
+        }
+    }
+    Ok(in_memory(inside, bytes))
 }
 
 /// Fault injection for `tests/backup.rs`: with `MAESTRA_BACKUP_FAULT=before-manifest` the

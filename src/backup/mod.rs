@@ -18,7 +18,8 @@
 //! - `restore`  — into an empty home, assembled aside and renamed into place
 //! - `postgres` — `pg_dump` / `psql` for the shared store
 //! - `redact`   — the configuration's copy without its secrets (no `--with-keys`)
-//! - `workdir`  — private scratch directories that clean up after themselves
+//! - `workdir`  — private scratch directories that clean up after themselves, and the sweep
+//!   of those a killed run left (every start, every forget)
 
 mod create;
 pub mod crypt;
@@ -38,3 +39,4 @@ pub use keys::KeyUse;
 pub use location::{Location, S3Settings};
 pub use open::{Opened, open};
 pub use restore::{Restored, restore};
+pub use workdir::{opened as scratch_home_opened, sweep_opened as sweep_scratch};

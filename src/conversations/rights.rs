@@ -151,6 +151,8 @@ pub async fn forget_user(
     audit
         .record(event(actor, "forget_user.key_destroyed", Some(user)).detail("had_key", had_key))
         .await?;
+    // Copies Maestra made itself go too: what a killed backup left in the home.
+    crate::backup::sweep_scratch();
     let n = store.conversations_delete_owner(user).await?;
     // A write that raced the first destroy may have made the user a new key before its turn
     // was deleted with the rest: that key locks nothing now, so it goes too.
