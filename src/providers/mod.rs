@@ -302,9 +302,11 @@ fn timeout(p: Provider) -> Error {
 }
 
 /// Maps an upstream failure status to ours: overload and rate limits are "unavailable" (503),
-/// a gateway timeout stays a timeout (504), everything else is a bad upstream answer (502).
-/// The body is scrubbed of the key before anything is taken from it, so the message can be
-/// shortened without cutting a key in two (a half key would escape the exact-match scrub).
+/// a gateway timeout stays a timeout (504), a prompt over the model's context is the client's
+/// to fix (400, with the upstream's words, which name the limit), everything else is a bad
+/// upstream answer (502). The body is scrubbed of the key before anything is taken from it,
+/// so the message can be shortened without cutting a key in two (a half key would escape the
+/// exact-match scrub).
 async fn check_status(
     p: Provider,
     resp: reqwest::Response,
@@ -316,10 +318,10 @@ async fn check_status(
     }
     let body = read_capped(p, resp).await.unwrap_or_default();
     let body = redactor.scrub_text(&String::from_utf8_lossy(&body));
-    let detail = serde_json::from_str::<Value>(&body)
+    let error = serde_json::from_str::<Value>(&body)
         .ok()
-        .and_then(|v| v.get("error").map(upstream_message))
-        .unwrap_or_default();
+        .and_then(|mut v| v.get_mut("error").map(Value::take));
+    let detail = error.as_ref().map(upstream_message).unwrap_or_default();
     let msg = format!(
         "{} answered {}{}{}",
         p.service(),
@@ -332,8 +334,35 @@ async fn check_status(
             Error::UpstreamUnavailable(msg)
         }
         StatusCode::GATEWAY_TIMEOUT => Error::UpstreamTimeout(msg),
+        StatusCode::BAD_REQUEST if error.as_ref().is_some_and(over_context) => Error::BadRequest(
+            format!("the prompt does not fit the model's context ({msg})"),
+        ),
         _ => Error::Upstream(msg),
     })
+}
+
+/// Whether an upstream's 400 error object says the prompt (with `max_tokens`) is over the
+/// model's context: by its code where the server gives one (OpenAI and llama-cpp-python
+/// `context_length_exceeded`, llama.cpp's own server `exceed_context_size_error`), else by
+/// its words (vLLM's "maximum context length", Anthropic's "prompt is too long").
+fn over_context(err: &Value) -> bool {
+    const CODES: [&str; 2] = ["context_length_exceeded", "exceed_context_size_error"];
+    const WORDS: [&str; 4] = [
+        "context length",
+        "context window",
+        "context size",
+        "prompt is too long",
+    ];
+    let field = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("");
+    if CODES.contains(&field("code")) || CODES.contains(&field("type")) {
+        return true;
+    }
+    let message = match err {
+        Value::String(s) => s.as_str(),
+        _ => field("message"),
+    }
+    .to_lowercase();
+    WORDS.iter().any(|w| message.contains(w))
 }
 
 async fn read_capped(p: Provider, mut resp: reqwest::Response) -> Result<Vec<u8>> {
@@ -379,4 +408,31 @@ pub(crate) fn upstream_message(err: &Value) -> String {
         short.push('…');
     }
     short
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::over_context;
+
+    #[test]
+    fn context_overflow_is_told_from_other_bad_requests() {
+        for over in [
+            // llama-cpp-python's server (tests/local_model.rs sees it for real).
+            json!({"message": "This model's maximum context length is 256 tokens. However, you requested 489 tokens", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}),
+            json!({"code": 400, "message": "the request exceeds the available context size, try increasing it", "type": "exceed_context_size_error"}),
+            json!({"message": "prompt is too long: 210000 tokens > 200000 maximum", "type": "invalid_request_error"}),
+            json!("This model's maximum context length is 4096 tokens."),
+        ] {
+            assert!(over_context(&over), "{over}");
+        }
+        for other in [
+            json!({"message": "Invalid value for 'temperature'", "type": "invalid_request_error", "code": null}),
+            json!({"message": "The model `x` does not exist", "code": "model_not_found"}),
+            json!(42),
+        ] {
+            assert!(!over_context(&other), "{other}");
+        }
+    }
 }
