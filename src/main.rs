@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    maestra::cli::exit_quietly_on_broken_pipe();
     let cli = maestra::cli::Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -15,6 +16,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(maestra::cli::run(cli)) {
         Ok(code) => code,
+        // `maestra ... | head`: the reader has what it wanted.
+        Err(e) if maestra::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("maestra: {}", anyhow::Error::from(e));
             ExitCode::FAILURE

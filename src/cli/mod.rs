@@ -127,6 +127,44 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The context of every failed write to standard output (`Error::io(STDOUT_WRITE, e)`), by
+/// which [`is_broken_pipe`] knows it from other writes.
+pub(crate) const STDOUT_WRITE: &str = "cannot write to standard output";
+
+/// Whether a command failed only because the reader of its standard output went away
+/// (`maestra audit query | head -1`): `main` then exits quietly, with success.
+pub fn is_broken_pipe(e: &crate::error::Error) -> bool {
+    matches!(
+        e,
+        crate::error::Error::Io { context, source }
+            if context == STDOUT_WRITE && source.kind() == std::io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Makes `println!` (and `eprintln!`) into a closed pipe a quiet, successful exit for every
+/// command, instead of a panic: std ignores SIGPIPE, so such a write fails with EPIPE and
+/// the macro panics with "failed printing to stdout: Broken pipe (os error 32)". This hook
+/// recognises exactly that panic and ends the process with status 0 before anything is
+/// printed; every other panic goes to the default hook as before. With [`is_broken_pipe`]
+/// for the commands that write with `write!` and return the error, it is the one way a
+/// command meets a closed standard output.
+pub fn exit_quietly_on_broken_pipe() {
+    let epipe = std::io::Error::from(rustix::io::Errno::PIPE).to_string();
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.ends_with(&epipe) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 /// A progress callback for long work: a line on stderr every so often, and at the end.
 pub(crate) fn progress(label: &'static str) -> impl FnMut(usize, usize) -> Result<()> {
     move |done, total| {

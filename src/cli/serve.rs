@@ -1,5 +1,6 @@
 //! `maestra serve`: parse the flags, build the [`App`], answer until a signal.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -40,7 +41,30 @@ fn announce(ctx: &Context, app: &App) {
         },
         if c.local_only { ", local-only" } else { "" }
     );
-    println!("  local model  {}", c.local_model_url);
+    println!(
+        "  local model  {}",
+        crate::providers::shown_url(&c.local_model_url)
+    );
+    let https = app.url().starts_with("https://");
+    println!(
+        "open {} to see what your assistant does",
+        page_url(https, app.local_addr())
+    );
+}
+
+/// The privacy center's address as a browser on this machine opens it: the bound address and
+/// scheme, with a wildcard address (`0.0.0.0`, `[::]`) replaced by the loopback one.
+fn page_url(https: bool, mut addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        addr.set_ip(loopback);
+    }
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{addr}/")
 }
 
 async fn shutdown_signal() {
@@ -71,4 +95,18 @@ fn init_logging(filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_url;
+
+    #[test]
+    fn the_page_url_is_one_a_browser_here_opens() {
+        let url = |https, addr: &str| page_url(https, addr.parse().unwrap());
+        assert_eq!(url(false, "127.0.0.1:8825"), "http://127.0.0.1:8825/");
+        assert_eq!(url(true, "10.0.0.5:443"), "https://10.0.0.5:443/");
+        assert_eq!(url(true, "0.0.0.0:8825"), "https://127.0.0.1:8825/");
+        assert_eq!(url(false, "[::]:8825"), "http://[::1]:8825/");
+    }
 }

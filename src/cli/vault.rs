@@ -40,8 +40,9 @@ pub enum VaultCommand {
     Migrate,
 }
 
-/// Reads standard input, bounded, and drops one trailing newline.
-fn read_stdin(what: &str) -> Result<Zeroizing<Vec<u8>>> {
+/// Standard input, bounded, with exactly one trailing newline (`\n` or `\r\n`) dropped, as
+/// password stores do: `echo tok | maestra vault put X` stores `tok`. Says whether one was.
+fn read_stdin(what: &str) -> Result<(Zeroizing<Vec<u8>>, bool)> {
     const MAX: u64 = 1 << 20;
     let mut buf = Zeroizing::new(Vec::new());
     std::io::stdin()
@@ -51,7 +52,8 @@ fn read_stdin(what: &str) -> Result<Zeroizing<Vec<u8>>> {
     if buf.len() as u64 > MAX {
         return Err(Error::BadRequest(format!("{what} is larger than 1 MiB")));
     }
-    if buf.ends_with(b"\n") {
+    let stripped = buf.ends_with(b"\n");
+    if stripped {
         buf.pop();
         if buf.ends_with(b"\r") {
             buf.pop();
@@ -62,8 +64,12 @@ fn read_stdin(what: &str) -> Result<Zeroizing<Vec<u8>>> {
             "{what} on standard input is empty"
         )));
     }
-    Ok(buf)
+    Ok((buf, stripped))
 }
+
+/// The note a command adds when it dropped the input's trailing newline.
+const NEWLINE_NOTE: &str = "one trailing newline of the input was left out \
+                            (to keep it, end the input with two)";
 
 fn admin(action: &str, outcome: Outcome) -> Event {
     Event::new(Category::Admin, "vault", action, outcome)
@@ -101,18 +107,22 @@ pub async fn run(config_file: Option<&Path>, cmd: VaultCommand) -> Result<ExitCo
 
 async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    let io = |e| Error::io("cannot write to standard output", e);
+    let io = |e| Error::io(super::STDOUT_WRITE, e);
     match cmd {
         VaultCommand::Put { name } => {
             crate::privsec::vault::validate_name(name)?;
-            let bytes = read_stdin("the secret")?;
+            let (bytes, stripped) = read_stdin("the secret")?;
             let value = String::from_utf8(bytes.to_vec())
                 .map_err(|_| Error::BadRequest("the secret is not UTF-8 text".into()))?;
             ctx.vault()
                 .await?
                 .put(name, &SecretString::from(value))
                 .await?;
-            eprintln!("stored {name:?} (encrypted)");
+            if stripped {
+                eprintln!("stored {name:?} (encrypted); {NEWLINE_NOTE}");
+            } else {
+                eprintln!("stored {name:?} (encrypted)");
+            }
         }
         VaultCommand::Get { name, reveal } => {
             let vault = ctx.vault().await?;
@@ -138,11 +148,14 @@ async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
             eprintln!("deleted {name:?}");
         }
         VaultCommand::Encrypt => {
-            let data = read_stdin("the data")?;
+            let (data, stripped) = read_stdin("the data")?;
             writeln!(out, "{}", ctx.keyring()?.encrypt(&data)).map_err(io)?;
+            if stripped {
+                eprintln!("encrypted; {NEWLINE_NOTE}");
+            }
         }
         VaultCommand::Decrypt { ttl } => {
-            let token = read_stdin("the token")?;
+            let (token, _) = read_stdin("the token")?;
             let token = std::str::from_utf8(&token)
                 .map_err(|_| Error::InvalidToken("not a Fernet token (not text)".into()))?;
             let plain = ctx.keyring()?.decrypt(token.trim(), *ttl)?;

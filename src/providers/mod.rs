@@ -84,6 +84,8 @@ pub struct Providers {
     keys: keys::ProviderKeys,
     /// Upstream endpoints, parsed once (config has checked them; `None` only if it did not).
     local_chat: Option<Url>,
+    /// `MAESTRA_LOCAL_MODEL_URL` as an error may show it (no userinfo, no query).
+    local_url: String,
     local_models: Vec<String>,
     openai_chat: Option<Url>,
     anthropic_messages: Option<Url>,
@@ -102,6 +104,7 @@ impl Providers {
             egress,
             keys: keys::ProviderKeys::new(vault, keys::TTL),
             local_chat: endpoint(&config.local_model_url, "chat/completions"),
+            local_url: shown_url(&config.local_model_url),
             local_models: config.local_models(),
             openai_chat: endpoint(&config.openai_base_url, "chat/completions"),
             anthropic_messages: endpoint(&config.anthropic_base_url, "messages"),
@@ -213,7 +216,9 @@ impl Providers {
                 _ => openai::parse_completion(&v),
             }
         };
-        let mut completion = answer.await.map_err(|e| redactor.scrub_error(e))?;
+        let mut completion = answer
+            .await
+            .map_err(|e| self.local_down(route, redactor.scrub_error(e)))?;
         completion.content = redactor.scrub_text(&completion.content);
         Ok(completion)
     }
@@ -231,8 +236,27 @@ impl Providers {
                 .map_err(|_| timeout(route.provider))??;
             check_status(route.provider, resp, &redactor).await
         };
-        let resp = start.await.map_err(|e| redactor.scrub_error(e))?;
+        let resp = start
+            .await
+            .map_err(|e| self.local_down(route, redactor.scrub_error(e)))?;
         Ok(stream::deltas(route.provider, resp, self.timeout, redactor))
+    }
+
+    /// A local model nobody serves (the connection refused or unroutable) is the first thing
+    /// a new user meets: the error names the address dialled and the fix. Same status (502).
+    fn local_down(&self, route: &Route, e: Error) -> Error {
+        match e {
+            Error::Upstream(m)
+                if route.provider == Provider::Local && m.starts_with("cannot connect") =>
+            {
+                Error::Upstream(format!(
+                    "{m}; no local model answers at {} (MAESTRA_LOCAL_MODEL_URL): start Ollama or \
+                     llama.cpp there, or set MAESTRA_LOCAL_MODEL_URL",
+                    self.local_url
+                ))
+            }
+            other => other,
+        }
     }
 
     /// The request, and the key injected into it (what answers must not quote back).
@@ -294,6 +318,21 @@ impl Providers {
             )),
             other => other,
         })
+    }
+}
+
+/// A configured URL as messages and the console may show it: without a user name, password,
+/// query or fragment (where a key may have been put).
+pub fn shown_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".into(),
     }
 }
 

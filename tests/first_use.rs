@@ -1,0 +1,179 @@
+//! What a new user meets first (issue 25): the messages, files and helpers of a first session
+//! with `maestra`, each as the binary shows them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::Home;
+
+/// `maestra ARGS` in `home`, its standard output a pipe whose reader is already gone, as in
+/// `maestra guard status | head -0`: every write to it fails with EPIPE.
+fn into_closed_pipe(home: &Home, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_maestra"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.dir.path())
+        .envs(home.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_pipe_ends_every_command_quietly() {
+    let h = Home::new();
+    h.ok(&["init"], b"");
+    h.ok(&["vault", "put", "hue"], b"bridge-user");
+    // `println!` (guard, audit), `writeln!` that returns the error (vault), before and after
+    // the audit entry is written.
+    for args in [
+        &["guard", "status"][..],
+        &["vault", "list"],
+        &["vault", "get", "hue", "--reveal"],
+        &["audit", "query"],
+        &["audit", "verify"],
+        &["cost", "report"],
+        &["keys", "list"],
+    ] {
+        let out = into_closed_pipe(&h, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "maestra {args:?} | head -0 failed: {:?} {stderr}",
+            out.status
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "maestra {args:?} | head -0: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn vault_put_strips_exactly_one_trailing_newline_and_says_so() {
+    let h = Home::new();
+    h.ok(&["init"], b"");
+    for (input, stored, stripped) in [
+        (&b"tok\n"[..], "tok", true),
+        (b"tok\r\n", "tok", true),
+        (b"tok\n\n", "tok\n", true),
+        (b"tok", "tok", false),
+        (b" tok \n", " tok ", true),
+    ] {
+        let out = h.run(&["vault", "put", "x"], input);
+        assert!(out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(err.contains("newline"), stripped, "{input:?}: {err}");
+        // `get --reveal` ends what it prints with one newline of its own.
+        let shown = h.ok(&["vault", "get", "x", "--reveal"], b"");
+        assert_eq!(shown, format!("{stored}\n"), "{input:?}");
+    }
+    // Only a newline is still nothing to store, and the refusal stays one line.
+    h.fails(&["vault", "put", "empty"], b"\n");
+}
+
+/// Waits (a few seconds at most) for `serve` to have printed a line containing `needle`.
+fn printed(server: &common::server::Server, needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if server.stdout.lock().unwrap().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn serve_says_where_the_privacy_center_is() {
+    let h = Home::new();
+    h.ok(&["init"], b"");
+    let mut server = common::server::Server::start(&h);
+    let line = format!(
+        "open http://{}/ to see what your assistant does",
+        server.addr
+    );
+    assert!(printed(&server, &line), "{}", server.output());
+    server.stop();
+
+    // Cloud mode with TLS: the page is https.
+    let h = Home::new().with("MAESTRA_MODE", "cloud").with(
+        "MAESTRA_API_KEY",
+        "mae-static-first-use-test-key-0123456789",
+    );
+    h.ok(&["init"], b"");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = h.dir.path().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let h = h
+        .with("MAESTRA_TLS_CERT", dir.join("cert.pem").to_str().unwrap())
+        .with("MAESTRA_TLS_KEY", dir.join("key.pem").to_str().unwrap());
+    let mut server = common::server::Server::start(&h);
+    assert_eq!(server.scheme, "https");
+    let line = format!(
+        "open https://{}/ to see what your assistant does",
+        server.addr
+    );
+    assert!(printed(&server, &line), "{}", server.output());
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_model_that_is_down_is_named_with_the_fix() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let h = Home::new()
+        .with("MAESTRA_LOCAL_MODEL_URL", &url)
+        .with("MAESTRA_LOCAL_MODEL", "llama3.2");
+    h.ok(&["init"], b"");
+    let server = common::server::Server::start(&h);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let chat = |stream: bool| {
+        serde_json::json!({
+            "model": "llama3.2",
+            "stream": stream,
+            "messages": [{"role": "user", "content": "hello"}],
+        })
+    };
+    let core = serde_json::json!({
+        "user_id": "ann", "surface_id": "cli", "conversation_id": null, "message": "hello",
+    });
+    for (path, body) in [
+        ("/v1/chat/completions", chat(false)),
+        ("/v1/chat/completions", chat(true)),
+        ("/api/maestra/core", core),
+    ] {
+        let resp = client
+            .post(server.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(status, 502, "{path}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        for needle in [
+            url.as_str(),
+            "MAESTRA_LOCAL_MODEL_URL",
+            "start Ollama or llama.cpp there",
+        ] {
+            assert!(message.contains(needle), "{path}: {message}");
+        }
+    }
+}
