@@ -196,6 +196,7 @@ impl App {
             gateway::router(state.clone()),
             shutdown,
             Duration::from_secs(state.config.server.shutdown_grace),
+            state.config.server.max_connections,
         )
         .await;
         finish_calls(&state).await;

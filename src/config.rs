@@ -308,7 +308,7 @@ impl Config {
             .iter()
             .map(|o| validate::origin("cors_origins (MAESTRA_CORS_ORIGINS)", o))
             .collect::<Result<Vec<_>>>();
-        let server = server::load(file.server);
+        let server = server::load(&e, file.server);
         let conversations = conversations::load(&e, file.conversations);
         let backup = backup::load(file.backup);
         let cost = cost::load(file.cost);

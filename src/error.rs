@@ -101,6 +101,19 @@ pub enum Error {
     #[error("forbidden: {0}")]
     Forbidden(String),
 
+    /// A request body arriving slower than the edge's minimum rate (408): it would hold its
+    /// connection for the whole request timeout.
+    #[error("request body too slow: {0}")]
+    BodyTooSlow(String),
+
+    /// A daily budget is spent (the audit log's room for reported events): 429 until the next
+    /// UTC day, never a silent drop.
+    #[error("{message}; retry in {retry_after_secs} s")]
+    BudgetSpent {
+        message: String,
+        retry_after_secs: u64,
+    },
+
     /// Another process holds the home (one server per home, SPEC §6).
     #[error("{0}")]
     HomeInUse(String),
@@ -130,7 +143,8 @@ impl Error {
             Error::MethodNotAllowed(_) => 405,
             Error::CostLimit(_) => 402,
             Error::Unauthorized(_) => 401,
-            Error::RateLimited { .. } => 429,
+            Error::RateLimited { .. } | Error::BudgetSpent { .. } => 429,
+            Error::BodyTooSlow(_) => 408,
             Error::Forbidden(_) => 403,
             Error::HomeInUse(_) => 409,
             Error::Lockdown(_) => 403,
@@ -180,6 +194,8 @@ impl Error {
             Error::HomeInUse(_) => "home_in_use",
             Error::Lockdown(_) => "lockdown",
             Error::RequestTimeout(_) => "request_timeout",
+            Error::BodyTooSlow(_) => "request_body_timeout",
+            Error::BudgetSpent { .. } => "budget_exhausted",
         }
     }
 
@@ -202,7 +218,14 @@ impl Error {
             obj.insert("reserved_usd".into(), json!(c.reserved_usd));
             obj.insert("resets_at".into(), json!(c.resets_at));
         }
-        if let (Error::RateLimited { retry_after_secs }, Some(obj)) = (self, err.as_object_mut()) {
+        if let (
+            Error::RateLimited { retry_after_secs }
+            | Error::BudgetSpent {
+                retry_after_secs, ..
+            },
+            Some(obj),
+        ) = (self, err.as_object_mut())
+        {
             obj.insert("retry_after".into(), json!(retry_after_secs));
         }
         json!({ "error": err })

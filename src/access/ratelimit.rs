@@ -41,6 +41,14 @@ pub struct LocalLimiter {
 }
 
 impl LocalLimiter {
+    /// `per_minute` requests a minute, with a burst of as many: a limit fixed in the code.
+    pub fn per_minute(per_minute: NonZeroU32) -> LocalLimiter {
+        LocalLimiter {
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_minute)),
+            clock: DefaultClock::default(),
+        }
+    }
+
     pub fn new(requests: u32, window: Duration) -> Result<LocalLimiter> {
         let burst = NonZeroU32::new(requests).ok_or_else(|| {
             Error::Config("the rate limit must allow at least one request".into())
@@ -178,9 +186,69 @@ impl RateLimiter for RedisLimiter {
     }
 }
 
+/// Events one surface may report to `POST /api/audit/events` a minute (a burst of as many),
+/// in every mode: the client's own rate limit does not apply in local mode.
+pub const EVENTS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_add(299);
+/// Bytes of reported events the audit log takes per UTC day, all surfaces together (each
+/// counted as its JSON line): the log's disk budget for what clients report.
+pub const EVENT_BYTES_PER_DAY: u64 = 64 * 1024 * 1024;
+
+/// A budget of units (bytes) per UTC day, kept by this process: spent by [`DailyBudget::take`],
+/// refused once spent until the next day begins.
+pub struct DailyBudget {
+    limit: u64,
+    /// (day number since the epoch, spent that day)
+    spent: std::sync::Mutex<(i64, u64)>,
+}
+
+impl DailyBudget {
+    pub fn new(limit: u64) -> DailyBudget {
+        DailyBudget {
+            limit,
+            spent: std::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    /// Takes `n` units at `now` (Unix seconds) if today's budget holds them; otherwise takes
+    /// nothing and says how long until tomorrow's.
+    pub fn take(&self, n: u64, now: i64) -> Decision {
+        const DAY: i64 = 86_400;
+        let today = now.div_euclid(DAY);
+        let mut spent = self
+            .spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spent.0 != today {
+            *spent = (today, 0);
+        }
+        if spent.1.saturating_add(n) > self.limit {
+            return Decision::Deny {
+                retry_after_secs: ((today + 1) * DAY - now).max(1) as u64,
+            };
+        }
+        spent.1 += n;
+        Decision::Allow
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_daily_budget_refuses_until_the_next_day() {
+        let b = DailyBudget::new(100);
+        let noon = 20_000 * 86_400 + 43_200;
+        assert_eq!(b.take(60, noon), Decision::Allow);
+        assert_eq!(b.take(40, noon + 1), Decision::Allow);
+        assert_eq!(
+            b.take(1, noon + 2),
+            Decision::Deny {
+                retry_after_secs: 43_198
+            }
+        );
+        assert_eq!(b.take(100, noon + 43_200), Decision::Allow, "a new day");
+    }
 
     #[tokio::test]
     async fn local_limiter_allows_the_burst_then_refuses_with_a_wait() {

@@ -2,12 +2,17 @@
 
 use serde::Deserialize;
 
+use super::env::Lookup;
+use super::names;
 use super::validate::{self, MAX_BODY_BYTES, MAX_SECONDS};
 use crate::error::Result;
 
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEFAULT_REQUEST_TIMEOUT: u64 = 300;
 const DEFAULT_SHUTDOWN_GRACE: u64 = 30;
+/// Connections served at once; more wait to be accepted. Well under the usual 1024 open files.
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
+const MAX_MAX_CONNECTIONS: usize = 65_536;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,6 +20,7 @@ pub(super) struct ServerFile {
     max_body_bytes: Option<usize>,
     request_timeout: Option<u64>,
     shutdown_grace: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// Limits of the HTTP edge.
@@ -26,10 +32,13 @@ pub struct ServerConfig {
     pub request_timeout: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace: u64,
+    /// Connections served at once (`MAESTRA_MAX_CONNECTIONS`); further ones wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 /// Reads the `[server]` section, naming every setting that is wrong.
-pub(super) fn load(file: ServerFile) -> Result<ServerConfig> {
+pub(super) fn load(env: &Lookup<'_>, file: ServerFile) -> Result<ServerConfig> {
     let max_body_bytes = validate::range(
         "server.max_body_bytes",
         file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
@@ -48,14 +57,25 @@ pub(super) fn load(file: ServerFile) -> Result<ServerConfig> {
         0,
         MAX_SECONDS,
     );
+    let max_connections = env.num(names::MAX_CONNECTIONS).and_then(|v| {
+        validate::range(
+            "server.max_connections (MAESTRA_MAX_CONNECTIONS)",
+            v.or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            1,
+            MAX_MAX_CONNECTIONS,
+        )
+    });
     super::report(&[
         max_body_bytes.as_ref().err(),
         request_timeout.as_ref().err(),
         shutdown_grace.as_ref().err(),
+        max_connections.as_ref().err(),
     ])?;
     Ok(ServerConfig {
         max_body_bytes: max_body_bytes?,
         request_timeout: request_timeout?,
         shutdown_grace: shutdown_grace?,
+        max_connections: max_connections?,
     })
 }

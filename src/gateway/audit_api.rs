@@ -7,14 +7,24 @@
 //! messages. Only the service categories can be reported; `auth`, `admin`, `data` and
 //! `local_only_block` are what Maestra itself records. Reported entries carry
 //! `details.reported = true`.
+//!
+//! Reporting is bounded, in every mode: [`EVENTS_PER_MINUTE`] per surface (429 with
+//! `Retry-After`), and [`EVENT_BYTES_PER_DAY`] of log a UTC day for all of them together (then
+//! 429 `budget_exhausted` until the next day). A refused event is never written and the
+//! client is told so: nothing reported is dropped silently.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::edge::{ApiJson, ApiQuery, RequestInfo};
 use super::{AppState, Shared};
+use crate::access::ratelimit::{
+    DailyBudget, Decision, EVENT_BYTES_PER_DAY, EVENTS_PER_MINUTE, LocalLimiter, RateLimiter,
+};
 use crate::conversations::redact::redact;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{self, Category, Event, Filter, Outcome, StoredEntry};
@@ -27,6 +37,48 @@ const MAX_DETAIL_ARRAY: usize = 16;
 /// Entries a query returns by default and at most.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+
+/// A line's fields the event does not hold yet: `seq`, `prev_hash` and `hash`.
+const LINE_OVERHEAD: u64 = 200;
+
+/// The bounds on reported events (see the module's docs), one per server.
+pub struct Intake {
+    per_surface: LocalLimiter,
+    budget: DailyBudget,
+}
+
+impl Default for Intake {
+    fn default() -> Intake {
+        Intake {
+            per_surface: LocalLimiter::per_minute(EVENTS_PER_MINUTE),
+            budget: DailyBudget::new(EVENT_BYTES_PER_DAY),
+        }
+    }
+}
+
+impl Intake {
+    /// Admits `e`, reported by `surface`, or says why not (429 either way).
+    async fn admit(&self, surface: &str, e: &Event) -> Result<()> {
+        if let Decision::Deny { retry_after_secs } = self
+            .per_surface
+            .check(&[format!("surface:{surface}")])
+            .await?
+        {
+            return Err(Error::RateLimited { retry_after_secs });
+        }
+        let bytes = serde_json::to_vec(e).map_or(0, |v| v.len() as u64) + LINE_OVERHEAD;
+        match self.budget.take(bytes, crate::store::now_unix()) {
+            Decision::Allow => Ok(()),
+            Decision::Deny { retry_after_secs } => Err(Error::BudgetSpent {
+                message: format!(
+                    "reported events have used today's {} MiB of the audit log; nothing was recorded",
+                    EVENT_BYTES_PER_DAY / (1024 * 1024)
+                ),
+                retry_after_secs,
+            }),
+        }
+    }
+}
 
 /// Categories a client may report.
 const REPORTABLE: [Category; 4] = [
@@ -70,7 +122,8 @@ pub(super) struct ReportedEvent {
 
 pub(super) async fn report(
     State(state): State<Shared>,
-    axum::Extension(info): axum::Extension<RequestInfo>,
+    Extension(info): Extension<RequestInfo>,
+    Extension(intake): Extension<Arc<Intake>>,
     ApiJson(ev): ApiJson<ReportedEvent>,
 ) -> Result<Json<Value>> {
     if !REPORTABLE.contains(&ev.category) {
@@ -101,7 +154,11 @@ pub(super) async fn report(
     if let Some(k) = &info.key_id {
         e = e.detail("key_id", k.as_str());
     }
-    let seq = state.audit.append(e.detail("reported", true)).await?;
+    let e = e.detail("reported", true);
+    // The surface a tool reports as (else its agent): its own rate, whatever the mode.
+    let surface = e.surface_id.as_deref().or(e.agent_id.as_deref());
+    intake.admit(surface.unwrap_or_default(), &e).await?;
+    let seq = state.audit.append(e).await?;
     Ok(Json(
         json!({"recorded": true, "seq": seq, "request_id": info.id}),
     ))

@@ -22,8 +22,15 @@ impl IntoResponse for Error {
         let headers = resp.headers_mut();
         match &self {
             // RFC 9110 §10.2.3: clients and proxies read the wait from the header, not the body.
-            Error::RateLimited { retry_after_secs } => {
+            Error::RateLimited { retry_after_secs }
+            | Error::BudgetSpent {
+                retry_after_secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            // The rest of the body is never read: the connection cannot carry another request.
+            Error::BodyTooSlow(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             // RFC 9110 §11.6.1: a 401 names the scheme it wants.
             Error::Unauthorized(_) => {
@@ -207,7 +214,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with `Content-Type: application/json`".into(),
             )),
             Err(JsonRejection::BytesRejection(r)) => {
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                if super::server::too_slow(&r) {
+                    Err(Error::BodyTooSlow(format!(
+                        "the body arrived slower than {} bytes a second",
+                        super::server::MIN_BODY_RATE
+                    )))
+                } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     Err(Error::TooLarge("the request body is over the limit".into()))
                 } else {
                     Err(Error::BadRequest(

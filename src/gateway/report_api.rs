@@ -6,6 +6,7 @@
 //! It reads the audit log's summary ([`crate::privsec::audit::Summary`]), not the log, so it
 //! answers in milliseconds over a million entries. A call is an entry of a service category
 //! (`llm`, `media`, `smarthome`, `creative`) or a `local_only_block`; a block is the latter.
+//! At most [`MAX_NAMES`] agents are listed, the most counted, and the rest as one `(other)`.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,7 @@ use time::{Duration, OffsetDateTime};
 use super::Shared;
 use super::edge::ApiQuery;
 use crate::error::{Error, Result};
-use crate::privsec::audit::{Category, Counts, Summary, SummaryKey};
+use crate::privsec::audit::{Category, Counts, MAX_NAMES, OTHER, Summary, SummaryKey};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +84,41 @@ struct Agent {
     reasons: BTreeMap<String, u64>,
 }
 
+impl Tally {
+    fn merge(&mut self, o: &Tally) {
+        self.calls += o.calls;
+        self.blocked += o.blocked;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+    }
+}
+
+/// Over a period each day keeps its own most counted names, so the days together may name more
+/// than [`MAX_NAMES`] agents: the least counted beyond it join [`OTHER`] here too, and the
+/// list stays as bounded as a day's. `agents` is sorted, most calls first.
+fn fold_agents(agents: Vec<(String, Agent)>) -> Vec<(String, Agent)> {
+    if agents.len() <= MAX_NAMES + 1 {
+        return agents;
+    }
+    let mut kept = Vec::with_capacity(MAX_NAMES + 1);
+    let mut other = Agent::default();
+    for (name, a) in agents {
+        if name == OTHER || kept.len() >= MAX_NAMES {
+            other.total.merge(&a.total);
+            for (dest, t) in a.destinations {
+                other.destinations.entry(dest).or_default().merge(&t);
+            }
+            for (reason, n) in a.reasons {
+                *other.reasons.entry(reason).or_default() += n;
+            }
+        } else {
+            kept.push((name, a));
+        }
+    }
+    kept.push((OTHER.to_string(), other));
+    kept
+}
+
 /// The report for `days` (oldest first) from the summary.
 pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
     let (Some(since), Some(until)) = (days.first(), days.last()) else {
@@ -120,6 +156,7 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
     }
     let mut agents: Vec<(String, Agent)> = agents.into_iter().collect();
     agents.sort_by(|a, b| b.1.total.calls.cmp(&a.1.total.calls).then(a.0.cmp(&b.0)));
+    let agents = fold_agents(agents);
     let agents: Vec<Value> = agents
         .into_iter()
         .map(|(name, a)| {

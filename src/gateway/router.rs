@@ -89,6 +89,7 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(Extension(Arc::new(Refresher::default())))
         .layer(Extension(Arc::new(super::jobs::Jobs::default())))
+        .layer(Extension(Arc::new(super::audit_api::Intake::default())))
         .service(handlers);
     Router::new().fallback_service(edge)
 }
