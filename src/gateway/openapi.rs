@@ -35,7 +35,8 @@ fn schemas() -> Value {
         }), &["code", "message"])}), &["error"]),
         "MaestraRequest": obj(json!({
             "user_id": {"description": "Required, unless the API key belongs to a user (then it is that user)", "anyOf": [id(), {"type": "null"}]}, "surface_id": id(), "conversation_id": new_or_id(),
-            "message": text(), "mode_hint": nullable(s("string")),
+            "message": text(), "mode_hint": nullable(json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$",
+                "description": "A short name (stored in the clear beside the sealed content), default `chat`"})),
             "surface_context": nullable(json!({"type": "object", "description": "Context from the surface; kept, minimised, with the turn"}))
         }), &["surface_id", "message"]),
         "AdvisorRequest": obj(json!({
