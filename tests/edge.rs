@@ -79,6 +79,16 @@ fn invalid_settings_stop_the_server_before_it_listens() {
         ("", &[("MAESTRA_LOG", "maestra=loud")], "MAESTRA_LOG"),
         (
             "",
+            &[("MAESTRA_MAX_CONNECTIONS", "0")],
+            "MAESTRA_MAX_CONNECTIONS",
+        ),
+        (
+            "[server]\nmax_connections = 70000\n",
+            &[],
+            "max_connections",
+        ),
+        (
+            "",
             &[("MAESTRA_OPENAI_BASE_URL", "not a url")],
             "MAESTRA_OPENAI_BASE_URL",
         ),
