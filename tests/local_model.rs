@@ -64,16 +64,12 @@ impl LlamaServer {
             "make_gguf.py failed (is `gguf` in .venv? run `bash scripts/test`): {}",
             String::from_utf8_lossy(&made.stderr)
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut child = Command::new(common::python())
             .args(["-m", "llama_cpp.server", "--model"])
             .arg(&model)
             .args(["--model_alias", MODEL, "--host", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
+            // Port 0: the system picks a free one, and uvicorn logs the one it got.
+            .args(["--port", "0"])
             .args(["--n_ctx", &n_ctx.to_string()])
             .args(["--n_threads", "1", "--n_threads_batch", "1"])
             .args(["--chat_format", "chatml", "--interrupt_requests", "False"])
@@ -104,13 +100,24 @@ impl LlamaServer {
         }
         let mut server = LlamaServer {
             child,
-            port,
+            port: 0,
             log,
             _dir: dir,
         };
-        let ready = format!("Uvicorn running on http://127.0.0.1:{port}");
+        const READY: &str = "Uvicorn running on http://127.0.0.1:";
         let deadline = Instant::now() + START_LIMIT;
-        while !server.log().contains(&ready) {
+        loop {
+            let log = server.log();
+            if let Some((_, rest)) = log.split_once(READY) {
+                // Whole only when the message goes on past the number.
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if rest[digits.len()..].starts_with(' ')
+                    && let Ok(port) = digits.parse()
+                {
+                    server.port = port;
+                    break;
+                }
+            }
             if let Some(status) = server.child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(200));
                 panic!(
