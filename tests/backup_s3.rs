@@ -167,7 +167,57 @@ fn settings(s3: &S3) -> maestra::backup::S3Settings {
             allow_http: true,
         },
         vault_secret: Some(secrecy::SecretString::from("testing".to_string())),
+        connector: maestra::egress::objects::GuardedConnector::new(
+            maestra::egress::Egress::new(
+                maestra::privsec::guard::Catalog::new(&Default::default()),
+                maestra::egress::EgressOptions::default(),
+            )
+            .unwrap(),
+            "s3",
+            Default::default(),
+        ),
     }
+}
+
+/// Issue 23, class 6: the bucket is reached through egress. In local-only mode a bucket on
+/// this machine is allowed, and the upload and the download are audited with their bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_only_allows_a_local_bucket_and_audits_the_bytes() {
+    let s3 = start_s3().await;
+    let h = home(&s3).with("MAESTRA_LOCAL_ONLY", "true");
+    h.ok(&["init"], b"");
+    import(&h, "ann", &format!("{CANARY} ann's message"));
+    let to = format!("s3://{BUCKET}/local-only");
+    h.ok(&["backup", "create", "--to", &to], b"");
+    h.ok(&["backup", "verify", "--from", &to], b"");
+    let data = objects(&s3)
+        .await
+        .into_iter()
+        .find(|(k, _)| k == "local-only/data.mxb")
+        .unwrap()
+        .1
+        .len() as u64;
+    let log = h.ok(&["audit", "query", "--service", "s3", "--json"], b"");
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |action: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} entry: {log}"))
+            .clone()
+    };
+    let up = find("backup.upload");
+    assert_eq!(up["result"], "success", "{up}");
+    assert_eq!(up["details"]["host"], "127.0.0.1", "{up}");
+    assert!(up["details"]["bytes_sent"].as_u64().unwrap() > data, "{up}");
+    let down = find("backup.download");
+    assert!(
+        down["details"]["bytes_received"].as_u64().unwrap() > data,
+        "{down}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Where a backup is: a directory, or an S3-compatible bucket (`s3://bucket/prefix`, through
 //! the `object_store` crate). Either way a backup is two files, `data.mxb` then
-//! `manifest.mxb`, both encrypted; their names say nothing about what is inside.
+//! `manifest.mxb`, both encrypted; their names say nothing about what is inside. The bucket is
+//! reached through egress like every other outbound call (`egress::objects`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -15,6 +16,7 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart}
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::BackupConfig;
+use crate::egress::objects::{self, GuardedConnector};
 use crate::error::{Error, Result};
 
 pub const DATA: &str = "data.mxb";
@@ -66,6 +68,8 @@ impl Location {
 pub struct S3Settings {
     pub config: BackupConfig,
     pub vault_secret: Option<SecretString>,
+    /// Every request to the bucket goes through egress (local-only, lockdown, byte counts).
+    pub connector: GuardedConnector,
 }
 
 pub struct Bucket {
@@ -89,7 +93,9 @@ impl Bucket {
         if let Some(v) = &s.vault_secret {
             b = b.with_secret_access_key(v.expose_secret());
         }
-        b = b.with_allow_http(c.allow_http);
+        b = b
+            .with_allow_http(c.allow_http)
+            .with_http_connector(s.connector.clone());
         // `vars_os`: a variable that is not UTF-8 (anyone's, not only `AWS_*`) must not
         // panic; an `AWS_*` one that is not is refused by name.
         for (name, value) in std::env::vars_os() {
@@ -236,6 +242,10 @@ async fn send_parts(writer: &mut WriteMultipart, local: &Path) -> Result<()> {
 }
 
 fn s3_error(what: &str, e: object_store::Error) -> Error {
+    // The guard's refusal is itself the answer (403-like, audited as a block by the caller).
+    if let Some(blocked) = objects::blocked(&e) {
+        return blocked;
+    }
     Error::io(format!("backup: {what}"), std::io::Error::other(e))
 }
 

@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use clap::Subcommand;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
@@ -13,9 +15,12 @@ use zeroize::Zeroizing;
 use crate::backup::{self, KeySource, Location, S3Settings};
 use crate::config::{Config, ProcessEnv};
 use crate::context::Context;
+use crate::egress::objects::{GuardedConnector, Traffic};
+use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::privsec::audit::{Category, Event, Outcome};
+use crate::privsec::guard::Catalog;
 
 /// The passphrase's variable; asked on the terminal when unset.
 const PASSPHRASE_ENV: &str = "MAESTRA_BACKUP_PASSPHRASE";
@@ -71,8 +76,10 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
             let to = Location::parse(&to)?;
             let ctx = Context::load(config_file, false)?;
             let source = key_source(key_file.as_deref(), true)?;
-            let s3 = s3_settings(&ctx.config, Some(&ctx), &to).await?;
-            let created = backup::create(&ctx, &to, &source, with_keys, &s3).await?;
+            let (s3, traffic) = s3_settings(&ctx.config, Some(&ctx), &to).await?;
+            let created = backup::create(&ctx, &to, &source, with_keys, &s3).await;
+            audit_s3(Some(&ctx), &to, "backup.upload", &traffic, &created).await?;
+            let created = created?;
             let m = &created.manifest;
             ctx.audit(
                 Event::new(
@@ -119,10 +126,16 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
                 true => Some(Context::load(config_file, false)?),
                 false => None,
             };
-            let s3 = s3_settings(&config, ctx.as_ref(), &from).await?;
+            let (s3, traffic) = s3_settings(&config, ctx.as_ref(), &from).await?;
             let scratch = std::env::temp_dir();
-            let opened = backup::open(&from, &source, &s3, &scratch).await?;
-            opened.check(None).await?;
+            let checked = async {
+                let opened = backup::open(&from, &source, &s3, &scratch).await?;
+                opened.check(None).await?;
+                Ok(opened)
+            }
+            .await;
+            audit_s3(ctx.as_ref(), &from, "backup.download", &traffic, &checked).await?;
+            let opened = checked?;
             let m = &opened.manifest;
             println!(
                 "backup OK: made {} ({:?}{}), {} files, every SHA-256 matches{}",
@@ -146,7 +159,7 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
             let from = Location::parse(&from)?;
             let config = Config::load(&ProcessEnv, config_file)?;
             let source = key_source(key_file.as_deref(), false)?;
-            let s3 = s3_settings(&config, None, &from).await?;
+            let (s3, traffic) = s3_settings(&config, None, &from).await?;
             let r = backup::restore(
                 &config,
                 &from,
@@ -166,6 +179,7 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
             );
             // The restored home's own log records where it came from.
             let ctx = Context::load(config_file, false)?;
+            audit_s3(Some(&ctx), &from, "backup.download", &traffic, &Ok(())).await?;
             ctx.audit(
                 Event::new(
                     Category::Admin,
@@ -261,16 +275,88 @@ fn ask(new: bool) -> Result<SecretString> {
 
 /// S3 settings: `[backup]`, and the secret key from the vault when it names one and the
 /// environment gives none (only where a vault exists: not for a restore into an empty home).
-async fn s3_settings(config: &Config, ctx: Option<&Context>, l: &Location) -> Result<S3Settings> {
+/// The bucket is reached through egress, local-only as a running server of this home has it;
+/// the [`Traffic`] counts what went to it, for the audit entry.
+async fn s3_settings(
+    config: &Config,
+    ctx: Option<&Context>,
+    l: &Location,
+) -> Result<(S3Settings, Arc<Traffic>)> {
     let mut vault_secret = None;
-    if let (Location::S3 { .. }, Some(ctx), Some(name)) =
-        (l, ctx, config.backup.secret_access_key_vault.as_deref())
-        && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_none()
-    {
-        vault_secret = Some(ctx.vault().await?.get(name).await?);
+    let mut local_only = false;
+    if let Location::S3 { .. } = l {
+        local_only = local_only_now(config, ctx).await?;
+        if let (Some(ctx), Some(name)) = (ctx, config.backup.secret_access_key_vault.as_deref())
+            && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_none()
+        {
+            vault_secret = Some(ctx.vault().await?.get(name).await?);
+        }
     }
-    Ok(S3Settings {
+    let egress = Egress::new(
+        Catalog::new(&config.guard),
+        EgressOptions {
+            local_only,
+            ..EgressOptions::default()
+        },
+    )?;
+    let traffic = Arc::new(Traffic::default());
+    let settings = S3Settings {
         config: config.backup.clone(),
         vault_secret,
-    })
+        connector: GuardedConnector::new(egress, S3_SERVICE, traffic.clone()),
+    };
+    Ok((settings, traffic))
+}
+
+/// The service name S3 traffic is guarded and audited under.
+const S3_SERVICE: &str = "s3";
+
+/// On by configuration, or forced on by a lockdown recorded in the home's store (as
+/// `maestra guard check` decides it).
+async fn local_only_now(config: &Config, ctx: Option<&Context>) -> Result<bool> {
+    if config.local_only {
+        return Ok(true);
+    }
+    let Some(ctx) = ctx else { return Ok(false) };
+    if !ctx.config.uses_postgres() && !ctx.home.db().exists() {
+        return Ok(false);
+    }
+    let store = ctx.store().await?;
+    for flag in [crate::app::LOCKDOWN_FLAG, crate::app::LOCKDOWN_ENGAGED] {
+        if store.meta_get(flag).await?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Audits what a backup command sent to or got from a bucket: its bytes (category admin), or
+/// the guard's refusal (category local_only_block). Only where a home exists to hold the log.
+async fn audit_s3<T>(
+    ctx: Option<&Context>,
+    l: &Location,
+    action: &str,
+    traffic: &Traffic,
+    result: &Result<T>,
+) -> Result<()> {
+    let (Location::S3 { .. }, Some(ctx)) = (l, ctx) else {
+        return Ok(());
+    };
+    let event = match result {
+        Ok(_) => Event::new(Category::Admin, S3_SERVICE, action, Outcome::Success),
+        Err(Error::LocalOnly(b)) => Event::new(
+            Category::LocalOnlyBlock,
+            S3_SERVICE,
+            action,
+            Outcome::Blocked,
+        )
+        .detail("reason", b.reason.clone()),
+        Err(_) => Event::new(Category::Admin, S3_SERVICE, action, Outcome::Failed),
+    };
+    let host = traffic.host();
+    let event = event
+        .detail("host", host)
+        .detail("bytes_sent", traffic.sent.load(Ordering::Relaxed))
+        .detail("bytes_received", traffic.received.load(Ordering::Relaxed));
+    ctx.audit(event).await
 }

@@ -1,0 +1,287 @@
+//! Issue 23, class 6: nothing in the binary opens an outbound connection except through
+//! egress (SPEC §2). This test lists every crate the binary links (the normal dependency tree,
+//! build-time crates left out) whose source opens a socket or builds an HTTP client of its own,
+//! and Maestra's own files that do, and requires each to be listed below with the reason it is
+//! allowed: it is egress, it only serves or carries connections others made, or it dials a peer
+//! the configuration names (the database, Redis). Where a crate is allowed because Maestra routes
+//! it through egress, the line of Maestra's source that does so must exist. A new crate (or file)
+//! that can open a socket fails this test until it is listed with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A file of Maestra's source and the text in it that routes a crate through egress.
+type Evidence = (&'static str, &'static str);
+
+/// Crate → why it is allowed, and (for a crate routed through egress) the file and text in
+/// Maestra's source that route it.
+const CRATES: &[(&str, &str, Option<Evidence>)] = &[
+    (
+        "reqwest",
+        "egress's one outbound client (built only in src/egress.rs, checked below)",
+        None,
+    ),
+    (
+        "object_store",
+        "backups to S3: its HTTP client is replaced by egress (egress::objects::GuardedConnector)",
+        Some(("src/backup/location.rs", ".with_http_connector(")),
+    ),
+    (
+        "hyper-util",
+        "reqwest's connector (dials what egress's resolver allowed) and the server",
+        None,
+    ),
+    (
+        "tokio",
+        "the runtime's sockets, used by the crates listed here and the files below",
+        None,
+    ),
+    ("mio", "tokio's I/O driver", None),
+    (
+        "socket2",
+        "sets options on sockets tokio and hyper-util open",
+        None,
+    ),
+    (
+        "libc",
+        "system call bindings; their callers are listed",
+        None,
+    ),
+    (
+        "rustix",
+        "system call bindings; Maestra uses it for processes and files only",
+        None,
+    ),
+    (
+        "h2",
+        "HTTP/2 over connections hyper and reqwest opened",
+        None,
+    ),
+    ("axum", "serves connections the server accepted", None),
+    ("tokio-util", "adapters over I/O others opened", None),
+    (
+        "url",
+        "parses URLs; resolving a host is egress's resolver's job",
+        None,
+    ),
+    (
+        "dotenvy",
+        "reads .env files for sqlx; its only socket mention is documentation",
+        None,
+    ),
+    (
+        "eventsource-stream",
+        "parses event streams egress received; its client is in documentation",
+        None,
+    ),
+    (
+        "tower-http",
+        "server middleware; its client is in a test module",
+        None,
+    ),
+    (
+        "sqlx-core",
+        "the configured database (MAESTRA_DB_URL): a peer by configuration",
+        None,
+    ),
+    (
+        "sqlx-postgres",
+        "the configured PostgreSQL (MAESTRA_DB_URL): a peer by configuration",
+        None,
+    ),
+    (
+        "redis",
+        "the configured Redis (MAESTRA_REDIS_URL) for shared rate limits: a peer by configuration",
+        Some(("src/access/ratelimit.rs", "redis::Client::open(")),
+    ),
+];
+
+/// Maestra's own files that open sockets, build a client or start a program that may.
+const OWN_FILES: &[(&str, &str)] = &[
+    ("src/egress.rs", "the outbound client itself"),
+    ("src/app.rs", "the server's listening socket (inbound)"),
+    (
+        "src/backup/postgres.rs",
+        "pg_dump / psql: to the configured database",
+    ),
+    (
+        "src/cli/service.rs",
+        "systemctl / launchctl: the local service manager",
+    ),
+];
+
+/// Source text that opens an outbound socket or builds an HTTP client.
+fn opens_sockets() -> regex::Regex {
+    regex::Regex::new(OUTBOUND).unwrap()
+}
+
+const OUTBOUND: &str = concat!(
+    r"(TcpStream|UdpSocket|UnixStream|TcpSocket|UnixDatagram)::",
+    r"(connect|bind|new_v4|new_v6|unbound|pair)\b",
+    r"|socket2::Socket::new|\bSocket::new\(|libc::(connect|socket)\b",
+    r"|reqwest::Client(Builder)?::(new|builder)\b|\bClientBuilder::new\(",
+    r"|legacy::Client::builder",
+);
+
+/// For Maestra's own files, also listening sockets and programs it starts (which may dial).
+fn own_file_opens_sockets() -> regex::Regex {
+    regex::Regex::new(&format!(r"{OUTBOUND}|TcpListener::bind|\bCommand::new\(")).unwrap()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn output(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `name version` of every crate the binary links on this platform.
+fn linked_crates() -> BTreeSet<(String, String)> {
+    let tree = output(cargo().args([
+        "tree",
+        "--locked",
+        "--offline",
+        "-e",
+        "normal,no-proc-macro",
+        "--prefix",
+        "none",
+        "-f",
+        "{p}",
+    ]));
+    tree.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?.to_string();
+            let version = w.next()?.trim_start_matches('v').to_string();
+            Some((name, version))
+        })
+        .filter(|(name, _)| name != "maestra")
+        .collect()
+}
+
+/// Where each crate's source is.
+fn source_dirs() -> BTreeMap<(String, String), PathBuf> {
+    let vv = output(Command::new("rustc").arg("-vV"));
+    let host = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap()
+        .to_string();
+    let meta = output(cargo().args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--locked",
+        "--offline",
+        "--filter-platform",
+        &host,
+    ]));
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let key = (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+            );
+            let dir = Path::new(p["manifest_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .to_path_buf();
+            (key, dir)
+        })
+        .collect()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn mentions(dir: &Path, re: &regex::Regex) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    rust_files(&dir.join("src"), &mut files);
+    files
+        .into_iter()
+        .filter(|f| std::fs::read_to_string(f).is_ok_and(|t| re.is_match(&t)))
+        .collect()
+}
+
+#[test]
+fn every_crate_that_can_open_a_socket_goes_through_egress_or_is_a_configured_peer() {
+    let re = opens_sockets();
+    let dirs = source_dirs();
+    let mut unlisted = Vec::new();
+    for krate in linked_crates() {
+        let dir = dirs
+            .get(&krate)
+            .unwrap_or_else(|| panic!("no source for {krate:?}"));
+        let hits = mentions(dir, &re);
+        if !hits.is_empty() && !CRATES.iter().any(|(n, _, _)| *n == krate.0) {
+            unlisted.push(format!("{} {} ({:?})", krate.0, krate.1, hits[0]));
+        }
+    }
+    assert!(
+        unlisted.is_empty(),
+        "crates that can open a socket, not listed with their reason in CRATES: {unlisted:#?}"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (name, _, evidence) in CRATES {
+        if let Some((file, text)) = evidence {
+            let src = std::fs::read_to_string(root.join(file)).unwrap();
+            assert!(
+                src.contains(text),
+                "{name} is allowed because {file} routes it ({text:?}), but it does not"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_the_listed_files_of_maestra_open_sockets_or_build_a_client() {
+    let re = own_file_opens_sockets();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hits: Vec<String> = mentions(root, &re)
+        .into_iter()
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .filter(|p| !OWN_FILES.iter().any(|(f, _)| f == p))
+        .collect();
+    assert!(
+        hits.is_empty(),
+        "files that open sockets, build an HTTP client or start a program, not in OWN_FILES: {hits:?}"
+    );
+    // The one client: reqwest is built nowhere but in egress.
+    let builds = regex::Regex::new(r"reqwest::Client(Builder)?::(new|builder)\b").unwrap();
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let rel = f.strip_prefix(root).unwrap();
+        assert!(
+            rel == Path::new("src/egress.rs") || !builds.is_match(&text),
+            "{rel:?} builds a reqwest client of its own"
+        );
+    }
+}
