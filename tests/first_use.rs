@@ -96,13 +96,13 @@ fn printed(server: &common::server::Server, needle: &str) -> bool {
 fn serve_says_where_the_privacy_center_is() {
     let h = Home::new();
     h.ok(&["init"], b"");
-    let mut server = common::server::Server::start(&h);
+    let server = common::server::Server::start(&h);
     let line = format!(
         "open http://{}/ to see what your assistant does",
         server.addr
     );
     assert!(printed(&server, &line), "{}", server.output());
-    server.stop();
+    drop(server);
 
     // Cloud mode with TLS: the page is https.
     let h = Home::new().with("MAESTRA_MODE", "cloud").with(
@@ -118,14 +118,14 @@ fn serve_says_where_the_privacy_center_is() {
     let h = h
         .with("MAESTRA_TLS_CERT", dir.join("cert.pem").to_str().unwrap())
         .with("MAESTRA_TLS_KEY", dir.join("key.pem").to_str().unwrap());
-    let mut server = common::server::Server::start(&h);
+    let server = common::server::Server::start(&h);
     assert_eq!(server.scheme, "https");
     let line = format!(
         "open https://{}/ to see what your assistant does",
         server.addr
     );
     assert!(printed(&server, &line), "{}", server.output());
-    server.stop();
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,4 +176,122 @@ async fn a_local_model_that_is_down_is_named_with_the_fix() {
             assert!(message.contains(needle), "{path}: {message}");
         }
     }
+}
+
+/// The sample with every `#key = value` and `#[table]` line uncommented; prose stays.
+fn uncommented(sample: &str) -> String {
+    sample
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => rest,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Every environment name the configuration reads: each string literal that is a whole
+/// `NAME_LIKE_THIS` in `src/config.rs` and `src/config/*.rs`.
+fn config_env_names() -> std::collections::BTreeSet<String> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("config.rs")];
+    for e in std::fs::read_dir(src.join("config")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    let literal = regex::Regex::new(r#""([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)""#).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        names.extend(literal.captures_iter(&text).map(|c| c[1].to_string()));
+    }
+    names
+}
+
+#[test]
+fn init_writes_a_commented_sample_with_every_setting() {
+    use maestra::config::Config;
+    let h = Home::new();
+    let out = h.ok(&["init"], b"");
+    let path = h.root().join("maestra.toml");
+    assert!(out.contains("every setting"), "{out}");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+    let sample = std::fs::read_to_string(&path).unwrap();
+    assert!(sample.is_ascii(), "a file cut short must still be UTF-8");
+    let load = |text: &str| {
+        Config::from_parts(
+            &std::collections::HashMap::<String, String>::new(),
+            h.root(),
+            path.clone(),
+            Some(text),
+        )
+    };
+    // As written it is the defaults; every setting uncommented is still a valid file.
+    load(&sample).unwrap();
+    let all = uncommented(&sample);
+    load(&all).unwrap_or_else(|e| panic!("{e}\n{all}"));
+    h.ok(&["doctor"], b"");
+
+    // Every key each table of the loader knows (its "expected one of" list) is there.
+    let tables: toml::Table = toml::from_str(&all).unwrap();
+    let first = |t: &str| {
+        tables[t]
+            .as_table()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone()
+    };
+    for (probe, section) in [
+        ("", toml::Value::Table(tables.clone())),
+        ("[audit]", tables["audit"].clone()),
+        ("[server]", tables["server"].clone()),
+        ("[cost]", tables["cost"].clone()),
+        ("[conversations]", tables["conversations"].clone()),
+        ("[backup]", tables["backup"].clone()),
+        ("[guard]", tables["guard"].clone()),
+        ("[tls]", tables["tls"].clone()),
+        ("[pricing.\"m\"]", first("pricing")),
+        ("[services.x]", first("services")),
+    ] {
+        let err = load(&format!("{probe}\nzz_probe = 0\n"))
+            .unwrap_err()
+            .to_string();
+        // serde's "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, ...".
+        let Some((_, expected)) = err.split_once("expected ") else {
+            // `tls` is a table or a string: no list, so its two keys are named here.
+            assert_eq!(probe, "[tls]", "{err}");
+            for key in ["cert", "key"] {
+                assert!(section.get(key).is_some(), "[tls] {key}");
+            }
+            continue;
+        };
+        for key in expected.split('`').skip(1).step_by(2) {
+            let listed = section.get(key).is_some()
+                || (probe.is_empty() && sample.contains(&format!("\n# {key}:")));
+            assert!(listed, "{probe} {key} is not in the sample");
+        }
+    }
+    // And every environment name the configuration reads.
+    let names = config_env_names();
+    assert!(
+        names.contains("MAESTRA_LOCAL_MODEL_URL") && names.len() > 30,
+        "{names:?}"
+    );
+    for name in names {
+        assert!(sample.contains(&name), "{name} is not in the sample");
+    }
+
+    // An existing file is never replaced.
+    std::fs::write(&path, "# mine\nlocal_only = true\n").unwrap();
+    let out = h.ok(&["init"], b"");
+    assert!(!out.contains("every setting"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "# mine\nlocal_only = true\n"
+    );
 }
