@@ -295,3 +295,58 @@ fn init_writes_a_commented_sample_with_every_setting() {
         "# mine\nlocal_only = true\n"
     );
 }
+
+#[test]
+fn completions_and_the_manual_come_from_the_command_line_itself() {
+    // No home is needed: these run before anything is set up.
+    let h = Home::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = h.ok(&["completions", shell], b"");
+        for word in [
+            "serve",
+            "vault",
+            "rotate-key",
+            "guard",
+            "backup",
+            "completions",
+        ] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    assert!(!h.root().exists());
+    assert!(!h.run(&["completions", "cmd.exe"], b"").status.success());
+
+    // roff: clap_mangen's two-line quote preamble, then the title line.
+    let title = |page: &str| {
+        page.lines()
+            .find(|l| !l.starts_with(".ie") && !l.starts_with(".el"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let page = h.ok(&["man"], b"");
+    assert!(title(&page).starts_with(".TH maestra 1"), "{page}");
+    assert!(page.contains("vault") && page.contains("completions"));
+    // Every subcommand gets its page.
+    let dir = h.dir.path().join("man1");
+    h.ok(&["man", "--dir", dir.to_str().unwrap()], b"");
+    for page in [
+        "maestra.1",
+        "maestra-vault.1",
+        "maestra-vault-put.1",
+        "maestra-completions.1",
+    ] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap();
+        assert!(title(&text).starts_with(".TH maestra"), "{page}: {text}");
+    }
+    // And `man` itself renders it, where man is installed.
+    if let Ok(out) = Command::new("man")
+        .args(["-l", dir.join("maestra-vault-put.1").to_str().unwrap()])
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .output()
+        && out.status.success()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("maestra-vault-put"), "{text}");
+    }
+}

@@ -2,6 +2,7 @@
 
 mod audit;
 mod backup;
+mod completions;
 mod conversations;
 mod cost;
 mod doctor;
@@ -102,6 +103,21 @@ pub enum Command {
     /// Run `maestra serve` as a system service (systemd unit, launchd job).
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example `maestra completions bash > ~/.local/share/bash-completion/completions/maestra`,
+    /// `maestra completions zsh > ~/.zfunc/_maestra` (with ~/.zfunc in fpath), or
+    /// `maestra completions fish > ~/.config/fish/completions/maestra.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (`maestra man | man -l -`), or write every page into DIR.
+    Man {
+        /// Write maestra.1 and a page per subcommand (maestra-vault-put.1, ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs a parsed command; errors become one line on stderr in `main`.
@@ -124,6 +140,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Service(cmd) => service::run(config, cmd).await,
         Command::Backup(cmd) => backup::run(config, cmd).await,
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man { dir } => completions::man(dir.as_deref()),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::privsec::audit::{Category, Event, Outcome};
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
-    /// Store a secret; the value is read from standard input.
+    /// Store a secret; the value is read from standard input, less one trailing newline.
     Put { name: String },
     /// Show a secret's value (only with --reveal).
     Get {
