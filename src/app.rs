@@ -130,7 +130,7 @@ impl App {
             providers,
             metrics,
             started: Instant::now(),
-            calls: tokio_util::task::TaskTracker::new(),
+            calls: Default::default(),
         });
         // A lockdown in force is in force from the first request, not from the first poll.
         follow_lockdown(&state).await?;
@@ -199,28 +199,15 @@ impl App {
             state.config.server.max_connections,
         )
         .await;
-        finish_calls(&state).await;
+        // Paid calls outlive their requests: each is settled and audited before the store closes.
+        state
+            .calls
+            .finish(Duration::from_secs(state.config.server.shutdown_grace))
+            .await;
         shutdown_state(state, tasks).await;
         // Only now may another server take the home: everything of this one is written.
         drop(home_lock);
         Ok(())
-    }
-}
-
-/// Waits (within the shutdown grace) for the tasks of paid calls whose requests have ended,
-/// so each is settled and audited before the store closes; a call still running past it is
-/// left to the next start's recovery, which releases its hold.
-async fn finish_calls(state: &AppState) {
-    state.calls.close();
-    let grace = Duration::from_secs(state.config.server.shutdown_grace);
-    if tokio::time::timeout(grace, state.calls.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            calls = state.calls.len(),
-            "paid calls still running at shutdown were not settled"
-        );
     }
 }
 

@@ -22,16 +22,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn with_toml(home: Home, toml: &str) -> Home {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(home.root()).unwrap();
-    std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let file = home.root().join("maestra.toml");
-    std::fs::write(&file, toml).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    home
-}
-
 /// Sends raw bytes and returns what came back before the server closed or went quiet.
 async fn raw(server: &Server, request: &[u8]) -> String {
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -94,7 +84,7 @@ fn invalid_settings_stop_the_server_before_it_listens() {
         ),
     ];
     for (toml, env, name) in cases {
-        let mut home = with_toml(Home::new(), toml);
+        let mut home = Home::new().with_toml(toml);
         for (k, v) in *env {
             home = home.with(k, v);
         }
@@ -279,6 +269,7 @@ async fn a_flood_of_bad_keys_is_throttled_and_audited_within_a_budget() {
     let mut server = Server::start(&home);
     let c = client();
     let mut statuses = Vec::new();
+    let start = std::time::Instant::now();
     for i in 0..200 {
         let resp = c
             .get(server.url("/v1/models"))
@@ -288,9 +279,15 @@ async fn a_flood_of_bad_keys_is_throttled_and_audited_within_a_budget() {
             .unwrap();
         statuses.push(resp.status().as_u16());
     }
+    // The allowance refills one request every 3 s: on a loaded machine the loop takes longer
+    // and earns more, so what it earned is measured, not assumed.
+    let refilled = (start.elapsed().as_secs_f64() / 3.0).ceil() as usize;
     let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
-    assert_eq!(count(401), 20, "failed keys spend the address's allowance");
-    assert_eq!(count(429), 180, "{statuses:?}");
+    assert!(
+        (20..=21 + refilled).contains(&count(401)),
+        "failed keys spend the address's allowance: {statuses:?}"
+    );
+    assert_eq!(count(401) + count(429), 200, "{statuses:?}");
     server.stop();
     let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
     let refusals = audit

@@ -7,18 +7,11 @@
 mod common;
 
 use common::Home;
+use common::http::client;
 use common::mock;
 use common::server::{Server, upstream_env};
 use reqwest::Method;
 use serde_json::Value;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
-}
 
 /// Sends `method path` with `headers`; returns the status, the headers and the JSON body.
 async fn send(

@@ -25,13 +25,7 @@ fn home_with(mock: SocketAddr, toml: &str, env: &[(&str, &str)]) -> Home {
     for (k, v) in env {
         home = home.with(k, v);
     }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(home.root()).unwrap();
-    std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let file = home.root().join("maestra.toml");
-    std::fs::write(&file, toml).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    home
+    home.with_toml(toml)
 }
 
 fn client() -> reqwest::Client {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::Home;
+use common::http::{client, get_json};
 use common::mock;
 use common::server::{Server, upstream_env};
 use serde_json::{Value, json};
@@ -20,24 +21,10 @@ const PRICING: &str =
     "[pricing.\"gpt-4o-mini\"]\ninput_per_million = 0.0\noutput_per_million = 1000.0\n";
 
 fn home(mock: SocketAddr, extra_toml: &str) -> Home {
-    let home = upstream_env(Home::new(), mock)
+    upstream_env(Home::new(), mock)
         .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYsettlement0123456789")
-        .with("MAESTRA_DAILY_COST_LIMIT", "5");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(home.root()).unwrap();
-    std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let file = home.root().join("maestra.toml");
-    std::fs::write(&file, format!("{PRICING}{extra_toml}")).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    home
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
+        .with("MAESTRA_DAILY_COST_LIMIT", "5")
+        .with_toml(&format!("{PRICING}{extra_toml}"))
 }
 
 fn paid(stream: bool, text: &str) -> Value {
@@ -60,14 +47,7 @@ async fn hang_up(server: &Server, body: &Value, after: Duration) {
 async fn settled_spend(server: &Server) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v: Value = client()
-            .get(server.url("/api/privacy"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = get_json(&server.url("/api/privacy")).await;
         let daily = &v["cost"]["daily"];
         if daily["reserved_usd"].as_f64() == Some(0.0) {
             return daily["spent_usd"].as_f64().unwrap();
@@ -119,7 +99,12 @@ async fn a_whole_answer_whose_client_hung_up_is_settled_on_its_usage() {
 #[tokio::test]
 async fn a_stream_whose_client_hung_up_before_the_first_byte_is_settled() {
     let (addr, _mock) = mock::start().await;
-    let home = home(addr, "");
+    // Input priced too, so a settlement on the counted prompt differs from a release.
+    let pricing =
+        "[pricing.\"gpt-4o-mini\"]\ninput_per_million = 1000.0\noutput_per_million = 1000.0\n";
+    let home = upstream_env(Home::new(), addr)
+        .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYsettlement0123456789")
+        .with_toml(pricing);
     let mut server = Server::start(&home);
     hang_up(
         &server,
@@ -127,10 +112,29 @@ async fn a_stream_whose_client_hung_up_before_the_first_byte_is_settled() {
         Duration::from_millis(200),
     )
     .await;
-    // Nothing was streamed and the input is free: the prompt is what was counted.
-    assert_eq!(settled_spend(&server).await, 0.0);
+    // Nothing was streamed: the prompt is what was counted ("mode:delay", 10 bytes: 3 tokens
+    // at 4 bytes a token), since hanging up stops the generation.
+    assert_eq!(settled_spend(&server).await, 0.003);
     let entry = only_entry(&mut server, &home);
-    assert_abandoned(&entry, 0.0);
+    assert_abandoned(&entry, 0.003);
+    assert_eq!(entry["details"]["stream"], true, "{entry}");
+}
+
+#[tokio::test]
+async fn a_stream_abandoned_while_its_upstream_never_answers_is_charged_its_reservation() {
+    let (addr, _mock) = mock::start().await;
+    let home = home(addr, "");
+    let mut server = Server::start(&home);
+    // The mock never answers; the upstream timeout (2 s) ends the open after the client left.
+    hang_up(
+        &server,
+        &paid(true, "mode:slow"),
+        Duration::from_millis(200),
+    )
+    .await;
+    assert_eq!(settled_spend(&server).await, 0.005);
+    let entry = only_entry(&mut server, &home);
+    assert_abandoned(&entry, 0.005);
     assert_eq!(entry["details"]["stream"], true, "{entry}");
 }
 
@@ -241,6 +245,32 @@ async fn a_server_stopped_mid_call_settles_it_before_exiting() {
         Some(0.005),
         "{entry}"
     );
+    let again = Server::start(&home);
+    assert_eq!(settled_spend(&again).await, 0.005);
+}
+
+/// Past the shutdown grace a server stops waiting for its calls, and still charges each one
+/// (its reservation: the upstream may bill the work) and audits it as abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_wait_for_a_call_charges_its_reservation() {
+    let (addr, _mock) = mock::start().await;
+    let home = home(addr, "[server]\nshutdown_grace = 1\n").with("MAESTRA_UPSTREAM_TIMEOUT", "60");
+    let mut server = Server::start(&home);
+    // The mock never answers; the client waits; the server is stopped.
+    let url = server.url("/v1/chat/completions");
+    let waiting = tokio::spawn(async move {
+        client()
+            .post(url)
+            .json(&paid(false, "mode:slow"))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entry = only_entry(&mut server, &home);
+    assert_abandoned(&entry, 0.005);
+    if let Ok(resp) = waiting.await.unwrap() {
+        assert_ne!(resp.status().as_u16(), 200, "a call cut off has no answer");
+    }
     let again = Server::start(&home);
     assert_eq!(settled_spend(&again).await, 0.005);
 }

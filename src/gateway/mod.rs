@@ -74,7 +74,7 @@ pub struct AppState {
     /// The tasks of paid calls (whole answers and stream relays), which outlive their requests
     /// so that each call is settled and audited whatever its client does: shutdown waits for
     /// them before the store and the audit log close.
-    pub calls: tokio_util::task::TaskTracker,
+    pub calls: pipeline::Calls,
 }
 
 pub type Shared = Arc<AppState>;

@@ -1,6 +1,7 @@
 //! Helpers shared by the black-box tests: a private home and the real `maestra` binary.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http;
 pub mod mock;
 pub mod pg;
 pub mod server;
@@ -38,6 +39,18 @@ impl Home {
 
     pub fn with(mut self, k: &str, v: &str) -> Home {
         self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Writes `toml` as the home's `maestra.toml`, with the modes `maestra serve` insists on
+    /// (home 0700, file 0600).
+    pub fn with_toml(self, toml: &str) -> Home {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(self.root()).unwrap();
+        std::fs::set_permissions(self.root(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let file = self.root().join("maestra.toml");
+        std::fs::write(&file, toml).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         self
     }
 

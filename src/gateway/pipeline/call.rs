@@ -7,13 +7,14 @@
 //! upstream's work would cost nothing. On its own task the call runs to its end, however the
 //! waiting side ends, and is settled and audited exactly once.
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use super::{Answer, Caller, OpenStream};
 use crate::cost::budget::Hold;
-use crate::cost::ledger::Micros;
+use crate::cost::ledger::{MAX_CALL_SECS, Micros, STALE_AFTER_MS};
 use crate::error::{Error, Result};
 use crate::gateway::{AppState, Shared};
 use crate::providers::{ChatRequest, Completion, DeltaStream, Route};
@@ -50,15 +51,19 @@ async fn complete_owned(
     waiting: &oneshot::Sender<Result<Answer>>,
 ) -> Result<Answer> {
     let start = Instant::now();
+    // One bound for the whole call, fallback included: its hold must not outlive the ledger's
+    // patience with holds (an upstream timeout may be set to days).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(MAX_CALL_SECS);
+    let gone = || waiting.is_closed();
     let mut route = route;
-    let mut result = complete_once(state, caller, &route, req, waiting).await;
+    let mut result = complete_once(state, caller, &route, req, deadline, &gone).await;
     if let Err(Failure::Failed(e)) = &result
-        && !waiting.is_closed()
+        && !gone()
         && let Some(fallback) = state.providers.fallback_for(&route, e).await
     {
         super::audit::record_failure(state, caller, &route, e, start).await?;
         route = fallback;
-        result = complete_once(state, caller, &route, req, waiting).await;
+        result = complete_once(state, caller, &route, req, deadline, &gone).await;
     }
     let latency_ms = start.elapsed().as_millis() as u64;
     match result {
@@ -69,7 +74,7 @@ async fn complete_owned(
                 latency_ms,
                 stream: false,
             };
-            if waiting.is_closed() {
+            if gone() {
                 super::audit::record_abandoned(state, caller, &route, &charge).await?;
             } else {
                 super::audit::record_success(state, caller, &route, &charge).await?;
@@ -102,13 +107,55 @@ async fn complete_owned(
 }
 
 /// A failed call, told apart from one whose client left before an answer that never came.
-enum Failure {
+pub(super) enum Failure {
     Failed(Error),
-    /// Nobody waits any more and the upstream timed out: it may have done the work, so the
-    /// reservation's worst case was charged.
+    /// Nobody waits any more (or the server stopped waiting) and the upstream did not answer
+    /// in time: it may have done the work, so the reservation's worst case was charged.
     Unanswered {
         charged: Micros,
     },
+}
+
+/// The longest a stream may wait for its upstream's first byte; its own relay then runs at
+/// most [`MAX_CALL_SECS`], and a hold must end before the ledger takes it for a dead one.
+const MAX_OPEN: Duration = Duration::from_secs(5 * 60);
+const _: () = assert!((MAX_OPEN.as_secs() + MAX_CALL_SECS) as i64 * 1000 < STALE_AFTER_MS);
+
+/// Awaits an upstream `call` until `deadline`, or until the server stops waiting for its
+/// calls: both read as the upstream not answering in time.
+async fn bounded<T>(
+    state: &AppState,
+    route: &Route,
+    deadline: tokio::time::Instant,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let service = route.provider.service();
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, call) => r.unwrap_or_else(|_| {
+            Err(Error::UpstreamTimeout(format!("{service} took longer than a call may")))
+        }),
+        () = state.calls.stopping() => {
+            Err(Error::UpstreamTimeout(format!("the server stopped before {service} answered")))
+        }
+    }
+}
+
+/// What a failed upstream call costs. One that did not answer in time after its client left
+/// (or while the server stops) is charged its reservation: its work may be billed, and there
+/// is no one left to retry. Any other failure gives the reservation back.
+async fn failed(state: &AppState, hold: Hold, e: Error, gone: bool) -> Failure {
+    match e {
+        Error::UpstreamTimeout(_) if gone || state.calls.is_stopping() => {
+            match super::settle::worst_case(state, hold).await {
+                Ok(charged) => Failure::Unanswered { charged },
+                Err(e) => Failure::Failed(e),
+            }
+        }
+        e => {
+            super::settle::release(state, hold).await;
+            Failure::Failed(e)
+        }
+    }
 }
 
 impl From<Error> for Failure {
@@ -117,53 +164,54 @@ impl From<Error> for Failure {
     }
 }
 
-/// Guard, reserve, call, then settle to the real usage or release. A paid answer that reports
-/// no usage at all is charged what was counted, like a stream: never $0. An upstream that
-/// timed out after the client left is charged the worst case it was reserved for: its work
-/// may be billed, and there is no one left to retry.
+/// Guard, reserve, call, then settle to the real usage, or as [`failed`] says. A paid answer
+/// that reports no usage at all is charged what was counted, like a stream: never $0.
 async fn complete_once(
     state: &AppState,
     caller: &Caller,
     route: &Route,
     req: &ChatRequest,
-    waiting: &oneshot::Sender<Result<Answer>>,
+    deadline: tokio::time::Instant,
+    gone: &(dyn Fn() -> bool + Sync),
 ) -> std::result::Result<(Completion, Micros), Failure> {
     super::guard::check(state, route)?;
     let (req, hold) = super::reserve::reserve(state, caller, route, req).await?;
-    match state.providers.complete(route, &req).await {
+    match bounded(
+        state,
+        route,
+        deadline,
+        state.providers.complete(route, &req),
+    )
+    .await
+    {
         Ok(mut c) => {
             let charged = super::settle::answer(state, hold, route, &req, &mut c).await?;
             Ok((c, charged))
         }
-        Err(Error::UpstreamTimeout(_)) if waiting.is_closed() => {
-            let charged = super::settle::worst_case(state, hold).await?;
-            Err(Failure::Unanswered { charged })
-        }
-        Err(e) => {
-            super::settle::release(state, hold).await;
-            Err(e.into())
-        }
+        Err(e) => Err(failed(state, hold, e, gone()).await),
     }
 }
 
 /// Opens a stream; a failure before the first byte may fall back like [`complete`]. The
-/// stream's relay task calls this, so a client gone before the first byte leaves it to the
-/// relay to settle and audit.
+/// stream's relay task calls this, with `gone` telling whether its client has left; one that
+/// did not answer in time after that is charged and audited here as abandoned.
 pub(super) async fn open_stream(
     state: &AppState,
     caller: &Caller,
     route: Route,
     req: &ChatRequest,
     start: Instant,
-) -> Result<OpenStream> {
+    gone: &(dyn Fn() -> bool + Sync),
+) -> std::result::Result<OpenStream, Failure> {
     let mut route = route;
-    let mut result = stream_once(state, caller, &route, req).await;
-    if let Err(e) = &result
+    let mut result = stream_once(state, caller, &route, req, gone).await;
+    if let Err(Failure::Failed(e)) = &result
+        && !gone()
         && let Some(fallback) = state.providers.fallback_for(&route, e).await
     {
         super::audit::record_failure(state, caller, &route, e, start).await?;
         route = fallback;
-        result = stream_once(state, caller, &route, req).await;
+        result = stream_once(state, caller, &route, req, gone).await;
     }
     match result {
         Ok((request, deltas, hold)) => Ok(OpenStream {
@@ -172,9 +220,19 @@ pub(super) async fn open_stream(
             hold,
             request,
         }),
-        Err(e) => {
+        Err(Failure::Failed(e)) => {
             super::audit::record_failure(state, caller, &route, &e, start).await?;
-            Err(e)
+            Err(Failure::Failed(e))
+        }
+        Err(Failure::Unanswered { charged }) => {
+            let charge = super::audit::Charge {
+                usage: Default::default(),
+                charged,
+                latency_ms: start.elapsed().as_millis() as u64,
+                stream: true,
+            };
+            super::audit::record_abandoned(state, caller, &route, &charge).await?;
+            Err(Failure::Unanswered { charged })
         }
     }
 }
@@ -184,14 +242,13 @@ async fn stream_once(
     caller: &Caller,
     route: &Route,
     req: &ChatRequest,
-) -> Result<(ChatRequest, DeltaStream, Hold)> {
+    gone: &(dyn Fn() -> bool + Sync),
+) -> std::result::Result<(ChatRequest, DeltaStream, Hold), Failure> {
     super::guard::check(state, route)?;
     let (req, hold) = super::reserve::reserve(state, caller, route, req).await?;
-    match state.providers.stream(route, &req).await {
+    let deadline = tokio::time::Instant::now() + MAX_OPEN;
+    match bounded(state, route, deadline, state.providers.stream(route, &req)).await {
         Ok(deltas) => Ok((req, deltas, hold)),
-        Err(e) => {
-            super::settle::release(state, hold).await;
-            Err(e)
-        }
+        Err(e) => Err(failed(state, hold, e, gone()).await),
     }
 }

@@ -21,6 +21,7 @@
 
 mod audit;
 mod call;
+mod calls;
 mod guard;
 mod relay;
 mod reserve;
@@ -29,6 +30,7 @@ pub mod store;
 
 pub use audit::{record_failure, record_success};
 pub use call::complete;
+pub use calls::Calls;
 pub use guard::service as guard_service;
 pub use relay::{Relayed, relay};
 use settle::counted_usage;

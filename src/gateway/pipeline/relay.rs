@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::Caller;
+use super::call::Failure;
 use crate::cost::budget::Hold;
 use crate::cost::ledger::Micros;
 use crate::error::Error;
@@ -75,13 +76,16 @@ pub fn relay(
     // In the request's egress tally, so the entry names the bytes the stream moved.
     let calls = state.calls.clone();
     calls.spawn(crate::egress::tally::inherit(async move {
-        let open = match super::call::open_stream(&state, &caller, route, &request, start).await {
+        let gone = || tx.is_closed();
+        let opened = super::call::open_stream(&state, &caller, route, &request, start, &gone);
+        let open = match opened.await {
             Ok(open) => open,
-            Err(e) => {
-                // Audited and released by `open_stream`; the client may already be gone.
+            // Audited, and settled or released, by `open_stream`; the client may be gone.
+            Err(Failure::Failed(e)) => {
                 let _ = tx.send(Relayed::Refused(e)).await;
                 return;
             }
+            Err(Failure::Unanswered { .. }) => return,
         };
         let mut settlement = Settlement {
             hold: open.hold,
@@ -95,7 +99,7 @@ pub fn relay(
             model: settlement.route.model.clone(),
         };
         let end = match tx.send(opened).await {
-            Ok(()) => pump(open.deltas, &tx, &mut settlement).await,
+            Ok(()) => pump(&state, open.deltas, &tx, &mut settlement).await,
             Err(_) => End::Abandoned,
         };
         settlement.finish(&state, &caller, end).await;
@@ -104,12 +108,19 @@ pub fn relay(
 }
 
 /// Moves deltas from the upstream to the client until one side ends; notes what settle needs.
-async fn pump(mut deltas: DeltaStream, tx: &mpsc::Sender<Relayed>, s: &mut Settlement) -> End {
+async fn pump(
+    state: &AppState,
+    mut deltas: DeltaStream,
+    tx: &mpsc::Sender<Relayed>,
+    s: &mut Settlement,
+) -> End {
     loop {
         let next = tokio::select! {
             // A client that left while the upstream is silent is noticed now, not at the next
             // delta (a stalled upstream may never send one).
             () = tx.closed() => return End::Abandoned,
+            // The server gave up waiting: what was streamed is charged, as for a client gone.
+            () = state.calls.stopping() => return End::Abandoned,
             next = deltas.next() => next,
         };
         let event = match next {

@@ -1,0 +1,63 @@
+//! The tasks paid calls run on, apart from their requests (see `call` and `relay`).
+//!
+//! A stopping server owes each of them its settlement and its audit entry before the store and
+//! the audit log close: a hold left open is released by the next start's recovery, which would
+//! make the upstream's work free. So shutdown first waits for them; past the grace it tells
+//! the rest to stop, and each one still charges its call (the reservation, or a stream what it
+//! streamed) and audits it as abandoned on its way out.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::TaskTracker;
+
+/// How long the calls told to stop get to settle and audit themselves.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Cheap to clone: a task takes a handle so it can spawn while it moves the state.
+#[derive(Clone, Default)]
+pub struct Calls {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Calls {
+    pub(super) fn spawn<F>(&self, call: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(call);
+    }
+
+    /// Completes when the server gives up waiting for its calls.
+    pub(super) fn stopping(&self) -> WaitForCancellationFuture<'_> {
+        self.stop.cancelled()
+    }
+
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// At shutdown, after the last request: waits up to `grace` for the calls to end by
+    /// themselves, then stops the rest and waits for their settlements.
+    pub async fn finish(&self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        self.stop.cancel();
+        if tokio::time::timeout(STOP_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                calls = self.tracker.len(),
+                "paid calls could not be settled before the server stopped"
+            );
+        }
+    }
+}
