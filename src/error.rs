@@ -123,6 +123,39 @@ pub enum Error {
     Lockdown(String),
 }
 
+/// The marker a request body's read error carries when the edge cut the body off for
+/// arriving too slowly (`gateway::server`). It lives here, below every reader of bodies (the
+/// JSON extractor, the services proxy), so each can tell that failure from the others.
+#[derive(Debug)]
+pub struct SlowBody {
+    /// The minimum rate, in bytes a second, the body fell below.
+    pub min_rate: u64,
+}
+
+impl std::fmt::Display for SlowBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body arrived slower than {} bytes a second",
+            self.min_rate
+        )
+    }
+}
+
+impl std::error::Error for SlowBody {}
+
+/// The [`SlowBody`] in `err`'s chain, if the body failed for being too slow.
+pub fn slow_body<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a SlowBody> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(slow) = e.downcast_ref::<SlowBody>() {
+            return Some(slow);
+        }
+        cur = e.source();
+    }
+    None
+}
+
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

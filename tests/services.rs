@@ -889,3 +889,41 @@ async fn a_declared_content_type_is_let_through_and_no_other() {
     assert_eq!(text.status, 415, "{}", text.body);
     env.server.stop();
 }
+
+/// A body trickled to a service is cut off by the edge's minimum rate: the client gets the
+/// same JSON 408 as on every other route, not a 502 blamed on the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_to_a_service_is_a_408_not_an_upstream_failure() {
+    let env = setup(&[], now() + 3600, "").await;
+    let mut s = tokio::net::TcpStream::connect(env.server.addr)
+        .await
+        .unwrap();
+    let head = "POST /api/services/home_assistant/api/services/light/turn_on HTTP/1.1\r\n\
+                host: 127.0.0.1\r\ncontent-type: application/json\r\n\
+                content-length: 2000\r\n\r\n{";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no answer in 40 s");
+        match tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&out).contains("}}") {
+                    break;
+                }
+            }
+            // One more byte every 2 s: far below the minimum rate.
+            Err(_) => {
+                if s.write_all(b" ").await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_body_timeout"), "{text}");
+}

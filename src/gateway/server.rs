@@ -53,36 +53,15 @@ pub const MIN_BODY_RATE: u64 = 1024;
 /// Time a body may take before the minimum rate applies.
 pub const BODY_GRACE: Duration = Duration::from_secs(5);
 
-/// The marker error of a body cut off for being too slow, found again by [`too_slow`].
-#[derive(Debug)]
-struct TooSlow;
-
-impl std::fmt::Display for TooSlow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the request body arrived slower than {MIN_BODY_RATE} bytes a second"
-        )
-    }
-}
-
-impl std::error::Error for TooSlow {}
-
 /// Whether a body read failed because the body was too slow (see [`MinRate`]).
 pub fn too_slow(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.is::<TooSlow>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
+    crate::error::slow_body(err).is_some()
 }
 
 /// A request body held to [`MIN_BODY_RATE`]: the bytes received so far buy time, at that rate,
 /// after [`BODY_GRACE`]; when it runs out before the body ends, the body fails with
-/// [`TooSlow`]. The timer is made only when the body is first waited on.
+/// [`SlowBody`](crate::error::SlowBody). The timer is made only when the body is first waited
+/// on.
 struct MinRate {
     inner: Incoming,
     start: Instant,
@@ -140,7 +119,9 @@ impl hyper::body::Body for MinRate {
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.failed = true;
-                        Poll::Ready(Some(Err(Box::new(TooSlow))))
+                        Poll::Ready(Some(Err(Box::new(crate::error::SlowBody {
+                            min_rate: MIN_BODY_RATE,
+                        }))))
                     }
                     Poll::Pending => Poll::Pending,
                 }

@@ -330,6 +330,17 @@ fn send_failure(out: &Outgoing, e: Error, sent: &[SecretString], service: &str) 
             stage: "request",
         };
     }
+    if out.too_slow() {
+        return Failure {
+            error: Error::BodyTooSlow(
+                crate::error::SlowBody {
+                    min_rate: super::server::MIN_BODY_RATE,
+                }
+                .to_string(),
+            ),
+            stage: "request",
+        };
+    }
     let error = if Redactor::new(sent).contains(e.to_string().as_bytes()) {
         Error::Upstream(format!(
             "{service}: the request failed (details withheld: they named the credential)"

@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 pub struct Outgoing {
     kind: OutgoingKind,
     over_limit: Arc<AtomicBool>,
+    /// Set when the client's body was cut off for arriving too slowly (the edge's minimum
+    /// rate): the send then failed for that reason, not the service's.
+    too_slow: Arc<AtomicBool>,
     limit: usize,
 }
 
@@ -39,6 +42,7 @@ impl Outgoing {
         body: Body,
     ) -> Result<Outgoing> {
         let over_limit = Arc::new(AtomicBool::new(false));
+        let too_slow = Arc::new(AtomicBool::new(false));
         let declared = match headers.get(header::CONTENT_LENGTH) {
             Some(v) => Some(
                 v.to_str()
@@ -55,15 +59,25 @@ impl Outgoing {
         let kind = if declared.unwrap_or(0) == 0 && !chunked {
             OutgoingKind::Empty
         } else if replayable {
-            let bytes = axum::body::to_bytes(body, limit)
-                .await
-                .map_err(|_| too_large(limit))?;
+            let bytes =
+                axum::body::to_bytes(body, limit).await.map_err(
+                    |e| match crate::error::slow_body(&e) {
+                        Some(slow) => Error::BodyTooSlow(slow.to_string()),
+                        None => too_large(limit),
+                    },
+                )?;
             OutgoingKind::Buffered(bytes)
         } else {
             let flag = over_limit.clone();
+            let slow = too_slow.clone();
             let mut seen = 0usize;
             let stream = body.into_data_stream().map(move |chunk| {
-                let chunk = chunk.map_err(io::Error::other)?;
+                let chunk = chunk.map_err(|e| {
+                    if crate::error::slow_body(&e).is_some() {
+                        slow.store(true, Ordering::Relaxed);
+                    }
+                    io::Error::other(e)
+                })?;
                 seen += chunk.len();
                 if seen > limit {
                     flag.store(true, Ordering::Relaxed);
@@ -77,6 +91,7 @@ impl Outgoing {
         Ok(Outgoing {
             kind,
             over_limit,
+            too_slow,
             limit,
         })
     }
@@ -101,6 +116,12 @@ impl Outgoing {
     /// Whether the limit cut a streamed body off (the send then failed for that reason).
     pub fn over_limit(&self) -> bool {
         self.over_limit.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client's body was cut off for arriving too slowly (the send then failed
+    /// for that reason): a 408 for the client, not an upstream failure.
+    pub fn too_slow(&self) -> bool {
+        self.too_slow.load(Ordering::Relaxed)
     }
 
     pub fn too_large(&self) -> Error {
