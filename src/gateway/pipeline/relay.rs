@@ -138,6 +138,15 @@ async fn pump(
                 return End::Failed(e);
             }
             None => {
+                // A server that reports no usage in its stream (llama.cpp's ignores
+                // `stream_options`) is settled on what was counted: the client that asked for
+                // usage gets that figure, the one it is charged on, rather than none.
+                if s.reported.is_none() {
+                    let counted = super::counted_usage(&s.request, s.streamed_bytes);
+                    if tx.send(Relayed::Delta(Delta::Usage(counted))).await.is_err() {
+                        return End::Abandoned;
+                    }
+                }
                 return match tx.send(Relayed::Done).await {
                     Ok(()) => End::Done,
                     Err(_) => End::Abandoned,
