@@ -8,10 +8,15 @@
 //! `local_only_block` are what Maestra itself records. Reported entries carry
 //! `details.reported = true`.
 //!
-//! Reporting is bounded, in every mode: [`EVENTS_PER_MINUTE`] per surface (429 with
-//! `Retry-After`), and [`EVENT_BYTES_PER_DAY`] of log a UTC day for all of them together (then
-//! 429 `budget_exhausted` until the next day). A refused event is never written and the
-//! client is told so: nothing reported is dropped silently.
+//! Reporting is bounded, in every mode, first by limits that do not depend on any name the
+//! client chooses: [`EVENTS_PER_MINUTE_PER_CLIENT`] per client address and per API key, and
+//! [`EVENTS_PER_MINUTE_ALL`] for everyone together (in local mode every client is 127.0.0.1).
+//! Then [`EVENTS_PER_MINUTE`] per surface, so one tool cannot crowd out the others (429 with
+//! `Retry-After` for any of these). Then the log's daily disk budget, in shares: each of the
+//! first [`BUDGET_SURFACES`] surfaces has its own, every other name shares one small one, so a
+//! flood under new names spends only that (429 `budget_exhausted` until the next UTC day).
+//! A refused event is never written and the client is told so: nothing reported is dropped
+//! silently.
 
 use std::sync::Arc;
 
@@ -23,7 +28,9 @@ use serde_json::{Map, Value, json};
 use super::edge::{ApiJson, ApiQuery, RequestInfo};
 use super::{AppState, Shared};
 use crate::access::ratelimit::{
-    DailyBudget, Decision, EVENT_BYTES_PER_DAY, EVENTS_PER_MINUTE, LocalLimiter, RateLimiter,
+    BUDGET_SURFACES, Buckets, Decision, EVENTS_PER_MINUTE, EVENTS_PER_MINUTE_ALL,
+    EVENTS_PER_MINUTE_PER_CLIENT, OTHER_SURFACES_BYTES_PER_DAY, SURFACE_BYTES_PER_DAY,
+    SurfaceBudgets,
 };
 use crate::conversations::redact::redact;
 use crate::error::{Error, Result};
@@ -34,6 +41,8 @@ const MAX_DETAILS_BYTES: usize = 4096;
 const MAX_DETAIL_KEYS: usize = 32;
 const MAX_DETAIL_STRING: usize = 256;
 const MAX_DETAIL_ARRAY: usize = 16;
+/// The longest `details.host`: a DNS name's limit.
+const MAX_HOST: usize = 253;
 /// Entries a query returns by default and at most.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -42,41 +51,49 @@ const MAX_LIMIT: usize = 1000;
 const LINE_OVERHEAD: u64 = 200;
 
 /// The bounds on reported events (see the module's docs), one per server.
+#[derive(Default)]
 pub struct Intake {
-    per_surface: LocalLimiter,
-    budget: DailyBudget,
-}
-
-impl Default for Intake {
-    fn default() -> Intake {
-        Intake {
-            per_surface: LocalLimiter::per_minute(EVENTS_PER_MINUTE),
-            budget: DailyBudget::new(EVENT_BYTES_PER_DAY),
-        }
-    }
+    rates: Buckets,
+    budget: SurfaceBudgets,
 }
 
 impl Intake {
-    /// Admits `e`, reported by `surface`, or says why not (429 either way).
-    async fn admit(&self, surface: &str, e: &Event) -> Result<()> {
-        if let Decision::Deny { retry_after_secs } = self
-            .per_surface
-            .check(&[format!("surface:{surface}")])
-            .await?
+    /// Admits `e`, reported by `surface` from the client `info` describes, or says why not
+    /// (429 either way). The buckets no name can change come first: a refusal names the
+    /// first limit that binds, and a refused event spends none of them.
+    fn admit(&self, info: &RequestInfo, surface: &str, e: &Event) -> Result<()> {
+        let mut buckets = vec![(
+            crate::access::client_bucket(info.ip),
+            EVENTS_PER_MINUTE_PER_CLIENT,
+        )];
+        if let Some(k) = &info.key_id {
+            buckets.push((format!("key:{k}"), EVENTS_PER_MINUTE_PER_CLIENT));
+        }
+        buckets.push(("all".to_string(), EVENTS_PER_MINUTE_ALL));
+        buckets.push((format!("surface:{surface}"), EVENTS_PER_MINUTE));
+        if let Decision::Deny { retry_after_secs } =
+            self.rates.check(&buckets, std::time::Instant::now())
         {
             return Err(Error::RateLimited { retry_after_secs });
         }
         let bytes = serde_json::to_vec(e).map_or(0, |v| v.len() as u64) + LINE_OVERHEAD;
-        match self.budget.take(bytes, crate::store::now_unix()) {
-            Decision::Allow => Ok(()),
-            Decision::Deny { retry_after_secs } => Err(Error::BudgetSpent {
-                message: format!(
-                    "reported events have used today's {} MiB of the audit log; nothing was recorded",
-                    EVENT_BYTES_PER_DAY / (1024 * 1024)
-                ),
-                retry_after_secs,
-            }),
-        }
+        let mib = |b: u64| b / (1024 * 1024);
+        self.budget
+            .take(surface, bytes, crate::store::now_unix())
+            .map_err(|spent| Error::BudgetSpent {
+                message: if spent.own {
+                    format!(
+                        "this surface has used today's {} MiB of the audit log; nothing was recorded",
+                        mib(SURFACE_BYTES_PER_DAY)
+                    )
+                } else {
+                    format!(
+                        "surfaces beyond the first {BUDGET_SURFACES} share {} MiB of the audit log a day, and have used it; nothing was recorded",
+                        mib(OTHER_SURFACES_BYTES_PER_DAY)
+                    )
+                },
+                retry_after_secs: spent.retry_after_secs,
+            })
     }
 }
 
@@ -155,9 +172,10 @@ pub(super) async fn report(
         e = e.detail("key_id", k.as_str());
     }
     let e = e.detail("reported", true);
-    // The surface a tool reports as (else its agent): its own rate, whatever the mode.
+    // The surface a tool reports as (else its agent): its own rate and share, whatever the
+    // mode, after the limits no name escapes.
     let surface = e.surface_id.as_deref().or(e.agent_id.as_deref());
-    intake.admit(surface.unwrap_or_default(), &e).await?;
+    intake.admit(&info, surface.unwrap_or_default(), &e)?;
     let seq = state.audit.append(e).await?;
     Ok(Json(
         json!({"recorded": true, "seq": seq, "request_id": info.id}),
@@ -179,6 +197,15 @@ fn check_details(details: Map<String, Value>) -> Result<Map<String, Value>> {
         check_token("a details key", &k, 64)?;
         if matches!(k.as_str(), "reported" | "key_id") {
             return Err(bad(&format!("{k:?} is set by Maestra")));
+        }
+        // A host names a machine, never free text: a token like the ids (the summary counts
+        // only hosts egress dialled, but what the log says must not pass for one of its names,
+        // such as `(other)`).
+        if k == "host" {
+            match &v {
+                Value::String(host) => check_token("details.host", host, MAX_HOST)?,
+                _ => return Err(bad("host is a string")),
+            }
         }
         let v = match v {
             Value::Array(items) => {

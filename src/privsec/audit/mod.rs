@@ -29,7 +29,7 @@ pub use entry::{Category, Event, Outcome, StoredEntry};
 pub use files::LogFiles;
 pub use query::{Filter, query, query_matching};
 pub use summary::{
-    Counts, Key as SummaryKey, MAX_NAMES, OTHER, Summary, current as current_summary,
+    Counts, Key as SummaryKey, MAX_NAMES, MAX_ROWS, OTHER, Summary, current as current_summary,
 };
 pub use summary_handle::SharedSummary;
 pub use verify::{Options as VerifyOptions, Problem, Report, verify, verify_observed, verify_with};

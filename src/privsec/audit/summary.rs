@@ -12,14 +12,14 @@
 //! its `seq` starting over) is noticed by the hash of the last entry counted: catching up
 //! must meet that entry, with that hash, before anything newer, or the summary is rebuilt.
 //!
-//! Names a client chooses (agent or surface ids, service names, hosts) cannot grow it without
-//! bound: a day keeps at most [`MAX_NAMES`] of each, the most counted, and folds the rest into
-//! one [`OTHER`] row, so totals stay exact while a flood of distinct ids costs a few hundred
-//! rows a day. A name folded away that keeps coming back gets its row again if it climbs into
-//! the top (folding waits until a day holds twice the limit, so it is cheap).
+//! Names a client chooses (agent or surface ids, service names) cannot grow it without
+//! bound: a day keeps at most [`MAX_NAMES`] names per dimension and [`MAX_ROWS`] rows, the most
+//! counted, and folds the rest into [`OTHER`] rows, so totals stay exact while a flood of
+//! distinct ids (or of their combinations) costs a few thousand rows a day at most. See
+//! `bound`.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -31,16 +31,12 @@ use super::files::{LogFiles, read_all};
 use super::writer::parse_seq;
 use crate::error::{Error, Result};
 
-const VERSION: u32 = 1;
+mod bound;
 
-/// Distinct names a day keeps per dimension (agent, service, host); the rest are folded into
-/// [`OTHER`].
-pub const MAX_NAMES: usize = 200;
-/// The name of the row holding the folded names. Not a token a client can send (`(` is not
-/// allowed in ids), so it never mixes with a real name.
-pub const OTHER: &str = "(other)";
-/// The dimensions bounded: agent, service, host.
-const DIMENSIONS: usize = 3;
+use bound::DayIndex;
+pub use bound::{MAX_NAMES, MAX_ROWS, OTHER};
+
+const VERSION: u32 = 1;
 
 /// What one summary row counts over.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,22 +75,8 @@ pub struct Summary {
     pub stale: bool,
     /// Changed since it was last saved.
     pub dirty: bool,
-    /// Per day, the distinct names of each dimension in `rows` (not saved: rebuilt on load).
-    names: HashMap<String, [HashSet<String>; DIMENSIONS]>,
-}
-
-impl Key {
-    fn name_mut(&mut self, dimension: usize) -> &mut String {
-        match dimension {
-            0 => &mut self.agent,
-            1 => &mut self.service,
-            _ => &mut self.host,
-        }
-    }
-
-    fn names(&self) -> [&String; DIMENSIONS] {
-        [&self.agent, &self.service, &self.host]
-    }
+    /// Per day, its rows' distinct names and their number (not saved: rebuilt on load).
+    days: HashMap<String, DayIndex>,
 }
 
 /// The file as saved: rows as flat arrays, so a large summary stays compact.
@@ -253,94 +235,16 @@ impl Summary {
         let new_row = !self.rows.contains_key(&key);
         let day = new_row.then(|| key.day.clone());
         if new_row {
-            let names = self.names.entry(key.day.clone()).or_default();
-            for (set, name) in names.iter_mut().zip(key.names()) {
-                set.insert(name.clone());
-            }
+            self.days.entry(key.day.clone()).or_default().add_row(&key);
         }
         let c = self.rows.entry(key).or_default();
         c.entries += 1;
         c.bytes_sent += f.sent;
         c.bytes_received += f.received;
         self.dirty = true;
-        if let Some(day) = day
-            && self.over(&day, 2 * MAX_NAMES)
-        {
-            self.fold_day(&day);
+        if let Some(day) = day {
+            self.fold_if_grown(&day);
         }
-    }
-
-    /// Whether a day holds more than `limit` names in some dimension.
-    fn over(&self, day: &str, limit: usize) -> bool {
-        self.names
-            .get(day)
-            .is_some_and(|n| n.iter().any(|set| set.len() > limit))
-    }
-
-    /// Folds every day over [`MAX_NAMES`] down to it: what a report or the saved file sees.
-    pub fn bound(&mut self) {
-        let days: Vec<String> = self
-            .names
-            .keys()
-            .filter(|d| self.over(d, MAX_NAMES))
-            .cloned()
-            .collect();
-        for day in days {
-            self.fold_day(&day);
-        }
-    }
-
-    /// Keeps a day's [`MAX_NAMES`] most counted names of each dimension and folds the others'
-    /// rows into [`OTHER`], adding their counts.
-    fn fold_day(&mut self, day: &str) {
-        let mut rows: Vec<(Key, Counts)> = self.rows.extract_if(|k, _| k.day == day).collect();
-        for dim in 0..DIMENSIONS {
-            let mut totals: HashMap<&str, u64> = HashMap::new();
-            for (k, c) in &rows {
-                *totals.entry(k.names()[dim].as_str()).or_default() += c.entries;
-            }
-            totals.remove(OTHER);
-            if totals.len() <= MAX_NAMES {
-                continue;
-            }
-            let mut ranked: Vec<(&str, u64)> = totals.into_iter().collect();
-            ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-            let kept: HashSet<String> = ranked
-                .into_iter()
-                .take(MAX_NAMES)
-                .map(|(n, _)| n.to_string())
-                .collect();
-            for (k, _) in &mut rows {
-                let name = k.name_mut(dim);
-                if !kept.contains(name.as_str()) {
-                    *name = OTHER.to_string();
-                }
-            }
-        }
-        let mut names: [HashSet<String>; DIMENSIONS] = Default::default();
-        for (k, c) in rows {
-            for (set, name) in names.iter_mut().zip(k.names()) {
-                set.insert(name.clone());
-            }
-            let to = self.rows.entry(k).or_default();
-            to.entries += c.entries;
-            to.bytes_sent += c.bytes_sent;
-            to.bytes_received += c.bytes_received;
-        }
-        self.names.insert(day.to_string(), names);
-        self.dirty = true;
-    }
-
-    /// The per-day names of `rows`, for a summary read from its file.
-    fn index(rows: &HashMap<Key, Counts>) -> HashMap<String, [HashSet<String>; DIMENSIONS]> {
-        let mut names: HashMap<String, [HashSet<String>; DIMENSIONS]> = HashMap::new();
-        for k in rows.keys() {
-            let day = names.entry(k.day.clone()).or_default();
-            for (set, name) in day.iter_mut().zip(k.names()) {
-                set.insert(name.clone());
-            }
-        }
-        names
     }
 
     /// Counts a batch the writer committed, whose first entry got `first_seq` and whose last
@@ -507,12 +411,12 @@ impl Summary {
                     through_seq: s.through_seq,
                     through_hash: s.through_hash,
                     anchor: s.anchor,
-                    names: Summary::index(&rows),
+                    days: Summary::index(&rows),
                     rows,
                     stale: true,
                     dirty: false,
                 };
-                // A file saved before names were bounded.
+                // A file saved before names (or rows) were bounded.
                 loaded.bound();
                 loaded
             }
@@ -665,55 +569,6 @@ mod tests {
             serde_json::from_str(r#"{"bytes_sent":-1,"bytes_received":1.5,"host":5}"#).unwrap();
         let f = Figures::of_event(&details);
         assert_eq!((f.sent, f.received, f.host), (0, 0, ""));
-    }
-
-    /// 5,000 distinct agent ids and a busy one: at most `MAX_NAMES` names and `(other)` are
-    /// kept, the busy one among them, and every entry is still counted.
-    #[test]
-    fn distinct_names_are_bounded_and_totals_kept() {
-        let mut s = Summary::default();
-        let add = |s: &mut Summary, agent: &str, host: &str| {
-            let f = Figures {
-                host,
-                reason: "",
-                sent: 1,
-                received: 0,
-            };
-            let ts = "2026-11-30T10:00:00Z";
-            s.add(
-                ts,
-                Some(agent),
-                Category::Creative,
-                "ffmpeg",
-                Outcome::Success,
-                f,
-            );
-        };
-        for _ in 0..50 {
-            add(&mut s, "busy", "h");
-        }
-        for i in 0..5_000 {
-            add(&mut s, &format!("agent-{i}"), &format!("h{i}"));
-            let most = s.names.values().map(|n| n[0].len()).max().unwrap_or(0);
-            assert!(most <= 2 * MAX_NAMES + 1, "{most} names held at {i}");
-        }
-        s.bound();
-        let agents: HashSet<&str> = s.rows.keys().map(|k| k.agent.as_str()).collect();
-        let hosts: HashSet<&str> = s.rows.keys().map(|k| k.host.as_str()).collect();
-        assert!(agents.len() <= MAX_NAMES + 1, "{}", agents.len());
-        assert!(hosts.len() <= MAX_NAMES + 1, "{}", hosts.len());
-        assert!(s.rows.len() <= (MAX_NAMES + 1) * 2, "{}", s.rows.len());
-        assert!(agents.contains("busy") && agents.contains(OTHER));
-        let total: u64 = s.rows.values().map(|c| c.entries).sum();
-        let sent: u64 = s.rows.values().map(|c| c.bytes_sent).sum();
-        assert_eq!((total, sent), (5_050, 5_050));
-        // Saved and loaded, the same.
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("audit.log");
-        s.dirty = true;
-        s.save(&log).unwrap();
-        let back = Summary::load(&log);
-        assert_eq!(back.rows.len(), s.rows.len());
     }
 
     #[test]
