@@ -25,35 +25,10 @@ use crate::home::Home;
 use crate::home_lock::HomeLock;
 use crate::metrics::Metrics;
 use crate::privsec::audit::{Category, Event, Outcome};
-use crate::privsec::guard::Catalog;
+use crate::privsec::guard::{Catalog, check_configured_peer};
+use crate::privsec::lockdown::{LOCKDOWN_ENGAGED, LOCKDOWN_FLAG};
 use crate::privsec::vault::Vault;
 use crate::providers::{self, Providers};
-
-/// The store flag a running server watches: set (by `maestra lockdown`, or the page's
-/// local-only switch), it forces local-only mode on.
-pub const LOCKDOWN_FLAG: &str = "lockdown.local_only";
-/// Set by a lockdown only, cleared only by `maestra lockdown --lift` (a local command): while
-/// it is there a running server refuses the credential lockdown cannot revoke (the static
-/// `MAESTRA_API_KEY`) and the API cannot turn local-only off. Apart from [`LOCKDOWN_FLAG`]
-/// because the page's local-only switch sets that one too, and must not lock anyone out.
-pub const LOCKDOWN_ENGAGED: &str = "lockdown.engaged";
-/// What every lockdown does first, from the command line or the privacy center: the flags that
-/// lock every instance sharing the store, then every API key revoked. Returns how many keys
-/// were revoked. (The vault key rotation that follows differs: the command runs it, a server
-/// runs it as a job.)
-pub async fn engage_lockdown(store: &dyn crate::store::Store) -> Result<u64> {
-    store.meta_set(LOCKDOWN_ENGAGED, "true").await?;
-    store.meta_set(LOCKDOWN_FLAG, "true").await?;
-    store.api_keys_revoke_all(crate::store::now_unix()).await
-}
-
-/// `maestra lockdown --lift`: local-only follows the configuration again and the static key is
-/// accepted again (revoked keys stay revoked). The lock goes last, so a half-done lift leaves
-/// the door shut.
-pub async fn lift_lockdown(store: &dyn crate::store::Store) -> Result<()> {
-    store.meta_delete(LOCKDOWN_FLAG).await?;
-    store.meta_delete(LOCKDOWN_ENGAGED).await
-}
 
 /// How often a running server looks for a lockdown.
 const LOCKDOWN_POLL: Duration = Duration::from_secs(1);
@@ -80,6 +55,8 @@ impl App {
         check_exposure(&config, addr)?;
         let home = Home::new(&config.home);
         home.create_dirs(false)?;
+        // What a killed backup or restore left is removed before anything else runs.
+        home.sweep_scratch();
         let home_lock = HomeLock::acquire(&home, "serve")?;
         // The certificate and key are loaded (and shown to match) before anything else.
         let tls = match &config.network.tls {
@@ -116,6 +93,15 @@ impl App {
         )?;
         let providers = Providers::new(&ctx.config, egress.clone(), vault.clone());
         let budget = Budget::new(&ctx.config, store.clone());
+        // Shared rate limits: local-only reaches no Redis off this machine and the LAN.
+        if let (Mode::Cloud, Some(url)) = (ctx.config.mode, &ctx.config.redis_url) {
+            check_configured_peer(
+                ctx.config.local_only,
+                "redis_url (MAESTRA_REDIS_URL)",
+                url.expose_secret(),
+            )
+            .await?;
+        }
         let access = Access::new(&ctx.config, store.clone())?;
         check_cloud_keys(&ctx.config, &access).await?;
         let metrics = Metrics::with_egress(egress.bytes());

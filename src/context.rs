@@ -9,9 +9,13 @@ use secrecy::ExposeSecret;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::privsec::audit::{AuditLog, ChainKey, Event};
+use crate::privsec::guard::check_configured_peer;
 use crate::privsec::keyring::Keyring;
 use crate::privsec::vault::Vault;
 use crate::store::{PostgresStore, SqliteStore, Store};
+
+/// How the database's setting is named in a local-only refusal.
+pub const DB_URL_SETTING: &str = "db_url (MAESTRA_DB_URL)";
 
 pub struct Context {
     pub config: Config,
@@ -25,6 +29,9 @@ impl Context {
         let config = Config::load(&ProcessEnv, config_file)?;
         let home = Home::new(&config.home);
         home.create_dirs(fix)?;
+        // Every command comes through here: what a killed backup or restore left is removed
+        // before anything else runs (issue 23, class 4).
+        home.sweep_scratch();
         Ok(Context { config, home })
     }
 
@@ -47,6 +54,9 @@ impl Context {
             let url = self.config.db_url.as_ref().ok_or_else(|| {
                 Error::Config("MAESTRA_CLOUD_STORAGE=postgresql needs MAESTRA_DB_URL".into())
             })?;
+            // Local-only reaches no database off this machine and the LAN (before any dial).
+            check_configured_peer(self.config.local_only, DB_URL_SETTING, url.expose_secret())
+                .await?;
             return Ok(Arc::new(PostgresStore::open(url.expose_secret()).await?));
         }
         Ok(Arc::new(SqliteStore::open(&self.home.db()).await?))

@@ -291,7 +291,7 @@ impl Egress {
         dest.received
             .fetch_add(head + declared.unwrap_or(0), Ordering::Relaxed);
         self.count(service, host, "received", head);
-        let mut builder = axum::http::Response::builder()
+        let mut builder = http::Response::builder()
             .status(resp.status())
             .version(resp.version())
             .url(resp.url().clone());

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+pub mod scratch;
+
+pub use scratch::WorkDir;
+
 /// Paths inside a Maestra home.
 #[derive(Debug, Clone)]
 pub struct Home {
@@ -40,6 +44,13 @@ impl Home {
         self.root.is_dir()
     }
 
+    /// Removes the scratch directories dead backup and restore runs left in (and beside) the
+    /// home: every command and the server run it when they open a home, and every forget
+    /// after it (issue 23, class 4). Live runs' directories stay.
+    pub fn sweep_scratch(&self) {
+        scratch::sweep(&self.root);
+    }
+
     /// The directories that must be private.
     fn dirs(&self) -> [PathBuf; 3] {
         [self.root.clone(), self.keys_dir(), self.logs_dir()]
@@ -57,9 +68,6 @@ impl Home {
             }
         }
         self.check_permissions(fix)?;
-        // Every command and the server's start come through here: what a killed backup or
-        // restore left is removed before anything else runs (issue 23, class 4).
-        crate::backup::scratch_home_opened(&self.root);
         Ok(())
     }
 

@@ -3,8 +3,9 @@
 //! build-time crates left out) whose source opens a socket or builds an HTTP client of its own,
 //! and Maestra's own files that do, and requires each to be listed below with the reason it is
 //! allowed: it is egress, it only serves or carries connections others made, or it dials a peer
-//! the configuration names (the database, Redis). Where a crate is allowed because Maestra routes
-//! it through egress, the line of Maestra's source that does so must exist. A new crate (or file)
+//! the configuration names (the database, Redis; in local-only mode only a local one, checked
+//! first). Where a crate is allowed because Maestra routes it through egress or checks its peer,
+//! the lines of Maestra's source that do so must exist. A new crate (or file)
 //! that can open a socket fails this test until it is listed with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,86 +16,101 @@ use std::process::Command;
 /// A file of Maestra's source and the text in it that routes a crate through egress.
 type Evidence = (&'static str, &'static str);
 
-/// Crate → why it is allowed, and (for a crate routed through egress) the file and text in
-/// Maestra's source that route it.
-const CRATES: &[(&str, &str, Option<Evidence>)] = &[
+/// Crate → why it is allowed, and (for a crate routed through egress, or a configured peer that
+/// local-only must check) the files and text in Maestra's source that do so.
+const CRATES: &[(&str, &str, &[Evidence])] = &[
     (
         "reqwest",
         "egress's one outbound client (built only in src/egress.rs, checked below)",
-        None,
+        &[],
     ),
     (
         "object_store",
         "backups to S3: its HTTP client is replaced by egress (egress::objects::GuardedConnector)",
-        Some(("src/backup/location.rs", ".with_http_connector(")),
+        &[("src/backup/location.rs", ".with_http_connector(")],
     ),
     (
         "hyper-util",
         "reqwest's connector (dials what egress's resolver allowed) and the server",
-        None,
+        &[],
     ),
     (
         "tokio",
         "the runtime's sockets, used by the crates listed here and the files below",
-        None,
+        &[],
     ),
-    ("mio", "tokio's I/O driver", None),
+    ("mio", "tokio's I/O driver", &[]),
     (
         "socket2",
         "sets options on sockets tokio and hyper-util open",
-        None,
+        &[],
     ),
     (
         "libc",
         "system call bindings; their callers are listed",
-        None,
+        &[],
     ),
     (
         "rustix",
         "system call bindings; Maestra uses it for processes and files only",
-        None,
+        &[],
     ),
     (
         "h2",
         "HTTP/2 over connections hyper and reqwest opened",
-        None,
+        &[],
     ),
-    ("axum", "serves connections the server accepted", None),
-    ("tokio-util", "adapters over I/O others opened", None),
+    ("axum", "serves connections the server accepted", &[]),
+    ("tokio-util", "adapters over I/O others opened", &[]),
     (
         "url",
         "parses URLs; resolving a host is egress's resolver's job",
-        None,
+        &[],
     ),
     (
         "dotenvy",
         "reads .env files for sqlx; its only socket mention is documentation",
-        None,
+        &[],
     ),
     (
         "eventsource-stream",
         "parses event streams egress received; its client is in documentation",
-        None,
+        &[],
     ),
     (
         "tower-http",
         "server middleware; its client is in a test module",
-        None,
+        &[],
     ),
     (
         "sqlx-core",
         "the configured database (MAESTRA_DB_URL): a peer by configuration",
-        None,
+        &[],
     ),
     (
         "sqlx-postgres",
-        "the configured PostgreSQL (MAESTRA_DB_URL): a peer by configuration",
-        None,
+        "the configured PostgreSQL (MAESTRA_DB_URL): a peer by configuration, checked local \
+         in local-only mode before any connection",
+        &[
+            (
+                "src/context.rs",
+                "check_configured_peer(self.config.local_only, DB_URL_SETTING",
+            ),
+            (
+                "src/backup/create.rs",
+                "check_configured_peer(ctx.config.local_only, DB_URL_SETTING",
+            ),
+            ("src/backup/restore.rs", "\"MAESTRA_RESTORE_KEYS_DB_URL\","),
+        ],
     ),
     (
         "redis",
-        "the configured Redis (MAESTRA_REDIS_URL) for shared rate limits: a peer by configuration",
-        Some(("src/access/ratelimit.rs", "redis::Client::open(")),
+        "the configured Redis (MAESTRA_REDIS_URL) for shared rate limits: a peer by configuration, \
+         checked local in local-only mode before the server starts",
+        &[
+            ("src/access/ratelimit.rs", "redis::Client::open("),
+            ("src/app.rs", "\"redis_url (MAESTRA_REDIS_URL)\","),
+        ],
     ),
 ];
 
@@ -107,19 +123,26 @@ const OWN_FILES: &[(&str, &str)] = &[
         "pg_dump / psql: to the configured database",
     ),
     (
+        "src/privsec/guard.rs",
+        "resolves a configured peer's name (db_url, redis_url) in local-only mode, to check it \
+         is local before anything connects",
+    ),
+    (
         "src/cli/service.rs",
         "systemctl / launchctl: the local service manager",
     ),
 ];
 
-/// Source text that opens an outbound socket or builds an HTTP client.
+/// Source text that opens an outbound socket (`connect`, `connect_timeout`, ...), resolves a
+/// name (DNS: `lookup_host`, `to_socket_addrs`) or builds an HTTP client.
 fn opens_sockets() -> regex::Regex {
     regex::Regex::new(OUTBOUND).unwrap()
 }
 
 const OUTBOUND: &str = concat!(
     r"(TcpStream|UdpSocket|UnixStream|TcpSocket|UnixDatagram)::",
-    r"(connect|bind|new_v4|new_v6|unbound|pair)\b",
+    r"(connect\w*|bind|new_v4|new_v6|unbound|pair)\b",
+    r"|\blookup_host\b|\bto_socket_addrs\b",
     r"|socket2::Socket::new|\bSocket::new\(|libc::(connect|socket)\b",
     r"|reqwest::Client(Builder)?::(new|builder)\b|\bClientBuilder::new\(",
     r"|legacy::Client::builder",
@@ -249,7 +272,7 @@ fn every_crate_that_can_open_a_socket_goes_through_egress_or_is_a_configured_pee
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (name, _, evidence) in CRATES {
-        if let Some((file, text)) = evidence {
+        for (file, text) in *evidence {
             let src = std::fs::read_to_string(root.join(file)).unwrap();
             assert!(
                 src.contains(text),

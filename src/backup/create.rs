@@ -3,7 +3,7 @@
 //! `manifest.mxb` last. Keys and the configuration are held in memory, never in the scratch
 //! directory (issue 23, class 4): a run killed at any point leaves there only the database
 //! copy without its data keys, the audit log's copy and sealed data, and the next start or
-//! forget removes even that (`workdir`).
+//! forget removes even that (`crate::home::scratch`).
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,13 +16,14 @@ use super::manifest::{AuditHead, Backend, FORMAT, Manifest, paths};
 use super::pack::{self, Source, Staged};
 use super::postgres;
 use super::redact;
-use super::workdir::WorkDir;
-use crate::context::Context;
+use crate::context::{Context, DB_URL_SETTING};
 use crate::error::{Error, Result};
+use crate::home::WorkDir;
 use crate::privsec::audit::{self, ChainKey, LogFiles};
+use crate::privsec::guard::check_configured_peer;
 use crate::privsec::keyring::{self, Keyring};
 use crate::store::sqlite_snapshot;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 /// What was written, for the command's summary.
@@ -258,6 +259,7 @@ async fn copy_database_once(
         let url = ctx.config.db_url.as_ref().ok_or_else(|| {
             Error::Config("MAESTRA_CLOUD_STORAGE=postgresql needs MAESTRA_DB_URL".into())
         })?;
+        check_configured_peer(ctx.config.local_only, DB_URL_SETTING, url.expose_secret()).await?;
         let mut snapshot = postgres::Snapshot::take(url).await?;
         let dump = dir.join("postgres.sql");
         snapshot

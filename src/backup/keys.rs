@@ -7,30 +7,12 @@
 //! before it commits anything, and a backup made `--with-keys` checks that the key file it
 //! copied opens the snapshot it took (a rotation may have run in between).
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::error::{Error, Result};
 use crate::privsec::keycheck;
 use crate::privsec::keyring::Keyring;
-
-/// What in a database is locked by the vault key: read by `store::sqlite_snapshot` or
-/// `backup::postgres`. Everything here is ciphertext or a public fingerprint.
-#[derive(Default)]
-pub struct KeyUse {
-    /// The vault's key check value (`meta` `vault.key_check`), when it has one.
-    pub check: Option<String>,
-    /// The encrypted vault secrets: (name, Fernet token).
-    pub secrets: Vec<(String, SecretString)>,
-    /// The distinct `kek` fingerprints that wrap the data keys.
-    pub keks: Vec<String>,
-}
-
-impl KeyUse {
-    /// Whether nothing at all depends on the vault key (a fresh database).
-    pub fn is_empty(&self) -> bool {
-        self.check.is_none() && self.secrets.is_empty() && self.keks.is_empty()
-    }
-}
+pub use crate::store::KeyUse;
 
 /// Why `keys` do not open a database, or `None` when they do: the check value opens, every
 /// secret decrypts and every data key's KEK is one of the keys. Names no secret value.
@@ -75,6 +57,8 @@ pub fn refuse_restore(keys_label: &str, why: &str, with_keys_backup: bool) -> Er
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+
     use super::*;
     use crate::privsec::datakeys::{DataKey, wrap};
     use crate::privsec::keyring::KeySource;

@@ -18,8 +18,9 @@
 //! - `restore`  — into an empty home, assembled aside and renamed into place
 //! - `postgres` — `pg_dump` / `psql` for the shared store
 //! - `redact`   — the configuration's copy without its secrets (no `--with-keys`)
-//! - `workdir`  — private scratch directories that clean up after themselves, and the sweep
-//!   of those a killed run left (every start, every forget)
+//!
+//! Scratch directories (and the sweep of those a killed run left) are the home's:
+//! `crate::home::scratch`.
 
 mod create;
 pub mod crypt;
@@ -31,7 +32,6 @@ mod pack;
 mod postgres;
 mod redact;
 mod restore;
-mod workdir;
 
 pub use create::{Created, create};
 pub use crypt::KeySource;
@@ -39,4 +39,3 @@ pub use keys::KeyUse;
 pub use location::{Location, S3Settings};
 pub use open::{Opened, open};
 pub use restore::{Restored, restore};
-pub use workdir::{opened as scratch_home_opened, sweep_opened as sweep_scratch};

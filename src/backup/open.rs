@@ -10,8 +10,8 @@ use super::crypt::{BackupKey, KeySource, OpenReader, Role, read_header};
 use super::location::{self, Bucket, DATA, Location, MANIFEST, S3Settings};
 use super::manifest::Manifest;
 use super::pack;
-use super::workdir::WorkDir;
 use crate::error::{Error, Result};
+use crate::home::WorkDir;
 
 /// A backup whose manifest opened under the key.
 pub struct Opened {

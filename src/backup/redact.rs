@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 const SECRET_KEYS: &[&str] = &["encryption_key", "api_key", "openai_key", "anthropic_key"];
 /// Secret-typed settings that are URLs: their password is replaced, the rest kept.
 const SECRET_URLS: &[&str] = &["db_url", "redis_url"];
-/// Query parameters that carry a password in a database URL (libpq's `password`, ...).
-const PASSWORD_PARAMS: &[&str] = &["password", "sslpassword"];
+/// What the name of a query parameter that carries a credential contains (any case): libpq's
+/// `password` / `sslpassword`, and `api_key`, `access_token`, `client_secret`, `auth`, ...
+const CREDENTIAL_PARAMS: &[&str] = &["pass", "key", "token", "secret", "auth"];
 /// What a removed password reads as; connecting with it fails and says why.
 pub const PLACEHOLDER: &str = "REMOVED-BY-MAESTRA-BACKUP";
 
@@ -122,22 +123,24 @@ fn without_password(text: &str) -> Option<String> {
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     if pairs
         .iter()
-        .any(|(k, v)| PASSWORD_PARAMS.contains(&k.as_str()) && v != PLACEHOLDER)
+        .any(|(k, v)| is_credential(k) && v != PLACEHOLDER)
     {
         let mut q = url.query_pairs_mut();
         q.clear();
         for (k, v) in &pairs {
-            let v = if PASSWORD_PARAMS.contains(&k.as_str()) {
-                PLACEHOLDER
-            } else {
-                v
-            };
+            let v = if is_credential(k) { PLACEHOLDER } else { v };
             q.append_pair(k, v);
         }
         drop(q);
         changed = true;
     }
     changed.then(|| url.to_string())
+}
+
+/// A query parameter whose name says it holds a credential.
+fn is_credential(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    CREDENTIAL_PARAMS.iter().any(|c| key.contains(c))
 }
 
 #[cfg(test)]
@@ -170,6 +173,22 @@ mod tests {
                 "redis_url",
                 "db_url (password)"
             ]
+        );
+        // Every URL setting, tables included: any query parameter named like a credential.
+        let text = "[services.notes]\nurl = \"https://h/x?API_Key=CANARY3&page=2\"\n\
+                    [backup]\nendpoint = \"https://s3.lan/?X-Amz-Security-Token=CANARY4\"\n\
+                    hooks = [\"https://h/?access_TOKEN=CANARY5\", \"https://h/?q=1\"]\n\
+                    other = { u = \"https://h/?client_secret=CANARY6&sslpass=CANARY7\" }\n\
+                    plain = \"https://h/?Authorization=CANARY8&mode=kept\"\n";
+        let r = redact(text).unwrap();
+        assert!(!r.text.contains("CANARY"), "{}", r.text.as_str());
+        for kept in ["page=2", "q=1", "mode=kept", "https://s3.lan/", "API_Key="] {
+            assert!(r.text.contains(kept), "{kept}: {}", r.text.as_str());
+        }
+        assert_eq!(r.removed.len(), 5, "{:?}", r.removed);
+        assert!(
+            r.removed
+                .contains(&"services.notes.url (password)".to_string())
         );
         let none = redact("local_only = true\n").unwrap();
         assert!(none.removed.is_empty());

@@ -10,7 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::crypt::KeySource;
 use super::keys::{self, KeyUse};
@@ -18,11 +18,13 @@ use super::location::{Location, S3Settings};
 use super::manifest::{Backend, Manifest, paths};
 use super::open;
 use super::postgres;
-use super::workdir::WorkDir;
 use crate::config::Config;
+use crate::context::DB_URL_SETTING;
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::home::WorkDir;
 use crate::privsec::audit::{self, ChainKey};
+use crate::privsec::guard::check_configured_peer;
 use crate::privsec::keyring::Keyring;
 use crate::store::sqlite_snapshot;
 
@@ -93,6 +95,15 @@ pub async fn restore(
                 return Err(Error::BadRequest(
                     "restore: for PostgreSQL, --keys-from needs MAESTRA_RESTORE_KEYS_DB_URL too: the live database whose data keys to take".into(),
                 ));
+            }
+            check_configured_peer(config.local_only, DB_URL_SETTING, url.expose_secret()).await?;
+            if let Some(keys_db) = keys_db {
+                check_configured_peer(
+                    config.local_only,
+                    "MAESTRA_RESTORE_KEYS_DB_URL",
+                    keys_db.expose_secret(),
+                )
+                .await?;
             }
             if !postgres::is_empty(&url).await? {
                 return Err(Error::BadRequest(

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::Catalog;
+use crate::privsec::lockdown;
 
 /// The passphrase's variable; asked on the terminal when unset.
 const PASSPHRASE_ENV: &str = "MAESTRA_BACKUP_PASSPHRASE";
@@ -78,8 +79,10 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
             let source = key_source(key_file.as_deref(), true)?;
             let (s3, traffic) = s3_settings(&ctx.config, Some(&ctx), &to).await?;
             let created = backup::create(&ctx, &to, &source, with_keys, &s3).await;
-            audit_s3(Some(&ctx), &to, "backup.upload", &traffic, &created).await?;
+            // The backup's own error comes first: an audit failure must not hide it.
+            let audited = audit_s3(Some(&ctx), &to, "backup.upload", &traffic, &created).await;
             let created = created?;
+            audited?;
             let m = &created.manifest;
             ctx.audit(
                 Event::new(
@@ -134,8 +137,10 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
                 Ok(opened)
             }
             .await;
-            audit_s3(ctx.as_ref(), &from, "backup.download", &traffic, &checked).await?;
+            let audited =
+                audit_s3(ctx.as_ref(), &from, "backup.download", &traffic, &checked).await;
             let opened = checked?;
+            audited?;
             let m = &opened.manifest;
             println!(
                 "backup OK: made {} ({:?}{}), {} files, every SHA-256 matches{}",
@@ -322,7 +327,7 @@ async fn local_only_now(config: &Config, ctx: Option<&Context>) -> Result<bool> 
         return Ok(false);
     }
     let store = ctx.store().await?;
-    for flag in [crate::app::LOCKDOWN_FLAG, crate::app::LOCKDOWN_ENGAGED] {
+    for flag in [lockdown::LOCKDOWN_FLAG, lockdown::LOCKDOWN_ENGAGED] {
         if store.meta_get(flag).await?.is_some() {
             return Ok(true);
         }

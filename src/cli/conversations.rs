@@ -144,6 +144,9 @@ pub async fn forget(
     let store = open_store(&ctx).await?;
     let audit = ctx.audit_log()?;
     let result = rights::forget_user(store.as_ref(), &audit, &user, &Actor::cli()).await;
+    // Copies Maestra made itself go too (whatever the outcome: the key may be gone even if a
+    // later step failed): what a killed backup or restore left in the home.
+    ctx.home.sweep_scratch();
     audit.close().await;
     let n = result?;
     let scrub = match store.meta_get(crate::store::SCRUB_OWED).await? {

@@ -58,7 +58,7 @@ async fn local_only(ctx: &Context) -> Result<bool> {
     let flag = ctx
         .store()
         .await?
-        .meta_get(super::lockdown::LOCKDOWN_FLAG)
+        .meta_get(crate::privsec::lockdown::LOCKDOWN_FLAG)
         .await?;
     Ok(flag.is_some())
 }

@@ -10,13 +10,13 @@ use super::Context;
 use crate::error::Result;
 use crate::privsec::audit::{Category, Event, Outcome};
 
-pub use crate::app::LOCKDOWN_FLAG;
+use crate::privsec::lockdown::{engage_lockdown, lift_lockdown};
 
 pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
     let store = ctx.store().await?;
     if lift {
-        crate::app::lift_lockdown(store.as_ref()).await?;
+        lift_lockdown(store.as_ref()).await?;
         ctx.audit(Event::new(
             Category::Admin,
             "maestra",
@@ -30,7 +30,7 @@ pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let revoked = crate::app::engage_lockdown(store.as_ref()).await?;
+    let revoked = engage_lockdown(store.as_ref()).await?;
     // Local-only and the revocations stand even if the rotation cannot run (a key that is not
     // the vault's): in an incident, do every step that can be done, then say what could not.
     // Ok(false): keys from the environment, which this command cannot rewrite.

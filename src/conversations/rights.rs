@@ -139,7 +139,9 @@ pub async fn delete_conversation(
 
 /// The right to be forgotten: the user's data key destroyed first (crypto-shredding: from
 /// that commit on, their content is unreadable wherever it was copied, backups included), and
-/// audited; then every conversation of `user` deleted and gone from the files.
+/// audited; then every conversation of `user` deleted and gone from the files. The callers
+/// (command line, API) then sweep their home's scratch (`Home::sweep_scratch`): what a killed
+/// backup left there goes with the key.
 pub async fn forget_user(
     store: &dyn Store,
     audit: &AuditLog,
@@ -151,8 +153,6 @@ pub async fn forget_user(
     audit
         .record(event(actor, "forget_user.key_destroyed", Some(user)).detail("had_key", had_key))
         .await?;
-    // Copies Maestra made itself go too: what a killed backup left in the home.
-    crate::backup::sweep_scratch();
     let n = store.conversations_delete_owner(user).await?;
     // A write that raced the first destroy may have made the user a new key before its turn
     // was deleted with the rest: that key locks nothing now, so it goes too.

@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::edge::{ApiJson, RequestInfo};
 use super::jobs::Jobs;
-use crate::app::{LOCKDOWN_ENGAGED, LOCKDOWN_FLAG};
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::keyring::KeySource;
+use crate::privsec::lockdown::{LOCKDOWN_ENGAGED, LOCKDOWN_FLAG, engage_lockdown};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +104,7 @@ pub(super) async fn lockdown(
             "a lockdown needs {\"confirm\": true}".into(),
         ));
     }
-    let revoked = crate::app::engage_lockdown(state.store.as_ref()).await?;
+    let revoked = engage_lockdown(state.store.as_ref()).await?;
     state.access.set_locked_down(true);
     state.egress.set_local_only(true);
     let rotation = match state.vault.keys().source.clone() {

@@ -158,6 +158,8 @@ pub async fn forget_user(
     access::acting_user(&state, &info, Some(&user)).await?;
     jobs.forget(&user);
     let n = rights::forget_user(state.store.as_ref(), &state.audit, &user, &actor(&info)).await;
+    // Copies Maestra made itself go too: what a killed backup or restore left in the home.
+    crate::home::Home::new(&state.config.home).sweep_scratch();
     // Again after, whatever the outcome (the key may be gone even if a later step failed): an
     // export that finished while the forget ran holds what it read before.
     jobs.forget(&user);

@@ -250,9 +250,201 @@ pub fn is_local_addr(addr: IpAddr) -> bool {
     }
 }
 
+/// How long the name of a configured peer may take to resolve before it is refused.
+const PEER_RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// In local-only mode, a peer the configuration names (the PostgreSQL store, Redis) is
+/// reached only if every host its URL names is local by [`is_local_addr`]: an IP literal as
+/// it is, a name by every address it resolves to, a Unix socket always. Checked before any
+/// connection is made; anything else is refused with a `local_only_mode` error naming
+/// `setting` (the URL itself may hold a password: only its host is named). Off when
+/// `local_only` is false.
+pub async fn check_configured_peer(
+    local_only: bool,
+    setting: &str,
+    url: &str,
+) -> crate::error::Result<()> {
+    if !local_only {
+        return Ok(());
+    }
+    let refuse = |reason: String| {
+        crate::error::Error::LocalOnly(Box::new(LocalOnlyBlock {
+            service: setting.to_string(),
+            reason: format!(
+                "{reason}; local-only mode (MAESTRA_LOCAL_ONLY) reaches only this machine and \
+                 the local network (loopback, private, link-local, unique-local addresses), so \
+                 no connection was made"
+            ),
+            suggested_alternatives: Vec::new(),
+        }))
+    };
+    let hosts = peer_hosts(url).map_err(|why| refuse(why.to_string()))?;
+    for host in hosts {
+        match host {
+            PeerHost::Socket => {}
+            PeerHost::Ip(ip) => {
+                if !is_local_addr(ip) {
+                    return Err(refuse(format!("its host {ip} is not a local address")));
+                }
+            }
+            PeerHost::Name(name) => {
+                let resolved = tokio::time::timeout(
+                    PEER_RESOLVE_TIMEOUT,
+                    tokio::net::lookup_host((name.as_str(), 0)),
+                )
+                .await;
+                let addrs: Vec<IpAddr> = match resolved {
+                    Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+                    _ => {
+                        return Err(refuse(format!(
+                            "its host {name:?} could not be resolved to check that it is local"
+                        )));
+                    }
+                };
+                if addrs.is_empty() {
+                    return Err(refuse(format!("its host {name:?} resolves to no address")));
+                }
+                if let Some(ip) = addrs.into_iter().find(|ip| !is_local_addr(*ip)) {
+                    return Err(refuse(format!(
+                        "its host {name:?} resolves to {ip}, which is not a local address"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A host a configured peer's URL names.
+#[derive(Debug, PartialEq)]
+enum PeerHost {
+    /// A Unix socket (a path): on this machine.
+    Socket,
+    Ip(IpAddr),
+    Name(String),
+}
+
+/// Every host a database or Redis URL names: the authority's (percent-decoded: a path is a
+/// Unix socket), and libpq-style `host` / `hostaddr` query parameters; none at all means the
+/// client's default (a local socket or localhost). `unix:` and `redis+unix:` are sockets.
+fn peer_hosts(url: &str) -> std::result::Result<Vec<PeerHost>, &'static str> {
+    let url = url::Url::parse(url.trim())
+        .map_err(|_| "it is not a URL, so its host cannot be checked")?;
+    if matches!(url.scheme(), "unix" | "redis+unix") {
+        return Ok(vec![PeerHost::Socket]);
+    }
+    let mut named: Vec<String> = Vec::new();
+    if let Some(h) = url.host_str().filter(|h| !h.is_empty()) {
+        let decoded = percent_encoding::percent_decode_str(h)
+            .decode_utf8()
+            .map_err(|_| "its host is not valid UTF-8")?;
+        named.push(decoded.into_owned());
+    }
+    for (k, v) in url.query_pairs() {
+        if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("hostaddr") {
+            named.extend(v.split(',').map(|h| h.trim().to_string()));
+        }
+    }
+    let mut hosts = Vec::new();
+    for h in named {
+        if h.starts_with('/') {
+            hosts.push(PeerHost::Socket);
+        } else if h.is_empty() {
+            return Err("it names an empty host");
+        } else if let Ok(ip) = h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            hosts.push(PeerHost::Ip(ip));
+        } else {
+            hosts.push(PeerHost::Name(h));
+        }
+    }
+    if hosts.is_empty() {
+        hosts.push(PeerHost::Socket);
+    }
+    Ok(hosts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configured_peer_s_hosts() {
+        let ip = |s: &str| PeerHost::Ip(s.parse().unwrap());
+        let name = |s: &str| PeerHost::Name(s.to_string());
+        for (url, want) in [
+            (
+                "postgresql://u:p@203.0.113.7:5432/db",
+                vec![ip("203.0.113.7")],
+            ),
+            (
+                "postgresql://u:p@[::ffff:203.0.113.7]/db",
+                vec![ip("::ffff:203.0.113.7")],
+            ),
+            (
+                "postgres://u@db.example.test/db?sslmode=require",
+                vec![name("db.example.test")],
+            ),
+            (
+                "postgresql://%2Fvar%2Frun%2Fpostgresql/db",
+                vec![PeerHost::Socket],
+            ),
+            ("postgresql:///db", vec![PeerHost::Socket]),
+            ("postgresql:///db?host=/tmp", vec![PeerHost::Socket]),
+            (
+                "postgresql://localhost/db?hostaddr=203.0.113.7",
+                vec![name("localhost"), ip("203.0.113.7")],
+            ),
+            ("redis://:p@10.0.0.5:6379/0", vec![ip("10.0.0.5")]),
+            (
+                "rediss://cache.example.test",
+                vec![name("cache.example.test")],
+            ),
+            ("redis+unix:///run/redis.sock", vec![PeerHost::Socket]),
+            ("unix:///run/redis.sock", vec![PeerHost::Socket]),
+        ] {
+            assert_eq!(peer_hosts(url).unwrap(), want, "{url}");
+        }
+        assert!(peer_hosts("not a url").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_configured_peer_must_be_local_in_local_only_mode() {
+        for url in [
+            "postgresql://u:CANARY@203.0.113.7:5432/db",
+            "postgresql://u@[::ffff:203.0.113.7]/db",
+            "postgresql://localhost/db?hostaddr=203.0.113.7",
+            "redis://:CANARY@203.0.113.7:6379",
+        ] {
+            let t = std::time::Instant::now();
+            let e = check_configured_peer(true, "db_url (MAESTRA_DB_URL)", url)
+                .await
+                .unwrap_err();
+            assert!(t.elapsed() < std::time::Duration::from_secs(1), "{url}");
+            let text = e.to_string();
+            assert_eq!(e.code(), "local_only_mode", "{url}: {text}");
+            assert!(
+                text.contains("db_url (MAESTRA_DB_URL)") && text.contains("203.0.113.7"),
+                "{text}"
+            );
+            assert!(!text.contains("CANARY"), "{text}");
+            // Off, nothing is checked (and nothing is dialled here either way).
+            check_configured_peer(false, "db_url", url).await.unwrap();
+        }
+        for url in [
+            "postgresql://u:p@127.0.0.1:5432/db",
+            "postgresql://u:p@localhost/db",
+            "postgresql://u:p@192.168.1.20/db",
+            "postgresql:///db?host=/var/run/postgresql",
+            "redis://[fd00::1]:6379",
+            "unix:///run/redis.sock",
+        ] {
+            check_configured_peer(true, "db_url", url).await.unwrap();
+        }
+    }
 
     #[test]
     fn seed_catalog_sizes() {

@@ -306,6 +306,26 @@ pub mod prelude {
     pub use super::{ApiKeys, Conversations, DataKeys, Ledger, Meta, RawContent, Secrets, Store};
 }
 
+/// What in a database is locked by the vault key: read by [`sqlite_snapshot::key_use`] or
+/// `backup::postgres`, judged by `backup::keys`. Everything here is ciphertext or a public
+/// fingerprint.
+#[derive(Default)]
+pub struct KeyUse {
+    /// The vault's key check value (`meta` `vault.key_check`), when it has one.
+    pub check: Option<String>,
+    /// The encrypted vault secrets: (name, Fernet token).
+    pub secrets: Vec<(String, SecretString)>,
+    /// The distinct `kek` fingerprints that wrap the data keys.
+    pub keks: Vec<String>,
+}
+
+impl KeyUse {
+    /// Whether nothing at all depends on the vault key (a fresh database).
+    pub fn is_empty(&self) -> bool {
+        self.check.is_none() && self.secrets.is_empty() && self.keks.is_empty()
+    }
+}
+
 /// Seconds since the Unix epoch, the store's timestamp unit.
 pub fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()

@@ -14,8 +14,8 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 
-use crate::backup::KeyUse;
 use crate::error::{Error, Result};
+use crate::store::KeyUse;
 
 /// The table of wrapped per-user data keys (migration 0007).
 const DATA_KEYS: &str = "data_keys";

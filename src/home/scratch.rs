@@ -1,18 +1,17 @@
-//! Private scratch directories (0700) that are removed when dropped, so a failed backup or
-//! restore leaves nothing behind.
+//! Private scratch directories (0700) in and beside a home that are removed when dropped, so a
+//! failed backup or restore leaves nothing behind.
 //!
 //! One killed outright cannot clean up, and its directory holds a database copy: erasure must
 //! reach it (issue 23, class 4). Each directory holds a lock for its owner's life, so any
 //! process can tell a dead run's directory from a live one (a PID alone can be reused), and
-//! [`sweep`] removes the dead ones. It runs whenever a home is opened (every command and the
-//! server's start, through [`opened`]) and on every forget ([`sweep_opened`]). Key material
-//! never lands in one in the clear (see `create`): a crash leaves at most ciphertext and a
-//! database copy without its data keys.
+//! [`sweep`] removes the dead ones. Its callers run it ([`super::Home::sweep_scratch`]): every
+//! command when it loads its context, the server's start, and every forget (command line and
+//! API). Key material never lands in one in the clear (see `backup::create`): a crash leaves
+//! at most ciphertext and a database copy without its data keys.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
 use rand::RngCore;
 
@@ -22,9 +21,6 @@ use crate::error::{Error, Result};
 const IN_HOME: &[&str] = &[".maestra-backup-", ".maestra-download-"];
 /// The lock file a live owner holds.
 const LOCK: &str = ".owner.lock";
-
-/// Homes this process opened, swept again by a forget.
-static OPENED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 pub struct WorkDir {
     path: PathBuf,
@@ -62,27 +58,6 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-/// A home was opened: its dead scratch (and a dead restore's beside it) is removed, and the
-/// home is remembered for [`sweep_opened`].
-pub fn opened(root: &Path) {
-    sweep(root);
-    let mut homes = OPENED.lock().unwrap_or_else(PoisonError::into_inner);
-    if !homes.iter().any(|h| h == root) {
-        homes.push(root.to_path_buf());
-    }
-}
-
-/// Sweeps every home this process opened (a forget: the copies must go with the key).
-pub fn sweep_opened() {
-    let homes = OPENED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    for h in homes {
-        sweep(&h);
     }
 }
 
