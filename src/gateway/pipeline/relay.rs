@@ -143,7 +143,11 @@ async fn pump(
                 // usage gets that figure, the one it is charged on, rather than none.
                 if s.reported.is_none() {
                     let counted = super::counted_usage(&s.request, s.streamed_bytes);
-                    if tx.send(Relayed::Delta(Delta::Usage(counted))).await.is_err() {
+                    if tx
+                        .send(Relayed::Delta(Delta::Usage(counted)))
+                        .await
+                        .is_err()
+                    {
                         return End::Abandoned;
                     }
                 }
