@@ -70,6 +70,14 @@ pub enum Error {
     #[error("unknown model {0:?}; GET /v1/models lists the available ones")]
     UnknownModel(String),
 
+    /// A paid model the pricing table does not know: refused before anything is reserved or
+    /// sent, as a guardrail cannot bound what it cannot price.
+    #[error(
+        "model {0:?} has no price, so its cost cannot be bounded; price it in maestra.toml: \
+         [pricing.{0:?}] input_per_million = <USD> output_per_million = <USD>"
+    )]
+    UnpricedModel(String),
+
     #[error("too large: {0}")]
     TooLarge(String),
 
@@ -167,7 +175,7 @@ impl Error {
     /// The HTTP status this failure maps to at the edge.
     pub fn status(&self) -> u16 {
         match self {
-            Error::BadRequest(_) | Error::InvalidToken(_) => 400,
+            Error::BadRequest(_) | Error::InvalidToken(_) | Error::UnpricedModel(_) => 400,
             Error::NotFound(_) | Error::SecretNotFound(_) | Error::UnknownModel(_) => 404,
             Error::TooLarge(_) => 413,
             Error::HeadersTooLarge(_) => 431,
@@ -215,6 +223,7 @@ impl Error {
             Error::BadRequest(_) => "bad_request",
             Error::NotFound(_) => "not_found",
             Error::UnknownModel(_) => "model_not_found",
+            Error::UnpricedModel(_) => "unpriced_model",
             Error::TooLarge(_) => "payload_too_large",
             Error::HeadersTooLarge(_) => "headers_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",

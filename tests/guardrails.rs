@@ -699,6 +699,61 @@ async fn a_blocked_cloud_call_reserves_nothing() {
     assert!(audit.contains("local_only_block"), "{audit}");
 }
 
+/// A paid model the pricing table does not know is refused with a 400 `unpriced_model` that
+/// names the model and the fix, before anything is reserved or sent (issue 25); priced in
+/// `maestra.toml`, the same name goes through. A local model needs no price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpriced_paid_model_is_refused_before_anything_is_sent() {
+    let (addr, mock) = mock::start().await;
+    let body = json!({"model": "gpt-9-ultra", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "how much?"}]});
+    let home = home_with(addr, PRICING, &[("MAESTRA_DAILY_COST_LIMIT", "5")]);
+    let server = Server::start(&home);
+    let resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "unpriced_model", "{err}");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("[pricing.\"gpt-9-ultra\"]"), "{msg}");
+    assert!(msg.contains("output_per_million"), "{msg}");
+    assert!(msg.contains("maestra.toml"), "{msg}");
+    assert!(mock.requests().is_empty());
+    let privacy: Value = client()
+        .get(server.url("/api/privacy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(privacy["cost"]["daily"]["spent_usd"].as_f64().unwrap(), 0.0);
+    drop(server);
+
+    let priced = format!(
+        "{PRICING}[pricing.\"gpt-9-ultra\"]\ninput_per_million = 0.0\noutput_per_million = 1000.0\n"
+    );
+    let home = home_with(addr, &priced, &[("MAESTRA_DAILY_COST_LIMIT", "5")]);
+    let server = Server::start(&home);
+    let resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert!(
+        answer["meta"]["cost_usd"].as_f64().unwrap() > 0.0,
+        "{answer}"
+    );
+    drop(server);
+}
+
 /// A client that walks away from a paid stream mid-answer still pays for what the upstream
 /// produced: the stream's relay notices the closed connection while the upstream is silent,
 /// settles the hold to the counted usage (nothing stays reserved) and audits the call.

@@ -185,7 +185,8 @@ impl Budget {
         out
     }
 
-    /// Reserves the worst case of the request, or refuses it with a 402. Returns the request
+    /// Reserves the worst case of the request, or refuses it: a 400 `unpriced_model` for a
+    /// paid model the pricing table does not know, a 402 over a limit. Returns the request
     /// to send: capped to `max_output_tokens` when it costs money, as asked when it is free.
     pub async fn reserve(
         &self,
@@ -194,6 +195,8 @@ impl Budget {
         user: Option<&str>,
         key: Option<&str>,
     ) -> Result<(ChatRequest, Hold)> {
+        // A paid model without a price cannot be bounded: refused before anything is held.
+        self.pricing.check(route.provider, &route.model)?;
         let capped = self.capped(req);
         let amount = self.worst_case(route, &capped);
         if amount == 0 {

@@ -2,13 +2,16 @@
 //! `[pricing."MODEL"]` tables in `maestra.toml` (an override wins over a built-in entry).
 //!
 //! Models are matched by the longest known prefix, so dated snapshots (`gpt-4o-mini-2024-07-18`)
-//! price like their family. An unknown cloud model is priced at the most expensive known rate:
-//! a guardrail that guesses low is not a guardrail.
+//! price like their family. An unknown cloud model has no price: [`Pricing::check`] refuses it
+//! (400 `unpriced_model`) before anything is reserved or sent. Should one reach [`Pricing::cost`]
+//! anyway, it is priced at the most expensive known rate: a guardrail that guesses low is not
+//! a guardrail.
 
 use std::collections::BTreeMap;
 
 use super::ledger::{MAX_MICROS, Micros};
 use crate::config::PriceConfig;
+use crate::error::{Error, Result};
 use crate::providers::{Provider, Usage};
 
 /// A price in integer nano-USD per token (USD per million tokens × 1,000), so that cost
@@ -102,16 +105,31 @@ impl Pricing {
         Pricing { entries, fallback }
     }
 
-    /// The price of a model on a provider.
-    pub fn price(&self, provider: Provider, model: &str) -> Price {
+    /// The known price of a model on a provider: local models are free, a cloud model needs
+    /// a table entry (longest prefix wins); `None` when it has none.
+    pub fn known(&self, provider: Provider, model: &str) -> Option<Price> {
         if provider == Provider::Local {
-            return p(0, 0);
+            return Some(p(0, 0));
         }
         self.entries
             .iter()
             .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
             .max_by_key(|(prefix, _)| prefix.len())
-            .map_or(self.fallback, |(_, price)| *price)
+            .map(|(_, price)| *price)
+    }
+
+    /// Refuses a paid model the table does not price (built in or `[pricing."MODEL"]`).
+    pub fn check(&self, provider: Provider, model: &str) -> Result<()> {
+        match self.known(provider, model) {
+            Some(_) => Ok(()),
+            None => Err(Error::UnpricedModel(model.to_string())),
+        }
+    }
+
+    /// The price of a model on a provider; the most expensive known rate for one the table
+    /// does not know (which [`Pricing::check`] refuses before any call).
+    pub fn price(&self, provider: Provider, model: &str) -> Price {
+        self.known(provider, model).unwrap_or(self.fallback)
     }
 
     /// What `usage` costs, in micro-USD, rounded up: a guardrail never under-counts. Exact
@@ -148,6 +166,34 @@ mod tests {
             completion_tokens: 1_000_000,
         };
         assert_eq!(t.cost(Provider::OpenAi, "gpt-4o-mini", u), 750_000);
+    }
+
+    #[test]
+    fn unknown_paid_models_are_refused_and_local_ones_are_free() {
+        let t = Pricing::default();
+        let e = t.check(Provider::OpenAi, "gpt-9-ultra").unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "unpriced_model"));
+        let msg = e.to_string();
+        assert!(msg.contains("gpt-9-ultra"), "{msg}");
+        assert!(msg.contains("[pricing.\"gpt-9-ultra\"]"), "{msg}");
+        assert!(msg.contains("input_per_million"), "{msg}");
+        assert!(msg.contains("maestra.toml"), "{msg}");
+        assert!(t.check(Provider::Anthropic, "claude-9").is_err());
+        assert!(t.check(Provider::OpenAi, "gpt-4o-mini-2024-07-18").is_ok());
+        assert!(t.check(Provider::Local, "anything-at-all").is_ok());
+        let mut o = BTreeMap::new();
+        o.insert(
+            "gpt-9-ultra".to_string(),
+            PriceConfig {
+                input_per_million: 1.0,
+                output_per_million: 2.0,
+            },
+        );
+        assert!(
+            Pricing::new(&o)
+                .check(Provider::OpenAi, "gpt-9-ultra")
+                .is_ok()
+        );
     }
 
     #[test]
