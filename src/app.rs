@@ -26,7 +26,7 @@ use crate::home_lock::HomeLock;
 use crate::metrics::Metrics;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::{Catalog, check_configured_peer};
-use crate::privsec::lockdown::{LOCKDOWN_ENGAGED, LOCKDOWN_FLAG};
+use crate::privsec::lockdown::RuntimeState;
 use crate::privsec::vault::Vault;
 use crate::providers::{self, Providers};
 
@@ -324,19 +324,27 @@ async fn lockdown_watch(state: Arc<AppState>) {
     }
 }
 
-/// One look at the store's lockdown flags: the static key's refusal and local-only mode.
+/// One look at the store's lockdown flags: the static key's refusal and local-only mode, as
+/// [`RuntimeState`] reads them for every command, the log naming the real cause.
 async fn follow_lockdown(state: &AppState) -> Result<()> {
-    let engaged = state.store.meta_get(LOCKDOWN_ENGAGED).await?.is_some();
-    if state.access.set_locked_down(engaged) {
+    let now = RuntimeState::read(state.config.local_only, Some(state.store.as_ref())).await?;
+    if state.access.set_locked_down(now.lockdown) {
         tracing::warn!(
-            lockdown = engaged,
+            lockdown = now.lockdown,
             "lockdown changed: the static API key is refused while it is on"
         );
     }
-    let forced = engaged || state.store.meta_get(LOCKDOWN_FLAG).await?.is_some();
-    let on = forced || state.config.local_only;
+    let on = now.local_only();
     if on != state.egress.local_only() {
-        tracing::warn!(local_only = on, "local-only mode changed by lockdown");
+        match now.why() {
+            Some(why) => {
+                tracing::warn!(local_only = true, cause = %why, "local-only mode on: {why}")
+            }
+            None => tracing::warn!(
+                local_only = false,
+                "local-only mode off: no lockdown, privacy center switch or configuration holds it"
+            ),
+        }
         state.egress.set_local_only(on);
     }
     Ok(())

@@ -61,6 +61,29 @@ fn service_check(ctx: &Context) -> Check {
     }
 }
 
+/// Local-only mode as it is in force (the same reading `guard status` and a running server
+/// make): the configuration, the privacy center's switch, or a lockdown.
+async fn local_only_check(ctx: &Context) -> Check {
+    match super::guard::runtime_state(ctx).await {
+        Ok(state) => Check {
+            status: if state.local_only() {
+                Status::Pass
+            } else {
+                Status::Warn
+            },
+            what: format!("local: local-only mode is {}", state.describe()),
+            fix: "set MAESTRA_LOCAL_ONLY=true (or switch it on in the privacy center) to keep \
+                  all traffic on this machine"
+                .into(),
+        },
+        Err(e) => check(
+            false,
+            format!("local: cannot read local-only mode from the store ({e})"),
+            "run `maestra guard status`",
+        ),
+    }
+}
+
 pub async fn run(config_file: Option<&Path>, fix: bool) -> Result<ExitCode> {
     let config = Config::load(&ProcessEnv, config_file)?;
     let home = Home::new(&config.home);
@@ -73,6 +96,12 @@ pub async fn run(config_file: Option<&Path>, fix: bool) -> Result<ExitCode> {
     checks.extend(cloud_checks(&config));
     let ctx = Context { config, home };
     checks.push(service_check(&ctx));
+    let local_only = local_only_check(&ctx).await;
+    let at = checks
+        .iter()
+        .position(|c| c.what.starts_with("cloud: "))
+        .unwrap_or(checks.len());
+    checks.insert(at, local_only);
     if let Some(c) = vault_key_check(ctx).await {
         // Right after the key file check, which it refines.
         let at = checks
@@ -221,18 +250,6 @@ fn local_checks(c: &Config, home: &Home) -> Vec<Check> {
             "run `maestra audit verify` to see what is missing or the first broken line",
         ));
     }
-    out.push(Check {
-        status: if c.local_only {
-            Status::Pass
-        } else {
-            Status::Warn
-        },
-        what: format!(
-            "local: local-only mode is {}",
-            if c.local_only { "on" } else { "off" }
-        ),
-        fix: "set MAESTRA_LOCAL_ONLY=true to keep all traffic on this machine".into(),
-    });
     out
 }
 

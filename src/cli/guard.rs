@@ -11,6 +11,7 @@ use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::privsec::guard::{Catalog, Kind, LocalOnlyBlock};
+use crate::privsec::lockdown::RuntimeState;
 use crate::services;
 
 /// `guard check` exits with this when the target would be blocked.
@@ -31,10 +32,11 @@ pub async fn run(config_file: Option<&Path>, cmd: GuardCommand) -> Result<ExitCo
         home: Home::new(&config.home),
         config,
     };
-    let local_only = local_only(&ctx).await?;
+    let state = runtime_state(&ctx).await?;
+    let local_only = state.local_only();
     match cmd {
         GuardCommand::Status => {
-            println!("local-only mode: {}", if local_only { "on" } else { "off" });
+            println!("local-only mode: {}", state.describe());
             println!(
                 "cloud services (blocked when on): {}",
                 catalog.names(Kind::Cloud).join(", ")
@@ -46,21 +48,15 @@ pub async fn run(config_file: Option<&Path>, cmd: GuardCommand) -> Result<ExitCo
     }
 }
 
-/// Local-only mode as a running server has it: on by configuration, or forced on by a
-/// `maestra lockdown` recorded in the store.
-async fn local_only(ctx: &Context) -> Result<bool> {
-    if ctx.config.local_only {
-        return Ok(true);
-    }
+/// Local-only mode as a running server has it (the one [`RuntimeState`] reading: the
+/// configuration, the privacy center's switch, a lockdown), without creating a store that is
+/// not there yet. `maestra doctor` reads it here too.
+pub(super) async fn runtime_state(ctx: &Context) -> Result<RuntimeState> {
     if !ctx.config.uses_postgres() && !ctx.home.db().exists() {
-        return Ok(false);
+        return RuntimeState::read(ctx.config.local_only, None).await;
     }
-    let flag = ctx
-        .store()
-        .await?
-        .meta_get(crate::privsec::lockdown::LOCKDOWN_FLAG)
-        .await?;
-    Ok(flag.is_some())
+    let store = ctx.store().await?;
+    RuntimeState::read(ctx.config.local_only, Some(store.as_ref())).await
 }
 
 async fn check(

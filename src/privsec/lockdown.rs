@@ -32,3 +32,96 @@ pub async fn lift_lockdown(store: &dyn Store) -> Result<()> {
     store.meta_delete(LOCKDOWN_FLAG).await?;
     store.meta_delete(LOCKDOWN_ENGAGED).await
 }
+
+/// Local-only mode and lockdown as they are in force: the one reading of the configuration
+/// and the store's flags that `maestra doctor`, `maestra guard status` and a running server's
+/// watch all make, so none of them can say otherwise than another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuntimeState {
+    /// `local_only = true` (or `MAESTRA_LOCAL_ONLY`) in the configuration.
+    pub configured: bool,
+    /// Switched on in the privacy center (the store's [`LOCKDOWN_FLAG`] with no lockdown).
+    pub switched: bool,
+    /// A lockdown is engaged ([`LOCKDOWN_ENGAGED`]): it forces local-only mode on.
+    pub lockdown: bool,
+}
+
+impl RuntimeState {
+    /// Reads the store's flags; `store` is `None` where there is no store yet (a fresh home),
+    /// which holds no flag.
+    pub async fn read(configured: bool, store: Option<&dyn Store>) -> Result<RuntimeState> {
+        let Some(store) = store else {
+            return Ok(RuntimeState {
+                configured,
+                ..RuntimeState::default()
+            });
+        };
+        let lockdown = store.meta_get(LOCKDOWN_ENGAGED).await?.is_some();
+        let flag = store.meta_get(LOCKDOWN_FLAG).await?.is_some();
+        Ok(RuntimeState {
+            configured,
+            switched: flag && !lockdown,
+            lockdown,
+        })
+    }
+
+    /// Whether local-only mode is in force: configuration, page switch or lockdown.
+    pub fn local_only(&self) -> bool {
+        self.configured || self.switched || self.lockdown
+    }
+
+    /// Why local-only mode is on, every cause named; `None` when it is off.
+    pub fn why(&self) -> Option<String> {
+        let mut causes = Vec::new();
+        if self.lockdown {
+            causes.push("a lockdown is engaged (lift it with `maestra lockdown --lift`)");
+        }
+        if self.switched {
+            causes.push("switched on in the privacy center");
+        }
+        if self.configured {
+            causes.push("set in the configuration (local_only = true / MAESTRA_LOCAL_ONLY)");
+        }
+        (!causes.is_empty()).then(|| causes.join("; "))
+    }
+
+    /// One line for people: `on (why)` or `off`.
+    pub fn describe(&self) -> String {
+        match self.why() {
+            Some(why) => format!("on ({why})"),
+            None => "off".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_named_and_a_page_switch_is_no_lockdown() {
+        let off = RuntimeState::default();
+        assert!(!off.local_only() && off.describe() == "off");
+        let page = RuntimeState {
+            switched: true,
+            ..RuntimeState::default()
+        };
+        assert!(page.local_only());
+        let why = page.why().unwrap();
+        assert!(
+            why.contains("privacy center") && !why.contains("lockdown"),
+            "{why}"
+        );
+        let locked = RuntimeState {
+            lockdown: true,
+            configured: true,
+            ..RuntimeState::default()
+        };
+        let why = locked.why().unwrap();
+        assert!(
+            why.contains("lockdown") && why.contains("configuration"),
+            "{why}"
+        );
+        assert!(!why.contains("privacy center"), "{why}");
+    }
+}
