@@ -91,12 +91,24 @@ impl HomeLock {
     }
 }
 
-/// The refusal: who holds the home, and what to do about it.
-fn in_use(home: &Home, path: &Path, command: &str) -> Error {
+/// Who holds the home now, in words (`maestra serve` (pid N, listening on ADDR)), or `None`
+/// when nothing does. Reads without taking the lock for more than an instant: a free lock is
+/// taken and released at once (by closing the file), a held one is only described.
+pub fn holder(home: &Home) -> Option<String> {
+    let path = home.root.join(FILE);
+    let file = File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => Some(describe(&path)),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
+fn describe(path: &Path) -> String {
     let holder = std::fs::read(path)
         .ok()
         .and_then(|t| serde_json::from_slice::<Holder>(t.trim_ascii()).ok());
-    let who = match &holder {
+    match &holder {
         Some(Holder {
             pid,
             command,
@@ -104,7 +116,12 @@ fn in_use(home: &Home, path: &Path, command: &str) -> Error {
         }) => format!("`maestra {command}` (pid {pid}, listening on {addr})"),
         Some(Holder { pid, command, .. }) => format!("`maestra {command}` (pid {pid})"),
         None => "another maestra process".to_string(),
-    };
+    }
+}
+
+/// The refusal: who holds the home, and what to do about it.
+fn in_use(home: &Home, path: &Path, command: &str) -> Error {
+    let who = describe(path);
     let advice = if command == "serve" {
         "one server per home: stop it first, or give this one its own MAESTRA_HOME".to_string()
     } else {
@@ -140,7 +157,9 @@ mod tests {
             e.contains("`maestra import` changes") && e.contains("stop it"),
             "{e}"
         );
+        assert!(holder(&home).is_some_and(|h| h.contains(&format!("pid {pid}"))));
         drop(lock);
+        assert_eq!(holder(&home), None);
         HomeLock::acquire(&home, "import").unwrap();
     }
 }

@@ -80,8 +80,21 @@ fn the_unit_verifies_is_hardened_and_starts_the_server() {
 
     let ok = home.ok(&["service", "status", "--user"], b"");
     assert!(ok.contains("matches this configuration"), "{ok}");
+    // Without --user, status finds the per-user unit too, and says which it is.
+    let ok = home.ok(&["service", "status"], b"");
+    assert!(
+        ok.contains("installed: the per-user service")
+            && ok.contains("matches this configuration")
+            && ok.contains("no server runs on this home now"),
+        "{ok}"
+    );
+    // Installed is not running: nothing holds the home.
     let doctor = String::from_utf8_lossy(&home.run(&["doctor"], b"").stdout).to_string();
-    assert!(doctor.contains("[pass] service: "), "{doctor}");
+    assert!(
+        doctor.contains("[pass] service: per-user service ")
+            && doctor.contains("installed, not running"),
+        "{doctor}"
+    );
 
     // Run exactly what the unit runs, with only what the unit sets.
     std::fs::write(home.root().join("maestra.toml"), "bind = \"127.0.0.1:0\"\n").unwrap();
@@ -127,20 +140,55 @@ fn the_unit_verifies_is_hardened_and_starts_the_server() {
         stream.read_to_string(&mut reply).unwrap();
         reply
     });
+    // While it runs, doctor and status say so (the home's lock is held), naming the process.
+    let doctor = String::from_utf8_lossy(&home.run(&["doctor"], b"").stdout).to_string();
+    let status = home.ok(&["service", "status"], b"");
     let _ = child.kill();
     let _ = child.wait();
     let health = health.expect("the unit's command did not start the server");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let pid = format!("pid {}", child.id());
+    assert!(
+        doctor.contains("a server runs on this home: `maestra serve`") && doctor.contains(&pid),
+        "{doctor}"
+    );
+    assert!(
+        status.contains("this home is served by `maestra serve`") && status.contains(&pid),
+        "{status}"
+    );
 
     // An edited unit is no longer what this configuration would write.
     std::fs::write(&unit, text.replace("NoNewPrivileges=yes\n", "")).unwrap();
-    let stale = home.run(&["service", "status", "--user"], b"");
-    assert!(!stale.status.success());
-    assert!(String::from_utf8_lossy(&stale.stderr).contains("differs"));
+    for args in [&["service", "status", "--user"][..], &["service", "status"]] {
+        let stale = home.run(args, b"");
+        assert!(!stale.status.success());
+        let said = String::from_utf8_lossy(&stale.stderr);
+        assert!(
+            said.contains("differs") && said.contains("run `maestra service install --user` again"),
+            "{said}"
+        );
+    }
     let doctor = String::from_utf8_lossy(&home.run(&["doctor"], b"").stdout).to_string();
-    assert!(doctor.contains("[FAIL] service: "), "{doctor}");
-    home.ok(&["service", "uninstall", "--user"], b"");
+    assert!(
+        doctor.contains("[FAIL] service: ")
+            && doctor.contains("fix: run `maestra service install --user` again"),
+        "{doctor}"
+    );
+    // Uninstall without --user finds the per-user unit and says which it removed.
+    let removed = home.ok(&["service", "uninstall"], b"");
+    assert!(
+        removed.contains("removed the per-user service"),
+        "{removed}"
+    );
     assert!(!unit.exists());
     let gone = home.run(&["service", "status", "--user"], b"");
     assert!(!gone.status.success());
+    let gone = home.run(&["service", "status"], b"");
+    assert!(!gone.status.success());
+    let said = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        said.contains("`maestra service install` (system)")
+            && said.contains("`maestra service install --user` (per-user)"),
+        "{said}"
+    );
 }

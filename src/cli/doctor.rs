@@ -42,17 +42,31 @@ fn service_check(ctx: &Context) -> Check {
     match super::service::installed(ctx) {
         Ok(None) => Check {
             status: Status::Skip,
-            what: "service: no system service installed (optional: maestra service install)".into(),
+            what: "service: none installed, system or per-user (optional: maestra service \
+                   install [--user])"
+                .into(),
             fix: String::new(),
         },
-        Ok(Some((path, current))) => check(
-            current,
-            format!(
-                "service: {} is hardened and runs this configuration",
-                path.display()
-            ),
-            "run `maestra service install` again (add --user for a per-user service)",
-        ),
+        Ok(Some((path, user, current))) => {
+            let (what, flag) = if user {
+                ("per-user service", " --user")
+            } else {
+                ("system service", "")
+            };
+            // Running means a server holds this home's lock, whoever started it.
+            let runs = match crate::home_lock::holder(&ctx.home) {
+                Some(who) => format!("a server runs on this home: {who}"),
+                None => "installed, not running (no server holds this home)".to_string(),
+            };
+            check(
+                current,
+                format!(
+                    "service: {what} {} is hardened and matches this configuration; {runs}",
+                    path.display()
+                ),
+                format!("run `maestra service install{flag}` again"),
+            )
+        }
         Err(e) => check(
             false,
             format!("service: cannot check the installed service ({e})"),

@@ -21,13 +21,16 @@ pub enum ServiceCommand {
         #[arg(long)]
         user: bool,
     },
-    /// Stop, disable and remove the service file.
+    /// Stop, disable and remove the service file (system and per-user, whichever is there).
     Uninstall {
+        /// Only the per-user service.
         #[arg(long)]
         user: bool,
     },
-    /// Whether the service is installed, matches this configuration, and runs.
+    /// Whether the service is installed (system or per-user), matches this configuration,
+    /// and runs.
     Status {
+        /// Only the per-user service.
         #[arg(long)]
         user: bool,
     },
@@ -224,44 +227,99 @@ async fn install(ctx: &Context, manager: Manager, user: bool) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-async fn uninstall(ctx: &Context, manager: Manager, user: bool) -> Result<ExitCode> {
-    let path = manager.path(user)?;
-    if !path.exists() {
-        println!("not installed ({} does not exist)", path.display());
-        return Ok(ExitCode::SUCCESS);
+/// Which unit a path is, in words, and the flag that names it on the command line.
+fn kind(user: bool) -> (&'static str, &'static str) {
+    if user {
+        ("the per-user service", " --user")
+    } else {
+        ("the system service", "")
     }
-    if manager.running() {
-        match manager {
-            Manager::Systemd => {
-                systemctl(user, &["disable", "--now", SYSTEMD_UNIT]);
-            }
-            Manager::Launchd => {
-                manage("launchctl", &["unload", "-w", &path.display().to_string()]);
-            }
+}
+
+/// The installed service files, system first: with `--user`, only the per-user one; without,
+/// whichever exist (each flagged whether it is the per-user one).
+fn found(manager: Manager, user: bool) -> Result<Vec<(bool, PathBuf)>> {
+    let mut out = Vec::new();
+    for u in [false, true] {
+        if user && !u {
+            continue;
+        }
+        let path = manager.path(u)?;
+        if path.exists() {
+            out.push((u, path));
         }
     }
-    std::fs::remove_file(&path)
-        .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
-    if manager.running() && manager == Manager::Systemd {
-        systemctl(user, &["daemon-reload"]);
-    }
-    println!("removed {}", path.display());
-    ctx.audit(
-        Event::new(
-            Category::Admin,
-            "maestra",
-            "service.uninstall",
-            Outcome::Success,
+    Ok(out)
+}
+
+/// What to say when no service file is there.
+fn not_installed(manager: Manager, user: bool) -> Result<String> {
+    Ok(if user {
+        format!(
+            "no per-user service installed ({} does not exist){}; install one with `maestra \
+             service install --user`",
+            manager.path(true)?.display(),
+            if manager.path(false)?.exists() {
+                format!(
+                    "; the system service is ({}): leave out --user",
+                    manager.path(false)?.display()
+                )
+            } else {
+                String::new()
+            }
         )
-        .detail("path", path.display().to_string()),
-    )
-    .await?;
+    } else {
+        format!(
+            "no service installed (neither {} nor {} exists); install one with `maestra service \
+             install` (system) or `maestra service install --user` (per-user)",
+            manager.path(false)?.display(),
+            manager.path(true)?.display()
+        )
+    })
+}
+
+async fn uninstall(ctx: &Context, manager: Manager, user: bool) -> Result<ExitCode> {
+    let units = found(manager, user)?;
+    if units.is_empty() {
+        println!("not installed: {}", not_installed(manager, user)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (user, path) in units {
+        let (what, _) = kind(user);
+        if manager.running() {
+            match manager {
+                Manager::Systemd => {
+                    systemctl(user, &["disable", "--now", SYSTEMD_UNIT]);
+                }
+                Manager::Launchd => {
+                    manage("launchctl", &["unload", "-w", &path.display().to_string()]);
+                }
+            }
+        }
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("cannot remove {what} {}", path.display()), e))?;
+        if manager.running() && manager == Manager::Systemd {
+            systemctl(user, &["daemon-reload"]);
+        }
+        println!("removed {what}: {}", path.display());
+        ctx.audit(
+            Event::new(
+                Category::Admin,
+                "maestra",
+                "service.uninstall",
+                Outcome::Success,
+            )
+            .detail("path", path.display().to_string())
+            .detail("user", user),
+        )
+        .await?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The installed service file (per-user first, then system) and whether it is what install
 /// would write for this configuration now; `None` when none is installed. For `doctor`.
-pub fn installed(ctx: &Context) -> Result<Option<(PathBuf, bool)>> {
+pub fn installed(ctx: &Context) -> Result<Option<(PathBuf, bool, bool)>> {
     let manager = Manager::here();
     for user in [true, false] {
         let path = manager.path(user)?;
@@ -269,38 +327,47 @@ pub fn installed(ctx: &Context) -> Result<Option<(PathBuf, bool)>> {
             let now = manager.render(&spec(ctx, user)?)?;
             let on_disk = std::fs::read_to_string(&path)
                 .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            return Ok(Some((path, on_disk == now)));
+            return Ok(Some((path, user, on_disk == now)));
         }
     }
     Ok(None)
 }
 
 fn status(ctx: &Context, manager: Manager, user: bool) -> Result<ExitCode> {
-    let path = manager.path(user)?;
-    if !path.exists() {
-        eprintln!(
-            "not installed ({} does not exist): run `maestra service install{}`",
-            path.display(),
-            if user { " --user" } else { "" }
-        );
+    let units = found(manager, user)?;
+    if units.is_empty() {
+        eprintln!("not installed: {}", not_installed(manager, user)?);
         return Ok(ExitCode::FAILURE);
     }
-    let now = manager.render(&spec(ctx, user)?)?;
-    let on_disk = std::fs::read_to_string(&path)
-        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    println!("installed: {}", path.display());
-    if manager.running() && manager == Manager::Systemd {
-        systemctl(user, &["is-active", SYSTEMD_UNIT]);
-    } else if !manager.running() {
-        println!("state: unknown (the service manager is not running here)");
+    let mut ok = true;
+    for (user, path) in units {
+        let (what, flag) = kind(user);
+        let now = manager.render(&spec(ctx, user)?)?;
+        let on_disk = std::fs::read_to_string(&path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        println!("installed: {what}, {}", path.display());
+        if manager.running() && manager == Manager::Systemd {
+            systemctl(user, &["is-active", SYSTEMD_UNIT]);
+        } else if !manager.running() {
+            println!("state: unknown (the service manager is not running here)");
+        }
+        match crate::home_lock::holder(&ctx.home) {
+            Some(who) => println!("this home is served by {who}"),
+            None => println!("no server runs on this home now"),
+        }
+        if on_disk != now {
+            eprintln!(
+                "{what} differs from what this configuration would write: run `maestra service \
+                 install{flag}` again"
+            );
+            ok = false;
+        } else {
+            println!("{what} matches this configuration");
+        }
     }
-    if on_disk != now {
-        eprintln!(
-            "the installed file differs from what this configuration would write: run `maestra service install{}` again",
-            if user { " --user" } else { "" }
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("matches this configuration");
-    Ok(ExitCode::SUCCESS)
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
