@@ -407,3 +407,72 @@ fn rotation_keeps_timestamps_as_python_reads_them() {
     assert_eq!(before, after, "same timestamp and value under the new key");
     assert!(after.trim_end().ends_with("value-1"));
 }
+
+/// Long work shows progress only on a terminal (issue 25): with standard error piped, as
+/// here, a key rotation, the plaintext migration, a backup and its check and a forget print
+/// their result and not one byte of progress (no counter lines, no carriage returns, no
+/// escape codes).
+#[test]
+fn piped_long_work_prints_no_progress() {
+    let h = Home::new().with("MAESTRA_BACKUP_PASSPHRASE", "a passphrase for the test");
+    h.ok(&["init"], b"");
+    for i in 0..3 {
+        h.ok(&["vault", "put", &format!("svc{i}")], b"value");
+    }
+    let dest = h.dir.path().join("backup");
+    let dest = dest.to_str().unwrap();
+    let commands: [&[&str]; 5] = [
+        &["vault", "rotate-key"],
+        &["vault", "migrate"],
+        &["backup", "create", "--to", dest, "--with-keys"],
+        &["backup", "verify", "--from", dest],
+        &["forget", "--user", "ann"],
+    ];
+    for args in commands {
+        let out = h.run(args, b"");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains('\r') && !err.contains('\u{1b}'),
+            "{args:?}: {err:?}"
+        );
+        for label in ["re-encrypting", "encrypting:", "the backup", "forgetting"] {
+            assert!(!err.contains(label), "{args:?}: {err:?}");
+        }
+    }
+}
+
+/// On a terminal (a pty from `script`, where it is installed) the same rotation draws its bar.
+#[test]
+fn long_work_on_a_terminal_draws_a_bar() {
+    let Ok(script) = which_script() else {
+        eprintln!("skipped: no `script` to provide a terminal");
+        return;
+    };
+    let h = Home::new();
+    h.ok(&["init"], b"");
+    h.ok(&["vault", "put", "svc"], b"value");
+    let line = format!("{} vault rotate-key", env!("CARGO_BIN_EXE_maestra"));
+    let out = std::process::Command::new(script)
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", h.dir.path())
+        .envs(h.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("re-encrypting: ["), "{shown:?}");
+    assert!(shown.contains("1/1"), "{shown:?}");
+    assert!(shown.contains("secret(s) re-encrypted"), "{shown:?}");
+}
+
+fn which_script() -> Result<std::path::PathBuf, ()> {
+    ["/usr/bin/script", "/bin/script"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or(())
+}

@@ -78,7 +78,9 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
             let ctx = Context::load(config_file, false)?;
             let source = key_source(key_file.as_deref(), true)?;
             let (s3, traffic) = s3_settings(&ctx.config, Some(&ctx), &to).await?;
+            let spinner = super::progress::Spinner::new("writing the backup");
             let created = backup::create(&ctx, &to, &source, with_keys, &s3).await;
+            drop(spinner);
             // The backup's own error comes first: an audit failure must not hide it.
             let audited = audit_s3(Some(&ctx), &to, "backup.upload", &traffic, &created).await;
             let created = created?;
@@ -131,12 +133,14 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
             };
             let (s3, traffic) = s3_settings(&config, ctx.as_ref(), &from).await?;
             let scratch = std::env::temp_dir();
+            let spinner = super::progress::Spinner::new("verifying the backup");
             let checked = async {
                 let opened = backup::open(&from, &source, &s3, &scratch).await?;
                 opened.check(None).await?;
                 Ok(opened)
             }
             .await;
+            drop(spinner);
             let audited =
                 audit_s3(ctx.as_ref(), &from, "backup.download", &traffic, &checked).await;
             let opened = checked?;
@@ -165,6 +169,7 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
             let config = Config::load(&ProcessEnv, config_file)?;
             let source = key_source(key_file.as_deref(), false)?;
             let (s3, traffic) = s3_settings(&config, None, &from).await?;
+            let spinner = super::progress::Spinner::new("restoring the backup");
             let r = backup::restore(
                 &config,
                 &from,
@@ -173,7 +178,9 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
                 keys_db.as_ref(),
                 &s3,
             )
-            .await?;
+            .await;
+            drop(spinner);
+            let r = r?;
             println!(
                 "restored {} files of the backup made {} into {} (keys from {}, {} data keys)",
                 r.manifest.files.len(),

@@ -106,14 +106,24 @@ async fn open_store(ctx: &Context) -> Result<Arc<dyn Store>> {
         .store)
 }
 
-/// "encrypting conversations: N/M rows" on standard error, for a database big enough to take
-/// a while (more than a few batches).
+/// "encrypting conversations" on standard error, for a database big enough to take a while
+/// (more than a few batches): a bar on a terminal; otherwise, still, an "N/M rows" line per
+/// batch (tests/encryption_cli.rs times its crash of a half-done migration by that line).
 fn sealing_progress() -> impl FnMut(u64, u64) -> Result<()> + Send {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
     let mut batches = 0u64;
+    let mut bar = None;
     move |done, total| {
         batches += 1;
         if batches >= 4 {
-            eprintln!("encrypting conversations: {done}/{total} rows");
+            if terminal {
+                let show = bar
+                    .get_or_insert_with(|| super::progress::callback("encrypting conversations"));
+                show(done, total)?;
+            } else {
+                eprintln!("encrypting conversations: {done}/{total} rows");
+            }
         }
         Ok(())
     }
@@ -143,7 +153,9 @@ pub async fn forget(
     }
     let store = open_store(&ctx).await?;
     let audit = ctx.audit_log()?;
+    let spinner = super::progress::Spinner::new("forgetting the user");
     let result = rights::forget_user(store.as_ref(), &audit, &user, &Actor::cli()).await;
+    drop(spinner);
     // Copies Maestra made itself go too (whatever the outcome: the key may be gone even if a
     // later step failed): what a killed backup or restore left in the home.
     ctx.home.sweep_scratch();

@@ -10,6 +10,7 @@ mod guard;
 mod init;
 mod keys;
 pub mod lockdown;
+mod progress;
 mod serve;
 mod service;
 mod service_files;
@@ -183,12 +184,8 @@ pub fn exit_quietly_on_broken_pipe() {
     }));
 }
 
-/// A progress callback for long work: a line on stderr every so often, and at the end.
+/// A progress callback for long work: a bar on a terminal, nothing when standard error is not
+/// one (see [`progress::counter`]).
 pub(crate) fn progress(label: &'static str) -> impl FnMut(usize, usize) -> Result<()> {
-    move |done, total| {
-        if done == total || done % 500 == 0 {
-            eprintln!("{label}: {done}/{total}");
-        }
-        Ok(())
-    }
+    progress::counter(label)
 }
