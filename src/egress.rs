@@ -16,13 +16,13 @@
 //! for the services proxy to relay to its client, scrubbed, as an answer like any other.
 //!
 //! Other crates' clients are routed here too: the object store's (backups to S3) through
-//! [`objects::GuardedConnector`]. `tests/egress_sockets.rs` lists every crate in the tree that
-//! can open a socket and why each one is either egress or a configured local peer.
+//! `backup::connector::GuardedConnector`, which the backup (above egress) builds on this
+//! client. `tests/egress_sockets.rs` lists every crate in the tree that can open a socket and
+//! why each one is either egress or a configured local peer.
 //!
 //! Every request is also counted here: bytes sent and received per service and host, in
 //! `/metrics` ([`Egress::bytes`]) and, through [`tally`], in the request's audit entry.
 
-pub mod objects;
 pub mod tally;
 
 use std::collections::HashMap;

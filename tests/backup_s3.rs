@@ -167,7 +167,7 @@ fn settings(s3: &S3) -> maestra::backup::S3Settings {
             allow_http: true,
         },
         vault_secret: Some(secrecy::SecretString::from("testing".to_string())),
-        connector: maestra::egress::objects::GuardedConnector::new(
+        connector: maestra::backup::connector::GuardedConnector::new(
             maestra::egress::Egress::new(
                 maestra::privsec::guard::Catalog::new(&Default::default()),
                 maestra::egress::EgressOptions::default(),

@@ -26,7 +26,7 @@ const CRATES: &[(&str, &str, &[Evidence])] = &[
     ),
     (
         "object_store",
-        "backups to S3: its HTTP client is replaced by egress (egress::objects::GuardedConnector)",
+        "backups to S3: its HTTP client is replaced by egress (backup::connector::GuardedConnector)",
         &[("src/backup/location.rs", ".with_http_connector(")],
     ),
     (

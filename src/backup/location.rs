@@ -1,7 +1,7 @@
 //! Where a backup is: a directory, or an S3-compatible bucket (`s3://bucket/prefix`, through
 //! the `object_store` crate). Either way a backup is two files, `data.mxb` then
 //! `manifest.mxb`, both encrypted; their names say nothing about what is inside. The bucket is
-//! reached through egress like every other outbound call (`egress::objects`).
+//! reached through egress like every other outbound call (`backup::connector`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -15,8 +15,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::connector::{self, GuardedConnector};
 use crate::config::BackupConfig;
-use crate::egress::objects::{self, GuardedConnector};
 use crate::error::{Error, Result};
 
 pub const DATA: &str = "data.mxb";
@@ -243,7 +243,7 @@ async fn send_parts(writer: &mut WriteMultipart, local: &Path) -> Result<()> {
 
 fn s3_error(what: &str, e: object_store::Error) -> Error {
     // The guard's refusal is itself the answer (403-like, audited as a block by the caller).
-    if let Some(blocked) = objects::blocked(&e) {
+    if let Some(blocked) = connector::blocked(&e) {
         return blocked;
     }
     Error::io(format!("backup: {what}"), std::io::Error::other(e))

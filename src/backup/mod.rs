@@ -22,6 +22,7 @@
 //! Scratch directories (and the sweep of those a killed run left) are the home's:
 //! `crate::home::scratch`.
 
+pub mod connector;
 mod create;
 pub mod crypt;
 mod keys;

@@ -12,10 +12,10 @@ use clap::Subcommand;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use zeroize::Zeroizing;
 
+use crate::backup::connector::{GuardedConnector, Traffic};
 use crate::backup::{self, KeySource, Location, S3Settings};
 use crate::config::{Config, ProcessEnv};
 use crate::context::Context;
-use crate::egress::objects::{GuardedConnector, Traffic};
 use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::home::Home;

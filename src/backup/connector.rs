@@ -20,7 +20,7 @@ use object_store::client::{
 };
 use object_store::{ClientConfigKey, ClientOptions};
 
-use super::Egress;
+use crate::egress::Egress;
 use crate::error::Error;
 
 /// What one store sent and received, and the host it last reached.
