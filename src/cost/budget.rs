@@ -19,8 +19,6 @@ use crate::error::{Error, Result};
 use crate::providers::{ChatRequest, Route, Usage};
 use crate::store::Ledger;
 
-/// Tokens assumed per message on top of its bytes (role and framing).
-const MESSAGE_OVERHEAD: u64 = 8;
 /// A warning is logged once a day when spend passes this share of the daily limit.
 const WARN_SHARE: f64 = 0.8;
 
@@ -125,17 +123,9 @@ impl Budget {
         req
     }
 
-    /// The most a (capped) request can cost: every prompt byte a token, the full output cap.
-    fn worst_case(&self, route: &Route, req: &ChatRequest) -> Micros {
-        let prompt = req.messages.iter().fold(0u64, |sum, m| {
-            let bytes = u64::try_from(m.content.len()).unwrap_or(u64::MAX);
-            sum.saturating_add(bytes.saturating_add(MESSAGE_OVERHEAD))
-        });
-        let usage = Usage {
-            prompt_tokens: prompt,
-            completion_tokens: req.max_tokens.unwrap_or(self.cost.max_output_tokens),
-        };
-        self.pricing.cost(route.provider, &route.model, usage)
+    /// The most a (capped) request can use: see [`ChatRequest::usage_bound`].
+    fn worst_case(&self, route: &Route, req: &ChatRequest) -> Usage {
+        req.usage_bound(route, self.cost.max_output_tokens)
     }
 
     fn limits(&self, user: Option<&str>, key: Option<&str>) -> Vec<Limit> {
@@ -185,9 +175,9 @@ impl Budget {
         out
     }
 
-    /// Reserves the worst case of the request, or refuses it: a 400 `unpriced_model` for a
-    /// paid model the pricing table does not know, a 402 over a limit. Returns the request
-    /// to send: capped to `max_output_tokens` when it costs money, as asked when it is free.
+    /// Reserves the worst case of a chat request, or refuses it (see [`Budget::reserve_bound`]).
+    /// Returns the request to send: capped to `max_output_tokens` when it costs money, as
+    /// asked when it is free.
     pub async fn reserve(
         &self,
         route: &Route,
@@ -195,16 +185,39 @@ impl Budget {
         user: Option<&str>,
         key: Option<&str>,
     ) -> Result<(ChatRequest, Hold)> {
-        // A paid model without a price cannot be bounded: refused before anything is held.
         self.pricing.check(route.provider, &route.model)?;
         let capped = self.capped(req);
-        let amount = self.worst_case(route, &capped);
+        let hold = self
+            .reserve_bound(route, self.worst_case(route, &capped), user, key)
+            .await?;
+        Ok((
+            if hold.reserved == 0 {
+                req.clone()
+            } else {
+                capped
+            },
+            hold,
+        ))
+    }
+
+    /// Reserves `bound`, the most a call's usage can be, priced for its route, or refuses it:
+    /// a 400 `unpriced_model` for a paid model the pricing table does not know, a 402 over a
+    /// limit. Every kind of paid call (chat, embeddings) comes through here.
+    pub async fn reserve_bound(
+        &self,
+        route: &Route,
+        bound: Usage,
+        user: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Hold> {
+        // A paid model without a price cannot be bounded: refused before anything is held.
+        self.pricing.check(route.provider, &route.model)?;
+        let amount = self.pricing.cost(route.provider, &route.model, bound);
         if amount == 0 {
-            let free = Hold {
+            return Ok(Hold {
                 id: None,
                 reserved: 0,
-            };
-            return Ok((req.clone(), free));
+            });
         }
         let now = OffsetDateTime::now_utc();
         let (day, month) = day_month(now);
@@ -221,13 +234,10 @@ impl Budget {
             stale_before_ms: now_ms - STALE_AFTER_MS,
         };
         match self.store.cost_reserve(&r, &self.limits(user, key)).await? {
-            ReserveOutcome::Reserved(id) => Ok((
-                capped,
-                Hold {
-                    id: Some(id),
-                    reserved: amount,
-                },
-            )),
+            ReserveOutcome::Reserved(id) => Ok(Hold {
+                id: Some(id),
+                reserved: amount,
+            }),
             ReserveOutcome::Exceeded { limit, usage } => {
                 Err(Error::CostLimit(Box::new(CostLimitExceeded {
                     period: limit.period,

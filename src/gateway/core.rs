@@ -159,26 +159,16 @@ async fn handle(
 
     let mut messages: Vec<ChatMessage> = Vec::with_capacity(history.len() + 2);
     if let Some(ctx) = req.surface_context.as_ref().and_then(context_prompt) {
-        messages.push(ChatMessage {
-            role: "system".into(),
-            content: ctx,
-        });
+        messages.push(ChatMessage::text("system", ctx));
     }
-    messages.extend(history.into_iter().map(|m| ChatMessage {
-        role: m.role,
-        content: m.content,
-    }));
-    messages.push(ChatMessage {
-        role: "user".into(),
-        content: req.message.clone(),
-    });
+    messages.extend(
+        history
+            .into_iter()
+            .map(|m| ChatMessage::text(&m.role, m.content)),
+    );
+    messages.push(ChatMessage::text("user", req.message.clone()));
     let route = state.providers.default_route();
-    let chat_req = ChatRequest {
-        model: route.model.clone(),
-        messages,
-        max_tokens: None,
-        options: Default::default(),
-    };
+    let chat_req = ChatRequest::new(route.model.clone(), messages);
     let caller = Caller {
         info: info.clone(),
         user_id: Some(user_id.clone()),
@@ -199,7 +189,7 @@ async fn handle(
 
     let usage = answer.completion.usage;
     Ok(json!({
-        "reply": answer.completion.content,
+        "reply": answer.completion.text(),
         "mode": mode,
         "conversation_id": conversation_id,
         "source": answer.route.provider.source(),

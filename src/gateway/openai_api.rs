@@ -19,7 +19,7 @@ use super::edge::{ApiJson, RequestInfo};
 use super::pipeline::{self, Caller, Relayed};
 use crate::cost::ledger::{Micros, to_usd};
 use crate::error::{Error, Result};
-use crate::providers::{ChatRequest, Delta, Route, Usage};
+use crate::providers::{ChatRequest, Choice, Delta, Route, Usage};
 
 pub async fn chat_completions(
     State(state): State<Shared>,
@@ -27,6 +27,7 @@ pub async fn chat_completions(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Response> {
     let req = ChatRequest::from_openai(&body)?;
+    let choices = req.n;
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -61,11 +62,8 @@ pub async fn chat_completions(
             "object": "chat.completion",
             "created": crate::store::now_unix(),
             "model": answer.route.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.completion.content},
-                "finish_reason": answer.completion.finish_reason,
-            }],
+            "choices": answer.completion.choices.iter().enumerate()
+                .map(|(i, c)| choice_json(i, c)).collect::<Vec<_>>(),
             "usage": usage_json(usage),
             "meta": meta(&answer.route, usage, answer.charged, answer.latency_ms),
         }))
@@ -78,7 +76,7 @@ pub async fn chat_completions(
         Some(Relayed::Refused(e)) => return Err(e),
         _ => return Err(Error::Upstream("the stream ended before it opened".into())),
     };
-    let events = sse_events(relayed, model, include_usage);
+    let events = sse_events(relayed, model, include_usage, choices);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -101,6 +99,36 @@ fn completion_id() -> String {
     format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// One choice of a whole answer, as OpenAI writes it: `content` null when the model only
+/// called functions, `tool_calls` only when it called any.
+fn choice_json(index: usize, c: &Choice) -> Value {
+    let mut message = json!({
+        "role": "assistant",
+        "content": if c.content.is_empty() && !c.tool_calls.is_empty() {
+            Value::Null
+        } else {
+            json!(c.content)
+        },
+        "refusal": c.refusal,
+    });
+    if !c.tool_calls.is_empty() {
+        message["tool_calls"] = c
+            .tool_calls
+            .iter()
+            .map(|t| {
+                json!({"id": t.id, "type": "function",
+                       "function": {"name": t.name, "arguments": t.arguments}})
+            })
+            .collect();
+    }
+    json!({
+        "index": index,
+        "message": message,
+        "logprobs": c.logprobs,
+        "finish_reason": c.finish_reason,
+    })
+}
+
 fn usage_json(u: Usage) -> Value {
     json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
            "total_tokens": u.total()})
@@ -111,21 +139,24 @@ fn meta(route: &Route, usage: Usage, charged: Micros, latency_ms: u64) -> Value 
            "cost_usd": to_usd(charged), "source": route.provider.source()})
 }
 
-/// The client's side of a relayed stream, as OpenAI's chunks: a first chunk naming the role,
-/// one per delta, the usage chunk when asked for, then `[DONE]` (or an error event instead).
+/// The client's side of a relayed stream, as OpenAI's chunks: a first chunk per choice naming
+/// the role, one per delta, the usage chunk when asked for, then `[DONE]` (or an error event
+/// instead).
 struct Chunks {
     relayed: mpsc::Receiver<Relayed>,
     id: String,
     created: i64,
     model: String,
     include_usage: bool,
-    started: bool,
+    /// Choices whose first chunk (the role) is still to be sent.
+    unopened: std::ops::Range<u32>,
 }
 
 fn sse_events(
     relayed: mpsc::Receiver<Relayed>,
     model: String,
     include_usage: bool,
+    choices: u32,
 ) -> impl Stream<Item = std::result::Result<SseEvent, Infallible>> {
     let chunks = Chunks {
         relayed,
@@ -133,18 +164,42 @@ fn sse_events(
         created: crate::store::now_unix(),
         model,
         include_usage,
-        started: false,
+        unopened: 0..choices,
     };
     futures_util::stream::unfold(chunks, |mut c| async move {
-        if !c.started {
-            c.started = true;
-            let first = c.chunk(json!({"role": "assistant", "content": ""}), None);
+        if let Some(choice) = c.unopened.next() {
+            let first = c.chunk(choice, json!({"role": "assistant", "content": ""}), None);
             return Some((Ok(first), c));
         }
         loop {
             let event = match c.relayed.recv().await? {
-                Relayed::Delta(Delta::Text(t)) => c.chunk(json!({"content": t}), None),
-                Relayed::Delta(Delta::Finish(reason)) => c.chunk(json!({}), Some(reason)),
+                Relayed::Delta(Delta::Text { choice, text }) => {
+                    c.chunk(choice, json!({"content": text}), None)
+                }
+                Relayed::Delta(Delta::ToolCall {
+                    choice,
+                    index,
+                    id,
+                    name,
+                    arguments,
+                }) => {
+                    // The first fragment of a call names it; later ones only add arguments.
+                    let mut call = json!({"index": index, "function": {"arguments": arguments}});
+                    if let Some(id) = id {
+                        call["id"] = json!(id);
+                        call["type"] = json!("function");
+                    }
+                    if let Some(name) = name {
+                        call["function"]["name"] = json!(name);
+                    }
+                    c.chunk(choice, json!({"tool_calls": [call]}), None)
+                }
+                Relayed::Delta(Delta::Logprobs { choice, logprobs }) => {
+                    c.chunk_with(choice, json!({}), None, logprobs)
+                }
+                Relayed::Delta(Delta::Finish { choice, reason }) => {
+                    c.chunk(choice, json!({}), Some(reason))
+                }
                 Relayed::Delta(Delta::Usage(u)) if c.include_usage => SseEvent::default().data(
                     json!({"id": c.id, "object": "chat.completion.chunk",
                            "created": c.created, "model": c.model, "choices": [],
@@ -162,12 +217,23 @@ fn sse_events(
 }
 
 impl Chunks {
-    fn chunk(&self, delta: Value, finish: Option<String>) -> SseEvent {
+    fn chunk(&self, choice: u32, delta: Value, finish: Option<String>) -> SseEvent {
+        self.chunk_with(choice, delta, finish, Value::Null)
+    }
+
+    fn chunk_with(
+        &self,
+        choice: u32,
+        delta: Value,
+        finish: Option<String>,
+        logprobs: Value,
+    ) -> SseEvent {
         SseEvent::default().data(
             json!({
                 "id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [{"index": choice, "delta": delta, "logprobs": logprobs,
+                             "finish_reason": finish}],
             })
             .to_string(),
         )

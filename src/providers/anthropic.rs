@@ -5,13 +5,40 @@
 
 use serde_json::{Map, Value, json};
 
-use super::chat::{ChatRequest, Completion, Delta, MAX_REPORTED_TOKENS, Usage};
+use super::chat::{ChatRequest, Choice, Completion, Delta, MAX_REPORTED_TOKENS, Usage};
 use crate::error::{Error, Result};
 
 /// The API version every request names.
 pub const VERSION: &str = "2023-06-01";
 /// `max_tokens` is required by the Messages API; used when the client gave none.
 const DEFAULT_MAX_TOKENS: u64 = 1024;
+
+/// What the Messages API has no counterpart for, refused by name.
+pub fn check(req: &ChatRequest) -> Result<()> {
+    let refuse = |field: &str, why: &str| {
+        Err(Error::BadRequest(format!(
+            "`{field}` is not supported by anthropic models: {why}"
+        )))
+    };
+    if req.n > 1 {
+        return refuse("n", "the Messages API returns one answer per call");
+    }
+    if req.logprobs {
+        return refuse("logprobs", "the Messages API does not report them");
+    }
+    for field in [
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "logit_bias",
+        "reasoning_effort",
+    ] {
+        if req.options.contains_key(field) {
+            return refuse(field, "the Messages API has no such option");
+        }
+    }
+    Ok(())
+}
 
 pub fn request_body(req: &ChatRequest, model: &str, stream: bool) -> Value {
     let mut system = Vec::new();
@@ -79,8 +106,11 @@ pub fn parse_completion(v: &Value) -> Result<Completion> {
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect::<String>();
     Ok(Completion {
-        content,
-        finish_reason: finish_reason(v.get("stop_reason").and_then(Value::as_str)),
+        choices: vec![Choice {
+            content,
+            finish_reason: finish_reason(v.get("stop_reason").and_then(Value::as_str)),
+            ..Choice::default()
+        }],
         usage: Usage {
             prompt_tokens: num(v, "/usage/input_tokens"),
             completion_tokens: num(v, "/usage/output_tokens"),
@@ -108,13 +138,19 @@ pub fn parse_event(state: &mut StreamState, event: &str, data: &str) -> Result<V
             Vec::new()
         }
         "content_block_delta" => match v.pointer("/delta/text").and_then(Value::as_str) {
-            Some(t) if !t.is_empty() => vec![Delta::Text(t.to_string())],
+            Some(t) if !t.is_empty() => vec![Delta::Text {
+                choice: 0,
+                text: t.to_string(),
+            }],
             _ => Vec::new(),
         },
         "message_delta" => {
             let mut out = Vec::new();
             if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                out.push(Delta::Finish(finish_reason(Some(r))));
+                out.push(Delta::Finish {
+                    choice: 0,
+                    reason: finish_reason(Some(r)),
+                });
             }
             out.push(Delta::Usage(Usage {
                 prompt_tokens: state.input_tokens,
@@ -159,25 +195,15 @@ mod tests {
 
     #[test]
     fn system_is_lifted_and_roles_alternate() {
-        let req = ChatRequest {
-            model: "claude-x".into(),
-            messages: vec![
-                ChatMessage {
-                    role: "system".into(),
-                    content: "be brief".into(),
-                },
-                ChatMessage {
-                    role: "user".into(),
-                    content: "a".into(),
-                },
-                ChatMessage {
-                    role: "user".into(),
-                    content: "b".into(),
-                },
+        let mut req = ChatRequest::new(
+            "claude-x",
+            vec![
+                ChatMessage::text("system", "be brief"),
+                ChatMessage::text("user", "a"),
+                ChatMessage::text("user", "b"),
             ],
-            max_tokens: None,
-            options: [("stop".to_string(), json!("END"))].into_iter().collect(),
-        };
+        );
+        req.options = [("stop".to_string(), json!("END"))].into_iter().collect();
         let body = request_body(&req, "claude-x", false);
         assert_eq!(body["system"], "be brief");
         assert_eq!(
@@ -196,8 +222,8 @@ mod tests {
             "usage": {"input_tokens": 5, "output_tokens": 7}
         }))
         .unwrap();
-        assert_eq!(c.content, "hello");
-        assert_eq!(c.finish_reason, "length");
+        assert_eq!(c.text(), "hello");
+        assert_eq!(c.choices[0].finish_reason, "length");
         assert_eq!(c.usage.total(), 12);
 
         let mut st = StreamState::default();
@@ -213,7 +239,13 @@ mod tests {
             r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}"#,
         )
         .unwrap();
-        assert_eq!(d, vec![Delta::Text("x".into())]);
+        assert_eq!(
+            d,
+            vec![Delta::Text {
+                choice: 0,
+                text: "x".into()
+            }]
+        );
         let d = parse_event(
             &mut st,
             "message_delta",
@@ -223,7 +255,10 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                Delta::Finish("stop".into()),
+                Delta::Finish {
+                    choice: 0,
+                    reason: "stop".into()
+                },
                 Delta::Usage(Usage {
                     prompt_tokens: 9,
                     completion_tokens: 4

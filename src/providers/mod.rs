@@ -20,7 +20,10 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 use url::Url;
 
-pub use chat::{ChatMessage, ChatRequest, Completion, Delta, Usage};
+pub use chat::{
+    ChatMessage, ChatRequest, Choice, Completion, Delta, Image, ImageSource, Part, ResponseFormat,
+    Tool, ToolCall, ToolChoice, Usage,
+};
 pub use stream::DeltaStream;
 
 use crate::config::Config;
@@ -195,6 +198,17 @@ impl Providers {
         None
     }
 
+    /// Refuses, by name, what the route's provider cannot do (more than one choice, log
+    /// probabilities, ...), before anything is reserved or sent: dropping it silently would
+    /// hand the client an answer to a question it did not ask.
+    pub fn check(&self, route: &Route, req: &ChatRequest) -> Result<()> {
+        match route.provider {
+            Provider::Anthropic => anthropic::check(req),
+            Provider::OpenAi => Ok(()),
+            Provider::Local => openai::check_local(req),
+        }
+    }
+
     /// One whole answer, with connect and overall timeouts. Every error and the answer's
     /// text are scrubbed of the key that was sent: an upstream may quote it back.
     pub async fn complete(&self, route: &Route, req: &ChatRequest) -> Result<Completion> {
@@ -219,7 +233,18 @@ impl Providers {
         let mut completion = answer
             .await
             .map_err(|e| self.local_down(route, redactor.scrub_error(e)))?;
-        completion.content = redactor.scrub_text(&completion.content);
+        for c in &mut completion.choices {
+            c.content = redactor.scrub_text(&c.content);
+            for t in &mut c.tool_calls {
+                t.arguments = redactor.scrub_text(&t.arguments);
+            }
+            c.refusal = c.refusal.as_deref().map(|r| redactor.scrub_text(r));
+            // Log probabilities spell the answer's tokens out again.
+            if let Some(lp) = c.logprobs.take() {
+                let scrubbed = redactor.scrub_text(&lp.to_string());
+                c.logprobs = Some(serde_json::from_str(&scrubbed).unwrap_or(Value::Null));
+            }
+        }
         Ok(completion)
     }
 

@@ -3,8 +3,27 @@
 
 use serde_json::{Value, json};
 
-use super::chat::{ChatRequest, Completion, Delta, MAX_REPORTED_TOKENS, Usage};
+use super::chat::{ChatRequest, Choice, Completion, Delta, MAX_REPORTED_TOKENS, Usage};
 use crate::error::{Error, Result};
+
+/// What a local OpenAI-compatible server cannot be trusted with, refused by name.
+pub fn check_local(req: &ChatRequest) -> Result<()> {
+    if req.n > 1 {
+        return Err(Error::BadRequest(
+            "`n` above 1 is not supported by local models: llama.cpp and Ollama return one \
+             choice whatever `n` says"
+                .into(),
+        ));
+    }
+    if !req.remote_image_hosts().is_empty() {
+        return Err(Error::BadRequest(
+            "an http(s) `image_url` would have the local model server fetch it itself, \
+             outside Maestra's guard; send the image as a data: URL"
+                .into(),
+        ));
+    }
+    Ok(())
+}
 
 pub fn request_body(req: &ChatRequest, model: &str, stream: bool) -> Value {
     let mut body = json!({
@@ -38,12 +57,15 @@ pub fn parse_completion(v: &Value) -> Result<Completion> {
         Some(_) => return Err(garbage("`message.content` is not text")),
     };
     Ok(Completion {
-        content,
-        finish_reason: choice
-            .get("finish_reason")
-            .and_then(Value::as_str)
-            .unwrap_or("stop")
-            .to_string(),
+        choices: vec![Choice {
+            content,
+            finish_reason: choice
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .unwrap_or("stop")
+                .to_string(),
+            ..Choice::default()
+        }],
         usage: usage(v.get("usage")),
     })
 }
@@ -62,10 +84,16 @@ pub fn parse_chunk(data: &str) -> Result<Vec<Delta>> {
         if let Some(Value::String(t)) = choice.pointer("/delta/content")
             && !t.is_empty()
         {
-            out.push(Delta::Text(t.clone()));
+            out.push(Delta::Text {
+                choice: 0,
+                text: t.clone(),
+            });
         }
         if let Some(Value::String(r)) = choice.get("finish_reason") {
-            out.push(Delta::Finish(r.clone()));
+            out.push(Delta::Finish {
+                choice: 0,
+                reason: r.clone(),
+            });
         }
     } else if v.get("choices").is_none() && v.get("usage").is_none() {
         return Err(garbage("a stream chunk has no `choices`"));
@@ -102,10 +130,13 @@ mod tests {
             "usage": {"prompt_tokens": 3, "completion_tokens": 1}
         }))
         .unwrap();
-        assert_eq!((c.content.as_str(), c.usage.total()), ("hi", 4));
+        assert_eq!((c.text(), c.usage.total()), ("hi", 4));
         assert_eq!(
             parse_chunk(r#"{"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#).unwrap(),
-            vec![Delta::Text("a".into())]
+            vec![Delta::Text {
+                choice: 0,
+                text: "a".into()
+            }]
         );
         assert_eq!(
             parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#)

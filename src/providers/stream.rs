@@ -141,17 +141,19 @@ async fn next(st: &mut State) -> Result<()> {
     };
     for d in deltas {
         match d {
-            Delta::Text(t) => {
-                let safe = st.redactor.push(t.as_bytes());
+            Delta::Text { choice, text } => {
+                let safe = st.redactor.push(text.as_bytes());
                 if !safe.is_empty() {
-                    st.pending
-                        .push_back(Delta::Text(String::from_utf8_lossy(&safe).into_owned()));
+                    st.pending.push_back(Delta::Text {
+                        choice,
+                        text: String::from_utf8_lossy(&safe).into_owned(),
+                    });
                 }
             }
             other => {
                 // Text held back as a possible key's start goes out before what follows it.
                 flush(st);
-                if matches!(other, Delta::Finish(_)) {
+                if matches!(other, Delta::Finish { .. }) {
                     st.finished = true;
                 }
                 st.pending.push_back(other);
@@ -166,8 +168,10 @@ async fn next(st: &mut State) -> Result<()> {
 fn flush(st: &mut State) {
     let rest = st.redactor.finish();
     if !rest.is_empty() {
-        st.pending
-            .push_back(Delta::Text(String::from_utf8_lossy(&rest).into_owned()));
+        st.pending.push_back(Delta::Text {
+            choice: 0,
+            text: String::from_utf8_lossy(&rest).into_owned(),
+        });
     }
 }
 

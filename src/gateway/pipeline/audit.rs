@@ -12,11 +12,17 @@ use crate::privsec::audit::{Category, Event, Outcome};
 use crate::providers::{Route, Usage};
 
 /// What a call used and was charged, for its entry.
+#[derive(Default)]
 pub struct Charge {
     pub usage: Usage,
     pub charged: Micros,
     pub latency_ms: u64,
     pub stream: bool,
+    /// The functions the model asked to call, by name (never their arguments).
+    pub functions: Vec<String>,
+    /// Hosts of `http(s)` images the provider was asked to fetch: egress Maestra did not
+    /// make itself, named so the person can see where it went.
+    pub image_hosts: Vec<String>,
 }
 
 fn event(caller: &Caller, category: Category, route: &Route, result: Outcome) -> Event {
@@ -37,11 +43,19 @@ fn event(caller: &Caller, category: Category, route: &Route, result: Outcome) ->
 }
 
 fn charged(e: Event, c: &Charge) -> Event {
-    e.detail("tokens_in", c.usage.prompt_tokens)
+    let mut e = e
+        .detail("tokens_in", c.usage.prompt_tokens)
         .detail("tokens_out", c.usage.completion_tokens)
         .detail("cost_usd", to_usd(c.charged))
         .detail("latency_ms", c.latency_ms)
-        .detail("stream", c.stream)
+        .detail("stream", c.stream);
+    if !c.functions.is_empty() {
+        e = e.detail("functions", json!(c.functions));
+    }
+    if !c.image_hosts.is_empty() {
+        e = e.detail("image_hosts", json!(c.image_hosts));
+    }
+    e
 }
 
 pub async fn record_success(

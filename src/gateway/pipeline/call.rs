@@ -73,6 +73,8 @@ async fn complete_owned(
                 charged,
                 latency_ms,
                 stream: false,
+                functions: completion.called_functions(),
+                image_hosts: req.remote_image_hosts(),
             };
             if gone() {
                 super::audit::record_abandoned(state, caller, &route, &charge).await?;
@@ -88,10 +90,10 @@ async fn complete_owned(
         }
         Err(Failure::Unanswered { charged }) => {
             let charge = super::audit::Charge {
-                usage: Default::default(),
                 charged,
                 latency_ms,
-                stream: false,
+                image_hosts: req.remote_image_hosts(),
+                ..Default::default()
             };
             super::audit::record_abandoned(state, caller, &route, &charge).await?;
             Err(Error::UpstreamTimeout(format!(
@@ -175,6 +177,7 @@ async fn complete_once(
     gone: &(dyn Fn() -> bool + Sync),
 ) -> std::result::Result<(Completion, Micros), Failure> {
     super::guard::check(state, route)?;
+    state.providers.check(route, req)?;
     let (req, hold) = super::reserve::reserve(state, caller, route, req).await?;
     match bounded(
         state,
@@ -226,10 +229,11 @@ pub(super) async fn open_stream(
         }
         Err(Failure::Unanswered { charged }) => {
             let charge = super::audit::Charge {
-                usage: Default::default(),
                 charged,
                 latency_ms: start.elapsed().as_millis() as u64,
                 stream: true,
+                image_hosts: req.remote_image_hosts(),
+                ..Default::default()
             };
             super::audit::record_abandoned(state, caller, &route, &charge).await?;
             Err(Failure::Unanswered { charged })
@@ -245,6 +249,7 @@ async fn stream_once(
     gone: &(dyn Fn() -> bool + Sync),
 ) -> std::result::Result<(ChatRequest, DeltaStream, Hold), Failure> {
     super::guard::check(state, route)?;
+    state.providers.check(route, req)?;
     let (req, hold) = super::reserve::reserve(state, caller, route, req).await?;
     let deadline = tokio::time::Instant::now() + MAX_OPEN;
     match bounded(state, route, deadline, state.providers.stream(route, &req)).await {

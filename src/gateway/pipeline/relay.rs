@@ -54,6 +54,8 @@ struct Settlement {
     start: Instant,
     reported: Option<Usage>,
     streamed_bytes: usize,
+    /// Functions the model asked to call, by name, for the audit entry.
+    called: Vec<String>,
 }
 
 /// How a relayed stream ended.
@@ -94,6 +96,7 @@ pub fn relay(
             start,
             reported: None,
             streamed_bytes: 0,
+            called: Vec::new(),
         };
         let opened = Relayed::Opened {
             model: settlement.route.model.clone(),
@@ -126,9 +129,17 @@ async fn pump(
         let event = match next {
             Some(Ok(delta)) => {
                 match &delta {
-                    Delta::Text(t) => s.streamed_bytes += t.len(),
+                    Delta::Text { text, .. } => s.streamed_bytes += text.len(),
+                    Delta::ToolCall {
+                        name, arguments, ..
+                    } => {
+                        s.streamed_bytes += name.as_deref().map_or(0, str::len) + arguments.len();
+                        if let Some(name) = name {
+                            s.called.push(name.clone());
+                        }
+                    }
                     Delta::Usage(u) => s.reported = Some(*u),
-                    Delta::Finish(_) => {}
+                    Delta::Finish { .. } | Delta::Logprobs { .. } => {}
                 }
                 Relayed::Delta(delta)
             }
@@ -187,6 +198,8 @@ impl Settlement {
             charged,
             latency_ms: self.start.elapsed().as_millis() as u64,
             stream: true,
+            functions: self.called,
+            image_hosts: self.request.remote_image_hosts(),
         };
         let audited = match end {
             End::Done => super::record_success(state, caller, &self.route, &charge).await,

@@ -17,7 +17,7 @@ pub(super) async fn answer(
     c: &mut Completion,
 ) -> Result<Micros> {
     if hold.reserved > 0 && c.usage == Usage::default() {
-        c.usage = counted_usage(req, c.content.len());
+        c.usage = counted_usage(req, c.output_bytes());
     }
     state.budget.settle(hold, route, c.usage).await
 }

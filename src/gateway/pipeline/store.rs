@@ -40,7 +40,7 @@ pub async fn turn(
         Message {
             id: new_message_id(),
             role: "assistant".into(),
-            content: redact(&answer.completion.content),
+            content: redact(answer.completion.text()),
             surface: req.surface_id.clone(),
             mode: mode.to_string(),
             timestamp: now,
