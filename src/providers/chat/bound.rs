@@ -92,3 +92,94 @@ impl ChatRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::providers::chat::{Image, ImageSource, Part, Tool, ToolCall};
+
+    fn route(provider: Provider, model: &str) -> Route {
+        Route {
+            provider,
+            model: model.into(),
+        }
+    }
+
+    fn image() -> Part {
+        Part::Image(Image {
+            source: ImageSource::Inline {
+                media_type: "image/png".into(),
+                base64: "AAAA".into(),
+            },
+            detail: None,
+        })
+    }
+
+    #[test]
+    fn text_counts_every_byte_and_output_is_cap_times_choices() {
+        let mut req = ChatRequest::new("gpt-4o", vec![ChatMessage::text("user", "hello")]);
+        let r = route(Provider::OpenAi, "gpt-4o");
+        assert_eq!(
+            req.usage_bound(&r, 100),
+            Usage {
+                prompt_tokens: 5 + MESSAGE_OVERHEAD,
+                completion_tokens: 100
+            }
+        );
+        req.n = 3;
+        req.max_tokens = Some(10);
+        assert_eq!(req.usage_bound(&r, 100).completion_tokens, 30);
+    }
+
+    #[test]
+    fn tools_calls_schemas_and_images_all_count() {
+        let base = ChatRequest::new("gpt-4o-mini", vec![ChatMessage::text("user", "hi")]);
+        let r = route(Provider::OpenAi, "gpt-4o-mini");
+        let plain = base.usage_bound(&r, 1).prompt_tokens;
+
+        let mut with_tool = base.clone();
+        with_tool.tools.push(Tool {
+            name: "get_weather".into(),
+            description: Some("the weather".into()),
+            parameters: Some(json!({"type": "object"})),
+            strict: None,
+        });
+        assert!(with_tool.usage_bound(&r, 1).prompt_tokens > plain + TOOLS_PROMPT);
+
+        let mut with_call = base.clone();
+        let mut turn = ChatMessage::text("assistant", "");
+        turn.tool_calls.push(ToolCall {
+            id: "call_1".into(),
+            name: "f".into(),
+            arguments: "x".repeat(1000),
+        });
+        with_call.messages.push(turn);
+        assert!(with_call.usage_bound(&r, 1).prompt_tokens > plain + 1000);
+
+        let mut with_image = base.clone();
+        with_image.messages[0].parts = vec![Part::Text("hi".into()), image(), image()];
+        assert_eq!(
+            with_image.usage_bound(&r, 1).prompt_tokens,
+            plain + 2 * 48_169
+        );
+        let claude = route(Provider::Anthropic, "claude-3-5-haiku");
+        assert_eq!(
+            with_image.usage_bound(&claude, 1).prompt_tokens,
+            plain + 2 * 1_600
+        );
+    }
+
+    #[test]
+    fn a_huge_request_saturates_instead_of_wrapping() {
+        let mut req = ChatRequest::new("gpt-4o", vec![ChatMessage::text("user", "x")]);
+        req.max_tokens = Some(u64::MAX);
+        req.n = 8;
+        assert_eq!(
+            req.usage_bound(&route(Provider::OpenAi, "gpt-4o"), 1)
+                .completion_tokens,
+            u64::MAX
+        );
+    }
+}
