@@ -223,6 +223,18 @@ mod tests {
         assert!(!unit.contains("Environment=\"MAESTRA_ENCRYPTION_KEY"));
     }
 
+    /// The Debian package's unit (packaging/debian/) is written by hand, for a fixed account
+    /// and home: it must confine the server exactly as the units written here do.
+    #[test]
+    fn the_packaged_unit_is_as_hardened_as_an_installed_one() {
+        let packaged = include_str!("../../packaging/debian/maestra.service");
+        for line in HARDENING {
+            assert!(packaged.lines().any(|l| l == *line), "{line}");
+        }
+        assert!(packaged.contains("ReadWritePaths=/var/lib/maestra\n"));
+        assert!(!packaged.contains("Environment=MAESTRA_ENCRYPTION_KEY"));
+    }
+
     #[test]
     fn a_path_that_could_break_out_of_its_directive_is_refused() {
         for bad in [
