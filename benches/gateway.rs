@@ -10,6 +10,11 @@
 
 #[path = "../tests/common/mock.rs"]
 mod mock;
+// What `mock` reaches as `super::`: its Anthropic tool behaviour and its embeddings.
+#[path = "../tests/common/mock_anthropic.rs"]
+mod mock_anthropic;
+#[path = "../tests/common/mock_embeddings.rs"]
+mod mock_embeddings;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

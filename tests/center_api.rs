@@ -169,3 +169,89 @@ async fn a_user_export_is_a_job_with_progress() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+/// The report counts a failed call as an error apart from the calls (per agent, host and day),
+/// and spend shows the requests and tokens a model's dollars paid for; without API keys there
+/// is no per-key row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_counted_apart_and_spend_has_requests_and_tokens() {
+    let (addr, _mock) = mock::start().await;
+    let home = upstream_env(Home::new(), addr)
+        .with("MAESTRA_OPENAI_KEY", "sk-proj-center0123456789abcdef")
+        .with_toml(
+            "[pricing.\"gpt-4o-mini\"]\ninput_per_million = 100.0\noutput_per_million = 200.0\n",
+        );
+    let server = Server::start(&home);
+    let c = client();
+    let call = |content: &'static str| {
+        let c = c.clone();
+        let url = server.url("/v1/chat/completions");
+        async move {
+            c.post(url)
+                .header("x-maestra-surface", "editor")
+                .json(&json!({"model": "gpt-4o-mini", "max_tokens": 5,
+                              "messages": [{"role": "user", "content": content}]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(call("hi").await, 200);
+    assert_eq!(call("hello").await, 200);
+    assert!(call("mode:500").await >= 500);
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let url = server.url(path);
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // The audit log commits in batches: the failure's entry may land just after its answer.
+    let mut report = get("/api/report?period=today").await;
+    for _ in 0..100 {
+        if report["totals"]["calls"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        report = get("/api/report?period=today").await;
+    }
+    assert_eq!(
+        (&report["totals"]["calls"], &report["totals"]["errors"]),
+        (&json!(3), &json!(1)),
+        "{report}"
+    );
+    let editor = report["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "editor")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(editor["destinations"][0]["errors"], json!(1), "{report}");
+    assert_eq!(report["top_hosts"][0]["errors"], json!(1), "{report}");
+    assert_eq!(report["days"][0]["errors"], json!(1), "{report}");
+
+    let spend = get("/api/spend?days=30").await;
+    // The mock reports 10 tokens in and 5 out for each call; the failed one is not charged.
+    let model = &spend["by_model"][0];
+    assert_eq!(model["key"], "gpt-4o-mini", "{spend}");
+    assert_eq!(
+        (
+            &model["requests"],
+            &model["tokens_in"],
+            &model["tokens_out"]
+        ),
+        (&json!(2), &json!(20), &json!(10)),
+        "{spend}"
+    );
+    assert_eq!(spend["by_day"][0]["requests"], json!(2), "{spend}");
+    assert_eq!(spend["total_requests"], json!(2), "{spend}");
+    assert_eq!(spend["by_key"], json!([]), "{spend}");
+}

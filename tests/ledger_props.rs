@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use maestra::cost::ledger::{
-    Limit, MAX_MICROS, Micros, Period, Reservation, ReserveOutcome, Scope, Usage,
+    Limit, MAX_MICROS, Micros, Period, Reservation, ReserveOutcome, Scope, Tokens, Usage,
 };
 use maestra::store::{PostgresStore, SqliteStore, Store};
 use proptest::prelude::*;
@@ -164,7 +164,10 @@ async fn run_case(
                     continue;
                 }
                 let (id, keys, held) = model.open.remove(hold % model.open.len());
-                store.cost_settle(id, *spent).await.unwrap();
+                store
+                    .cost_settle(id, *spent, Tokens::default())
+                    .await
+                    .unwrap();
                 model.change(&keys, clamp(*spent).min(held), -held);
             }
             Op::Release { hold } => {

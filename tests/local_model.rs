@@ -224,6 +224,42 @@ fn plain_and_streamed_answers_come_through_with_usage() {
     );
 }
 
+/// Function calling through Maestra to a real server: llama.cpp writes a forced call with a
+/// grammar built from the function's schema, so even the random-weight model answers with a
+/// complete call; the SDK reads it from a whole answer and reassembles it from a stream.
+#[test]
+fn a_forced_function_call_comes_through_plain_and_streamed() {
+    let llama = LlamaServer::start(512);
+    let (maestra, home) = llama.maestra();
+    for mode in ["tool", "tool_stream"] {
+        let out = client(&maestra, mode, 0);
+        let calls = out["calls"].as_array().cloned().unwrap_or_default();
+        assert_eq!(calls.len(), 1, "{mode}: one call: {out}");
+        assert_eq!(calls[0]["name"], "set_unit", "{mode}: {out}");
+        let args: Value = serde_json::from_str(calls[0]["arguments"].as_str().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{mode}: arguments are not JSON ({e}): {out}"));
+        assert!(
+            matches!(args["unit"].as_str(), Some("celsius" | "fahrenheit")),
+            "{mode}: {out}"
+        );
+        assert!(
+            !calls[0]["id"].as_str().unwrap_or_default().is_empty(),
+            "{mode}: the call has an id: {out}"
+        );
+    }
+    // Both calls are audited with the function's name, never its arguments.
+    let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap_or_default();
+    let named = audit
+        .lines()
+        .filter(|l| l.contains("\"functions\":[\"set_unit\"]"))
+        .count();
+    assert_eq!(named, 2, "{audit}");
+    assert!(
+        !audit.contains("celsius") && !audit.contains("fahrenheit"),
+        "{audit}"
+    );
+}
+
 #[test]
 fn a_client_that_leaves_mid_stream_stops_the_generation() {
     // A long context: left alone, the generation runs for thousands of tokens.

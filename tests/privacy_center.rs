@@ -2,9 +2,11 @@
 //! WebDriver by `tests/privacy_center/drive.py` (Python `selenium` in the project venv),
 //! against a real `maestra serve` whose models are the mock upstream.
 //!
-//! After seeded traffic (allowed calls, a blocked call, spend, conversations, a reported
-//! device action) the driver checks that the page loads with no console error and no request
-//! to another origin, that every section shows the API's figures, that delete and forget
+//! After seeded traffic (allowed calls, a 1.1 MB call, a failed call, a blocked call, spend,
+//! conversations, a reported device action) the driver checks that the page loads with no
+//! console error and no request to another origin, that every section shows the API's
+//! figures in the page's formats (bytes as "1.1 MB", times in the viewer's zone, errors apart
+//! from calls, requests and tokens beside dollars, the vault key's state in words), that delete and forget
 //! through the page remove the data, that the local-only switch changes `GET /api/privacy`,
 //! that a page on another origin can neither read nor write, and that bad input gets JSON
 //! errors. This test then checks what the page did from outside: the local-only switch blocks
@@ -143,10 +145,12 @@ async fn the_privacy_center_works_in_a_real_browser() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr)
         .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYcenter0123456789");
-    // A price that makes the mock's 10 + 5 tokens cost $0.0020, so spend shows figures.
+    // A price that makes the mock's 10 + 5 tokens cost $0.0020, so spend shows figures; a
+    // body limit that lets a 1.1 MB call through.
     write_toml(
         &home,
-        "[pricing.\"gpt-4o-mini\"]\ninput_per_million = 100.0\noutput_per_million = 200.0\n",
+        "[server]\nmax_body_bytes = 2000000\n\
+         [pricing.\"gpt-4o-mini\"]\ninput_per_million = 100.0\noutput_per_million = 200.0\n",
     );
     let mut server = Server::start(&home);
 
@@ -165,6 +169,27 @@ async fn the_privacy_center_works_in_a_real_browser() {
     .await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = cloud_call(&server).await;
+    assert_eq!(s, 200, "{v}");
+    // A cloud call the upstream fails: an error, counted apart from the calls.
+    let (s, v) = post(
+        &server,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "max_tokens": 5,
+               "messages": [{"role": "user", "content": "mode:500"}]}),
+    )
+    .await;
+    assert!(s >= 500, "{s} {v}");
+    // A local model call of 1.1 MB (five messages of 220,000 bytes): the page says "1.1 MB".
+    let long = "a".repeat(220_000);
+    let messages: Vec<Value> = (0..5)
+        .map(|_| json!({"role": "user", "content": long}))
+        .collect();
+    let (s, v) = post(
+        &server,
+        "/v1/chat/completions",
+        json!({"model": "llama3.2", "messages": messages}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = post(&server, "/api/controls/local-only", json!({"on": true})).await;
     assert_eq!((s, &v["local_only"]), (200, &json!(true)), "{v}");
@@ -264,6 +289,32 @@ async fn the_privacy_center_works_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(spend["total_usd"], json!(0.002), "{spend}");
+    // The one paid call's requests and tokens (the mock reports 10 in, 5 out) beside it.
+    assert_eq!(
+        (
+            &spend["total_requests"],
+            &spend["total_tokens_in"],
+            &spend["total_tokens_out"]
+        ),
+        (&json!(1), &json!(10), &json!(5)),
+        "{spend}"
+    );
+    let model = &spend["by_model"][0];
+    assert_eq!(
+        (&model["key"], &model["requests"], &model["tokens_in"]),
+        (&json!("gpt-4o-mini"), &json!(1), &json!(10)),
+        "{spend}"
+    );
+    // The report counts the failed call apart.
+    let report: Value = client()
+        .get(server.url("/api/report?period=today"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["totals"]["errors"], json!(1), "{report}");
     for (by, key) in [
         ("model", "by_model"),
         ("user", "by_user"),
@@ -302,6 +353,45 @@ async fn the_privacy_center_works_in_a_real_browser() {
     }
 }
 
+/// A `/v1` chat call made with `key`: `content` as the one message, at most 5 tokens out.
+async fn keyed_call(server: &Server, key: &str, content: &str) -> (u16, Value) {
+    let resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .header("x-api-key", key)
+        .json(&json!({"model": "gpt-4o-mini", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": content}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn spend_as(server: &Server, key: &str) -> Value {
+    client()
+        .get(server.url("/api/spend?days=30"))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The `by_key` row of `name` in a `/api/spend` answer.
+fn key_row<'a>(spend: &'a Value, name: &str) -> &'a Value {
+    spend["by_key"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == name)
+        .unwrap_or_else(|| panic!("no key {name} in {spend}"))
+}
+
+const PRICES: &str =
+    "[pricing.\"gpt-4o-mini\"]\ninput_per_million = 100.0\noutput_per_million = 200.0\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_cloud_mode_the_page_asks_for_a_key_and_keeps_it_in_the_tab() {
     for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
@@ -312,13 +402,75 @@ async fn in_cloud_mode_the_page_asks_for_a_key_and_keeps_it_in_the_tab() {
     }
     let py = python();
     let (addr, _mock) = mock::start().await;
-    let home = upstream_env(Home::new(), addr).with("MAESTRA_MODE", "cloud");
+    let home = upstream_env(Home::new(), addr)
+        .with("MAESTRA_MODE", "cloud")
+        .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYcloudcenter0123456789");
     home.ok(&["init"], b"");
+    write_toml(&home, PRICES);
     let admin = home
         .ok(&["keys", "create", "center", "--scope", "admin"], b"")
         .trim()
         .to_string();
+    let laptop = home
+        .ok(&["keys", "create", "laptop", "--user", "ann"], b"")
+        .trim()
+        .to_string();
+    let phone = home
+        .ok(&["keys", "create", "phone", "--user", "bob"], b"")
+        .trim()
+        .to_string();
+    let mut server = Server::start(&home);
+
+    // Two keys spend: two paid calls from the laptop, one from the phone and one that fails.
+    for (key, content) in [(&laptop, "hi"), (&laptop, "hello"), (&phone, "hi")] {
+        let (s, v) = keyed_call(&server, key, content).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = keyed_call(&server, &phone, "mode:500").await;
+    assert!(s >= 500, "{s} {v}");
+    let spend = spend_as(&server, &admin).await;
+    let (l, p) = (key_row(&spend, "laptop"), key_row(&spend, "phone"));
+    assert_eq!(
+        (&l["requests"], &l["calls"], &l["errors"]),
+        (&json!(2), &json!(2), &json!(0)),
+        "{spend}"
+    );
+    assert_eq!(
+        (&p["requests"], &p["calls"], &p["errors"]),
+        (&json!(1), &json!(2), &json!(1)),
+        "{spend}"
+    );
+    assert_eq!(l["tokens_in"], json!(20), "{spend}");
+    assert_eq!(key_row(&spend, "center")["requests"], json!(0));
+    let laptop_usd = l["usd"].as_f64().unwrap();
+    assert!(laptop_usd > 0.0, "{spend}");
+
+    // Limits near and reached, from what was spent: the laptop's daily limit is 80 % used and
+    // its monthly one reached; a day of imported spend reaches the global daily limit and
+    // takes the monthly one past 80 %.
+    server.stop();
+    write_toml(
+        &home,
+        &format!(
+            "daily_cost_limit = 1.0\nmonthly_cost_limit = 1.2\n[cost]\n\
+             key_daily_limit = {}\nkey_monthly_limit = {laptop_usd}\n{PRICES}",
+            laptop_usd / 0.85
+        ),
+    );
+    let seed = tempfile::tempdir().unwrap();
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    std::fs::write(
+        seed.path().join("maestra_cost_tracker.json"),
+        json!({ today: 1.0 }).to_string(),
+    )
+    .unwrap();
+    home.ok(&["import", "--from", seed.path().to_str().unwrap()], b"");
     let server = Server::start(&home);
+    let spend = spend_as(&server, &admin).await;
+    assert!(
+        spend["limits"]["daily"]["spent_usd"].as_f64().unwrap() >= 1.0,
+        "{spend}"
+    );
     // The page itself holds no data and needs no key; the API does.
     let page = client().get(server.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -367,7 +519,7 @@ async fn in_cloud_mode_the_page_asks_for_a_key_and_keeps_it_in_the_tab() {
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["local_only"], true, "{v}");
-    assert_eq!(v["api_keys_revoked"], 1, "{v}");
+    assert_eq!(v["api_keys_revoked"], 3, "{v}");
     assert_eq!(v["vault_rotation"]["kind"], "vault_rotate", "{v}");
     let after = client()
         .get(server.url("/api/privacy"))

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use maestra::Error;
 use maestra::conversations::model::{Conversation, ConversationMeta, Message, now_millis};
-use maestra::cost::ledger::{Limit, Period, Reservation, ReserveOutcome, Scope};
+use maestra::cost::ledger::{Limit, Period, Reservation, ReserveOutcome, Scope, Tokens};
 use maestra::store::{ApiKeyRecord, PostgresStore, SecretRecord, SqliteStore, Store, Turn};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -1204,8 +1204,13 @@ async fn ledger_reserves_settles_releases_and_sweeps(store: Arc<dyn Store>) {
     }
     // Calls without a user are held to the global limit only.
     let global = [daily(Scope::Global, 100)];
-    store.cost_settle(a, 30).await.unwrap();
-    store.cost_settle(a, 999).await.unwrap(); // settling twice changes nothing
+    let used = Tokens {
+        input: 12,
+        output: 7,
+    };
+    store.cost_settle(a, 30, used).await.unwrap();
+    // Settling twice changes nothing.
+    store.cost_settle(a, 999, Tokens::default()).await.unwrap();
     assert_eq!(usage(&store, Scope::Global, "2026-11-23").await, (30, 0));
     assert_eq!(
         usage(&store, Scope::User("u".into()), "2026-11").await,
@@ -1245,6 +1250,11 @@ async fn ledger_reserves_settles_releases_and_sweeps(store: Arc<dyn Store>) {
     ));
     let charges = store.cost_charges("2026-11-01").await.unwrap();
     assert_eq!(charges.iter().map(|c| c.spent).sum::<i64>(), 30);
+    // A charge keeps the tokens its call used, for the privacy center's spend.
+    let settled: Vec<_> = charges.iter().filter(|c| c.spent > 0).collect();
+    assert_eq!(settled.len(), 1, "{charges:?}");
+    assert_eq!(settled[0].tokens, used);
+    assert!(settled[0].request && settled[0].user_id.as_deref() == Some("u"));
     assert!(
         store
             .cost_import("2025-12-28", 2_450_000, now)
@@ -1261,6 +1271,10 @@ async fn ledger_reserves_settles_releases_and_sweeps(store: Arc<dyn Store>) {
         usage(&store, Scope::Global, "2025-12").await,
         (2_450_000, 0)
     );
+    // An imported day is spend, not a request.
+    let imported = store.cost_charges("2025-12-01").await.unwrap();
+    let day = imported.iter().find(|c| c.day == "2025-12-28").unwrap();
+    assert!(!day.request && day.tokens == Tokens::default(), "{day:?}");
 }
 
 async fn concurrent_reservations_never_pass_a_limit(store: Arc<dyn Store>) {
@@ -1338,7 +1352,7 @@ async fn sqlite_ledger_survives_a_restart_and_recovers_dead_reservations() {
         else {
             panic!("refused");
         };
-        store.cost_settle(a, 25).await.unwrap();
+        store.cost_settle(a, 25, Tokens::default()).await.unwrap();
         // A reservation whose request dies with the process.
         let _ = store
             .cost_reserve(&reservation(None, 50, 10_000_000), &limits)

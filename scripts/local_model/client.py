@@ -8,6 +8,8 @@ abandon   a streamed answer with a large max_tokens, left after N text chunks: t
           closes the response, so the connection to Maestra closes mid-stream
 overflow  a prompt of N words (one token each with the test model): the error
 overflow_stream  the same, streamed
+tool      a forced function call (tool_choice names it): the call's name and arguments
+tool_stream  the same, streamed, reassembled by the SDK's `chat.completions.stream` helper
 """
 
 import json
@@ -89,6 +91,38 @@ elif mode == "overflow_stream":
     except openai.APIError as e:
         # An error event inside a stream that had begun (the SDK raises it as it reads).
         out = {"status": 200, "stream_error": e.message, "body": e.body}
+elif mode in ("tool", "tool_stream"):
+    # An enum-only schema: the server's grammar can write nothing but a complete call, even
+    # from the test model's random weights.
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "set_unit",
+                "description": "Set the temperature unit.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                    "required": ["unit"],
+                },
+            },
+        }
+    ]
+    choice = {"type": "function", "function": {"name": "set_unit"}}
+    kw = dict(model=model, messages=ask, max_tokens=64, tools=tools, tool_choice=choice)
+    if mode == "tool":
+        r = c.chat.completions.create(**kw)
+    else:
+        with c.chat.completions.stream(**kw) as s:
+            r = s.get_final_completion()
+    m = r.choices[0].message
+    out = {
+        "finish_reason": r.choices[0].finish_reason,
+        "calls": [
+            {"id": t.id, "name": t.function.name, "arguments": t.function.arguments}
+            for t in (m.tool_calls or [])
+        ],
+    }
 else:
     sys.exit(f"unknown mode {mode}")
 

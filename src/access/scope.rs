@@ -48,6 +48,9 @@ impl std::fmt::Display for KeyScope {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub key_id: Option<String>,
+    /// The key's name (`maestra keys create NAME`), which names its `/v1` calls in the audit
+    /// log; `None` for no key and for the static key, which has no name.
+    pub key_name: Option<String>,
     /// `None` before the auth stage: allowed nothing.
     pub scope: Option<KeyScope>,
     pub user_id: Option<String>,
@@ -60,6 +63,7 @@ impl Principal {
     pub fn anonymous() -> Principal {
         Principal {
             key_id: None,
+            key_name: None,
             scope: None,
             user_id: None,
             services: None,
@@ -118,6 +122,7 @@ mod tests {
     fn key(scope: KeyScope, user: Option<&str>) -> Principal {
         Principal {
             key_id: Some("k".into()),
+            key_name: Some("laptop".into()),
             scope: Some(scope),
             user_id: user.map(Into::into),
             services: Some(vec!["hue".into()]),

@@ -24,7 +24,9 @@ use serde_json::Value;
 use super::cipher::{Column, Place, is_sealed, open_stored, seal};
 use super::keys::UserKeys;
 use super::model::{Conversation, Message, Summary};
-use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
+use crate::cost::ledger::{
+    Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Tokens, Usage,
+};
 use crate::error::{Error, Result};
 use crate::privsec::datakeys::DataKey;
 use crate::store::{
@@ -418,8 +420,8 @@ impl Ledger for SealedStore {
     async fn cost_recover(&self) -> Result<()> {
         self.inner.cost_recover().await
     }
-    async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()> {
-        self.inner.cost_settle(id, spent).await
+    async fn cost_settle(&self, id: i64, spent: Micros, tokens: Tokens) -> Result<()> {
+        self.inner.cost_settle(id, spent, tokens).await
     }
     async fn cost_release(&self, id: i64) -> Result<()> {
         self.inner.cost_release(id).await

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use time::{Date, OffsetDateTime, Time};
 
 use super::ledger::{
-    Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, to_micros, to_usd,
+    Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, Tokens, to_micros,
+    to_usd,
 };
 use super::pricing::Pricing;
 use crate::config::{Config, CostConfig};
@@ -266,7 +267,11 @@ impl Budget {
                 "a reported usage costs more than its reservation; charged the reservation"
             );
         }
-        self.store.cost_settle(id, charged).await?;
+        let tokens = Tokens {
+            input: usage.prompt_tokens,
+            output: usage.completion_tokens,
+        };
+        self.store.cost_settle(id, charged, tokens).await?;
         self.warn_near_limit().await;
         Ok(charged)
     }
@@ -276,7 +281,10 @@ impl Budget {
         let Some(id) = hold.id else {
             return Ok(0);
         };
-        self.store.cost_settle(id, hold.reserved).await?;
+        // The usage is unknown: no tokens are recorded beside the charge.
+        self.store
+            .cost_settle(id, hold.reserved, Tokens::default())
+            .await?;
         self.warn_near_limit().await;
         Ok(hold.reserved)
     }
@@ -335,20 +343,56 @@ impl Budget {
     /// The same for one user: what that user spent and holds, against the per-user limits
     /// (`limit_usd` null where none is set). What a user's own key may see of spend.
     pub async fn user_status(&self, user: &str) -> Result<Value> {
+        let mut v = self
+            .scoped_status(
+                &Scope::User(user.to_string()),
+                self.cost.user_daily_limit,
+                self.cost.user_monthly_limit,
+            )
+            .await?;
+        v["user_id"] = json!(user);
+        Ok(v)
+    }
+
+    /// The same for one API key (by id), against the per-key limits.
+    pub async fn key_status(&self, key_id: &str) -> Result<Value> {
+        self.scoped_status(
+            &Scope::Key(key_id.to_string()),
+            self.cost.key_daily_limit,
+            self.cost.key_monthly_limit,
+        )
+        .await
+    }
+
+    /// Whether a per-user (`user`) or per-key limit is set: only then do reports show each
+    /// user's or key's standing against one.
+    pub fn has_limits(&self, user: bool) -> bool {
+        let (d, m) = if user {
+            (self.cost.user_daily_limit, self.cost.user_monthly_limit)
+        } else {
+            (self.cost.key_daily_limit, self.cost.key_monthly_limit)
+        };
+        d.is_some() || m.is_some()
+    }
+
+    async fn scoped_status(
+        &self,
+        scope: &Scope,
+        daily: Option<f64>,
+        monthly: Option<f64>,
+    ) -> Result<Value> {
         let now = OffsetDateTime::now_utc();
         let (day, month) = day_month(now);
-        let scope = Scope::User(user.to_string());
-        let d = self.store.cost_usage(&scope, &day).await?;
-        let m = self.store.cost_usage(&scope, &month).await?;
+        let d = self.store.cost_usage(scope, &day).await?;
+        let m = self.store.cost_usage(scope, &month).await?;
         let part = |u: super::ledger::Usage, limit: Option<f64>, period| {
             json!({"spent_usd": to_usd(u.spent), "reserved_usd": to_usd(u.reserved),
                    "limit_usd": limit.map(|l| to_usd(to_micros(l))),
                    "resets_at": resets_at(period, now)})
         };
         Ok(json!({
-            "user_id": user,
-            "daily": part(d, self.cost.user_daily_limit, Period::Daily),
-            "monthly": part(m, self.cost.user_monthly_limit, Period::Monthly),
+            "daily": part(d, daily, Period::Daily),
+            "monthly": part(m, monthly, Period::Monthly),
         }))
     }
 }

@@ -122,13 +122,43 @@ pub enum ReserveOutcome {
     Exceeded { limit: Limit, usage: Usage },
 }
 
+/// The tokens a settled call used, kept beside its charge so a report can show what the
+/// money bought. Zero for a call whose usage was never known (charged its whole hold).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+}
+
+impl Tokens {
+    /// As a database column holds them: a count past `i64::MAX` (no real call) is capped.
+    pub fn columns(self) -> (i64, i64) {
+        let col = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        (col(self.input), col(self.output))
+    }
+
+    /// Read back from the columns; a negative value (written by hand) counts as none.
+    pub fn from_columns(input: i64, output: i64) -> Tokens {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Tokens {
+            input: count(input),
+            output: count(output),
+        }
+    }
+}
+
 /// A settled charge, for reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Charge {
     pub day: String,
     pub model: String,
     pub user_id: Option<String>,
+    /// The API key that made the call (cloud mode), by id.
+    pub key_id: Option<String>,
     pub spent: Micros,
+    pub tokens: Tokens,
+    /// A call's charge; false for a day of spend imported from the seed's tracker.
+    pub request: bool,
 }
 
 #[cfg(test)]

@@ -70,6 +70,10 @@ const TABLE: &[(&str, Price)] = &[
     ("claude-sonnet-4", p(3000, 15000)),
     ("claude-opus-4", p(15000, 75000)),
     ("claude-3-opus", p(15000, 75000)),
+    // Embeddings have no output.
+    ("text-embedding-3-small", p(20, 0)),
+    ("text-embedding-3-large", p(130, 0)),
+    ("text-embedding-ada-002", p(100, 0)),
 ];
 
 /// The built-in table with the configuration's entries on top.
@@ -166,6 +170,22 @@ mod tests {
             completion_tokens: 1_000_000,
         };
         assert_eq!(t.cost(Provider::OpenAi, "gpt-4o-mini", u), 750_000);
+        // Embeddings: input only, $0.02 / $0.13 / $0.10 per million.
+        let million_in = Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 0,
+        };
+        for (model, micros) in [
+            ("text-embedding-3-small", 20_000),
+            ("text-embedding-3-large", 130_000),
+            ("text-embedding-ada-002", 100_000),
+        ] {
+            assert_eq!(
+                t.cost(Provider::OpenAi, model, million_in),
+                micros,
+                "{model}"
+            );
+        }
     }
 
     #[test]

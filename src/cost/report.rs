@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ledger::{Charge, Micros, to_usd};
+use super::ledger::{Charge, Micros, Tokens, to_usd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupBy {
@@ -11,22 +11,65 @@ pub enum GroupBy {
     User,
 }
 
-/// Totals per group, largest first for models and users, in date order for days.
+/// Spend per group, largest first for models and users, in date order for days.
 pub fn group(charges: &[Charge], by: GroupBy) -> Vec<(String, Micros)> {
-    let mut totals: BTreeMap<String, Micros> = BTreeMap::new();
-    for c in charges {
-        let key = match by {
+    group_totals(charges, by)
+        .into_iter()
+        .map(|(key, t)| (key, t.spent))
+        .collect()
+}
+
+/// What a group of charges adds up to: the money, the calls it paid for and their tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub spent: Micros,
+    /// Charged calls; a day imported from the seed's tracker is spend without a request.
+    pub requests: u64,
+    pub tokens: Tokens,
+}
+
+impl Totals {
+    fn add(&mut self, c: &Charge) {
+        self.spent = super::ledger::add(self.spent, c.spent);
+        self.requests += u64::from(c.request);
+        self.tokens.input = self.tokens.input.saturating_add(c.tokens.input);
+        self.tokens.output = self.tokens.output.saturating_add(c.tokens.output);
+    }
+}
+
+/// [`group`] with requests and tokens beside the spend, in the same order.
+pub fn group_totals(charges: &[Charge], by: GroupBy) -> Vec<(String, Totals)> {
+    let rows = group_with(charges, |c| {
+        Some(match by {
             GroupBy::Day => c.day.clone(),
             GroupBy::Model => c.model.clone(),
             GroupBy::User => c.user_id.clone().unwrap_or_else(|| "(none)".into()),
-        };
-        let total = totals.entry(key).or_default();
-        *total = super::ledger::add(*total, c.spent);
+        })
+    });
+    if by == GroupBy::Day {
+        rows
+    } else {
+        largest_first(rows)
     }
-    let mut rows: Vec<_> = totals.into_iter().collect();
-    if by != GroupBy::Day {
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+}
+
+/// Totals per key `key` gives (charges it gives none are left out), in key order.
+pub fn group_with(
+    charges: &[Charge],
+    key: impl Fn(&Charge) -> Option<String>,
+) -> Vec<(String, Totals)> {
+    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
+    for c in charges {
+        if let Some(k) = key(c) {
+            totals.entry(k).or_default().add(c);
+        }
     }
+    totals.into_iter().collect()
+}
+
+/// Largest spend first, then by name.
+pub fn largest_first(mut rows: Vec<(String, Totals)>) -> Vec<(String, Totals)> {
+    rows.sort_by(|a, b| b.1.spent.cmp(&a.1.spent).then(a.0.cmp(&b.0)));
     rows
 }
 
@@ -57,7 +100,13 @@ mod tests {
             day: day.into(),
             model: model.into(),
             user_id: Some(user.into()),
+            key_id: None,
             spent,
+            tokens: Tokens {
+                input: 10,
+                output: 5,
+            },
+            request: true,
         }
     }
 
@@ -76,6 +125,8 @@ mod tests {
             ]
         );
         assert_eq!(group(&charges, GroupBy::Day)[0].0, "2026-11-01");
+        let totals = group_totals(&charges, GroupBy::Model);
+        assert_eq!((totals[0].1.requests, totals[0].1.tokens.input), (2, 20));
         let text = render(&group(&charges, GroupBy::User), 10);
         assert!(
             text.contains(&"█".repeat(10)) && text.contains("total"),

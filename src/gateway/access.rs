@@ -228,6 +228,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
             }
             Ok(Principal {
                 key_id: Some(record.id),
+                key_name: Some(record.name),
                 scope: Some(record.scope),
                 user_id: record.user_id,
                 services: record.services,

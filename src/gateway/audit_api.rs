@@ -297,6 +297,7 @@ async fn query(
     filter: Filter,
     result: Option<Outcome>,
 ) -> Result<Vec<StoredEntry>> {
+    state.audit.settled().await;
     let path = state.config.audit.path.clone();
     tokio::task::spawn_blocking(move || {
         audit::query_matching(&path, &filter, &|e| result.is_none_or(|r| e.result == r))

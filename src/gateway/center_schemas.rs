@@ -12,9 +12,9 @@ pub fn schemas() -> Value {
     let nullable = |v: Value| json!({"anyOf": [v, {"type": "null"}]});
     let tally = || {
         obj(
-            json!({"calls": s("integer"), "blocked": s("integer"),
+            json!({"calls": s("integer"), "blocked": s("integer"), "errors": s("integer"),
         "bytes_sent": s("integer"), "bytes_received": s("integer")}),
-            &["calls", "blocked", "bytes_sent", "bytes_received"],
+            &["calls", "blocked", "errors", "bytes_sent", "bytes_received"],
         )
     };
     let job = obj(
@@ -28,10 +28,35 @@ pub fn schemas() -> Value {
         }),
         &["id", "kind", "state", "started_at", "progress"],
     );
-    let groups = || {
-        json!({"type": "array", "items": obj(json!({"key": s("string"),
-        "usd": s("number"), "micros": s("integer")}), &["key", "usd", "micros"])})
+    let group_props = || {
+        json!({"key": s("string"), "usd": s("number"), "micros": s("integer"),
+        "requests": s("integer"), "tokens_in": s("integer"), "tokens_out": s("integer"),
+        "limits": s("object")})
     };
+    let group_required = [
+        "key",
+        "usd",
+        "micros",
+        "requests",
+        "tokens_in",
+        "tokens_out",
+    ];
+    let groups = || json!({"type": "array", "items": obj(group_props(), &group_required)});
+    let mut key_props = group_props();
+    for (name, t) in [
+        ("key_id", "string"),
+        ("revoked", "boolean"),
+        ("calls", "integer"),
+        ("errors", "integer"),
+    ] {
+        key_props[name] = s(t);
+    }
+    let key_required: Vec<&str> = group_required
+        .iter()
+        .copied()
+        .chain(["key_id", "revoked", "calls", "errors"])
+        .collect();
+    let keys = json!({"type": "array", "items": obj(key_props, &key_required)});
     json!({
         "PrivacyReport": obj(json!({
             "period": {"type": "string", "enum": ["today", "7d", "30d"]},
@@ -41,13 +66,16 @@ pub fn schemas() -> Value {
                 "destinations": s("array"), "blocked_reasons": s("array")}), &["agent", "totals", "destinations"])},
             "top_hosts": s("array"),
             "days": {"type": "array", "items": obj(json!({"day": s("string"), "calls": s("integer"),
-                "blocked": s("integer")}), &["day", "calls", "blocked"])}
+                "blocked": s("integer"), "errors": s("integer")}), &["day", "calls", "blocked", "errors"])}
         }), &["period", "since", "until", "totals", "agents", "top_hosts", "days"]),
         "Spend": obj(json!({
             "days": s("integer"), "since": s("string"), "limits": s("object"),
             "total_usd": s("number"), "total_micros": s("integer"),
-            "by_day": groups(), "by_model": groups(), "by_user": groups()
-        }), &["days", "since", "limits", "total_usd", "by_day", "by_model", "by_user"]),
+            "total_requests": s("integer"), "total_tokens_in": s("integer"),
+            "total_tokens_out": s("integer"),
+            "by_day": groups(), "by_model": groups(), "by_user": groups(), "by_key": keys
+        }), &["days", "since", "limits", "total_usd", "total_requests", "total_tokens_in",
+              "total_tokens_out", "by_day", "by_model", "by_user", "by_key"]),
         "VaultInfo": obj(json!({
             "key_source": {"type": "string", "enum": ["file", "environment"]},
             "active_keys": s("integer"),

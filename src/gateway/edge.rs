@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+use super::agent::Claim;
 use super::{Shared, routes};
 use crate::error::Error;
 use crate::metrics::{HttpLabels, RouteLabels};
@@ -54,6 +55,9 @@ pub struct RequestInfo {
     pub key_id: Option<String>,
     /// Who the request acts as (set by the auth stage; anonymous before it).
     pub principal: Principal,
+    /// Who the request says sent it (`X-Maestra-Surface`, else the `User-Agent`), for the
+    /// audit entry of a `/v1` call: see [`super::agent`].
+    pub claim: Claim,
 }
 
 impl RequestInfo {
@@ -64,6 +68,7 @@ impl RequestInfo {
             ip: None,
             key_id: None,
             principal: Principal::anonymous(),
+            claim: Claim::Nothing,
         }
     }
 
@@ -80,11 +85,13 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let claim = Claim::read(req.headers());
     req.extensions_mut().insert(RequestInfo {
         id: id.clone(),
         ip,
         key_id: None,
         principal: Principal::anonymous(),
+        claim,
     });
     let span = tracing::info_span!("request", request_id = %id);
     let mut resp = tracing::Instrument::instrument(next.run(req), span).await;

@@ -7,6 +7,9 @@
 //! - `chat`          — one model call: route, egress, fallback, audit, metrics
 //! - `core`          — `/api/maestra/core` and the legacy `/api/maestra/advisor/ask`
 //! - `openai_api`    — `/v1/chat/completions` (with SSE streaming) and `/v1/models`
+//! - `embeddings_api` — `/v1/embeddings`, OpenAI-compatible; nothing of the input is kept
+//! - `responses`     — `/v1/responses`, the Responses API, stateless (typed SSE events)
+//! - `agent`         — who made a `/v1` call: the key's name, `X-Maestra-Surface`, the User-Agent
 //! - `conversations` — conversation listing, export and deletion, a user's data rights
 //! - `services`      — `/api/services/{service}/{path}`: the credential-injecting proxy
 //! - `audit_api`     — `GET /api/audit` and `POST /api/audit/events` (local tool actions)
@@ -19,6 +22,7 @@
 //! - `server`        — the accept loop: header limits, graceful shutdown
 
 pub(crate) mod access;
+mod agent;
 mod audit_api;
 mod center_body;
 mod center_schemas;
@@ -27,11 +31,13 @@ mod controls_api;
 mod conversations;
 mod core;
 mod edge;
+mod embeddings_api;
 mod jobs;
 mod openai_api;
 mod openapi;
 mod pipeline;
 mod report_api;
+mod responses;
 mod router;
 mod routes;
 mod same_origin;

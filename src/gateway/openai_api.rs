@@ -49,9 +49,9 @@ pub async fn chat_completions(
     let user = super::access::acting_user(&state, &info, user.as_deref()).await?;
     let route = state.providers.route(&req.model)?;
     let caller = Caller {
+        surface_id: super::agent::claimed(&info)?,
         info,
         user_id: user,
-        surface_id: None,
         action: "chat.completions",
     };
     if !stream {
@@ -134,7 +134,7 @@ fn usage_json(u: Usage) -> Value {
            "total_tokens": u.total()})
 }
 
-fn meta(route: &Route, usage: Usage, charged: Micros, latency_ms: u64) -> Value {
+pub(super) fn meta(route: &Route, usage: Usage, charged: Micros, latency_ms: u64) -> Value {
     json!({"latency_ms": latency_ms, "model": route.model, "tokens": usage.total(),
            "cost_usd": to_usd(charged), "source": route.provider.source()})
 }
@@ -193,6 +193,9 @@ fn sse_events(
                         call["function"]["name"] = json!(name);
                     }
                     c.chunk(choice, json!({"tool_calls": [call]}), None)
+                }
+                Relayed::Delta(Delta::Refusal { choice, text }) => {
+                    c.chunk(choice, json!({"refusal": text}), None)
                 }
                 Relayed::Delta(Delta::Logprobs { choice, logprobs }) => {
                     c.chunk_with(choice, json!({}), None, logprobs)

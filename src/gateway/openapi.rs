@@ -7,6 +7,100 @@ use super::routes::{Query, ROUTES, Route};
 use crate::access::scope::KeyScope;
 use crate::conversations::model::MAX_ID_LEN;
 
+/// `POST /v1/chat/completions`'s body: the fields `providers::chat::read` understands, each as
+/// it checks them, so the document is never stricter than the server; any other field is a 400
+/// naming it. A message may carry no other key; parts, tools and tool calls may (the reader
+/// ignores what it does not use).
+fn chat_request() -> Value {
+    let s = |t: &str| json!({"type": t});
+    let nullable = |v: Value| json!({"anyOf": [v, {"type": "null"}]});
+    let name = || json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
+    let call_id = || json!({"type": "string", "minLength": 1, "maxLength": 256});
+    let open = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
+    let closed = |props: Value, required: &[&str]| {
+        json!({"type": "object", "properties": props, "required": required,
+               "additionalProperties": false})
+    };
+    let part = json!({"anyOf": [
+        open(json!({"type": {"const": "text"}, "text": s("string")}), &["type", "text"]),
+        open(json!({"type": {"const": "image_url"}, "image_url": open(json!({
+            "url": {"type": "string", "description": "A base64 `data:` URL (PNG, JPEG, GIF, WebP), or an http(s) URL for a cloud model, which fetches it itself (named in the audit entry's `image_hosts`; refused for a local model)"},
+            "detail": nullable(json!({"enum": ["low", "high", "auto"]}))}), &["url"])}),
+            &["type", "image_url"]),
+        open(json!({"type": {"const": "refusal"}, "refusal": s("string")}), &["type", "refusal"])
+    ]});
+    let tool_call = open(
+        json!({"id": call_id(), "type": {"const": "function"},
+        "function": open(json!({"name": name(), "arguments": s("string")}), &["name", "arguments"])}),
+        &["id", "type", "function"],
+    );
+    let message = closed(
+        json!({
+            "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+            "content": {"description": "Text, or parts (text; image_url in a user message; refusal in an assistant's); may be null for an assistant that called functions",
+                "anyOf": [s("string"), s("null"), {"type": "array", "items": part}]},
+            "tool_calls": nullable(json!({"type": "array", "items": tool_call,
+                "description": "An assistant message's function calls"})),
+            "tool_call_id": {"description": "The call a tool message answers", "allOf": [call_id()]},
+            "refusal": {"description": "An assistant's refusal, kept in the history"}
+        }),
+        &["role"],
+    );
+    let tool = open(
+        json!({"type": {"const": "function"}, "function": open(json!({
+        "name": name(), "description": nullable(s("string")),
+        "parameters": nullable(s("object")), "strict": nullable(s("boolean"))}), &["name"])}),
+        &["type", "function"],
+    );
+    let format = json!({"anyOf": [
+        open(json!({"type": {"enum": ["text", "json_object"]}}), &["type"]),
+        open(json!({"type": {"const": "json_schema"}, "json_schema": open(json!({
+            "name": name(), "description": nullable(s("string")),
+            "schema": nullable(s("object")), "strict": nullable(s("boolean"))}), &["name"])}),
+            &["type", "json_schema"])]});
+    let range =
+        |lo: f64, hi: f64| nullable(json!({"type": "number", "minimum": lo, "maximum": hi}));
+    let tokens = || nullable(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000}));
+    closed(
+        json!({
+            "model": {"type": "string", "minLength": 1, "examples": ["llama3.2"]},
+            "messages": {"type": "array", "minItems": 1, "items": message,
+                "description": "At most 1000, each at most 256 KiB of text, at most 20 images in all (413 above)"},
+            "stream": nullable(s("boolean")),
+            "stream_options": nullable(closed(json!({"include_usage": nullable(s("boolean"))}), &[])),
+            "user": {"description": "The user the call acts for (an admin key or local mode; a user's key acts for its own user); never sent to the provider",
+                "anyOf": [path_schema("id"), s("null")]},
+            "max_tokens": tokens(),
+            "max_completion_tokens": tokens(),
+            "n": nullable(json!({"type": "integer", "minimum": 1, "maximum": 8,
+                "description": "Choices; the reservation is multiplied by it. Above 1 refused for Anthropic and local models"})),
+            "tools": nullable(json!({"type": "array", "maxItems": 128, "items": tool,
+                "description": "Function tools (names unique)"})),
+            "tool_choice": {"anyOf": [s("null"), {"enum": ["auto", "none", "required"]},
+                open(json!({"type": {"const": "function"}, "function": open(json!({"name": name()}), &["name"])}),
+                    &["type", "function"])]},
+            "parallel_tool_calls": nullable(s("boolean")),
+            "response_format": nullable(format),
+            "logprobs": nullable(json!({"type": "boolean", "description": "Refused for Anthropic"})),
+            "top_logprobs": nullable(json!({"type": "integer", "minimum": 0, "maximum": 20,
+                "description": "Needs `logprobs: true`"})),
+            "store": {"enum": [false, null], "description": "Maestra asks no provider to keep what an assistant sends"},
+            "temperature": range(0.0, 2.0),
+            "top_p": range(0.0, 1.0),
+            "presence_penalty": range(-2.0, 2.0),
+            "frequency_penalty": range(-2.0, 2.0),
+            "seed": nullable(json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX})),
+            "stop": {"anyOf": [s("null"), {"type": "string", "maxLength": 256},
+                {"type": "array", "maxItems": 4, "items": {"type": "string", "maxLength": 256}}]},
+            "logit_bias": nullable(json!({"type": "object", "maxProperties": 300,
+                "propertyNames": {"pattern": "^\\+?[0-9]+$"},
+                "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}})),
+            "reasoning_effort": nullable(json!({"enum": ["minimal", "low", "medium", "high"]}))
+        }),
+        &["model", "messages"],
+    )
+}
+
 fn schemas() -> Value {
     let s = |t: &str| json!({"type": t});
     let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
@@ -51,28 +145,43 @@ fn schemas() -> Value {
             "source": {"type": "string", "enum": ["local", "cloud"]}, "version": s("string"),
             "artifacts": s("array"), "actions": s("array"), "meta": {"$ref": "#/components/schemas/Meta"}
         }), &["reply", "mode", "conversation_id", "source", "version", "artifacts", "actions", "meta"]),
-        "ChatCompletionRequest": obj(json!({
-            "model": {"type": "string", "minLength": 1, "examples": ["llama3.2"]},
-            "messages": {"type": "array", "minItems": 1, "description": "At most 1000 (413 above)",
-                "items": obj(json!({
-                    "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
-                    "content": {"description": "Text, or text parts; may be null for an assistant",
-                        "anyOf": [{"type": "string"}, {"type": "null"}, {"type": "array", "items": obj(json!({
-                            "type": {"const": "text"}, "text": s("string")}), &["type", "text"])}]}
-                }), &["role"])},
-            "stream": nullable(s("boolean")),
-            "user": nullable(id()),
-            "max_tokens": nullable(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
-            "max_completion_tokens": nullable(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
-            "temperature": nullable(json!({"type": "number", "minimum": 0, "maximum": 2})),
-            "top_p": nullable(json!({"type": "number", "minimum": 0, "maximum": 1})),
-            "stop": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 256},
-                {"type": "array", "maxItems": 4, "items": {"type": "string", "maxLength": 256}}]}
-        }), &["model", "messages"]),
+        "ChatCompletionRequest": chat_request(),
         "ChatCompletionStream": {"type": "string", "description": "Server-sent events: `data: {chunk}` lines, then `data: [DONE]`"},
+        "ResponseRequest": response_request(),
+        "Response": obj(json!({"id": s("string"), "object": {"const": "response"},
+            "created_at": s("integer"), "model": s("string"),
+            "status": {"type": "string", "enum": ["completed", "incomplete", "failed"]},
+            "output": {"type": "array", "items": s("object"),
+                "description": "A `message` item with the text, and a `function_call` item per call"},
+            "usage": s("object"), "error": s("null"), "incomplete_details": nullable(s("object")),
+            "store": {"const": false}, "meta": {"$ref": "#/components/schemas/Meta"}}),
+            &["id", "object", "created_at", "model", "status", "output"]),
+        "ResponseStream": {"type": "string", "description": "Server-sent events, each `event: <type>` with `data: {type, sequence_number, ...}`: response.created, response.in_progress, per output item response.output_item.added, its deltas and .done events, response.output_item.done; last response.completed (response.incomplete when cut at max_output_tokens, response.failed with Maestra's error code when the upstream failed)"},
         "ChatCompletion": obj(json!({"id": s("string"), "object": s("string"), "created": s("integer"),
             "model": s("string"), "choices": s("array"), "usage": s("object"),
             "meta": {"$ref": "#/components/schemas/Meta"}}), &["id", "choices"]),
+        "EmbeddingsRequest": closed(obj(json!({
+            "model": {"type": "string", "minLength": 1, "examples": ["llama3.2", "text-embedding-3-small"],
+                "description": "`text-embedding-*` goes to OpenAI (a cloud call); a configured local model or `local/NAME` to the local server"},
+            "input": {"description": "Text, or 1 to 2048 texts; at most 1 MiB in all (413 above). Token-id arrays are refused",
+                "anyOf": [{"type": "string", "minLength": 1},
+                    {"type": "array", "minItems": 1, "maxItems": 2048, "items": {"type": "string", "minLength": 1}}]},
+            "encoding_format": nullable(json!({"type": "string", "enum": ["float", "base64"]})),
+            "dimensions": nullable(json!({"type": "integer", "minimum": 1, "maximum": 4096})),
+            "user": nullable(id())
+        }), &["model", "input"])),
+        "EmbeddingList": obj(json!({
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": obj(json!({
+                "object": {"const": "embedding"}, "index": {"type": "integer", "minimum": 0},
+                "embedding": {"description": "Numbers, or base64 of little-endian float32 (`encoding_format: base64`)",
+                    "anyOf": [{"type": "array", "items": s("number")}, s("string")]}
+            }), &["object", "index", "embedding"])},
+            "model": s("string"),
+            "usage": obj(json!({"prompt_tokens": s("integer"), "total_tokens": s("integer")}),
+                &["prompt_tokens", "total_tokens"]),
+            "meta": {"$ref": "#/components/schemas/Meta"}
+        }), &["object", "data", "model", "usage"]),
         "ModelList": obj(json!({"object": s("string"), "data": s("array")}), &["data"]),
         "Message": obj(json!({"id": s("string"), "role": s("string"), "content": s("string"),
             "surface": s("string"), "mode": s("string"), "timestamp": s("string"), "meta": s("object")}),
@@ -108,6 +217,73 @@ fn schemas() -> Value {
     })
 }
 
+/// `POST /v1/responses`'s body. Only what Maestra carries: a documented field it does not
+/// (stored responses, provider-run tools, reasoning options) passes only as null or its
+/// default, and anything else is a 400 naming it.
+fn response_request() -> Value {
+    let nullable = |v: Value| json!({"anyOf": [v, {"type": "null"}]});
+    let name = || json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
+    let call_id = || json!({"type": "string", "minLength": 1, "maxLength": 256});
+    let closed = |props: Value, required: &[&str]| {
+        json!({"type": "object", "properties": props, "required": required,
+               "additionalProperties": false})
+    };
+    let parts = || json!({"type": "array", "items": {"type": "object"}});
+    let unset = |why: &str| json!({"type": "null", "description": why});
+    let stateless = "Stateless: Maestra stores no response; send the history in `input`";
+    json!({"type": "object", "required": ["model", "input"], "properties": {
+        "model": {"type": "string", "minLength": 1, "examples": ["llama3.2"]},
+        "input": {"description": "Text (one user message), or items: messages, function_call and function_call_output (at most 1000; each text at most 256 KiB, 413 above)",
+            "anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"anyOf": [
+                {"type": "object", "required": ["role", "content"], "properties": {
+                    "type": {"enum": ["message", null]},
+                    "role": {"enum": ["user", "system", "developer", "assistant"]},
+                    "content": {"anyOf": [{"type": "string"}, parts()]}}},
+                {"type": "object", "required": ["type", "call_id", "name", "arguments"], "properties": {
+                    "type": {"const": "function_call"}, "call_id": call_id(), "name": name(),
+                    "arguments": {"type": "string"}}},
+                {"type": "object", "required": ["type", "call_id", "output"], "properties": {
+                    "type": {"const": "function_call_output"}, "call_id": call_id(),
+                    "output": {"anyOf": [{"type": "string"}, parts()]}}}
+            ]}}]},
+        "instructions": nullable(json!({"type": "string"})),
+        "tools": nullable(json!({"type": "array", "maxItems": 128,
+            "description": "Function tools only: a tool the provider would run itself (web search, file search, computer use) is refused",
+            "items": closed(json!({"type": {"const": "function"}, "name": name(),
+                "description": nullable(json!({"type": "string"})),
+                "parameters": nullable(json!({"type": "object"})),
+                "strict": nullable(json!({"type": "boolean"}))}), &["type", "name"])})),
+        "tool_choice": {"anyOf": [{"type": "null"}, {"enum": ["auto", "none", "required"]},
+            closed(json!({"type": {"const": "function"}, "name": name()}), &["type", "name"])]},
+        "parallel_tool_calls": nullable(json!({"type": "boolean"})),
+        "max_output_tokens": nullable(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
+        "temperature": nullable(json!({"type": "number", "minimum": 0, "maximum": 2})),
+        "top_p": nullable(json!({"type": "number", "minimum": 0, "maximum": 1})),
+        "text": nullable(closed(json!({"verbosity": {"type": "null"}, "format": {"anyOf": [
+            {"type": "null"},
+            closed(json!({"type": {"enum": ["text", "json_object"]}}), &["type"]),
+            closed(json!({"type": {"const": "json_schema"}, "name": name(),
+                "schema": nullable(json!({"type": "object"})),
+                "description": nullable(json!({"type": "string"})),
+                "strict": nullable(json!({"type": "boolean"}))}), &["type", "name"])]}}), &[])),
+        "stream": nullable(json!({"type": "boolean"})),
+        "stream_options": nullable(closed(json!({"include_obfuscation": {"enum": [false, null]}}), &[])),
+        "store": {"enum": [false, null], "description": "Maestra keeps nothing and asks no provider to keep it"},
+        "user": nullable(path_schema("id")),
+        "previous_response_id": unset(stateless),
+        "conversation": unset(stateless),
+        "prompt": unset("Stored prompt templates are not used: send the text in `instructions`"),
+        "reasoning": unset("Not carried"),
+        "service_tier": unset("Not carried: it changes the price past what the cost guard bounds"),
+        "max_tool_calls": unset("Not carried: Maestra offers no built-in tools"),
+        "top_logprobs": unset("Not carried"),
+        "include": nullable(json!({"type": "array", "maxItems": 0})),
+        "metadata": nullable(json!({"type": "object", "maxProperties": 0})),
+        "truncation": {"enum": ["disabled", null]},
+        "background": {"enum": [false, null]}
+    }})
+}
+
 /// The JSON schema of a path parameter: ids follow `validate_id`, a proxied path is text.
 fn path_schema(name: &str) -> Value {
     match name {
@@ -126,7 +302,7 @@ fn content(types: &[&str], schema: &str) -> Value {
         let schema = if *t == "*/*" {
             json!({})
         } else if *t == "text/event-stream" {
-            json!({"$ref": "#/components/schemas/ChatCompletionStream"})
+            json!({"$ref": format!("#/components/schemas/{schema}Stream")})
         } else {
             json!({"$ref": format!("#/components/schemas/{schema}")})
         };
@@ -174,6 +350,12 @@ fn operation(r: &Route) -> Value {
             "style": "form", "explode": true,
             "schema": {"type": "object", "additionalProperties": {"type": "string"}}
         })),
+    }
+    // The `/v1` calls name their agent (see `gateway::agent`); the header is one way to.
+    if r.method == "post" && r.path.starts_with("/v1/") {
+        params.push(json!({"name": "X-Maestra-Surface", "in": "header", "required": false,
+            "description": "Names the calling agent or surface in the audit log and the privacy report (else the User-Agent's product; in cloud mode the API key's name wins). Not an id: 400",
+            "schema": path_schema("id")}));
     }
     if !params.is_empty() {
         op["parameters"] = json!(params);

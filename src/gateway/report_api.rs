@@ -1,7 +1,8 @@
 //! `GET /api/report`: the privacy center's home, an App Privacy Report for the assistant.
 //! For a period (today, 7 or 30 days, UTC): per agent (else surface), the services and hosts
 //! it called, how often, the bytes sent and received, and what local-only mode blocked and
-//! why; the most-contacted hosts; calls and blocks per day.
+//! why; the most-contacted hosts; calls and blocks per day. Errors (calls whose result was
+//! `failed` or `error`) are counted apart, among the calls.
 //!
 //! It reads the audit log's summary ([`crate::privsec::audit::Summary`]), not the log, so it
 //! answers in milliseconds over a million entries. A call is an entry of a service category
@@ -19,7 +20,7 @@ use time::{Duration, OffsetDateTime};
 use super::Shared;
 use super::edge::ApiQuery;
 use crate::error::{Error, Result};
-use crate::privsec::audit::{Category, Counts, MAX_NAMES, OTHER, Summary, SummaryKey};
+use crate::privsec::audit::{Category, Counts, MAX_NAMES, OTHER, Outcome, Summary, SummaryKey};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,25 +48,36 @@ pub(super) fn period_days(period: &str, today: time::Date) -> Result<Vec<String>
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
-struct Tally {
-    calls: u64,
-    blocked: u64,
-    bytes_sent: u64,
-    bytes_received: u64,
+pub(super) struct Tally {
+    pub(super) calls: u64,
+    pub(super) blocked: u64,
+    /// Calls that failed (`failed`: refused upstream or abandoned; `error`: the upstream or
+    /// Maestra broke), counted among `calls`.
+    pub(super) errors: u64,
+    pub(super) bytes_sent: u64,
+    pub(super) bytes_received: u64,
+}
+
+/// Whether an entry's result is a failure the person should see apart from the calls.
+fn is_error(result: Outcome) -> bool {
+    matches!(result, Outcome::Failed | Outcome::Error)
 }
 
 impl Tally {
-    fn add(&mut self, k: &SummaryKey, c: &Counts) {
+    pub(super) fn add(&mut self, k: &SummaryKey, c: &Counts) {
         self.calls += c.entries;
         if k.category == Category::LocalOnlyBlock {
             self.blocked += c.entries;
+        }
+        if is_error(k.result) {
+            self.errors += c.entries;
         }
         self.bytes_sent += c.bytes_sent;
         self.bytes_received += c.bytes_received;
     }
 }
 
-fn is_call(c: Category) -> bool {
+pub(super) fn is_call(c: Category) -> bool {
     matches!(
         c,
         Category::Llm
@@ -88,6 +100,7 @@ impl Tally {
     fn merge(&mut self, o: &Tally) {
         self.calls += o.calls;
         self.blocked += o.blocked;
+        self.errors += o.errors;
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
     }
@@ -167,6 +180,7 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
                 "totals": a.total,
                 "destinations": dests.into_iter().map(|((service, host), t)| json!({
                     "service": service, "host": host, "calls": t.calls, "blocked": t.blocked,
+                    "errors": t.errors,
                     "bytes_sent": t.bytes_sent, "bytes_received": t.bytes_received,
                 })).collect::<Vec<_>>(),
                 "blocked_reasons": a.reasons.into_iter().map(|(reason, count)| json!({
@@ -186,10 +200,12 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
         "agents": agents,
         "top_hosts": top.into_iter().map(|((host, service), t)| json!({
             "host": host, "service": service, "calls": t.calls, "blocked": t.blocked,
+            "errors": t.errors,
             "bytes_sent": t.bytes_sent, "bytes_received": t.bytes_received,
         })).collect::<Vec<_>>(),
         "days": per_day.into_iter().map(|(day, t)| json!({
-            "day": day, "calls": t.calls, "blocked": t.blocked})).collect::<Vec<_>>(),
+            "day": day, "calls": t.calls, "blocked": t.blocked, "errors": t.errors,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -199,6 +215,7 @@ pub(super) async fn report(
 ) -> Result<Json<Value>> {
     let period = q.period.unwrap_or_else(|| "7d".into());
     let days = period_days(&period, OffsetDateTime::now_utc().date())?;
+    state.audit.settled().await;
     let summary = state.audit.summary().clone();
     let report = tokio::task::spawn_blocking(move || summary.read(|s| build(s, &period, &days)))
         .await

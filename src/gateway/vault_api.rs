@@ -105,6 +105,8 @@ fn rfc3339(unix: i64) -> Option<String> {
 pub(super) async fn info(State(state): State<Shared>) -> Result<Json<Value>> {
     let list = state.vault.list().await?;
     let status = state.vault.key_status().await?;
+    // A secret's last use is read from the audit log: first the calls made before this read.
+    state.audit.settled().await;
     let keys = state.vault.keys();
     let blocking = state.clone();
     let secrets = tokio::task::spawn_blocking(move || -> Result<Vec<Value>> {

@@ -2,12 +2,14 @@
 //! the guarded [`Egress`] client (so local-only mode blocks cloud models at the socket).
 //!
 //! - `chat`      — provider-neutral request, answer and stream shapes
+//! - `embeddings` — the embeddings request, its routing, the call and its checked answer
 //! - `openai`    — the OpenAI wire format (OpenAI and local OpenAI-compatible servers)
 //! - `anthropic` — the Messages API, translated
 //! - `keys`      — provider API keys from the vault, kept decrypted for a second
 
 pub mod anthropic;
 pub mod chat;
+pub mod embeddings;
 mod keys;
 pub mod openai;
 mod stream;
@@ -91,6 +93,9 @@ pub struct Providers {
     local_url: String,
     local_models: Vec<String>,
     openai_chat: Option<Url>,
+    /// `POST /v1/embeddings`'s endpoints (`providers::embeddings`).
+    local_embeddings: Option<Url>,
+    openai_embeddings: Option<Url>,
     anthropic_messages: Option<Url>,
     timeout: Duration,
     fallback: bool,
@@ -110,6 +115,8 @@ impl Providers {
             local_url: shown_url(&config.local_model_url),
             local_models: config.local_models(),
             openai_chat: endpoint(&config.openai_base_url, "chat/completions"),
+            local_embeddings: endpoint(&config.local_model_url, "embeddings"),
+            openai_embeddings: endpoint(&config.openai_base_url, "embeddings"),
             anthropic_messages: endpoint(&config.anthropic_base_url, "messages"),
             timeout: Duration::from_secs(config.upstream_timeout),
             fallback: config.cloud_fallback,
@@ -203,7 +210,7 @@ impl Providers {
     /// hand the client an answer to a question it did not ask.
     pub fn check(&self, route: &Route, req: &ChatRequest) -> Result<()> {
         match route.provider {
-            Provider::Anthropic => anthropic::check(req),
+            Provider::Anthropic => anthropic::check(req, &route.model),
             Provider::OpenAi => Ok(()),
             Provider::Local => openai::check_local(req),
         }
@@ -226,7 +233,7 @@ impl Providers {
                 ))
             })?;
             match route.provider {
-                Provider::Anthropic => anthropic::parse_completion(&v),
+                Provider::Anthropic => anthropic::parse_completion(&v, req),
                 _ => openai::parse_completion(&v),
             }
         };
@@ -264,7 +271,13 @@ impl Providers {
         let resp = start
             .await
             .map_err(|e| self.local_down(route, redactor.scrub_error(e)))?;
-        Ok(stream::deltas(route.provider, resp, self.timeout, redactor))
+        Ok(stream::deltas(
+            route.provider,
+            resp,
+            self.timeout,
+            redactor,
+            anthropic::StreamState::new(req),
+        ))
     }
 
     /// A local model nobody serves (the connection refused or unroutable) is the first thing
@@ -295,15 +308,15 @@ impl Providers {
         let (url, body) = match route.provider {
             Provider::Anthropic => (
                 &self.anthropic_messages,
-                anthropic::request_body(req, &route.model, stream),
+                anthropic::request_body(req, &route.model, stream)?,
             ),
             Provider::OpenAi => (
                 &self.openai_chat,
-                openai::request_body(req, &route.model, stream),
+                openai::request_body(req, &route.model, stream, false),
             ),
             Provider::Local => (
                 &self.local_chat,
-                openai::request_body(req, &route.model, stream),
+                openai::request_body(req, &route.model, stream, true),
             ),
         };
         let url = url.clone().ok_or_else(|| {
@@ -328,9 +341,12 @@ impl Providers {
                         Error::Vault(format!("{ANTHROPIC_KEY} is not a valid header value"))
                     })?;
                 value.set_sensitive(true);
-                let builder = builder
+                let mut builder = builder
                     .header("x-api-key", value)
                     .header("anthropic-version", anthropic::VERSION);
+                if anthropic::wants_strict(req) {
+                    builder = builder.header("anthropic-beta", anthropic::STRUCTURED_OUTPUTS_BETA);
+                }
                 (builder, Some(key))
             }
         })

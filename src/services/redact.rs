@@ -44,6 +44,15 @@ impl Redactor {
         }
     }
 
+    /// A redactor for the same secrets holding nothing yet: one per text of a stream that
+    /// interleaves several (a stream's choices and function calls).
+    pub fn fresh(&self) -> Redactor {
+        Redactor {
+            needles: self.needles.clone(),
+            held: Vec::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
     }

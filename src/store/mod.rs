@@ -16,7 +16,9 @@ pub use sqlite::SqliteStore;
 pub use sqlite::snapshot as sqlite_snapshot;
 
 use crate::conversations::model::{Conversation, Message, Summary};
-use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
+use crate::cost::ledger::{
+    Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Tokens, Usage,
+};
 use crate::error::Result;
 
 /// A stored API key: the public id and a SHA-256 of the secret part, never the secret.
@@ -264,8 +266,9 @@ pub trait Ledger: Send + Sync {
     /// younger ones are live). Called at start by `maestra serve`, so a hold left by a crash
     /// is not reported as reserved until a refusal happens to sweep it.
     async fn cost_recover(&self) -> Result<()>;
-    /// Turns a reservation into a charge of `spent`, clamped into `0..=` the amount it held.
-    async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()>;
+    /// Turns a reservation into a charge of `spent`, clamped into `0..=` the amount it held,
+    /// recording the `tokens` the call used beside it (for reports).
+    async fn cost_settle(&self, id: i64, spent: Micros, tokens: Tokens) -> Result<()>;
     /// Drops a reservation whose call failed: nothing was spent.
     async fn cost_release(&self, id: i64) -> Result<()>;
     /// Spent and reserved amounts of a scope in a period: a day (`YYYY-MM-DD`) or a month

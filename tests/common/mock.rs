@@ -10,7 +10,14 @@
 //! past the 200th character), `-stream` in an error event after some text, `-text` in the
 //! answer itself (streamed 7 characters a delta, so it is split across deltas).
 //! [`start_redirecting`] is an upstream that answers every request with a redirect.
+//!
+//! The OpenAI side also answers function calls, several choices, JSON mode and log
+//! probabilities the way OpenAI does (see `openai`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+// By path, so the benchmark that includes this file by path finds it too.
+#[path = "mock_openai.rs"]
+mod openai;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -48,8 +55,9 @@ impl Mock {
 pub async fn start() -> (SocketAddr, Mock) {
     let mock = Mock::default();
     let app = Router::new()
-        .route("/v1/chat/completions", post(openai))
+        .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/messages", post(anthropic))
+        .route("/v1/embeddings", post(super::mock_embeddings::embeddings))
         .with_state(mock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -57,13 +65,13 @@ pub async fn start() -> (SocketAddr, Mock) {
     (addr, mock)
 }
 
+/// The last user message's text (a string, or its text parts joined).
 fn last_user(body: &Value) -> String {
     body["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_string()
+        .map(|m| openai::content_text(&m["content"]))
+        .unwrap_or_default()
 }
 
 fn record(mock: &Mock, path: &str, headers: &HeaderMap, body: &Value) {
@@ -197,69 +205,6 @@ pub async fn start_redirecting(to: SocketAddr, status: u16) -> SocketAddr {
     addr
 }
 
-async fn openai(State(mock): State<Mock>, headers: HeaderMap, body: axum::Json<Value>) -> Response {
-    let body = body.0;
-    record(&mock, "/v1/chat/completions", &headers, &body);
-    let text = last_user(&body);
-    if let Some(r) = misbehave(&text).await {
-        return r;
-    }
-    let key = presented_key(&headers);
-    if let Some(r) = echo_key_error(&text, &key, false) {
-        return r;
-    }
-    let model = body["model"].as_str().unwrap_or("").to_string();
-    let turns = body["messages"].as_array().map_or(0, Vec::len);
-    let reply = reply_for(&text, &key, format!("echo({turns}): {text}"));
-    if body["stream"] == true {
-        let chunk = |delta: Value, finish: Value| {
-            format!(
-                "data: {}\n\n",
-                json!({"id": "c1", "object": "chat.completion.chunk", "model": model,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-            )
-        };
-        let mut parts = vec![chunk(json!({"role": "assistant"}), Value::Null)];
-        for w in pieces(&reply, &text) {
-            parts.push(chunk(json!({"content": w}), Value::Null));
-        }
-        if text.contains("mode:echo-key-stream") {
-            parts.truncate(3);
-            let err = json!({"error": {"message": format!("stream failed for key {key}")}});
-            parts.push(format!("data: {err}\n\n"));
-            return sse(parts, false);
-        }
-        if text.contains("mode:broken") {
-            parts.truncate(2);
-            return sse(parts, false);
-        }
-        if text.contains("mode:stall") {
-            parts.truncate(2);
-            return sse(parts, true);
-        }
-        parts.push(chunk(json!({}), json!("stop")));
-        if body["stream_options"]["include_usage"] == true {
-            parts.push(format!(
-                "data: {}\n\n",
-                json!({"id": "c1", "object": "chat.completion.chunk", "model": model, "choices": [],
-                       "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
-            ));
-        }
-        parts.push("data: [DONE]\n\n".into());
-        return sse(parts, false);
-    }
-    let mut answer = json!({
-        "id": "c1", "object": "chat.completion", "created": 1, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-    });
-    // An OpenAI-compatible server that reports no usage at all.
-    if text.contains("mode:nousage") {
-        answer.as_object_mut().unwrap().remove("usage");
-    }
-    axum::Json(answer).into_response()
-}
-
 async fn anthropic(
     State(mock): State<Mock>,
     headers: HeaderMap,
@@ -273,6 +218,10 @@ async fn anthropic(
             axum::Json(json!({"type": "error", "error": {"type": "authentication_error", "message": "missing key"}})),
         )
             .into_response();
+    }
+    let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
+    if let Some(r) = super::mock_anthropic::respond(&body, beta) {
+        return r;
     }
     let text = last_user(&body);
     if let Some(r) = misbehave(&text).await {

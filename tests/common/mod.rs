@@ -3,6 +3,8 @@
 
 pub mod http;
 pub mod mock;
+pub mod mock_anthropic;
+pub mod mock_embeddings;
 pub mod pg;
 pub mod server;
 pub mod services_mock;

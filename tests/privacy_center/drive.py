@@ -4,7 +4,15 @@ Usage: drive.py BASE_URL SCREENSHOT_DIR FOREIGN_URL DELETE_ID FORGET_USER
 
 Checks, failing with an AssertionError:
 - the page loads with no console error and no request to any origin but the server's;
-- every figure each section shows (its data-value, and its text) equals the API's answer;
+- every figure each section shows (its data-value, and its text) equals the API's answer,
+  in the page's formats: bytes in decimal units ("1.1 MB", the exact count on hover), money
+  as $x.xxxx, token counts with thousands separators;
+- the report counts errors apart from calls (a failed call was seeded), and its byte
+  figures read "1.1 MB" for the seeded 1.1 MB call;
+- times show to the second in the browser's time zone (set to Asia/Kathmandu, UTC+05:45),
+  the full UTC value on hover;
+- spend shows the requests and tokens of each model beside the dollars;
+- the vault says in words whether its key matches;
 - delete and forget through the page (confirmed in the dialog) remove the data (the API
   no longer lists it; the Rust side checks the database files);
 - the local-only switch changes what GET /api/privacy reports;
@@ -13,7 +21,9 @@ Checks, failing with an AssertionError:
 Screenshots of each section (desktop and phone width) go to SCREENSHOT_DIR.
 """
 
+import datetime
 import json
+import re
 import sys
 import time
 import urllib.error
@@ -61,12 +71,50 @@ def same(page_value, api_value):
     return page_value == str(api_value)
 
 
-def shown(api_value, text):
-    """The text a figure shows for its value (the page's formats: plain, bytes, $x.xxxx)."""
+def human_bytes(n):
+    """Bytes as the page writes them: decimal units, one decimal past 1000 B."""
+    if n < 1000:
+        return f"{n} B"
+    x, units = n / 1000, ["kB", "MB", "GB", "TB", "PB", "EB"]
+    i = 0
+    while x >= 999.95 and i < len(units) - 1:
+        x /= 1000
+        i += 1
+    return f"{x:.1f} {units[i]}"
+
+
+def shown(path, api_value, text, title):
+    """Whether a figure's text (and hover) is its value in the page's format for that field."""
     if isinstance(api_value, bool) or isinstance(api_value, str):
         return True
-    candidates = {str(api_value), f"{api_value} B", f"${float(api_value):.4f}"}
-    return text in candidates
+    last = path.split(".")[-1]
+    if last.startswith("bytes_"):
+        return text == human_bytes(api_value) and title == f"{api_value:,} bytes"
+    if "usd" in last:
+        return text == f"${float(api_value):.4f}"
+    if last.startswith("tokens_") or last.startswith("total_tokens_"):
+        return text == f"{api_value:,}"
+    return text == str(api_value)
+
+
+ZONE = "Asia/Kathmandu"
+OFFSET = datetime.timedelta(hours=5, minutes=45)  # Nepal keeps no daylight saving time.
+
+
+def check_times(name):
+    """Every <time> of a section: local to the second in ZONE, the full UTC value on hover."""
+    times = driver.find_elements(By.CSS_SELECTOR, f"#{name} time")
+    for t in times:
+        raw = t.get_attribute("data-time")
+        # The page keeps milliseconds: what a browser's Date holds.
+        iso = re.sub(r"(\.\d{3})\d+", r"\1", raw).replace("Z", "+00:00")
+        utc = datetime.datetime.fromisoformat(iso).astimezone(datetime.timezone.utc)
+        local = (utc + OFFSET).strftime("%Y-%m-%d %H:%M:%S")
+        assert t.text == local, (name, raw, t.text, local)
+        full = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z (UTC)"
+        assert t.get_attribute("title") == full, (name, raw, t.get_attribute("title"), full)
+        assert t.get_attribute("datetime") == full.split(" ")[0], (name, raw)
+    return len(times)
 
 
 options = webdriver.ChromeOptions()
@@ -78,6 +126,8 @@ for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disa
     options.add_argument(arg)
 options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+# The viewer's zone: one far from UTC (and from this machine's), with a 45-minute offset.
+driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ZONE})
 wait = WebDriverWait(driver, 20)
 report = {"sections": {}}
 
@@ -98,9 +148,10 @@ def section(name, api_doc):
         path, value, text = f.get_attribute("data-figure"), f.get_attribute("data-value"), f.text
         expected = at(api_doc, path)
         assert same(value, expected), (name, path, value, expected)
-        assert shown(expected, text), (name, path, text, expected)
+        assert shown(path, expected, text, f.get_attribute("title")), (name, path, text, f.get_attribute("title"), expected)
         checked += 1
     report["sections"][name] = checked
+    report.setdefault("times", {})[name] = check_times(name)
     return checked
 
 
@@ -111,16 +162,61 @@ try:
     problems = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert not problems, problems
 
+    # The page names the zone as the browser's ICU does (its canonical name is the old spelling).
+    zone_note = driver.find_element(By.ID, "tz").text
+    assert "(Asia/Kathmandu)" in zone_note or "(Asia/Katmandu)" in zone_note, zone_note
+
     # 2. Every section shows the API's figures.
-    assert section("report", get_json("/api/report?period=7d")) >= 20
+    rep7 = get_json("/api/report?period=7d")
+    assert section("report", rep7) >= 20
+    # The seeded 1.1 MB call: "1.1 MB", the exact count on hover.
+    sent = driver.find_element(By.CSS_SELECTOR, '#report [data-figure="totals.bytes_sent"]')
+    assert sent.text == "1.1 MB", sent.text
+    assert sent.get_attribute("title") == f"{rep7['totals']['bytes_sent']:,} bytes"
+    # Errors apart from calls: the failed cloud call, in the cards, per agent and per host.
+    assert rep7["totals"]["errors"] >= 1, rep7["totals"]
+    errors = driver.find_element(By.CSS_SELECTOR, '#report [data-figure="totals.errors"]')
+    assert errors.text == str(rep7["totals"]["errors"])
+    failed = [(i, j) for i, a in enumerate(rep7["agents"]) for j, d in enumerate(a["destinations"])
+              if d["service"] == "openai" and d["errors"] > 0]
+    assert failed, rep7["agents"]
+    i, j = failed[0]
+    cell = driver.find_element(By.CSS_SELECTOR, f'#report [data-figure="agents.{i}.destinations.{j}.errors"]')
+    headers = [th.text for th in cell.find_element(By.XPATH, "ancestor::table").find_elements(By.CSS_SELECTOR, "thead th")]
+    assert headers[2:5] == ["Calls", "Errors", "Blocked"], headers
     driver.find_element(By.ID, "report-period").send_keys("Last 30 days")
     time.sleep(0.5)
-    assert section("spend", get_json("/api/spend?days=30")) >= 7
+    spend = get_json("/api/spend?days=30")
+    assert section("spend", spend) >= 7
+    # Requests and tokens beside the dollars, per model as per day and user.
+    model = [i for i, m in enumerate(spend["by_model"]) if m["key"] == "gpt-4o-mini"]
+    assert model, spend["by_model"]
+    row = driver.find_element(By.CSS_SELECTOR, f'#spend [data-figure="by_model.{model[0]}.usd"]').find_element(By.XPATH, "ancestor::tr")
+    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    m = spend["by_model"][model[0]]
+    assert cells == ["gpt-4o-mini", str(m["requests"]), f"{m['tokens_in']:,}", f"{m['tokens_out']:,}", f"${m['usd']:.4f}"], cells
+    assert m["requests"] >= 1 and m["tokens_in"] > 0 and m["tokens_out"] > 0, m
+    # No limit is near: no warning, here or in the banner.
+    assert not driver.find_elements(By.CSS_SELECTOR, "#spend-warnings [data-warning]")
+    assert not driver.find_element(By.ID, "limit-banner").is_displayed()
     convs = get_json("/api/conversations?limit=20&offset=0")
     assert section("conversations", convs) >= 1
-    assert section("vault", get_json("/api/vault")) >= 3
+    assert report["times"]["conversations"] == len(convs["conversations"]) > 0, report["times"]
+    vault_doc = get_json("/api/vault")
+    assert section("vault", vault_doc) >= 3
+    status = driver.find_element(By.CSS_SELECTOR, '#vault [data-figure="key_status"]')
+    assert vault_doc["key_status"] == "matches"
+    assert status.text == "The encryption key in use matches the one your secrets were sealed with: the vault opens.", status.text
+    assert "Key status" not in driver.find_element(By.ID, "vault").text
     audit_doc = get_json("/api/audit?limit=100&since=" + time.strftime("%Y-%m-%d", time.gmtime(time.time() - 6 * 86400)))
     assert section("audit", audit_doc) == 1
+    assert report["times"]["audit"] == len(audit_doc["entries"]) > 0, report["times"]
+    # Byte counts in the entries' details read like the report's, exact on hover.
+    detail = driver.find_elements(By.CSS_SELECTOR, "#audit td.details span.bytes")
+    assert detail, "no byte counts in the audit details"
+    for d in detail:
+        n = int(d.get_attribute("title").replace(" bytes", "").replace(",", ""))
+        assert d.text == human_bytes(n), (d.text, n)
     assert section("controls", get_json("/api/privacy")) == 1
 
     # The report's figures add up to what /api/audit lists for the same days.
@@ -142,6 +238,7 @@ try:
     wait.until(lambda d: "Verified through entry #" in d.find_element(By.ID, "chain-state").text)
     verified = get_json("/api/audit/verify")["job"]
     assert verified["result"]["ok"] and f"#{verified['result']['through_seq']}" in driver.find_element(By.ID, "chain-state").text
+    assert check_times("audit-chain") == 1
     driver.save_screenshot(f"{SHOTS}/audit-verified.png")
 
     # Vault: a key rotation started from the page shows progress and leaves the vault open.

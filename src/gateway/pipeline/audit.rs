@@ -23,6 +23,8 @@ pub struct Charge {
     /// Hosts of `http(s)` images the provider was asked to fetch: egress Maestra did not
     /// make itself, named so the person can see where it went.
     pub image_hosts: Vec<String>,
+    /// Strings embedded, for an embeddings call (its entry counts them, never shows them).
+    pub inputs: Option<usize>,
 }
 
 fn event(caller: &Caller, category: Category, route: &Route, result: Outcome) -> Event {
@@ -35,6 +37,11 @@ fn event(caller: &Caller, category: Category, route: &Route, result: Outcome) ->
     }
     if let Some(s) = &caller.surface_id {
         e = e.surface(s);
+    }
+    // The API key's name is the authenticated agent (the Report groups by it); the surface
+    // stays what the request claimed (see `gateway::agent`).
+    if let Some(k) = crate::gateway::agent::of_key(&caller.info) {
+        e = e.agent(k);
     }
     if let Some(ip) = caller.info.ip_string() {
         e = e.ip(ip);
@@ -54,6 +61,9 @@ fn charged(e: Event, c: &Charge) -> Event {
     }
     if !c.image_hosts.is_empty() {
         e = e.detail("image_hosts", json!(c.image_hosts));
+    }
+    if let Some(n) = c.inputs {
+        e = e.detail("inputs", n);
     }
     e
 }

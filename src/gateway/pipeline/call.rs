@@ -75,6 +75,7 @@ async fn complete_owned(
                 stream: false,
                 functions: completion.called_functions(),
                 image_hosts: req.remote_image_hosts(),
+                ..Default::default()
             };
             if gone() {
                 super::audit::record_abandoned(state, caller, &route, &charge).await?;
@@ -125,7 +126,7 @@ const _: () = assert!((MAX_OPEN.as_secs() + MAX_CALL_SECS) as i64 * 1000 < STALE
 
 /// Awaits an upstream `call` until `deadline`, or until the server stops waiting for its
 /// calls: both read as the upstream not answering in time.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     state: &AppState,
     route: &Route,
     deadline: tokio::time::Instant,
@@ -145,7 +146,7 @@ async fn bounded<T>(
 /// What a failed upstream call costs. One that did not answer in time after its client left
 /// (or while the server stops) is charged its reservation: its work may be billed, and there
 /// is no one left to retry. Any other failure gives the reservation back.
-async fn failed(state: &AppState, hold: Hold, e: Error, gone: bool) -> Failure {
+pub(super) async fn failed(state: &AppState, hold: Hold, e: Error, gone: bool) -> Failure {
     match e {
         Error::UpstreamTimeout(_) if gone || state.calls.is_stopping() => {
             match super::settle::worst_case(state, hold).await {

@@ -22,6 +22,7 @@
 mod audit;
 mod call;
 mod calls;
+mod embed;
 mod guard;
 mod relay;
 mod reserve;
@@ -31,6 +32,7 @@ pub mod store;
 pub use audit::{record_failure, record_success};
 pub use call::complete;
 pub use calls::Calls;
+pub use embed::embed;
 pub use guard::service as guard_service;
 pub use relay::{Relayed, relay};
 use settle::counted_usage;

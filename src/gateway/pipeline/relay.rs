@@ -129,7 +129,9 @@ async fn pump(
         let event = match next {
             Some(Ok(delta)) => {
                 match &delta {
-                    Delta::Text { text, .. } => s.streamed_bytes += text.len(),
+                    Delta::Text { text, .. } | Delta::Refusal { text, .. } => {
+                        s.streamed_bytes += text.len()
+                    }
                     Delta::ToolCall {
                         name, arguments, ..
                     } => {
@@ -200,6 +202,7 @@ impl Settlement {
             stream: true,
             functions: self.called,
             image_hosts: self.request.remote_image_hosts(),
+            ..Default::default()
         };
         let audited = match end {
             End::Done => super::record_success(state, caller, &self.route, &charge).await,

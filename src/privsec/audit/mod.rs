@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use chain::ChainKey;
 pub use entry::{Category, Event, Outcome, StoredEntry};
@@ -39,6 +39,8 @@ use crate::error::{Error, Result};
 
 /// How long a caller waits for room in a full queue before the entry counts as not written.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a reader waits for the entries queued before it ([`AuditLog::settled`]).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A handle for appending; cheap to clone, shared by every request.
 #[derive(Clone)]
@@ -48,6 +50,10 @@ pub struct AuditLog {
     lost: Arc<AtomicU64>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     summary: SharedSummary,
+    /// Entries handed to the writer so far, and (from the writer) how many of them it has
+    /// handled, written or failed: what lets a reader see every entry recorded before it.
+    queued: Arc<AtomicU64>,
+    handled: watch::Receiver<u64>,
 }
 
 impl AuditLog {
@@ -63,9 +69,10 @@ impl AuditLog {
         let w = writer::Writer::new(files, Arc::new(key)).with_summary(summary.clone());
         let lost = Arc::new(AtomicU64::new(0));
         let writer_lost = lost.clone();
+        let (handled_tx, handled) = watch::channel(0);
         let thread = std::thread::Builder::new()
             .name("maestra-audit".into())
-            .spawn(move || w.run(rx, writer_lost))
+            .spawn(move || w.run(rx, writer_lost, handled_tx))
             .map_err(|e| Error::io("cannot start the audit writer", e))?;
         Ok(AuditLog {
             tx,
@@ -73,7 +80,33 @@ impl AuditLog {
             lost,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
             summary,
+            queued: Arc::new(AtomicU64::new(0)),
+            handled,
         })
+    }
+
+    /// Waits until every entry recorded before this call is written (or has failed), so a
+    /// reader of the log or its summary (the audit query, the report, a secret's last use)
+    /// sees the calls it was made after: recording only queues an entry (group commit), and
+    /// without this a request's own entry could be missing from the page it opens next.
+    /// Bounded: past [`SETTLE_TIMEOUT`] (a stalled disk) the reader goes on with what is there.
+    pub async fn settled(&self) {
+        let target = self.queued.load(Ordering::SeqCst);
+        let mut handled = self.handled.clone();
+        let _ = tokio::time::timeout(SETTLE_TIMEOUT, handled.wait_for(|n| *n >= target)).await;
+    }
+
+    /// Hands an entry to the writer, counted in `queued` while it is in the queue.
+    async fn enqueue(&self, pending: writer::Pending) -> Result<()> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let sent = self.tx.send_timeout(pending, ENQUEUE_TIMEOUT).await;
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::AuditUnavailable(
+                "the audit queue is full or closed".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The summary of the log (for reports), kept as entries are written.
@@ -89,10 +122,7 @@ impl AuditLog {
             event,
             ack: Some(ack),
         };
-        self.tx
-            .send_timeout(pending, ENQUEUE_TIMEOUT)
-            .await
-            .map_err(|_| Error::AuditUnavailable("the audit queue is full or closed".into()))?;
+        self.enqueue(pending).await?;
         match done.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(msg)) => Err(Error::AuditUnavailable(msg)),
@@ -111,12 +141,7 @@ impl AuditLog {
         let event = crate::egress::tally::annotate(event);
         let what = format!("{:?}/{}", event.category, event.action);
         let pending = writer::Pending { event, ack: None };
-        match self
-            .tx
-            .send_timeout(pending, ENQUEUE_TIMEOUT)
-            .await
-            .map_err(|_| Error::AuditUnavailable("the audit queue is full or closed".into()))
-        {
+        match self.enqueue(pending).await {
             Ok(_) => Ok(()),
             Err(e) if self.fail_closed => Err(e),
             Err(e) => {

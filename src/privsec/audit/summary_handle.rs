@@ -107,6 +107,24 @@ mod tests {
         Event::new(Category::Llm, "openai", "core", Outcome::Success).detail("bytes_sent", bytes)
     }
 
+    /// Recording only queues an entry; a reader that first waits for `settled` sees every
+    /// entry recorded before it, however the writer batches them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_settled_reader_sees_every_entry_recorded_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), 90);
+        cfg.fail_closed = false;
+        let log = AuditLog::open(&cfg, key()).unwrap();
+        for round in 1..=20u64 {
+            for _ in 0..10 {
+                log.record(call(1)).await.unwrap();
+            }
+            log.settled().await;
+            assert_eq!(log.summary().read(entries).unwrap(), round * 10);
+        }
+        log.close().await;
+    }
+
     #[tokio::test]
     async fn the_writer_keeps_it_and_what_others_wrote_is_caught_up() {
         let dir = tempfile::tempdir().unwrap();

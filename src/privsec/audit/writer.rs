@@ -93,7 +93,14 @@ impl Writer {
     }
 
     /// The thread body: block for one entry, take whatever else is queued, commit, acknowledge.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Pending>, lost: Arc<AtomicU64>) {
+    /// `handled` counts the entries taken off the queue and written or failed, for
+    /// [`super::AuditLog::settled`].
+    pub fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Pending>,
+        lost: Arc<AtomicU64>,
+        handled: tokio::sync::watch::Sender<u64>,
+    ) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
@@ -105,6 +112,7 @@ impl Writer {
                 drain(&mut rx, &mut batch);
             }
             let result = self.commit(&batch);
+            let count = batch.len() as u64;
             if let (Ok(first), Some(summary), Some(tail)) = (&result, &self.summary, &self.tail) {
                 summary.add_batch(batch.iter().map(|p| &p.event), *first, &tail.last.hash);
             }
@@ -123,6 +131,7 @@ impl Writer {
                     }
                 }
             }
+            handled.send_modify(|n| *n += count);
         }
     }
 

@@ -10,7 +10,7 @@
 //! - `bound` — the most a request can use, for the reservation
 
 mod bound;
-mod read;
+pub(crate) mod read;
 
 use serde_json::{Map, Value};
 
@@ -268,6 +268,11 @@ pub enum Delta {
         id: Option<String>,
         name: Option<String>,
         arguments: String,
+    },
+    /// A piece of the model's refusal (structured output), where the provider streams one.
+    Refusal {
+        choice: u32,
+        text: String,
     },
     /// The provider's `logprobs` for this piece, as it sent it.
     Logprobs {

@@ -78,9 +78,9 @@ const REFUSED: &[(&str, &str)] = &[
 /// Most choices (`n`) one request may ask for.
 pub const MAX_CHOICES: u32 = 8;
 /// Most tools one request may declare (OpenAI's own limit).
-const MAX_TOOLS: usize = 128;
+pub(crate) const MAX_TOOLS: usize = 128;
 /// Most images one request may carry.
-const MAX_IMAGES: usize = 20;
+pub(crate) const MAX_IMAGES: usize = 20;
 /// Longest function name (OpenAI's rule: letters, digits, `_` and `-`, at most 64).
 const MAX_NAME: usize = 64;
 /// Image types the providers accept inline.
@@ -251,7 +251,7 @@ fn max_tokens(body: &Map<String, Value>, field: &str) -> Result<Option<u64>> {
 
 /// The passed-on sampling options, each of the type and in the range the providers document,
 /// so a value no provider would accept is a 400 here rather than a paid round trip.
-fn check_options(options: &Map<String, Value>) -> Result<()> {
+pub(crate) fn check_options(options: &Map<String, Value>) -> Result<()> {
     for (name, lo, hi) in OPTION_RANGES {
         if let Some(v) = options.get(*name)
             && !v.as_f64().is_some_and(|x| (*lo..=*hi).contains(&x))
@@ -302,7 +302,7 @@ fn check_options(options: &Map<String, Value>) -> Result<()> {
 }
 
 /// A function or schema name: 1 to 64 letters, digits, `_` or `-`.
-fn valid_name(field: &str, v: Option<&Value>) -> Result<String> {
+pub(crate) fn valid_name(field: &str, v: Option<&Value>) -> Result<String> {
     match v.and_then(Value::as_str) {
         Some(n)
             if !n.is_empty()
@@ -318,7 +318,7 @@ fn valid_name(field: &str, v: Option<&Value>) -> Result<String> {
     }
 }
 
-fn optional_string(field: &str, v: Option<&Value>) -> Result<Option<String>> {
+pub(crate) fn optional_string(field: &str, v: Option<&Value>) -> Result<Option<String>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -327,7 +327,7 @@ fn optional_string(field: &str, v: Option<&Value>) -> Result<Option<String>> {
 }
 
 /// A JSON Schema, where one is expected: an object (its content is the provider's to judge).
-fn schema(field: &str, v: Option<&Value>) -> Result<Option<Value>> {
+pub(crate) fn schema(field: &str, v: Option<&Value>) -> Result<Option<Value>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
@@ -584,7 +584,7 @@ fn part(i: usize, j: usize, role: &str, p: &Value) -> Result<Part> {
     }
 }
 
-fn image(at: &str, v: Option<&Value>) -> Result<Part> {
+pub(crate) fn image(at: &str, v: Option<&Value>) -> Result<Part> {
     let o = v
         .and_then(Value::as_object)
         .ok_or_else(|| bad(&format!("`{at}.image_url` must be an object with a `url`")))?;

@@ -7,7 +7,8 @@ use super::*;
 
 use super::PostgresStore;
 use crate::cost::ledger::{
-    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, Usage, clamp,
+    Charge, Limit, Micros, Period, Reservation, ReserveOutcome, STALE_AFTER_MS, Scope, Tokens,
+    Usage, clamp,
 };
 use crate::error::Result;
 use crate::store::codec::{scope_key, scopes, totals_sql};
@@ -174,18 +175,23 @@ impl Ledger for PostgresStore {
         Ok(())
     }
 
-    async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()> {
+    async fn cost_settle(&self, id: i64, spent: Micros, tokens: Tokens) -> Result<()> {
         let spent = clamp(spent);
+        let (tokens_in, tokens_out) = tokens.columns();
         let mut tx = self.begin_ledger().await?;
         if let Some(row) = open_row(&mut tx, id).await? {
             // Never more than was held: the hold is the call's worst case, and a charge above
             // it could take a scope past its limit after the check that admitted the call.
             let spent = spent.min(row.reserved);
             sqlx::query(
-                "UPDATE cost_ledger SET spent = $2, reserved = 0, settled = TRUE WHERE id = $1",
+                "UPDATE cost_ledger SET spent = $2, reserved = 0, settled = TRUE,
+                        tokens_in = $3, tokens_out = $4
+                 WHERE id = $1",
             )
             .bind(id)
             .bind(spent)
+            .bind(tokens_in)
+            .bind(tokens_out)
             .execute(&mut *tx)
             .await?;
             bump(&mut tx, &row, spent, -row.reserved).await?;
@@ -218,8 +224,8 @@ impl Ledger for PostgresStore {
 
     async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>> {
         let rows = sqlx::query(
-            "SELECT day, model, user_id, spent FROM cost_ledger
-             WHERE settled = TRUE AND day >= $1 ORDER BY day, id",
+            "SELECT day, model, user_id, key_id, spent, tokens_in, tokens_out, source
+             FROM cost_ledger WHERE settled = TRUE AND day >= $1 ORDER BY day, id",
         )
         .bind(since_day)
         .fetch_all(self.pool())
@@ -230,7 +236,10 @@ impl Ledger for PostgresStore {
                     day: r.try_get("day")?,
                     model: r.try_get("model")?,
                     user_id: r.try_get("user_id")?,
+                    key_id: r.try_get("key_id")?,
                     spent: r.try_get("spent")?,
+                    tokens: Tokens::from_columns(r.try_get("tokens_in")?, r.try_get("tokens_out")?),
+                    request: r.try_get::<String, _>("source")? != "import",
                 })
             })
             .collect()

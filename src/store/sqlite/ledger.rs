@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use super::*;
 
 use super::SqliteStore;
-use crate::cost::ledger::{Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Usage};
+use crate::cost::ledger::{
+    Charge, Limit, Micros, Reservation, ReserveOutcome, Scope, Tokens, Usage,
+};
 use crate::error::Result;
 use crate::store::codec::totals_sql;
 use sqlx::Row;
@@ -28,8 +30,8 @@ impl Ledger for SqliteStore {
         self.ledger.recover().await
     }
 
-    async fn cost_settle(&self, id: i64, spent: Micros) -> Result<()> {
-        self.ledger().settle(id, spent).await
+    async fn cost_settle(&self, id: i64, spent: Micros, tokens: Tokens) -> Result<()> {
+        self.ledger().settle(id, spent, tokens).await
     }
 
     async fn cost_release(&self, id: i64) -> Result<()> {
@@ -43,8 +45,8 @@ impl Ledger for SqliteStore {
     async fn cost_charges(&self, since_day: &str) -> Result<Vec<Charge>> {
         self.ledger().flush().await?;
         let rows = sqlx::query(
-            "SELECT day, model, user_id, spent FROM cost_ledger
-             WHERE settled = 1 AND day >= ?1 ORDER BY day, id",
+            "SELECT day, model, user_id, key_id, spent, tokens_in, tokens_out, source
+             FROM cost_ledger WHERE settled = 1 AND day >= ?1 ORDER BY day, id",
         )
         .bind(since_day)
         .fetch_all(self.pool())
@@ -55,7 +57,10 @@ impl Ledger for SqliteStore {
                     day: r.try_get("day")?,
                     model: r.try_get("model")?,
                     user_id: r.try_get("user_id")?,
+                    key_id: r.try_get("key_id")?,
                     spent: r.try_get("spent")?,
+                    tokens: Tokens::from_columns(r.try_get("tokens_in")?, r.try_get("tokens_out")?),
+                    request: r.try_get::<String, _>("source")? != "import",
                 })
             })
             .collect()

@@ -15,7 +15,7 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::cost::ledger::{
-    Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Usage, clamp,
+    Limit, Micros, Period, Reservation, ReserveOutcome, Scope, Tokens, Usage, clamp,
 };
 use crate::error::{Error, Result};
 use crate::store::codec::{scope_key, scopes, totals_sql, value_rows};
@@ -55,9 +55,20 @@ impl Row {
 }
 
 enum Op {
-    Reserve { id: i64, row: Row },
-    Settle { id: i64, spent: Micros, row: Row },
-    Release { id: i64, row: Row },
+    Reserve {
+        id: i64,
+        row: Row,
+    },
+    Settle {
+        id: i64,
+        spent: Micros,
+        tokens: Tokens,
+        row: Row,
+    },
+    Release {
+        id: i64,
+        row: Row,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -192,7 +203,7 @@ impl MemLedger {
         Ok(ReserveOutcome::Reserved(id))
     }
 
-    pub async fn settle(&self, id: i64, spent: Micros) -> Result<()> {
+    pub async fn settle(&self, id: i64, spent: Micros, tokens: Tokens) -> Result<()> {
         let spent = clamp(spent);
         let mut st = self.state.lock().await;
         let Some(row) = st.open.remove(&id) else {
@@ -204,7 +215,13 @@ impl MemLedger {
         // could take a scope past its limit after the check that admitted the call.
         let spent = spent.min(row.reserved);
         self.apply(&mut st, &row, spent, -row.reserved).await?;
-        self.send(Op::Settle { id, spent, row }).await
+        self.send(Op::Settle {
+            id,
+            spent,
+            tokens,
+            row,
+        })
+        .await
     }
 
     pub async fn release(&self, id: i64) -> Result<()> {
@@ -332,13 +349,17 @@ async fn persist(writer: SqlitePool, mut rx: mpsc::Receiver<Op>) {
     }
 }
 
+/// A row to insert: the reservation, then what it was charged and still holds, the tokens
+/// its call used, and whether it is settled.
+type NewRow<'a> = (&'a Row, Micros, Micros, Tokens, bool);
+
 /// A batch folded into what the tables need: rows to insert (reservations made in this batch,
 /// already settled if their call ended in it too), settlements and releases of older rows, and
 /// the change of each running total.
 #[derive(Default)]
 struct Folded<'a> {
-    new: std::collections::BTreeMap<i64, (&'a Row, Micros, Micros, bool)>,
-    settled: Vec<(i64, Micros)>,
+    new: std::collections::BTreeMap<i64, NewRow<'a>>,
+    settled: Vec<(i64, Micros, Tokens)>,
     released: Vec<i64>,
     deltas: HashMap<(String, String), (Micros, Micros)>,
 }
@@ -348,13 +369,19 @@ fn fold(batch: &[Op]) -> Folded<'_> {
     for op in batch {
         let (row, spent, reserved) = match op {
             Op::Reserve { id, row } => {
-                f.new.insert(*id, (row, 0, row.reserved, false));
+                f.new
+                    .insert(*id, (row, 0, row.reserved, Tokens::default(), false));
                 (row, 0, row.reserved)
             }
-            Op::Settle { id, spent, row } => {
+            Op::Settle {
+                id,
+                spent,
+                tokens,
+                row,
+            } => {
                 match f.new.get_mut(id) {
-                    Some(new) => *new = (row, *spent, 0, true),
-                    None => f.settled.push((*id, *spent)),
+                    Some(new) => *new = (row, *spent, 0, *tokens, true),
+                    None => f.settled.push((*id, *spent, *tokens)),
                 }
                 (row, *spent, -row.reserved)
             }
@@ -386,12 +413,14 @@ async fn write(writer: &SqlitePool, batch: &[Op]) -> Result<()> {
     for chunk in new.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO cost_ledger (id, day, month, user_id, key_id, model, provider,
-                                      reserved, spent, settled, created_at)
+                                      reserved, spent, settled, created_at,
+                                      tokens_in, tokens_out)
              VALUES {}",
-            value_rows(chunk.len(), 11, false)
+            value_rows(chunk.len(), 13, false)
         );
         let mut q = sqlx::query(&sql);
-        for (id, (row, spent, reserved, settled)) in chunk {
+        for (id, (row, spent, reserved, tokens, settled)) in chunk {
+            let (tokens_in, tokens_out) = tokens.columns();
             q = q
                 .bind(**id)
                 .bind(&row.day)
@@ -403,19 +432,23 @@ async fn write(writer: &SqlitePool, batch: &[Op]) -> Result<()> {
                 .bind(*reserved)
                 .bind(*spent)
                 .bind(i64::from(*settled))
-                .bind(row.created_at);
+                .bind(row.created_at)
+                .bind(tokens_in)
+                .bind(tokens_out);
         }
         q.execute(&mut *tx).await?;
     }
     for chunk in f.settled.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "UPDATE cost_ledger SET spent = v.column2, reserved = 0, settled = 1
+            "UPDATE cost_ledger SET spent = v.column2, reserved = 0, settled = 1,
+                    tokens_in = v.column3, tokens_out = v.column4
              FROM (VALUES {}) AS v WHERE cost_ledger.id = v.column1",
-            value_rows(chunk.len(), 2, false)
+            value_rows(chunk.len(), 4, false)
         );
         let mut q = sqlx::query(&sql);
-        for (id, spent) in chunk {
-            q = q.bind(*id).bind(*spent);
+        for (id, spent, tokens) in chunk {
+            let (tokens_in, tokens_out) = tokens.columns();
+            q = q.bind(*id).bind(*spent).bind(tokens_in).bind(tokens_out);
         }
         q.execute(&mut *tx).await?;
     }

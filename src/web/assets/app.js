@@ -7,7 +7,7 @@
 (function () {
   const KEY = 'maestra.apiKey';
   const SVG = 'http://www.w3.org/2000/svg';
-  const state = { privacy: null, convOffset: 0, convLimit: 20 };
+  const state = { privacy: null, mode: null, convOffset: 0, convLimit: 20 };
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -35,11 +35,73 @@
 
   const int = (n) => String(n);
   const usd = (n) => '$' + Number(n).toFixed(4);
-  const bytes = (n) => String(n) + ' B';
+  const count = (n) => Number(n).toLocaleString('en-US');
+  const plural = (n, one, many) => (Number(n) === 1 ? one : many);
 
-  // A figure: its text, and where it came from.
-  function fig(value, path, fmt) {
-    return el('span', { class: 'fig', 'data-figure': path, 'data-value': String(value), text: (fmt || int)(value) });
+  // Bytes in decimal units, as sizes are usually read: 999 B, 12.3 kB, 1.1 MB.
+  function bytes(n) {
+    const v = Number(n);
+    if (!(v >= 1000)) return v + ' B';
+    const units = ['kB', 'MB', 'GB', 'TB', 'PB', 'EB'];
+    let x = v / 1000, i = 0;
+    // 999.95 kB would print as "1000.0 kB": that is 1.0 MB.
+    while (x >= 999.95 && i < units.length - 1) { x /= 1000; i++; }
+    return x.toFixed(1) + ' ' + units[i];
+  }
+  // The exact count, shown on hover.
+  const exactBytes = (n) => count(n) + ' bytes';
+
+  // A figure: its text, and where it came from; `title` is what a hover shows.
+  function fig(value, path, fmt, title) {
+    return el('span', { class: 'fig', 'data-figure': path, 'data-value': String(value), title: title || null, text: (fmt || int)(value) });
+  }
+
+  // A byte count: human-readable, the exact number on hover.
+  const byteFig = (value, path) => fig(value, path, bytes, exactBytes(value));
+
+  // Times: to the second in the viewer's time zone; the full UTC value on hover.
+  const pad = (n) => String(n).padStart(2, '0');
+  function parseTime(text) {
+    // Sub-millisecond digits (the audit log writes nanoseconds) are dropped: a Date holds ms.
+    const d = new Date(String(text).replace(/(\.\d{3})\d+/, '$1'));
+    return Number.isNaN(d.getTime()) ? null : d;
+  }
+  function localTime(d) {
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+  function when(text, missing) {
+    if (text === null || text === undefined || text === '') return document.createTextNode(missing || '—');
+    const d = parseTime(text);
+    if (!d) return document.createTextNode(String(text));
+    const utc = d.toISOString();
+    return el('time', { datetime: utc, title: utc + ' (UTC)', 'data-time': String(text), text: localTime(d) });
+  }
+  function timeZone() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || 'your time zone'; } catch (_) { return 'your time zone'; }
+  }
+
+  // How near a limit is: null (no limit or under 80 %), 'near' (80 % or more) or 'reached'.
+  const NEAR = 0.8;
+  function limitLevel(p) {
+    if (!p || p.limit_usd === null || p.limit_usd === undefined) return null;
+    const limit = Number(p.limit_usd), spent = Number(p.spent_usd);
+    if (limit <= 0) return spent > 0 ? 'reached' : null;
+    const share = spent / limit;
+    return share >= 1 ? 'reached' : share >= NEAR ? 'near' : null;
+  }
+  const percent = (p) => (Number(p.limit_usd) > 0 ? Math.floor((Number(p.spent_usd) / Number(p.limit_usd)) * 100) : 100) + ' %';
+
+  // A warning for one limit, or null: `what` names it ("The daily limit", "ann's daily limit").
+  function limitWarning(what, p, id) {
+    const level = limitLevel(p);
+    if (!level) return null;
+    const figures = `${usd(p.spent_usd)} of ${usd(p.limit_usd)} spent`;
+    const resets = p.resets_at ? [' at ', when(p.resets_at)] : [];
+    const text = level === 'reached'
+      ? [`${what} is reached (${figures}): paid calls are refused until it resets`, ...resets, '.']
+      : [`${what} is ${percent(p)} used (${figures}); it resets`, ...resets, '.'];
+    return el('p', { class: 'warn ' + level, role: level === 'reached' ? 'alert' : 'status', 'data-warning': id, 'data-level': level },
+      el('strong', { text: level === 'reached' ? 'Limit reached: ' : 'Nearing a limit: ' }), ...text);
   }
 
   function setStatus(text) {
@@ -135,32 +197,40 @@
       const t = r.totals;
       const cards = el('div', { class: 'cards' },
         el('div', { class: 'card' }, el('h3', { text: 'Calls' }), fig(t.calls, 'totals.calls')),
+        el('div', { class: 'card' }, el('h3', { text: 'Errors' }), fig(t.errors, 'totals.errors')),
         el('div', { class: 'card' }, el('h3', { text: 'Blocked' }), fig(t.blocked, 'totals.blocked')),
-        el('div', { class: 'card' }, el('h3', { text: 'Sent' }), fig(t.bytes_sent, 'totals.bytes_sent', bytes)),
-        el('div', { class: 'card' }, el('h3', { text: 'Received' }), fig(t.bytes_received, 'totals.bytes_received', bytes)));
-      const chart = barChart(`Calls and blocked attempts per day, ${r.since} to ${r.until}`,
+        el('div', { class: 'card' }, el('h3', { text: 'Sent' }), byteFig(t.bytes_sent, 'totals.bytes_sent')),
+        el('div', { class: 'card' }, el('h3', { text: 'Received' }), byteFig(t.bytes_received, 'totals.bytes_received')));
+      const chart = barChart(`Calls, errors and blocked attempts per day, ${r.since} to ${r.until}`,
         r.days.map((d) => d.day),
         [{ name: 'calls', cls: 's1', values: r.days.map((d) => d.calls) },
+         { name: 'errors', cls: 's3', values: r.days.map((d) => d.errors) },
          { name: 'blocked', cls: 's2', values: r.days.map((d) => d.blocked) }]);
       const agents = r.agents.map((a, i) => el('div', { class: 'agent' },
         el('h3', { text: a.agent || '(no agent or surface)' }),
-        el('p', {}, fig(a.totals.calls, `agents.${i}.totals.calls`), ' calls, ',
+        el('p', {}, fig(a.totals.calls, `agents.${i}.totals.calls`), plural(a.totals.calls, ' call', ' calls') + ', ',
+          fig(a.totals.errors, `agents.${i}.totals.errors`), plural(a.totals.errors, ' error', ' errors') + ', ',
           fig(a.totals.blocked, `agents.${i}.totals.blocked`), ' blocked, ',
-          fig(a.totals.bytes_sent, `agents.${i}.totals.bytes_sent`, bytes), ' sent, ',
-          fig(a.totals.bytes_received, `agents.${i}.totals.bytes_received`, bytes), ' received'),
-        table('Services and hosts contacted', ['Service', 'Host', 'Calls', 'Blocked', 'Sent', 'Received', ''],
+          byteFig(a.totals.bytes_sent, `agents.${i}.totals.bytes_sent`), ' sent, ',
+          byteFig(a.totals.bytes_received, `agents.${i}.totals.bytes_received`), ' received'),
+        table('Services and hosts contacted', ['Service', 'Host', 'Calls', 'Errors', 'Blocked', 'Sent', 'Received', ''],
           a.destinations.map((d, j) => el('tr', {},
             el('td', { text: d.service }), el('td', { text: d.host || '—' }),
             el('td', {}, fig(d.calls, `agents.${i}.destinations.${j}.calls`)),
+            el('td', { class: d.errors ? 'bad' : null }, fig(d.errors, `agents.${i}.destinations.${j}.errors`)),
             el('td', {}, fig(d.blocked, `agents.${i}.destinations.${j}.blocked`)),
-            el('td', {}, fig(d.bytes_sent, `agents.${i}.destinations.${j}.bytes_sent`, bytes)),
-            el('td', {}, fig(d.bytes_received, `agents.${i}.destinations.${j}.bytes_received`, bytes)),
+            el('td', {}, byteFig(d.bytes_sent, `agents.${i}.destinations.${j}.bytes_sent`)),
+            el('td', {}, byteFig(d.bytes_received, `agents.${i}.destinations.${j}.bytes_received`)),
             el('td', {}, el('a', { href: '#audit', 'data-service': d.service, onclick: (ev) => openAudit(ev, d.service, period), text: 'audit entries' }))))),
         a.blocked_reasons.length ? el('ul', { class: 'reasons', 'aria-label': 'Why calls were blocked' },
           a.blocked_reasons.map((b, j) => el('li', {}, fig(b.count, `agents.${i}.blocked_reasons.${j}.count`), ' blocked: ', b.reason || '(no reason recorded)'))) : null));
-      const top = table('Most-contacted hosts', ['Host', 'Service', 'Calls', 'Blocked'],
+      const top = table('Most-contacted hosts', ['Host', 'Service', 'Calls', 'Errors', 'Blocked', 'Sent', 'Received'],
         r.top_hosts.map((h, i) => el('tr', {}, el('td', { text: h.host || '—' }), el('td', { text: h.service }),
-          el('td', {}, fig(h.calls, `top_hosts.${i}.calls`)), el('td', {}, fig(h.blocked, `top_hosts.${i}.blocked`)))));
+          el('td', {}, fig(h.calls, `top_hosts.${i}.calls`)),
+          el('td', { class: h.errors ? 'bad' : null }, fig(h.errors, `top_hosts.${i}.errors`)),
+          el('td', {}, fig(h.blocked, `top_hosts.${i}.blocked`)),
+          el('td', {}, byteFig(h.bytes_sent, `top_hosts.${i}.bytes_sent`)),
+          el('td', {}, byteFig(h.bytes_received, `top_hosts.${i}.bytes_received`)))));
       body.replaceChildren(el('p', { class: 'muted', text: `${r.since} to ${r.until} (UTC), through audit entry #${r.through_seq}` }),
         cards, chart, el('h3', { text: 'By agent or surface' }),
         ...(agents.length ? agents : [el('p', { class: 'empty', text: 'No calls in this period.' })]), top);
@@ -174,15 +244,45 @@
     location.hash = '#audit';
   }
 
+  // Requests and tokens beside the dollars of one group (`path` is where it is in the answer).
+  function usedCells(r, path) {
+    return [el('td', {}, fig(r.requests, `${path}.requests`)),
+      el('td', {}, fig(r.tokens_in, `${path}.tokens_in`, count)),
+      el('td', {}, fig(r.tokens_out, `${path}.tokens_out`, count)),
+      el('td', {}, fig(r.usd, `${path}.usd`, usd))];
+  }
+
+  // A user's or key's standing against its own limits today and this month, and warnings.
+  function scopedLimits(who, limits, path, warnings, id) {
+    if (!limits) return [];
+    return ['daily', 'monthly'].map((period) => {
+      const p = limits[period];
+      const w = limitWarning(`${who}'s ${period} limit`, p, `${id}:${period}`);
+      if (w) warnings.push(w);
+      if (p.limit_usd === null || p.limit_usd === undefined) return el('td', { class: 'muted', text: 'no limit' });
+      return el('td', { class: limitLevel(p) ? 'warn-cell ' + limitLevel(p) : null },
+        fig(p.spent_usd, `${path}.limits.${period}.spent_usd`, usd), ' of ',
+        fig(p.limit_usd, `${path}.limits.${period}.limit_usd`, usd));
+    });
+  }
+
   async function loadSpend() {
     const body = document.getElementById('spend-body');
     try {
       const s = await api('GET', '/api/spend?days=30');
-      const limit = (name, p) => el('div', { class: 'card' }, el('h3', { text: name }),
-        el('p', {}, fig(p.spent_usd, `limits.${name.toLowerCase()}.spent_usd`, usd), ' spent'),
-        el('p', {}, fig(p.reserved_usd, `limits.${name.toLowerCase()}.reserved_usd`, usd), ' reserved'),
-        el('p', {}, 'of ', fig(p.limit_usd, `limits.${name.toLowerCase()}.limit_usd`, usd)),
-        el('p', { class: 'muted', text: 'resets ' + p.resets_at }));
+      const warnings = [];
+      const limit = (name, p) => {
+        const key = name.toLowerCase();
+        const level = limitLevel(p);
+        const w = limitWarning(`The ${key} limit`, p, key);
+        if (w) warnings.push(w);
+        return el('div', { class: 'card' + (level ? ' limit-' + level : ''), 'data-limit': key },
+          el('h3', { text: name }),
+          el('p', {}, fig(p.spent_usd, `limits.${key}.spent_usd`, usd), ' spent'),
+          el('p', {}, fig(p.reserved_usd, `limits.${key}.reserved_usd`, usd), ' reserved'),
+          el('p', {}, 'of ', fig(p.limit_usd, `limits.${key}.limit_usd`, usd), level ? ` (${percent(p)})` : null),
+          el('p', { class: 'muted' }, 'resets ', when(p.resets_at)));
+      };
       const days = [];
       const byDay = Object.fromEntries(s.by_day.map((d) => [d.key, d.usd]));
       const start = new Date(s.since + 'T00:00:00Z');
@@ -190,14 +290,40 @@
         const d = new Date(start.getTime() + i * 86400000).toISOString().slice(0, 10);
         days.push(d);
       }
-      const group = (title, rows, path) => table(title, ['', 'Spent'], rows.map((r, i) => el('tr', {},
-        el('td', { text: r.key }), el('td', {}, fig(r.usd, `${path}.${i}.usd`, usd)))));
-      body.replaceChildren(
-        el('div', { class: 'cards' }, limit('Daily', s.limits.daily), limit('Monthly', s.limits.monthly),
-          el('div', { class: 'card' }, el('h3', { text: 'Since ' + s.since }), fig(s.total_usd, 'total_usd', usd))),
+      const used = ['Requests', 'Tokens in', 'Tokens out', 'Spent'];
+      const group = (title, first, rows, path) => table(title, [first, ...used], rows.map((r, i) => el('tr', {},
+        el('td', { text: r.key }), ...usedCells(r, `${path}.${i}`))));
+      const cards = el('div', { class: 'cards' }, limit('Daily', s.limits.daily), limit('Monthly', s.limits.monthly),
+        el('div', { class: 'card' }, el('h3', { text: 'Since ' + s.since }), fig(s.total_usd, 'total_usd', usd),
+          el('p', {}, fig(s.total_requests, 'total_requests'), plural(s.total_requests, ' request', ' requests')),
+          el('p', {}, fig(s.total_tokens_in, 'total_tokens_in', count), ' tokens in, ',
+            fig(s.total_tokens_out, 'total_tokens_out', count), ' out')));
+      const userLimits = s.by_user.some((u) => u.limits);
+      const users = table('By user', ['User', ...used, ...(userLimits ? ['Today', 'This month'] : [])],
+        s.by_user.map((u, i) => el('tr', {}, el('td', { text: u.key }), ...usedCells(u, `by_user.${i}`),
+          ...(userLimits ? (u.limits ? scopedLimits(u.key, u.limits, `by_user.${i}`, warnings, 'user:' + u.key)
+            : [el('td', { class: 'muted', text: '—' }), el('td', { class: 'muted', text: '—' })]) : []))));
+      const parts = [cards,
         barChart('Spend per day, last 30 days (USD)', days, [{ name: 'USD', cls: 's1', values: days.map((d) => byDay[d] || 0) }], usd),
-        group('By day', s.by_day, 'by_day'), group('By model', s.by_model, 'by_model'), group('By user', s.by_user, 'by_user'));
+        group('By day', 'Day', s.by_day, 'by_day'), group('By model', 'Model', s.by_model, 'by_model'), users];
+      if (state.mode === 'cloud') parts.push(keyTable(s.by_key || [], warnings));
+      body.replaceChildren(el('div', { class: 'warnings', id: 'spend-warnings' }, warnings), ...parts);
     } catch (e) { errorBox(body, e); }
+  }
+
+  // Cloud mode: spend and calls per API key, by the key's name (calls and errors are what the
+  // audit log counts under that name: a /v1 call made with a key is audited as its agent).
+  function keyTable(keys, warnings) {
+    const limits = keys.some((k) => k.limits);
+    return table('By API key',
+      ['Key', 'Calls', 'Errors', ...['Requests', 'Tokens in', 'Tokens out', 'Spent'], ...(limits ? ['Today', 'This month'] : [])],
+      keys.map((k, i) => el('tr', { 'data-key': k.key },
+        el('td', {}, el('code', { text: k.key }), k.revoked ? el('span', { class: 'muted', text: ' (revoked)' }) : null),
+        el('td', {}, fig(k.calls, `by_key.${i}.calls`)),
+        el('td', { class: k.errors ? 'bad' : null }, fig(k.errors, `by_key.${i}.errors`)),
+        ...usedCells(k, `by_key.${i}`),
+        ...(limits ? scopedLimits('Key ' + k.key, k.limits, `by_key.${i}`, warnings, 'key:' + k.key) : []))),
+      'by_key');
   }
 
   function convUser() {
@@ -213,7 +339,7 @@
       const r = await api('GET', q);
       const rows = r.conversations.map((c, i) => el('tr', { 'data-conversation': c.id },
         el('td', {}, el('code', { text: c.id })), el('td', { text: c.topic }), el('td', { text: c.owner }),
-        el('td', {}, fig(c.message_count, `conversations.${i}.message_count`)), el('td', { text: c.updated_at }),
+        el('td', {}, fig(c.message_count, `conversations.${i}.message_count`)), el('td', {}, when(c.updated_at)),
         el('td', { class: 'actions' },
           el('button', { type: 'button', onclick: () => openConversation(c.id), text: 'Open' }),
           el('button', { type: 'button', onclick: () => exportConversation(c.id), text: 'Export' }),
@@ -236,7 +362,7 @@
       const c = await api('GET', '/api/conversations/' + encodeURIComponent(id));
       box.replaceChildren(el('h3', { text: c.topic || c.id }),
         el('ol', { class: 'messages' }, (c.messages || []).map((m) => el('li', { class: 'msg ' + m.role },
-          el('strong', { text: m.role + ' ' }), el('span', { class: 'muted', text: m.timestamp }), el('p', { text: m.content })))));
+          el('strong', { text: m.role + ' ' }), el('span', { class: 'muted' }, when(m.timestamp)), el('p', { text: m.content })))));
       box.scrollIntoView();
     } catch (e) { errorBox(box, e); }
   }
@@ -300,6 +426,17 @@
     }
   }
 
+  // The vault key check (`key_status`) and the key's source, in words.
+  const KEY_STATUS = {
+    matches: 'The encryption key in use matches the one your secrets were sealed with: the vault opens.',
+    unset: 'Nothing has been sealed yet: the first secret stored will be sealed with the key in use, and it will be checked from then on.',
+    mismatch: 'The encryption key in use is NOT the one your secrets were sealed with: they cannot be opened. Start Maestra with the key the vault was made with (the same MAESTRA_ENCRYPTION_KEY, or keys/vault.key).',
+  };
+  const KEY_SOURCE = {
+    file: 'A key file in Maestra\'s home (keys/vault.key).',
+    environment: 'The MAESTRA_ENCRYPTION_KEY environment variable.',
+  };
+
   async function loadVault() {
     const body = document.getElementById('vault-body');
     try {
@@ -307,14 +444,14 @@
       const rows = v.secrets.map((s, i) => el('tr', {},
         el('td', {}, el('code', { text: s.name })),
         el('td', { 'data-figure': `secrets.${i}.encrypted`, 'data-value': String(s.encrypted), text: s.encrypted ? 'encrypted' : 'NOT encrypted' }),
-        el('td', { text: s.updated_at || '—' }),
-        el('td', { text: s.last_used || 'never (in the audit log)' }),
+        el('td', {}, when(s.updated_at)),
+        el('td', {}, when(s.last_used, 'never (in the audit log)')),
         el('td', { text: s.used_by.join(', ') || '—' })));
       const out = el('div', { id: 'vault-rotation' });
       body.replaceChildren(
         el('dl', { class: 'facts' },
-          el('dt', { text: 'Key source' }), el('dd', { 'data-figure': 'key_source', 'data-value': v.key_source, text: v.key_source }),
-          el('dt', { text: 'Key status' }), el('dd', { 'data-figure': 'key_status', 'data-value': v.key_status, text: v.key_status }),
+          el('dt', { text: 'Encryption key' }), el('dd', { 'data-figure': 'key_status', 'data-value': v.key_status, class: 'key-status ' + v.key_status, text: KEY_STATUS[v.key_status] || v.key_status }),
+          el('dt', { text: 'Where the key comes from' }), el('dd', { 'data-figure': 'key_source', 'data-value': v.key_source, text: KEY_SOURCE[v.key_source] || v.key_source }),
           el('dt', { text: 'Active keys' }), el('dd', {}, fig(v.active_keys, 'active_keys')),
           el('dt', { text: 'Encrypted secrets' }), el('dd', {}, fig(v.encrypted, 'encrypted')),
           el('dt', { text: 'Unencrypted secrets' }), el('dd', {}, fig(v.unencrypted, 'unencrypted'))),
@@ -333,14 +470,15 @@
     } catch (e) { errorBox(out, e); }
   }
 
+  // What the chain's last verify found, as nodes (its time is a <time>).
   function chainText(job) {
-    if (!job) return 'Not verified yet in this session of the server.';
-    if (job.state === 'running') return 'Verifying…';
-    if (job.state === 'failed') return 'The verify could not run: ' + job.error.message;
+    if (!job) return ['Not verified yet in this session of the server.'];
+    if (job.state === 'running') return ['Verifying…'];
+    if (job.state === 'failed') return ['The verify could not run: ' + job.error.message];
     const r = job.result;
-    if (r.ok) return `Verified through entry #${r.through_seq} at ${job.finished_at} (${r.entries} entries in ${r.files} file(s)).`;
+    if (r.ok) return [`Verified through entry #${r.through_seq} at `, when(job.finished_at), ` (${r.entries} entries in ${r.files} file(s)).`];
     const p = r.problem;
-    return `BROKEN: ${p.file}${p.line ? ' line ' + p.line : ''}: ${p.message} (verified ${r.entries} entries before it)`;
+    return [`BROKEN: ${p.file}${p.line ? ' line ' + p.line : ''}: ${p.message} (verified ${r.entries} entries before it)`];
   }
 
   async function loadChain() {
@@ -348,13 +486,13 @@
     try {
       const { job } = await api('GET', '/api/audit/verify');
       const cls = !job || job.state === 'running' ? 'muted' : job.state === 'failed' || !job.result.ok ? 'error' : 'chain';
-      const line = el('p', { id: 'chain-state', class: cls, text: chainText(job) });
+      const line = el('p', { id: 'chain-state', class: cls }, chainText(job));
       const out = el('div');
       const button = el('button', { type: 'button', id: 'audit-verify', onclick: async () => {
         try {
           const done = await poll(await api('POST', '/api/audit/verify', {}), out, 'Verifying');
           out.replaceChildren();
-          line.textContent = chainText(done);
+          line.replaceChildren(...chainText(done));
           line.className = done.state === 'done' && done.result.ok ? 'chain' : 'error';
         } catch (e) { errorBox(out, e); }
       }, text: 'Verify the chain now' });
@@ -381,10 +519,13 @@
     if (since) params.set('since', since);
     try {
       const r = await api('GET', '/api/audit?' + params.toString());
+      const isCount = (v) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
       const detail = (d) => ['host', 'bytes_sent', 'bytes_received', 'reason', 'model', 'status', 'error']
-        .filter((k) => d[k] !== undefined).map((k) => el('div', { text: `${k}: ${d[k]}` }));
+        .filter((k) => d[k] !== undefined).map((k) => k.startsWith('bytes_') && isCount(d[k])
+          ? el('div', {}, `${k}: `, el('span', { class: 'bytes', title: exactBytes(d[k]), text: bytes(d[k]) }))
+          : el('div', { text: `${k}: ${d[k]}` }));
       const rows = r.entries.map((e) => el('tr', { id: 'audit-seq-' + e.seq },
-        el('td', { text: '#' + e.seq }), el('td', { text: e.ts }), el('td', { text: e.user_id || '—' }),
+        el('td', { text: '#' + e.seq }), el('td', {}, when(e.ts)), el('td', { text: e.user_id || '—' }),
         el('td', { text: e.agent_id || e.surface_id || '—' }), el('td', { text: e.category }),
         el('td', { text: e.service }), el('td', { text: e.action }),
         el('td', { class: 'result ' + e.result, text: e.result }), el('td', { class: 'details' }, detail(e.details || {}))));
@@ -450,12 +591,24 @@
       else a.removeAttribute('aria-current');
     }
     document.body.dataset.section = section;
+    // The Spend section says the same warnings in detail.
+    const banner = document.getElementById('limit-banner');
+    banner.hidden = section === 'spend' || banner.childElementCount === 0;
     window.scrollTo(0, 0);
     return loaders[section]().then(() => { document.body.dataset.loaded = section; });
   }
 
   function showMode(p) {
+    state.mode = p.mode;
     setStatus(`${p.mode === 'cloud' ? 'Cloud' : 'Local'} mode · local-only ${p.local_only ? 'ON' : 'off'} · storage ${p.storage}`);
+    // Limits near or reached are said on every section, not only in Spend.
+    const c = p.cost || {};
+    const own = c.user_id ? 'Your' : 'The';
+    const alerts = [limitWarning(`${own} daily limit`, c.daily, 'daily'), limitWarning(`${own} monthly limit`, c.monthly, 'monthly')]
+      .filter(Boolean);
+    const banner = document.getElementById('limit-banner');
+    banner.replaceChildren(...alerts, ...(alerts.length ? [el('a', { href: '#spend', text: 'See spend' })] : []));
+    banner.hidden = alerts.length === 0 || document.body.dataset.section === 'spend';
   }
 
   function showLogin() {
@@ -477,6 +630,7 @@
   }
 
   function start() {
+    document.getElementById('tz').textContent = `Times are in your time zone (${timeZone()}); hover one for UTC.`;
     document.getElementById('login-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
       sessionStorage.setItem(KEY, document.getElementById('api-key').value);

@@ -1,0 +1,125 @@
+//! One embeddings call through the stages of a paid call: guard, reserve, call, settle,
+//! audit, on a task of its own like a whole chat answer (`call`), so a client that hangs up
+//! cannot leave the call unsettled or unaudited.
+//!
+//! What differs from chat: the bound is the input itself (every byte a token), there is no
+//! output, and there is no cloud fallback (another model's vectors live in another space).
+//! The input and the vectors are never stored, logged or audited; the entry counts them.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::Caller;
+use super::audit::Charge;
+use super::call::{Failure, bounded, failed};
+use crate::cost::ledger::{MAX_CALL_SECS, Micros};
+use crate::error::{Error, Result};
+use crate::gateway::{AppState, Shared};
+use crate::providers::embeddings::{Embeddings, EmbeddingsRequest};
+use crate::providers::{Route, Usage};
+
+/// A call's vectors and what it cost.
+pub struct Embedded {
+    pub embeddings: Embeddings,
+    pub route: Route,
+    pub usage: Usage,
+    /// What the ledger charged, in micro-USD (settle's figure).
+    pub charged: Micros,
+    pub latency_ms: u64,
+}
+
+/// Embeds `req` on the call's own task; dropping this future abandons only the wait.
+pub async fn embed(
+    state: &Shared,
+    caller: &Caller,
+    route: Route,
+    req: EmbeddingsRequest,
+) -> Result<Embedded> {
+    let (tx, rx) = oneshot::channel();
+    let (state, caller) = (state.clone(), caller.clone());
+    let calls = state.calls.clone();
+    // In the request's egress tally, so the entry names the bytes the call moved.
+    calls.spawn(crate::egress::tally::inherit(async move {
+        let answer = embed_owned(&state, &caller, route, &req, &tx).await;
+        let _ = tx.send(answer);
+    }));
+    rx.await
+        .unwrap_or_else(|_| Err(Error::Upstream("the call ended without an answer".into())))
+}
+
+/// The task's side of [`embed`]; `waiting` tells whether anyone still waits for the answer.
+async fn embed_owned(
+    state: &AppState,
+    caller: &Caller,
+    route: Route,
+    req: &EmbeddingsRequest,
+    waiting: &oneshot::Sender<Result<Embedded>>,
+) -> Result<Embedded> {
+    let start = Instant::now();
+    let gone = || waiting.is_closed();
+    let result = embed_once(state, caller, &route, req, &gone).await;
+    let latency_ms = start.elapsed().as_millis() as u64;
+    let inputs = Some(req.inputs.len());
+    match result {
+        Ok((embeddings, usage, charged)) => {
+            let charge = Charge {
+                usage,
+                charged,
+                latency_ms,
+                inputs,
+                ..Default::default()
+            };
+            if gone() {
+                super::audit::record_abandoned(state, caller, &route, &charge).await?;
+            } else {
+                super::audit::record_success(state, caller, &route, &charge).await?;
+            }
+            Ok(Embedded {
+                embeddings,
+                route,
+                usage,
+                charged,
+                latency_ms,
+            })
+        }
+        Err(Failure::Unanswered { charged }) => {
+            let charge = Charge {
+                charged,
+                latency_ms,
+                inputs,
+                ..Default::default()
+            };
+            super::audit::record_abandoned(state, caller, &route, &charge).await?;
+            Err(Error::UpstreamTimeout(format!(
+                "{} did not answer in time",
+                route.provider.service()
+            )))
+        }
+        Err(Failure::Failed(e)) => {
+            super::audit::record_failure(state, caller, &route, &e, start).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Guard, reserve the bound, call, then settle to the reported usage (or the counted one).
+async fn embed_once(
+    state: &AppState,
+    caller: &Caller,
+    route: &Route,
+    req: &EmbeddingsRequest,
+    gone: &(dyn Fn() -> bool + Sync),
+) -> std::result::Result<(Embeddings, Usage, Micros), Failure> {
+    super::guard::check(state, route)?;
+    let hold = super::reserve::reserve_bound(state, caller, route, req.usage_bound()).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(MAX_CALL_SECS);
+    match bounded(state, route, deadline, state.providers.embed(route, req)).await {
+        Ok(embeddings) => {
+            let usage = embeddings.usage(req);
+            let charged = state.budget.settle(hold, route, usage).await?;
+            Ok((embeddings, usage, charged))
+        }
+        Err(e) => Err(failed(state, hold, e, gone()).await),
+    }
+}
