@@ -58,11 +58,7 @@ async fn llm_field(server: &Server, key: Option<&str>, n: usize, field: &str) ->
             for e in entries {
                 assert_eq!(e["action"], "chat.completions", "{e}");
             }
-            return entries
-                .iter()
-                .rev()
-                .map(|e| e[field].clone())
-                .collect();
+            return entries.iter().rev().map(|e| e[field].clone()).collect();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

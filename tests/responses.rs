@@ -539,3 +539,25 @@ async fn an_upstream_failure_is_an_error_plain_and_response_failed_streamed() {
         );
     }
 }
+
+const CLAUDE_STRICT: &str = r#"
+strict = [dict(tools[0], strict=True)]
+out["plain"] = refused(lambda: c.responses.create(model=model, input="hi", tools=strict))
+out["stream"] = refused(lambda: list(c.responses.create(model=model, input="hi", tools=strict,
+                                                        stream=True)))
+"#;
+
+/// What a Claude model cannot do is refused with the field named as the Responses body names
+/// it (`tools[0].strict`), not as the chat request it became does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_field_is_named_as_the_responses_api_names_it() {
+    let (server, mock, _home) = setup().await;
+    let out = python(&server, CLAUDE, CLAUDE_STRICT).await;
+    for case in ["plain", "stream"] {
+        assert_eq!(out[case][0], 400, "{case}: {out}");
+        let message = out[case][2].as_str().unwrap();
+        assert!(message.contains("`tools[0].strict`"), "{case}: {message}");
+        assert!(!message.contains("function"), "{case}: {message}");
+    }
+    assert!(upstream(&mock, "/v1/messages").is_empty());
+}

@@ -112,11 +112,12 @@ async fn a_stream_whose_client_hung_up_before_the_first_byte_is_settled() {
         Duration::from_millis(200),
     )
     .await;
-    // Nothing was streamed: the prompt is what was counted ("mode:delay", 10 bytes: 3 tokens
-    // at 4 bytes a token), since hanging up stops the generation.
-    assert_eq!(settled_spend(&server).await, 0.003);
+    // Nothing was streamed: the prompt is what was counted ("mode:delay", 10 bytes, and 8
+    // for the message's framing: 5 tokens at 4 bytes a token), since hanging up stops the
+    // generation.
+    assert_eq!(settled_spend(&server).await, 0.005);
     let entry = only_entry(&mut server, &home);
-    assert_abandoned(&entry, 0.003);
+    assert_abandoned(&entry, 0.005);
     assert_eq!(entry["details"]["stream"], true, "{entry}");
 }
 

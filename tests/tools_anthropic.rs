@@ -285,6 +285,32 @@ async fn json_mode_is_a_forced_tool_whose_input_is_the_answer() {
     }
 }
 
+const NO_INPUT: &str = r#"
+ask = user("what time is it? mode:no-input")
+r = c.chat.completions.create(model=model, messages=ask, tools=tools)
+out["plain"] = [t.function.arguments for t in r.choices[0].message.tool_calls]
+with c.chat.completions.stream(model=model, messages=ask, tools=tools) as s:
+    done = [[e.name, json.loads(e.arguments)] for e in s
+            if e.type == "tool_calls.function.arguments.done"]
+    final = s.get_final_completion()
+out["stream"] = [done, [json.loads(t.function.arguments) for t in final.choices[0].message.tool_calls]]
+s = c.chat.completions.create(model=model, messages=ask, stream=True,
+                              response_format={"type": "json_object"})
+out["json"] = "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
+"#;
+
+/// A tool that takes no input streams no JSON from Anthropic (one empty piece); its streamed
+/// arguments are still `{}`, as the whole answer's are, so the SDK can parse them, and a JSON
+/// answer of `{}` streams as `{}`, not as nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_input_streams_as_an_empty_object() {
+    let (server, _mock, _home) = setup().await;
+    let out = python(&server, NO_INPUT).await;
+    assert_eq!(out["plain"], json!(["{}"]), "{out}");
+    assert_eq!(out["stream"], json!([[["get_weather", {}]], [{}]]), "{out}");
+    assert_eq!(out["json"], "{}", "{out}");
+}
+
 /// A 1x1 PNG.
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 

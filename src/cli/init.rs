@@ -315,6 +315,12 @@ fn sample_config(home: &Path) -> Result<String> {
         int(d.server.max_body_bytes as u64),
     );
     out.set(
+        "max_model_body_bytes",
+        "Largest body of a model route (chat, responses, embeddings): images ride as data: URLs.",
+        &["MAESTRA_MAX_MODEL_BODY_BYTES"],
+        int(d.server.max_model_body_bytes as u64),
+    );
+    out.set(
         "request_timeout",
         "Seconds a whole request may take (504 after; streams excepted).",
         &[],

@@ -37,6 +37,7 @@ pub(super) const ALLOW_IPS: &[&str] = &["MAESTRA_ALLOW_IPS"];
 pub(super) const TRUSTED_PROXIES: &[&str] = &["MAESTRA_TRUSTED_PROXIES"];
 pub(super) const FORWARDED_HEADER: &[&str] = &["MAESTRA_FORWARDED_HEADER"];
 pub(super) const MAX_CONNECTIONS: &[&str] = &["MAESTRA_MAX_CONNECTIONS"];
+pub(super) const MAX_MODEL_BODY_BYTES: &[&str] = &["MAESTRA_MAX_MODEL_BODY_BYTES"];
 
 /// The loopback port the seeds' assistants already call.
 pub(super) const DEFAULT_BIND: &str = "127.0.0.1:8825";

@@ -187,6 +187,11 @@ const INTEGERS: &[(Option<&str>, &str, Option<&str>)] = &[
     (None, "rate_limit_window", Some("MAESTRA_RATE_LIMIT_WINDOW")),
     (None, "upstream_timeout", Some("MAESTRA_UPSTREAM_TIMEOUT")),
     (Some("server"), "max_body_bytes", None),
+    (
+        Some("server"),
+        "max_model_body_bytes",
+        Some("MAESTRA_MAX_MODEL_BODY_BYTES"),
+    ),
     (Some("server"), "request_timeout", None),
     (Some("server"), "shutdown_grace", None),
     (

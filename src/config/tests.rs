@@ -112,6 +112,27 @@ fn server_and_conversation_tables_are_read() {
 }
 
 #[test]
+fn the_model_routes_body_limit_is_its_own() {
+    let d = load(&[], None).unwrap();
+    assert_eq!(d.server.max_model_body_bytes, 20 * 1024 * 1024);
+    let file = load(&[], Some("[server]\nmax_model_body_bytes = 5000\n")).unwrap();
+    assert_eq!(file.server.max_model_body_bytes, 5000);
+    assert_eq!(file.server.max_body_bytes, 1024 * 1024);
+    let env = load(
+        &[("MAESTRA_MAX_MODEL_BODY_BYTES", "7000")],
+        Some("[server]\nmax_model_body_bytes = 5000\n"),
+    )
+    .unwrap();
+    assert_eq!(env.server.max_model_body_bytes, 7000);
+    for bad in ["0", "lots", "999999999999"] {
+        let e = load(&[("MAESTRA_MAX_MODEL_BODY_BYTES", bad)], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MAESTRA_MAX_MODEL_BODY_BYTES"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn pricing_and_cost_tables_are_validated() {
     let c = load(
         &[],

@@ -59,6 +59,8 @@ impl std::fmt::Display for CostLimitExceeded {
 pub struct Hold {
     id: Option<i64>,
     pub reserved: Micros,
+    /// The usage the reservation was priced on: the most tokens a settlement records.
+    bound: Usage,
 }
 
 pub struct Budget {
@@ -218,6 +220,7 @@ impl Budget {
             return Ok(Hold {
                 id: None,
                 reserved: 0,
+                bound,
             });
         }
         let now = OffsetDateTime::now_utc();
@@ -238,6 +241,7 @@ impl Budget {
             ReserveOutcome::Reserved(id) => Ok(Hold {
                 id: Some(id),
                 reserved: amount,
+                bound,
             }),
             ReserveOutcome::Exceeded { limit, usage } => {
                 Err(Error::CostLimit(Box::new(CostLimitExceeded {
@@ -267,11 +271,9 @@ impl Budget {
                 "a reported usage costs more than its reservation; charged the reservation"
             );
         }
-        let tokens = Tokens {
-            input: usage.prompt_tokens,
-            output: usage.completion_tokens,
-        };
-        self.store.cost_settle(id, charged, tokens).await?;
+        self.store
+            .cost_settle(id, charged, recorded_tokens(hold.bound, usage))
+            .await?;
         self.warn_near_limit().await;
         Ok(charged)
     }
@@ -397,9 +399,40 @@ impl Budget {
     }
 }
 
+/// The tokens recorded beside a charge: the reported usage, each side at most the bound the
+/// reservation was priced on. A report above the worst case (or an invalid one, which stands
+/// in as [`crate::providers::chat::MAX_REPORTED_TOKENS`]) is charged the hold, and the spend
+/// page then shows the tokens that hold paid for, not a count no call could have used.
+fn recorded_tokens(bound: Usage, usage: Usage) -> Tokens {
+    Tokens {
+        input: usage.prompt_tokens.min(bound.prompt_tokens),
+        output: usage.completion_tokens.min(bound.completion_tokens),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_tokens_never_pass_the_bound() {
+        let bound = Usage {
+            prompt_tokens: 1_000,
+            completion_tokens: 500,
+        };
+        let bad = Usage {
+            prompt_tokens: 100_000_000,
+            completion_tokens: 100_000_000,
+        };
+        let t = recorded_tokens(bound, bad);
+        assert_eq!((t.input, t.output), (1_000, 500));
+        let fair = Usage {
+            prompt_tokens: 40,
+            completion_tokens: 7,
+        };
+        let t = recorded_tokens(bound, fair);
+        assert_eq!((t.input, t.output), (40, 7));
+    }
 
     #[test]
     fn periods_reset_at_utc_boundaries() {

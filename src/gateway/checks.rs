@@ -47,7 +47,8 @@ pub async fn shape(State(state): State<Shared>, req: Request, next: Next) -> Res
         ))
         .into_response();
     }
-    let limit = state.config.server.max_body_bytes;
+    let path = req.extensions().get::<routes::Matched>().map(|m| m.path);
+    let limit = routes::body_limit(&state.config.server, path);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -25,6 +25,10 @@ pub async fn embeddings(
 ) -> Result<Response> {
     let req = EmbeddingsRequest::from_openai(&body)?;
     drop(body);
+    // The acting user is the gateway's notion, checked here as the chat handler checks it.
+    if let Some(u) = &req.user {
+        crate::conversations::model::validate_id("user", u)?;
+    }
     let user = super::access::acting_user(&state, &info, req.user.as_deref()).await?;
     let route = state.providers.route_embeddings(&req.model)?;
     // Named like every `/v1` call: the key's name, `X-Maestra-Surface` or the User-Agent.

@@ -43,8 +43,15 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 pub fn router(state: Shared) -> Router {
     // Every route from the one table; methods of one path merge into one method router.
     let mut handlers = Router::new();
+    let server = &state.config.server;
     for r in ROUTES {
-        handlers = handlers.route(&routes::router_template(r.path), (r.handler)());
+        let mut handler = (r.handler)();
+        // The model routes' own limit, set inside the stack's: the innermost one is the one
+        // the body extractor reads.
+        if routes::MODEL_ROUTES.contains(&r.path) {
+            handler = handler.layer(DefaultBodyLimit::max(server.max_model_body_bytes));
+        }
+        handlers = handlers.route(&routes::router_template(r.path), handler);
     }
     let handlers = handlers
         .fallback(edge::not_found)
@@ -86,7 +93,7 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn(checks::known_query))
         .layer(middleware::from_fn(checks::allow_on_405))
         .layer(middleware::from_fn(same_origin::tally))
-        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
+        .layer(DefaultBodyLimit::max(server.max_body_bytes))
         .layer(Extension(Arc::new(Refresher::default())))
         .layer(Extension(Arc::new(super::jobs::Jobs::default())))
         .layer(Extension(Arc::new(super::audit_api::Intake::default())))

@@ -166,6 +166,20 @@ pub fn matched(path: &str) -> Option<Matched> {
 }
 
 /// The router's form of a document template: a trailing `{path}` matches the rest.
+/// The routes that carry a model's input: images as `data:` URLs, thousands of texts to
+/// embed. Their bodies may be as large as `server.max_model_body_bytes`; every other route
+/// keeps `server.max_body_bytes`.
+pub const MODEL_ROUTES: &[&str] = &["/v1/chat/completions", "/v1/responses", "/v1/embeddings"];
+
+/// The largest body the route at `path` (the document's template) accepts.
+pub fn body_limit(server: &crate::config::ServerConfig, path: Option<&str>) -> usize {
+    if path.is_some_and(|p| MODEL_ROUTES.contains(&p)) {
+        server.max_model_body_bytes
+    } else {
+        server.max_body_bytes
+    }
+}
+
 pub fn router_template(path: &str) -> String {
     path.replace("{path}", "{*path}")
 }

@@ -56,6 +56,7 @@ pub async fn privacy(
             "monthly_cost_limit_usd": c.monthly_cost_limit,
             "rate_limit": {"requests": c.rate_limit_requests, "window_seconds": c.rate_limit_window},
             "max_body_bytes": c.server.max_body_bytes,
+            "max_model_body_bytes": c.server.max_model_body_bytes,
         },
         "conversations": {
             "retention_days": c.conversations.retention_days,

@@ -234,24 +234,13 @@ impl Providers {
             })?;
             match route.provider {
                 Provider::Anthropic => anthropic::parse_completion(&v, req),
-                _ => openai::parse_completion(&v),
+                _ => openai::parse_completion(&v, req.n),
             }
         };
         let mut completion = answer
             .await
             .map_err(|e| self.local_down(route, redactor.scrub_error(e)))?;
-        for c in &mut completion.choices {
-            c.content = redactor.scrub_text(&c.content);
-            for t in &mut c.tool_calls {
-                t.arguments = redactor.scrub_text(&t.arguments);
-            }
-            c.refusal = c.refusal.as_deref().map(|r| redactor.scrub_text(r));
-            // Log probabilities spell the answer's tokens out again.
-            if let Some(lp) = c.logprobs.take() {
-                let scrubbed = redactor.scrub_text(&lp.to_string());
-                c.logprobs = Some(serde_json::from_str(&scrubbed).unwrap_or(Value::Null));
-            }
-        }
+        scrub_completion(&redactor, &mut completion);
         Ok(completion)
     }
 
@@ -276,6 +265,7 @@ impl Providers {
             resp,
             self.timeout,
             redactor,
+            req.n,
             anthropic::StreamState::new(req),
         ))
     }
@@ -359,6 +349,31 @@ impl Providers {
             )),
             other => other,
         })
+    }
+}
+
+/// A whole answer with the key that was sent scrubbed from every text in it: an upstream may
+/// quote it back in the answer, a call's id, name or arguments, or a refusal. Log
+/// probabilities spell the answer's tokens out again, a key split over many of them: when they
+/// spell it, the choice's are dropped (null) rather than pieced back together.
+fn scrub_completion(redactor: &Redactor, completion: &mut Completion) {
+    for c in &mut completion.choices {
+        c.content = redactor.scrub_text(&c.content);
+        for t in &mut c.tool_calls {
+            t.id = redactor.scrub_text(&t.id);
+            t.name = redactor.scrub_text(&t.name);
+            t.arguments = redactor.scrub_text(&t.arguments);
+        }
+        c.refusal = c.refusal.as_deref().map(|r| redactor.scrub_text(r));
+        if let Some(lp) = c.logprobs.take() {
+            c.logprobs = if openai::logprobs_spell_key(redactor, &lp) {
+                None
+            } else {
+                // A key in one token, or JSON-escaped.
+                let scrubbed = redactor.scrub_text(&lp.to_string());
+                serde_json::from_str(&scrubbed).ok()
+            };
+        }
     }
 }
 
@@ -494,7 +509,53 @@ pub(crate) fn upstream_message(err: &Value) -> String {
 mod tests {
     use serde_json::json;
 
-    use super::over_context;
+    use super::{Choice, Completion, Redactor, ToolCall, Usage, over_context, scrub_completion};
+
+    #[test]
+    fn a_whole_answer_is_scrubbed_everywhere_the_key_may_be() {
+        const KEY: &str = "sk-proj-WHOLEKEY0123456789";
+        let key = secrecy::SecretString::from(KEY.to_string());
+        let r = Redactor::new([&key]);
+        let tokens: Vec<_> = ["Your key: ", "sk-proj", "-WHOLE", "KEY0123", "456789"]
+            .iter()
+            .map(
+                |t| json!({"token": t, "logprob": -0.1, "bytes": t.as_bytes(), "top_logprobs": []}),
+            )
+            .collect();
+        let choice = |logprobs| Choice {
+            content: format!("Your key: {KEY}"),
+            tool_calls: vec![ToolCall {
+                id: format!("call_{KEY}"),
+                name: format!("{KEY}_fn"),
+                arguments: format!("{{\"k\":\"{KEY}\"}}"),
+            }],
+            finish_reason: "stop".into(),
+            logprobs: Some(logprobs),
+            refusal: Some(KEY.into()),
+        };
+        let clean = json!({"content": [{"token": "hi", "bytes": [104, 105]}]});
+        let mut c = Completion {
+            choices: vec![
+                choice(json!({"content": tokens})),
+                choice(json!({"content": null, "refusal": tokens})),
+                choice(clean.clone()),
+            ],
+            usage: Usage::default(),
+        };
+        scrub_completion(&r, &mut c);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("WHOLEKEY"), "{shown}");
+        let t = &c.choices[0].tool_calls[0];
+        assert_eq!(
+            (t.id.as_str(), t.name.as_str()),
+            ("call_[REDACTED]", "[REDACTED]_fn")
+        );
+        assert_eq!(
+            (&c.choices[0].logprobs, &c.choices[1].logprobs),
+            (&None, &None)
+        );
+        assert_eq!(c.choices[2].logprobs, Some(clean));
+    }
 
     #[test]
     fn context_overflow_is_told_from_other_bad_requests() {

@@ -2,9 +2,10 @@
 //! llama.cpp, vLLM, LM Studio): every field of a [`ChatRequest`] out, every choice, function
 //! call, refusal and log probability back, whole or as stream fragments.
 //!
-//! Function-call fragments are passed on exactly as sent (the first names the call, later ones
-//! add pieces of its arguments); reassembling them is the client's SDK's job, as it is against
-//! OpenAI directly.
+//! Function-call fragments are read here as sent; the stream (`stream`) then puts them in the
+//! shape OpenAI streams (the first fragment of a call names it, later ones add pieces of its
+//! arguments, one index per call) whatever the server's dialect, and reassembling them is the
+//! client's SDK's job, as it is against OpenAI directly.
 
 use serde_json::{Map, Value, json};
 
@@ -13,6 +14,7 @@ use super::chat::{
     MAX_REPORTED_TOKENS, Part, ResponseFormat, ToolCall, ToolChoice, Usage,
 };
 use crate::error::{Error, Result};
+use crate::services::redact::Redactor;
 
 /// Most function calls one choice may carry (OpenAI's limit on declared tools): an answer with
 /// more is not one a client asked for, and the stream's per-call redactors stay bounded.
@@ -178,20 +180,24 @@ fn response_format(f: &ResponseFormat) -> Value {
     }
 }
 
-/// A whole answer: every choice in `index` order, with its calls, refusal and log
-/// probabilities. A call without an id, name or text arguments is a broken answer (502).
-pub fn parse_completion(v: &Value) -> Result<Completion> {
+/// A whole answer to a request for `n` choices: every choice in `index` order, with its
+/// calls, refusal and log probabilities. A call without an id, name or text arguments, or a
+/// choice the request did not ask for, is a broken answer (502).
+pub fn parse_completion(v: &Value, n: u32) -> Result<Completion> {
     let raw = match v.get("choices") {
         Some(Value::Array(c)) if !c.is_empty() => c,
         _ => return Err(garbage("no `choices`")),
     };
-    if raw.len() > MAX_CHOICES as usize {
-        return Err(garbage("more `choices` than any request asks for"));
+    if raw.len() > n.min(MAX_CHOICES) as usize {
+        return Err(garbage("more `choices` than the request asked for"));
     }
     let mut choices = raw
         .iter()
         .enumerate()
-        .map(|(i, c)| Ok((index_of(c, i)?, choice(c)?)))
+        .map(|(i, c)| match index_of(c, i)? {
+            i if i >= n => Err(garbage("a choice `index` the request did not ask for")),
+            i => Ok((i, choice(c)?)),
+        })
         .collect::<Result<Vec<_>>>()?;
     choices.sort_by_key(|(i, _)| *i);
     Ok(Completion {
@@ -345,6 +351,28 @@ fn fragment(choice: u32, index: u32, call: &Value) -> Result<Delta> {
     })
 }
 
+/// Whether a `logprobs` object spells a credential `redactor` knows across its tokens, in its
+/// `content` or `refusal` list: a tokenizer splits a key over many tokens, each with its own
+/// `token` text and `bytes`, so no single field holds it and scrubbing them one by one finds
+/// nothing.
+pub fn logprobs_spell_key(redactor: &Redactor, logprobs: &Value) -> bool {
+    ["content", "refusal"].iter().any(|list| {
+        let Some(Value::Array(tokens)) = logprobs.get(*list) else {
+            return false;
+        };
+        let (mut text, mut bytes) = (Vec::new(), Vec::new());
+        for t in tokens {
+            if let Some(s) = t.get("token").and_then(Value::as_str) {
+                text.extend_from_slice(s.as_bytes());
+            }
+            if let Some(Value::Array(b)) = t.get("bytes") {
+                bytes.extend(b.iter().filter_map(Value::as_u64).map(|b| b as u8));
+            }
+        }
+        redactor.contains(&text) || redactor.contains(&bytes)
+    })
+}
+
 /// A count that is not a whole number in range becomes [`MAX_REPORTED_TOKENS`]: the ledger
 /// then charges the call its whole reservation, never less than it may have cost.
 fn usage(u: Option<&Value>) -> Usage {
@@ -491,7 +519,7 @@ mod tests {
     #[test]
     fn every_choice_with_its_calls_refusal_and_logprobs() {
         let lp = json!({"content": [{"token": "hi", "logprob": -0.1, "bytes": [104, 105], "top_logprobs": []}]});
-        let c = parse_completion(&json!({
+        let answer = json!({
             "choices": [
                 {"index": 1, "message": {"role": "assistant", "content": null, "refusal": "no"}, "finish_reason": "stop"},
                 {"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
@@ -500,8 +528,18 @@ mod tests {
                 ]}, "logprobs": lp, "finish_reason": "tool_calls"},
             ],
             "usage": {"prompt_tokens": 3, "completion_tokens": 1}
-        }))
-        .unwrap();
+        });
+        // One choice asked for: two, or one under another index, is not the answer asked for.
+        assert!(matches!(
+            parse_completion(&answer, 1),
+            Err(Error::Upstream(_))
+        ));
+        let second = json!({"choices": [answer["choices"][0].clone()]});
+        assert!(matches!(
+            parse_completion(&second, 1),
+            Err(Error::Upstream(_))
+        ));
+        let c = parse_completion(&answer, 2).unwrap();
         assert_eq!(c.choices.len(), 2);
         assert_eq!(
             c.choices[0].tool_calls,
@@ -522,7 +560,10 @@ mod tests {
         ] {
             let answer =
                 json!({"choices": [{"message": {"content": null, "tool_calls": [broken]}}]});
-            assert!(matches!(parse_completion(&answer), Err(Error::Upstream(_))));
+            assert!(matches!(
+                parse_completion(&answer, 1),
+                Err(Error::Upstream(_))
+            ));
         }
         for broken in [
             json!({"choices": []}),
@@ -530,8 +571,34 @@ mod tests {
             json!({"choices": [{"message": {"content": "x", "refusal": 3}}]}),
             json!({"choices": [{"message": {"content": "x", "tool_calls": {}}}]}),
         ] {
-            assert!(parse_completion(&broken).is_err(), "{broken}");
+            assert!(parse_completion(&broken, 2).is_err(), "{broken}");
         }
+    }
+
+    #[test]
+    fn a_key_spelled_over_many_tokens_is_found() {
+        let key = secrecy::SecretString::from("sk-proj-LOGPROBKEY42");
+        let r = Redactor::new([&key]);
+        let tokens = |list: &[&str]| -> Value {
+            list.iter()
+                .map(|t| json!({"token": t, "logprob": -0.5, "bytes": t.as_bytes(), "top_logprobs": []}))
+                .collect()
+        };
+        let split = tokens(&["sk", "-proj", "-LOG", "PROB", "KEY", "42"]);
+        assert!(logprobs_spell_key(&r, &json!({"content": split})));
+        assert!(logprobs_spell_key(
+            &r,
+            &json!({"content": null, "refusal": split})
+        ));
+        // Only the bytes spell it (a token's text may be a replacement character).
+        let mut by_bytes = tokens(&["sk-proj-LOG", "PROBKEY42"]);
+        by_bytes[1]["token"] = json!("\u{fffd}");
+        assert!(logprobs_spell_key(&r, &json!({"content": by_bytes})));
+        assert!(!logprobs_spell_key(
+            &r,
+            &json!({"content": tokens(&["sk", "-proj", "-LOG"])})
+        ));
+        assert!(!logprobs_spell_key(&r, &json!(null)));
     }
 
     #[test]
@@ -554,7 +621,7 @@ mod tests {
         let c = parse_completion(&json!({
             "choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 1}
-        }))
+        }), 1)
         .unwrap();
         assert_eq!((c.text(), c.usage.total()), ("hi", 4));
         assert_eq!(
@@ -573,7 +640,7 @@ mod tests {
             })]
         );
         assert!(parse_chunk("not json").is_err());
-        assert!(parse_completion(&json!({"foo": 1})).is_err());
+        assert!(parse_completion(&json!({"foo": 1}), 1).is_err());
     }
 
     /// Reassembles call fragments the way the OpenAI SDK does: by choice, then call index.

@@ -25,6 +25,8 @@ pub const MIN_SECRET: usize = 6;
 pub struct Redactor {
     needles: Vec<Vec<u8>>,
     held: Vec<u8>,
+    /// Credentials replaced so far in what was pushed through it.
+    replaced: usize,
 }
 
 impl Redactor {
@@ -41,6 +43,7 @@ impl Redactor {
         Redactor {
             needles,
             held: Vec::new(),
+            replaced: 0,
         }
     }
 
@@ -50,6 +53,7 @@ impl Redactor {
         Redactor {
             needles: self.needles.clone(),
             held: Vec::new(),
+            replaced: 0,
         }
     }
 
@@ -62,6 +66,17 @@ impl Redactor {
         self.needles
             .iter()
             .any(|n| value.windows(n.len()).any(|w| w == n.as_slice()))
+    }
+
+    /// Whether it holds back bytes that may be a credential's start (what a stream must not
+    /// overtake: the log probabilities spelling the same text).
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// How many credentials it has replaced in what was pushed through it.
+    pub fn replaced(&self) -> usize {
+        self.replaced
     }
 
     /// The scrubbed bytes that are safe to send now.
@@ -83,7 +98,7 @@ impl Redactor {
         if self.needles.is_empty() {
             return text.to_string();
         }
-        let (out, _) = scrub(&self.needles, text.as_bytes(), true);
+        let (out, _, _) = scrub(&self.needles, text.as_bytes(), true);
         // Marks replace whole UTF-8 needles, so the text stays UTF-8; lossy is only a guard.
         String::from_utf8_lossy(&out).into_owned()
     }
@@ -117,8 +132,9 @@ impl Redactor {
 
     fn scrub(&mut self, last: bool) -> Bytes {
         let buf = std::mem::take(&mut self.held);
-        let (out, held) = scrub(&self.needles, &buf, last);
+        let (out, held, replaced) = scrub(&self.needles, &buf, last);
         self.held = buf[held..].to_vec();
+        self.replaced += replaced;
         out
     }
 }
@@ -142,16 +158,17 @@ fn forms(secret: &str) -> [Vec<u8>; 4] {
     ]
 }
 
-/// `buf` with every needle replaced by [`MARK`], and where the held-back tail starts (a
-/// possible start of a needle, unless this is the `last` of the body).
-fn scrub(needles: &[Vec<u8>], buf: &[u8], last: bool) -> (Bytes, usize) {
+/// `buf` with every needle replaced by [`MARK`], where the held-back tail starts (a possible
+/// start of a needle, unless this is the `last` of the body), and how many were replaced.
+fn scrub(needles: &[Vec<u8>], buf: &[u8], last: bool) -> (Bytes, usize, usize) {
     let mut out = BytesMut::with_capacity(buf.len());
-    let (mut i, mut plain) = (0, 0);
+    let (mut i, mut plain, mut replaced) = (0, 0, 0);
     while i < buf.len() {
         let rest = &buf[i..];
         if let Some(n) = needles.iter().find(|n| rest.starts_with(n)) {
             out.extend_from_slice(&buf[plain..i]);
             out.extend_from_slice(MARK);
+            replaced += 1;
             i += n.len();
             plain = i;
             continue;
@@ -163,7 +180,7 @@ fn scrub(needles: &[Vec<u8>], buf: &[u8], last: bool) -> (Bytes, usize) {
         i += 1;
     }
     out.extend_from_slice(&buf[plain..i]);
-    (out.freeze(), i)
+    (out.freeze(), i, replaced)
 }
 
 #[cfg(test)]
@@ -198,6 +215,12 @@ mod tests {
         assert_eq!(&r.push(b"event 0\n")[..], b"event 0\n", "nothing held");
         assert_eq!(&r.push(b"x CANA")[..], b"x ", "a possible start held");
         assert_eq!(&r.push(b"DA")[..], b"CANADA");
+        assert!(!r.holding());
+        assert_eq!(r.push(b"CANARY-12").len(), 0);
+        assert!(r.holding());
+        assert_eq!(r.replaced(), 0);
+        assert_eq!(&r.push(b"3456")[..], b"[REDACTED]");
+        assert_eq!((r.holding(), r.replaced()), (false, 1));
     }
 
     #[test]

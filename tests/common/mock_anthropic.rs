@@ -13,7 +13,9 @@
 //! request with tools (and a `tool_choice` that is not `none`) is answered by a call of the
 //! first tool (or the forced one) with `{"city":"Oslo","unit":"celsius"}`, after a text block
 //! unless a call was forced, and by a second call (`{"city":"Bergen",...}`, the second tool if
-//! there is one) when the last user text says `mode:two-calls` and parallel use is allowed.
+//! there is one) when the last user text says `mode:two-calls` and parallel use is allowed;
+//! when it says `mode:no-input` the call takes no input (`{}`), which the API streams as one
+//! empty `input_json_delta` piece and nothing more.
 //! Anything else is left to the plain text mock ([`respond`] returns `None`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -88,9 +90,13 @@ pub fn respond(body: &Value, beta: Option<&str>) -> Option<Response> {
     if !forced {
         content.push(json!({"type": "text", "text": "Let me check."}));
     }
-    content.push(json!({"type": "tool_use", "id": "toolu_01", "name": first,
-                        "input": {"city": "Oslo", "unit": "celsius"}}));
     let text = user_text(last);
+    let input = if text.contains("mode:no-input") {
+        json!({})
+    } else {
+        json!({"city": "Oslo", "unit": "celsius"})
+    };
+    content.push(json!({"type": "tool_use", "id": "toolu_01", "name": first, "input": input}));
     if text.contains("mode:two-calls") && choice["disable_parallel_tool_use"] != true {
         let second = tools.get(1).unwrap_or(&tools[0])["name"].as_str().unwrap();
         content.push(json!({"type": "tool_use", "id": "toolu_02", "name": second,
@@ -345,8 +351,13 @@ fn answer(body: &Value, content: Vec<Value>, stream: bool) -> Response {
             parts.push(ev(json!({"type": "content_block_start", "index": index,
                                  "content_block": opened})));
             // The first piece is empty, as the API sends it; the rest split the JSON anywhere.
+            // An empty input is that empty piece alone.
             let input = block["input"].to_string();
-            let chars: Vec<char> = input.chars().collect();
+            let chars: Vec<char> = if input == "{}" {
+                Vec::new()
+            } else {
+                input.chars().collect()
+            };
             let pieces =
                 std::iter::once(String::new()).chain(chars.chunks(9).map(|c| c.iter().collect()));
             for piece in pieces {

@@ -10,8 +10,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
+use super::calls::Waiting;
 use super::{Answer, Caller, OpenStream};
 use crate::cost::budget::Hold;
 use crate::cost::ledger::{MAX_CALL_SECS, Micros, STALE_AFTER_MS};
@@ -30,16 +29,11 @@ pub async fn complete(
     route: Route,
     req: &ChatRequest,
 ) -> Result<Answer> {
-    let (tx, rx) = oneshot::channel();
-    let (state, caller, req) = (state.clone(), caller.clone(), req.clone());
-    // In the request's egress tally, so the entry names the bytes the call moved.
-    let calls = state.calls.clone();
-    calls.spawn(crate::egress::tally::inherit(async move {
-        let answer = complete_owned(&state, &caller, route, &req, &tx).await;
-        let _ = tx.send(answer);
-    }));
-    rx.await
-        .unwrap_or_else(|_| Err(Error::Upstream("the call ended without an answer".into())))
+    let (owned, caller, req) = (state.clone(), caller.clone(), req.clone());
+    let waited = state.calls.answer(move |waiting| {
+        Box::pin(async move { complete_owned(&owned, &caller, route, &req, waiting).await })
+    });
+    waited.await
 }
 
 /// The task's side of [`complete`]; `waiting` tells whether anyone still waits for the answer.
@@ -48,7 +42,7 @@ async fn complete_owned(
     caller: &Caller,
     route: Route,
     req: &ChatRequest,
-    waiting: &oneshot::Sender<Result<Answer>>,
+    waiting: &Waiting<Answer>,
 ) -> Result<Answer> {
     let start = Instant::now();
     // One bound for the whole call, fallback included: its hold must not outlive the ledger's
@@ -73,7 +67,7 @@ async fn complete_owned(
                 charged,
                 latency_ms,
                 stream: false,
-                functions: completion.called_functions(),
+                functions: req.audited_calls(completion.called_functions()),
                 image_hosts: req.remote_image_hosts(),
                 ..Default::default()
             };

@@ -9,8 +9,15 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Result};
+
+/// The side a call's task answers on; `is_closed` tells it whether anyone still waits.
+pub(super) type Waiting<T> = oneshot::Sender<Result<T>>;
 
 /// How long the calls told to stop get to settle and audit themselves.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -28,6 +35,23 @@ impl Calls {
         F: Future<Output = ()> + Send + 'static,
     {
         self.tracker.spawn(call);
+    }
+
+    /// Runs `call` on a task of its own, in the request's egress tally (so its audit entry names
+    /// the bytes it moved), and waits for its answer. Dropping the returned future abandons
+    /// only the wait: the call still runs to its end, settled and audited once.
+    pub(super) async fn answer<T, F>(&self, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'w> FnOnce(&'w Waiting<T>) -> BoxFuture<'w, Result<T>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.spawn(crate::egress::tally::inherit(async move {
+            let answer = call(&tx).await;
+            let _ = tx.send(answer);
+        }));
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Upstream("the call ended without an answer".into())))
     }
 
     /// Completes when the server gives up waiting for its calls.

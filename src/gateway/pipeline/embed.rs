@@ -8,9 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
 use super::Caller;
+use super::calls::Waiting;
 use super::audit::Charge;
 use super::call::{Failure, bounded, failed};
 use crate::cost::ledger::{MAX_CALL_SECS, Micros};
@@ -36,16 +35,11 @@ pub async fn embed(
     route: Route,
     req: EmbeddingsRequest,
 ) -> Result<Embedded> {
-    let (tx, rx) = oneshot::channel();
-    let (state, caller) = (state.clone(), caller.clone());
-    let calls = state.calls.clone();
-    // In the request's egress tally, so the entry names the bytes the call moved.
-    calls.spawn(crate::egress::tally::inherit(async move {
-        let answer = embed_owned(&state, &caller, route, &req, &tx).await;
-        let _ = tx.send(answer);
-    }));
-    rx.await
-        .unwrap_or_else(|_| Err(Error::Upstream("the call ended without an answer".into())))
+    let (owned, caller) = (state.clone(), caller.clone());
+    let waited = state.calls.answer(move |waiting| {
+        Box::pin(async move { embed_owned(&owned, &caller, route, &req, waiting).await })
+    });
+    waited.await
 }
 
 /// The task's side of [`embed`]; `waiting` tells whether anyone still waits for the answer.
@@ -54,7 +48,7 @@ async fn embed_owned(
     caller: &Caller,
     route: Route,
     req: &EmbeddingsRequest,
-    waiting: &oneshot::Sender<Result<Embedded>>,
+    waiting: &Waiting<Embedded>,
 ) -> Result<Embedded> {
     let start = Instant::now();
     let gone = || waiting.is_closed();

@@ -23,6 +23,7 @@ use crate::cost::budget::Hold;
 use crate::cost::ledger::Micros;
 use crate::error::Error;
 use crate::gateway::AppState;
+use crate::providers::chat::MAX_AUDITED_CALLS;
 use crate::providers::{ChatRequest, Delta, DeltaStream, Route, Usage};
 
 /// Events queued between the upstream and a slow client. Past it the relay stops reading the
@@ -54,7 +55,8 @@ struct Settlement {
     start: Instant,
     reported: Option<Usage>,
     streamed_bytes: usize,
-    /// Functions the model asked to call, by name, for the audit entry.
+    /// Functions the model asked to call, for the audit entry: by name where the request
+    /// declared it ([`ChatRequest::audited_call`]), at most [`MAX_AUDITED_CALLS`].
     called: Vec<String>,
 }
 
@@ -136,8 +138,10 @@ async fn pump(
                         name, arguments, ..
                     } => {
                         s.streamed_bytes += name.as_deref().map_or(0, str::len) + arguments.len();
-                        if let Some(name) = name {
-                            s.called.push(name.clone());
+                        if let Some(name) = name
+                            && s.called.len() < MAX_AUDITED_CALLS
+                        {
+                            s.called.push(s.request.audited_call(name));
                         }
                     }
                     Delta::Usage(u) => s.reported = Some(*u),
@@ -155,7 +159,7 @@ async fn pump(
                 // `stream_options`) is settled on what was counted: the client that asked for
                 // usage gets that figure, the one it is charged on, rather than none.
                 if s.reported.is_none() {
-                    let counted = super::counted_usage(&s.request, s.streamed_bytes);
+                    let counted = super::counted_usage(&s.route, &s.request, s.streamed_bytes);
                     if tx
                         .send(Relayed::Delta(Delta::Usage(counted)))
                         .await
@@ -180,9 +184,9 @@ impl Settlement {
     /// Settles the hold to the reported usage, or to what was counted when none was reported
     /// (a stream is never recorded at $0), then audits the call.
     async fn finish(self, state: &AppState, caller: &Caller, end: End) {
-        let usage = self
-            .reported
-            .unwrap_or_else(|| super::counted_usage(&self.request, self.streamed_bytes));
+        let usage = self.reported.unwrap_or_else(|| {
+            super::counted_usage(&self.route, &self.request, self.streamed_bytes)
+        });
         let charged: Micros = match state.budget.settle(self.hold, &self.route, usage).await {
             Ok(charged) => charged,
             Err(e) => {

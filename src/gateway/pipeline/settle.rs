@@ -17,7 +17,7 @@ pub(super) async fn answer(
     c: &mut Completion,
 ) -> Result<Micros> {
     if hold.reserved > 0 && c.usage == Usage::default() {
-        c.usage = counted_usage(req, c.output_bytes());
+        c.usage = counted_usage(route, req, c.output_bytes());
     }
     state.budget.settle(hold, route, c.usage).await
 }
@@ -34,12 +34,67 @@ pub(super) async fn release(state: &AppState, hold: Hold) {
     state.budget.release(hold).await;
 }
 
-/// Usage counted from what was streamed, when the provider reported none: about four bytes a
-/// token, rounded up, so a missing report is never charged as free.
-pub fn counted_usage(req: &ChatRequest, streamed_bytes: usize) -> Usage {
-    let prompt: usize = req.messages.iter().map(|m| m.content.len()).sum();
+/// Usage counted from what was answered, when the provider reported none: the prompt as the
+/// reservation sizes it (text, tool definitions, calls) at about four bytes a token, rounded
+/// up, images at their worst case (there is no better count of them), and the answer at four
+/// bytes a token; so a missing report is never charged as free.
+pub fn counted_usage(route: &Route, req: &ChatRequest, answered_bytes: usize) -> Usage {
+    let prompt = req.prompt_size(route);
     Usage {
-        prompt_tokens: prompt.div_ceil(4) as u64,
-        completion_tokens: streamed_bytes.div_ceil(4) as u64,
+        prompt_tokens: prompt.text.div_ceil(4).saturating_add(prompt.image_tokens),
+        completion_tokens: answered_bytes.div_ceil(4) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::providers::Provider;
+    use crate::providers::chat::{ChatMessage, Image, ImageSource, Part, Tool, ToolCall};
+
+    #[test]
+    fn a_missing_report_counts_images_tools_and_calls() {
+        let route = Route {
+            provider: Provider::OpenAi,
+            model: "gpt-4o".into(),
+        };
+        let base = ChatRequest::new("gpt-4o", vec![ChatMessage::text("user", "hi")]);
+        let plain = counted_usage(&route, &base, 8);
+        assert_eq!(plain.completion_tokens, 2);
+
+        let mut req = base.clone();
+        req.messages[0].parts = vec![
+            Part::Text("hi".into()),
+            Part::Image(Image {
+                source: ImageSource::Inline {
+                    media_type: "image/png".into(),
+                    base64: "AAAA".into(),
+                },
+                detail: None,
+            }),
+        ];
+        req.tools.push(Tool {
+            name: "f".into(),
+            description: Some("d".repeat(4000)),
+            parameters: Some(json!({"type": "object"})),
+            strict: None,
+        });
+        let mut turn = ChatMessage::text("assistant", "");
+        turn.tool_calls.push(ToolCall {
+            id: "c".into(),
+            name: "f".into(),
+            arguments: "a".repeat(4000),
+        });
+        req.messages.push(turn);
+        let counted = counted_usage(&route, &req, 8).prompt_tokens;
+        // The image at its worst case, and about a token per four bytes of the rest.
+        assert!(
+            counted >= plain.prompt_tokens + 3_800 + 2_000,
+            "{counted} vs {plain:?}"
+        );
+        // Never above the reservation's own bound.
+        assert!(counted <= req.usage_bound(&route, 0).prompt_tokens);
     }
 }

@@ -641,6 +641,35 @@ fn text(v: Option<&Value>) -> Result<Option<ResponseFormat>> {
     }))
 }
 
+/// A refusal from the chat pipeline names the chat request's fields (`tools[0].function
+/// .strict`, `response_format`); the client wrote a Responses body, so it hears its own names
+/// (`tools[0].strict`, `text.format`).
+pub(super) fn responses_names(e: Error) -> Error {
+    let Error::BadRequest(m) = e else {
+        return e;
+    };
+    let m = m
+        .replace("`response_format.json_schema.", "`text.format.")
+        .replace("`response_format`", "`text.format`");
+    let mut out = String::with_capacity(m.len());
+    let mut rest = m.as_str();
+    while let Some(p) = rest.find("`tools[") {
+        out.push_str(&rest[..p]);
+        rest = &rest[p..];
+        let digits = rest[7..].bytes().take_while(u8::is_ascii_digit).count();
+        let end = 7 + digits;
+        if digits > 0 && rest[end..].starts_with("].function.") {
+            out.push_str(&rest[..=end]);
+            rest = &rest[end + "].function".len()..];
+        } else {
+            out.push_str(&rest[..7]);
+            rest = &rest[7..];
+        }
+    }
+    out.push_str(rest);
+    Error::BadRequest(out)
+}
+
 fn bad(msg: &str) -> Error {
     Error::BadRequest(msg.to_string())
 }

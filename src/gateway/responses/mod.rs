@@ -44,7 +44,9 @@ pub async fn create(
         action: "responses",
     };
     if !read.stream {
-        let answer = pipeline::complete(&state, &caller, route, &read.request).await?;
+        let answer = pipeline::complete(&state, &caller, route, &read.request)
+            .await
+            .map_err(input::responses_names)?;
         let head = Head::new(
             &read.request,
             read.instructions.as_deref(),
@@ -73,7 +75,7 @@ pub async fn create(
     match relayed.recv().await {
         // The model that answers, a fallback's where one was allowed.
         Some(Relayed::Opened { model }) => head.model = model,
-        Some(Relayed::Refused(e)) => return Err(e),
+        Some(Relayed::Refused(e)) => return Err(input::responses_names(e)),
         _ => return Err(Error::Upstream("the stream ended before it opened".into())),
     }
     Ok(Sse::new(events::stream(relayed, head))

@@ -120,13 +120,22 @@ impl End {
 pub(super) fn message_item(id: &str, text: &str, refusal: Option<&str>, status: &str) -> Value {
     let mut content = vec![text_part(text)];
     if let Some(r) = refusal {
-        content.push(json!({"type": "refusal", "refusal": r}));
+        content.push(refusal_part(r));
         if text.is_empty() {
             content.remove(0);
         }
     }
+    message_json(id, content, status)
+}
+
+/// A message item with the content parts given.
+pub(super) fn message_json(id: &str, content: Vec<Value>, status: &str) -> Value {
     json!({"type": "message", "id": id, "status": status, "role": "assistant",
            "content": content})
+}
+
+pub(super) fn refusal_part(refusal: &str) -> Value {
+    json!({"type": "refusal", "refusal": refusal})
 }
 
 pub(super) fn text_part(text: &str) -> Value {

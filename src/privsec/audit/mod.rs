@@ -96,7 +96,12 @@ impl AuditLog {
         let _ = tokio::time::timeout(SETTLE_TIMEOUT, handled.wait_for(|n| *n >= target)).await;
     }
 
-    /// Hands an entry to the writer, counted in `queued` while it is in the queue.
+    /// Hands an entry to the writer, counted in `queued` from before it is sent. Why before:
+    /// entries leave the queue in order, and every entry ahead of one whose `record` returned
+    /// was counted before it was sent, so once `handled` reaches a reader's count, that entry
+    /// and all before it are on disk. An entry that fails to enter the queue (full or closed:
+    /// the log is already failing) is uncounted again, and a reader that counted it meanwhile
+    /// waits out [`SETTLE_TIMEOUT`] instead.
     async fn enqueue(&self, pending: writer::Pending) -> Result<()> {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let sent = self.tx.send_timeout(pending, ENQUEUE_TIMEOUT).await;

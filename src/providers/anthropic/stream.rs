@@ -4,6 +4,12 @@
 //! `input_json_delta` pieces are the call's arguments as they are written: exactly the
 //! index-based fragments OpenAI streams, the index counting the answer's tool blocks. When the
 //! request asked for JSON, the forced tool's pieces are the answer's text instead.
+//!
+//! A tool that takes no input streams no JSON at all (one empty piece, or none), while the
+//! whole answer's `input` is `{}`: a block that wrote nothing writes `{}` when it stops, so a
+//! streamed call (or JSON answer) parses as the plain one does. And a JSON request whose forced
+//! tool is never called (a refusal, a cut-off answer) answers with its text, as the whole
+//! answer does: that text is held until the message ends, and sent only then.
 
 use serde_json::Value;
 
@@ -13,6 +19,10 @@ use crate::error::{Error, Result};
 
 /// Most tool blocks one streamed answer may open; more is not an answer but a flood.
 const MAX_TOOL_BLOCKS: usize = 128;
+
+/// Most text a JSON answer holds back in case its forced tool is never called: the answer's
+/// text is what a refusal says, short; more than this is cut rather than held without end.
+const MAX_HELD_TEXT: usize = 256 * 1024;
 
 /// What a stream needs from earlier events: input tokens arrive at its start, output tokens
 /// at its end, and a tool block's pieces name only the block they belong to.
@@ -24,6 +34,10 @@ pub struct StreamState {
     /// The content-block indices of the tool blocks, in order: a block's position here is its
     /// call's `index`.
     tool_blocks: Vec<u64>,
+    /// Per tool block (same order): whether it wrote any of its JSON.
+    wrote: Vec<bool>,
+    /// A JSON request's text, sent only if the forced tool is never called.
+    held: String,
 }
 
 impl StreamState {
@@ -50,8 +64,16 @@ pub fn parse_event(state: &mut StreamState, event: &str, data: &str) -> Result<V
         }
         "content_block_start" => block_start(state, &v)?.into_iter().collect(),
         "content_block_delta" => block_delta(state, &v)?.into_iter().collect(),
+        "content_block_stop" => block_stop(state, &v)?.into_iter().collect(),
         "message_delta" => {
             let mut out = Vec::new();
+            // No forced tool was called: the answer is its text, as a whole answer's is.
+            if state.structured && state.tool_blocks.is_empty() && !state.held.is_empty() {
+                out.push(Delta::Text {
+                    choice: 0,
+                    text: std::mem::take(&mut state.held),
+                });
+            }
             if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                 out.push(Delta::Finish {
                     choice: 0,
@@ -70,7 +92,7 @@ pub fn parse_event(state: &mut StreamState, event: &str, data: &str) -> Result<V
                 super::super::upstream_message(v.get("error").unwrap_or(&v))
             )));
         }
-        // ping, content_block_stop, message_stop: nothing to relay.
+        // ping, message_stop: nothing to relay.
         _ => Vec::new(),
     })
 }
@@ -108,6 +130,7 @@ fn block_start(state: &mut StreamState, v: &Value) -> Result<Option<Delta>> {
     let (id, name) = (field("id")?, field("name")?);
     let index = state.tool_blocks.len() as u32;
     state.tool_blocks.push(b);
+    state.wrote.push(false);
     if state.structured {
         return Ok(None);
     }
@@ -120,7 +143,38 @@ fn block_start(state: &mut StreamState, v: &Value) -> Result<Option<Delta>> {
     }))
 }
 
-fn block_delta(state: &StreamState, v: &Value) -> Result<Option<Delta>> {
+/// A tool block that wrote no JSON took no input: it writes `{}`, the whole answer's `input`.
+fn block_stop(state: &mut StreamState, v: &Value) -> Result<Option<Delta>> {
+    let b = block_index(v)?;
+    let Some(index) = state.tool_blocks.iter().position(|t| *t == b) else {
+        return Ok(None);
+    };
+    if std::mem::replace(&mut state.wrote[index], true) {
+        return Ok(None);
+    }
+    Ok(json_piece(state, index, "{}"))
+}
+
+/// A piece of tool block `index`'s JSON: its call's arguments, or the answer's text when it
+/// is the forced JSON tool.
+fn json_piece(state: &StreamState, index: usize, piece: &str) -> Option<Delta> {
+    if state.structured {
+        // The forced tool is asked for once; its input is the answer.
+        return (index == 0).then(|| Delta::Text {
+            choice: 0,
+            text: piece.to_string(),
+        });
+    }
+    Some(Delta::ToolCall {
+        choice: 0,
+        index: index as u32,
+        id: None,
+        name: None,
+        arguments: piece.to_string(),
+    })
+}
+
+fn block_delta(state: &mut StreamState, v: &Value) -> Result<Option<Delta>> {
     let delta = v.get("delta").unwrap_or(&Value::Null);
     match delta.get("type").and_then(Value::as_str) {
         Some("input_json_delta") => {
@@ -134,24 +188,24 @@ fn block_delta(state: &StreamState, v: &Value) -> Result<Option<Delta>> {
                 .get("partial_json")
                 .and_then(Value::as_str)
                 .ok_or_else(|| garbage("an `input_json_delta` without `partial_json`"))?;
-            Ok(match (piece.is_empty(), state.structured) {
-                (true, _) => None,
-                // The forced tool is asked for once; its input is the answer.
-                (false, true) => (index == 0).then(|| Delta::Text {
-                    choice: 0,
-                    text: piece.to_string(),
-                }),
-                (false, false) => Some(Delta::ToolCall {
-                    choice: 0,
-                    index: index as u32,
-                    id: None,
-                    name: None,
-                    arguments: piece.to_string(),
-                }),
-            })
+            if piece.is_empty() {
+                return Ok(None);
+            }
+            state.wrote[index] = true;
+            Ok(json_piece(state, index, piece))
         }
-        // Text around a JSON answer would spoil it; a plain answer's text is the content.
-        _ if state.structured => Ok(None),
+        // Text around a JSON answer would spoil it: held, in case no JSON comes.
+        _ if state.structured => {
+            if let Some(t) = delta.get("text").and_then(Value::as_str) {
+                let room = MAX_HELD_TEXT.saturating_sub(state.held.len());
+                let mut cut = t.len().min(room);
+                while !t.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                state.held.push_str(&t[..cut]);
+            }
+            Ok(None)
+        }
         _ => Ok(match delta.get("text").and_then(Value::as_str) {
             Some(t) if !t.is_empty() => Some(Delta::Text {
                 choice: 0,

@@ -30,6 +30,11 @@ pub const MAX_TOKENS: u64 = 1_000_000;
 /// reservation instead (see [`Usage::reported_count`]).
 pub const MAX_REPORTED_TOKENS: u64 = 100_000_000;
 
+/// Most called functions one audit entry names.
+pub const MAX_AUDITED_CALLS: usize = 128;
+/// What the audit entry names a call to a function the request did not declare.
+pub const UNDECLARED: &str = "(undeclared)";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
@@ -165,6 +170,25 @@ impl ChatRequest {
         }
     }
 
+    /// The functions an answer asked to call, as the audit entry names them: a name the
+    /// request declared in `tools`, anything else (an upstream's invention, which may be any
+    /// text) as [`UNDECLARED`]; at most [`MAX_AUDITED_CALLS`] of them.
+    pub fn audited_calls(&self, names: impl IntoIterator<Item = String>) -> Vec<String> {
+        names
+            .into_iter()
+            .take(MAX_AUDITED_CALLS)
+            .map(|n| self.audited_call(&n))
+            .collect()
+    }
+
+    /// One called function's name as the audit entry names it (see [`Self::audited_calls`]).
+    pub fn audited_call(&self, name: &str) -> String {
+        match self.tools.iter().find(|t| t.name == name) {
+            Some(t) => t.name.clone(),
+            None => UNDECLARED.to_string(),
+        }
+    }
+
     /// The hosts of the `http(s)` images in the request, which the provider will fetch.
     pub fn remote_image_hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self
@@ -244,7 +268,8 @@ impl Completion {
             .sum()
     }
 
-    /// The functions the model asked to call, by name, in order (for the audit entry).
+    /// The functions the model asked to call, by name, in order, as the upstream wrote them
+    /// (the audit entry takes them through [`ChatRequest::audited_calls`]).
     pub fn called_functions(&self) -> Vec<String> {
         self.choices
             .iter()
@@ -284,4 +309,27 @@ pub enum Delta {
         reason: String,
     },
     Usage(Usage),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_names_only_declared_functions_and_a_bounded_number() {
+        let mut req = ChatRequest::new("m", vec![ChatMessage::text("user", "hi")]);
+        req.tools = vec![Tool {
+            name: "get_weather".into(),
+            description: None,
+            parameters: None,
+            strict: None,
+        }];
+        let called = ["get_weather", "rm -rf /\n<script>", "json_answer"].map(String::from);
+        assert_eq!(
+            req.audited_calls(called),
+            ["get_weather", UNDECLARED, UNDECLARED]
+        );
+        let many = std::iter::repeat_n("get_weather".to_string(), MAX_AUDITED_CALLS + 5);
+        assert_eq!(req.audited_calls(many).len(), MAX_AUDITED_CALLS);
+    }
 }

@@ -171,3 +171,34 @@ fn sizes_are_bounded() {
         assert!(matches!(read(body), Err(Error::TooLarge(_))));
     }
 }
+
+#[test]
+fn a_chat_field_in_a_refusal_is_named_as_the_responses_body_names_it() {
+    let named = |m: &str| match responses_names(Error::BadRequest(m.into())) {
+        Error::BadRequest(m) => m,
+        e => panic!("{e}"),
+    };
+    assert_eq!(
+        named("`tools[12].function.strict` is not supported by anthropic models: x"),
+        "`tools[12].strict` is not supported by anthropic models: x"
+    );
+    assert_eq!(
+        named("`tools[0].function.parameters` no; `response_format.json_schema.strict` no"),
+        "`tools[0].parameters` no; `text.format.strict` no"
+    );
+    assert_eq!(named("`response_format` is"), "`text.format` is");
+    // Anything else is left as it is.
+    for m in [
+        "`tools[x].function.a`",
+        "`tools[0]` bad",
+        "`n` no",
+        "`tools[",
+        "tools[1].function.y",
+    ] {
+        assert_eq!(named(m), m);
+    }
+    assert!(matches!(
+        responses_names(Error::Upstream("`tools[0].function.strict`".into())),
+        Error::Upstream(m) if m.contains(".function.")
+    ));
+}

@@ -201,3 +201,115 @@ fn the_tool_blocks_of_one_answer_are_bounded() {
         Err(Error::Upstream(_))
     ));
 }
+
+fn stop(index: u64) -> Value {
+    json!({"type": "content_block_stop", "index": index})
+}
+
+fn text_piece(index: u64, text: &str) -> Value {
+    json!({"type": "content_block_delta", "index": index,
+           "delta": {"type": "text_delta", "text": text}})
+}
+
+/// The text deltas of `d`, joined.
+fn text_of(d: &[Delta]) -> String {
+    d.iter()
+        .filter_map(|d| match d {
+            Delta::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_tool_without_input_streams_an_empty_object() {
+    let mut st = StreamState::new(&request());
+    let d = feed(
+        &mut st,
+        &[
+            // One empty piece, as the API streams a tool that takes no input; then none at all.
+            start(0, tool_use("toolu_01", "get_time")),
+            json_piece(0, ""),
+            stop(0),
+            start(1, tool_use("toolu_02", "now")),
+            stop(1),
+            start(2, tool_use("toolu_03", "get_weather")),
+            json_piece(2, "{\"city\": \"Oslo\"}"),
+            stop(2),
+        ],
+    )
+    .unwrap();
+    let args: Vec<(u32, &str)> = d
+        .iter()
+        .filter_map(|d| match d {
+            Delta::ToolCall {
+                index, arguments, ..
+            } if !arguments.is_empty() => Some((*index, arguments.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(args, [(0, "{}"), (1, "{}"), (2, "{\"city\": \"Oslo\"}")]);
+
+    // The forced JSON tool with no input: the answer `{}`, as the whole answer gives.
+    let mut req = request();
+    req.response_format = Some(ResponseFormat::JsonObject);
+    let mut st = StreamState::new(&req);
+    let d = feed(
+        &mut st,
+        &[
+            start(0, tool_use("toolu_01", "json_answer")),
+            json_piece(0, ""),
+            stop(0),
+        ],
+    )
+    .unwrap();
+    assert_eq!(text_of(&d), "{}");
+}
+
+#[test]
+fn a_json_answer_without_its_tool_call_is_its_text() {
+    let mut req = request();
+    req.response_format = Some(ResponseFormat::JsonObject);
+    let refusal = [
+        start(0, json!({"type": "text", "text": ""})),
+        text_piece(0, "I can't "),
+        text_piece(0, "help with that."),
+        stop(0),
+        json!({"type": "message_delta", "delta": {"stop_reason": "refusal"}, "usage": {"output_tokens": 4}}),
+    ];
+    let d = feed(&mut StreamState::new(&req), &refusal).unwrap();
+    // The text goes out once the message ends, before its finish.
+    assert_eq!(
+        d[..2],
+        [
+            Delta::Text {
+                choice: 0,
+                text: "I can't help with that.".into()
+            },
+            Delta::Finish {
+                choice: 0,
+                reason: "content_filter".into()
+            }
+        ]
+    );
+    // With the forced tool called, the text around it is left out.
+    let d = feed(
+        &mut StreamState::new(&req),
+        &[
+            start(0, json!({"type": "text", "text": ""})),
+            text_piece(0, "Here:"),
+            stop(0),
+            start(1, tool_use("toolu_01", "json_answer")),
+            json_piece(1, "{\"a\": 1}"),
+            stop(1),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}),
+        ],
+    )
+    .unwrap();
+    assert_eq!(text_of(&d), "{\"a\": 1}");
+    // What is held is bounded.
+    let mut st = StreamState::new(&req);
+    let long = "é".repeat(MAX_HELD_TEXT);
+    feed(&mut st, &[text_piece(0, &long), text_piece(0, "more")]).unwrap();
+    assert!(st.held.len() <= MAX_HELD_TEXT && st.held.len() > MAX_HELD_TEXT - 2);
+}

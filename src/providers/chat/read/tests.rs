@@ -1,3 +1,4 @@
+use super::super::{ResponseFormat, ToolChoice};
 use super::*;
 use serde_json::json;
 
@@ -54,6 +55,20 @@ fn reads_every_documented_field() {
     let mut options: Vec<_> = r.options.keys().collect();
     options.sort();
     assert_eq!(options, vec!["logit_bias", "seed", "temperature"]);
+}
+
+#[test]
+fn an_assistant_refusal_in_the_history_is_kept_as_its_text() {
+    let r = parse(json!({"model": "m", "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": null, "refusal": "I can't help with that."},
+        {"role": "user", "content": "why?"}]}))
+    .unwrap();
+    assert_eq!(r.messages[1].content, "I can't help with that.");
+    let err = parse(json!({"model": "m", "messages": [
+        {"role": "assistant", "content": "a", "refusal": 3}]}))
+    .unwrap_err();
+    assert!(err.to_string().contains("messages[0].refusal"), "{err}");
 }
 
 #[test]
