@@ -2,6 +2,8 @@
 //! `data:` URL is far larger than anything another route takes, so a chat request carrying a
 //! photo is not a 413, while every other route keeps `server.max_body_bytes`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use base64::Engine as _;
