@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use super::Caller;
-use super::calls::Waiting;
 use super::audit::Charge;
 use super::call::{Failure, bounded, failed};
+use super::calls::Waiting;
 use crate::cost::ledger::{MAX_CALL_SECS, Micros};
 use crate::error::{Error, Result};
 use crate::gateway::{AppState, Shared};
