@@ -99,7 +99,10 @@ impl Seen {
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Seen {
-    let resp = req.send().await.unwrap();
+    seen(req.send().await.unwrap()).await
+}
+
+async fn seen(resp: reqwest::Response) -> Seen {
     let status = resp.status().as_u16();
     let headers = format!("{:?}", resp.headers());
     let body = resp.text().await.unwrap();
@@ -245,13 +248,19 @@ async fn credentials_arrive_upstream_and_never_reach_the_client() {
 
     // Bodies stream both ways, within the limit.
     let big = vec![b'x'; 600 * 1024];
-    let r = send(
-        client()
-            .post(s.url("/api/services/home_assistant/api/echo"))
-            .header("content-type", "application/json")
-            .body(big),
-    )
-    .await;
+    let sent = client()
+        .post(s.url("/api/services/home_assistant/api/echo"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await;
+    let r = match sent {
+        Ok(resp) => seen(resp).await,
+        Err(e) => panic!(
+            "the upload was cut off ({e}); the server said:\n{}",
+            s.stderr.lock().unwrap()
+        ),
+    };
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["bytes"], 600 * 1024);
     let start = std::time::Instant::now();
