@@ -34,7 +34,7 @@ async fn an_app_builds_serves_and_stops_in_process() {
         let _ = stopped.await;
     }));
 
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = common::http::pooled();
     let reply: Value = client
         .post(format!("{url}/api/maestra/core"))
         .json(&json!({"user_id": "ann", "surface_id": "cli", "message": "in process"}))

@@ -12,24 +12,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use common::Home;
-use common::http::client;
+use common::http::{chat, client};
 use common::mock;
 use common::server::{Server, upstream_env};
 
 fn ask(text: &str) -> Value {
     json!({"model": "llama3.2", "messages": [{"role": "user", "content": text}]})
-}
-
-/// `POST /v1/chat/completions` with `headers`; the status and the body.
-async fn chat(server: &Server, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
-    let mut req = client()
-        .post(server.url("/v1/chat/completions"))
-        .json(&body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
 async fn get(server: &Server, path: &str, key: Option<&str>) -> Value {

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::backup_args;
+use common::http::pooled;
 use common::{Home, contains};
 use serde_json::json;
 
@@ -53,7 +54,7 @@ async fn start_s3() -> S3 {
         child,
         endpoint: format!("http://127.0.0.1:{port}"),
     };
-    let http = client();
+    let http = pooled();
     let start = Instant::now();
     loop {
         if http.get(&s3.endpoint).send().await.is_ok() {
@@ -72,10 +73,6 @@ async fn start_s3() -> S3 {
         .unwrap();
     assert!(made.status().is_success(), "{}", made.status());
     s3
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 fn home(s3: &S3) -> Home {
@@ -135,7 +132,7 @@ async fn grow(h: &Home, mb: usize) {
 /// refuses anonymous reads of some objects with an empty 403, which must not pass for an
 /// object with nothing readable in it).
 async fn objects(s3: &S3) -> Vec<(String, Vec<u8>)> {
-    let http = client();
+    let http = pooled();
     let listing = http
         .get(format!("{}/{BUCKET}?list-type=2", s3.endpoint))
         .send()

@@ -140,10 +140,7 @@ fn a_forget_through_the_api_sweeps_what_a_killed_backup_left() {
     die_mid_backup(&h);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
+        common::http::client()
             .delete(server.url("/api/users/ann/data"))
             .send()
             .await

@@ -5,23 +5,13 @@
 mod common;
 
 use common::Home;
+use common::http::{get_json, poll_job, pooled};
 use common::mock;
 use common::server::{Server, upstream_env};
 use serde_json::{Value, json};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
 async fn openai_last_used(server: &Server) -> Value {
-    let v: Value = client()
-        .get(server.url("/api/vault"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&server.url("/api/vault")).await;
     let secret = v["secrets"]
         .as_array()
         .unwrap()
@@ -44,7 +34,7 @@ async fn a_secret_is_used_only_by_calls_maestra_made_with_it() {
         b"sk-proj-center0123456789abcdef",
     );
     let server = Server::start(&home);
-    let c = client();
+    let c = pooled();
     let r = c
         .post(server.url("/api/audit/events"))
         .json(
@@ -76,7 +66,7 @@ async fn a_user_export_is_a_job_with_progress() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr);
     let server = Server::start(&home);
-    let c = client();
+    let c = pooled();
     for (user, n) in [("ann", 3), ("bob", 1)] {
         for i in 0..n {
             let r = c
@@ -107,16 +97,7 @@ async fn a_user_export_is_a_job_with_progress() {
     };
     let (ann, bob) = (start("ann").await, start("bob").await);
     assert_ne!(ann["id"], bob["id"], "{ann} {bob}");
-    let mut done = Value::Null;
-    for _ in 0..200 {
-        let url = server.url(&format!("/api/jobs/{}", ann["id"].as_str().unwrap()));
-        let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
-        if v["state"] != "running" {
-            done = v;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let done = poll_job(&server, ann["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["kind"], "user_export");
     assert_eq!(done["progress"], json!({"done": 3, "total": 3}));
@@ -182,7 +163,7 @@ async fn errors_are_counted_apart_and_spend_has_requests_and_tokens() {
             "[pricing.\"gpt-4o-mini\"]\ninput_per_million = 100.0\noutput_per_million = 200.0\n",
         );
     let server = Server::start(&home);
-    let c = client();
+    let c = pooled();
     let call = |content: &'static str| {
         let c = c.clone();
         let url = server.url("/v1/chat/completions");

@@ -9,18 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::Home;
+use common::http::{client, get};
 use common::mock;
 use common::server::{Server, upstream_env};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
-}
 
 /// Sends raw bytes and returns what came back before the server closed or went quiet.
 async fn raw(server: &Server, request: &[u8]) -> String {
@@ -147,19 +140,13 @@ async fn unknown_query_parameters_are_refused_on_every_route() {
         }
     }
     assert!(walked >= 14, "{walked} operations walked");
-    let (status, v) = get_json(&c, &server.url("/api/conversations?user=x")).await;
+    let (status, v) = get(&server.url("/api/conversations?user=x")).await;
     assert_eq!(status, 400, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("\"user\""));
-    let (status, v) = get_json(&c, &server.url("/api/conversations?user_id=a&limit=5")).await;
+    let (status, v) = get(&server.url("/api/conversations?user_id=a&limit=5")).await;
     assert_eq!(status, 200, "documented parameters still work: {v}");
-    let (status, v) = get_json(&c, &server.url("/api/audit?limit=5&category=auth")).await;
+    let (status, v) = get(&server.url("/api/audit?limit=5&category=auth")).await;
     assert_eq!(status, 200, "{v}");
-}
-
-async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
-    let resp = c.get(url).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,15 +8,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Home;
+use common::http::pooled;
 use common::mock;
 use common::server::{Server, upstream_env};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 /// The server's resident memory, in KiB.
 fn rss_kib(server: &Server) -> u64 {
@@ -54,7 +51,7 @@ async fn many_agent_ids_keep_the_summary_bounded_and_the_report_whole() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr);
     let server = Server::start(&home);
-    let c = client();
+    let c = pooled();
     // A busy agent first, so the names kept by count are not just the first ones seen.
     for _ in 0..20 {
         let ev = json!({"category": "creative", "service": "ffmpeg", "action": "convert",
@@ -133,7 +130,7 @@ async fn invalid_ids_are_refused_naming_the_field() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr);
     let server = Server::start(&home);
-    let c = client();
+    let c = pooled();
     for (field, value) in [
         ("agent_id", "has space"),
         ("agent_id", &"a".repeat(129)),
@@ -181,7 +178,7 @@ async fn reported_events_over_the_rate_are_429_per_surface() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr);
     let server = Server::start(&home);
-    let c = client();
+    let c = pooled();
     let limit = maestra::access::ratelimit::EVENTS_PER_MINUTE.get() as usize;
     let ev = |surface: &str| {
         json!({"category": "creative", "service": "ffmpeg", "action": "convert",
@@ -231,7 +228,7 @@ async fn rotating_surface_ids_past_the_name_independent_cap_get_429() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr);
     let server = Server::start(&home);
-    let c = client();
+    let c = pooled();
     let cap = maestra::access::ratelimit::EVENTS_PER_MINUTE_PER_CLIENT.get() as usize;
     assert!(cap <= maestra::access::ratelimit::EVENTS_PER_MINUTE_ALL.get() as usize);
     let start = Instant::now();
@@ -285,7 +282,7 @@ async fn a_flood_of_new_names_leaves_an_established_surface_its_budget() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr);
     let server = Server::start(&home);
-    let c = client();
+    let c = pooled();
     let resp = report_event(&c, &server, large_event("editor")).await;
     assert_eq!(resp.status(), 200);
     // Well past what the names beyond the kept surfaces may spend (and far below a day's

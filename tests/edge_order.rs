@@ -7,7 +7,7 @@
 mod common;
 
 use common::Home;
-use common::http::client;
+use common::http::{client, with_headers};
 use common::mock;
 use common::server::{Server, upstream_env};
 use reqwest::Method;
@@ -20,14 +20,11 @@ async fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = client().request(
+    let req = client().request(
         Method::from_bytes(method.as_bytes()).unwrap(),
         server.url(path),
     );
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
+    let resp = with_headers(req, headers).send().await.unwrap();
     let status = resp.status().as_u16();
     let h = resp.headers().clone();
     (status, h, resp.json().await.unwrap_or(Value::Null))

@@ -5,42 +5,20 @@
 
 mod common;
 
+use common::http::{core, get};
 use common::server::{Server, upstream_env};
 use common::{Home, mock};
 use maestra::conversations::model::{Conversation, ConversationMeta, Message};
 use maestra::store::SqliteStore;
 use maestra::store::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn canary() -> String {
     format!("CANARY-{}", uuid::Uuid::new_v4().simple())
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn chat(server: &Server, user: &str, conv: &str, message: &str) {
-    let resp = client()
-        .post(server.url("/api/maestra/core"))
-        .json(
-            &json!({"user_id": user, "surface_id": "cli", "conversation_id": conv,
-                      "message": message}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-}
-
 async fn conversation(server: &Server, id: &str) -> (u16, Value) {
-    let resp = client()
-        .get(server.url(&format!("/api/conversations/{id}")))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    get(&server.url(&format!("/api/conversations/{id}"))).await
 }
 
 /// Names of the database's files (the database, its log) that hold `needle`.
@@ -62,8 +40,15 @@ async fn serve_seals_lockdown_rewraps_and_forget_destroys_the_key_first() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr);
     let mut server = Server::start(&home);
-    chat(&server, "ann", "conv_a", &format!("ann says {secret}")).await;
-    chat(&server, "bob", "conv_b", "bob says hello").await;
+    core(
+        &server,
+        "ann",
+        "cli",
+        Some("conv_a"),
+        &format!("ann says {secret}"),
+    )
+    .await;
+    core(&server, "bob", "cli", Some("conv_b"), "bob says hello").await;
     let (s, c) = conversation(&server, "conv_a").await;
     assert_eq!(s, 200, "{c}");
     assert!(c.to_string().contains(&secret));
@@ -284,9 +269,23 @@ async fn forget_with_rotate_key_cuts_off_whole_database_copies() {
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr);
     let mut server = Server::start(&home);
-    chat(&server, "ann", "conv_a", &format!("ann says {secret}")).await;
-    chat(&server, "cat", "conv_c", &format!("cat says {secret}")).await;
-    chat(&server, "bob", "conv_b", "bob says hello").await;
+    core(
+        &server,
+        "ann",
+        "cli",
+        Some("conv_a"),
+        &format!("ann says {secret}"),
+    )
+    .await;
+    core(
+        &server,
+        "cat",
+        "cli",
+        Some("conv_c"),
+        &format!("cat says {secret}"),
+    )
+    .await;
+    core(&server, "bob", "cli", Some("conv_b"), "bob says hello").await;
     server.stop();
 
     // The snapshot: the database's files as they are on disk.

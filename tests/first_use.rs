@@ -142,7 +142,7 @@ async fn a_local_model_that_is_down_is_named_with_the_fix() {
         .with("MAESTRA_LOCAL_MODEL", "llama3.2");
     h.ok(&["init"], b"");
     let server = common::server::Server::start(&h);
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = common::http::pooled();
     let chat = |stream: bool| {
         serde_json::json!({
             "model": "llama3.2",

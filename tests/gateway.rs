@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Home;
+use common::http::{client, get, post_json};
 use common::mock::{self, Mock};
 use common::server::{Server, upstream_env};
 use serde_json::{Value, json};
@@ -26,27 +27,6 @@ async fn setup(extra: &[(&str, &str)]) -> (Server, Mock, Home) {
     (server, mock, home)
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
-    let resp = client()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    let resp = client().get(server.url(path)).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 fn ask(user: &str, conv: &str, message: &str) -> Value {
     json!({"user_id": user, "surface_id": "cli", "conversation_id": conv, "message": message})
 }
@@ -59,9 +39,8 @@ fn audit_text(home: &Home) -> String {
 async fn core_is_multi_turn_stores_minimised_and_audits_without_content() {
     let (mut server, mock, home) = setup(&[]).await;
     let secret_msg = "remember my key sk-proj-SECRETabcdefghijklmnopqrstu please";
-    let (status, env) = post(
-        &server,
-        "/api/maestra/core",
+    let (status, env) = post_json(
+        &server.url("/api/maestra/core"),
         ask("jh", "conv_t1", secret_msg),
     )
     .await;
@@ -84,9 +63,8 @@ async fn core_is_multi_turn_stores_minimised_and_audits_without_content() {
     assert_eq!(env["meta"]["cost_usd"], 0.0);
     assert!(env["meta"]["latency_ms"].is_u64());
 
-    let (status, env2) = post(
-        &server,
-        "/api/maestra/core",
+    let (status, env2) = post_json(
+        &server.url("/api/maestra/core"),
         ask("jh", "conv_t1", "and now?"),
     )
     .await;
@@ -104,7 +82,7 @@ async fn core_is_multi_turn_stores_minimised_and_audits_without_content() {
             .contains("[REDACTED:openai_key]")
     );
 
-    let (status, conv) = get(&server, "/api/conversations/conv_t1").await;
+    let (status, conv) = get(&server.url("/api/conversations/conv_t1")).await;
     assert_eq!(status, 200);
     assert_eq!(conv["owner"], "jh");
     assert_eq!(conv["meta"]["message_count"], 4);
@@ -117,11 +95,11 @@ async fn core_is_multi_turn_stores_minimised_and_audits_without_content() {
     let mut with_file = ask("jh", "conv_t2", "summarise this file");
     with_file["surface_context"] =
         json!({"file_path": "/home/jh/plan.md", "file_content": "FILECANARY secret plans"});
-    let (status, _) = post(&server, "/api/maestra/core", with_file).await;
+    let (status, _) = post_json(&server.url("/api/maestra/core"), with_file).await;
     assert_eq!(status, 200);
     let sent = mock.requests().last().unwrap().body.to_string();
     assert!(sent.contains("FILECANARY"), "{sent}");
-    let (_, conv2) = get(&server, "/api/conversations/conv_t2").await;
+    let (_, conv2) = get(&server.url("/api/conversations/conv_t2")).await;
     assert!(!conv2.to_string().contains("FILECANARY"), "{conv2}");
     assert_eq!(
         conv2["messages"][0]["meta"]["surface_context"]["file_path"],
@@ -129,9 +107,8 @@ async fn core_is_multi_turn_stores_minimised_and_audits_without_content() {
     );
 
     // Another user cannot extend (or read through the model) this conversation.
-    let (status, err) = post(
-        &server,
-        "/api/maestra/core",
+    let (status, err) = post_json(
+        &server.url("/api/maestra/core"),
         ask("mallory", "conv_t1", "hi"),
     )
     .await;
@@ -159,7 +136,7 @@ async fn openai_compatible_plain_and_streamed() {
     let (server, mock, _home) = setup(&[]).await;
     let body =
         json!({"model": "llama3.2", "messages": [{"role": "user", "content": "hello there"}]});
-    let (status, v) = post(&server, "/v1/chat/completions", body.clone()).await;
+    let (status, v) = post_json(&server.url("/v1/chat/completions"), body.clone()).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(
@@ -209,7 +186,7 @@ async fn openai_compatible_plain_and_streamed() {
         true
     );
 
-    let (status, models) = get(&server, "/v1/models").await;
+    let (status, models) = get(&server.url("/v1/models")).await;
     assert_eq!(status, 200);
     let ids: Vec<&str> = models["data"]
         .as_array()
@@ -228,7 +205,7 @@ async fn anthropic_is_translated_and_its_key_injected_from_the_vault() {
     let (mut server, mock, home) = setup(&[]).await;
     let body = json!({"model": "claude-3-5-haiku-latest", "max_tokens": 50,
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi claude"}]});
-    let (status, v) = post(&server, "/v1/chat/completions", body.clone()).await;
+    let (status, v) = post_json(&server.url("/v1/chat/completions"), body.clone()).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         v["choices"][0]["message"]["content"],
@@ -268,9 +245,8 @@ async fn anthropic_is_translated_and_its_key_injected_from_the_vault() {
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 
     // OpenAI gets its key as a bearer token, also from the vault.
-    let (status, _) = post(
-        &server,
-        "/v1/chat/completions",
+    let (status, _) = post_json(
+        &server.url("/v1/chat/completions"),
         json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}),
     )
     .await;
@@ -304,9 +280,8 @@ async fn anthropic_is_translated_and_its_key_injected_from_the_vault() {
 async fn local_only_blocks_cloud_models_while_the_local_one_answers() {
     let (mut server, mock, home) = setup(&[("MAESTRA_LOCAL_ONLY", "true")]).await;
     for model in ["gpt-4o-mini", "claude-3-5-haiku-latest"] {
-        let (status, v) = post(
-            &server,
-            "/v1/chat/completions",
+        let (status, v) = post_json(
+            &server.url("/v1/chat/completions"),
             json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),
         )
         .await;
@@ -316,15 +291,14 @@ async fn local_only_blocks_cloud_models_while_the_local_one_answers() {
         assert!(v["error"]["reason"].is_string());
     }
     assert!(mock.requests().is_empty(), "a cloud request left Maestra");
-    let (status, env) = post(
-        &server,
-        "/api/maestra/core",
+    let (status, env) = post_json(
+        &server.url("/api/maestra/core"),
         ask("jh", "conv_lo", "local please"),
     )
     .await;
     assert_eq!(status, 200, "{env}");
     assert_eq!(env["source"], "local");
-    let (_, privacy) = get(&server, "/api/privacy").await;
+    let (_, privacy) = get(&server.url("/api/privacy")).await;
     assert_eq!(privacy["local_only"], true);
     let metrics = client()
         .get(server.url("/metrics"))
@@ -428,7 +402,7 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
         assert!(v["error"]["message"].as_str().unwrap().len() > 5);
     }
     for id in ["../../etc/passwd", "a/b", ".hidden", &"x".repeat(200)] {
-        let (status, v) = post(&server, "/api/maestra/core", ask("jh", id, "hi")).await;
+        let (status, v) = post_json(&server.url("/api/maestra/core"), ask("jh", id, "hi")).await;
         assert_eq!(status, 400, "{id}: {v}");
         assert!(
             v["error"]["message"]
@@ -437,11 +411,10 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
                 .contains("conversation_id")
         );
     }
-    let (status, v) = get(&server, "/api/conversations/..%2F..%2Fetc%2Fpasswd").await;
+    let (status, v) = get(&server.url("/api/conversations/..%2F..%2Fetc%2Fpasswd")).await;
     assert_eq!(status, 400, "{v}");
-    let (status, v) = post(
-        &server,
-        "/v1/chat/completions",
+    let (status, v) = post_json(
+        &server.url("/v1/chat/completions"),
         json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}),
     )
     .await;
@@ -450,7 +423,7 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
         (404, Some("model_not_found")),
         "{v}"
     );
-    let (status, v) = get(&server, "/no/such/route").await;
+    let (status, v) = get(&server.url("/no/such/route")).await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (404, Some("not_found"))
@@ -465,7 +438,11 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
         ("mode:slow", 504, "upstream_timeout"),
     ] {
         let start = Instant::now();
-        let (s, v) = post(&server, "/api/maestra/core", ask("jh", "conv_fail", msg)).await;
+        let (s, v) = post_json(
+            &server.url("/api/maestra/core"),
+            ask("jh", "conv_fail", msg),
+        )
+        .await;
         assert_eq!(
             (s, v["error"]["code"].as_str()),
             (status, Some(code)),
@@ -473,7 +450,7 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
         );
         assert!(start.elapsed() < Duration::from_secs(10), "{msg} hung");
     }
-    let (status, _) = get(&server, "/api/conversations/conv_fail").await;
+    let (status, _) = get(&server.url("/api/conversations/conv_fail")).await;
     assert_eq!(status, 404, "a failed call stored a half conversation");
 
     // A stream that breaks off or stalls ends with an error event, never with [DONE].
@@ -491,7 +468,7 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
         assert!(!text.contains("[DONE]"), "{msg}: {text}");
         assert!(text.contains("\"error\""), "{msg}: {text}");
     }
-    let (status, _) = get(&server, "/health").await;
+    let (status, _) = get(&server.url("/health")).await;
     assert_eq!(status, 200, "the server survived all of it");
 }
 
@@ -500,9 +477,8 @@ async fn forget_removes_the_content_from_the_database_files() {
     let (mut server, _mock, home) = setup(&[]).await;
     let canary = "CANARYforgetme7731";
     for i in 0..3 {
-        let (s, v) = post(
-            &server,
-            "/api/maestra/core",
+        let (s, v) = post_json(
+            &server.url("/api/maestra/core"),
             ask(
                 "gone",
                 &format!("conv_g{i}"),
@@ -512,14 +488,13 @@ async fn forget_removes_the_content_from_the_database_files() {
         .await;
         assert_eq!(s, 200, "{v}");
     }
-    let (s, _) = post(
-        &server,
-        "/api/maestra/core",
+    let (s, _) = post_json(
+        &server.url("/api/maestra/core"),
         ask("stays", "conv_s", "keep me"),
     )
     .await;
     assert_eq!(s, 200);
-    let (s, export) = get(&server, "/api/users/gone/export").await;
+    let (s, export) = get(&server.url("/api/users/gone/export")).await;
     assert_eq!(s, 200);
     assert_eq!(export["conversations"].as_array().unwrap().len(), 3);
     assert!(export.to_string().contains(canary));
@@ -532,10 +507,10 @@ async fn forget_removes_the_content_from_the_database_files() {
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["deleted_conversations"], 3);
-    let (s, list) = get(&server, "/api/conversations?user_id=gone").await;
+    let (s, list) = get(&server.url("/api/conversations?user_id=gone")).await;
     assert_eq!(s, 200);
     assert_eq!(list["conversations"].as_array().unwrap().len(), 0);
-    let (s, _) = get(&server, "/api/conversations/conv_s").await;
+    let (s, _) = get(&server.url("/api/conversations/conv_s")).await;
     assert_eq!(s, 200, "another user's data is untouched");
 
     server.stop();
@@ -579,7 +554,7 @@ async fn forget_removes_the_content_from_the_database_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_exists_and_edges_are_set() {
     let (server, _mock, _home) = setup(&[]).await;
-    let (status, doc) = get(&server, "/openapi.json").await;
+    let (status, doc) = get(&server.url("/openapi.json")).await;
     assert_eq!(status, 200);
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 13);
@@ -739,17 +714,16 @@ async fn conversations_live_in_postgresql_when_configured() {
         ("MAESTRA_DB_URL", db.url.as_str()),
     ])
     .await;
-    let (s, v) = post(
-        &server,
-        "/api/maestra/core",
+    let (s, v) = post_json(
+        &server.url("/api/maestra/core"),
         ask("pg", "conv_pg", "stored in postgres"),
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let (s, conv) = get(&server, "/api/conversations/conv_pg").await;
+    let (s, conv) = get(&server.url("/api/conversations/conv_pg")).await;
     assert_eq!(s, 200);
     assert_eq!(conv["messages"].as_array().unwrap().len(), 2);
-    let (_, privacy) = get(&server, "/api/privacy").await;
+    let (_, privacy) = get(&server.url("/api/privacy")).await;
     assert_eq!(privacy["storage"], "postgresql");
     // The rows are in PostgreSQL itself, encrypted (issue 18), and forgetting removes them.
     let pg = sqlx::PgPool::connect(&db.url).await.unwrap();

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::Home;
+use common::http::{client, with_headers};
 use common::mock;
 use common::server::{Server, upstream_env};
 use serde_json::{Value, json};
@@ -28,14 +29,6 @@ fn home_with(mock: SocketAddr, toml: &str, env: &[(&str, &str)]) -> Home {
     home.with_toml(toml)
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
-}
-
 fn paid(stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "max_tokens": 5, "stream": stream,
            "messages": [{"role": "user", "content": "how much?"}]})
@@ -51,12 +44,10 @@ async fn burst(
     let c = client();
     let mut tasks = Vec::new();
     for i in 0..n {
-        let mut req = c
+        let req = c
             .post(servers[i % servers.len()].url("/v1/chat/completions"))
             .json(&body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
+        let req = with_headers(req, headers);
         tasks.push(tokio::spawn(async move {
             let resp = req.send().await.unwrap();
             let status = resp.status().as_u16();

@@ -44,7 +44,7 @@ async fn a_second_serve_on_the_same_home_is_refused_naming_the_first() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(audit_count(&home, "serve.start"), 1);
     // The first still answers.
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = common::http::pooled();
     let health = client.get(first.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }

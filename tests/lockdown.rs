@@ -10,14 +10,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Home;
+use common::http::{client, send_json, with_key};
 use common::server::Server;
 use serde_json::{Value, json};
 
 const STATIC_KEY: &str = "static-lockdown-key-0123456789abcdef";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 /// A cloud-mode home on loopback, with a rate limit the polling below never reaches.
 fn cloud_home() -> Home {
@@ -38,9 +35,7 @@ async fn doors(server: &Server, key: &str) -> Vec<(u16, Value)> {
     ];
     let mut out = Vec::new();
     for r in reqs {
-        let resp = r.header("x-api-key", key).send().await.unwrap();
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, body) = send_json(with_key(r, key)).await;
         out.push((status, body["error"].clone()));
     }
     out

@@ -50,7 +50,7 @@ async fn a_photo_fits_the_model_routes_and_only_them() {
     let home =
         upstream_env(Home::new(), addr).with("MAESTRA_MAX_MODEL_BODY_BYTES", &limit.to_string());
     let server = Server::start(&home);
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = common::http::pooled();
     let post = |path: &str, body: &Value| c.post(server.url(path)).json(body).send();
 
     // A 1.2 MB image is a 1.6 MB body: past the 1 MiB of other routes, answered whole.

@@ -53,8 +53,7 @@ fn install(dir: &Path, p: &Pki) {
 }
 
 fn trusting(ca_pem: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
+    common::http::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
         .pool_max_idle_per_host(0)
@@ -63,8 +62,7 @@ fn trusting(ca_pem: &str) -> reqwest::Client {
 }
 
 fn from(addr: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
+    common::http::builder()
         .local_address(addr.parse::<IpAddr>().unwrap())
         .pool_max_idle_per_host(0)
         .build()
@@ -114,7 +112,7 @@ async fn https_serves_renews_without_restart_and_speaks_to_the_openai_client() {
     assert_eq!(privacy["network"]["tls"], "on");
     assert!(!privacy.to_string().contains(API_KEY));
     // Plain HTTP to the TLS port gets nothing served.
-    let plain = reqwest::Client::new()
+    let plain = common::http::client()
         .get(format!("http://{}/health", server.addr))
         .send()
         .await;

@@ -22,6 +22,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::http::{chat, client, core, post_json, with_key};
 use common::server::{Server, upstream_env};
 use common::{Home, mock, python};
 use serde_json::{Value, json};
@@ -29,36 +30,9 @@ use serde_json::{Value, json};
 const CANARY: &str = "CANARYpagedelete5521";
 const FORGET_CANARY: &str = "CANARYpageforget7340";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
-    let resp = client()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn core(server: &Server, user: &str, surface: &str, message: &str) -> String {
-    let (s, v) = post(
-        server,
-        "/api/maestra/core",
-        json!({"user_id": user, "surface_id": surface, "message": message}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    v["conversation_id"].as_str().unwrap().to_string()
-}
-
 async fn cloud_call(server: &Server) -> (u16, Value) {
-    post(
-        server,
-        "/v1/chat/completions",
+    post_json(
+        &server.url("/v1/chat/completions"),
         json!({"model": "gpt-4o-mini", "user": "ann",
                "messages": [{"role": "user", "content": "what is on my calendar"}]}),
     )
@@ -156,13 +130,19 @@ async fn the_privacy_center_works_in_a_real_browser() {
 
     // Seeded traffic: local model calls from two surfaces, a device action an agent reports,
     // a paid cloud call, and a cloud call local-only mode blocks.
-    let deleted = core(&server, "ann", "cli", &format!("remember {CANARY}")).await;
-    core(&server, "ann", "phone", "what time is it").await;
-    core(&server, "bob", "cli", &format!("note {FORGET_CANARY}")).await;
-    core(&server, "bob", "cli", "second one").await;
-    let (s, v) = post(
+    let deleted = core(&server, "ann", "cli", None, &format!("remember {CANARY}")).await;
+    core(&server, "ann", "phone", None, "what time is it").await;
+    core(
         &server,
-        "/api/audit/events",
+        "bob",
+        "cli",
+        None,
+        &format!("note {FORGET_CANARY}"),
+    )
+    .await;
+    core(&server, "bob", "cli", None, "second one").await;
+    let (s, v) = post_json(
+        &server.url("/api/audit/events"),
         json!({"category": "smarthome", "service": "hue", "action": "lights.on",
                "result": "success", "agent_id": "home-agent", "user_id": "ann"}),
     )
@@ -171,9 +151,8 @@ async fn the_privacy_center_works_in_a_real_browser() {
     let (s, v) = cloud_call(&server).await;
     assert_eq!(s, 200, "{v}");
     // A cloud call the upstream fails: an error, counted apart from the calls.
-    let (s, v) = post(
-        &server,
-        "/v1/chat/completions",
+    let (s, v) = post_json(
+        &server.url("/v1/chat/completions"),
         json!({"model": "gpt-4o-mini", "max_tokens": 5,
                "messages": [{"role": "user", "content": "mode:500"}]}),
     )
@@ -184,18 +163,21 @@ async fn the_privacy_center_works_in_a_real_browser() {
     let messages: Vec<Value> = (0..5)
         .map(|_| json!({"role": "user", "content": long}))
         .collect();
-    let (s, v) = post(
-        &server,
-        "/v1/chat/completions",
+    let (s, v) = post_json(
+        &server.url("/v1/chat/completions"),
         json!({"model": "llama3.2", "messages": messages}),
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = post(&server, "/api/controls/local-only", json!({"on": true})).await;
+    let (s, v) = post_json(&server.url("/api/controls/local-only"), json!({"on": true})).await;
     assert_eq!((s, &v["local_only"]), (200, &json!(true)), "{v}");
     let (s, v) = cloud_call(&server).await;
     assert_eq!(s, 403, "{v}");
-    let (s, v) = post(&server, "/api/controls/local-only", json!({"on": false})).await;
+    let (s, v) = post_json(
+        &server.url("/api/controls/local-only"),
+        json!({"on": false}),
+    )
+    .await;
     assert_eq!((s, &v["local_only"]), (200, &json!(false)), "{v}");
 
     // The audit entries of calls carry their bytes and host; /metrics counts them too.
@@ -355,22 +337,17 @@ async fn the_privacy_center_works_in_a_real_browser() {
 
 /// A `/v1` chat call made with `key`: `content` as the one message, at most 5 tokens out.
 async fn keyed_call(server: &Server, key: &str, content: &str) -> (u16, Value) {
-    let resp = client()
-        .post(server.url("/v1/chat/completions"))
-        .header("x-api-key", key)
-        .json(&json!({"model": "gpt-4o-mini", "max_tokens": 5,
-                      "messages": [{"role": "user", "content": content}]}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    chat(
+        server,
+        &[("x-api-key", key)],
+        json!({"model": "gpt-4o-mini", "max_tokens": 5,
+               "messages": [{"role": "user", "content": content}]}),
+    )
+    .await
 }
 
 async fn spend_as(server: &Server, key: &str) -> Value {
-    client()
-        .get(server.url("/api/spend?days=30"))
-        .header("x-api-key", key)
+    with_key(client().get(server.url("/api/spend?days=30")), key)
         .send()
         .await
         .unwrap()

@@ -54,8 +54,7 @@ fn event(i: u64, today: time::Date) -> Event {
 
 async fn report(server: &Server) -> (Duration, Value) {
     let start = Instant::now();
-    let v: Value = reqwest::Client::builder()
-        .no_proxy()
+    let v: Value = common::http::builder()
         .timeout(Duration::from_secs(600))
         .build()
         .unwrap()

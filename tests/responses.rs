@@ -9,6 +9,7 @@
 mod common;
 
 use common::Home;
+use common::http::{get_json, post_json};
 use common::mock::{self, Mock};
 use common::server::{Server, upstream_env};
 use serde_json::{Value, json};
@@ -93,17 +94,7 @@ fn audited(server: &mut Server, home: &Home) -> (Vec<Value>, String) {
 }
 
 async fn post(server: &Server, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .post(server.url("/v1/responses"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    post_json(&server.url("/v1/responses"), body).await
 }
 
 const TEXT: &str = r#"
@@ -480,7 +471,7 @@ async fn what_maestra_does_not_carry_is_refused_by_name_and_nothing_is_stored() 
     assert_eq!(upstream(&mock, "/v1/chat/completions").len(), 1);
 
     // Stateless: no conversation was kept, and the audit entry is the call's, without content.
-    let list = common::http::get_json(&server.url("/api/conversations")).await;
+    let list = get_json(&server.url("/api/conversations")).await;
     assert_eq!(list["conversations"], json!([]), "{list}");
     let (calls, text) = audited(&mut server, &home);
     assert_eq!(calls.len(), 1, "{calls:?}");

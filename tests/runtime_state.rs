@@ -17,10 +17,7 @@ async fn a_page_switch_is_what_doctor_and_guard_status_report() {
     let before = home.ok(&["guard", "status"], b"");
     assert!(before.contains("local-only mode: off"), "{before}");
 
-    let r = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
+    let r = common::http::client()
         .post(server.url("/api/controls/local-only"))
         .json(&json!({"on": true}))
         .send()

@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::http::{client, with_key};
 use common::server::{Server, upstream_env};
 use common::{Home, mock};
 use serde_json::{Value, json};
@@ -30,10 +31,6 @@ fn key(home: &Home, args: &[&str]) -> String {
     home.ok(&[&["keys", "create"], args].concat(), b"")
         .trim()
         .to_string()
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 /// A request a key of enough scope would get past the edge with: valid ids and bodies.
@@ -72,16 +69,14 @@ fn request(
 }
 
 async fn status(r: reqwest::RequestBuilder, key: &str) -> (u16, String) {
-    let resp = r.header("x-api-key", key).send().await.unwrap();
+    let resp = with_key(r, key).send().await.unwrap();
     let s = resp.status().as_u16();
     (s, resp.text().await.unwrap_or_default())
 }
 
 /// (method, path, scope) of every operation in the served document.
 async fn operations(server: &Server, admin: &str) -> Vec<(String, String, String)> {
-    let doc: Value = client()
-        .get(server.url("/openapi.json"))
-        .header("x-api-key", admin)
+    let doc: Value = with_key(client().get(server.url("/openapi.json")), admin)
         .send()
         .await
         .unwrap()

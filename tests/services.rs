@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::http::{self, client};
 use common::server::Server;
 use common::services_mock::{self as mock, Recorder, Spotify};
 use common::{Home, all_file_bytes, contains};
@@ -79,10 +80,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 /// A response as the client saw it: status, headers as text, body.
@@ -813,8 +810,7 @@ credential = "spotify"
     let s = &env.server;
     // This test's own client must not follow the relayed redirects either.
     let client = || {
-        reqwest::Client::builder()
-            .no_proxy()
+        http::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap()

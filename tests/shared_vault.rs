@@ -38,10 +38,7 @@ fn doctor_line(home: &Home) -> String {
 }
 
 async fn paid_call(server: &Server) -> u16 {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
+    common::http::client()
         .post(server.url("/v1/chat/completions"))
         .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}))
         .send()

@@ -435,7 +435,7 @@ async fn strict_schemas_reach_a_model_that_guarantees_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mock_refuses_what_the_messages_api_refuses() {
     let (addr, _mock) = mock::start().await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = common::http::pooled();
     let call = json!({"type": "tool_use", "id": "toolu_01", "name": "f", "input": {}});
     let result = |id: &str| json!({"type": "tool_result", "tool_use_id": id, "content": "ok"});
     let tools = json!([{"name": "f", "input_schema": {"type": "object"}}]);

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::http::client;
 use common::mock;
 use common::server::{Server, upstream_env};
 use common::{Home, all_file_bytes, contains};
@@ -33,11 +34,8 @@ fn assert_clean(what: &str, hay: &str) {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-/// Sends a chat completion; returns the status and everything the client saw.
+/// Sends a chat completion; returns the status and everything the client saw (its headers
+/// and raw text, not the JSON `http::chat` reads: a key could hide in either).
 async fn chat(server: &Server, model: &str, message: &str, stream: bool) -> (u16, String) {
     let body = json!({"model": model, "stream": stream,
         "messages": [{"role": "user", "content": message}]});

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::providers::chat::read::{
-    MAX_IMAGES, MAX_TOOLS, check_options, image, optional_string, schema, valid_name,
+    MAX_IMAGES, check_options, function, image, optional_string, schema, tool_list, valid_name,
 };
 use crate::providers::chat::{MAX_MESSAGE_BYTES, MAX_MESSAGES, MAX_TOKENS};
 use crate::providers::{
@@ -475,16 +475,7 @@ fn function_output(i: usize, obj: &Map<String, Value>) -> Result<ChatMessage> {
 /// Function tools, flat as the Responses API declares them. Any other kind would be run by
 /// the provider itself (a web search, a file search, a computer), outside Maestra's guard.
 fn tools(v: Option<&Value>) -> Result<Vec<Tool>> {
-    let list = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(bad("`tools` must be an array")),
-    };
-    if list.len() > MAX_TOOLS {
-        return Err(bad(&format!(
-            "`tools` may declare at most {MAX_TOOLS} functions"
-        )));
-    }
+    let list = tool_list(v)?;
     let mut out: Vec<Tool> = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
         let obj = t
@@ -516,25 +507,7 @@ fn tools(v: Option<&Value>) -> Result<Vec<Tool>> {
                 "`tools[{i}].{key}` is not a field of a function tool Maestra understands"
             )));
         }
-        let name = valid_name(&format!("tools[{i}].name"), obj.get("name"))?;
-        if out.iter().any(|t| t.name == name) {
-            return Err(bad(&format!(
-                "`tools[{i}].name` {name:?} is declared twice"
-            )));
-        }
-        out.push(Tool {
-            description: optional_string(
-                &format!("tools[{i}].description"),
-                obj.get("description"),
-            )?,
-            parameters: schema(&format!("tools[{i}].parameters"), obj.get("parameters"))?,
-            strict: match obj.get("strict") {
-                None | Some(Value::Null) => None,
-                Some(Value::Bool(b)) => Some(*b),
-                Some(_) => return Err(bad(&format!("`tools[{i}].strict` must be true or false"))),
-            },
-            name,
-        });
+        out.push(function(&format!("tools[{i}]"), obj, &out)?);
     }
     Ok(out)
 }

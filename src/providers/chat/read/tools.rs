@@ -2,7 +2,7 @@
 //! `response_format`, and the name and schema rules they share (which the Responses API's
 //! reader uses too).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::super::{ResponseFormat, Tool, ToolChoice};
 use super::{MAX_TOOLS, bad};
@@ -45,17 +45,41 @@ pub(crate) fn schema(field: &str, v: Option<&Value>) -> Result<Option<Value>> {
     }
 }
 
-pub(super) fn tools(v: Option<&Value>) -> Result<Vec<Tool>> {
-    let list = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(bad("`tools` must be an array")),
-    };
-    if list.len() > MAX_TOOLS {
-        return Err(bad(&format!(
+/// The list a request's `tools` holds, at most [`MAX_TOOLS`] long; empty when absent.
+pub(crate) fn tool_list(v: Option<&Value>) -> Result<&[Value]> {
+    match v {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) if a.len() > MAX_TOOLS => Err(bad(&format!(
             "`tools` may declare at most {MAX_TOOLS} functions"
-        )));
+        ))),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(bad("`tools` must be an array")),
     }
+}
+
+/// One function's declaration: `name`, `description`, `parameters` and `strict` read from `f`
+/// (chat nests them in `function`, the Responses API does not: `at` names where they are).
+/// A name `declared` already holds is refused.
+pub(crate) fn function(at: &str, f: &Map<String, Value>, declared: &[Tool]) -> Result<Tool> {
+    let name = valid_name(&format!("{at}.name"), f.get("name"))?;
+    if declared.iter().any(|t| t.name == name) {
+        return Err(bad(&format!("`{at}.name` {name:?} is declared twice")));
+    }
+    let strict = match f.get("strict") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(bad(&format!("`{at}.strict` must be true or false"))),
+    };
+    Ok(Tool {
+        description: optional_string(&format!("{at}.description"), f.get("description"))?,
+        parameters: schema(&format!("{at}.parameters"), f.get("parameters"))?,
+        strict,
+        name,
+    })
+}
+
+pub(super) fn tools(v: Option<&Value>) -> Result<Vec<Tool>> {
+    let list = tool_list(v)?;
     let mut out: Vec<Tool> = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
         match t.get("type").and_then(Value::as_str) {
@@ -71,33 +95,7 @@ pub(super) fn tools(v: Option<&Value>) -> Result<Vec<Tool>> {
             .get("function")
             .and_then(Value::as_object)
             .ok_or_else(|| bad(&format!("`tools[{i}].function` must be an object")))?;
-        let name = valid_name(&format!("tools[{i}].function.name"), f.get("name"))?;
-        if out.iter().any(|t| t.name == name) {
-            return Err(bad(&format!(
-                "`tools[{i}].function.name` {name:?} is declared twice"
-            )));
-        }
-        let strict = match f.get("strict") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => {
-                return Err(bad(&format!(
-                    "`tools[{i}].function.strict` must be true or false"
-                )));
-            }
-        };
-        out.push(Tool {
-            name,
-            description: optional_string(
-                &format!("tools[{i}].function.description"),
-                f.get("description"),
-            )?,
-            parameters: schema(
-                &format!("tools[{i}].function.parameters"),
-                f.get("parameters"),
-            )?,
-            strict,
-        });
+        out.push(function(&format!("tools[{i}].function"), f, &out)?);
     }
     Ok(out)
 }
