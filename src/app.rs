@@ -46,13 +46,14 @@ pub struct App {
 }
 
 impl App {
-    /// Checks the configuration's exposure, takes the home (refused if another server or a
-    /// command holds it), loads TLS, binds, opens the store and checks the vault key (before
-    /// anything is written), imports provider keys, opens the audit log. Every failure is an
-    /// error here: there is no half start.
+    /// Checks the configuration's exposure and its services' tables, takes the home (refused if
+    /// another server or a command holds it), loads TLS, binds, opens the store and checks the
+    /// vault key (before anything is written), imports provider keys, opens the audit log. Every
+    /// failure is an error here: there is no half start.
     pub async fn build(config: Config) -> Result<App> {
         let addr = check_bind(&config)?;
         check_exposure(&config, addr)?;
+        crate::services::check_services(&config)?;
         let home = Home::new(&config.home);
         home.create_dirs(false)?;
         // What a killed backup or restore left is removed before anything else runs.

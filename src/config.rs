@@ -3,6 +3,11 @@
 //! The environment is read through [`EnvSource`] so parsing is tested with a plain map and never
 //! touches the real process environment. Secret-typed values are [`SecretString`]s: their
 //! `Debug` prints `[REDACTED]`, so a config dump can never show a key.
+//!
+//! It only parses and validates values; what needs more is checked where the configuration
+//! is used. The `[services.NAME]` tables are resolved against the guard's catalog
+//! (`services::check_services`) by every command as it loads the file (`context::load_config`)
+//! and by `App::build`; the bind address is checked against the network by `App::build`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -435,22 +440,8 @@ impl Config {
             validate::log_filter("log (MAESTRA_LOG)", &self.log),
             validate::service_names("guard.cloud_services", &self.guard.cloud_services),
             validate::service_names("guard.local_services", &self.guard.local_services),
-            self.check_services(),
         ];
         report(&checks.iter().map(|c| c.as_ref().err()).collect::<Vec<_>>()).map_err(headed)
-    }
-
-    /// Every `[services.NAME]` table resolved once now, so a bad one is an error at start
-    /// rather than a 503 on its first call.
-    fn check_services(&self) -> Result<()> {
-        let catalog = crate::privsec::guard::Catalog::new(&self.guard);
-        for name in self.services.keys() {
-            crate::services::resolve(name, &self.services, &catalog).map_err(|e| match e {
-                Error::Config(m) => Error::Config(m),
-                other => Error::Config(format!("[services.{name}]: {}", inner_message(&other))),
-            })?;
-        }
-        Ok(())
     }
 
     /// The local model names (`MAESTRA_LOCAL_MODEL`, comma-separated); the first is the default.

@@ -17,6 +17,14 @@ use crate::store::{PostgresStore, SqliteStore, Store};
 /// How the database's setting is named in a local-only refusal.
 pub const DB_URL_SETTING: &str = "db_url (MAESTRA_DB_URL)";
 
+/// The configuration as every command reads it: parsed and validated, and its
+/// `[services.NAME]` tables resolved against the guard's catalog.
+pub fn load_config(config_file: Option<&Path>) -> Result<Config> {
+    let config = Config::load(&ProcessEnv, config_file)?;
+    crate::services::check_services(&config)?;
+    Ok(config)
+}
+
 pub struct Context {
     pub config: Config,
     pub home: Home,
@@ -26,7 +34,7 @@ impl Context {
     /// Loads the configuration and makes sure the home exists and is private (creating what is
     /// missing, refusing what is too open unless `fix`).
     pub fn load(config_file: Option<&Path>, fix: bool) -> Result<Context> {
-        let config = Config::load(&ProcessEnv, config_file)?;
+        let config = load_config(config_file)?;
         let home = Home::new(&config.home);
         home.create_dirs(fix)?;
         // Every command comes through here: what a killed backup or restore left is removed

@@ -233,7 +233,10 @@ impl Egress {
     ) -> Result<reqwest::Response> {
         let request = request
             .build()
-            .map_err(|e| Error::BadRequest(format!("invalid outbound request: {e}")))?;
+            // The cause is kept without its URL, which may carry a credential in its query.
+            .map_err(|e| {
+                Error::BadRequest(format!("invalid outbound request: {e}")).because(e.without_url())
+            })?;
         let host = request.url().host_str().unwrap_or_default().to_string();
         let dest = tally::destination(service, &host);
         if self.local_only() {
@@ -250,7 +253,7 @@ impl Egress {
                 return self.blocked(service, b);
             }
             let e = e.without_url();
-            if e.is_timeout() {
+            let plain = if e.is_timeout() {
                 Error::UpstreamTimeout(format!("{service} ({host}) did not answer in time"))
             } else if e.is_connect() {
                 Error::Upstream(format!(
@@ -259,7 +262,8 @@ impl Egress {
                 ))
             } else {
                 Error::Upstream(format!("{service} ({host}): {}", chain(&e)))
-            }
+            };
+            plain.because(e)
         })?;
         // Sent once the upstream answered: a refused connection carried nothing.
         dest.sent.fetch_add(sent, Ordering::Relaxed);
@@ -314,7 +318,7 @@ impl Egress {
         builder
             .body(reqwest::Body::wrap_stream(body))
             .map(reqwest::Response::from)
-            .map_err(|e| Error::Upstream(format!("{service} ({host}): {e}")))
+            .map_err(|e| Error::Upstream(format!("{service} ({host}): {e}")).because(e))
     }
 
     /// What `guard check` reports for a URL: the addresses it resolves to, or the refusal.
@@ -344,7 +348,9 @@ impl Egress {
                     return Err(Error::LocalOnly(Box::new(block)));
                 }
                 Ok(_) => return Err(Error::Upstream(format!("{d} has no address"))),
-                Err(e) => return Err(Error::Upstream(format!("cannot resolve {d}: {e}"))),
+                Err(e) => {
+                    return Err(Error::Upstream(format!("cannot resolve {d}: {e}")).because(e));
+                }
             },
         };
         if local_only {
@@ -409,7 +415,7 @@ fn build_client(policy: &Arc<Policy>, connect_timeout: Duration) -> Result<reqwe
         .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")).because(e))
 }
 
 /// Finds the resolver's refusal inside a reqwest error chain.
@@ -442,5 +448,58 @@ fn chain(e: &dyn std::error::Error) -> String {
 impl From<LocalOnlyBlock> for Error {
     fn from(b: LocalOnlyBlock) -> Self {
         Error::LocalOnly(Box::new(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every cause in `e`'s chain, after `e` itself.
+    fn chain(e: &Error) -> Vec<&(dyn std::error::Error + 'static)> {
+        let mut out = Vec::new();
+        let mut next = std::error::Error::source(e);
+        while let Some(c) = next {
+            out.push(c);
+            next = c.source();
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_upstream_error_from_reqwest_shows_no_url_query() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let egress = crate::egress::Egress::new(
+            crate::privsec::guard::Catalog::new(&Default::default()),
+            crate::egress::EgressOptions::default(),
+        )
+        .unwrap();
+        let url = format!("http://127.0.0.1:{port}/v1/x?key=sk-secret-query-123")
+            .parse()
+            .unwrap();
+        let e = egress
+            .send("svc", egress.request(reqwest::Method::GET, url))
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (502, "upstream_error"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("upstream error: cannot connect to svc"),
+            "{e}"
+        );
+        let reqwest = chain(&e)
+            .into_iter()
+            .find_map(|c| c.downcast_ref::<reqwest::Error>());
+        assert!(reqwest.is_some_and(|r| r.url().is_none()), "{e:?}");
+        for shown in std::iter::once(e.to_string()).chain(chain(&e).iter().map(|c| c.to_string())) {
+            assert!(
+                !shown.contains("sk-secret") && !shown.contains("key="),
+                "{shown}"
+            );
+        }
+        assert!(!format!("{e:?}").contains("sk-secret"), "{e:?}");
     }
 }

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+mod payload;
+pub use payload::{CostLimitExceeded, LocalOnlyBlock};
+
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -53,7 +56,7 @@ pub enum Error {
     AuditUnavailable(String),
 
     #[error("{0}")]
-    LocalOnly(Box<crate::privsec::guard::LocalOnlyBlock>),
+    LocalOnly(Box<LocalOnlyBlock>),
 
     #[error("upstream error: {0}")]
     Upstream(String),
@@ -98,7 +101,7 @@ pub enum Error {
     RequestTimeout(String),
 
     #[error("{0}")]
-    CostLimit(Box<crate::cost::budget::CostLimitExceeded>),
+    CostLimit(Box<CostLimitExceeded>),
 
     #[error("unauthorized: {0}")]
     Unauthorized(String),
@@ -129,7 +132,20 @@ pub enum Error {
     /// Refused while lockdown is on; only `maestra lockdown --lift` on the machine lifts it.
     #[error("lockdown: {0}")]
     Lockdown(String),
+
+    /// A failure with its cause kept: it reads, maps to a status and carries a `code` exactly
+    /// as `error` does, and hands `source` to whoever walks the chain (logs, tests). Built with
+    /// [`Error::because`]; [`Error::plain`] is the failure to match on.
+    #[error("{error}")]
+    Caused {
+        error: Box<Error>,
+        #[source]
+        source: BoxError,
+    },
 }
+
+/// A cause kept behind an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The marker a request body's read error carries when the edge cut the body off for
 /// arriving too slowly (`gateway::server`). It lives here, below every reader of bodies (the
@@ -172,9 +188,36 @@ impl Error {
         }
     }
 
+    /// This failure, with `source` kept as its cause. The message must already say what the
+    /// caller wants shown (the cause is not appended), and the cause must hold no secret:
+    /// a reqwest error goes in `without_url()`, a decryption error not at all.
+    pub fn because(self, source: impl Into<BoxError>) -> Self {
+        Error::Caused {
+            error: Box::new(self),
+            source: source.into(),
+        }
+    }
+
+    /// The failure itself, without the cause [`Error::because`] kept: the one to match on.
+    pub fn plain(&self) -> &Error {
+        match self {
+            Error::Caused { error, .. } => error.plain(),
+            e => e,
+        }
+    }
+
+    /// [`Error::plain`], by value: the cause is dropped.
+    pub fn into_plain(self) -> Error {
+        match self {
+            Error::Caused { error, .. } => error.into_plain(),
+            e => e,
+        }
+    }
+
     /// The HTTP status this failure maps to at the edge.
     pub fn status(&self) -> u16 {
         match self {
+            Error::Caused { error, .. } => error.status(),
             Error::BadRequest(_) | Error::InvalidToken(_) | Error::UnpricedModel(_) => 400,
             Error::NotFound(_) | Error::SecretNotFound(_) | Error::UnknownModel(_) => 404,
             Error::TooLarge(_) => 413,
@@ -208,6 +251,7 @@ impl Error {
     /// The stable snake_case code of SPEC §4.
     pub fn code(&self) -> &'static str {
         match self {
+            Error::Caused { error, .. } => error.code(),
             Error::Config(_) => "configuration_error",
             Error::Permissions { .. } => "insecure_permissions",
             Error::Io { .. } => "io_error",
@@ -244,7 +288,8 @@ impl Error {
     /// The SPEC §4 body: `{"error": {"code", "message", ...}}`.
     pub fn body(&self) -> Value {
         let mut err = json!({ "code": self.code(), "message": self.to_string() });
-        if let (Error::LocalOnly(block), Some(obj)) = (self, err.as_object_mut()) {
+        let this = self.plain();
+        if let (Error::LocalOnly(block), Some(obj)) = (this, err.as_object_mut()) {
             obj.insert("service".into(), json!(block.service));
             obj.insert("reason".into(), json!(block.reason));
             obj.insert(
@@ -252,7 +297,7 @@ impl Error {
                 json!(block.suggested_alternatives),
             );
         }
-        if let (Error::CostLimit(c), Some(obj)) = (self, err.as_object_mut()) {
+        if let (Error::CostLimit(c), Some(obj)) = (this, err.as_object_mut()) {
             obj.insert("period".into(), json!(c.period));
             obj.insert("scope".into(), json!(c.scope));
             obj.insert("limit_usd".into(), json!(c.limit_usd));
@@ -266,7 +311,7 @@ impl Error {
                 retry_after_secs, ..
             },
             Some(obj),
-        ) = (self, err.as_object_mut())
+        ) = (this, err.as_object_mut())
         {
             obj.insert("retry_after".into(), json!(retry_after_secs));
         }
@@ -295,5 +340,56 @@ mod tests {
         let e = Error::from(sqlx::Error::RowNotFound);
         assert!(std::error::Error::source(&e).is_some());
         assert_eq!((e.status(), e.code()), (503, "storage_unavailable"));
+    }
+
+    /// Every cause in `e`'s chain, after `e` itself.
+    fn chain(e: &Error) -> Vec<&(dyn std::error::Error + 'static)> {
+        let mut out = Vec::new();
+        let mut cur = std::error::Error::source(e);
+        while let Some(c) = cur {
+            out.push(c);
+            cur = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn a_kept_cause_is_found_in_the_chain_and_changes_nothing_shown() {
+        let e = crate::backup::manifest::Manifest::from_json(b"{").unwrap_err();
+        assert!(
+            chain(&e).iter().any(|c| c.is::<serde_json::Error>()),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("bad request: backup: the manifest is not valid: ")
+        );
+        assert_eq!((e.status(), e.code()), (400, "bad_request"));
+        assert!(matches!(e.plain(), Error::BadRequest(_)));
+
+        let io = std::io::Error::other("disk gone");
+        let e = Error::Store("cannot write".into()).because(io);
+        assert_eq!(e.to_string(), "storage error: cannot write");
+        assert_eq!(e.body()["error"]["code"], "storage_unavailable");
+        assert!(chain(&e).iter().any(|c| c.to_string() == "disk gone"));
+
+        // Kept twice over: the chain runs through both, the outer failure is what shows.
+        let inner = Error::Upstream("a".into()).because(std::io::Error::other("root"));
+        let e = Error::Config("b".into()).because(inner);
+        assert_eq!(
+            (e.to_string().as_str(), e.code()),
+            ("configuration error: b", "configuration_error")
+        );
+        assert!(chain(&e).iter().any(|c| c.to_string() == "root"));
+
+        // The extra fields of the body come from the failure itself.
+        let e = Error::RateLimited {
+            retry_after_secs: 7,
+        }
+        .because(std::io::Error::other("x"));
+        assert_eq!(
+            (e.status(), e.body()["error"]["retry_after"].as_u64()),
+            (429, Some(7))
+        );
     }
 }

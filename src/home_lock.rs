@@ -81,7 +81,8 @@ impl HomeLock {
             command: self.command.clone(),
             addr,
         };
-        let mut text = serde_json::to_vec(&holder).map_err(|e| Error::Store(e.to_string()))?;
+        let mut text =
+            serde_json::to_vec(&holder).map_err(|e| Error::Store(e.to_string()).because(e))?;
         text.push(b'\n');
         let write = || -> std::io::Result<()> {
             self.file.write_all_at(&text, 0)?;

@@ -1,27 +1,33 @@
 //! Maestra: a local-first, privacy-first backend for personal AI assistants.
 //!
-//! Layout:
-//! - `app`      — the assembled server: `App::build(config)`, `App::serve(shutdown)`
-//! - `context`  — what every command starts from: configuration, private home, store, vault
-//! - `config`   — `maestra.toml` + environment (+ the seeds' names), validated, secrets masked
-//! - `home`     — `$MAESTRA_HOME`: layout, permissions, atomic private files
+//! Layout, roughly from the ground up (`error` at the bottom, `app` and `cli` on top):
+//! - `error`    — the one error type, its HTTP status and SPEC §4 body; `error/payload` holds
+//!   the 403 local-only and 402 cost-limit details it carries
+//! - `web`      — the privacy center: the page at `/` and its embedded assets
+//! - `home`     — `$MAESTRA_HOME`: layout, permissions, atomic private files, scratch space
+//! - `config`   — `maestra.toml` + environment (+ the seeds' names), parsed and validated value
+//!   by value, secrets masked; checks that need the service catalog run where it is used
 //! - `home_lock` — one server per home: the lock a server (or a command) holds on it
-//! - `error`    — the one error type; its HTTP status and SPEC §4 body
+//! - `cost`     — pricing, the ledger's amounts and limits, the reserve/settle budget, spend reports
 //! - `store`    — storage traits by concern; `store/sqlite/` (embedded) and `store/postgres/`
 //!   (shared), one file per concern in each
+//! - `privsec`  — keyring and vault, data keys, tamper-evident audit log, local-only guard
+//!   policy, lockdown's state
+//! - `access`   — API keys, scopes, client addresses and rate limits (in process or through Redis)
+//! - `egress`   — the only outbound HTTP client, where local-only mode is enforced; `egress/tally`
+//!   counts each request's bytes per destination for its audit entry
+//! - `services` — personal services (SPEC §2.7): definitions, credential injection, OAuth2, safe
+//!   paths; `services/endpoint` checks names and URLs on their own
 //! - `conversations` — the seed's conversation format, id rules, redaction, export, retention,
 //!   and encryption at rest under per-user data keys (`sealed`, `cipher`, `keys`, `migrate`)
-//! - `privsec`  — keyring and vault, tamper-evident audit log, local-only guard policy
-//! - `egress`   — the only outbound HTTP client, where local-only mode is enforced
+//! - `context`  — what every command starts from: configuration (with its services checked),
+//!   private home, store, vault
 //! - `providers` — language models: routing by name, OpenAI and Anthropic wire formats, streaming
-//! - `access`   — API keys and rate limits (in process or shared through Redis)
-//! - `cost`     — pricing (and, with issue 4, the reserve/settle ledger)
-//! - `services` — personal services (SPEC §2.7): definitions, credential injection, OAuth2, safe paths
+//! - `backup`   — encrypted backups: snapshot, seal, manifest, directory or S3, restore
 //! - `metrics`  — Prometheus counters and histograms
 //! - `gateway`  — `maestra serve`: the route table, the edge layers, and `gateway/pipeline/`, a
-//!   file per stage of a model call (guard, reserve, call, settle, store, audit)
-//! - `backup`   — encrypted backups: snapshot, seal, manifest, directory or S3, restore
-//! - `web`      — the privacy center: the page at `/` and its embedded assets
+//!   file per stage of a model call
+//! - `app`      — the assembled server: `App::build(config)`, `App::serve(shutdown)`
 //! - `cli`      — one file per command group; `main.rs` only dispatches here
 
 pub mod access;

@@ -34,10 +34,11 @@ impl Networks {
                 IpNet::from_str(e)
                     .or_else(|_| IpAddr::from_str(e).map(IpNet::from))
                     .map(|n| n.trunc())
-                    .map_err(|_| {
+                    .map_err(|why| {
                         Error::Config(format!(
                             "{setting}: {e:?} is not an address or a CIDR such as 10.0.0.0/8"
                         ))
+                        .because(why)
                     })
             })
             .collect::<Result<Vec<_>>>()
@@ -148,6 +149,26 @@ pub fn client_ip(
     }
     // Every hop looked at is a trusted proxy: the leftmost is as far as anyone can tell.
     Some(client)
+}
+
+/// Whether the request's `Host` is a loopback name (or absent, as from a plain HTTP/1.0
+/// client): in local mode anything else is a DNS-rebinding page or a foreign network.
+pub fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get("host") else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -266,6 +287,32 @@ mod tests {
         #[test]
         fn any_cidr_text_parses_or_errs(text in "[0-9a-f.:/]{0,45}") {
             let _ = Networks::parse("allow_ips", &[text]);
+        }
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert("host", v.parse().unwrap());
+            loopback_host(&m)
+        };
+        for ok in [
+            "127.0.0.1:8825",
+            "localhost:8825",
+            "LOCALHOST",
+            "[::1]:8825",
+            "127.0.0.2",
+        ] {
+            assert!(h(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8825",
+            "192.168.1.2:8825",
+            "localhost.evil.com",
+            "[::2]:1",
+        ] {
+            assert!(!h(bad), "{bad}");
         }
     }
 }

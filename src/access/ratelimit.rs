@@ -120,6 +120,7 @@ impl RedisLimiter {
     ) -> Result<RedisLimiter> {
         // The URL may hold a password: the error names neither.
         let client = redis::Client::open(url.expose_secret())
+            // Dropped on purpose: the URL may hold the Redis password, and its parse error may quote it.
             .map_err(|_| Error::Config("MAESTRA_REDIS_URL is not a valid Redis URL".into()))?;
         Ok(RedisLimiter {
             client,

@@ -149,7 +149,7 @@ impl HttpService for GuardedService {
 
 /// How `object_store` should treat a failure: a refusal by the guard is final (never retried).
 fn kind(e: &Error) -> HttpErrorKind {
-    match e {
+    match e.plain() {
         Error::UpstreamTimeout(_) => HttpErrorKind::Timeout,
         Error::Upstream(m) if m.starts_with("cannot connect") => HttpErrorKind::Connect,
         Error::Upstream(_) => HttpErrorKind::Request,

@@ -97,7 +97,7 @@ pub async fn create(
         (packed, key)
     })
     .await
-    .map_err(|e| Error::Store(format!("backup task failed: {e}")))?;
+    .map_err(|e| Error::Store(format!("backup task failed: {e}")).because(e))?;
     let packed = match packed {
         Ok(p) => p,
         Err(e) => {
@@ -157,11 +157,12 @@ fn copy_config(ctx: &Context, with_keys: bool, staged: &mut Vec<Staged>) -> Resu
         staged.push(in_memory(paths::CONFIG, bytes));
         return Ok(Vec::new());
     }
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
         Error::Config(format!(
             "backup: {} is not UTF-8, so its secrets cannot be removed; no backup was made",
             file.display()
         ))
+        .because(e)
     })?;
     let r = redact::redact(text)?;
     staged.push(in_memory(
@@ -237,7 +238,7 @@ fn copied_keyring(ctx: &Context, copy: &DatabaseCopy) -> Result<Keyring> {
         )));
     };
     let text = std::str::from_utf8(bytes)
-        .map_err(|_| Error::Vault("the vault key file is not UTF-8".into()))?;
+        .map_err(|e| Error::Vault("the vault key file is not UTF-8".into()).because(e))?;
     Keyring::parse(
         &SecretString::from(text.to_string()),
         keyring::KeySource::File(ctx.home.vault_key()),

@@ -143,12 +143,16 @@ impl BackupKey {
 }
 
 fn derive(source: &KeySource, kdf: KdfParams) -> Result<BackupKey> {
-    let params = Params::new(kdf.m_cost, kdf.t_cost, kdf.p_cost, Some(32))
-        .map_err(|e| damaged(&format!("unusable key-derivation parameters ({e})")))?;
+    // argon2's error is no `std::error::Error` (its `std` feature is off): its text is kept.
+    let params = Params::new(kdf.m_cost, kdf.t_cost, kdf.p_cost, Some(32)).map_err(|e| {
+        damaged(&format!("unusable key-derivation parameters ({e})")).because(e.to_string())
+    })?;
     let mut key = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(source.secret(), &kdf.salt, key.as_mut())
-        .map_err(|e| Error::BadRequest(format!("backup: cannot derive the key: {e}")))?;
+        .map_err(|e| {
+            Error::BadRequest(format!("backup: cannot derive the key: {e}")).because(e.to_string())
+        })?;
     Ok(BackupKey { key, params: kdf })
 }
 
@@ -252,6 +256,7 @@ impl<W: Write> SealWriter<W> {
                 msg: &self.buf,
                 aad: &self.header,
             })
+            // aead's error is opaque by design: there is no cause to keep.
             .map_err(|_| damaged("encryption failed"))?;
         self.inner
             .write_all(&sealed)
@@ -273,6 +278,7 @@ impl<W: Write> Write for SealWriter<W> {
                     msg: &self.buf,
                     aad: &self.header,
                 })
+                // aead's error is opaque by design: there is no cause to keep.
                 .map_err(|_| io::Error::other("encryption failed"))?;
             self.inner.write_all(&sealed)?;
             self.buf.clear();
@@ -383,6 +389,7 @@ impl<R: Read> OpenReader<R> {
                 ));
             }
             let stream = self.stream.take().ok_or_else(failed)?;
+            // A failed decryption must not say why (aead's error is opaque anyway): no cause kept.
             stream.decrypt_last(payload()).map_err(|_| failed())?
         } else {
             stream.decrypt_next(payload()).map_err(|_| failed())?

@@ -107,12 +107,13 @@ impl Bucket {
             };
             let value = value
                 .into_string()
+                // Dropped on purpose: the rejected value is the setting itself, perhaps a secret key.
                 .map_err(|_| Error::Config(format!("backup: {name} is not valid UTF-8")))?;
             b = b.with_config(key, value);
         }
-        let store = b
-            .build()
-            .map_err(|e| Error::Config(format!("backup: cannot use the S3 destination: {e}")))?;
+        let store = b.build().map_err(|e| {
+            Error::Config(format!("backup: cannot use the S3 destination: {e}")).because(e)
+        })?;
         Ok(Bucket {
             store: Arc::new(store),
             prefix: prefix.to_string(),
@@ -126,7 +127,7 @@ impl Bucket {
             format!("{}/{name}", self.prefix)
         };
         ObjectPath::parse(&full)
-            .map_err(|e| Error::BadRequest(format!("backup: bad S3 prefix: {e}")))
+            .map_err(|e| Error::BadRequest(format!("backup: bad S3 prefix: {e}")).because(e))
     }
 
     pub async fn exists(&self, name: &str) -> Result<bool> {

@@ -63,13 +63,15 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::BadRequest(format!("backup: cannot write the manifest: {e}")))
+        serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::BadRequest(format!("backup: cannot write the manifest: {e}")).because(e)
+        })
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Manifest> {
-        let m: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| Error::BadRequest(format!("backup: the manifest is not valid: {e}")))?;
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+            Error::BadRequest(format!("backup: the manifest is not valid: {e}")).because(e)
+        })?;
         if m.format != FORMAT {
             return Err(Error::BadRequest(format!(
                 "backup: format {} is not supported by this version (it reads {FORMAT})",

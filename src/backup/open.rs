@@ -60,7 +60,7 @@ pub async fn open(
         use std::io::Read;
         OpenReader::new(&key, Role::Manifest, header, reader)?
             .read_to_end(&mut plain)
-            .map_err(|e| Error::BadRequest(format!("backup: manifest: {e}")))?;
+            .map_err(|e| Error::BadRequest(format!("backup: manifest: {e}")).because(e))?;
     }
     let manifest = Manifest::from_json(&plain)?;
     let data = match (from, bucket) {

@@ -143,8 +143,8 @@ pub fn unpack(
     let mut hashed = Hashing::new(data);
     let header = super::crypt::read_header(&mut hashed)?;
     let bad = |e: io::Error| match e.kind() {
-        io::ErrorKind::InvalidData => Error::BadRequest(format!("backup: {e}")),
-        _ => Error::BadRequest(format!("backup: the data file is damaged: {e}")),
+        io::ErrorKind::InvalidData => Error::BadRequest(format!("backup: {e}")).because(e),
+        _ => Error::BadRequest(format!("backup: the data file is damaged: {e}")).because(e),
     };
     let mut opened = OpenReader::new(key, Role::Data, header, &mut hashed)?;
     let mut seen = HashSet::new();

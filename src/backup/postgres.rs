@@ -81,6 +81,7 @@ const SQLX_ONLY: &[&str] = &["statement-cache-capacity"];
 /// `MAESTRA_DB_URL` as libpq's variables. Errors name a parameter, never a value.
 fn pg_env(url: &SecretString) -> Result<Vec<(&'static str, String)>> {
     let u = url::Url::parse(url.expose_secret())
+        // Dropped on purpose: the URL may hold the database password.
         .map_err(|_| Error::Config("MAESTRA_DB_URL is not a URL".into()))?;
     let mut env: Vec<(&'static str, String)> = Vec::new();
     let mut set = |k: &'static str, v: String| {

@@ -54,11 +54,12 @@ pub async fn restore(
         .path
         .strip_prefix(&home.root)
         .map(Path::to_path_buf)
-        .map_err(|_| {
+        .map_err(|e| {
             Error::Config(format!(
                 "restore puts the audit log in the home, but audit.path ({}) is outside it",
                 config.audit.path.display()
             ))
+            .because(e)
         })?;
     let keys_home = match keys_from {
         Some(h) => Some(check_keys_home(h, config)?),
@@ -205,6 +206,7 @@ pub async fn restore(
             Error::BadRequest(format!(
                 "restore: no usable audit key ({e}); the audit log could not be verified"
             ))
+            .because(e)
         })?;
         let report = audit::verify(&audit_live, &key)?;
         if let Some(p) = report.problem {
@@ -293,6 +295,7 @@ fn check_keys(
             "restore: no usable vault key from {keys_label} ({e}), and the backup's database \
              holds vault secrets or data keys; nothing was restored"
         ))
+        .because(e)
     })?;
     match keys::mismatch(&keys, uses)? {
         None => Ok(()),

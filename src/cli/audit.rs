@@ -71,8 +71,8 @@ pub async fn run(config_file: Option<&Path>, cmd: AuditCommand) -> Result<ExitCo
             let io = |e| Error::io("cannot write to standard output", e);
             for e in entries {
                 if json {
-                    let line =
-                        serde_json::to_string(&e).map_err(|e| Error::Audit(e.to_string()))?;
+                    let line = serde_json::to_string(&e)
+                        .map_err(|e| Error::Audit(e.to_string()).because(e))?;
                     writeln!(out, "{line}").map_err(io)?;
                 } else {
                     writeln!(

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::backup::connector::{GuardedConnector, Traffic};
 use crate::backup::{self, KeySource, Location, S3Settings};
-use crate::config::{Config, ProcessEnv};
+use crate::config::Config;
 use crate::context::Context;
 use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
@@ -124,7 +124,7 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
         }
         BackupCommand::Verify { from, key_file } => {
             let from = Location::parse(&from)?;
-            let config = Config::load(&ProcessEnv, config_file)?;
+            let config = crate::context::load_config(config_file)?;
             let source = key_source(key_file.as_deref(), false)?;
             // An existing home's vault may hold the bucket's secret key; verify never makes one.
             let ctx = match Home::new(&config.home).db().exists() {
@@ -166,7 +166,7 @@ pub async fn run(config_file: Option<&Path>, cmd: BackupCommand) -> Result<ExitC
             keys_db,
         } => {
             let from = Location::parse(&from)?;
-            let config = Config::load(&ProcessEnv, config_file)?;
+            let config = crate::context::load_config(config_file)?;
             let source = key_source(key_file.as_deref(), false)?;
             let (s3, traffic) = s3_settings(&config, None, &from).await?;
             let spinner = super::progress::Spinner::new("restoring the backup");

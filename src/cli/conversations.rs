@@ -74,7 +74,7 @@ pub async fn run(config_file: Option<&Path>, cmd: ConversationsCommand) -> Resul
                         rights::export_conversation(store.as_ref(), &audit, &id, &Actor::cli())
                             .await?,
                     )
-                    .map_err(|e| Error::Store(e.to_string()))?,
+                    .map_err(|e| Error::Store(e.to_string()).because(e))?,
                     (None, None) => {
                         return Err(Error::BadRequest("give an ID or --user".into()));
                     }
@@ -82,7 +82,7 @@ pub async fn run(config_file: Option<&Path>, cmd: ConversationsCommand) -> Resul
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&value)
-                        .map_err(|e| Error::Store(e.to_string()))?
+                        .map_err(|e| Error::Store(e.to_string()).because(e))?
                 );
             }
             ConversationsCommand::Delete { id } => {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::Context;
-use crate::config::{Config, Mode, ProcessEnv};
+use crate::config::{Config, Mode};
 use crate::error::Result;
 use crate::home::Home;
 use crate::privsec::audit::{ChainKey, LogFiles, verify};
@@ -99,7 +99,7 @@ async fn local_only_check(ctx: &Context) -> Check {
 }
 
 pub async fn run(config_file: Option<&Path>, fix: bool) -> Result<ExitCode> {
-    let config = Config::load(&ProcessEnv, config_file)?;
+    let config = crate::context::load_config(config_file)?;
     let home = Home::new(&config.home);
     if fix {
         let ctx = Context::load(config_file, true)?;

@@ -26,7 +26,7 @@ pub enum GuardCommand {
 }
 
 pub async fn run(config_file: Option<&Path>, cmd: GuardCommand) -> Result<ExitCode> {
-    let config = Config::load(&crate::config::ProcessEnv, config_file)?;
+    let config = crate::context::load_config(config_file)?;
     let catalog = Catalog::new(&config.guard);
     let ctx = Context {
         home: Home::new(&config.home),
@@ -74,7 +74,7 @@ async fn check(
     )?;
     let verdict = if target.contains("://") {
         let url = url::Url::parse(target)
-            .map_err(|e| Error::BadRequest(format!("{target:?} is not a URL: {e}")))?;
+            .map_err(|e| Error::BadRequest(format!("{target:?} is not a URL: {e}")).because(e))?;
         address_verdict(&egress, "url", &url).await
     } else {
         service_verdict(config, &egress, target).await

@@ -73,10 +73,11 @@ fn new_key(
     let expires_at = match expires {
         None => None,
         Some(text) => {
-            let life = humantime::parse_duration(text.trim()).map_err(|_| {
+            let life = humantime::parse_duration(text.trim()).map_err(|e| {
                 Error::BadRequest(format!(
                     "--expires {text:?} is not a duration such as 90d, 12h or 1y"
                 ))
+                .because(e)
             })?;
             if life < std::time::Duration::from_secs(60) || life > MAX_LIFETIME {
                 return Err(Error::BadRequest(

@@ -183,8 +183,9 @@ pub fn launchd_plist(spec: &ServiceSpec) -> Result<String> {
         d.insert("UserName".into(), Value::String(spec.uid.to_string()));
     }
     let mut out = Vec::new();
-    plist::to_writer_xml(&mut out, &Value::Dictionary(d))
-        .map_err(|e| Error::Config(format!("cannot write the launchd property list: {e}")))?;
+    plist::to_writer_xml(&mut out, &Value::Dictionary(d)).map_err(|e| {
+        Error::Config(format!("cannot write the launchd property list: {e}")).because(e)
+    })?;
     String::from_utf8(out)
         .map_err(|_| Error::Config("the launchd property list is not UTF-8".into()))
 }

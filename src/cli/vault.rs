@@ -113,6 +113,7 @@ async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
             crate::privsec::vault::validate_name(name)?;
             let (bytes, stripped) = read_stdin("the secret")?;
             let value = String::from_utf8(bytes.to_vec())
+                // Dropped on purpose: a `FromUtf8Error` holds the secret's bytes.
                 .map_err(|_| Error::BadRequest("the secret is not UTF-8 text".into()))?;
             ctx.vault()
                 .await?
@@ -156,8 +157,9 @@ async fn dispatch(ctx: &Context, cmd: &VaultCommand) -> Result<ExitCode> {
         }
         VaultCommand::Decrypt { ttl } => {
             let (token, _) = read_stdin("the token")?;
-            let token = std::str::from_utf8(&token)
-                .map_err(|_| Error::InvalidToken("not a Fernet token (not text)".into()))?;
+            let token = std::str::from_utf8(&token).map_err(|e| {
+                Error::InvalidToken("not a Fernet token (not text)".into()).because(e)
+            })?;
             let plain = ctx.keyring()?.decrypt(token.trim(), *ttl)?;
             out.write_all(&plain)
                 .and_then(|_| out.flush())

@@ -283,11 +283,6 @@ fn every_setting_has_a_range() {
             "[guard]\ncloud_services = [\"Bad Name\"]\n",
             "guard.cloud_services",
         ),
-        ("[services.x]\nbase_url = \"not a url\"\n", "services.x"),
-        (
-            "[services.x]\nbase_url = \"http://h\"\nkind = \"remote\"\ncategory = \"media\"\n",
-            "services.x",
-        ),
         ("rate_limit_requests = -1\n", "rate_limit_requests"),
     ] {
         let e = load(&[], text).unwrap_err().to_string();

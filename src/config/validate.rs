@@ -81,7 +81,7 @@ pub fn socket_addr(name: &str, v: &str) -> Result<String> {
 
 /// An http(s) endpoint with a host, no user info, query or fragment (the services' rule).
 pub fn endpoint(name: &str, v: &str) -> Result<String> {
-    crate::services::parse_endpoint(v)
+    crate::services::endpoint::parse_endpoint(v)
         .map(|_| v.trim().to_string())
         .map_err(|why| bad(name, why))
 }
@@ -175,7 +175,7 @@ pub fn log_filter(name: &str, v: &str) -> Result<()> {
 /// A guard override: a service name as the catalog keys it.
 pub fn service_names(name: &str, names: &[String]) -> Result<()> {
     for n in names {
-        crate::services::validate_name(n).map_err(|_| {
+        crate::services::endpoint::validate_name(n).map_err(|_| {
             bad(
                 name,
                 format!(

@@ -112,6 +112,7 @@ pub fn seal(key: &DataKey, place: &Place<'_>, plain: &str) -> Result<String> {
                 aad: &ad,
             },
         )
+        // aead's error is opaque by design: there is no cause to keep.
         .map_err(|_| Error::Store("cannot encrypt conversation content".into()))?;
     let mut out = String::with_capacity(PREFIX.len() + (NONCE_LEN + sealed.len()).div_ceil(3) * 4);
     out.push_str(PREFIX);
@@ -138,6 +139,7 @@ pub fn open(key: &DataKey, place: &Place<'_>, text: &str) -> Result<String> {
                 aad: &ad,
             },
         )
+        // A failed decryption must not say why (aead's error is opaque anyway): no cause kept.
         .map_err(|_| place.unreadable())?;
     String::from_utf8(plain).map_err(|_| place.unreadable())
 }

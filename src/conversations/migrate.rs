@@ -53,7 +53,8 @@ pub fn log_progress() -> impl FnMut(u64, u64) -> Result<()> + Send {
 }
 
 fn json(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|_| Error::Store("cannot encode a sealed value".into()))
+    serde_json::to_string(value)
+        .map_err(|e| Error::Store("cannot encode a sealed value".into()).because(e))
 }
 
 /// A stored `meta` that the sealed store leaves plain (see `sealed::meta_is_empty`).

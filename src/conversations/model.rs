@@ -114,6 +114,11 @@ pub struct Summary {
     pub message_count: u64,
 }
 
+/// A new message's id: `msg_` and a random UUID.
+pub fn new_message_id() -> String {
+    format!("msg_{}", uuid::Uuid::new_v4().simple())
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64

@@ -265,6 +265,7 @@ async fn import_cost_tracker(store: &dyn Store, path: &Path) -> Result<u64> {
         Error::BadRequest(format!(
             "maestra_cost_tracker.json is not a JSON object: {e}"
         ))
+        .because(e)
     })?;
     // Every entry is checked before anything is stored: a bad file imports nothing.
     let mut entries = Vec::new();
@@ -299,7 +300,7 @@ fn read_conversation(path: &Path) -> Result<Conversation> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", e))?;
     let mut c: Conversation = serde_json::from_str(&text)
-        .map_err(|e| Error::BadRequest(format!("not a conversation: {e}")))?;
+        .map_err(|e| Error::BadRequest(format!("not a conversation: {e}")).because(e))?;
     validate_id("conversation id", &c.id)?;
     validate_id("owner", &c.owner)?;
     for m in &mut c.messages {

@@ -56,11 +56,13 @@ fn place<'a>(owner: &'a str, conversation: &'a str, message: &'a str, column: Co
 }
 
 fn json<T: serde::Serialize + ?Sized>(what: &str, value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|_| Error::Store(format!("cannot encode {what} as JSON")))
+    serde_json::to_string(value)
+        .map_err(|e| Error::Store(format!("cannot encode {what} as JSON")).because(e))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
     serde_json::from_str(text)
+        // The parser's error is dropped on purpose: it may quote the decrypted text.
         .map_err(|_| Error::Store(format!("decrypted {what} is not valid JSON")))
 }
 

@@ -16,42 +16,13 @@ use super::ledger::{
 };
 use super::pricing::Pricing;
 use crate::config::{Config, CostConfig};
+pub use crate::error::CostLimitExceeded;
 use crate::error::{Error, Result};
 use crate::providers::{ChatRequest, Route, Usage};
 use crate::store::Ledger;
 
 /// A warning is logged once a day when spend passes this share of the daily limit.
 const WARN_SHARE: f64 = 0.8;
-
-/// What a 402 reports.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CostLimitExceeded {
-    pub period: Period,
-    pub scope: Scope,
-    pub limit_usd: f64,
-    pub spent_usd: f64,
-    pub reserved_usd: f64,
-    pub resets_at: String,
-}
-
-impl std::fmt::Display for CostLimitExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let period = match self.period {
-            Period::Daily => "daily",
-            Period::Monthly => "monthly",
-        };
-        let scope = match &self.scope {
-            Scope::Global => String::new(),
-            Scope::User(u) => format!(" for user {u}"),
-            Scope::Key(k) => format!(" for API key {k}"),
-        };
-        write!(
-            f,
-            "the {period} cost limit{scope} of ${:.2} would be exceeded (spent ${:.4}, ${:.4} reserved by calls in flight); it resets at {}",
-            self.limit_usd, self.spent_usd, self.reserved_usd, self.resets_at
-        )
-    }
-}
 
 /// A reservation held while a call is in flight. Settle or release it.
 #[derive(Debug)]

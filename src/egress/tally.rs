@@ -2,10 +2,10 @@
 //!
 //! A request's handler runs inside [`scope`]; every call egress sends on its behalf is listed
 //! there with the host it dialled and the bytes it sent and received. When the handler then
-//! records the call's audit entry, [`annotate`] adds `host`, `bytes_sent` and
-//! `bytes_received` for that service to `details` and takes the destination off the list, so a
-//! fallback's second call is counted in its own entry. Only names and counts are added: never
-//! a header, a path or a body.
+//! records the call's audit entry, the audit log [`claim`]s that service's destination (taking
+//! it off the list, so a fallback's second call is counted in its own entry) and adds `host`,
+//! `bytes_sent` and `bytes_received` to the entry's `details`. Only names and counts leave
+//! here: never a header, a path or a body.
 //!
 //! Received bytes are the response head plus its declared length, else what was read by the
 //! time the entry is written (a model's stream is relayed by a task that [`inherit`]s the
@@ -15,8 +15,6 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-
-use crate::privsec::audit::{Category, Event};
 
 /// One outbound call of the current request.
 #[derive(Debug)]
@@ -66,86 +64,28 @@ pub fn destination(service: &str, host: &str) -> Arc<Destination> {
     d
 }
 
-/// Categories whose entries stand for an outbound call.
-fn is_call(c: Category) -> bool {
-    matches!(
-        c,
-        Category::Llm
-            | Category::Media
-            | Category::Smarthome
-            | Category::Creative
-            | Category::LocalOnlyBlock
-    )
+/// The host and the byte counts of one call, taken off the request's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub host: String,
+    pub sent: u64,
+    pub received: u64,
 }
 
-/// Adds the oldest unclaimed destination of the event's service to its details.
-pub fn annotate(mut event: Event) -> Event {
-    if !is_call(event.category) || event.details.contains_key("bytes_sent") {
-        return event;
-    }
-    let found = TALLY
+/// Takes the oldest unclaimed destination of `service` off the current request's list (none
+/// outside a [`scope`], or when every call to it was claimed already).
+pub fn claim(service: &str) -> Option<Claim> {
+    let d = TALLY
         .try_with(|list| {
             let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
-            let at = list.iter().position(|d| d.service == event.service)?;
+            let at = list.iter().position(|d| d.service == service)?;
             Some(list.remove(at))
         })
         .ok()
-        .flatten();
-    if let Some(d) = found {
-        if !d.host.is_empty() {
-            event = event.detail("host", d.host.as_str());
-        }
-        event = event
-            .detail("bytes_sent", d.sent.load(Ordering::Relaxed))
-            .detail("bytes_received", d.received.load(Ordering::Relaxed));
-    }
-    event
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::privsec::audit::Outcome;
-
-    #[tokio::test]
-    async fn each_entry_takes_its_own_call() {
-        scope(async {
-            let a = destination("openai", "api.openai.com");
-            a.sent.store(10, Ordering::Relaxed);
-            a.received.store(20, Ordering::Relaxed);
-            destination("openai", "api.openai.com");
-            let e = annotate(Event::new(Category::Llm, "openai", "core", Outcome::Error));
-            assert_eq!(e.details["bytes_sent"], 10);
-            assert_eq!(e.details["host"], "api.openai.com");
-            let e = annotate(Event::new(
-                Category::Llm,
-                "openai",
-                "core",
-                Outcome::Success,
-            ));
-            assert_eq!(e.details["bytes_sent"], 0);
-            let e = annotate(Event::new(
-                Category::Llm,
-                "openai",
-                "core",
-                Outcome::Success,
-            ));
-            assert!(
-                !e.details.contains_key("bytes_sent"),
-                "nothing left to claim"
-            );
-            let e = annotate(Event::new(Category::Admin, "openai", "x", Outcome::Success));
-            assert!(e.details.is_empty());
-        })
-        .await;
-        // Outside a request: nothing listed, nothing added.
-        destination("hue", "bridge");
-        let e = annotate(Event::new(
-            Category::Smarthome,
-            "hue",
-            "x",
-            Outcome::Success,
-        ));
-        assert!(e.details.is_empty());
-    }
+        .flatten()?;
+    Some(Claim {
+        host: d.host.clone(),
+        sent: d.sent.load(Ordering::Relaxed),
+        received: d.received.load(Ordering::Relaxed),
+    })
 }

@@ -303,5 +303,5 @@ async fn query(
         audit::query_matching(&path, &filter, &|e| result.is_none_or(|r| e.result == r))
     })
     .await
-    .map_err(|_| Error::Audit("the audit query stopped unexpectedly".into()))?
+    .map_err(|e| Error::Audit("the audit query stopped unexpectedly".into()).because(e))?
 }

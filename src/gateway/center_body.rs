@@ -11,7 +11,8 @@ pub fn object<T: DeserializeOwned>(v: Value) -> Result<T> {
     if !v.is_object() {
         return Err(Error::BadRequest("the body must be a JSON object".into()));
     }
-    serde_json::from_value(v).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")).because(e))
 }
 
 #[cfg(test)]

@@ -238,7 +238,3 @@ fn new_conversation_id(user: &str) -> String {
         rand.get(..12).unwrap_or(&rand)
     )
 }
-
-pub(super) fn new_message_id() -> String {
-    format!("msg_{}", uuid::Uuid::new_v4().simple())
-}

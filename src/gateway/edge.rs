@@ -234,6 +234,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     ))
                 }
             }
+            // The rejections are not kept as causes: axum's text echoes the body, which may hold a
+            // secret (a vault value, a key); `json_detail` keeps serde's message only.
             Err(JsonRejection::JsonDataError(e)) => Err(Error::BadRequest(json_detail(&e))),
             Err(JsonRejection::JsonSyntaxError(e)) => Err(Error::BadRequest(json_detail(&e))),
             Err(other) => Err(Error::BadRequest(other.body_text())),
@@ -273,7 +275,7 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
-            .map_err(|_| Error::BadRequest("invalid path parameter".into()))
+            .map_err(|e| Error::BadRequest("invalid path parameter".into()).because(e))
     }
 }
 
@@ -294,6 +296,6 @@ where
         let query = parts.uri.query().unwrap_or_default();
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
-            .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))
+            .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")).because(e))
     }
 }

@@ -234,7 +234,7 @@ pub async fn rotate_vault(
         })
     })
     .await
-    .map_err(|_| Error::Vault("the key rotation stopped unexpectedly".into()))?
+    .map_err(|e| Error::Vault("the key rotation stopped unexpectedly".into()).because(e))?
 }
 
 /// `GET /api/jobs/{id}`.

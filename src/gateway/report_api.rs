@@ -219,7 +219,7 @@ pub(super) async fn report(
     let summary = state.audit.summary().clone();
     let report = tokio::task::spawn_blocking(move || summary.read(|s| build(s, &period, &days)))
         .await
-        .map_err(|_| Error::Audit("the report stopped unexpectedly".into()))??;
+        .map_err(|e| Error::Audit("the report stopped unexpectedly".into()).because(e))??;
     Ok(Json(report))
 }
 

@@ -341,7 +341,8 @@ fn send_failure(out: &Outgoing, e: Error, sent: &[SecretString], service: &str) 
             stage: "request",
         };
     }
-    let error = if Redactor::new(sent).contains(e.to_string().as_bytes()) {
+    // The whole chain is searched: a kept cause must not carry the credential either.
+    let error = if Redactor::new(sent).names_secret(&e) {
         Error::Upstream(format!(
             "{service}: the request failed (details withheld: they named the credential)"
         ))

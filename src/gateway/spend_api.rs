@@ -66,7 +66,7 @@ async fn calls_by_agent(
         })
     })
     .await
-    .map_err(|_| Error::Audit("the spend report stopped unexpectedly".into()))?
+    .map_err(|e| Error::Audit("the spend report stopped unexpectedly".into()).because(e))?
 }
 
 /// One row per API key: every key still valid, and revoked ones that spent in the period.

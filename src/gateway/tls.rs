@@ -56,6 +56,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey> {
                 "tls.cert (MAESTRA_TLS_CERT): cannot read {}: {e}",
                 cert.display()
             ))
+            .because(e)
         })?
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| {
@@ -63,6 +64,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey> {
                 "tls.cert (MAESTRA_TLS_CERT): {} is not a PEM certificate chain: {e}",
                 cert.display()
             ))
+            .because(e)
         })?;
     if chain.is_empty() {
         return Err(Error::Config(format!(
@@ -75,6 +77,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey> {
             "tls.key (MAESTRA_TLS_KEY): {} holds no readable PEM private key: {e}",
             key.display()
         ))
+        .because(e)
     })?;
     let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| {
         Error::Config(format!(
@@ -82,6 +85,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey> {
             key.display(),
             cert.display()
         ))
+        .because(e)
     })?;
     // `from_der` lets an unknown consistency pass; a server key must be shown to match.
     certified.keys_match().map_err(|e| {
@@ -90,6 +94,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey> {
             key.display(),
             cert.display()
         ))
+        .because(e)
     })?;
     Ok(certified)
 }
@@ -163,7 +168,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
     let resolver = Arc::new(ReloadingCert::open(cert, key)?);
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS: {e}")))?
+        .map_err(|e| Error::Config(format!("TLS: {e}")).because(e))?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -124,7 +124,7 @@ pub(super) async fn info(State(state): State<Shared>) -> Result<Json<Value>> {
             .collect()
     })
     .await
-    .map_err(|_| Error::Vault("the vault listing stopped unexpectedly".into()))??;
+    .map_err(|e| Error::Vault("the vault listing stopped unexpectedly".into()).because(e))??;
     Ok(Json(json!({
         "key_source": match keys.source { KeySource::Environment => "environment", KeySource::File(_) => "file" },
         "active_keys": keys.len(),

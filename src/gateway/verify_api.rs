@@ -43,7 +43,7 @@ pub(super) async fn start(
                 })
             })
             .await
-            .map_err(|_| Error::Audit("the verify stopped unexpectedly".into()))??;
+            .map_err(|e| Error::Audit("the verify stopped unexpectedly".into()).because(e))??;
             let ok = report.problem.is_none();
             let (seq, hash) = report.last.clone().unwrap_or((0, String::new()));
             let e = Event::new(

@@ -69,6 +69,7 @@ fn keks(keys: &Keyring) -> Result<Vec<Kek>> {
             let mut key = Zeroizing::new([0u8; 32]);
             Hkdf::<Sha256>::new(Some(KEK_SALT), &raw)
                 .expand(KEK_INFO, key.as_mut())
+                // hkdf's error (an output length) says nothing more: no cause to keep.
                 .map_err(|_| Error::Vault("cannot derive the data-key wrapping key".into()))?;
             Ok(Kek { id, key })
         })
@@ -91,6 +92,7 @@ fn wrap_with(kek: &Kek, user: &str, key: &DataKey) -> Result<String> {
                 aad: &ad,
             },
         )
+        // aead's error is opaque by design: there is no cause to keep.
         .map_err(|_| Error::Vault("cannot wrap a data key".into()))?;
     Ok(STANDARD.encode([nonce.as_slice(), &sealed].concat()))
 }
@@ -136,6 +138,7 @@ pub fn wrap(keys: &Keyring, user: &str, key: &DataKey) -> Result<DataKeyRecord> 
 pub fn unwrap(keys: &Keyring, record: &DataKeyRecord) -> Result<DataKey> {
     let wrapped = STANDARD
         .decode(record.wrapped.as_bytes())
+        // Dropped on purpose: a base64 error names a byte of the wrapped key.
         .map_err(|_| Error::Vault(format!("the data key of user {:?} is damaged", record.user)))?;
     let mut keks = keks(keys)?;
     // The named KEK first; the others only for a record written mid-rotation.

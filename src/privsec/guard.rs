@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::config::GuardConfig;
+pub use crate::error::LocalOnlyBlock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,24 +75,6 @@ pub const LOCAL: [(&str, &str); 18] = [
     ("local_network", "network"),
     ("lan", "network"),
 ];
-
-/// Why a call was refused, carried by [`crate::error::Error::LocalOnly`] into the 403 body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LocalOnlyBlock {
-    pub service: String,
-    pub reason: String,
-    pub suggested_alternatives: Vec<String>,
-}
-
-impl std::fmt::Display for LocalOnlyBlock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "local-only mode blocked {:?}: {}",
-            self.service, self.reason
-        )
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Catalog {

@@ -155,6 +155,8 @@ impl Keyring {
             }
         }
         for (fernet, _) in &self.keys {
+            // Each key's failure is dropped on purpose: why a decryption failed (which key,
+            // which check) must not be told, so the one error below names no cause.
             if let Ok(plain) = fernet.decrypt(token) {
                 return Ok(Zeroizing::new(plain));
             }
@@ -173,6 +175,7 @@ impl Keyring {
             .map(|(i, (_, k))| {
                 let raw = URL_SAFE
                     .decode(k.expose_secret().trim().as_bytes())
+                    // Dropped on purpose: a base64 error names a byte of the key.
                     .map_err(|_| Error::Vault(format!("key #{} is not base64", i + 1)))?;
                 Ok((fingerprint(k), Zeroizing::new(raw)))
             })
@@ -189,6 +192,7 @@ impl Keyring {
 pub fn inspect(token: &str) -> Result<TokenHeader> {
     let raw = URL_SAFE
         .decode(token.trim().as_bytes())
+        // Dropped on purpose: a base64 error names a byte of the token.
         .map_err(|_| Error::InvalidToken("not a Fernet token (bad base64)".into()))?;
     // version (1) + timestamp (8) + iv (16) + at least one block (16) + hmac (32)
     if raw.len() < 73 || (raw.len() - 57) % 16 != 0 {

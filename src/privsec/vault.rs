@@ -213,6 +213,7 @@ impl Vault {
             },
         };
         let text = String::from_utf8(plain.to_vec())
+            // Dropped on purpose: a `FromUtf8Error` holds the secret's bytes.
             .map_err(|_| Error::Vault(format!("secret {name:?} is not UTF-8")))?;
         Ok(SecretString::from(text))
     }
@@ -338,6 +339,7 @@ impl Vault {
                     let stamp = inspect(token)?.timestamp;
                     let plain = keys.decrypt(token, None).map_err(|e| {
                         Error::Vault(format!("secret {:?} cannot be decrypted: {e}", rec.name))
+                            .because(e)
                     })?;
                     let fresh = SecretString::from(keys.encrypt_at(&plain, stamp));
                     if self

@@ -182,7 +182,7 @@ impl Providers {
     /// fallback on, never in local-only mode, and only to a provider whose key is stored.
     pub async fn fallback_for(&self, route: &Route, err: &Error) -> Option<Route> {
         let transient = matches!(
-            err,
+            err.plain(),
             Error::Upstream(_) | Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_)
         );
         if !self.fallback || self.egress.local_only() || !transient {
@@ -226,11 +226,12 @@ impl Providers {
             let resp = self.egress.send(route.provider.service(), request).await?;
             let resp = check_status(route.provider, resp, &redactor).await?;
             let body = read_capped(route.provider, resp).await?;
-            let v: Value = serde_json::from_slice(&body).map_err(|_| {
+            let v: Value = serde_json::from_slice(&body).map_err(|e| {
                 Error::Upstream(format!(
                     "{} sent an answer that is not JSON",
                     route.provider.service()
                 ))
+                .because(e)
             })?;
             match route.provider {
                 Provider::Anthropic => anthropic::parse_completion(&v, req),
@@ -273,17 +274,22 @@ impl Providers {
     /// A local model nobody serves (the connection refused or unroutable) is the first thing
     /// a new user meets: the error names the address dialled and the fix. Same status (502).
     fn local_down(&self, route: &Route, e: Error) -> Error {
-        match e {
+        let m = match e.plain() {
             Error::Upstream(m)
                 if route.provider == Provider::Local && m.starts_with("cannot connect") =>
             {
-                Error::Upstream(format!(
-                    "{m}; no local model answers at {} (MAESTRA_LOCAL_MODEL_URL): start Ollama or \
-                     llama.cpp there, or set MAESTRA_LOCAL_MODEL_URL",
-                    self.local_url
-                ))
+                m
             }
-            other => other,
+            _ => return e,
+        };
+        let hint = Error::Upstream(format!(
+            "{m}; no local model answers at {} (MAESTRA_LOCAL_MODEL_URL): start Ollama or \
+             llama.cpp there, or set MAESTRA_LOCAL_MODEL_URL",
+            self.local_url
+        ));
+        match e {
+            Error::Caused { source, .. } => hint.because(source),
+            _ => hint,
         }
     }
 
@@ -328,6 +334,7 @@ impl Providers {
                 let key = self.key(ANTHROPIC_KEY).await?;
                 let mut value = reqwest::header::HeaderValue::from_str(key.expose_secret())
                     .map_err(|_| {
+                        // Dropped on purpose: the cause is about the key's value, which is never told.
                         Error::Vault(format!("{ANTHROPIC_KEY} is not a valid header value"))
                     })?;
                 value.set_sensitive(true);

@@ -124,6 +124,7 @@ impl Auth {
             return Err(Error::Config("the credential is too long to send".into()));
         }
         let mut value = HeaderValue::from_str(&value)
+            // Dropped on purpose: the cause is about the credential's value, which is never told.
             .map_err(|_| Error::Config("the credential cannot be sent in a header".into()))?;
         value.set_sensitive(true);
         headers.insert(name, value);

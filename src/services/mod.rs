@@ -6,17 +6,20 @@
 //!   and which headers may pass each way
 //! - `body`   — the client's body (limited, kept whole for OAuth2) and the service's (scrubbed)
 //! - `content_type` — writes carry JSON unless the service declares another type
+//! - `endpoint` — a service's name and URL checked on their own (configuration uses it too)
 //! - `oauth`  — OAuth2 credentials kept in the vault, refreshed once for all waiting requests
 //! - `path`   — the client's path joined under `base_url`, or refused
 //! - `redact` — the injected credential scrubbed from what goes back to the client
 //!
 //! A service is resolved from `config.services` over the built-in definitions: every table is
-//! resolved once when the configuration loads, so a bad `[services.X]` table stops the start
-//! with a line naming it, and again per request (a few string checks).
+//! resolved once by [`check_services`] when a command loads the configuration, so a bad
+//! `[services.X]` table stops the start with a line naming it, and again per request (a few
+//! string checks).
 
 pub mod auth;
 pub mod body;
 pub mod content_type;
+pub mod endpoint;
 pub mod oauth;
 pub mod path;
 pub mod redact;
@@ -26,11 +29,12 @@ use std::collections::BTreeMap;
 use mime::Mime;
 use url::Url;
 
-use crate::config::ServiceConfig;
+use crate::config::{Config, ServiceConfig};
 use crate::error::{Error, Result};
 use crate::privsec::audit::Category;
 use crate::privsec::guard::{Catalog, Kind};
 pub use auth::Auth;
+pub use endpoint::{parse_endpoint, validate_name};
 
 /// A built-in definition; the user completes it with `base_url` (and a vault credential).
 struct Builtin {
@@ -102,20 +106,21 @@ pub struct Service {
     pub content_types: Vec<Mime>,
 }
 
-/// Service names are identifiers: they go into audit entries, metrics and vault names.
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::BadRequest(
-            "a service name is 1-64 characters of lowercase letters, digits, `_` or `-`".into(),
-        ))
+/// Every `[services.NAME]` table resolved once, so a bad one stops the start (and every
+/// command that loads the configuration) with a line naming it rather than a 503 on its
+/// first call. The configuration only reads the tables; this needs the guard's catalog.
+pub fn check_services(config: &Config) -> Result<()> {
+    let catalog = Catalog::new(&config.guard);
+    for name in config.services.keys() {
+        resolve(name, &config.services, &catalog).map_err(|e| match e {
+            Error::Config(m) => Error::Config(m),
+            Error::BadRequest(m) | Error::NotFound(m) => {
+                Error::Config(format!("[services.{name}]: {m}"))
+            }
+            other => Error::Config(format!("[services.{name}]: {other}")),
+        })?;
     }
+    Ok(())
 }
 
 /// The service `name` from `[services.NAME]` over the built-ins; 404 when neither knows it.
@@ -207,26 +212,6 @@ fn declared_content_types(cfg: &ServiceConfig) -> &[String] {
     &cfg.content_types
 }
 
-/// An http(s) URL with a host and nothing a request path could be confused with: no user
-/// info (a credential in the config file), no query, no fragment. The reason never quotes
-/// the value, which may hold a secret.
-pub fn parse_endpoint(text: &str) -> Result<Url, &'static str> {
-    let url = Url::parse(text.trim()).map_err(|_| "is not a valid URL")?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("must be an http or https URL");
-    }
-    if url.host().is_none() {
-        return Err("has no host");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not hold a user name or password (put credentials in the vault)");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not have a query or fragment");
-    }
-    Ok(url)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +279,27 @@ mod tests {
             let e = resolve("t", &services, &catalog).unwrap_err();
             assert_eq!(e.code(), "configuration_error", "{bad:?}");
             assert!(!e.to_string().contains("u:p"));
+        }
+    }
+
+    /// A bad table stops every command that loads the configuration (moved here from the
+    /// configuration's own list of bad settings, which no longer sees the catalog).
+    #[test]
+    fn a_bad_table_is_a_configuration_error_naming_it() {
+        for text in [
+            "[services.x]\nbase_url = \"not a url\"\n",
+            "[services.x]\nbase_url = \"http://h\"\nkind = \"remote\"\ncategory = \"media\"\n",
+        ] {
+            let config = Config::from_parts(
+                &std::collections::HashMap::<String, String>::new(),
+                "/h".into(),
+                "/h/maestra.toml".into(),
+                Some(text),
+            )
+            .unwrap();
+            let e = check_services(&config).unwrap_err();
+            assert_eq!(e.code(), "configuration_error", "{text}");
+            assert!(e.to_string().contains("services.x"), "{text}: {e}");
         }
     }
 }

@@ -41,6 +41,7 @@ pub struct OAuthCredential {
 
 impl OAuthCredential {
     pub fn parse(value: &SecretString, name: &str) -> Result<OAuthCredential> {
+        // The parser's error is dropped on purpose: it may quote the credential.
         serde_json::from_str(value.expose_secret()).map_err(|_| {
             Error::Config(format!(
                 "the vault secret {name:?} is not OAuth2 JSON {{\"access_token\", \"refresh_token\", \"expires_at\", \"client_id\", \"client_secret\"}}"
@@ -134,7 +135,7 @@ impl Refresher {
                 })
             }
             Err(e) => {
-                if let Error::Upstream(msg) | Error::UpstreamTimeout(msg) = &e {
+                if let Error::Upstream(msg) | Error::UpstreamTimeout(msg) = e.plain() {
                     flight.failed = Some((Instant::now(), msg.clone()));
                 }
                 Err(e)
@@ -203,13 +204,16 @@ async fn refresh(
     let resp = egress
         .send_relaying_redirects(ep.service, req.form(&form))
         .await
-        .map_err(|e| match e {
+        .map_err(|e| match e.plain() {
             Error::LocalOnly(_) => e,
-            Error::UpstreamTimeout(_) => failed("the token endpoint did not answer in time"),
-            other => failed(&format!(
+            Error::UpstreamTimeout(_) => {
+                failed("the token endpoint did not answer in time").because(e)
+            }
+            _ => failed(&format!(
                 "the token endpoint cannot be reached ({})",
-                other.code()
-            )),
+                e.code()
+            ))
+            .because(e),
         })?;
     let status = resp.status();
     let body = read_limited(resp)
@@ -224,6 +228,7 @@ async fn refresh(
         )));
     }
     let answer: TokenAnswer = serde_json::from_slice(&body)
+        // The parser's error is dropped on purpose: it may quote the answer, which holds tokens.
         .map_err(|_| failed("the token endpoint's answer is not an OAuth2 token"))?;
     let lifetime = answer
         .expires_in

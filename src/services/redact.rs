@@ -68,6 +68,18 @@ impl Redactor {
             .any(|n| value.windows(n.len()).any(|w| w == n.as_slice()))
     }
 
+    /// Whether `e` or any cause in its chain names a secret.
+    pub fn names_secret(&self, e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(c) = cur {
+            if self.contains(c.to_string().as_bytes()) {
+                return true;
+            }
+            cur = c.source();
+        }
+        false
+    }
+
     /// Whether it holds back bytes that may be a credential's start (what a stream must not
     /// overtake: the log probabilities spelling the same text).
     pub fn holding(&self) -> bool {
@@ -107,7 +119,20 @@ impl Redactor {
     /// variant, and so the status and code, stays; a variant whose text is not a plain
     /// message is replaced by a generic upstream error when it names a secret.
     pub fn scrub_error(&self, e: Error) -> Error {
-        if self.needles.is_empty() || !self.contains(e.to_string().as_bytes()) {
+        if self.needles.is_empty() {
+            return e;
+        }
+        if let Error::Caused { error, source } = e {
+            // A kept cause may quote the upstream too, and its text cannot be scrubbed in
+            // place: when it or the message names a secret, the cause is dropped.
+            let named =
+                self.contains(error.to_string().as_bytes()) || self.names_secret(source.as_ref());
+            return match named {
+                true => self.scrub_error((*error).into_plain()),
+                false => Error::Caused { error, source },
+            };
+        }
+        if !self.contains(e.to_string().as_bytes()) {
             return e;
         }
         let s = |m: String| self.scrub_text(&m);
@@ -186,6 +211,32 @@ fn scrub(needles: &[Vec<u8>], buf: &[u8], last: bool) -> (Bytes, usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_cause_that_names_the_secret_is_dropped() {
+        let key = SecretString::from("sk-cause-secret-1234".to_string());
+        let r = Redactor::new([&key]);
+        let quoted = std::io::Error::other("the server said sk-cause-secret-1234");
+        let e = r.scrub_error(Error::Upstream("svc: failed".into()).because(quoted));
+        assert!(
+            matches!(e, Error::Upstream(ref m) if m == "svc: failed"),
+            "{e:?}"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+
+        let harmless = std::io::Error::other("connection reset");
+        let e = r.scrub_error(Error::Upstream("svc: failed".into()).because(harmless));
+        assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+
+        let both = std::io::Error::other("sk-cause-secret-1234");
+        let e = r.scrub_error(Error::Upstream("svc: sk-cause-secret-1234".into()).because(both));
+        assert_eq!(
+            e.to_string(),
+            r.scrub_error(Error::Upstream("svc: sk-cause-secret-1234".into()))
+                .to_string()
+        );
+        assert!(!format!("{e:?}").contains("sk-cause"), "{e:?}");
+    }
 
     fn scrub_in_chunks(secret: &str, body: &str, size: usize) -> String {
         let s = SecretString::from(secret.to_string());

@@ -8,11 +8,13 @@ use crate::error::{Error, Result};
 /// Encodes a value as the JSON text stored in a column. The error names the field, never the
 /// value, which may be conversation content.
 pub(super) fn to_json<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|_| Error::Store(format!("cannot encode {what} as JSON")))
+    serde_json::to_string(value)
+        .map_err(|e| Error::Store(format!("cannot encode {what} as JSON")).because(e))
 }
 
 /// Decodes a JSON column; the error names the field, never the stored text.
 pub(super) fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    // The parser's error is dropped on purpose: it may quote the stored text.
     serde_json::from_str(text).map_err(|_| Error::Store(format!("stored {what} is not valid JSON")))
 }
 

@@ -142,7 +142,9 @@ pub(super) async fn bounded<T>(
 /// is no one left to retry. Any other failure gives the reservation back.
 pub(super) async fn failed(state: &AppState, hold: Hold, e: Error, gone: bool) -> Failure {
     match e {
-        Error::UpstreamTimeout(_) if gone || state.calls.is_stopping() => {
+        _ if matches!(e.plain(), Error::UpstreamTimeout(_))
+            && (gone || state.calls.is_stopping()) =>
+        {
             match super::settle::worst_case(state, hold).await {
                 Ok(charged) => Failure::Unanswered { charged },
                 Err(e) => Failure::Failed(e),

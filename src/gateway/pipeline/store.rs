@@ -4,12 +4,12 @@
 use serde_json::json;
 
 use super::Answer;
-use crate::conversations::model::{Message, now_millis};
+use crate::conversations::model::{Message, new_message_id, now_millis};
 use crate::conversations::redact::{minimise_context, redact};
 use crate::cost::ledger::to_usd;
 use crate::error::Result;
 use crate::gateway::AppState;
-use crate::gateway::core::{MaestraRequest, new_message_id};
+use crate::gateway::core::MaestraRequest;
 use crate::store::Turn;
 
 pub async fn turn(

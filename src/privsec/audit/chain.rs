@@ -47,6 +47,7 @@ impl ChainKey {
     pub fn load(path: &Path) -> Result<ChainKey> {
         let text = Zeroizing::new(crate::home::read_private(path)?);
         let bytes = hex::decode(text.trim())
+            // Dropped on purpose: a hex error names a character of the key.
             .map_err(|_| Error::Audit(format!("{} is not a hex audit key", path.display())))?;
         if bytes.len() < 32 {
             return Err(Error::Audit(format!(

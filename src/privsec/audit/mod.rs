@@ -121,7 +121,7 @@ impl AuditLog {
 
     /// Appends an entry and waits until it is on disk; returns its `seq`.
     pub async fn append(&self, event: Event) -> Result<u64> {
-        let event = crate::egress::tally::annotate(event);
+        let event = annotate(event);
         let (ack, done) = oneshot::channel();
         let pending = writer::Pending {
             event,
@@ -143,7 +143,7 @@ impl AuditLog {
         if self.fail_closed {
             return self.append(event).await.map(|_| ());
         }
-        let event = crate::egress::tally::annotate(event);
+        let event = annotate(event);
         let what = format!("{:?}/{}", event.category, event.action);
         let pending = writer::Pending { event, ack: None };
         match self.enqueue(pending).await {
@@ -223,4 +223,81 @@ pub fn prune(
     }
     files::sync_dir(files.dir());
     Ok(removed)
+}
+
+/// Categories whose entries stand for an outbound call.
+fn is_call(c: Category) -> bool {
+    matches!(
+        c,
+        Category::Llm
+            | Category::Media
+            | Category::Smarthome
+            | Category::Creative
+            | Category::LocalOnlyBlock
+    )
+}
+
+/// Adds the host and byte counts of the oldest unclaimed call to the event's service (from
+/// [`crate::egress::tally`]) to its details.
+fn annotate(mut event: Event) -> Event {
+    if !is_call(event.category) || event.details.contains_key("bytes_sent") {
+        return event;
+    }
+    if let Some(c) = crate::egress::tally::claim(&event.service) {
+        if !c.host.is_empty() {
+            event = event.detail("host", c.host.as_str());
+        }
+        event = event
+            .detail("bytes_sent", c.sent)
+            .detail("bytes_received", c.received);
+    }
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egress::tally::{destination, scope};
+
+    #[tokio::test]
+    async fn each_entry_takes_its_own_call() {
+        scope(async {
+            let a = destination("openai", "api.openai.com");
+            a.sent.store(10, Ordering::Relaxed);
+            a.received.store(20, Ordering::Relaxed);
+            destination("openai", "api.openai.com");
+            let e = annotate(Event::new(Category::Llm, "openai", "core", Outcome::Error));
+            assert_eq!(e.details["bytes_sent"], 10);
+            assert_eq!(e.details["host"], "api.openai.com");
+            let e = annotate(Event::new(
+                Category::Llm,
+                "openai",
+                "core",
+                Outcome::Success,
+            ));
+            assert_eq!(e.details["bytes_sent"], 0);
+            let e = annotate(Event::new(
+                Category::Llm,
+                "openai",
+                "core",
+                Outcome::Success,
+            ));
+            assert!(
+                !e.details.contains_key("bytes_sent"),
+                "nothing left to claim"
+            );
+            let e = annotate(Event::new(Category::Admin, "openai", "x", Outcome::Success));
+            assert!(e.details.is_empty());
+        })
+        .await;
+        // Outside a request: nothing listed, nothing added.
+        destination("hue", "bridge");
+        let e = annotate(Event::new(
+            Category::Smarthome,
+            "hue",
+            "x",
+            Outcome::Success,
+        ));
+        assert!(e.details.is_empty());
+    }
 }

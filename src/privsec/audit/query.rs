@@ -28,8 +28,9 @@ impl Filter {
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
         time::Date::parse(s, &fmt)
             .map(|d| d.midnight().assume_utc())
-            .map_err(|_| {
+            .map_err(|e| {
                 Error::BadRequest(format!("{s:?} is not a time (use RFC 3339 or YYYY-MM-DD)"))
+                    .because(e)
             })
     }
 

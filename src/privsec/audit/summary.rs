@@ -440,7 +440,7 @@ impl Summary {
             rows: self.rows.iter().map(|(k, c)| (k.clone(), *c)).collect(),
         };
         let bytes = serde_json::to_vec(&saved)
-            .map_err(|e| Error::Audit(format!("cannot write the audit summary: {e}")))?;
+            .map_err(|e| Error::Audit(format!("cannot write the audit summary: {e}")).because(e))?;
         crate::home::write_private_atomic(&summary_path(path), &bytes)?;
         self.dirty = false;
         Ok(())

@@ -188,7 +188,7 @@ impl Writer {
                 prev_hash: &last.hash,
             };
             let mut line = serde_json::to_vec(&sealed)
-                .map_err(|e| Error::Audit(format!("cannot serialize entry: {e}")))?;
+                .map_err(|e| Error::Audit(format!("cannot serialize entry: {e}")).because(e))?;
             let hash = self.key.seal(&mut line);
             self.buf.extend_from_slice(&line);
             self.buf.push(b'\n');

@@ -97,7 +97,9 @@ impl Scrubber {
             this.defer(RETRY).await
         })
         .await
-        .map_err(|_| crate::error::Error::Store("the scrub stopped unexpectedly".into()))?
+        .map_err(|e| {
+            crate::error::Error::Store("the scrub stopped unexpectedly".into()).because(e)
+        })?
     }
 
     /// Takes up a scrub owed by this or another process (`maestra forget` from the command line

@@ -261,7 +261,7 @@ impl MemLedger {
         let (tx, rx) = oneshot::channel();
         self.send(Op::Flush(tx)).await?;
         rx.await
-            .map_err(|_| Error::Store("the ledger writer stopped".into()))
+            .map_err(|e| Error::Store("the ledger writer stopped".into()).because(e))
     }
 
     /// Forgets cached totals of these periods (another writer, an import, changed them).

@@ -116,7 +116,7 @@ impl TurnWriter {
             }
             Some(result) => {
                 self.urgent.notify_one();
-                result.await.map_err(|_| stopped())?
+                result.await.map_err(|e| stopped().because(e))?
             }
         }
     }
@@ -150,7 +150,7 @@ impl TurnWriter {
             .await
             .map_err(|_| stopped())?;
         self.urgent.notify_one();
-        result.await.map_err(|_| stopped())
+        result.await.map_err(|e| stopped().because(e))
     }
 }
 
