@@ -176,9 +176,14 @@ async fn handle(
         action,
     };
     let answer = pipeline::complete(state, &caller, route, &chat_req).await?;
+    let asked = pipeline::store::Asked {
+        message: &req.message,
+        surface_id: &req.surface_id,
+        surface_context: req.surface_context.as_ref(),
+    };
     pipeline::store::turn(
         state,
-        &req,
+        &asked,
         &user_id,
         &conversation_id,
         !continued,

@@ -4,7 +4,8 @@
 //! - `edge`          — request ids, limits, timeouts, metrics, JSON in and errors out
 //! - `checks`        — a request's shape: head size, declared body length, known query names
 //! - `access`        — the auth and rate-limit stages: host and key checks, GCRA limits
-//! - `chat`          — one model call: route, egress, fallback, audit, metrics
+//! - `pipeline`      — one model call, a file per stage in the order it runs: guard, reserve,
+//!   call, settle, audit, store
 //! - `core`          — `/api/maestra/core` and the legacy `/api/maestra/advisor/ask`
 //! - `openai_api`    — `/v1/chat/completions` (with SSE streaming) and `/v1/models`
 //! - `embeddings_api` — `/v1/embeddings`, OpenAI-compatible; nothing of the input is kept
@@ -18,7 +19,10 @@
 //!   center's endpoints (`/api/report`, `/api/spend`, `/api/vault`, `/api/audit/verify`,
 //!   `/api/controls/*`); `jobs` — their long actions, polled at `/api/jobs/{id}`
 //! - `same_origin`   — the page's own writes past the Origin check; the egress tally scope
-//! - `openapi`       — the OpenAPI document
+//! - `routes`        — the route table: paths, methods, key scopes, body limits
+//! - `openapi`       — the OpenAPI document; `center_schemas` and `center_body` its privacy
+//!   center parts
+//! - `tls`           — TLS for cloud mode
 //! - `server`        — the accept loop: header limits, graceful shutdown
 
 pub(crate) mod access;

@@ -1,4 +1,4 @@
-//! Stage 6: the audit entry of a call, success or failure, and its metrics.
+//! Stage 5: the audit entry of a call, success or failure, and its metrics.
 
 use serde_json::json;
 

@@ -18,6 +18,9 @@
 //! not the handler lives to store the answer.
 //!
 //! Audit entries name the model, provider, tokens, latency and result, never the content.
+//!
+//! Beside the stages: `calls` (the tasks paid calls run on, and the wait for them at
+//! shutdown), `relay` (stages 3-5 of a stream) and `embed` (stages 1-5 of an embeddings call).
 
 mod audit;
 mod call;
