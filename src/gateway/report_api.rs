@@ -77,17 +77,6 @@ impl Tally {
     }
 }
 
-pub(super) fn is_call(c: Category) -> bool {
-    matches!(
-        c,
-        Category::Llm
-            | Category::Media
-            | Category::Smarthome
-            | Category::Creative
-            | Category::LocalOnlyBlock
-    )
-}
-
 #[derive(Default)]
 struct Agent {
     total: Tally,
@@ -145,7 +134,7 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
         .map(|d| (d.as_str(), Tally::default()))
         .collect();
     for (k, c) in summary.rows_between(since, until) {
-        if !is_call(k.category) {
+        if !k.category.is_call() {
             continue;
         }
         total.add(k, c);

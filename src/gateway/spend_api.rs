@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::edge::ApiQuery;
-use super::report_api::{Tally, is_call};
+use super::report_api::Tally;
 use crate::cost::ledger::{Charge, Micros, to_usd};
 use crate::cost::report::{GroupBy, Totals, group_totals, group_with, largest_first};
 use crate::error::{Error, Result};
@@ -58,7 +58,7 @@ async fn calls_by_agent(
         summary.read(|s| {
             let mut out: HashMap<String, Tally> = HashMap::new();
             for (k, c) in s.rows_between(&since, &until) {
-                if is_call(k.category) {
+                if k.category.is_call() {
                     out.entry(k.agent.clone()).or_default().add(k, c);
                 }
             }

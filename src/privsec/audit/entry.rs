@@ -16,6 +16,22 @@ pub enum Category {
     Data,
 }
 
+impl Category {
+    /// Whether an entry of this category stands for an outbound call (one a local-only
+    /// block stopped included): what the report counts as calls and errors, and what the
+    /// egress tally's bytes are written onto.
+    pub fn is_call(self) -> bool {
+        matches!(
+            self,
+            Category::Llm
+                | Category::Media
+                | Category::Smarthome
+                | Category::Creative
+                | Category::LocalOnlyBlock
+        )
+    }
+}
+
 impl std::str::FromStr for Category {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

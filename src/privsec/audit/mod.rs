@@ -225,22 +225,10 @@ pub fn prune(
     Ok(removed)
 }
 
-/// Categories whose entries stand for an outbound call.
-fn is_call(c: Category) -> bool {
-    matches!(
-        c,
-        Category::Llm
-            | Category::Media
-            | Category::Smarthome
-            | Category::Creative
-            | Category::LocalOnlyBlock
-    )
-}
-
 /// Adds the host and byte counts of the oldest unclaimed call to the event's service (from
 /// [`crate::egress::tally`]) to its details.
 fn annotate(mut event: Event) -> Event {
-    if !is_call(event.category) || event.details.contains_key("bytes_sent") {
+    if !event.category.is_call() || event.details.contains_key("bytes_sent") {
         return event;
     }
     if let Some(c) = crate::egress::tally::claim(&event.service) {
