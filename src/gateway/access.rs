@@ -19,9 +19,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
-use super::edge::RequestInfo;
-use super::routes;
-use super::{AppState, Shared};
+use super::request_info::RequestInfo;
+use super::route::Matched;
+use super::state::{AppState, Shared};
 use crate::access::network::{client_ip, loopback_host};
 use crate::access::ratelimit::Decision;
 use crate::access::refusals::{REFUSAL_WINDOW, Verdict};
@@ -164,8 +164,8 @@ async fn admit(state: &Shared, req: &mut Request) -> Result<()> {
     }
     let need = req
         .extensions()
-        .get::<routes::Matched>()
-        .and_then(|m| routes::scope_of(req.method().as_str(), m.path));
+        .get::<Matched>()
+        .and_then(|m| m.scope(req.method().as_str()));
     if let Some(need) = need
         && !principal.allows(need)
     {

@@ -10,7 +10,7 @@
 
 use axum::http::{HeaderMap, header};
 
-use super::edge::RequestInfo;
+use crate::access::scope::Principal;
 use crate::conversations::model::validate_id;
 use crate::error::{Error, Result};
 
@@ -55,6 +55,16 @@ impl Claim {
             .and_then(|v| product(v.as_bytes()))
             .map_or(Claim::Nothing, Claim::Product)
     }
+
+    /// What the request itself claims: `X-Maestra-Surface`, else the `User-Agent`'s product.
+    /// An invalid `X-Maestra-Surface` is a 400 naming it.
+    pub fn claimed(&self) -> Result<Option<String>> {
+        match self {
+            Claim::Nothing => Ok(None),
+            Claim::Surface(s) | Claim::Product(s) => Ok(Some(s.clone())),
+            Claim::Invalid(message) => Err(Error::BadRequest(message.clone())),
+        }
+    }
 }
 
 /// The product of a `User-Agent` (RFC 9110 §10.1.5: `product/version comment...`): its first
@@ -80,19 +90,9 @@ pub fn product(user_agent: &[u8]) -> Option<String> {
     validate_id("product", &out).ok().map(|()| out)
 }
 
-/// What the request itself claims: `X-Maestra-Surface`, else the `User-Agent`'s product.
-/// An invalid `X-Maestra-Surface` is a 400 naming it.
-pub fn claimed(info: &RequestInfo) -> Result<Option<String>> {
-    match &info.claim {
-        Claim::Nothing => Ok(None),
-        Claim::Surface(s) | Claim::Product(s) => Ok(Some(s.clone())),
-        Claim::Invalid(message) => Err(Error::BadRequest(message.clone())),
-    }
-}
-
 /// The agent a paid call is recorded under (the audit entry's `agent_id`, what the Report
 /// groups by): in cloud mode the name of the API key it presented; `None` without one, where
-/// the entry's surface ([`claimed`]) names the call.
+/// the entry's surface ([`Claim::claimed`]) names the call.
 ///
 /// Why the key's name wins over `X-Maestra-Surface`: the name is the authenticated fact, the
 /// header a claim that whoever holds the key may set to anything, so letting it win would let
@@ -100,8 +100,8 @@ pub fn claimed(info: &RequestInfo) -> Result<Option<String>> {
 /// are told apart by giving each its own key (each then also has its own limits and can be
 /// revoked alone). The claim is kept beside it, as the entry's `surface_id`. The static
 /// `MAESTRA_API_KEY` has no name, and local mode no key: there the claim names the call.
-pub fn of_key(info: &RequestInfo) -> Option<&str> {
-    info.principal
+pub fn of_key(principal: &Principal) -> Option<&str> {
+    principal
         .key_name
         .as_deref()
         .filter(|n| validate_id("key name", n).is_ok())
@@ -110,7 +110,6 @@ pub fn of_key(info: &RequestInfo) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::scope::Principal;
     use axum::http::HeaderValue;
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
@@ -124,14 +123,11 @@ mod tests {
         h
     }
 
-    fn info(claim: Claim, key_name: Option<&str>) -> RequestInfo {
-        let mut i = RequestInfo::unknown();
-        i.claim = claim;
-        i.principal = Principal {
-            key_name: key_name.map(Into::into),
+    fn key(name: Option<&str>) -> Principal {
+        Principal {
+            key_name: name.map(Into::into),
             ..Principal::local()
-        };
-        i
+        }
     }
 
     #[test]
@@ -185,10 +181,7 @@ mod tests {
                 panic!("{bad:?} was accepted as {c:?}");
             };
             assert!(message.contains("X-Maestra-Surface"), "{message}");
-            assert!(matches!(
-                claimed(&info(c.clone(), None)),
-                Err(Error::BadRequest(_))
-            ));
+            assert!(matches!(c.claimed(), Err(Error::BadRequest(_))));
         }
         let twice = headers(&[("x-maestra-surface", b"a"), ("x-maestra-surface", b"b")]);
         assert!(matches!(Claim::read(&twice), Claim::Invalid(_)));
@@ -197,12 +190,11 @@ mod tests {
     #[test]
     fn a_named_key_names_the_call_and_the_header_is_still_checked() {
         let surface = Claim::Surface("vscode".into());
-        let named = info(surface.clone(), Some("laptop"));
-        assert_eq!(of_key(&named), Some("laptop"));
-        assert_eq!(claimed(&named).unwrap(), Some("vscode".into()));
-        assert_eq!(of_key(&info(surface, None)), None);
-        assert!(claimed(&info(Claim::Invalid("x".into()), Some("laptop"))).is_err());
+        assert_eq!(of_key(&key(Some("laptop"))), Some("laptop"));
+        assert_eq!(surface.claimed().unwrap(), Some("vscode".into()));
+        assert_eq!(of_key(&key(None)), None);
+        assert!(Claim::Invalid("x".into()).claimed().is_err());
         // A name that is not an id (never made by `keys create`) does not reach the Report.
-        assert_eq!(of_key(&info(Claim::Nothing, Some("a/b"))), None);
+        assert_eq!(of_key(&key(Some("a/b"))), None);
     }
 }

@@ -25,8 +25,9 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::edge::{ApiJson, ApiQuery, RequestInfo};
-use super::{AppState, Shared};
+use super::edge::{ApiJson, ApiQuery};
+use super::request_info::RequestInfo;
+use super::state::{AppState, Shared};
 use crate::access::ratelimit::{
     BUDGET_SURFACES, Buckets, Decision, EVENTS_PER_MINUTE, EVENTS_PER_MINUTE_ALL,
     EVENTS_PER_MINUTE_PER_CLIENT, OTHER_SURFACES_BYTES_PER_DAY, SURFACE_BYTES_PER_DAY,

@@ -17,8 +17,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::Shared;
-use super::routes::{self, Query};
+use super::route::{Matched, Query};
+use super::state::Shared;
 use crate::error::Error;
 
 /// Largest request head accepted (request line and headers), in bytes.
@@ -47,8 +47,16 @@ pub async fn shape(State(state): State<Shared>, req: Request, next: Next) -> Res
         ))
         .into_response();
     }
-    let path = req.extensions().get::<routes::Matched>().map(|m| m.path);
-    let limit = routes::body_limit(&state.config.server, path);
+    let server = &state.config.server;
+    let model = req
+        .extensions()
+        .get::<Matched>()
+        .is_some_and(Matched::model_body);
+    let limit = if model {
+        server.max_model_body_bytes
+    } else {
+        server.max_body_bytes
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -69,12 +77,12 @@ pub async fn shape(State(state): State<Shared>, req: Request, next: Next) -> Res
 /// A 405 always says what is allowed (RFC 9110 §15.5.6), whichever handler refused the
 /// method: the `Allow` header is added from the document when the refusal lacks one.
 pub async fn allow_on_405(req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<routes::Matched>().copied();
+    let matched = req.extensions().get::<Matched>().copied();
     let mut resp = next.run(req).await;
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
         && !resp.headers().contains_key(header::ALLOW)
         && let Some(m) = matched
-        && let Ok(v) = HeaderValue::from_str(&routes::allowed_methods(m.path))
+        && let Ok(v) = HeaderValue::from_str(&m.allowed_methods())
     {
         resp.headers_mut().insert(header::ALLOW, v);
     }
@@ -93,10 +101,10 @@ fn check_query(req: &Request) -> Result<(), Error> {
     let Some(query) = req.uri().query() else {
         return Ok(());
     };
-    let Some(matched) = req.extensions().get::<routes::Matched>() else {
+    let Some(matched) = req.extensions().get::<Matched>() else {
         return Ok(()); // no route: the fallback answers 404
     };
-    let Some(route) = routes::find(matched.path, req.method().as_str()) else {
+    let Some(route) = matched.route(req.method().as_str()) else {
         return Ok(()); // a method the route does not serve: 405 follows
     };
     let allowed: &[(&str, &str)] = match route.query {

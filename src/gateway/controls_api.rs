@@ -14,9 +14,10 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Shared;
-use super::edge::{ApiJson, RequestInfo};
+use super::edge::ApiJson;
 use super::jobs::Jobs;
+use super::request_info::RequestInfo;
+use super::state::Shared;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::keyring::KeySource;

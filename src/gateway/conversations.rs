@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use super::edge::{ApiJson, ApiPath, ApiQuery, RequestInfo};
+use super::access;
+use super::edge::{ApiJson, ApiPath, ApiQuery};
 use super::jobs::{self, Jobs, Kind};
-use super::{Shared, access};
+use super::request_info::RequestInfo;
+use super::state::Shared;
 use crate::conversations::model::validate_id;
 use crate::conversations::rights::{self, Actor};
 use crate::error::{Error, Result};

@@ -11,9 +11,10 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Shared;
-use super::edge::{ApiJson, RequestInfo};
+use super::edge::ApiJson;
 use super::pipeline::{self, Caller};
+use super::request_info::RequestInfo;
+use super::state::Shared;
 use crate::conversations::model::{now_millis, validate_id, validate_mode};
 use crate::error::{Error, Result};
 use crate::providers::chat::MAX_MESSAGE_BYTES;

@@ -1,8 +1,7 @@
 //! The HTTP edge: the first stage of the data path and the only place an [`Error`] becomes a
 //! response.
 
-use crate::access::scope::Principal;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
@@ -12,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use super::agent::Claim;
-use super::{Shared, routes};
+use super::request_info::RequestInfo;
+use super::route::{Matched, RouteTable};
+use super::state::Shared;
+use crate::access::scope::Principal;
 use crate::error::Error;
 use crate::metrics::{HttpLabels, RouteLabels};
 
@@ -46,37 +48,6 @@ impl IntoResponse for Error {
     }
 }
 
-/// What the edge learned about a request, for audit entries and logs.
-#[derive(Debug, Clone)]
-pub struct RequestInfo {
-    pub id: String,
-    pub ip: Option<IpAddr>,
-    /// The API key's public id, once the auth stage accepted one.
-    pub key_id: Option<String>,
-    /// Who the request acts as (set by the auth stage; anonymous before it).
-    pub principal: Principal,
-    /// Who the request says sent it (`X-Maestra-Surface`, else the `User-Agent`), for the
-    /// audit entry of a `/v1` call: see [`super::agent`].
-    pub claim: Claim,
-}
-
-impl RequestInfo {
-    /// For a request that did not pass the request-id layer (never the case behind the router).
-    pub fn unknown() -> RequestInfo {
-        RequestInfo {
-            id: String::new(),
-            ip: None,
-            key_id: None,
-            principal: Principal::anonymous(),
-            claim: Claim::Nothing,
-        }
-    }
-
-    pub fn ip_string(&self) -> Option<String> {
-        self.ip.map(|ip| ip.to_string())
-    }
-}
-
 /// Gives every request a fresh id, returned in `x-request-id`. A client's own id is not
 /// trusted: it would land in logs and audit entries unchecked.
 pub async fn request_id(mut req: Request, next: Next) -> Response {
@@ -101,17 +72,14 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Notes which route template the request's path matches (see [`routes::matched`]), for the
-/// stages that follow: they run outside the router, before it routes.
+/// Notes which route template the request's path matches (see [`RouteTable::matched`]), for
+/// the stages that follow: they run outside the router, before it routes.
 /// A file of the privacy center's page is named by its own path.
-pub fn match_route(mut req: Request) -> Request {
+pub fn match_route(table: &'static RouteTable, mut req: Request) -> Request {
     let path = req.uri().path();
-    let found = routes::matched(path).or_else(|| {
-        crate::web::file_path(path).map(|p| routes::Matched {
-            path: p,
-            template: p,
-        })
-    });
+    let found = table
+        .matched(path)
+        .or_else(|| crate::web::file_path(path).map(|p| table.file(p)));
     if let Some(m) = found {
         req.extensions_mut().insert(m);
     }
@@ -123,7 +91,7 @@ pub fn match_route(mut req: Request) -> Request {
 pub async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
-        .get::<routes::Matched>()
+        .get::<Matched>()
         .map_or("unmatched", |m| m.template)
         .to_string();
     let method = method_label(req.method()).to_string();

@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::Shared;
-use super::edge::{ApiJson, RequestInfo};
+use super::edge::ApiJson;
 use super::pipeline::{self, Caller};
+use super::request_info::RequestInfo;
+use super::state::Shared;
 use crate::cost::ledger::to_usd;
 use crate::error::Result;
 use crate::providers::Source;
@@ -33,7 +34,7 @@ pub async fn embeddings(
     let route = state.providers.route_embeddings(&req.model)?;
     // Named like every `/v1` call: the key's name, `X-Maestra-Surface` or the User-Agent.
     let caller = Caller {
-        surface_id: super::agent::claimed(&info)?,
+        surface_id: info.claim.claimed()?,
         info,
         user_id: user,
         action: "embeddings",

@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use super::Shared;
 use super::edge::ApiPath;
+use super::state::Shared;
 use crate::error::{Error, Result};
 
 /// Jobs kept for polling; the oldest finished ones go first.

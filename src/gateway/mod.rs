@@ -1,7 +1,10 @@
 //! `maestra serve`: the HTTP API of SPEC §4, the data path of SPEC §2.
 //!
+//! - `state`         — what every stage and handler shares, built once at start
+//! - `calls`         — the tasks paid calls run on, which shutdown waits for
 //! - `router`        — the routes, and the edge layers in pipeline order
 //! - `edge`          — request ids, limits, timeouts, metrics, JSON in and errors out
+//! - `request_info`  — what the edge learned about a request, read by every later stage
 //! - `checks`        — a request's shape: head size, declared body length, known query names
 //! - `access`        — the auth and rate-limit stages: host and key checks, GCRA limits
 //! - `pipeline`      — one model call, a file per stage in the order it runs: guard, reserve,
@@ -19,7 +22,8 @@
 //!   center's endpoints (`/api/report`, `/api/spend`, `/api/vault`, `/api/audit/verify`,
 //!   `/api/controls/*`); `jobs` — their long actions, polled at `/api/jobs/{id}`
 //! - `same_origin`   — the page's own writes past the Origin check; the egress tally scope
-//! - `routes`        — the route table: paths, methods, key scopes, body limits
+//! - `routes`        — the route table: paths, methods, key scopes, body limits (the data)
+//! - `route`         — what a route is, and the matcher the edge finds one with (the code)
 //! - `openapi`       — the OpenAPI document; `center_schemas` and `center_body` its privacy
 //!   center parts
 //! - `tls`           — TLS for cloud mode
@@ -28,6 +32,7 @@
 pub(crate) mod access;
 mod agent;
 mod audit_api;
+mod calls;
 mod center_body;
 mod center_schemas;
 mod checks;
@@ -41,50 +46,21 @@ mod openai_api;
 mod openapi;
 mod pipeline;
 mod report_api;
+mod request_info;
 mod responses;
+mod route;
 mod router;
 mod routes;
 mod same_origin;
 mod server;
 mod services;
 mod spend_api;
+mod state;
 mod system;
 pub mod tls;
 mod vault_api;
 mod verify_api;
 
-use std::sync::Arc;
-use std::time::Instant;
-
 pub use router::router;
 pub use server::serve;
-
-use crate::access::Access;
-use crate::config::Config;
-use crate::cost::budget::Budget;
-use crate::egress::Egress;
-use crate::metrics::Metrics;
-use crate::privsec::audit::AuditLog;
-use crate::privsec::vault::Vault;
-use crate::providers::Providers;
-use crate::store::Store;
-
-/// Everything a request may touch, built once at start and shared.
-pub struct AppState {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub vault: Arc<Vault>,
-    pub audit: AuditLog,
-    pub egress: Egress,
-    pub providers: Providers,
-    pub metrics: Metrics,
-    pub budget: Budget,
-    pub access: Access,
-    pub started: Instant,
-    /// The tasks of paid calls (whole answers and stream relays), which outlive their requests
-    /// so that each call is settled and audited whatever its client does: shutdown waits for
-    /// them before the store and the audit log close.
-    pub calls: pipeline::Calls,
-}
-
-pub type Shared = Arc<AppState>;
+pub use state::{AppState, Shared};

@@ -14,9 +14,10 @@ use futures_util::Stream;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::Shared;
-use super::edge::{ApiJson, RequestInfo};
+use super::edge::ApiJson;
 use super::pipeline::{self, Caller, Relayed};
+use super::request_info::RequestInfo;
+use super::state::Shared;
 use crate::cost::ledger::{Micros, to_usd};
 use crate::error::{Error, Result};
 use crate::providers::{ChatRequest, Choice, Delta, Route, Usage};
@@ -49,7 +50,7 @@ pub async fn chat_completions(
     let user = super::access::acting_user(&state, &info, user.as_deref()).await?;
     let route = state.providers.route(&req.model)?;
     let caller = Caller {
-        surface_id: super::agent::claimed(&info)?,
+        surface_id: info.claim.claimed()?,
         info,
         user_id: user,
         action: "chat.completions",

@@ -1,9 +1,9 @@
-//! The OpenAPI 3.1 document served at `/openapi.json`, written from [`ROUTES`], the router's
-//! own declaration.
+//! The OpenAPI 3.1 document served at `/openapi.json`, written from the route table it is
+//! handed (`routes::ROUTES`, the router's own declaration), once, when the router is built.
 
 use serde_json::{Map, Value, json};
 
-use super::routes::{Query, ROUTES, Route};
+use super::route::{Query, Route};
 use crate::access::scope::KeyScope;
 use crate::conversations::model::MAX_ID_LEN;
 
@@ -373,9 +373,18 @@ fn with_center(mut all: Value) -> Value {
     all
 }
 
-pub fn document() -> Value {
+/// The document, rendered once: `/openapi.json` answers these bytes.
+pub struct Document(pub bytes::Bytes);
+
+impl Document {
+    pub fn new(routes: &[Route]) -> Document {
+        Document(bytes::Bytes::from(document(routes).to_string()))
+    }
+}
+
+fn document(routes: &[Route]) -> Value {
     let mut paths: Map<String, Value> = Map::new();
-    for r in ROUTES {
+    for r in routes {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method] = operation(r);
     }

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
-use super::Shared;
 use super::edge::ApiQuery;
+use super::state::Shared;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Counts, MAX_NAMES, OTHER, Outcome, Summary, SummaryKey};
 

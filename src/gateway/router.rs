@@ -23,8 +23,11 @@ use crate::config::network::Tls;
 
 use std::sync::Arc;
 
-use super::routes::{self, ROUTES};
-use super::{Shared, access, checks, edge, same_origin};
+use super::openapi::Document;
+use super::route::router_template;
+use super::routes;
+use super::state::Shared;
+use super::{access, checks, edge, same_origin};
 use crate::services::oauth::Refresher;
 
 /// Response headers every answer carries: it is an API, never a page to frame, sniff or cache.
@@ -42,16 +45,17 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 
 pub fn router(state: Shared) -> Router {
     // Every route from the one table; methods of one path merge into one method router.
+    let table = routes::table();
     let mut handlers = Router::new();
     let server = &state.config.server;
-    for r in ROUTES {
+    for r in table.routes() {
         let mut handler = (r.handler)();
         // The model routes' own limit, set inside the stack's: the innermost one is the one
         // the body extractor reads.
         if routes::MODEL_ROUTES.contains(&r.path) {
             handler = handler.layer(DefaultBodyLimit::max(server.max_model_body_bytes));
         }
-        handlers = handlers.route(&routes::router_template(r.path), handler);
+        handlers = handlers.route(&router_template(r.path), handler);
     }
     let handlers = handlers
         .fallback(edge::not_found)
@@ -69,7 +73,7 @@ pub fn router(state: Shared) -> Router {
         .layer(CatchPanicLayer::custom(edge::panic_response))
         .map_response(move |resp| with_security_headers(resp, hsts))
         .layer(middleware::from_fn(edge::request_id))
-        .map_request(edge::match_route)
+        .map_request(move |req| edge::match_route(table, req))
         .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
         .layer(middleware::from_fn_with_state(state.clone(), checks::shape))
         .layer(middleware::from_fn_with_state(
@@ -97,6 +101,7 @@ pub fn router(state: Shared) -> Router {
         .layer(Extension(Arc::new(Refresher::default())))
         .layer(Extension(Arc::new(super::jobs::Jobs::default())))
         .layer(Extension(Arc::new(super::audit_api::Intake::default())))
+        .layer(Extension(Arc::new(Document::new(table.routes()))))
         .service(handlers);
     Router::new().fallback_service(edge)
 }

@@ -2,52 +2,25 @@
 //! handler), `/openapi.json` is written from it (summary, request, response, query, media
 //! types), and the edge reads from it which query parameters a route takes and which API key
 //! scope it needs. A route cannot be served without being documented, nor documented without
-//! being served.
+//! being served. This file is the data; `route` is what reads it.
 
 use std::sync::OnceLock;
 
-use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 
+use super::route::{Query, Route, RouteTable};
 use super::{
-    Shared, audit_api, controls_api, conversations, core, jobs, openai_api, report_api, services,
+    audit_api, controls_api, conversations, core, jobs, openai_api, report_api, services,
     spend_api, system, vault_api, verify_api,
 };
 use crate::access::scope::KeyScope;
 
-/// One operation of the API: what the router serves and what the document says of it.
-pub struct Route {
-    pub method: &'static str,
-    /// The OpenAPI template (`{path}` where the router has `{*path}`).
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub request: Option<&'static str>,
-    pub response: &'static str,
-    pub query: Query,
-    /// Media types of a success.
-    pub produces: &'static [&'static str],
-    /// Media types of a failure.
-    pub errors: &'static [&'static str],
-    /// What answers it.
-    pub handler: fn() -> MethodRouter<Shared>,
-    /// The least API key scope that may call it (cloud mode; README's scope table); `None`:
-    /// no key at all (`/health`).
-    pub scope: Option<KeyScope>,
+/// The table and its matcher, built on first use and kept for the life of the process: the
+/// edge matches every request against it before the router runs.
+pub fn table() -> &'static RouteTable {
+    static TABLE: OnceLock<RouteTable> = OnceLock::new();
+    TABLE.get_or_init(|| RouteTable::new(ROUTES, MODEL_ROUTES))
 }
-
-/// What a route accepts in its query string. The edge refuses any other parameter (400), so
-/// a misspelt filter is never silently ignored into a wider answer.
-pub enum Query {
-    /// No query string at all.
-    None,
-    /// Exactly these parameters: (name, JSON schema).
-    Named(&'static [(&'static str, &'static str)]),
-    /// Passed on untouched (the services proxy).
-    Forwarded,
-}
-
-/// The media type `GET /metrics` answers with: the OpenMetrics text exposition, which is
-/// what `prometheus_client` writes (it ends with `# EOF`).
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const JSON: &[&str] = &["application/json"];
 const JSON_OR_EVENTS: &[&str] = &["application/json", "text/event-stream"];
@@ -123,66 +96,10 @@ macro_rules! center {
     };
 }
 
-/// The scope a route needs, by method and the document's path template. A route the table
-/// does not know needs admin: an undocumented route can never be open to lesser keys.
-pub fn scope_of(method: &str, path: &str) -> Option<KeyScope> {
-    find(path, method).map_or(Some(KeyScope::Admin), |r| r.scope)
-}
-
-/// The route template a request's path matched, found by the edge before the router runs, so
-/// the edge stages can wrap the router once instead of being cloned into every route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Matched {
-    /// The document's template (`{path}`): what [`find`] and the scope table take.
-    pub path: &'static str,
-    /// The router's template (`{*path}`), as axum's `MatchedPath` names it: the metric label.
-    pub template: &'static str,
-}
-
-/// Matches a request path against the table's templates, with the router's own matcher
-/// (`matchit`), so the answer is the one the router reaches.
-pub fn matched(path: &str) -> Option<Matched> {
-    static MATCHER: OnceLock<(matchit::Router<usize>, Vec<Matched>)> = OnceLock::new();
-    let (matcher, all) = MATCHER.get_or_init(|| {
-        let mut matcher = matchit::Router::new();
-        let mut all: Vec<Matched> = Vec::new();
-        for r in ROUTES {
-            if all.iter().any(|m| m.path == r.path) {
-                continue;
-            }
-            let template: &'static str = router_template(r.path).leak();
-            // The router itself refuses an invalid or conflicting template at start.
-            if matcher.insert(template, all.len()).is_ok() {
-                all.push(Matched {
-                    path: r.path,
-                    template,
-                });
-            }
-        }
-        (matcher, all)
-    });
-    let found = matcher.at(path).ok()?;
-    all.get(*found.value).copied()
-}
-
-/// The router's form of a document template: a trailing `{path}` matches the rest.
 /// The routes that carry a model's input: images as `data:` URLs, thousands of texts to
 /// embed. Their bodies may be as large as `server.max_model_body_bytes`; every other route
 /// keeps `server.max_body_bytes`.
 pub const MODEL_ROUTES: &[&str] = &["/v1/chat/completions", "/v1/responses", "/v1/embeddings"];
-
-/// The largest body the route at `path` (the document's template) accepts.
-pub fn body_limit(server: &crate::config::ServerConfig, path: Option<&str>) -> usize {
-    if path.is_some_and(|p| MODEL_ROUTES.contains(&p)) {
-        server.max_model_body_bytes
-    } else {
-        server.max_body_bytes
-    }
-}
-
-pub fn router_template(path: &str) -> String {
-    path.replace("{path}", "{*path}")
-}
 
 /// Every operation the router serves; the router test walks it, so a route added without
 /// its description here fails a test.
@@ -373,7 +290,7 @@ pub const ROUTES: &[Route] = &[
         request: None,
         response: "Metrics",
         query: Query::None,
-        produces: &[METRICS_CONTENT_TYPE],
+        produces: &[crate::metrics::CONTENT_TYPE],
         errors: JSON,
     },
     Route {
@@ -555,33 +472,6 @@ pub const ROUTES: &[Route] = &[
     ),
 ];
 
-/// The documented operation for a router path template and method (`HEAD` as `GET`).
-pub fn find(path: &str, method: &str) -> Option<&'static Route> {
-    let method = if method.eq_ignore_ascii_case("head") {
-        "get"
-    } else {
-        method
-    };
-    ROUTES
-        .iter()
-        .find(|r| r.path == path && r.method.eq_ignore_ascii_case(method))
-}
-
-/// The `Allow` header's value for a router path template: its documented methods, and
-/// `HEAD` wherever `GET` is (axum answers it).
-pub fn allowed_methods(path: &str) -> String {
-    let mut methods: Vec<String> = ROUTES
-        .iter()
-        .filter(|r| r.path == path)
-        .map(|r| r.method.to_uppercase())
-        .collect();
-    if methods.iter().any(|m| m == "GET") {
-        methods.push("HEAD".into());
-    }
-    methods.join(", ")
-}
-
-/// `/a/{x}/{path}` (OpenAPI) and `/a/{x}/{*path}` (axum) name the same route.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,28 +486,32 @@ mod tests {
                 }
             }
         }
-        assert!(find("/api/services/{service}/{path}", "PATCH").is_some());
-        assert!(find("/api/conversations/{id}", "HEAD").is_some());
-        assert!(find("/api/conversations/{id}", "PUT").is_none());
-        assert!(find("/api/conversations/{id}/export", "GET").is_some());
-        assert_eq!(allowed_methods("/health"), "GET, HEAD");
-        // HEAD needs what GET needs; a route nobody declared needs admin.
-        assert_eq!(scope_of("HEAD", "/v1/models"), Some(KeyScope::Read));
-        assert_eq!(
-            scope_of("HEAD", "/api/services/{service}/{path}"),
-            Some(KeyScope::Assistant)
-        );
-        assert_eq!(scope_of("GET", "/nowhere"), Some(KeyScope::Admin));
-        assert_eq!(scope_of("GET", "/health"), None);
+        let t = table();
+        let at = |path: &str| t.matched(path).unwrap();
+        let services = at("/api/services/hue/lights/1/state");
+        assert!(services.route("PATCH").is_some());
+        let conversation = at("/api/conversations/c1");
+        assert!(conversation.route("HEAD").is_some());
+        assert!(conversation.route("PUT").is_none());
+        assert!(at("/api/conversations/c1/export").route("GET").is_some());
+        assert_eq!(at("/health").allowed_methods(), "GET, HEAD");
+        // HEAD needs what GET needs; a method nobody declared needs admin.
+        assert_eq!(at("/v1/models").scope("HEAD"), Some(KeyScope::Read));
+        assert_eq!(services.scope("HEAD"), Some(KeyScope::Assistant));
+        assert_eq!(at("/health").scope("DELETE"), Some(KeyScope::Admin));
+        assert_eq!(at("/health").scope("GET"), None);
         // The edge's matcher finds what the router would, in both forms.
-        let m = matched("/api/services/hue/lights/1/state").unwrap();
-        assert_eq!(m.path, "/api/services/{service}/{path}");
-        assert_eq!(m.template, "/api/services/{service}/{*path}");
-        assert_eq!(
-            matched("/api/conversations/c1").unwrap().path,
-            "/api/conversations/{id}"
-        );
-        assert_eq!(matched("/health").unwrap().template, "/health");
-        assert!(matched("/nowhere").is_none());
+        assert_eq!(services.path, "/api/services/{service}/{path}");
+        assert_eq!(services.template, "/api/services/{service}/{*path}");
+        assert_eq!(conversation.path, "/api/conversations/{id}");
+        assert_eq!(at("/health").template, "/health");
+        assert!(t.matched("/nowhere").is_none());
+        // Only the model routes take the larger body.
+        assert!(at("/v1/chat/completions").model_body());
+        assert!(!conversation.model_body());
+        // A file of the page, named by its own path, is no route of the table.
+        let page = t.file("/index.html");
+        assert!(page.route("GET").is_none());
+        assert_eq!(page.scope("GET"), Some(KeyScope::Admin));
     }
 }

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::Shared;
+use super::state::Shared;
 use crate::config::network::Tls;
 
 /// Whether `origin` names the server the request was sent to.

@@ -19,8 +19,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
-use super::edge::RequestInfo;
-use super::{AppState, Shared, audit_api};
+use super::audit_api;
+use super::request_info::RequestInfo;
+use super::state::{AppState, Shared};
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::services::auth::{self, Auth};

@@ -16,9 +16,9 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Shared;
 use super::edge::ApiQuery;
 use super::report_api::Tally;
+use super::state::Shared;
 use crate::cost::ledger::{Charge, Micros, to_usd};
 use crate::cost::report::{GroupBy, Totals, group_totals, group_with, largest_first};
 use crate::error::{Error, Result};

@@ -1,6 +1,6 @@
 //! `/health`, `/metrics`, `/api/privacy` and `/openapi.json`.
 
-use super::edge::RequestInfo;
+use super::request_info::RequestInfo;
 use crate::access::scope::KeyScope;
 use crate::config::network::Tls;
 use axum::Extension;
@@ -9,9 +9,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::Shared;
+use super::openapi::Document;
+use super::state::Shared;
 use crate::config::Mode;
 use crate::error::Result;
+use std::sync::Arc;
 
 pub async fn health(State(state): State<Shared>) -> axum::Json<Value> {
     axum::Json(json!({
@@ -24,7 +26,7 @@ pub async fn health(State(state): State<Shared>) -> axum::Json<Value> {
 pub async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     state.metrics.audit_lost.set(state.audit.lost() as i64);
     (
-        [(header::CONTENT_TYPE, super::routes::METRICS_CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
 }
@@ -87,6 +89,6 @@ pub async fn privacy(
     })))
 }
 
-pub async fn openapi() -> axum::Json<Value> {
-    axum::Json(super::openapi::document())
+pub async fn openapi(Extension(doc): Extension<Arc<Document>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], doc.0.clone())
 }

@@ -13,9 +13,10 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::edge::{ApiJson, RequestInfo};
+use super::edge::ApiJson;
 use super::jobs::{self, Jobs, Kind};
-use super::{AppState, Shared};
+use super::request_info::RequestInfo;
+use super::state::{AppState, Shared};
 use crate::error::{Error, Result};
 use crate::privsec::audit::{self, Category, Event, Filter, Outcome};
 use crate::privsec::keycheck::KeyStatus;

@@ -9,9 +9,10 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Shared;
-use super::edge::{ApiJson, RequestInfo};
+use super::edge::ApiJson;
 use super::jobs::{self, Jobs, Kind};
+use super::request_info::RequestInfo;
+use super::state::Shared;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::privsec::audit::{self, Category, ChainKey, Event, Outcome, VerifyOptions};

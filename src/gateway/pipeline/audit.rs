@@ -4,10 +4,10 @@ use serde_json::json;
 
 use std::time::Instant;
 
-use super::Caller;
+use super::caller::Caller;
 use crate::cost::ledger::{Micros, to_usd};
 use crate::error::{Error, Result};
-use crate::gateway::AppState;
+use crate::gateway::state::AppState;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::providers::{Route, Usage};
 
@@ -40,7 +40,7 @@ fn event(caller: &Caller, category: Category, route: &Route, result: Outcome) ->
     }
     // The API key's name is the authenticated agent (the Report groups by it); the surface
     // stays what the request claimed (see `gateway::agent`).
-    if let Some(k) = crate::gateway::agent::of_key(&caller.info) {
+    if let Some(k) = crate::gateway::agent::of_key(&caller.info.principal) {
         e = e.agent(k);
     }
     if let Some(ip) = caller.info.ip_string() {

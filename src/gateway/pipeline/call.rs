@@ -10,13 +10,31 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::calls::Waiting;
-use super::{Answer, Caller, OpenStream};
+use super::caller::Caller;
 use crate::cost::budget::Hold;
 use crate::cost::ledger::{MAX_CALL_SECS, Micros, STALE_AFTER_MS};
 use crate::error::{Error, Result};
-use crate::gateway::{AppState, Shared};
+use crate::gateway::calls::Waiting;
+use crate::gateway::state::{AppState, Shared};
 use crate::providers::{ChatRequest, Completion, DeltaStream, Route};
+
+/// A whole answer, as the call made it and settle charged it.
+pub struct Answer {
+    pub completion: Completion,
+    pub route: Route,
+    pub latency_ms: u64,
+    /// What the ledger charged, in micro-USD (settle's figure; nothing recomputes it).
+    pub charged: Micros,
+}
+
+/// A stream that has been opened: where it goes, the deltas, and the reservation to settle
+/// when it ends.
+pub struct OpenStream {
+    pub route: Route,
+    pub deltas: DeltaStream,
+    pub hold: Hold,
+    pub request: ChatRequest,
+}
 
 /// A whole answer, falling back to the cloud only where [`Providers::fallback_for`] allows.
 /// The call runs on its own task (see the module doc); dropping this future abandons only the

@@ -8,13 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::Caller;
 use super::audit::Charge;
 use super::call::{Failure, bounded, failed};
-use super::calls::Waiting;
+use super::caller::Caller;
 use crate::cost::ledger::{MAX_CALL_SECS, Micros};
 use crate::error::{Error, Result};
-use crate::gateway::{AppState, Shared};
+use crate::gateway::calls::Waiting;
+use crate::gateway::state::{AppState, Shared};
 use crate::providers::embeddings::{Embeddings, EmbeddingsRequest};
 use crate::providers::{Route, Usage};
 

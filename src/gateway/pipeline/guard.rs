@@ -2,7 +2,7 @@
 //! holds no budget, not even for the moment until egress would refuse it.
 
 use crate::error::Result;
-use crate::gateway::AppState;
+use crate::gateway::state::AppState;
 use crate::providers::Route;
 use crate::services::Service;
 

@@ -19,12 +19,13 @@
 //!
 //! Audit entries name the model, provider, tokens, latency and result, never the content.
 //!
-//! Beside the stages: `calls` (the tasks paid calls run on, and the wait for them at
-//! shutdown), `relay` (stages 3-5 of a stream) and `embed` (stages 1-5 of an embeddings call).
+//! Beside the stages: `relay` (stages 3-5 of a stream) and `embed` (stages 1-5 of an
+//! embeddings call). The tasks they run on, and the wait for them at shutdown, are
+//! `gateway::calls`.
 
 mod audit;
 mod call;
-mod calls;
+mod caller;
 mod embed;
 mod guard;
 mod relay;
@@ -32,42 +33,8 @@ mod reserve;
 mod settle;
 pub mod store;
 
-pub use audit::{record_failure, record_success};
 pub use call::complete;
-pub use calls::Calls;
+pub use caller::Caller;
 pub use embed::embed;
 pub use guard::service as guard_service;
 pub use relay::{Relayed, relay};
-use settle::counted_usage;
-
-use super::edge::RequestInfo;
-use crate::cost::budget::Hold;
-use crate::cost::ledger::Micros;
-use crate::providers::{ChatRequest, Completion, DeltaStream, Route};
-
-/// Who asked, for the audit entry. Owned, since the call's task outlives the handler.
-#[derive(Clone)]
-pub struct Caller {
-    pub info: RequestInfo,
-    pub user_id: Option<String>,
-    pub surface_id: Option<String>,
-    /// The audit `action`: `core`, `advisor.ask`, `chat.completions`.
-    pub action: &'static str,
-}
-
-pub struct Answer {
-    pub completion: Completion,
-    pub route: Route,
-    pub latency_ms: u64,
-    /// What the ledger charged, in micro-USD (settle's figure; nothing recomputes it).
-    pub charged: Micros,
-}
-
-/// A stream that has been opened: where it goes, the deltas, and the reservation to settle
-/// when it ends.
-pub struct OpenStream {
-    pub route: Route,
-    pub deltas: DeltaStream,
-    pub hold: Hold,
-    pub request: ChatRequest,
-}

@@ -17,12 +17,12 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::Caller;
 use super::call::Failure;
+use super::caller::Caller;
 use crate::cost::budget::Hold;
 use crate::cost::ledger::Micros;
 use crate::error::Error;
-use crate::gateway::AppState;
+use crate::gateway::state::AppState;
 use crate::providers::chat::MAX_AUDITED_CALLS;
 use crate::providers::{ChatRequest, Delta, DeltaStream, Route, Usage};
 
@@ -159,7 +159,8 @@ async fn pump(
                 // `stream_options`) is settled on what was counted: the client that asked for
                 // usage gets that figure, the one it is charged on, rather than none.
                 if s.reported.is_none() {
-                    let counted = super::counted_usage(&s.route, &s.request, s.streamed_bytes);
+                    let counted =
+                        super::settle::counted_usage(&s.route, &s.request, s.streamed_bytes);
                     if tx
                         .send(Relayed::Delta(Delta::Usage(counted)))
                         .await
@@ -185,7 +186,7 @@ impl Settlement {
     /// (a stream is never recorded at $0), then audits the call.
     async fn finish(self, state: &AppState, caller: &Caller, end: End) {
         let usage = self.reported.unwrap_or_else(|| {
-            super::counted_usage(&self.route, &self.request, self.streamed_bytes)
+            super::settle::counted_usage(&self.route, &self.request, self.streamed_bytes)
         });
         let charged: Micros = match state.budget.settle(self.hold, &self.route, usage).await {
             Ok(charged) => charged,
@@ -209,12 +210,12 @@ impl Settlement {
             ..Default::default()
         };
         let audited = match end {
-            End::Done => super::record_success(state, caller, &self.route, &charge).await,
+            End::Done => super::audit::record_success(state, caller, &self.route, &charge).await,
             End::Abandoned => {
                 super::audit::record_abandoned(state, caller, &self.route, &charge).await
             }
             End::Failed(e) => {
-                super::record_failure(state, caller, &self.route, &e, self.start).await
+                super::audit::record_failure(state, caller, &self.route, &e, self.start).await
             }
         };
         if let Err(e) = audited {

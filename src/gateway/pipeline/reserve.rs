@@ -1,9 +1,9 @@
 //! Stage 2: the worst case of a call reserved against every cost limit.
 
-use super::Caller;
+use super::caller::Caller;
 use crate::cost::budget::Hold;
 use crate::error::{Error, Result};
-use crate::gateway::AppState;
+use crate::gateway::state::AppState;
 use crate::providers::{ChatRequest, Route, Usage};
 
 /// The request as sent upstream (capped when it costs money) and its reservation. A refusal

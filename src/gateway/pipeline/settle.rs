@@ -4,7 +4,7 @@
 use crate::cost::budget::Hold;
 use crate::cost::ledger::Micros;
 use crate::error::Result;
-use crate::gateway::AppState;
+use crate::gateway::state::AppState;
 use crate::providers::{ChatRequest, Completion, Route, Usage};
 
 /// Settles a whole answer. A paid answer that reports no usage at all is charged what was

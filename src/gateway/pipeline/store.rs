@@ -3,12 +3,12 @@
 
 use serde_json::json;
 
-use super::Answer;
+use super::call::Answer;
 use crate::conversations::model::{Message, new_message_id, now_millis};
 use crate::conversations::redact::{minimise_context, redact};
 use crate::cost::ledger::to_usd;
 use crate::error::Result;
-use crate::gateway::AppState;
+use crate::gateway::state::AppState;
 use crate::store::Turn;
 
 /// What the person asked, as the turn stores it: the stage takes these from its caller (the

@@ -22,9 +22,10 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use super::Shared;
-use super::edge::{ApiJson, RequestInfo};
+use super::edge::ApiJson;
 use super::pipeline::{self, Caller, Relayed};
+use super::request_info::RequestInfo;
+use super::state::Shared;
 use crate::error::{Error, Result};
 use input::Read;
 use output::{End, Head};
@@ -38,7 +39,7 @@ pub async fn create(
     let user = super::access::acting_user(&state, &info, read.user.as_deref()).await?;
     let route = state.providers.route(&read.request.model)?;
     let caller = Caller {
-        surface_id: super::agent::claimed(&info)?,
+        surface_id: info.claim.claimed()?,
         info,
         user_id: user,
         action: "responses",

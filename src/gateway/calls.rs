@@ -1,4 +1,6 @@
-//! The tasks paid calls run on, apart from their requests (see `call` and `relay`).
+//! The tasks paid calls run on, apart from their requests (see `pipeline::call` and
+//! `pipeline::relay`); beside the pipeline, since the shared state holds them and shutdown
+//! waits on them.
 //!
 //! A stopping server owes each of them its settlement and its audit entry before the store and
 //! the audit log close: a hold left open is released by the next start's recovery, which would
@@ -17,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Result};
 
 /// The side a call's task answers on; `is_closed` tells it whether anyone still waits.
-pub(super) type Waiting<T> = oneshot::Sender<Result<T>>;
+pub(in crate::gateway) type Waiting<T> = oneshot::Sender<Result<T>>;
 
 /// How long the calls told to stop get to settle and audit themselves.
 const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,40 @@
+//! What the edge learned about a request, carried in its extensions to every later stage and
+//! handler: its id, the client's address, the key and principal it acts as, and who it says
+//! sent it. A file of its own so the pipeline and the handlers need nothing of the edge's
+//! middleware to read it.
+
+use std::net::IpAddr;
+
+use super::agent::Claim;
+use crate::access::scope::Principal;
+
+/// What the edge learned about a request, for audit entries and logs.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub id: String,
+    pub ip: Option<IpAddr>,
+    /// The API key's public id, once the auth stage accepted one.
+    pub key_id: Option<String>,
+    /// Who the request acts as (set by the auth stage; anonymous before it).
+    pub principal: Principal,
+    /// Who the request says sent it (`X-Maestra-Surface`, else the `User-Agent`), for the
+    /// audit entry of a `/v1` call: see [`super::agent`].
+    pub claim: Claim,
+}
+
+impl RequestInfo {
+    /// For a request that did not pass the request-id layer (never the case behind the router).
+    pub fn unknown() -> RequestInfo {
+        RequestInfo {
+            id: String::new(),
+            ip: None,
+            key_id: None,
+            principal: Principal::anonymous(),
+            claim: Claim::Nothing,
+        }
+    }
+
+    pub fn ip_string(&self) -> Option<String> {
+        self.ip.map(|ip| ip.to_string())
+    }
+}
