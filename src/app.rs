@@ -219,11 +219,12 @@ async fn shutdown_state(state: Arc<AppState>, tasks: Vec<JoinHandle<()>>) {
 }
 
 fn check_bind(config: &Config) -> Result<SocketAddr> {
-    let addr: SocketAddr = config.bind.parse().map_err(|_| {
+    let addr: SocketAddr = config.bind.parse().map_err(|e| {
         Error::Config(format!(
             "MAESTRA_BIND must be an IP address and port such as 127.0.0.1:8825, not {:?}",
             config.bind
         ))
+        .because(e)
     })?;
     if config.mode == Mode::Local && !addr.ip().is_loopback() {
         return Err(Error::Config(format!(

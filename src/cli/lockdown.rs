@@ -34,7 +34,7 @@ pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
     // Local-only and the revocations stand even if the rotation cannot run (a key that is not
     // the vault's): in an incident, do every step that can be done, then say what could not.
     // Ok(false): keys from the environment, which this command cannot rewrite.
-    let rotation: std::result::Result<bool, String> = if ctx.config.encryption_keys.is_some() {
+    let rotation: Result<bool> = if ctx.config.encryption_keys.is_some() {
         eprintln!(
             "warning: the vault key comes from MAESTRA_ENCRYPTION_KEY; put a new key first in \
              that variable and run `maestra vault rotate-key`"
@@ -43,15 +43,11 @@ pub async fn run(config_file: Option<&Path>, lift: bool) -> Result<ExitCode> {
     } else {
         let mut progress = super::progress("re-encrypting");
         match ctx.vault().await {
-            Ok(mut vault) => vault
-                .rotate_key(&mut progress)
-                .await
-                .map(|_| true)
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(mut vault) => vault.rotate_key(&mut progress).await.map(|_| true),
+            Err(e) => Err(e),
         }
     };
-    let rotated = rotation == Ok(true);
+    let rotated = matches!(rotation, Ok(true));
     ctx.audit(
         Event::new(Category::Admin, "maestra", "lockdown", Outcome::Success)
             .detail("local_only", true)

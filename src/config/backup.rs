@@ -35,8 +35,9 @@ pub struct BackupConfig {
 /// Reads the `[backup]` section, naming the setting that is wrong.
 pub(super) fn load(file: BackupFile) -> Result<BackupConfig> {
     if let Some(endpoint) = &file.endpoint {
-        let url = url::Url::parse(endpoint)
-            .map_err(|e| Error::Config(format!("backup.endpoint must be an http(s) URL: {e}")))?;
+        let url = url::Url::parse(endpoint).map_err(|e| {
+            Error::Config(format!("backup.endpoint must be an http(s) URL: {e}")).because(e)
+        })?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
             return Err(Error::Config(
                 "backup.endpoint must be an http(s)://host[:port] URL".into(),

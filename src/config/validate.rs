@@ -71,11 +71,12 @@ where
 
 /// An IP address and port, as the listener binds it.
 pub fn socket_addr(name: &str, v: &str) -> Result<String> {
-    v.parse::<SocketAddr>().map(|_| v.to_string()).map_err(|_| {
+    v.parse::<SocketAddr>().map(|_| v.to_string()).map_err(|e| {
         bad(
             name,
             format!("must be an IP address and port such as 127.0.0.1:8825, not {v:?}"),
         )
+        .because(e)
     })
 }
 
@@ -95,8 +96,8 @@ pub fn origin(name: &str, v: &str) -> Result<String> {
             "is not allowed: list each origin (such as http://localhost:3000)",
         ));
     }
-    let url =
-        url::Url::parse(v).map_err(|_| refuse("is not an origin such as http://localhost:3000"))?;
+    let url = url::Url::parse(v)
+        .map_err(|e| refuse("is not an origin such as http://localhost:3000").because(e))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(refuse("must be an http or https origin"));
     }
@@ -169,7 +170,7 @@ pub fn model_names(name: &str, v: &str) -> Result<()> {
 pub fn log_filter(name: &str, v: &str) -> Result<()> {
     tracing_subscriber::EnvFilter::try_new(v)
         .map(|_| ())
-        .map_err(|e| bad(name, format!("is not a valid log filter ({e})")))
+        .map_err(|e| bad(name, format!("is not a valid log filter ({e})")).because(e))
 }
 
 /// A guard override: a service name as the catalog keys it.

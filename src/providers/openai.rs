@@ -270,7 +270,9 @@ fn index_of(v: &Value, position: usize) -> Result<u32> {
 /// The deltas in one streamed `data:` payload (`[DONE]` is handled by the caller): for each
 /// choice, its text, its call fragments as sent, its log probabilities and its finish reason.
 pub fn parse_chunk(data: &str) -> Result<Vec<Delta>> {
-    let v: Value = serde_json::from_str(data).map_err(|_| garbage("a stream chunk is not JSON"))?;
+    // A syntax error names a line and column, never the payload's text: safe to keep.
+    let v: Value =
+        serde_json::from_str(data).map_err(|e| garbage("a stream chunk is not JSON").because(e))?;
     if let Some(err) = v.get("error") {
         return Err(Error::Upstream(format!(
             "the stream reported an error: {}",

@@ -117,7 +117,7 @@ pub fn check_services(config: &Config) -> Result<()> {
             Error::BadRequest(m) | Error::NotFound(m) => {
                 Error::Config(format!("[services.{name}]: {m}"))
             }
-            other => Error::Config(format!("[services.{name}]: {other}")),
+            other => Error::Config(format!("[services.{name}]: {other}")).because(other),
         })?;
     }
     Ok(())

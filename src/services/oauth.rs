@@ -218,6 +218,7 @@ async fn refresh(
     let status = resp.status();
     let body = read_limited(resp)
         .await
+        // What failed is the read of a size-limited body; `read_limited` reports no cause.
         .map_err(|_| failed("its answer could not be read"))?;
     if !status.is_success() {
         let code = oauth_error_code(&body)

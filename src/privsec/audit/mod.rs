@@ -193,7 +193,7 @@ pub fn prune(
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let cutoff = cutoff
         .format(&fmt)
-        .map_err(|e| Error::Audit(e.to_string()))?;
+        .map_err(|e| Error::Audit("cannot name the retention cutoff's date".into()).because(e))?;
     let old: Vec<_> = files
         .rotated()?
         .into_iter()

@@ -51,7 +51,9 @@ impl StreamState {
 
 /// The deltas in one streamed event.
 pub fn parse_event(state: &mut StreamState, event: &str, data: &str) -> Result<Vec<Delta>> {
-    let v: Value = serde_json::from_str(data).map_err(|_| garbage("a stream event is not JSON"))?;
+    // A syntax error names a line and column, never the payload's text: safe to keep.
+    let v: Value =
+        serde_json::from_str(data).map_err(|e| garbage("a stream event is not JSON").because(e))?;
     let kind = v
         .get("type")
         .and_then(Value::as_str)

@@ -108,6 +108,8 @@ impl Embeddings {
     pub fn parse(p: Provider, body: &[u8], inputs: usize) -> Result<Embeddings> {
         let wrong = |what: &str| Error::Upstream(format!("{} sent {what}", p.service()));
         let answer: Answer = serde_json::from_slice(body)
+            // The parser's error is dropped on purpose: a wrong type is quoted with its value,
+            // and what a provider puts in its answer is not for the log.
             .map_err(|_| wrong("an embeddings answer that is not the documented shape"))?;
         if answer.data.len() != inputs {
             return Err(wrong(&format!(
