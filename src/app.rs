@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::gateway::{self, AppState};
 use crate::home::Home;
 use crate::home_lock::HomeLock;
+use crate::mcp::Upstreams;
 use crate::metrics::Metrics;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::{Catalog, check_configured_peer};
@@ -51,6 +52,12 @@ impl App {
     /// vault key (before anything is written), imports provider keys, opens the audit log. Every
     /// failure is an error here: there is no half start.
     pub async fn build(config: Config) -> Result<App> {
+        App::build_for(config, "serve").await
+    }
+
+    /// [`App::build`] for `command` (`serve`, or `mcp` over stdio), which names the home's
+    /// holder to a second process.
+    pub async fn build_for(config: Config, command: &'static str) -> Result<App> {
         let addr = check_bind(&config)?;
         check_exposure(&config, addr)?;
         crate::services::check_services(&config)?;
@@ -58,7 +65,7 @@ impl App {
         home.create_dirs(false)?;
         // What a killed backup or restore left is removed before anything else runs.
         home.sweep_scratch();
-        let home_lock = HomeLock::acquire(&home, "serve")?;
+        let home_lock = HomeLock::acquire(&home, command)?;
         // The certificate and key are loaded (and shown to match) before anything else.
         let tls = match &config.network.tls {
             Tls::Files { cert, key } => Some(gateway::tls::acceptor(cert, key)?),
@@ -106,6 +113,7 @@ impl App {
         let access = Access::new(&ctx.config, store.clone())?;
         check_cloud_keys(&ctx.config, &access).await?;
         let metrics = Metrics::with_egress(egress.bytes());
+        let tools = Upstreams::new(&ctx.config.mcp, ctx.config.services.keys())?;
         let state = Arc::new(AppState {
             config: ctx.config,
             budget,
@@ -118,6 +126,7 @@ impl App {
             metrics,
             started: Instant::now(),
             calls: Default::default(),
+            tools,
         });
         // A lockdown in force is in force from the first request, not from the first poll.
         follow_lockdown(&state).await?;
@@ -195,6 +204,45 @@ impl App {
         // Only now may another server take the home: everything of this one is written.
         drop(home_lock);
         Ok(())
+    }
+}
+
+impl App {
+    /// `maestra mcp`: the MCP server over this process's stdin and stdout until the client
+    /// closes them, with everything `serve` has behind its routes (guard, vault, audit log)
+    /// and nothing listening: the listener bound by [`App::build_for`] is closed unused.
+    pub async fn serve_mcp_stdio(self) -> Result<()> {
+        let App {
+            state, home_lock, ..
+        } = self;
+        state
+            .audit
+            .record(
+                Event::new(Category::Admin, "maestra", "mcp.start", Outcome::Success)
+                    .detail("transport", "stdio")
+                    .detail("local_only", state.config.local_only),
+            )
+            .await?;
+        let tasks = vec![tokio::spawn(lockdown_watch(state.clone()))];
+        let tools = crate::gateway::mcp::Tools::over_stdio(state.clone());
+        let served = match rmcp::ServiceExt::serve(tools, rmcp::transport::stdio()).await {
+            Ok(running) => running
+                .waiting()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::Upstream("the MCP session failed".into()).because(e)),
+            Err(e) => Err(Error::BadRequest(
+                "the MCP client did not complete the handshake on stdin".into(),
+            )
+            .because(e)),
+        };
+        state
+            .calls
+            .finish(Duration::from_secs(state.config.server.shutdown_grace))
+            .await;
+        shutdown_state(state, tasks).await;
+        drop(home_lock);
+        served
     }
 }
 

@@ -22,6 +22,7 @@ mod backup;
 mod conversations;
 mod cost;
 mod env;
+pub mod mcp;
 mod names;
 pub mod network;
 #[cfg(test)]
@@ -96,6 +97,8 @@ struct FileConfig {
     guard: GuardConfig,
     #[serde(default)]
     services: BTreeMap<String, ServiceConfig>,
+    #[serde(default)]
+    mcp: mcp::McpFile,
 }
 
 /// Overrides of the local-only service catalog (SPEC §2.1).
@@ -169,6 +172,8 @@ pub struct Config {
     pub network: network::NetworkConfig,
     pub guard: GuardConfig,
     pub services: BTreeMap<String, ServiceConfig>,
+    /// The tool servers the person added (`[mcp.servers.NAME]`, SPEC §2.11).
+    pub mcp: mcp::McpConfig,
 }
 
 impl Config {
@@ -316,6 +321,7 @@ impl Config {
         let server = server::load(&e, file.server);
         let conversations = conversations::load(&e, file.conversations);
         let backup = backup::load(file.backup);
+        let mcp = mcp::load(file.mcp);
         let cost = cost::load(file.cost);
         let pricing = cost::check_pricing(file.pricing);
         let audit = audit::load(&e, file.audit, &home);
@@ -352,6 +358,7 @@ impl Config {
             server.as_ref().err(),
             conversations.as_ref().err(),
             backup.as_ref().err(),
+            mcp.as_ref().err(),
             cost.as_ref().err(),
             pricing.as_ref().err(),
             audit.as_ref().err(),
@@ -397,6 +404,7 @@ impl Config {
             network: network?,
             guard: file.guard,
             services: file.services,
+            mcp: mcp?,
             home,
             config_file,
         };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 mod payload;
-pub use payload::{CostLimitExceeded, LocalOnlyBlock};
+pub use payload::{CostLimitExceeded, LocalOnlyBlock, ToolRpcError};
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -61,6 +61,10 @@ pub enum Error {
     #[error("upstream error: {0}")]
     Upstream(String),
 
+    /// A tool server answered a `tools/call` with a JSON-RPC error.
+    #[error("the tool server answered: {0}")]
+    ToolError(Box<ToolRpcError>),
+
     #[error("upstream timed out: {0}")]
     UpstreamTimeout(String),
 
@@ -96,6 +100,10 @@ pub enum Error {
 
     #[error("method not allowed: {0}")]
     MethodNotAllowed(String),
+
+    /// The client does not accept what the route answers with (`Accept`).
+    #[error("not acceptable: {0}")]
+    NotAcceptable(String),
 
     #[error("request timed out: {0}")]
     RequestTimeout(String),
@@ -225,6 +233,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::UpstreamUnavailable(_) => 503,
             Error::MethodNotAllowed(_) => 405,
+            Error::NotAcceptable(_) => 406,
             Error::CostLimit(_) => 402,
             Error::Unauthorized(_) => 401,
             Error::RateLimited { .. } | Error::BudgetSpent { .. } => 429,
@@ -234,7 +243,7 @@ impl Error {
             Error::Lockdown(_) => 403,
             Error::RequestTimeout(_) => 504,
             Error::LocalOnly(_) => 403,
-            Error::Upstream(_) => 502,
+            Error::Upstream(_) | Error::ToolError(_) => 502,
             Error::AuditUnavailable(_) => 503,
             Error::UpstreamTimeout(_) => 504,
             Error::Config(_)
@@ -263,6 +272,7 @@ impl Error {
             Error::AuditUnavailable(_) => "audit_unavailable",
             Error::LocalOnly(_) => "local_only_mode",
             Error::Upstream(_) => "upstream_error",
+            Error::ToolError(_) => "tool_error",
             Error::UpstreamTimeout(_) => "upstream_timeout",
             Error::BadRequest(_) => "bad_request",
             Error::NotFound(_) => "not_found",
@@ -273,6 +283,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::UpstreamUnavailable(_) => "upstream_unavailable",
             Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::NotAcceptable(_) => "not_acceptable",
             Error::CostLimit(_) => "cost_limit_exceeded",
             Error::Unauthorized(_) => "unauthorized",
             Error::RateLimited { .. } => "rate_limit_exceeded",

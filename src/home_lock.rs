@@ -125,6 +125,10 @@ fn in_use(home: &Home, path: &Path, command: &str) -> Error {
     let who = describe(path);
     let advice = if command == "serve" {
         "one server per home: stop it first, or give this one its own MAESTRA_HOME".to_string()
+    } else if command == "mcp" {
+        "point the MCP client at that server's /mcp (streamable HTTP) instead of launching \
+         `maestra mcp`, or stop the server"
+            .to_string()
     } else {
         format!(
             "`maestra {command}` changes what a running server keeps in memory: stop it, then \

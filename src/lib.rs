@@ -23,10 +23,12 @@
 //! - `context`  — what every command starts from: configuration (with its services checked),
 //!   private home, store, vault
 //! - `providers` — language models: routing by name, OpenAI and Anthropic wire formats, streaming
+//! - `mcp`      — tools (SPEC §2.11): the services as tools, tool names, and the tool servers the
+//!   person added, spoken to as a client
 //! - `backup`   — encrypted backups: snapshot, seal, manifest, directory or S3, restore
 //! - `metrics`  — Prometheus counters and histograms
-//! - `gateway`  — `maestra serve`: the route table, the edge layers, and `gateway/pipeline/`, a
-//!   file per stage of a model call
+//! - `gateway`  — `maestra serve`: the route table, the edge layers, `gateway/pipeline/`, a file
+//!   per stage of a model call, and `gateway/mcp/`, the MCP server on `/mcp` and stdio
 //! - `app`      — the assembled server: `App::build(config)`, `App::serve(shutdown)`
 //! - `cli`      — one file per command group; `main.rs` only dispatches here
 
@@ -43,6 +45,7 @@ pub mod error;
 pub mod gateway;
 pub mod home;
 pub mod home_lock;
+pub mod mcp;
 pub mod metrics;
 pub mod privsec;
 pub mod providers;

@@ -10,6 +10,7 @@ mod guard;
 mod init;
 mod keys;
 pub mod lockdown;
+mod mcp;
 mod progress;
 mod serve;
 mod service;
@@ -47,6 +48,8 @@ pub enum Command {
         #[arg(long)]
         bind: Option<String>,
     },
+    /// The MCP server over stdin and stdout, for clients that launch a command (SPEC §2.11).
+    Mcp,
     /// Create $MAESTRA_HOME, its keys, database and logs; safe to run again.
     Init {
         /// Tighten the permissions of an existing home instead of refusing it.
@@ -126,6 +129,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Serve { bind } => serve::run(config, bind).await,
+        Command::Mcp => mcp::run(config).await,
         Command::Conversations(cmd) => conversations::run(config, cmd).await,
         Command::Forget { user, rotate_key } => {
             conversations::forget(config, user, rotate_key).await

@@ -85,7 +85,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(filter: &str) {
+pub(super) fn init_logging(filter: &str) {
     // Libraries stay quiet below warnings: their debug output can carry URLs and headers.
     let spec = format!("sqlx=warn,hyper=warn,reqwest=warn,{filter}");
     let filter = tracing_subscriber::EnvFilter::try_new(spec)

@@ -1,5 +1,5 @@
-//! The structured payloads two variants carry into their bodies: a local-only refusal (403)
-//! and a cost limit (402). They live with the error, below the guard and the budget that
+//! The structured payloads some variants carry into their bodies: a local-only refusal (403),
+//! a cost limit (402) and a tool server's own error. They live with the error, below the guard and the budget that
 //! raise them, so `error` imports nothing above it.
 
 use serde::Serialize;
@@ -51,5 +51,20 @@ impl std::fmt::Display for CostLimitExceeded {
             "the {period} cost limit{scope} of ${:.2} would be exceeded (spent ${:.4}, ${:.4} reserved by calls in flight); it resets at {}",
             self.limit_usd, self.spent_usd, self.reserved_usd, self.resets_at
         )
+    }
+}
+
+/// A tool server's own JSON-RPC error for a `tools/call` (SPEC §2.11), carried by
+/// [`crate::error::Error::ToolError`] so the MCP side can answer with the same code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRpcError {
+    pub code: i32,
+    /// Cut to 1,024 characters.
+    pub message: String,
+}
+
+impl std::fmt::Display for ToolRpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (JSON-RPC {})", self.message, self.code)
     }
 }

@@ -16,6 +16,7 @@
 //! - `agent`         — who made a `/v1` call: the key's name, `X-Maestra-Surface`, the User-Agent
 //! - `conversations` — conversation listing, export and deletion, a user's data rights
 //! - `services`      — `/api/services/{service}/{path}`: the credential-injecting proxy
+//! - `mcp`           — `/mcp` and `maestra mcp`: the MCP server, services and tool servers as tools
 //! - `audit_api`     — `GET /api/audit` and `POST /api/audit/events` (local tool actions)
 //! - `system`        — `/health`, `/metrics`, `/api/privacy`, `/openapi.json`
 //! - `report_api`, `spend_api`, `vault_api`, `verify_api`, `controls_api` — the privacy
@@ -42,6 +43,7 @@ mod core;
 mod edge;
 mod embeddings_api;
 mod jobs;
+pub mod mcp;
 mod openai_api;
 mod openapi;
 mod pipeline;

@@ -204,6 +204,13 @@ fn schemas() -> Value {
         "Metrics": s("string"),
         "OpenApi": s("object"),
         "ServiceResponse": {"description": "The service's own response, passed through"},
+        "McpMessage": obj(json!({"jsonrpc": {"const": "2.0"}, "id": {"type": ["string", "integer"]},
+            "method": s("string"), "params": s("object"), "result": s("object"), "error": s("object")}), &["jsonrpc"]),
+        "McpResponse": obj(json!({"jsonrpc": {"const": "2.0"}, "id": {"type": ["string", "integer", "null"]},
+            "result": s("object"), "error": s("object")}), &["jsonrpc"]),
+        // A refusal on /mcp: the transport's own (a SPEC §4 error), or a JSON-RPC error object
+        // where MCP says the answer is one (a protocol-version mismatch, say).
+        "McpError": {"oneOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/McpResponse"}]},
         "AuditList": obj(json!({"entries": s("array"), "count": s("integer")}), &["entries"]),
         "AuditEventRequest": closed(obj(json!({
             "category": {"type": "string", "enum": ["llm", "media", "smarthome", "creative"]},
@@ -316,6 +323,13 @@ fn operation(r: &Route) -> Value {
         // Whatever the service answers, with its status, type and body (or none), or a
         // SPEC §4 JSON error of Maestra's own.
         json!({"default": {"description": "The service's answer, passed through, or a SPEC §4 error"}})
+    } else if r.response == "McpResponse" {
+        // MCP answers a notification with 202 and no body, and some refusals as JSON-RPC.
+        json!({
+            "200": {"description": "OK", "content": content(r.produces, r.response)},
+            "202": {"description": "A notification or a response, accepted; no body"},
+            "default": {"description": "A SPEC §4 error or a JSON-RPC error", "content": content(r.errors, "McpError")}
+        })
     } else {
         json!({
             "200": {"description": "OK", "content": content(r.produces, r.response)},

@@ -23,6 +23,7 @@ use crate::config::network::Tls;
 
 use std::sync::Arc;
 
+use super::mcp::McpHttp;
 use super::openapi::Document;
 use super::route::router_template;
 use super::routes;
@@ -46,6 +47,8 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 pub fn router(state: Shared) -> Router {
     // Every route from the one table; methods of one path merge into one method router.
     let table = routes::table();
+    // One token refresher for the services proxy, whether a route or a service tool calls it.
+    let refresher = Arc::new(Refresher::default());
     let mut handlers = Router::new();
     let server = &state.config.server;
     for r in table.routes() {
@@ -98,7 +101,8 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn(checks::allow_on_405))
         .layer(middleware::from_fn(same_origin::tally))
         .layer(DefaultBodyLimit::max(server.max_body_bytes))
-        .layer(Extension(Arc::new(Refresher::default())))
+        .layer(Extension(refresher.clone()))
+        .layer(Extension(Arc::new(McpHttp::new(state.clone(), refresher))))
         .layer(Extension(Arc::new(super::jobs::Jobs::default())))
         .layer(Extension(Arc::new(super::audit_api::Intake::default())))
         .layer(Extension(Arc::new(Document::new(table.routes()))))

@@ -10,7 +10,7 @@ use axum::routing::{delete, get, patch, post, put};
 
 use super::route::{Query, Route, RouteTable};
 use super::{
-    audit_api, controls_api, conversations, core, jobs, openai_api, report_api, services,
+    audit_api, controls_api, conversations, core, jobs, mcp, openai_api, report_api, services,
     spend_api, system, vault_api, verify_api,
 };
 use crate::access::scope::KeyScope;
@@ -47,7 +47,7 @@ const AUDIT_QUERY: &[(&str, &str)] = &[
     ("service", r#"{"type": "string", "maxLength": 128}"#),
     (
         "category",
-        r#"{"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data"]}"#,
+        r#"{"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data", "tool"]}"#,
     ),
     (
         "result",
@@ -364,6 +364,18 @@ pub const ROUTES: &[Route] = &[
         query: Query::Forwarded,
         produces: ANY,
         errors: ANY,
+    },
+    Route {
+        method: "post",
+        path: "/mcp",
+        handler: || post(mcp::post),
+        scope: Some(KeyScope::Assistant),
+        summary: "MCP over streamable HTTP, stateless: tools/list and tools/call for the services and the tool servers (SPEC §2.11)",
+        request: Some("McpMessage"),
+        response: "McpResponse",
+        query: Query::None,
+        produces: JSON,
+        errors: JSON,
     },
     Route {
         method: "get",

@@ -115,7 +115,8 @@ impl<T> At<T> for Result<T> {
     }
 }
 
-async fn call(
+/// One proxied call, from a route's request or a service tool's (`gateway::mcp`).
+pub(in crate::gateway) async fn call(
     state: &AppState,
     refresher: &Refresher,
     info: &RequestInfo,

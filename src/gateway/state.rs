@@ -11,6 +11,7 @@ use crate::access::Access;
 use crate::config::Config;
 use crate::cost::budget::Budget;
 use crate::egress::Egress;
+use crate::mcp::Upstreams;
 use crate::metrics::Metrics;
 use crate::privsec::audit::AuditLog;
 use crate::privsec::vault::Vault;
@@ -33,6 +34,8 @@ pub struct AppState {
     /// so that each call is settled and audited whatever its client does: shutdown waits for
     /// them before the store and the audit log close.
     pub calls: Calls,
+    /// The tool servers the person added (`[mcp.servers]`), started on first use.
+    pub tools: Upstreams,
 }
 
 pub type Shared = Arc<AppState>;

@@ -14,6 +14,8 @@ pub enum Category {
     Auth,
     Admin,
     Data,
+    /// A tool server's `tools/call` (SPEC §2.11).
+    Tool,
 }
 
 impl Category {
@@ -28,6 +30,7 @@ impl Category {
                 | Category::Smarthome
                 | Category::Creative
                 | Category::LocalOnlyBlock
+                | Category::Tool
         )
     }
 }

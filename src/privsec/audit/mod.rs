@@ -41,6 +41,8 @@ use crate::error::{Error, Result};
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a reader waits for the entries queued before it ([`AuditLog::settled`]).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// What the digest key is derived under (see [`AuditLog::digest`]).
+const DIGEST_LABEL: &str = "maestra audit digest v1";
 
 /// A handle for appending; cheap to clone, shared by every request.
 #[derive(Clone)]
@@ -54,6 +56,7 @@ pub struct AuditLog {
     /// handled, written or failed: what lets a reader see every entry recorded before it.
     queued: Arc<AtomicU64>,
     handled: watch::Receiver<u64>,
+    digests: Arc<ChainKey>,
 }
 
 impl AuditLog {
@@ -66,6 +69,11 @@ impl AuditLog {
         files.compress_pending()?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         let summary = SharedSummary::new(&cfg.path);
+        // A key of its own for digests, derived once: a digest never reveals the chain's key,
+        // and one key's entries cannot be replayed as the other's.
+        let digests = Arc::new(ChainKey::from_bytes(
+            key.mac_hex(&[DIGEST_LABEL.as_bytes()]).as_bytes(),
+        ));
         let w = writer::Writer::new(files, Arc::new(key)).with_summary(summary.clone());
         let lost = Arc::new(AtomicU64::new(0));
         let writer_lost = lost.clone();
@@ -82,7 +90,18 @@ impl AuditLog {
             summary,
             queued: Arc::new(AtomicU64::new(0)),
             handled,
+            digests,
         })
+    }
+
+    /// A keyed digest of what a call carried (a tool call's arguments, its result), for an
+    /// entry that must tell two calls apart without holding what they said. Keyed because a
+    /// plain hash of a short text ("turn on the kitchen light") is undone by hashing guesses;
+    /// the key stays in the home.
+    pub fn digest(&self, bytes: &[u8]) -> String {
+        let mut d = self.digests.mac_hex(&[bytes]);
+        d.truncate(32);
+        d
     }
 
     /// Waits until every entry recorded before this call is written (or has failed), so a

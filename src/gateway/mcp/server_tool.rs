@@ -1,0 +1,131 @@
+//! A call to a tool server the person added (`[mcp.servers.NAME]`): the key's `--services`
+//! list and local-only mode decide first, then the server answers within `mcp.call_timeout`,
+//! and one audit entry records the call (category `tool`, or `local_only_block`): server,
+//! tool, caller, result, duration and bytes each way. What was said travels only as keyed
+//! digests, so two identical calls can be matched without the log holding either.
+
+use std::time::Instant;
+
+use rmcp::model::{CallToolResult, JsonObject};
+
+use crate::error::{Error, Result};
+use crate::gateway::request_info::RequestInfo;
+use crate::gateway::state::AppState;
+use crate::mcp::names;
+use crate::privsec::audit::{Category, Event, Outcome};
+
+pub async fn call(
+    state: &AppState,
+    info: &RequestInfo,
+    server: &str,
+    tool: &str,
+    args: JsonObject,
+) -> Result<CallToolResult> {
+    let start = Instant::now();
+    let sent = serde_json::to_vec(&args).unwrap_or_default();
+    let entry = Entry {
+        state,
+        info,
+        server,
+        tool: if names::valid_tool(tool) {
+            tool
+        } else {
+            "(not a tool name)"
+        },
+        start,
+    };
+    if !info.principal.may_call(server) {
+        let e = Error::Forbidden(format!(
+            "this API key may not call the tool server {server:?} (see `keys create --services`)"
+        ));
+        entry.refused(&e, &sent).await?;
+        return Err(e);
+    }
+    let local_only = state.egress.local_only();
+    let called = state
+        .tools
+        .call(server, tool, Some(args), &state.vault, local_only)
+        .await;
+    match called {
+        Ok(c) => {
+            let answer = serde_json::to_vec(&c.result).unwrap_or_default();
+            let outcome = if c.result.is_error == Some(true) {
+                Outcome::Failed
+            } else {
+                Outcome::Success
+            };
+            let mut e = entry
+                .event(Category::Tool, outcome, &sent)
+                .detail("bytes_out", answer.len() as u64)
+                .detail("result_digest", state.audit.digest(&answer));
+            if c.restarted {
+                e = e.detail("restarted", true);
+            }
+            state.audit.record(e).await?;
+            Ok(c.result)
+        }
+        Err(e) => {
+            entry.refused(&e, &sent).await?;
+            Err(e)
+        }
+    }
+}
+
+struct Entry<'a> {
+    state: &'a AppState,
+    info: &'a RequestInfo,
+    server: &'a str,
+    tool: &'a str,
+    start: Instant,
+}
+
+impl Entry<'_> {
+    fn event(&self, category: Category, result: Outcome, sent: &[u8]) -> Event {
+        let mut e = Event::new(
+            category,
+            self.server,
+            format!("tools/call {}", self.tool),
+            result,
+        )
+        .request_id(&self.info.id)
+        .detail("tool", self.tool)
+        .detail("duration_ms", self.start.elapsed().as_millis() as u64)
+        .detail("bytes_in", sent.len() as u64)
+        .detail("arguments_digest", self.state.audit.digest(sent));
+        if let Some(ip) = self.info.ip_string() {
+            e = e.ip(ip);
+        }
+        if let Some(k) = &self.info.key_id {
+            e = e.detail("key_id", k.as_str());
+        }
+        if let Some(name) = crate::gateway::agent::of_key(&self.info.principal) {
+            e = e.agent(name);
+        }
+        if let Ok(Some(s)) = self.info.claim.claimed() {
+            e = e.surface(s);
+        }
+        if let Some(u) = &self.info.principal.user_id {
+            e = e.user(u);
+        }
+        e
+    }
+
+    async fn refused(&self, err: &Error, sent: &[u8]) -> Result<()> {
+        let e = match err.plain() {
+            Error::LocalOnly(block) => self
+                .event(Category::LocalOnlyBlock, Outcome::Blocked, sent)
+                .detail("reason", block.reason.as_str()),
+            Error::Forbidden(_) => self
+                .event(Category::Tool, Outcome::Blocked, sent)
+                .detail("error", err.code()),
+            Error::ToolError(t) => self
+                .event(Category::Tool, Outcome::Failed, sent)
+                .detail("error", err.code())
+                .detail("rpc_code", t.code),
+            _ => self
+                .event(Category::Tool, Outcome::Error, sent)
+                .detail("error", err.code()),
+        };
+        self.state.audit.record(e).await
+    }
+}

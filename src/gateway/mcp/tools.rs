@@ -1,0 +1,159 @@
+//! The MCP handler: the tools a caller sees, and where each call goes.
+//!
+//! A tool is named `PREFIX__tool`: the prefix is a configured service (its calls go through
+//! the services proxy) or a tool server from `[mcp.servers]` (its calls go to that server).
+//! Over HTTP the caller is who the edge authenticated; over stdio it is the person at the
+//! machine (`maestra mcp`), as in local mode.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ErrorCode, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use super::{server_tool, service_tool};
+use crate::access::scope::Principal;
+use crate::error::Error;
+use crate::gateway::request_info::RequestInfo;
+use crate::gateway::state::Shared;
+use crate::mcp::{names, service_tools};
+use crate::services::oauth::Refresher;
+
+/// What the server tells a client about itself.
+const INSTRUCTIONS: &str = "Maestra's tools: the person's services (lights, speakers, music, \
+    home) and the tool servers they added, each named SERVER__tool. Every call is checked \
+    against the person's privacy settings and recorded in their audit log.";
+
+#[derive(Clone)]
+pub struct Tools {
+    state: Shared,
+    refresher: Arc<Refresher>,
+    /// `Some` over stdio: the one caller there is. Over HTTP, each request's own.
+    fixed: Option<Principal>,
+}
+
+impl Tools {
+    pub fn over_http(state: Shared, refresher: Arc<Refresher>) -> Tools {
+        Tools {
+            state,
+            refresher,
+            fixed: None,
+        }
+    }
+
+    /// For `maestra mcp`: the person at the machine, with local mode's reach.
+    pub fn over_stdio(state: Shared) -> Tools {
+        Tools {
+            state,
+            refresher: Arc::new(Refresher::default()),
+            fixed: Some(Principal::local()),
+        }
+    }
+
+    /// Who asks: the edge's `RequestInfo` (HTTP), or a fresh one for the stdio caller.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> RequestInfo {
+        if let Some(p) = &self.fixed {
+            let mut info = RequestInfo::unknown();
+            info.id = uuid::Uuid::new_v4().simple().to_string();
+            info.principal = p.clone();
+            return info;
+        }
+        context
+            .extensions
+            .get::<Parts>()
+            .and_then(|parts| parts.extensions.get::<RequestInfo>())
+            .cloned()
+            .unwrap_or_else(RequestInfo::unknown)
+    }
+
+    fn services(&self) -> impl Iterator<Item = &str> {
+        self.state.config.services.keys().map(String::as_str)
+    }
+}
+
+impl ServerHandler for Tools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("maestra", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let info = self.caller(&context);
+        let p = &info.principal;
+        let mut tools: Vec<Tool> = service_tools::list(self.services().filter(|s| p.may_call(s)))
+            .into_iter()
+            .map(|t| Tool::new(t.name, t.description, t.input_schema))
+            .collect();
+        let local_only = self.state.egress.local_only();
+        for server in self.state.tools.names().filter(|s| p.may_call(s)) {
+            // A server that cannot be reached (refused in local-only mode, not started, not
+            // answering) lists no tools; calling one of them says why.
+            match self
+                .state
+                .tools
+                .tools(server, &self.state.vault, local_only)
+                .await
+            {
+                Ok(found) => tools.extend(found),
+                Err(e) => tracing::info!(server, error = %e.plain(), "tool server not listed"),
+            }
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let info = self.caller(&context);
+        let name = request.name.as_ref();
+        let Some((prefix, tool)) = names::split(name) else {
+            return Err(unknown(name));
+        };
+        let args = request.arguments.unwrap_or_default();
+        let result = if self.state.config.services.contains_key(prefix) {
+            service_tool::call(&self.state, &self.refresher, &info, prefix, tool, args).await
+        } else if self.state.tools.reach(prefix).is_some() {
+            server_tool::call(&self.state, &info, prefix, tool, args).await
+        } else {
+            return Err(unknown(name));
+        };
+        result.map(Into::into).map_err(|e| rpc_error(&e))
+    }
+}
+
+fn unknown(name: &str) -> ErrorData {
+    let shown: String = name.chars().take(names::MAX_TOOL_NAME).collect();
+    ErrorData::invalid_params(
+        format!("unknown tool {shown:?}; tools/list names them"),
+        None,
+    )
+}
+
+/// A refusal as the JSON-RPC error the client gets: the tool server's own code passed on,
+/// bad arguments as invalid params, anything else as a server error carrying the SPEC §4
+/// error object (`code`, `message`, and a local-only block's `service` and `reason`).
+pub fn rpc_error(e: &Error) -> ErrorData {
+    let body = e.body();
+    let data = body.get("error").cloned();
+    match e.plain() {
+        Error::ToolError(t) => ErrorData::new(ErrorCode(t.code), t.message.clone(), data),
+        Error::BadRequest(_) | Error::NotFound(_) | Error::TooLarge(_) => {
+            ErrorData::invalid_params(e.to_string(), data)
+        }
+        _ => ErrorData::new(ErrorCode(SERVER_ERROR), e.to_string(), data),
+    }
+}
+
+/// JSON-RPC's first implementation-defined server error code.
+const SERVER_ERROR: i32 = -32000;

@@ -1,0 +1,14 @@
+//! MCP (SPEC §2.11): the parts of Maestra's tools that know nothing of HTTP or of who asks.
+//!
+//! - `names`         — `SERVER__tool`: one namespace for every server's tools
+//! - `service_tools` — the configured personal services as tools, each one services-proxy call
+//! - `upstream`      — the tool servers the person added, spoken to as an MCP client
+//!
+//! The MCP server itself (what answers `tools/list` and `tools/call` on `/mcp` and over
+//! stdio, with the access checks and the audit entry) is `gateway::mcp`.
+
+pub mod names;
+pub mod service_tools;
+pub mod upstream;
+
+pub use upstream::Upstreams;

@@ -1,0 +1,492 @@
+//! Maestra as an MCP server and gateway (issue 27, SPEC §2.11), driven by the official MCP
+//! Python SDK (`tests/mcp/client.py`, `mcp` 2.3.0) over streamable HTTP and over stdio
+//! (`maestra mcp`): the services as tools against the mock Hue and Home Assistant on
+//! 127.0.0.1, and the reference `mcp-server-time` from PyPI as a gatewayed tool server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::http::{self, client};
+use common::server::Server;
+use common::services_mock::{self as mock, Recorder};
+use common::{Home, all_file_bytes, contains};
+use serde_json::{Value, json};
+
+/// The reference MCP server the gateway tests start, from the project's `.venv`.
+fn time_server() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/mcp-server-time");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test once (it installs mcp-server-time)",
+        p.display()
+    );
+    p
+}
+
+/// Runs the SDK client with `target` args (`--http URL ...` or `--stdio CMD ...`) and
+/// `steps`; its JSON document.
+fn sdk(target: &[&str], steps: Value) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
+    let mut child = Command::new(common::python())
+        .arg(script)
+        .args(["--timeout", "60"])
+        .args(target)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(steps.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the SDK client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn tool_names(listed: &Value) -> Vec<String> {
+    listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn text(result: &Value) -> String {
+    result["content"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+struct Services {
+    home: Home,
+    hue: Recorder,
+    ha: Recorder,
+}
+
+/// A home with the mock Hue bridge and Home Assistant configured, their credentials in the
+/// vault, and `extra` appended to `maestra.toml`.
+async fn home_with_services(env: &[(&str, &str)], extra: &str) -> Services {
+    let (hue_addr, hue) = mock::hue().await;
+    let (ha_addr, ha) = mock::home_assistant().await;
+    let mut home = Home::new();
+    for (k, v) in env {
+        home = home.with(k, v);
+    }
+    home.ok(&["init"], b"");
+    let home = home.with_toml(&format!(
+        "[services.hue]\nbase_url = \"http://{hue_addr}\"\n\n\
+         [services.home_assistant]\nbase_url = \"http://{ha_addr}\"\ncredential = \"ha_token\"\n\n{extra}"
+    ));
+    home.ok(&["vault", "put", "hue"], mock::HUE_USERNAME.as_bytes());
+    home.ok(&["vault", "put", "ha_token"], mock::HA_TOKEN.as_bytes());
+    Services { home, hue, ha }
+}
+
+fn time_toml(kind: &str) -> String {
+    format!(
+        "[mcp.servers.time]\ncommand = [\"{}\", \"--local-timezone\", \"UTC\"]\nkind = \"{kind}\"\n",
+        time_server().display()
+    )
+}
+
+/// The audit entries the server has written, through the API (admin in local mode).
+async fn audit(server: &Server, query: &str) -> Vec<Value> {
+    let (status, body) =
+        http::send_json(client().get(server.url(&format!("/api/audit?{query}")))).await;
+    assert_eq!(status, 200, "{body}");
+    body["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_tools_reach_the_devices_with_their_credentials_and_are_audited() {
+    let s = home_with_services(&[], "").await;
+    let mut server = Server::start(&s.home);
+    let url = server.url("/mcp");
+    let doc = sdk(
+        &["--http", &url],
+        json!([
+            {"op": "list"},
+            {"op": "call", "name": "hue__set_light", "arguments": {"light": "1", "on": true, "brightness": 200}},
+            {"op": "call", "name": "hue__list_lights", "arguments": {}},
+            {"op": "call", "name": "home_assistant__call_service",
+             "arguments": {"domain": "light", "service": "turn_on", "data": {"entity_id": "light.kitchen"}}},
+            {"op": "call", "name": "home_assistant__service_request",
+             "arguments": {"method": "GET", "path": "api/echo-headers"}},
+            {"op": "call", "name": "hue__set_light", "arguments": {"light": "1", "brightness": 999}},
+            {"op": "call", "name": "hue__fly", "arguments": {}},
+            {"op": "call", "name": "nothing", "arguments": {}},
+        ]),
+    );
+    assert_eq!(doc["server_name"], "maestra", "{doc}");
+    let r = doc["results"].as_array().unwrap();
+    let names = tool_names(&r[0]);
+    for expected in [
+        "hue__list_lights",
+        "hue__set_light",
+        "hue__service_request",
+        "home_assistant__states",
+        "home_assistant__call_service",
+        "home_assistant__service_request",
+    ] {
+        assert!(names.contains(&expected.to_string()), "{names:?}");
+    }
+    // Only configured services have tools.
+    assert!(!names.iter().any(|n| n.starts_with("sonos__")), "{names:?}");
+
+    assert_eq!(r[1]["is_error"], false, "{}", r[1]);
+    assert!(text(&r[1]).contains("success"), "{}", r[1]);
+    let seen = s.hue.requests();
+    let put = seen.iter().find(|q| q.method == "PUT").unwrap();
+    assert_eq!(
+        put.path,
+        format!("/api/{}/lights/1/state", mock::HUE_USERNAME)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&put.body).unwrap(),
+        json!({"on": true, "bri": 200})
+    );
+    assert_eq!(r[2]["is_error"], false, "{}", r[2]);
+    assert_eq!(
+        r[3]["is_error"],
+        false,
+        "{} {:?}",
+        r[3],
+        s.ha.requests()
+            .iter()
+            .map(|q| (q.method.to_string(), q.path.clone()))
+            .collect::<Vec<_>>()
+    );
+    let ha = s.ha.requests();
+    assert!(
+        ha.iter()
+            .any(|q| q.method == "POST" && q.path == "/api/services/light/turn_on"),
+        "{:?}",
+        ha.iter().map(|q| &q.path).collect::<Vec<_>>()
+    );
+    // The service said no (and quoted its token): the tool reports it, scrubbed.
+    assert_eq!(r[4]["is_error"], true, "{}", r[4]);
+    assert!(text(&r[4]).contains("401"), "{}", r[4]);
+    // Bad arguments and unknown tools are JSON-RPC errors naming what is wrong.
+    assert_eq!(r[5]["rpc_error"]["code"], -32602, "{}", r[5]);
+    assert!(
+        r[5]["rpc_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 to 254"),
+        "{}",
+        r[5]
+    );
+    assert_eq!(r[6]["rpc_error"]["code"], -32602, "{}", r[6]);
+    assert_eq!(r[7]["rpc_error"]["code"], -32602, "{}", r[7]);
+    let everything = doc.to_string();
+    assert!(!everything.contains(mock::HUE_USERNAME), "{everything}");
+    assert!(!everything.contains(mock::HA_TOKEN), "{everything}");
+
+    // One entry per call under the service's category, named as the proxy names its calls.
+    let hue_entries = audit(&server, "service=hue").await;
+    assert!(
+        hue_entries
+            .iter()
+            .any(|e| e["action"] == "PUT /lights/{id}/state"
+                && e["category"] == "smarthome"
+                && e["surface_id"] == "mcp"
+                && e["result"] == "success"),
+        "{hue_entries:#?}"
+    );
+    assert!(
+        hue_entries
+            .iter()
+            .any(|e| e["action"] == "tools/call set_light" && e["result"] == "failed"),
+        "{hue_entries:#?}"
+    );
+    let log = server.stop();
+    for (path, bytes) in all_file_bytes(&s.home.root()) {
+        for secret in [mock::HUE_USERNAME, mock::HA_TOKEN] {
+            if path.extension().is_some_and(|e| e == "jsonl" || e == "log") {
+                assert!(
+                    !contains(&bytes, secret),
+                    "{} holds a credential",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(!log.contains(mock::HA_TOKEN), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_server_is_gatewayed_over_http_and_over_stdio_and_audited_as_digests() {
+    let s = home_with_services(&[], &time_toml("local")).await;
+    let mut server = Server::start(&s.home);
+    let steps = json!([
+        {"op": "list"},
+        {"op": "call", "name": "time__get_current_time", "arguments": {"timezone": "Pacific/Chatham"}},
+        {"op": "call", "name": "time__get_current_time", "arguments": {"timezone": "Nowhere/Atlantis"}},
+    ]);
+    let doc = sdk(&["--http", &server.url("/mcp")], steps.clone());
+    let r = doc["results"].as_array().unwrap();
+    let names = tool_names(&r[0]);
+    assert!(
+        names.contains(&"time__get_current_time".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"time__convert_time".to_string()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"hue__set_light".to_string()), "{names:?}");
+    assert_eq!(r[1]["is_error"], false, "{}", r[1]);
+    assert!(text(&r[1]).contains("Pacific/Chatham"), "{}", r[1]);
+    // The server's own refusal reaches the client as the server made it.
+    assert!(
+        r[2]["is_error"] == true || r[2]["rpc_error"].is_object(),
+        "{}",
+        r[2]
+    );
+
+    let entries = audit(&server, "category=tool").await;
+    let ok = entries
+        .iter()
+        .find(|e| e["service"] == "time" && e["result"] == "success")
+        .unwrap_or_else(|| panic!("{entries:#?}"));
+    assert_eq!(ok["action"], "tools/call get_current_time");
+    let d = &ok["details"];
+    assert_eq!(d["tool"], "get_current_time");
+    assert!(d["bytes_in"].as_u64().unwrap() > 0, "{ok}");
+    assert!(d["bytes_out"].as_u64().unwrap() > 0, "{ok}");
+    assert_eq!(d["arguments_digest"].as_str().unwrap().len(), 32, "{ok}");
+    assert!(d["duration_ms"].is_u64(), "{ok}");
+    server.stop();
+    // What the call said is not in the log, only its digest.
+    for (path, bytes) in all_file_bytes(&s.home.root()) {
+        if path.to_string_lossy().contains("audit") {
+            assert!(
+                !contains(&bytes, "Chatham"),
+                "{} holds an argument",
+                path.display()
+            );
+        }
+    }
+
+    // The same over stdio: `maestra mcp`, launched by the SDK as Claude Desktop would.
+    let bin = env!("CARGO_BIN_EXE_maestra");
+    let mut target = vec!["--env".to_string()];
+    target.push(format!("MAESTRA_HOME={}", s.home.root().display()));
+    target.extend(["--stdio".to_string(), bin.to_string(), "mcp".to_string()]);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let doc = sdk(
+        &target,
+        json!([
+            {"op": "list"},
+            {"op": "call", "name": "time__get_current_time", "arguments": {"timezone": "UTC"}},
+            {"op": "call", "name": "hue__list_lights", "arguments": {}},
+        ]),
+    );
+    let r = doc["results"].as_array().unwrap();
+    assert!(
+        tool_names(&r[0]).contains(&"time__convert_time".to_string()),
+        "{doc}"
+    );
+    assert_eq!(r[1]["is_error"], false, "{}", r[1]);
+    assert_eq!(r[2]["is_error"], false, "{}", r[2]);
+    assert!(text(&r[2]).contains("Desk"), "{}", r[2]);
+    let out = s.home.ok(&["audit", "query", "--json"], b"");
+    assert!(out.contains("mcp.start"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("tools/call get_current_time") && l.contains("\"success\"")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_only_mode_refuses_tool_servers_with_the_block_audited() {
+    let cloud = format!(
+        "[mcp.servers.web]\ncommand = [\"{}\"]\nkind = \"cloud\"\n",
+        time_server().display()
+    );
+    let s = home_with_services(
+        &[("MAESTRA_LOCAL_ONLY", "true")],
+        &format!("{}\n{cloud}", time_toml("local")),
+    )
+    .await;
+    let mut server = Server::start(&s.home);
+    let doc = sdk(
+        &["--http", &server.url("/mcp")],
+        json!([
+            {"op": "list"},
+            {"op": "call", "name": "web__get_current_time", "arguments": {"timezone": "UTC"}},
+            {"op": "call", "name": "time__get_current_time", "arguments": {"timezone": "UTC"}},
+            {"op": "call", "name": "hue__list_lights", "arguments": {}},
+        ]),
+    );
+    let r = doc["results"].as_array().unwrap();
+    let names = tool_names(&r[0]);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("web__") || n.starts_with("time__")),
+        "{names:?}"
+    );
+    // The local services still work.
+    assert!(names.contains(&"hue__list_lights".to_string()), "{names:?}");
+    for (i, says) in [(1, "kind = \\\"cloud\\\""), (2, "cannot confine")] {
+        let e = &r[i]["rpc_error"];
+        assert!(e.is_object(), "{}", r[i]);
+        let m = e["message"].as_str().unwrap();
+        assert!(m.contains("local-only"), "{m}");
+        assert!(r[i].to_string().contains(says), "{}", r[i]);
+    }
+    assert_eq!(
+        r[3]["is_error"],
+        false,
+        "{} {:?}",
+        r[3],
+        s.ha.requests()
+            .iter()
+            .map(|q| (q.method.to_string(), q.path.clone()))
+            .collect::<Vec<_>>()
+    );
+    let blocks = audit(&server, "category=local_only_block").await;
+    for who in ["web", "time"] {
+        assert!(
+            blocks
+                .iter()
+                .any(|e| e["service"] == who && e["result"] == "blocked"),
+            "{blocks:#?}"
+        );
+    }
+    server.stop();
+}
+
+/// Raw HTTP against `/mcp`: each refusal is a SPEC §4 JSON error with its status.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_on_mcp_is_a_clear_json_error() {
+    let broken = "[mcp.servers.dies]\ncommand = [\"false\"]\nkind = \"local\"\n\
+                  [mcp.servers.garbage]\ncommand = [\"sh\", \"-c\", \"echo not-json-rpc; exec sleep 1\"]\nkind = \"local\"\n";
+    let s = home_with_services(&[], broken).await;
+    let mut server = Server::start(&s.home);
+    let url = server.url("/mcp");
+    let accept = ("accept", "application/json, text/event-stream");
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    let post = |body: Vec<u8>, headers: &[(&str, &str)]| {
+        let mut r = client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r
+    };
+    let (st, body) = http::send_json(post(list.to_string().into_bytes(), &[])).await;
+    assert_eq!(st, 406, "{body}");
+    assert_eq!(body["error"]["code"], "not_acceptable", "{body}");
+    let (st, body) = http::send_json(post(b"{not json".to_vec(), &[accept])).await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    let batch = format!("[{list}]");
+    let (st, body) = http::send_json(post(batch.into_bytes(), &[accept])).await;
+    assert_eq!(
+        (st, &body["error"]["code"]),
+        (400, &json!("bad_request")),
+        "{body}"
+    );
+    let huge = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "hue__set_light", "arguments": {"light": "x".repeat(2 << 20)}}});
+    let (st, body) = http::send_json(post(huge.to_string().into_bytes(), &[accept])).await;
+    assert_eq!(st, 413, "{body}");
+    let (st, body) = http::send_json(client().get(&url).header(accept.0, accept.1)).await;
+    assert_eq!(st, 405, "{body}");
+    // A server that exits at once and one that prints garbage: errors, and the others go on.
+    let doc = sdk(
+        &["--http", &url],
+        json!([
+            {"op": "call", "name": "dies__x", "arguments": {}},
+            {"op": "call", "name": "garbage__x", "arguments": {}},
+            {"op": "call", "name": "hue__list_lights", "arguments": {}},
+        ]),
+    );
+    let r = doc["results"].as_array().unwrap();
+    assert!(r[0]["rpc_error"].is_object(), "{}", r[0]);
+    assert!(r[1]["rpc_error"].is_object(), "{}", r[1]);
+    assert_eq!(r[2]["is_error"], false, "{}", r[2]);
+    let entries = audit(&server, "category=tool").await;
+    for who in ["dies", "garbage"] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["service"] == who && e["result"] == "error"),
+            "{entries:#?}"
+        );
+    }
+    server.stop();
+}
+
+/// Cloud mode: `/mcp` needs a key, and a key limited to some services sees and calls only
+/// those.
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_mode_needs_a_key_and_a_key_sees_only_its_services() {
+    let s = home_with_services(&[("MAESTRA_MODE", "cloud")], "").await;
+    let key = s
+        .home
+        .ok(
+            &[
+                "keys",
+                "create",
+                "lamp",
+                "--user",
+                "ann",
+                "--services",
+                "hue",
+            ],
+            b"",
+        )
+        .trim()
+        .to_string();
+    let mut server = Server::start(&s.home);
+    let url = server.url("/mcp");
+    let (st, body) = http::send_json(
+        client()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})),
+    )
+    .await;
+    assert_eq!(st, 401, "{body}");
+    let auth = format!("Authorization=Bearer {key}");
+    let doc = sdk(
+        &["--http", &url, "--header", &auth],
+        json!([
+            {"op": "list"},
+            {"op": "call", "name": "home_assistant__states", "arguments": {}},
+            {"op": "call", "name": "hue__list_lights", "arguments": {}},
+        ]),
+    );
+    let r = doc["results"].as_array().unwrap();
+    let names = tool_names(&r[0]);
+    assert!(names.iter().all(|n| n.starts_with("hue__")), "{names:?}");
+    assert!(r[1]["rpc_error"].is_object(), "{}", r[1]);
+    assert!(r[1].to_string().contains("may not call"), "{}", r[1]);
+    assert_eq!(r[2]["is_error"], false, "{}", r[2]);
+    server.stop();
+}
