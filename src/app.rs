@@ -113,7 +113,7 @@ impl App {
         let access = Access::new(&ctx.config, store.clone())?;
         check_cloud_keys(&ctx.config, &access).await?;
         let metrics = Metrics::with_egress(egress.bytes());
-        let tools = Upstreams::new(&ctx.config.mcp, ctx.config.services.keys())?;
+        let tools = Upstreams::new(&ctx.config.mcp, ctx.config.services.keys(), &ctx.home.root)?;
         let state = Arc::new(AppState {
             config: ctx.config,
             budget,
@@ -195,11 +195,6 @@ impl App {
             state.config.server.max_connections,
         )
         .await;
-        // Paid calls outlive their requests: each is settled and audited before the store closes.
-        state
-            .calls
-            .finish(Duration::from_secs(state.config.server.shutdown_grace))
-            .await;
         shutdown_state(state, tasks).await;
         // Only now may another server take the home: everything of this one is written.
         drop(home_lock);
@@ -236,19 +231,20 @@ impl App {
             )
             .because(e)),
         };
-        state
-            .calls
-            .finish(Duration::from_secs(state.config.server.shutdown_grace))
-            .await;
         shutdown_state(state, tasks).await;
         drop(home_lock);
         served
     }
 }
 
-/// After the last request: background work stopped, the stop audited, turns and ledger
-/// changes held in memory written, the audit log flushed.
+/// After the last request: paid calls settled, background work stopped, the stop audited,
+/// turns and ledger changes held in memory written, the audit log flushed.
 async fn shutdown_state(state: Arc<AppState>, tasks: Vec<JoinHandle<()>>) {
+    // Paid calls outlive their requests: each is settled and audited before the store closes.
+    state
+        .calls
+        .finish(Duration::from_secs(state.config.server.shutdown_grace))
+        .await;
     for t in tasks {
         t.abort();
     }

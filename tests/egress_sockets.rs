@@ -104,6 +104,22 @@ const CRATES: &[(&str, &str, &[Evidence])] = &[
         ],
     ),
     (
+        "rmcp",
+        "MCP (SPEC §2.11): served on connections the server accepted and spoken over a tool \
+         program's stdin and stdout; the file that matches (`transport/auth/`) is behind its \
+         `auth` feature, which Maestra leaves off, as it does its own HTTP client",
+        &[(
+            "Cargo.toml",
+            "rmcp = { version = \"=3.11.0\", default-features = false",
+        )],
+    ),
+    (
+        "nix",
+        "process-wrap's system calls for the tool programs rmcp starts (process groups, \
+         signals, descriptors); its socket module is not called",
+        &[],
+    ),
+    (
         "redis",
         "the configured Redis (MAESTRA_REDIS_URL) for shared rate limits: a peer by configuration, \
          checked local in local-only mode before the server starts",
@@ -130,6 +146,11 @@ const OWN_FILES: &[(&str, &str)] = &[
     (
         "src/cli/service.rs",
         "systemctl / launchctl: the local service manager",
+    ),
+    (
+        "src/mcp/upstream.rs",
+        "the tool programs of [mcp.servers] (stdio); local-only mode starts none of them until \
+         their network can be confined",
     ),
 ];
 

@@ -254,6 +254,7 @@ fn init_writes_a_commented_sample_with_every_setting() {
         ("[conversations]", tables["conversations"].clone()),
         ("[backup]", tables["backup"].clone()),
         ("[guard]", tables["guard"].clone()),
+        ("[mcp]", tables["mcp"].clone()),
         ("[tls]", tables["tls"].clone()),
         ("[pricing.\"m\"]", first("pricing")),
         ("[services.x]", first("services")),

@@ -424,6 +424,43 @@ fn sample_config(home: &Path) -> Result<String> {
     );
 
     out.table(
+        "mcp",
+        "Tools (MCP): the tool servers you add, offered to the assistant as SERVER__tool.",
+    );
+    out.set(
+        "call_timeout",
+        "Seconds one tools/call to a tool server may take (1 to 3600).",
+        &[],
+        int(d.mcp.call_timeout.as_secs()),
+    );
+    out.table(
+        "mcp.servers.time",
+        "A tool server: `command` (a program spoken to over stdio) or `url` (streamable HTTP, \
+        with `headers`); none by default. Credentials only as vault references.",
+    );
+    out.set(
+        "command",
+        "The program and its arguments, e.g.",
+        &[],
+        strings(&["uvx".into(), "mcp-server-time".into()]),
+    );
+    out.set(
+        "kind",
+        "\"local\" or \"cloud\" (refused in local-only mode); stated, never guessed.",
+        &[],
+        s("local"),
+    );
+    out.set(
+        "env",
+        "Its environment from the vault (it inherits no other secret), e.g.",
+        &[],
+        Value::Table(toml::map::Map::from_iter([(
+            "TIME_TOKEN".to_string(),
+            s("vault:time_token"),
+        )])),
+    );
+
+    out.table(
         "tls",
         "HTTPS served by Maestra from PEM files (re-read when they change); \
         a relative path is under the home. Unset by default.",

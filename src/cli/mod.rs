@@ -48,8 +48,12 @@ pub enum Command {
         #[arg(long)]
         bind: Option<String>,
     },
-    /// The MCP server over stdin and stdout, for clients that launch a command (SPEC §2.11).
-    Mcp,
+    /// The MCP server over stdin and stdout, for clients that launch a command (SPEC §2.11);
+    /// `list` and `approve` for the tool servers' pinned tools.
+    Mcp {
+        #[command(subcommand)]
+        command: Option<mcp::McpCommand>,
+    },
     /// Create $MAESTRA_HOME, its keys, database and logs; safe to run again.
     Init {
         /// Tighten the permissions of an existing home instead of refusing it.
@@ -129,7 +133,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Serve { bind } => serve::run(config, bind).await,
-        Command::Mcp => mcp::run(config).await,
+        Command::Mcp { command } => mcp::run(config, command).await,
         Command::Conversations(cmd) => conversations::run(config, cmd).await,
         Command::Forget { user, rotate_key } => {
             conversations::forget(config, user, rotate_key).await

@@ -3,11 +3,14 @@
 //! - `names`         — `SERVER__tool`: one namespace for every server's tools
 //! - `service_tools` — the configured personal services as tools, each one services-proxy call
 //! - `upstream`      — the tool servers the person added, spoken to as an MCP client
+//! - `pins`          — their tools' definitions pinned when first seen; a changed one is
+//!   disabled until the person approves it
 //!
 //! The MCP server itself (what answers `tools/list` and `tools/call` on `/mcp` and over
 //! stdio, with the access checks and the audit entry) is `gateway::mcp`.
 
 pub mod names;
+pub mod pins;
 pub mod service_tools;
 pub mod upstream;
 

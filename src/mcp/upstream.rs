@@ -24,6 +24,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
 
 use super::names;
+use super::pins::{Pins, Verdict};
 use crate::config::mcp::{McpConfig, Reach, ToolServer, Transport};
 use crate::error::{Error, LocalOnlyBlock, Result, ToolRpcError};
 use crate::privsec::vault::Vault;
@@ -49,11 +50,24 @@ type Client = RunningService<RoleClient, ClientConfig>;
 pub struct Upstreams {
     servers: BTreeMap<String, Upstream>,
     timeout: Duration,
+    pins: Pins,
 }
 
 struct Upstream {
     config: ToolServer,
     state: Mutex<State>,
+    /// Its tools as last listed, by their own names: what a call is checked against.
+    listed: std::sync::Mutex<BTreeMap<String, Tool>>,
+}
+
+/// A server's tools as the assistant may see them, and what the pins said.
+pub struct Listed {
+    /// Named `SERVER__tool`; a tool whose definition changed since it was pinned is not here.
+    pub tools: Vec<Tool>,
+    /// Seen for the first time, and pinned now.
+    pub pinned: Vec<String>,
+    /// Changed since pinned: left out until approved.
+    pub changed: Vec<String>,
 }
 
 #[derive(Default)]
@@ -76,6 +90,7 @@ impl Upstreams {
     pub fn new<'a>(
         config: &McpConfig,
         services: impl IntoIterator<Item = &'a String>,
+        home: &std::path::Path,
     ) -> Result<Upstreams> {
         let services: Vec<&String> = services.into_iter().collect();
         if let Some(clash) = config.servers.keys().find(|n| services.contains(n)) {
@@ -91,6 +106,7 @@ impl Upstreams {
                 let u = Upstream {
                     config: c.clone(),
                     state: Mutex::new(State::default()),
+                    listed: std::sync::Mutex::new(BTreeMap::new()),
                 };
                 (name.clone(), u)
             })
@@ -98,6 +114,7 @@ impl Upstreams {
         Ok(Upstreams {
             servers,
             timeout: config.call_timeout,
+            pins: Pins::new(home),
         })
     }
 
@@ -109,25 +126,66 @@ impl Upstreams {
         self.servers.get(server).map(|u| u.config.kind)
     }
 
-    /// The server's tools, named `SERVER__tool`; tools whose names MCP would not allow once
-    /// prefixed are left out rather than renamed (a renamed tool could shadow another).
-    pub async fn tools(&self, server: &str, vault: &Vault, local_only: bool) -> Result<Vec<Tool>> {
+    /// The server's tools, named `SERVER__tool`, checked against their pins. Tools whose
+    /// names MCP would not allow once prefixed are left out rather than renamed (a renamed
+    /// tool could shadow another).
+    pub async fn tools(&self, server: &str, vault: &Vault, local_only: bool) -> Result<Listed> {
         let u = self.get(server)?;
         let (client, _) = u.client(vault, local_only).await?;
-        let listed = tokio::time::timeout(self.timeout, client.list_all_tools())
+        let listed: Vec<Tool> = tokio::time::timeout(self.timeout, client.list_all_tools())
             .await
             .map_err(|_| timed_out(server, self.timeout))?
-            .map_err(|e| failed(server, e))?;
-        Ok(listed
+            .map_err(|e| failed(server, e))?
             .into_iter()
-            .filter_map(|mut t| {
-                let name = names::join(server, &t.name);
-                names::valid_tool(&name).then(|| {
-                    t.name = name.into();
-                    t
-                })
-            })
-            .collect())
+            .filter(|t| names::valid_tool(&names::join(server, &t.name)))
+            .collect();
+        let verdicts = self.pins.check(server, &listed)?;
+        *u.listed.lock().unwrap_or_else(|p| p.into_inner()) = listed
+            .iter()
+            .map(|t| (t.name.to_string(), t.clone()))
+            .collect();
+        let mut out = Listed {
+            tools: Vec::new(),
+            pinned: Vec::new(),
+            changed: Vec::new(),
+        };
+        for (mut t, verdict) in listed.into_iter().zip(verdicts) {
+            match verdict {
+                Verdict::Changed => {
+                    out.changed.push(t.name.to_string());
+                    continue;
+                }
+                Verdict::Pinned => out.pinned.push(t.name.to_string()),
+                Verdict::Same => {}
+            }
+            t.name = names::join(server, &t.name).into();
+            out.tools.push(t);
+        }
+        Ok(out)
+    }
+
+    /// A tool's definition as the server lists it now (for `maestra mcp approve`).
+    pub async fn definition(
+        &self,
+        server: &str,
+        tool: &str,
+        vault: &Vault,
+        local_only: bool,
+    ) -> Result<Tool> {
+        self.tools(server, vault, local_only).await?;
+        self.listed(server, tool)?.ok_or_else(|| {
+            Error::NotFound(format!("the tool server {server:?} lists no tool {tool:?}"))
+        })
+    }
+
+    pub fn pins(&self) -> &Pins {
+        &self.pins
+    }
+
+    fn listed(&self, server: &str, tool: &str) -> Result<Option<Tool>> {
+        let u = self.get(server)?;
+        let listed = u.listed.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(listed.get(tool).cloned())
     }
 
     /// One `tools/call`, bounded by `mcp.call_timeout` and [`MAX_RESULT_BYTES`].
@@ -140,6 +198,21 @@ impl Upstreams {
         local_only: bool,
     ) -> Result<Called> {
         let u = self.get(server)?;
+        // Only a listed tool, as pinned (or approved since), may be called: its definition is
+        // what the assistant was shown.
+        if self.listed(server, tool)?.is_none() {
+            self.tools(server, vault, local_only).await?;
+        }
+        let def = self.listed(server, tool)?.ok_or_else(|| {
+            Error::BadRequest(format!("the tool server {server:?} lists no tool {tool:?}"))
+        })?;
+        if self.pins.check(server, std::slice::from_ref(&def))? == [Verdict::Changed] {
+            return Err(Error::Forbidden(format!(
+                "the tool {tool:?} of {server:?} changed its description or schema since it was \
+                 pinned, so it is disabled: if the change is expected, approve it with \
+                 `maestra mcp approve {server} {tool}`"
+            )));
+        }
         let (client, restarted) = u.client(vault, local_only).await?;
         let mut params = CallToolRequestParams::new(tool.to_string());
         if let Some(a) = arguments {

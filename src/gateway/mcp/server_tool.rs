@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::gateway::request_info::RequestInfo;
 use crate::gateway::state::AppState;
 use crate::mcp::names;
+use crate::mcp::upstream::Listed;
 use crate::privsec::audit::{Category, Event, Outcome};
 
 pub async fn call(
@@ -69,6 +70,40 @@ pub async fn call(
             Err(e)
         }
     }
+}
+
+/// A listing's news for the log: tools seen (and pinned) for the first time, and tools left
+/// out because their definition changed since it was pinned.
+pub async fn audit_pins(
+    state: &AppState,
+    info: &RequestInfo,
+    server: &str,
+    listed: &Listed,
+) -> Result<()> {
+    let news = listed
+        .pinned
+        .iter()
+        .map(|t| (t, "tools/pin", Outcome::Success))
+        .chain(
+            listed
+                .changed
+                .iter()
+                .map(|t| (t, "tools/changed", Outcome::Blocked)),
+        );
+    for (tool, action, result) in news {
+        let mut e = Event::new(Category::Tool, server, format!("{action} {tool}"), result)
+            .request_id(&info.id)
+            .detail("tool", tool.as_str());
+        if result == Outcome::Blocked {
+            e = e.detail(
+                "reason",
+                "its description or schema changed since it was pinned; `maestra mcp approve` \
+                 enables the new one",
+            );
+        }
+        state.audit.record(e).await?;
+    }
+    Ok(())
 }
 
 struct Entry<'a> {

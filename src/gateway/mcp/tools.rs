@@ -103,7 +103,12 @@ impl ServerHandler for Tools {
                 .tools(server, &self.state.vault, local_only)
                 .await
             {
-                Ok(found) => tools.extend(found),
+                Ok(listed) => {
+                    server_tool::audit_pins(&self.state, &info, server, &listed)
+                        .await
+                        .map_err(|e| rpc_error(&e))?;
+                    tools.extend(listed.tools);
+                }
                 Err(e) => tracing::info!(server, error = %e.plain(), "tool server not listed"),
             }
         }

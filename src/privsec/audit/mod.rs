@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use chain::ChainKey;
-pub use entry::{Category, Event, Outcome, StoredEntry};
+pub use entry::{Category, Event, Outcome, StoredEntry, now_rfc3339};
 pub use files::LogFiles;
 pub use query::{Filter, query, query_matching};
 pub use summary::{
