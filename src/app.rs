@@ -215,7 +215,7 @@ impl App {
             .record(
                 Event::new(Category::Admin, "maestra", "mcp.start", Outcome::Success)
                     .detail("transport", "stdio")
-                    .detail("local_only", state.config.local_only),
+                    .detail("local_only", state.egress.local_only()),
             )
             .await?;
         let tasks = vec![tokio::spawn(lockdown_watch(state.clone()))];
@@ -381,6 +381,11 @@ async fn follow_lockdown(state: &AppState) -> Result<()> {
         );
     }
     let on = now.local_only();
+    if on {
+        // However it was turned on (here, or by the page's switch): no tool program it would
+        // not start keeps running.
+        state.tools.stop_all();
+    }
     if on != state.egress.local_only() {
         match now.why() {
             Some(why) => {

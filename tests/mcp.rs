@@ -207,6 +207,9 @@ async fn service_tools_reach_the_devices_with_their_credentials_and_are_audited(
     );
     assert_eq!(r[6]["rpc_error"]["code"], -32602, "{}", r[6]);
     assert_eq!(r[7]["rpc_error"]["code"], -32602, "{}", r[7]);
+    // A name no service or server has is refused and audited too.
+    let unknown = audit(&server, "category=tool").await;
+    assert_entry(&unknown, "mcp", "failed");
     let everything = doc.to_string();
     assert!(!everything.contains(mock::HUE_USERNAME), "{everything}");
     assert!(!everything.contains(mock::HA_TOKEN), "{everything}");
@@ -245,12 +248,19 @@ async fn service_tools_reach_the_devices_with_their_credentials_and_are_audited(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tool_server_is_gatewayed_over_http_and_over_stdio_and_audited_as_digests() {
-    let s = home_with_services(&[], &time_toml("local")).await;
+    // One of its tools denied by the person: never offered, refused if called anyway.
+    let toml = format!(
+        "{}tools = {{ convert_time = \"deny\" }}\n",
+        time_toml("local")
+    );
+    let s = home_with_services(&[], &toml).await;
     let mut server = Server::start(&s.home);
     let steps = json!([
         {"op": "list"},
         {"op": "call", "name": "time__get_current_time", "arguments": {"timezone": "Pacific/Chatham"}},
         {"op": "call", "name": "time__get_current_time", "arguments": {"timezone": "Nowhere/Atlantis"}},
+        {"op": "call", "name": "time__convert_time",
+         "arguments": {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}},
     ]);
     let doc = sdk(&["--http", &server.url("/mcp")], steps.clone());
     let r = doc["results"].as_array().unwrap();
@@ -260,10 +270,11 @@ async fn a_tool_server_is_gatewayed_over_http_and_over_stdio_and_audited_as_dige
         "{names:?}"
     );
     assert!(
-        names.contains(&"time__convert_time".to_string()),
+        !names.contains(&"time__convert_time".to_string()),
         "{names:?}"
     );
     assert!(names.contains(&"hue__set_light".to_string()), "{names:?}");
+    assert!(r[3]["rpc_error"].to_string().contains("denied"), "{}", r[3]);
     assert_eq!(r[1]["is_error"], false, "{}", r[1]);
     assert!(text(&r[1]).contains("Pacific/Chatham"), "{}", r[1]);
     // The server's own refusal reaches the client as the server made it.
@@ -313,7 +324,7 @@ async fn a_tool_server_is_gatewayed_over_http_and_over_stdio_and_audited_as_dige
     );
     let r = doc["results"].as_array().unwrap();
     assert!(
-        tool_names(&r[0]).contains(&"time__convert_time".to_string()),
+        tool_names(&r[0]).contains(&"time__get_current_time".to_string()),
         "{doc}"
     );
     assert_eq!(r[1]["is_error"], false, "{}", r[1]);
@@ -539,8 +550,30 @@ async fn a_changed_tool_definition_is_disabled_until_approved() {
         "{listed}"
     );
 
+    assert!(listed.contains("Before any other call"), "{listed}");
+    // An approval names what it approves: a fingerprint other than the listed one is refused.
+    let e = s.home.fails(
+        &[
+            "mcp",
+            "approve",
+            "notes",
+            "note",
+            "--fingerprint",
+            "0123456789abcdef",
+        ],
+        b"",
+    );
+    assert!(e.contains("run `maestra mcp list` again"), "{e}");
+    let shown = listed
+        .split("--fingerprint ")
+        .nth(1)
+        .and_then(|rest| rest.get(..16))
+        .unwrap_or_else(|| panic!("{listed}"));
     // Approved while the server runs: the server takes the new pin at its next check.
-    let approved = s.home.ok(&["mcp", "approve", "notes", "note"], b"");
+    let approved = s.home.ok(
+        &["mcp", "approve", "notes", "note", "--fingerprint", shown],
+        b"",
+    );
     assert!(approved.contains("approved notes__note"), "{approved}");
     let doc = sdk(&["--http", &url], steps);
     let r = doc["results"].as_array().unwrap();

@@ -13,7 +13,10 @@ use clap::Subcommand;
 
 use super::Context;
 use crate::app::App;
-use crate::error::Result;
+use rmcp::model::Tool;
+
+use crate::error::{Error, Result};
+use crate::mcp::pins::fingerprint;
 use crate::mcp::{Upstreams, names};
 use crate::privsec::audit::{Category, Event, Outcome};
 
@@ -26,14 +29,25 @@ pub enum McpCommand {
     /// Every tool server's tools, and whether each is as pinned.
     List,
     /// Enable a tool whose description or schema changed, as it is defined now.
-    Approve { server: String, tool: String },
+    Approve {
+        server: String,
+        tool: String,
+        /// The fingerprint `mcp list` showed (its first 16 characters or more): the approval is
+        /// refused if the server now says something else.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
 }
 
 pub async fn run(config_file: Option<&Path>, command: Option<McpCommand>) -> Result<ExitCode> {
     match command {
         None => stdio(config_file).await,
         Some(McpCommand::List) => list(config_file).await,
-        Some(McpCommand::Approve { server, tool }) => approve(config_file, &server, &tool).await,
+        Some(McpCommand::Approve {
+            server,
+            tool,
+            fingerprint,
+        }) => approve(config_file, &server, &tool, fingerprint.as_deref()).await,
     }
 }
 
@@ -51,15 +65,22 @@ fn upstreams(ctx: &Context) -> Result<Upstreams> {
     Upstreams::new(&ctx.config.mcp, ctx.config.services.keys(), &ctx.home.root)
 }
 
+/// Local-only mode as a running server has it (a lockdown or the page's switch included):
+/// these commands start the programs too, and must not start one a server would not.
+async fn local_only(ctx: &Context) -> Result<bool> {
+    Ok(super::guard::runtime_state(ctx).await?.local_only())
+}
+
 async fn list(config_file: Option<&Path>) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
     let vault = ctx.vault().await?;
     let servers = upstreams(&ctx)?;
+    let local_only = local_only(&ctx).await?;
     if servers.names().next().is_none() {
         println!("no tool servers: add one as [mcp.servers.NAME] in maestra.toml");
     }
     for server in servers.names() {
-        match servers.tools(server, &vault, ctx.config.local_only).await {
+        match servers.tools(server, &vault, local_only).await {
             Ok(listed) => {
                 for t in &listed.tools {
                     let own = names::split(&t.name).map_or("", |(_, tool)| tool);
@@ -71,10 +92,17 @@ async fn list(config_file: Option<&Path>) -> Result<ExitCode> {
                     println!("{}  {state}", t.name);
                 }
                 for tool in &listed.changed {
+                    let def = servers.definition_listed(server, tool);
+                    let fingerprint = def.as_ref().map(fingerprint).unwrap_or_default();
                     println!(
-                        "{}  CHANGED since pinned: disabled until `maestra mcp approve {server} {tool}`",
-                        names::join(server, tool)
+                        "{}  CHANGED since pinned: disabled until `maestra mcp approve {server} \
+                         {tool} --fingerprint {}`",
+                        names::join(server, tool),
+                        fingerprint.get(..16).unwrap_or_default()
                     );
+                    if let Some(d) = def {
+                        show(&d);
+                    }
                 }
             }
             Err(e) => println!("{server}  not listed: {}", e.plain()),
@@ -83,15 +111,30 @@ async fn list(config_file: Option<&Path>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn approve(config_file: Option<&Path>, server: &str, tool: &str) -> Result<ExitCode> {
+async fn approve(
+    config_file: Option<&Path>,
+    server: &str,
+    tool: &str,
+    expected: Option<&str>,
+) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
     let vault = ctx.vault().await?;
     let servers = upstreams(&ctx)?;
-    let def = servers
-        .definition(server, tool, &vault, ctx.config.local_only)
-        .await?;
+    let local_only = local_only(&ctx).await?;
+    let def = servers.definition(server, tool, &vault, local_only).await?;
+    let fingerprint = fingerprint(&def);
+    // The program is asked again here: what it says now is what is approved, so a caller
+    // who read `mcp list` can insist it is what they read.
+    if let Some(want) = expected
+        && (want.len() < 16 || !fingerprint.starts_with(want))
+    {
+        return Err(Error::BadRequest(format!(
+            "{} is now defined with fingerprint {}, not {want:?}: run `maestra mcp list` again",
+            names::join(server, tool),
+            &fingerprint[..16]
+        )));
+    }
     servers.pins().approve(server, &def)?;
-    let fingerprint = crate::mcp::pins::fingerprint(&def);
     ctx.audit(
         Event::new(Category::Admin, "maestra", "mcp.approve", Outcome::Success)
             .detail("server", server)
@@ -100,9 +143,22 @@ async fn approve(config_file: Option<&Path>, server: &str, tool: &str) -> Result
     )
     .await?;
     println!(
-        "approved {} as it is defined now (fingerprint {})",
+        "approved {} as it is defined now (fingerprint {}):",
         names::join(server, tool),
         &fingerprint[..16]
     );
+    show(&def);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the model will read of a tool: its description and input schema, indented.
+fn show(t: &Tool) {
+    let description = t.description.as_deref().unwrap_or("(no description)");
+    for line in description.lines() {
+        println!("    {line}");
+    }
+    println!(
+        "    input: {}",
+        serde_json::to_string(&*t.input_schema).unwrap_or_default()
+    );
 }

@@ -86,8 +86,10 @@ async fn shutdown_signal() {
 }
 
 pub(super) fn init_logging(filter: &str) {
-    // Libraries stay quiet below warnings: their debug output can carry URLs and headers.
-    let spec = format!("sqlx=warn,hyper=warn,reqwest=warn,{filter}");
+    // Libraries stay quiet below warnings: their debug output can carry URLs and headers, and
+    // rmcp's logs every notification a tool server sends (and at debug every call's arguments
+    // and result), which the audit log keeps only as digests.
+    let spec = format!("sqlx=warn,hyper=warn,reqwest=warn,rmcp=warn,{filter}");
     let filter = tracing_subscriber::EnvFilter::try_new(spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

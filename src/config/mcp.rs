@@ -43,6 +43,8 @@ struct ServerFile {
     env: BTreeMap<String, String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    tools: BTreeMap<String, String>,
 }
 
 /// The tool servers, checked.
@@ -64,6 +66,30 @@ pub struct ToolServer {
     pub env: Vec<(String, String)>,
     /// Headers for an HTTP server: (header, vault secret name).
     pub headers: Vec<(String, String)>,
+    /// Which of its tools the assistant may use (`tools = { NAME = "allow" | "deny" }`, `"*"`
+    /// for the rest; every tool by default).
+    pub policy: ToolPolicy,
+}
+
+/// A server's per-tool rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolPolicy {
+    pub tools: BTreeMap<String, Rule>,
+    /// For a tool not named (`"*"`).
+    pub rest: Rule,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Rule {
+    #[default]
+    Allow,
+    Deny,
+}
+
+impl ToolPolicy {
+    pub fn rule(&self, tool: &str) -> Rule {
+        self.tools.get(tool).copied().unwrap_or(self.rest)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +205,7 @@ fn server(name: &str, f: ServerFile) -> Result<ToolServer> {
     };
     let env = references(name, "env", f.env, env_name)?;
     let headers = references(name, "headers", f.headers, header_name)?;
+    let policy = policy(name, f.tools)?;
     match transport {
         Transport::Stdio { .. } if !headers.is_empty() => {
             return Err(bad("headers are for a `url` server; a program takes `env`"));
@@ -194,7 +221,51 @@ fn server(name: &str, f: ServerFile) -> Result<ToolServer> {
         kind,
         env,
         headers,
+        policy,
     })
+}
+
+/// `tools = { NAME = "allow" | "deny", "*" = ... }`.
+fn policy(server: &str, rules: BTreeMap<String, String>) -> Result<ToolPolicy> {
+    let mut out = ToolPolicy::default();
+    for (tool, rule) in rules {
+        let rule = match rule.as_str() {
+            "allow" => Rule::Allow,
+            "deny" => Rule::Deny,
+            "ask" => {
+                return Err(Error::Config(format!(
+                    "[mcp.servers.{server}] tools.{tool}: \"ask\" (wait for the person's \
+                     approval) is not available in this version; use \"allow\" or \"deny\""
+                )));
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "[mcp.servers.{server}] tools.{tool} must be \"allow\" or \"deny\""
+                )));
+            }
+        };
+        if tool == "*" {
+            out.rest = rule;
+        } else if names_ok(&tool) {
+            out.tools.insert(tool, rule);
+        } else {
+            return Err(Error::Config(format!(
+                "[mcp.servers.{server}] tools: {:?} is not a tool name",
+                tool.chars().take(64).collect::<String>()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// A tool name as MCP allows one (`mcp::names::valid_tool`, which configuration cannot
+/// import): 1-128 of letters, digits, `_`, `-` and `.`.
+fn names_ok(tool: &str) -> bool {
+    !tool.is_empty()
+        && tool.len() <= 128
+        && tool
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// `KEY = "vault:NAME"` pairs; anything else is refused without quoting the value, which may
@@ -272,6 +343,7 @@ mod tests {
             url = "https://mcp.example.com/mcp"
             kind = "cloud"
             headers = { Authorization = "vault:notion" }
+            tools = { search = "allow", "*" = "deny" }
             "#,
         )
         .unwrap();
@@ -295,6 +367,9 @@ mod tests {
             notion.headers,
             vec![("Authorization".to_string(), "notion".to_string())]
         );
+        assert_eq!(notion.policy.rule("search"), Rule::Allow);
+        assert_eq!(notion.policy.rule("delete_page"), Rule::Deny);
+        assert_eq!(time.policy.rule("anything"), Rule::Allow);
     }
 
     #[test]
@@ -338,6 +413,18 @@ mod tests {
             (
                 "[mcp.servers.t]\ncommand=[\"x\"]\nkind=\"local\"\nargs=1",
                 "unknown field",
+            ),
+            (
+                "[mcp.servers.t]\ncommand=[\"x\"]\nkind=\"local\"\ntools={a=\"ask\"}",
+                "not available",
+            ),
+            (
+                "[mcp.servers.t]\ncommand=[\"x\"]\nkind=\"local\"\ntools={a=\"maybe\"}",
+                "\"allow\" or \"deny\"",
+            ),
+            (
+                "[mcp.servers.t]\ncommand=[\"x\"]\nkind=\"local\"\ntools={\"a b\"=\"deny\"}",
+                "not a tool name",
             ),
         ] {
             let e = parse(&format!("[mcp]\n{text}")).unwrap_err().to_string();

@@ -20,14 +20,15 @@ use rmcp::model::{
 use rmcp::service::{RunningService, ServiceError};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::names;
 use super::pins::{Pins, Verdict};
-use crate::config::mcp::{McpConfig, Reach, ToolServer, Transport};
+use crate::config::mcp::{McpConfig, Reach, Rule, ToolServer, Transport};
 use crate::error::{Error, LocalOnlyBlock, Result, ToolRpcError};
 use crate::privsec::vault::Vault;
+use crate::services::redact::Redactor;
 
 /// The environment a tool program inherits from Maestra's: what a program needs to find its
 /// interpreter, home and locale. Never the rest, which holds Maestra's own keys.
@@ -43,6 +44,16 @@ pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
 /// to [`MAX_BACKOFF`], so a program that dies at once is not restarted in a loop.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A program that ran this long before it died starts again at once, its backoff forgotten.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long a listing may take; past it the program is stopped (a server that hangs on
+/// `tools/list` would otherwise hold every client's listing).
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most tools one server may offer (the rest are left out, and said so in the log):
+/// they are kept in memory and pinned on disk.
+pub const MAX_TOOLS: usize = 256;
+/// A call of a tool the last listing did not have lists again at most this often.
+const RELIST_AFTER: Duration = Duration::from_secs(10);
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
@@ -51,6 +62,9 @@ pub struct Upstreams {
     servers: BTreeMap<String, Upstream>,
     timeout: Duration,
     pins: Pins,
+    /// Changed definitions already reported (server, tool, fingerprint): at most
+    /// servers × [`MAX_TOOLS`], since only listed tools are reported.
+    reported: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
 }
 
 struct Upstream {
@@ -73,8 +87,19 @@ pub struct Listed {
 #[derive(Default)]
 struct State {
     client: Option<Client>,
+    /// When the running program was started.
     started: Option<Instant>,
+    /// Whether a program ever ran: a start after that is a restart.
+    ran: bool,
+    /// The wait before the next start, doubled by each failure or early death.
     backoff: Option<Duration>,
+    /// No start before this; with the reason the last one failed (our own message).
+    retry: Option<(Instant, String)>,
+    /// The credentials the program was given: scrubbed from everything it sends back.
+    secrets: Vec<SecretString>,
+    /// When its tools were last listed (a call of a tool not listed lists again, at most
+    /// once per [`RELIST_AFTER`]).
+    listed_at: Option<Instant>,
 }
 
 /// A call's outcome as the audit entry needs it.
@@ -93,10 +118,15 @@ impl Upstreams {
         home: &std::path::Path,
     ) -> Result<Upstreams> {
         let services: Vec<&String> = services.into_iter().collect();
-        if let Some(clash) = config.servers.keys().find(|n| services.contains(n)) {
+        if let Some(clash) = config
+            .servers
+            .keys()
+            .find(|n| services.contains(n) || crate::services::is_builtin(n))
+        {
             return Err(Error::Config(format!(
-                "[mcp.servers.{clash}] has the name of the service [services.{clash}]; rename \
-                 one of them (a tool's prefix must say where its call goes)"
+                "[mcp.servers.{clash}] has the name of the service {clash:?}; rename it (a \
+                 tool's prefix must say where its call goes, and a key's --services list \
+                 names one of them)"
             )));
         }
         let servers = config
@@ -115,6 +145,7 @@ impl Upstreams {
             servers,
             timeout: config.call_timeout,
             pins: Pins::new(home),
+            reported: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -132,18 +163,39 @@ impl Upstreams {
     pub async fn tools(&self, server: &str, vault: &Vault, local_only: bool) -> Result<Listed> {
         let u = self.get(server)?;
         let (client, _) = u.client(vault, local_only).await?;
-        let listed: Vec<Tool> = tokio::time::timeout(self.timeout, client.list_all_tools())
-            .await
-            .map_err(|_| timed_out(server, self.timeout))?
-            .map_err(|e| failed(server, e))?
+        let answer = match tokio::time::timeout(LIST_TIMEOUT, client.list_all_tools()).await {
+            Ok(a) => a.map_err(|e| failed(server, e))?,
+            Err(_) => {
+                u.stop().await;
+                return Err(timed_out(server, LIST_TIMEOUT));
+            }
+        };
+        if answer.len() > MAX_TOOLS {
+            tracing::warn!(
+                server,
+                tools = answer.len(),
+                "tool server lists too many tools; the first {MAX_TOOLS} are offered"
+            );
+        }
+        let listed: Vec<Tool> = answer
             .into_iter()
+            .take(MAX_TOOLS)
             .filter(|t| names::valid_tool(&names::join(server, &t.name)))
+            // A denied tool is not offered at all: its description never reaches the model.
+            .filter(|t| u.config.policy.rule(&t.name) == Rule::Allow)
+            // Only what the pin covers goes on: icons and `_meta` could change unseen.
+            .map(|mut t| {
+                t.icons = None;
+                t.meta = None;
+                t
+            })
             .collect();
         let verdicts = self.pins.check(server, &listed)?;
         *u.listed.lock().unwrap_or_else(|p| p.into_inner()) = listed
             .iter()
             .map(|t| (t.name.to_string(), t.clone()))
             .collect();
+        u.state.lock().await.listed_at = Some(Instant::now());
         let mut out = Listed {
             tools: Vec::new(),
             pinned: Vec::new(),
@@ -164,6 +216,19 @@ impl Upstreams {
         Ok(out)
     }
 
+    /// Stops every running program: local-only mode was turned on while they ran, and a
+    /// program it would not start must not keep running either. A program still starting is
+    /// stopped on the next call of this (the lock is not waited for).
+    pub fn stop_all(&self) {
+        for u in self.servers.values() {
+            if let Ok(mut state) = u.state.try_lock()
+                && state.client.take().is_some()
+            {
+                tracing::warn!(server = %u.config.name, "tool server stopped: local-only mode is on");
+            }
+        }
+    }
+
     /// A tool's definition as the server lists it now (for `maestra mcp approve`).
     pub async fn definition(
         &self,
@@ -176,6 +241,27 @@ impl Upstreams {
         self.listed(server, tool)?.ok_or_else(|| {
             Error::NotFound(format!("the tool server {server:?} lists no tool {tool:?}"))
         })
+    }
+
+    /// A tool's definition as the last listing had it (see [`Upstreams::tools`]).
+    pub fn definition_listed(&self, server: &str, tool: &str) -> Option<Tool> {
+        self.listed(server, tool).ok().flatten()
+    }
+
+    /// Whether a changed `tool` of `server`, as last listed, is reported for the first time.
+    pub fn first_report(&self, server: &str, tool: &str) -> bool {
+        let Ok(Some(def)) = self.listed(server, tool) else {
+            return false;
+        };
+        let key = (
+            server.to_string(),
+            tool.to_string(),
+            super::pins::fingerprint(&def),
+        );
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key)
     }
 
     pub fn pins(&self) -> &Pins {
@@ -198,9 +284,20 @@ impl Upstreams {
         local_only: bool,
     ) -> Result<Called> {
         let u = self.get(server)?;
+        if u.config.policy.rule(tool) == Rule::Deny {
+            return Err(Error::Forbidden(format!(
+                "the tool {tool:?} of {server:?} is denied by [mcp.servers.{server}] tools"
+            )));
+        }
         // Only a listed tool, as pinned (or approved since), may be called: its definition is
         // what the assistant was shown.
-        if self.listed(server, tool)?.is_none() {
+        let recent = u
+            .state
+            .lock()
+            .await
+            .listed_at
+            .is_some_and(|t| t.elapsed() < RELIST_AFTER);
+        if self.listed(server, tool)?.is_none() && !recent {
             self.tools(server, vault, local_only).await?;
         }
         let def = self.listed(server, tool)?.ok_or_else(|| {
@@ -214,15 +311,18 @@ impl Upstreams {
             )));
         }
         let (client, restarted) = u.client(vault, local_only).await?;
+        let redactor = Redactor::new(u.state.lock().await.secrets.iter());
         let mut params = CallToolRequestParams::new(tool.to_string());
         if let Some(a) = arguments {
             params = params.with_arguments(a);
         }
         // Dropping the call at the deadline sends the server `notifications/cancelled`.
-        let mut result = tokio::time::timeout(self.timeout, client.call_tool(params))
+        let result = tokio::time::timeout(self.timeout, client.call_tool(params))
             .await
             .map_err(|_| timed_out(server, self.timeout))?
-            .map_err(|e| failed(server, e))?;
+            .map_err(|e| scrubbed(failed(server, e), &redactor))?;
+        // The program may quote the credentials it was given: they never reach the client.
+        let mut result = scrub_result(result, &redactor)?;
         // A server of an earlier revision sends no `resultType`, which a 2026-07-28 client
         // requires: a whole answer is what it is.
         result.result_type.get_or_insert(ResultType::COMPLETE);
@@ -253,32 +353,56 @@ impl Upstream {
     ) -> Result<(rmcp::Peer<RoleClient>, bool)> {
         self.admit(local_only)?;
         let mut state = self.state.lock().await;
-        if let Some(c) = &state.client
-            && !c.is_transport_closed()
-        {
-            return Ok((c.peer().clone(), false));
+        if let Some(c) = &state.client {
+            if !c.is_transport_closed() {
+                return Ok((c.peer().clone(), false));
+            }
+            // It died: at once again after a healthy run, else after a growing wait.
+            let healthy = state.started.is_some_and(|t| t.elapsed() >= HEALTHY_RUN);
+            state.client = None;
+            if healthy {
+                state.backoff = None;
+            } else {
+                let wait = next_backoff(state.backoff);
+                state.backoff = Some(wait);
+                state.retry = Some((
+                    Instant::now() + wait,
+                    "it stopped soon after it started".into(),
+                ));
+            }
         }
-        let restarting = state.started.is_some();
-        if restarting
-            && let (Some(started), Some(backoff)) = (state.started, state.backoff)
-            && started.elapsed() < backoff
+        if let Some((at, why)) = &state.retry
+            && Instant::now() < *at
         {
             return Err(Error::UpstreamUnavailable(format!(
-                "the tool server {:?} stopped and is started again in at most {} s",
+                "the tool server {:?} could not be used ({why}); it is tried again in {} s",
                 self.config.name,
-                backoff.saturating_sub(started.elapsed()).as_secs() + 1
+                at.saturating_duration_since(Instant::now()).as_secs() + 1
             )));
         }
-        state.client = None;
-        state.started = Some(Instant::now());
-        state.backoff = Some(match state.backoff {
-            Some(b) if restarting => (b * 2).min(MAX_BACKOFF),
-            _ => FIRST_BACKOFF,
-        });
-        let client = self.start(vault).await?;
-        let peer = client.peer().clone();
-        state.client = Some(client);
-        Ok((peer, restarting))
+        match self.start(vault).await {
+            Ok((client, secrets)) => {
+                let restarted = state.ran;
+                let peer = client.peer().clone();
+                state.client = Some(client);
+                state.started = Some(Instant::now());
+                state.ran = true;
+                state.retry = None;
+                state.secrets = secrets;
+                Ok((peer, restarted))
+            }
+            Err(e) => {
+                let wait = next_backoff(state.backoff);
+                state.backoff = Some(wait);
+                state.retry = Some((Instant::now() + wait, e.plain().to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the program (dropping the client kills it).
+    async fn stop(&self) {
+        self.state.lock().await.client = None;
     }
 
     /// Local-only mode's rule for this server (see the module doc).
@@ -306,7 +430,7 @@ impl Upstream {
         })))
     }
 
-    async fn start(&self, vault: &Vault) -> Result<Client> {
+    async fn start(&self, vault: &Vault) -> Result<(Client, Vec<SecretString>)> {
         let name = &self.config.name;
         let Transport::Stdio { program, args } = &self.config.transport else {
             return Err(Error::UpstreamUnavailable(format!(
@@ -324,6 +448,7 @@ impl Upstream {
                 cmd.env(key, v);
             }
         }
+        let mut secrets = Vec::with_capacity(self.config.env.len());
         for (key, secret) in &self.config.env {
             let value = vault.get(secret).await.map_err(|e| match e.plain() {
                 Error::SecretNotFound(_) => Error::UpstreamUnavailable(format!(
@@ -333,6 +458,7 @@ impl Upstream {
                 _ => e,
             })?;
             cmd.env(key, value.expose_secret());
+            secrets.push(value);
         }
         // Its stderr is its own: it may print the very tokens it was given.
         let (transport, _) = TokioChildProcess::builder(cmd)
@@ -347,7 +473,7 @@ impl Upstream {
             Implementation::new("maestra", env!("CARGO_PKG_VERSION")),
         )
         .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-        tokio::time::timeout(START_TIMEOUT, me.serve(transport))
+        let client = tokio::time::timeout(START_TIMEOUT, me.serve(transport))
             .await
             .map_err(|_| timed_out(name, START_TIMEOUT))?
             .map_err(|e| {
@@ -355,7 +481,39 @@ impl Upstream {
                     "the tool server {name:?} did not complete the MCP handshake"
                 ))
                 .because(e)
-            })
+            })?;
+        Ok((client, secrets))
+    }
+}
+
+fn next_backoff(last: Option<Duration>) -> Duration {
+    last.map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_BACKOFF))
+}
+
+/// The result with every credential the program was given replaced, in its plain,
+/// percent-encoded and JSON-escaped forms (the services proxy's redactor, on the result as
+/// JSON text).
+fn scrub_result(result: CallToolResult, redactor: &Redactor) -> Result<CallToolResult> {
+    if redactor.is_empty() {
+        return Ok(result);
+    }
+    let text = serde_json::to_string(&result).unwrap_or_default();
+    if !redactor.contains(text.as_bytes()) {
+        return Ok(result);
+    }
+    serde_json::from_str(&redactor.scrub_text(&text)).map_err(|e| {
+        Error::Upstream("a tool result that named its credential could not be scrubbed".into())
+            .because(e)
+    })
+}
+
+fn scrubbed(e: Error, redactor: &Redactor) -> Error {
+    match e {
+        Error::ToolError(mut t) => {
+            t.message = redactor.scrub_text(&t.message);
+            Error::ToolError(t)
+        }
+        other => other,
     }
 }
 

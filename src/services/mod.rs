@@ -82,6 +82,12 @@ const BUILTINS: [Builtin; 4] = [
     },
 ];
 
+/// Whether `name` is a built-in service (usable with a `[services.NAME]` table or, for
+/// Spotify, without one).
+pub fn is_builtin(name: &str) -> bool {
+    BUILTINS.iter().any(|b| b.name == name)
+}
+
 /// Categories a service's calls may be audited under (the others are Maestra's own).
 const SERVICE_CATEGORIES: [Category; 5] = [
     Category::Media,

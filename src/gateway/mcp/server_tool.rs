@@ -88,6 +88,8 @@ pub async fn audit_pins(
             listed
                 .changed
                 .iter()
+                // Once per change, not once per listing of every client.
+                .filter(|t| state.tools.first_report(server, t))
                 .map(|t| (t, "tools/changed", Outcome::Blocked)),
         );
     for (tool, action, result) in news {
@@ -104,6 +106,28 @@ pub async fn audit_pins(
         state.audit.record(e).await?;
     }
     Ok(())
+}
+
+/// A call of a tool name that no service or server has.
+pub async fn audit_unknown(state: &AppState, info: &RequestInfo, err: &Error) -> Result<()> {
+    let mut e = Event::new(
+        Category::Tool,
+        "mcp",
+        "tools/call (unknown tool)",
+        Outcome::Failed,
+    )
+    .request_id(&info.id)
+    .detail("error", err.code());
+    if let Some(ip) = info.ip_string() {
+        e = e.ip(ip);
+    }
+    if let Some(k) = &info.key_id {
+        e = e.detail("key_id", k.as_str());
+    }
+    if let Some(u) = &info.principal.user_id {
+        e = e.user(u);
+    }
+    state.audit.record(e).await
 }
 
 struct Entry<'a> {

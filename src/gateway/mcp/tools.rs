@@ -14,6 +14,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::Value;
 
 use super::{server_tool, service_tool};
 use crate::access::scope::Principal;
@@ -54,24 +55,32 @@ impl Tools {
         }
     }
 
-    /// Who asks: the edge's `RequestInfo` (HTTP), or a fresh one for the stdio caller.
-    fn caller(&self, context: &RequestContext<RoleServer>) -> RequestInfo {
+    /// Who asks: the edge's `RequestInfo` (HTTP), or a fresh one for the stdio caller. A
+    /// request without one never passed the edge: refused, never taken as anyone.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Result<RequestInfo, ErrorData> {
         if let Some(p) = &self.fixed {
             let mut info = RequestInfo::unknown();
             info.id = uuid::Uuid::new_v4().simple().to_string();
             info.principal = p.clone();
-            return info;
+            return Ok(info);
         }
         context
             .extensions
             .get::<Parts>()
             .and_then(|parts| parts.extensions.get::<RequestInfo>())
             .cloned()
-            .unwrap_or_else(RequestInfo::unknown)
+            .ok_or_else(|| ErrorData::internal_error("the request did not pass the edge", None))
     }
 
+    /// The services offered as tools: a name with the separator in it would be read as
+    /// another prefix, so such a service is reached through `/api/services/` only.
     fn services(&self) -> impl Iterator<Item = &str> {
-        self.state.config.services.keys().map(String::as_str)
+        self.state
+            .config
+            .services
+            .keys()
+            .map(String::as_str)
+            .filter(|s| !s.contains(crate::config::mcp::SEPARATOR))
     }
 }
 
@@ -87,22 +96,25 @@ impl ServerHandler for Tools {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let info = self.caller(&context);
+        let info = self.caller(&context)?;
         let p = &info.principal;
         let mut tools: Vec<Tool> = service_tools::list(self.services().filter(|s| p.may_call(s)))
             .into_iter()
             .map(|t| Tool::new(t.name, t.description, t.input_schema))
             .collect();
         let local_only = self.state.egress.local_only();
-        for server in self.state.tools.names().filter(|s| p.may_call(s)) {
-            // A server that cannot be reached (refused in local-only mode, not started, not
-            // answering) lists no tools; calling one of them says why.
-            match self
-                .state
+        // All at once: one slow server must not hold the others' tools.
+        let servers: Vec<&str> = self.state.tools.names().filter(|s| p.may_call(s)).collect();
+        let listings = futures_util::future::join_all(servers.iter().map(|server| {
+            self.state
                 .tools
                 .tools(server, &self.state.vault, local_only)
-                .await
-            {
+        }))
+        .await;
+        for (server, listing) in servers.into_iter().zip(listings) {
+            // A server that cannot be reached (refused in local-only mode, not started, not
+            // answering) lists no tools; calling one of them says why.
+            match listing {
                 Ok(listed) => {
                     server_tool::audit_pins(&self.state, &info, server, &listed)
                         .await
@@ -120,10 +132,10 @@ impl ServerHandler for Tools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let info = self.caller(&context);
+        let info = self.caller(&context)?;
         let name = request.name.as_ref();
         let Some((prefix, tool)) = names::split(name) else {
-            return Err(unknown(name));
+            return Err(self.unknown(&info, name).await);
         };
         let args = request.arguments.unwrap_or_default();
         let result = if self.state.config.services.contains_key(prefix) {
@@ -131,28 +143,40 @@ impl ServerHandler for Tools {
         } else if self.state.tools.reach(prefix).is_some() {
             server_tool::call(&self.state, &info, prefix, tool, args).await
         } else {
-            return Err(unknown(name));
+            return Err(self.unknown(&info, name).await);
         };
         result.map(Into::into).map_err(|e| rpc_error(&e))
     }
 }
 
-fn unknown(name: &str) -> ErrorData {
-    let shown: String = name.chars().take(names::MAX_TOOL_NAME).collect();
-    ErrorData::invalid_params(
-        format!("unknown tool {shown:?}; tools/list names them"),
-        None,
-    )
+impl Tools {
+    /// A call of a name no service or server has: refused, and audited like every call.
+    async fn unknown(&self, info: &RequestInfo, name: &str) -> ErrorData {
+        let shown: String = name.chars().take(names::MAX_TOOL_NAME).collect();
+        let e = Error::BadRequest(format!("unknown tool {shown:?}; tools/list names them"));
+        if let Err(failed) = server_tool::audit_unknown(&self.state, info, &e).await {
+            return rpc_error(&failed);
+        }
+        rpc_error(&e)
+    }
 }
 
-/// A refusal as the JSON-RPC error the client gets: the tool server's own code passed on,
-/// bad arguments as invalid params, anything else as a server error carrying the SPEC §4
-/// error object (`code`, `message`, and a local-only block's `service` and `reason`).
+/// A refusal as the JSON-RPC error the client gets: bad arguments (Maestra's, or a tool
+/// server's `-32602`) as invalid params, anything else as a server error carrying the SPEC §4
+/// error object (`code`, `message`, a tool server's own `rpc_code`, and a local-only block's
+/// `service` and `reason`). A tool server's other codes are not passed on as codes: some of
+/// them choose the HTTP status of Maestra's answer (`-32601` is a 404 in MCP 2026-07-28).
 pub fn rpc_error(e: &Error) -> ErrorData {
     let body = e.body();
-    let data = body.get("error").cloned();
+    let mut data = body.get("error").cloned();
+    if let (Error::ToolError(t), Some(Value::Object(d))) = (e.plain(), data.as_mut()) {
+        d.insert("rpc_code".into(), Value::from(t.code));
+    }
     match e.plain() {
-        Error::ToolError(t) => ErrorData::new(ErrorCode(t.code), t.message.clone(), data),
+        Error::ToolError(t) if t.code == ErrorCode::INVALID_PARAMS.0 => {
+            ErrorData::invalid_params(t.message.clone(), data)
+        }
+        Error::ToolError(t) => ErrorData::new(ErrorCode(SERVER_ERROR), t.message.clone(), data),
         Error::BadRequest(_) | Error::NotFound(_) | Error::TooLarge(_) => {
             ErrorData::invalid_params(e.to_string(), data)
         }
