@@ -597,6 +597,35 @@ async fn a_changed_tool_definition_is_disabled_until_approved() {
             "{action} {result}: {entries:#?}"
         );
     }
+    // A program that dies mid-call: that call fails, the next waits out a second's backoff,
+    // then the program is started again, and the restart has an entry of its own.
+    let doc = sdk(
+        &["--http", &url],
+        json!([
+            {"op": "call", "name": "notes__note", "arguments": {"text": "crash"}},
+            {"op": "call", "name": "notes__note", "arguments": {"text": "too soon"}},
+        ]),
+    );
+    let r = doc["results"].as_array().unwrap();
+    assert!(r[0]["rpc_error"].is_object(), "{}", r[0]);
+    // Within the backoff (a loaded machine may take longer between the two calls, and then
+    // the program is already back).
+    assert!(
+        r[1].to_string().contains("tried again in") || text(&r[1]) == "noted: too soon",
+        "{}",
+        r[1]
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let doc = sdk(
+        &["--http", &url],
+        json!([{"op": "call", "name": "notes__note", "arguments": {"text": "back"}}]),
+    );
+    assert_eq!(text(&doc["results"][0]), "noted: back", "{doc}");
+    let entries = audit(&server, "service=notes").await;
+    assert!(
+        entries.iter().any(|e| e["action"] == "tools/restart"),
+        "{entries:#?}"
+    );
     let admin = audit(&server, "category=admin").await;
     assert!(
         admin.iter().any(|e| e["action"] == "mcp.approve"

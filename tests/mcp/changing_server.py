@@ -2,11 +2,12 @@
 """A stdio MCP server (official SDK, low-level API) whose one tool, `note`, is described by
 the file named by its first argument, read at every tools/list: a test edits the file to play
 a server whose tool definition changes after it was first seen (an update, or a compromise),
-which Maestra's pins must catch.
+which Maestra's pins must catch. A call with the text "crash" kills it mid-call.
 
     changing_server.py DESCRIPTION_FILE
 """
 
+import os
 import sys
 
 import anyio
@@ -32,6 +33,9 @@ async def list_tools(ctx, params):
 
 async def call_tool(ctx, params):
     text = (params.arguments or {}).get("text", "")
+    if text == "crash":
+        # A program that dies mid-call, for the restart test.
+        os._exit(3)
     return types.CallToolResult(content=[types.TextContent(type="text", text=f"noted: {text}")])
 
 

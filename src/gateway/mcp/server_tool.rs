@@ -10,12 +10,36 @@ use rmcp::model::{CallToolResult, JsonObject};
 
 use crate::error::{Error, Result};
 use crate::gateway::request_info::RequestInfo;
-use crate::gateway::state::AppState;
+use crate::gateway::state::{AppState, Shared};
 use crate::mcp::names;
 use crate::mcp::upstream::Listed;
 use crate::privsec::audit::{Category, Event, Outcome};
 
 pub async fn call(
+    state: &Shared,
+    info: &RequestInfo,
+    server: &str,
+    tool: &str,
+    args: JsonObject,
+) -> Result<CallToolResult> {
+    // On a task of its own, like a paid call: a client that hangs up (or a request cut off by
+    // the deadline) drops only the wait, so the call still ends and is audited once, and
+    // shutdown waits for it before the audit log closes.
+    let (task_state, info, server, tool) = (
+        state.clone(),
+        info.clone(),
+        server.to_string(),
+        tool.to_string(),
+    );
+    state
+        .calls
+        .answer(move |_| {
+            Box::pin(async move { run(&task_state, &info, &server, &tool, args).await })
+        })
+        .await
+}
+
+async fn run(
     state: &AppState,
     info: &RequestInfo,
     server: &str,
@@ -61,6 +85,12 @@ pub async fn call(
                 .detail("result_digest", state.audit.digest(&answer));
             if c.restarted {
                 e = e.detail("restarted", true);
+                // The program had stopped since its last call: its restart is an event of its
+                // own, so a server that keeps dying shows in the log.
+                let restart = Event::new(Category::Tool, server, "tools/restart", Outcome::Success)
+                    .request_id(&info.id)
+                    .detail("reason", "the program had stopped since its last call");
+                state.audit.record(restart).await?;
             }
             state.audit.record(e).await?;
             Ok(c.result)
