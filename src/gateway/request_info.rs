@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use super::agent::Claim;
 use crate::access::scope::Principal;
+use crate::privsec::audit::Event;
 
 /// What the edge learned about a request, for audit entries and logs.
 #[derive(Debug, Clone)]
@@ -36,5 +37,21 @@ impl RequestInfo {
 
     pub fn ip_string(&self) -> Option<String> {
         self.ip.map(|ip| ip.to_string())
+    }
+
+    /// An audit event marked with who asked: the request id, the client's address, the key's
+    /// public id and the key's user.
+    pub fn stamp(&self, mut e: Event) -> Event {
+        e = e.request_id(&self.id);
+        if let Some(ip) = self.ip_string() {
+            e = e.ip(ip);
+        }
+        if let Some(k) = &self.key_id {
+            e = e.detail("key_id", k.as_str());
+        }
+        if let Some(u) = &self.principal.user_id {
+            e = e.user(u);
+        }
+        e
     }
 }

@@ -140,24 +140,14 @@ pub async fn audit_pins(
 
 /// A call of a tool name that no service or server has.
 pub async fn audit_unknown(state: &AppState, info: &RequestInfo, err: &Error) -> Result<()> {
-    let mut e = Event::new(
+    let e = Event::new(
         Category::Tool,
         "mcp",
         "tools/call (unknown tool)",
         Outcome::Failed,
     )
-    .request_id(&info.id)
     .detail("error", err.code());
-    if let Some(ip) = info.ip_string() {
-        e = e.ip(ip);
-    }
-    if let Some(k) = &info.key_id {
-        e = e.detail("key_id", k.as_str());
-    }
-    if let Some(u) = &info.principal.user_id {
-        e = e.user(u);
-    }
-    state.audit.record(e).await
+    state.audit.record(info.stamp(e)).await
 }
 
 struct Entry<'a> {
@@ -170,31 +160,23 @@ struct Entry<'a> {
 
 impl Entry<'_> {
     fn event(&self, category: Category, result: Outcome, sent: &[u8]) -> Event {
-        let mut e = Event::new(
-            category,
-            self.server,
-            format!("tools/call {}", self.tool),
-            result,
-        )
-        .request_id(&self.info.id)
-        .detail("tool", self.tool)
-        .detail("duration_ms", self.start.elapsed().as_millis() as u64)
-        .detail("bytes_in", sent.len() as u64)
-        .detail("arguments_digest", self.state.audit.digest(sent));
-        if let Some(ip) = self.info.ip_string() {
-            e = e.ip(ip);
-        }
-        if let Some(k) = &self.info.key_id {
-            e = e.detail("key_id", k.as_str());
-        }
+        let mut e = self.info.stamp(
+            Event::new(
+                category,
+                self.server,
+                format!("tools/call {}", self.tool),
+                result,
+            )
+            .detail("tool", self.tool)
+            .detail("duration_ms", self.start.elapsed().as_millis() as u64)
+            .detail("bytes_in", sent.len() as u64)
+            .detail("arguments_digest", self.state.audit.digest(sent)),
+        );
         if let Some(name) = crate::gateway::agent::of_key(&self.info.principal) {
             e = e.agent(name);
         }
         if let Ok(Some(s)) = self.info.claim.claimed() {
             e = e.surface(s);
-        }
-        if let Some(u) = &self.info.principal.user_id {
-            e = e.user(u);
         }
         e
     }

@@ -102,23 +102,13 @@ async fn audit_refusal(
     } else {
         "(not a tool name)"
     };
-    let mut event = Event::new(
+    let event = Event::new(
         category,
         service,
         format!("tools/call {tool}"),
         Outcome::Failed,
     )
-    .request_id(&info.id)
     .surface(SURFACE)
     .detail("error", e.code());
-    if let Some(ip) = info.ip_string() {
-        event = event.ip(ip);
-    }
-    if let Some(k) = &info.key_id {
-        event = event.detail("key_id", k.as_str());
-    }
-    if let Some(u) = &info.principal.user_id {
-        event = event.user(u);
-    }
-    state.audit.record(event).await
+    state.audit.record(info.stamp(event)).await
 }
