@@ -273,7 +273,15 @@ async fn cloud_mode_requires_valid_unrevoked_keys() {
     assert!(listing.contains("REVOKED") && !listing.contains(&key));
 
     let out = server.stop();
-    let secret = key.rsplit('_').next().unwrap();
+    // `mae_<hex id>_<secret>`: the secret is base64url, which may hold `_` itself, so it is
+    // everything after the id (its last `_`-part alone could be a two-letter string that any
+    // file holds by chance).
+    let secret = key
+        .strip_prefix("mae_")
+        .and_then(|rest| rest.split_once('_'))
+        .map(|(_, secret)| secret)
+        .unwrap();
+    assert_eq!(secret.len(), 43, "{key}");
     assert!(!out.contains(secret), "{out}");
     for (path, bytes) in common::all_file_bytes(&home.root()) {
         assert!(!common::contains(&bytes, secret), "{}", path.display());
