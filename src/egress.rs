@@ -453,19 +453,6 @@ impl From<LocalOnlyBlock> for Error {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// Every cause in `e`'s chain, after `e` itself.
-    fn chain(e: &Error) -> Vec<&(dyn std::error::Error + 'static)> {
-        let mut out = Vec::new();
-        let mut next = std::error::Error::source(e);
-        while let Some(c) = next {
-            out.push(c);
-            next = c.source();
-        }
-        out
-    }
-
     #[tokio::test]
     async fn an_upstream_error_from_reqwest_shows_no_url_query() {
         let port = {
@@ -490,11 +477,9 @@ mod tests {
                 .starts_with("upstream error: cannot connect to svc"),
             "{e}"
         );
-        let reqwest = chain(&e)
-            .into_iter()
-            .find_map(|c| c.downcast_ref::<reqwest::Error>());
+        let reqwest = e.causes().find_map(|c| c.downcast_ref::<reqwest::Error>());
         assert!(reqwest.is_some_and(|r| r.url().is_none()), "{e:?}");
-        for shown in std::iter::once(e.to_string()).chain(chain(&e).iter().map(|c| c.to_string())) {
+        for shown in std::iter::once(e.to_string()).chain(e.causes().map(|c| c.to_string())) {
             assert!(
                 !shown.contains("sk-secret") && !shown.contains("key="),
                 "{shown}"

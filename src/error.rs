@@ -206,6 +206,11 @@ impl Error {
         }
     }
 
+    /// Every cause behind this failure, nearest first (what logs and tests walk).
+    pub fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        std::iter::successors(std::error::Error::source(self), |c| c.source())
+    }
+
     /// The failure itself, without the cause [`Error::because`] kept: the one to match on.
     pub fn plain(&self) -> &Error {
         match self {
@@ -353,24 +358,10 @@ mod tests {
         assert_eq!((e.status(), e.code()), (503, "storage_unavailable"));
     }
 
-    /// Every cause in `e`'s chain, after `e` itself.
-    fn chain(e: &Error) -> Vec<&(dyn std::error::Error + 'static)> {
-        let mut out = Vec::new();
-        let mut cur = std::error::Error::source(e);
-        while let Some(c) = cur {
-            out.push(c);
-            cur = c.source();
-        }
-        out
-    }
-
     #[test]
     fn a_kept_cause_is_found_in_the_chain_and_changes_nothing_shown() {
         let e = crate::backup::manifest::Manifest::from_json(b"{").unwrap_err();
-        assert!(
-            chain(&e).iter().any(|c| c.is::<serde_json::Error>()),
-            "{e:?}"
-        );
+        assert!(e.causes().any(|c| c.is::<serde_json::Error>()), "{e:?}");
         assert!(
             e.to_string()
                 .starts_with("bad request: backup: the manifest is not valid: ")
@@ -382,7 +373,7 @@ mod tests {
         let e = Error::Store("cannot write".into()).because(io);
         assert_eq!(e.to_string(), "storage error: cannot write");
         assert_eq!(e.body()["error"]["code"], "storage_unavailable");
-        assert!(chain(&e).iter().any(|c| c.to_string() == "disk gone"));
+        assert!(e.causes().any(|c| c.to_string() == "disk gone"));
 
         // Kept twice over: the chain runs through both, the outer failure is what shows.
         let inner = Error::Upstream("a".into()).because(std::io::Error::other("root"));
@@ -391,7 +382,7 @@ mod tests {
             (e.to_string().as_str(), e.code()),
             ("configuration error: b", "configuration_error")
         );
-        assert!(chain(&e).iter().any(|c| c.to_string() == "root"));
+        assert!(e.causes().any(|c| c.to_string() == "root"));
 
         // The extra fields of the body come from the failure itself.
         let e = Error::RateLimited {

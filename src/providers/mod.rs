@@ -467,14 +467,26 @@ fn over_context(err: &Value) -> bool {
     WORDS.iter().any(|w| message.contains(w))
 }
 
-async fn read_capped(p: Provider, mut resp: reqwest::Response) -> Result<Vec<u8>> {
+async fn read_capped(p: Provider, resp: reqwest::Response) -> Result<Vec<u8>> {
+    read_answer(p, resp, MAX_ANSWER_BYTES, "an answer", "").await
+}
+
+/// A provider's answer body, up to `limit` bytes; past it, an error naming `what` was too
+/// large, with `advice` after it.
+pub(crate) async fn read_answer(
+    p: Provider,
+    mut resp: reqwest::Response,
+    limit: usize,
+    what: &str,
+    advice: &str,
+) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                if body.len() + chunk.len() > limit {
                     return Err(Error::Upstream(format!(
-                        "{} sent an answer over {MAX_ANSWER_BYTES} bytes",
+                        "{} sent {what} over {limit} bytes{advice}",
                         p.service()
                     )));
                 }

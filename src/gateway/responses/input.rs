@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::providers::chat::read::{
-    MAX_IMAGES, check_options, function, image, optional_string, schema, tool_list, valid_name,
+    MAX_IMAGES, check_options, choice_against, function, image, optional_string, schema, tool_list,
+    valid_name,
 };
 use crate::providers::chat::{MAX_MESSAGE_BYTES, MAX_MESSAGES, MAX_TOKENS};
 use crate::providers::{
@@ -543,15 +544,7 @@ fn tool_choice(v: Option<&Value>, tools: &[Tool]) -> Result<Option<ToolChoice>> 
         },
         Some(_) => return Err(bad(WHAT)),
     };
-    match &choice {
-        ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => Err(bad(&format!(
-            "`tool_choice` names {name:?}, which `tools` does not declare"
-        ))),
-        ToolChoice::Required | ToolChoice::Function(_) if tools.is_empty() => Err(bad(
-            "`tool_choice` asks for a call but `tools` declares none",
-        )),
-        _ => Ok(Some(choice)),
-    }
+    choice_against(choice, tools).map(Some)
 }
 
 /// `text.format`, the Responses API's `response_format`, flat.

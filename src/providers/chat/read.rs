@@ -16,7 +16,7 @@ use super::{ChatMessage, ChatRequest, MAX_MESSAGES, MAX_TOKENS};
 use crate::error::{Error, Result};
 pub(crate) use messages::image;
 use messages::message;
-pub(crate) use tools::{function, optional_string, schema, tool_list, valid_name};
+pub(crate) use tools::{choice_against, function, optional_string, schema, tool_list, valid_name};
 use tools::{response_format, tool_choice, tools};
 
 /// Every top-level field a chat request may carry. Anything else is refused by name.

@@ -94,7 +94,14 @@ impl Providers {
         let answer = async {
             let resp = self.egress.send(service, builder).await?;
             let resp = check_status(route.provider, resp, &redactor).await?;
-            let body = read_answer(route.provider, resp).await?;
+            let body = super::read_answer(
+                route.provider,
+                resp,
+                MAX_ANSWER_BYTES,
+                "an embeddings answer",
+                "; send fewer inputs per request",
+            )
+            .await?;
             let e = Embeddings::parse(route.provider, &body, req.inputs.len())?;
             if e.quotes(&redactor) {
                 return Err(Error::Upstream(format!(
@@ -106,32 +113,5 @@ impl Providers {
         answer
             .await
             .map_err(|e| self.local_down(route, redactor.scrub_error(e)))
-    }
-}
-
-/// The answer's body, up to [`MAX_ANSWER_BYTES`].
-async fn read_answer(p: Provider, mut resp: reqwest::Response) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                    return Err(Error::Upstream(format!(
-                        "{} sent an embeddings answer over {MAX_ANSWER_BYTES} bytes; send \
-                         fewer inputs per request",
-                        p.service()
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) if e.is_timeout() => return Err(super::timeout(p)),
-            Err(_) => {
-                return Err(Error::Upstream(format!(
-                    "{} closed the connection mid-answer",
-                    p.service()
-                )));
-            }
-        }
     }
 }

@@ -125,6 +125,12 @@ pub(super) fn tool_choice(v: Option<&Value>, tools: &[Tool]) -> Result<Option<To
             ));
         }
     };
+    choice_against(choice, tools).map(Some)
+}
+
+/// A tool choice checked against the tools declared: one that names a function must name a
+/// declared one, and one that asks for a call needs a tool to call (both APIs' rule).
+pub(crate) fn choice_against(choice: ToolChoice, tools: &[Tool]) -> Result<ToolChoice> {
     match &choice {
         ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => Err(bad(&format!(
             "`tool_choice` names {name:?}, which `tools` does not declare"
@@ -132,7 +138,7 @@ pub(super) fn tool_choice(v: Option<&Value>, tools: &[Tool]) -> Result<Option<To
         ToolChoice::Required | ToolChoice::Function(_) if tools.is_empty() => Err(bad(
             "`tool_choice` asks for a call but `tools` declares none",
         )),
-        _ => Ok(Some(choice)),
+        _ => Ok(choice),
     }
 }
 
