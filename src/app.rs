@@ -113,7 +113,12 @@ impl App {
         let access = Access::new(&ctx.config, store.clone())?;
         check_cloud_keys(&ctx.config, &access).await?;
         let metrics = Metrics::with_egress(egress.bytes());
-        let tools = Upstreams::new(&ctx.config.mcp, ctx.config.services.keys(), &ctx.home.root)?;
+        let tools = Upstreams::new(
+            &ctx.config.mcp,
+            ctx.config.services.keys(),
+            &ctx.home.root,
+            egress.clone(),
+        )?;
         let state = Arc::new(AppState {
             config: ctx.config,
             budget,

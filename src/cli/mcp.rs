@@ -12,13 +12,15 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::Context;
-use crate::app::App;
 use rmcp::model::Tool;
 
+use crate::app::App;
+use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::mcp::pins::fingerprint;
 use crate::mcp::{Upstreams, names};
 use crate::privsec::audit::{Category, Event, Outcome};
+use crate::privsec::guard::Catalog;
 
 /// Bound only to have a listener like `serve` (no connection is accepted on it): loopback,
 /// any free port, whatever `bind` says.
@@ -61,8 +63,22 @@ async fn stdio(config_file: Option<&Path>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn upstreams(ctx: &Context) -> Result<Upstreams> {
-    Upstreams::new(&ctx.config.mcp, ctx.config.services.keys(), &ctx.home.root)
+/// The tool servers as a server would reach them: a `url` one through the guarded client,
+/// under local-only mode as it is now.
+fn upstreams(ctx: &Context, local_only: bool) -> Result<Upstreams> {
+    let egress = Egress::new(
+        Catalog::new(&ctx.config.guard),
+        EgressOptions {
+            local_only,
+            ..EgressOptions::default()
+        },
+    )?;
+    Upstreams::new(
+        &ctx.config.mcp,
+        ctx.config.services.keys(),
+        &ctx.home.root,
+        egress,
+    )
 }
 
 /// Local-only mode as a running server has it (a lockdown or the page's switch included):
@@ -74,8 +90,8 @@ async fn local_only(ctx: &Context) -> Result<bool> {
 async fn list(config_file: Option<&Path>) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
     let vault = ctx.vault().await?;
-    let servers = upstreams(&ctx)?;
     let local_only = local_only(&ctx).await?;
+    let servers = upstreams(&ctx, local_only)?;
     if servers.names().next().is_none() {
         println!("no tool servers: add one as [mcp.servers.NAME] in maestra.toml");
     }
@@ -119,8 +135,8 @@ async fn approve(
 ) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
     let vault = ctx.vault().await?;
-    let servers = upstreams(&ctx)?;
     let local_only = local_only(&ctx).await?;
+    let servers = upstreams(&ctx, local_only)?;
     let def = servers.definition(server, tool, &vault, local_only).await?;
     let fingerprint = fingerprint(&def);
     // The program is asked again here: what it says now is what is approved, so a caller

@@ -3,14 +3,18 @@
 //! - `names`         — `SERVER__tool`: one namespace for every server's tools
 //! - `service_tools` — the configured personal services as tools, each one services-proxy call
 //! - `upstream`      — the tool servers the person added, spoken to as an MCP client
+//! - `program`       — a stdio server's program, started with only what it is given
+//! - `credentials`   — the vault secrets a server's `env` or `headers` name
 //! - `pins`          — their tools' definitions pinned when first seen; a changed one is
 //!   disabled until the person approves it
 //!
 //! The MCP server itself (what answers `tools/list` and `tools/call` on `/mcp` and over
 //! stdio, with the access checks and the audit entry) is `gateway::mcp`.
 
+pub mod credentials;
 pub mod names;
 pub mod pins;
+pub mod program;
 pub mod service_tools;
 pub mod upstream;
 

@@ -10,7 +10,6 @@
 //! says so and how to proceed.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
@@ -18,23 +17,18 @@ use rmcp::model::{
     JsonObject, ProtocolVersion, ResultType, Tool,
 };
 use rmcp::service::{RunningService, ServiceError};
-use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::sync::Mutex;
 
-use super::names;
+use super::{names, program};
 use super::pins::{Pins, Verdict};
 use crate::config::mcp::{McpConfig, Reach, Rule, ToolServer, Transport};
+use crate::egress::Egress;
 use crate::error::{Error, LocalOnlyBlock, Result, ToolRpcError};
 use crate::privsec::vault::Vault;
 use crate::services::redact::Redactor;
 
-/// The environment a tool program inherits from Maestra's: what a program needs to find its
-/// interpreter, home and locale. Never the rest, which holds Maestra's own keys.
-const INHERITED_ENV: [&str; 9] = [
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_ALL", "TZ",
-];
 /// How long a program has to start and answer the handshake.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest result passed on to the assistant; a larger one is refused, not cut (a cut
@@ -62,6 +56,8 @@ pub struct Upstreams {
     servers: BTreeMap<String, Upstream>,
     timeout: Duration,
     pins: Pins,
+    /// The only way out: a `url` server is dialled through it.
+    egress: Egress,
     /// Changed definitions already reported (server, tool, fingerprint): at most
     /// servers × [`MAX_TOOLS`], since only listed tools are reported.
     reported: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
@@ -116,6 +112,7 @@ impl Upstreams {
         config: &McpConfig,
         services: impl IntoIterator<Item = &'a String>,
         home: &std::path::Path,
+        egress: Egress,
     ) -> Result<Upstreams> {
         let services: Vec<&String> = services.into_iter().collect();
         if let Some(clash) = config
@@ -145,6 +142,7 @@ impl Upstreams {
             servers,
             timeout: config.call_timeout,
             pins: Pins::new(home),
+            egress,
             reported: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
@@ -432,58 +430,40 @@ impl Upstream {
 
     async fn start(&self, vault: &Vault) -> Result<(Client, Vec<SecretString>)> {
         let name = &self.config.name;
-        let Transport::Stdio { program, args } = &self.config.transport else {
-            return Err(Error::UpstreamUnavailable(format!(
+        match &self.config.transport {
+            Transport::Stdio { program, args } => {
+                let (transport, secrets) = program::spawn(&self.config, program, args, vault).await?;
+                Ok((handshake(name, transport).await?, secrets))
+            }
+            Transport::Http { .. } => Err(Error::UpstreamUnavailable(format!(
                 "the tool server {name:?} is a streamable-HTTP server, which this version does \
                  not dial yet; run it as a `command` server"
-            )));
-        };
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .kill_on_drop(true);
-        for key in INHERITED_ENV {
-            if let Some(v) = std::env::var_os(key) {
-                cmd.env(key, v);
-            }
+            ))),
         }
-        let mut secrets = Vec::with_capacity(self.config.env.len());
-        for (key, secret) in &self.config.env {
-            let value = vault.get(secret).await.map_err(|e| match e.plain() {
-                Error::SecretNotFound(_) => Error::UpstreamUnavailable(format!(
-                    "the tool server {name:?} needs the vault secret {secret:?}: store it with \
-                     `maestra vault put {secret}`"
-                )),
-                _ => e,
-            })?;
-            cmd.env(key, value.expose_secret());
-            secrets.push(value);
-        }
-        // Its stderr is its own: it may print the very tokens it was given.
-        let (transport, _) = TokioChildProcess::builder(cmd)
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                Error::UpstreamUnavailable(format!("cannot start the tool server {name:?}"))
-                    .because(e)
-            })?;
-        let me = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("maestra", env!("CARGO_PKG_VERSION")),
-        )
-        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-        let client = tokio::time::timeout(START_TIMEOUT, me.serve(transport))
-            .await
-            .map_err(|_| timed_out(name, START_TIMEOUT))?
-            .map_err(|e| {
-                Error::UpstreamUnavailable(format!(
-                    "the tool server {name:?} did not complete the MCP handshake"
-                ))
-                .because(e)
-            })?;
-        Ok((client, secrets))
     }
+}
+
+/// The MCP handshake over a started transport, as a client of the newest revision that still
+/// begins with `initialize` (what servers of every earlier revision answer).
+async fn handshake<T, E, A>(name: &str, transport: T) -> Result<Client>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let me = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("maestra", env!("CARGO_PKG_VERSION")),
+    )
+    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
+    tokio::time::timeout(START_TIMEOUT, me.serve(transport))
+        .await
+        .map_err(|_| timed_out(name, START_TIMEOUT))?
+        .map_err(|e| {
+            Error::UpstreamUnavailable(format!(
+                "the tool server {name:?} did not complete the MCP handshake"
+            ))
+            .because(e)
+        })
 }
 
 fn next_backoff(last: Option<Duration>) -> Duration {
