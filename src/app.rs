@@ -24,6 +24,7 @@ use crate::gateway::{self, AppState};
 use crate::home::Home;
 use crate::home_lock::HomeLock;
 use crate::mcp::Upstreams;
+use crate::mcp::approvals::Approvals;
 use crate::metrics::Metrics;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::{Catalog, check_configured_peer};
@@ -119,6 +120,7 @@ impl App {
             &ctx.home.root,
             egress.clone(),
         )?;
+        let approvals = Approvals::new(store.clone(), ctx.config.mcp.ask_timeout);
         let state = Arc::new(AppState {
             config: ctx.config,
             budget,
@@ -132,6 +134,7 @@ impl App {
             started: Instant::now(),
             calls: Default::default(),
             tools,
+            approvals,
         });
         // A lockdown in force is in force from the first request, not from the first poll.
         follow_lockdown(&state).await?;

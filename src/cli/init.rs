@@ -433,6 +433,13 @@ fn sample_config(home: &Path) -> Result<String> {
         &[],
         int(d.mcp.call_timeout.as_secs()),
     );
+    out.set(
+        "ask_timeout",
+        "Seconds a call of an \"ask\" tool waits for your approval before it is refused \
+        (1 to 3600).",
+        &[],
+        int(d.mcp.ask_timeout.as_secs()),
+    );
     out.table(
         "mcp.servers.time",
         "A tool server: `command` (a program spoken to over stdio) or `url` (streamable HTTP, \
@@ -458,6 +465,16 @@ fn sample_config(home: &Path) -> Result<String> {
             "TIME_TOKEN".to_string(),
             s("vault:time_token"),
         )])),
+    );
+    out.set(
+        "tools",
+        "Per tool \"allow\", \"deny\" (never offered) or \"ask\" (each call waits for your \
+        approval in the privacy center or `maestra mcp approve`); \"*\" for the rest, e.g.",
+        &[],
+        Value::Table(toml::map::Map::from_iter([
+            ("convert_time".to_string(), s("ask")),
+            ("*".to_string(), s("allow")),
+        ])),
     );
 
     out.table(

@@ -5,6 +5,8 @@
 //! `maestra mcp list` and `maestra mcp approve SERVER TOOL` show and approve the tool servers'
 //! tools against their pins (`mcp::pins`); they start each program to ask it, as a server
 //! would, and need no server running (a running one sees an approval on its next check).
+//! `maestra mcp approve CALL` and `maestra mcp deny CALL` decide a call of an `ask` tool that
+//! waits in a running server (or a `maestra mcp`), through the store they share.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,9 +20,14 @@ use crate::app::App;
 use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::mcp::pins::fingerprint;
-use crate::mcp::{Upstreams, names};
+use crate::conversations::model::now_millis;
+use crate::mcp::{Upstreams, approvals, names};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::Catalog;
+use crate::store::Decision;
+
+/// The most waiting calls `mcp list` shows.
+const MAX_WAITING_LISTED: u32 = 100;
 
 /// Bound only to have a listener like `serve` (no connection is accepted on it): loopback,
 /// any free port, whatever `bind` says.
@@ -28,17 +35,23 @@ const UNUSED_BIND: &str = "127.0.0.1:0";
 
 #[derive(Debug, Subcommand)]
 pub enum McpCommand {
-    /// Every tool server's tools, and whether each is as pinned.
+    /// Every tool server's tools, whether each is as pinned, and the calls waiting for approval.
     List,
-    /// Enable a tool whose description or schema changed, as it is defined now.
+    /// Approve a tool call that waits for you (`approve CALL_ID`, an `ask` tool's call), or
+    /// enable a tool whose description or schema changed, as it is defined now (`approve
+    /// SERVER TOOL`).
     Approve {
-        server: String,
-        tool: String,
+        /// The waiting call's id, or the tool server's name.
+        target: String,
+        /// The tool, when enabling a changed tool.
+        tool: Option<String>,
         /// The fingerprint `mcp list` showed (its first 16 characters or more): the approval is
         /// refused if the server now says something else.
         #[arg(long)]
         fingerprint: Option<String>,
     },
+    /// Refuse a tool call that waits for you (an `ask` tool's call).
+    Deny { call: String },
 }
 
 pub async fn run(config_file: Option<&Path>, command: Option<McpCommand>) -> Result<ExitCode> {
@@ -46,10 +59,20 @@ pub async fn run(config_file: Option<&Path>, command: Option<McpCommand>) -> Res
         None => stdio(config_file).await,
         Some(McpCommand::List) => list(config_file).await,
         Some(McpCommand::Approve {
-            server,
-            tool,
+            target,
+            tool: Some(tool),
             fingerprint,
-        }) => approve(config_file, &server, &tool, fingerprint.as_deref()).await,
+        }) => approve(config_file, &target, &tool, fingerprint.as_deref()).await,
+        Some(McpCommand::Approve {
+            target,
+            tool: None,
+            fingerprint: None,
+        }) => decide(config_file, &target, Decision::Approved).await,
+        Some(McpCommand::Approve { .. }) => Err(Error::BadRequest(
+            "--fingerprint is for `approve SERVER TOOL` (a changed tool), not for a waiting call"
+                .into(),
+        )),
+        Some(McpCommand::Deny { call }) => decide(config_file, &call, Decision::Denied).await,
     }
 }
 
@@ -124,6 +147,50 @@ async fn list(config_file: Option<&Path>) -> Result<ExitCode> {
             Err(e) => println!("{server}  not listed: {}", e.plain()),
         }
     }
+    let waiting = ctx
+        .store()
+        .await?
+        .approval_pending(now_millis(), MAX_WAITING_LISTED)
+        .await?;
+    for w in waiting {
+        println!(
+            "waiting for approval: call {}  {} asked by {} ({} bytes of arguments): \
+             `maestra mcp approve {}` or `maestra mcp deny {}`",
+            w.id,
+            names::join(&w.server, &w.tool),
+            w.asked_by,
+            w.arguments_bytes,
+            w.id,
+            w.id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The person's decision on a waiting call; the waiting server sees it within a second.
+async fn decide(config_file: Option<&Path>, call: &str, decision: Decision) -> Result<ExitCode> {
+    let ctx = Context::load(config_file, false)?;
+    let store = ctx.store().await?;
+    let by = "`maestra mcp` on the server's machine";
+    let record = approvals::decide(store.as_ref(), call, decision, by).await?;
+    ctx.audit(
+        Event::new(
+            Category::Admin,
+            "maestra",
+            format!("mcp.{}", decision.as_str()),
+            Outcome::Success,
+        )
+        .detail("call", record.id.as_str())
+        .detail("server", record.server.as_str())
+        .detail("tool", record.tool.as_str()),
+    )
+    .await?;
+    println!(
+        "{} the call of {} asked by {}",
+        decision.as_str(),
+        names::join(&record.server, &record.tool),
+        record.asked_by
+    );
     Ok(ExitCode::SUCCESS)
 }
 

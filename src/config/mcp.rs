@@ -22,6 +22,11 @@ pub const SEPARATOR: &str = "__";
 /// The default and the largest time one `tools/call` may take.
 const DEFAULT_CALL_TIMEOUT: u64 = 60;
 const MAX_CALL_TIMEOUT: u64 = 3600;
+/// How long a call of an `ask` tool waits for the person's decision before it is refused: long
+/// enough to notice and read it, short enough that an assistant is not left hanging. A wait
+/// longer than `server.request_timeout` is cut by the request's own deadline.
+const DEFAULT_ASK_TIMEOUT: u64 = 120;
+const MAX_ASK_TIMEOUT: u64 = 3600;
 /// Tool servers a home may declare: each may be a running child process.
 const MAX_SERVERS: usize = 64;
 
@@ -31,6 +36,7 @@ pub(super) struct McpFile {
     #[serde(default)]
     servers: BTreeMap<String, ServerFile>,
     call_timeout: Option<u64>,
+    ask_timeout: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +60,8 @@ pub struct McpConfig {
     /// How long one `tools/call` to a tool server may take before it is answered with an
     /// error (the server's own work is abandoned, not waited for).
     pub call_timeout: Duration,
+    /// How long a call of an `ask` tool waits for the person's approval.
+    pub ask_timeout: Duration,
 }
 
 /// One `[mcp.servers.NAME]`.
@@ -66,8 +74,8 @@ pub struct ToolServer {
     pub env: Vec<(String, String)>,
     /// Headers for an HTTP server: (header, vault secret name).
     pub headers: Vec<(String, String)>,
-    /// Which of its tools the assistant may use (`tools = { NAME = "allow" | "deny" }`, `"*"`
-    /// for the rest; every tool by default).
+    /// Which of its tools the assistant may use (`tools = { NAME = "allow" | "deny" | "ask" }`,
+    /// `"*"` for the rest; every tool by default).
     pub policy: ToolPolicy,
 }
 
@@ -84,6 +92,8 @@ pub enum Rule {
     #[default]
     Allow,
     Deny,
+    /// Each call waits until the person approves it (privacy center, `maestra mcp approve`).
+    Ask,
 }
 
 impl ToolPolicy {
@@ -141,7 +151,13 @@ pub(super) fn load(file: McpFile) -> Result<McpConfig> {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    if let Err(e) = &call_timeout {
+    let ask_timeout = validate::range(
+        "mcp.ask_timeout",
+        file.ask_timeout.unwrap_or(DEFAULT_ASK_TIMEOUT),
+        1,
+        MAX_ASK_TIMEOUT,
+    );
+    for e in [&call_timeout, &ask_timeout].into_iter().filter_map(|r| r.as_ref().err()) {
         errors.push(e.to_string());
     }
     if !errors.is_empty() {
@@ -150,6 +166,7 @@ pub(super) fn load(file: McpFile) -> Result<McpConfig> {
     Ok(McpConfig {
         servers,
         call_timeout: Duration::from_secs(call_timeout?),
+        ask_timeout: Duration::from_secs(ask_timeout?),
     })
 }
 
@@ -225,22 +242,17 @@ fn server(name: &str, f: ServerFile) -> Result<ToolServer> {
     })
 }
 
-/// `tools = { NAME = "allow" | "deny", "*" = ... }`.
+/// `tools = { NAME = "allow" | "deny" | "ask", "*" = ... }`.
 fn policy(server: &str, rules: BTreeMap<String, String>) -> Result<ToolPolicy> {
     let mut out = ToolPolicy::default();
     for (tool, rule) in rules {
         let rule = match rule.as_str() {
             "allow" => Rule::Allow,
             "deny" => Rule::Deny,
-            "ask" => {
-                return Err(Error::Config(format!(
-                    "[mcp.servers.{server}] tools.{tool}: \"ask\" (wait for the person's \
-                     approval) is not available in this version; use \"allow\" or \"deny\""
-                )));
-            }
+            "ask" => Rule::Ask,
             _ => {
                 return Err(Error::Config(format!(
-                    "[mcp.servers.{server}] tools.{tool} must be \"allow\" or \"deny\""
+                    "[mcp.servers.{server}] tools.{tool} must be \"allow\", \"deny\" or \"ask\""
                 )));
             }
         };
@@ -343,7 +355,7 @@ mod tests {
             url = "https://mcp.example.com/mcp"
             kind = "cloud"
             headers = { Authorization = "vault:notion" }
-            tools = { search = "allow", "*" = "deny" }
+            tools = { search = "allow", create_page = "ask", "*" = "deny" }
             "#,
         )
         .unwrap();
@@ -369,6 +381,7 @@ mod tests {
         );
         assert_eq!(notion.policy.rule("search"), Rule::Allow);
         assert_eq!(notion.policy.rule("delete_page"), Rule::Deny);
+        assert_eq!(notion.policy.rule("create_page"), Rule::Ask);
         assert_eq!(time.policy.rule("anything"), Rule::Allow);
     }
 
@@ -415,12 +428,8 @@ mod tests {
                 "unknown field",
             ),
             (
-                "[mcp.servers.t]\ncommand=[\"x\"]\nkind=\"local\"\ntools={a=\"ask\"}",
-                "not available",
-            ),
-            (
                 "[mcp.servers.t]\ncommand=[\"x\"]\nkind=\"local\"\ntools={a=\"maybe\"}",
-                "\"allow\" or \"deny\"",
+                "\"allow\", \"deny\" or \"ask\"",
             ),
             (
                 "[mcp.servers.t]\ncommand=[\"x\"]\nkind=\"local\"\ntools={\"a b\"=\"deny\"}",
@@ -431,7 +440,10 @@ mod tests {
             assert!(e.contains(says), "{text}: {e}");
             assert!(!e.contains("CANARY"), "{e}");
         }
-        let e = parse("[mcp]\ncall_timeout = 0").unwrap_err().to_string();
+        let e = parse("[mcp]\ncall_timeout = 0\nask_timeout = 3601")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mcp.call_timeout"), "{e}");
+        assert!(e.contains("mcp.ask_timeout"), "{e}");
     }
 }

@@ -30,8 +30,9 @@ use crate::cost::ledger::{
 use crate::error::{Error, Result};
 use crate::privsec::datakeys::DataKey;
 use crate::store::{
-    ApiKeyRecord, ApiKeys, Context, Conversations, DataKeyRecord, DataKeys, Ledger, Meta,
-    RawContent, RawConversation, RawMessage, SecretInfo, SecretRecord, Secrets, Store, Turn,
+    ApiKeyRecord, ApiKeys, ApprovalRecord, Context, Conversations, DataKeyRecord, DataKeys,
+    Decision, Ledger, Meta, RawContent, RawConversation, RawMessage, SecretInfo, SecretRecord,
+    Secrets, Store, ToolApprovals, Turn,
 };
 
 /// The decorator: `inner` holds only sealed content.
@@ -458,6 +459,31 @@ impl ApiKeys for SealedStore {
     }
     async fn api_key_touch(&self, id: &str, now: i64) -> Result<()> {
         self.inner.api_key_touch(id, now).await
+    }
+}
+
+#[async_trait]
+impl ToolApprovals for SealedStore {
+    async fn approval_insert(&self, record: &ApprovalRecord) -> Result<()> {
+        self.inner.approval_insert(record).await
+    }
+    async fn approval_get(&self, id: &str) -> Result<Option<ApprovalRecord>> {
+        self.inner.approval_get(id).await
+    }
+    async fn approval_pending(&self, now: i64, limit: u32) -> Result<Vec<ApprovalRecord>> {
+        self.inner.approval_pending(now, limit).await
+    }
+    async fn approval_decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        by: &str,
+        now: i64,
+    ) -> Result<bool> {
+        self.inner.approval_decide(id, decision, by, now).await
+    }
+    async fn approval_delete(&self, id: &str) -> Result<()> {
+        self.inner.approval_delete(id).await
     }
 }
 

@@ -17,6 +17,18 @@ pub fn schemas() -> Value {
             &["calls", "blocked", "errors", "bytes_sent", "bytes_received"],
         )
     };
+    let approval = || {
+        obj(
+            json!({"id": s("string"), "server": s("string"), "tool": s("string"),
+            "asked_by": s("string"), "arguments_bytes": s("integer"),
+            "arguments_digest": s("string"), "arguments_preview": nullable(s("string")),
+            "asked_at": nullable(s("string")), "expires_at": nullable(s("string")),
+            "decision": {"anyOf": [{"type": "string", "enum": ["approved", "denied"]}, {"type": "null"}]},
+            "decided_by": nullable(s("string"))}),
+            &["id", "server", "tool", "asked_by", "arguments_bytes", "arguments_digest",
+              "asked_at", "expires_at", "decision", "decided_by"],
+        )
+    };
     let job = obj(
         json!({
             "id": s("string"),
@@ -86,6 +98,11 @@ pub fn schemas() -> Value {
                 "used_by": {"type": "array", "items": s("string")},
                 "last_used": nullable(s("string"))}), &["name", "encrypted", "used_by", "last_used"])}
         }), &["key_source", "active_keys", "key_status", "secrets"]),
+        "ToolApproval": approval(),
+        "ToolApprovals": obj(json!({"timeout_secs": s("integer"),
+            "waiting": {"type": "array", "items": approval()}}), &["timeout_secs", "waiting"]),
+        "ToolDecisionRequest": closed(obj(json!({"decision": {"type": "string",
+            "enum": ["approve", "deny"]}}), &["decision"])),
         "Job": job,
         "LatestJob": obj(json!({"job": {"anyOf": [{"$ref": "#/components/schemas/Job"}, {"type": "null"}]}}), &["job"]),
         "EmptyRequest": closed(obj(json!({}), &[])),

@@ -19,9 +19,10 @@
 //! - `mcp`           — `/mcp` and `maestra mcp`: the MCP server, services and tool servers as tools
 //! - `audit_api`     — `GET /api/audit` and `POST /api/audit/events` (local tool actions)
 //! - `system`        — `/health`, `/metrics`, `/api/privacy`, `/openapi.json`
-//! - `report_api`, `spend_api`, `vault_api`, `verify_api`, `controls_api` — the privacy
-//!   center's endpoints (`/api/report`, `/api/spend`, `/api/vault`, `/api/audit/verify`,
-//!   `/api/controls/*`); `jobs` — their long actions, polled at `/api/jobs/{id}`
+//! - `report_api`, `spend_api`, `vault_api`, `verify_api`, `controls_api`, `approvals_api` —
+//!   the privacy center's endpoints (`/api/report`, `/api/spend`, `/api/vault`,
+//!   `/api/audit/verify`, `/api/controls/*`, `/api/tools/approvals`); `jobs` — their long
+//!   actions, polled at `/api/jobs/{id}`
 //! - `same_origin`   — the page's own writes past the Origin check; the egress tally scope
 //! - `routes`        — the route table: paths, methods, key scopes, body limits (the data)
 //! - `route`         — what a route is, and the matcher the edge finds one with (the code)
@@ -32,6 +33,7 @@
 
 pub(crate) mod access;
 mod agent;
+mod approvals_api;
 mod audit_api;
 mod calls;
 mod center_body;

@@ -10,7 +10,7 @@ use axum::routing::{delete, get, patch, post, put};
 
 use super::route::{Query, Route, RouteTable};
 use super::{
-    audit_api, controls_api, conversations, core, jobs, mcp, openai_api, report_api, services,
+    approvals_api, audit_api, controls_api, conversations, core, jobs, mcp, openai_api, report_api, services,
     spend_api, system, vault_api, verify_api,
 };
 use crate::access::scope::KeyScope;
@@ -418,6 +418,24 @@ pub const ROUTES: &[Route] = &[
         None,
         "Spend",
         Query::Named(SPEND_QUERY)
+    ),
+    center!(
+        "get",
+        "/api/tools/approvals",
+        || get(approvals_api::list),
+        "Tool calls waiting for the person's approval (`ask` tools), on every instance sharing the store",
+        None,
+        "ToolApprovals",
+        Query::None
+    ),
+    center!(
+        "post",
+        "/api/tools/approvals/{id}",
+        || post(approvals_api::decide),
+        "Approve or deny a waiting tool call; the first decision is the one kept",
+        Some("ToolDecisionRequest"),
+        "ToolApproval",
+        Query::None
     ),
     center!(
         "get",

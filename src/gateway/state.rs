@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::cost::budget::Budget;
 use crate::egress::Egress;
 use crate::mcp::Upstreams;
+use crate::mcp::approvals::Approvals;
 use crate::metrics::Metrics;
 use crate::privsec::audit::AuditLog;
 use crate::privsec::vault::Vault;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub calls: Calls,
     /// The tool servers the person added (`[mcp.servers]`), started on first use.
     pub tools: Upstreams,
+    /// Calls of `ask` tools waiting for the person's decision.
+    pub approvals: Approvals,
 }
 
 pub type Shared = Arc<AppState>;

@@ -7,10 +7,12 @@
 //! - `credentials`   — the vault secrets a server's `env` or `headers` name
 //! - `pins`          — their tools' definitions pinned when first seen; a changed one is
 //!   disabled until the person approves it
+//! - `approvals`     — calls of `ask` tools, waiting for the person's decision
 //!
 //! The MCP server itself (what answers `tools/list` and `tools/call` on `/mcp` and over
 //! stdio, with the access checks and the audit entry) is `gateway::mcp`.
 
+pub mod approvals;
 pub mod credentials;
 pub mod names;
 pub mod pins;

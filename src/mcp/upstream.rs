@@ -180,7 +180,7 @@ impl Upstreams {
             .take(MAX_TOOLS)
             .filter(|t| names::valid_tool(&names::join(server, &t.name)))
             // A denied tool is not offered at all: its description never reaches the model.
-            .filter(|t| u.config.policy.rule(&t.name) == Rule::Allow)
+            .filter(|t| u.config.policy.rule(&t.name) != Rule::Deny)
             // Only what the pin covers goes on: icons and `_meta` could change unseen.
             .map(|mut t| {
                 t.icons = None;
@@ -272,23 +272,23 @@ impl Upstreams {
         Ok(listed.get(tool).cloned())
     }
 
-    /// One `tools/call`, bounded by `mcp.call_timeout` and [`MAX_RESULT_BYTES`].
-    pub async fn call(
+    /// Whether `tool` of `server` may be called now, and its rule (`Allow` or `Ask`): not
+    /// denied, listed, and as pinned (or approved since). Only a listed tool may be called:
+    /// its definition is what the assistant was shown.
+    pub async fn check(
         &self,
         server: &str,
         tool: &str,
-        arguments: Option<JsonObject>,
         vault: &Vault,
         local_only: bool,
-    ) -> Result<Called> {
+    ) -> Result<Rule> {
         let u = self.get(server)?;
-        if u.config.policy.rule(tool) == Rule::Deny {
+        let rule = u.config.policy.rule(tool);
+        if rule == Rule::Deny {
             return Err(Error::Forbidden(format!(
                 "the tool {tool:?} of {server:?} is denied by [mcp.servers.{server}] tools"
             )));
         }
-        // Only a listed tool, as pinned (or approved since), may be called: its definition is
-        // what the assistant was shown.
         let recent = u
             .state
             .lock()
@@ -308,6 +308,22 @@ impl Upstreams {
                  `maestra mcp approve {server} {tool}`"
             )));
         }
+        Ok(rule)
+    }
+
+    /// One `tools/call`, bounded by `mcp.call_timeout` and [`MAX_RESULT_BYTES`], after
+    /// [`Upstreams::check`] (again: the person's approval of an `ask` call may have taken a
+    /// while, and the definition may have changed meanwhile).
+    pub async fn call(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: Option<JsonObject>,
+        vault: &Vault,
+        local_only: bool,
+    ) -> Result<Called> {
+        self.check(server, tool, vault, local_only).await?;
+        let u = self.get(server)?;
         let (client, restarted) = u.client(vault, local_only).await?;
         let redactor = Redactor::new(u.state.lock().await.secrets.iter());
         let mut params = CallToolRequestParams::new(tool.to_string());

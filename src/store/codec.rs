@@ -295,3 +295,37 @@ mod tests {
         assert_eq!(value_rows(0, 3, true), "");
     }
 }
+
+/// A waiting tool call from its row, on either backend.
+pub(super) fn approval_record<'r, R>(row: &'r R) -> Result<crate::store::ApprovalRecord>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let decision = row
+        .try_get::<Option<String>, _>("decision")?
+        .map(|d| {
+            crate::store::Decision::parse(&d)
+                .ok_or_else(|| Error::Store("a tool approval has an unknown decision".into()))
+        })
+        .transpose()?;
+    Ok(crate::store::ApprovalRecord {
+        id: row.try_get("id")?,
+        server: row.try_get("server")?,
+        tool: row.try_get("tool")?,
+        asked_by: row.try_get("asked_by")?,
+        arguments_bytes: row.try_get("arguments_bytes")?,
+        arguments_digest: row.try_get("arguments_digest")?,
+        asked_at: row.try_get("asked_at")?,
+        expires_at: row.try_get("expires_at")?,
+        decision,
+        decided_by: row.try_get("decided_by")?,
+        decided_at: row.try_get("decided_at")?,
+    })
+}
+
+/// How long a row outlives its wait before the next insert removes it: enough for the waiting
+/// server to read a decision made at the last moment.
+pub(super) const APPROVAL_KEPT_MS: i64 = 60 * 60 * 1000;

@@ -1,4 +1,5 @@
-//! Storage: a trait per concern (secrets, meta, conversations, ledger, API keys, data keys),
+//! Storage: a trait per concern (secrets, meta, conversations, ledger, API keys, data keys,
+//! tool approvals),
 //! `Store` for all of them, an embedded SQLite implementation and a shared PostgreSQL one.
 //!
 //! Callers hold an `Arc<dyn Store>` (or only the concern they use) and never see SQL.
@@ -295,10 +296,77 @@ pub trait ApiKeys: Send + Sync {
     async fn api_key_touch(&self, id: &str, now: i64) -> Result<()>;
 }
 
+/// A tool call waiting for the person's approval (`tools = { NAME = "ask" }`): what the person
+/// is shown to decide on, and the decision. Never the arguments themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRecord {
+    pub id: String,
+    pub server: String,
+    pub tool: String,
+    /// Who asks, as the person should read it (agent, surface, user).
+    pub asked_by: String,
+    pub arguments_bytes: i64,
+    /// The audit log's keyed digest of the arguments: matches the call's audit entry.
+    pub arguments_digest: String,
+    /// Unix milliseconds.
+    pub asked_at: i64,
+    pub expires_at: i64,
+    pub decision: Option<Decision>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approved,
+    Denied,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approved => "approved",
+            Decision::Denied => "denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Decision> {
+        match s {
+            "approved" => Some(Decision::Approved),
+            "denied" => Some(Decision::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// Tool calls waiting for approval, shared by every process and instance on the store, so the
+/// person can decide from the privacy center or the command line whichever one waits.
+#[async_trait]
+pub trait ToolApprovals: Send + Sync {
+    /// Stores a new waiting call, first dropping rows whose wait ended long ago (a server that
+    /// stopped while it waited never deleted its own).
+    async fn approval_insert(&self, record: &ApprovalRecord) -> Result<()>;
+    async fn approval_get(&self, id: &str) -> Result<Option<ApprovalRecord>>;
+    /// Undecided calls still waiting at `now`, oldest first, at most `limit`.
+    async fn approval_pending(&self, now: i64, limit: u32) -> Result<Vec<ApprovalRecord>>;
+    /// Records the decision if the call is still undecided and waiting at `now`; false if it
+    /// is not (decided already, given up, or unknown): the first decision is the one kept.
+    async fn approval_decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        by: &str,
+        now: i64,
+    ) -> Result<bool>;
+    async fn approval_delete(&self, id: &str) -> Result<()>;
+}
+
 /// A backend: every concern above over one database. Each consumer asks for the concern it
 /// uses (`Arc<dyn Ledger>`, ...); an `Arc<dyn Store>` converts to any of them.
 #[async_trait]
-pub trait Store: Secrets + Meta + Conversations + Ledger + ApiKeys + DataKeys + RawContent {
+pub trait Store:
+    Secrets + Meta + Conversations + Ledger + ApiKeys + DataKeys + RawContent + ToolApprovals
+{
     /// Writes whatever the store holds back in memory (queued turns, ledger changes) and
     /// closes its connections: the last thing a graceful stop does with it.
     async fn close(&self);
@@ -306,7 +374,9 @@ pub trait Store: Secrets + Meta + Conversations + Ledger + ApiKeys + DataKeys + 
 
 /// The storage traits, for code that calls their methods on an `Arc<dyn Store>`.
 pub mod prelude {
-    pub use super::{ApiKeys, Conversations, DataKeys, Ledger, Meta, RawContent, Secrets, Store};
+    pub use super::{
+        ApiKeys, Conversations, DataKeys, Ledger, Meta, RawContent, Secrets, Store, ToolApprovals,
+    };
 }
 
 /// What in a database is locked by the vault key: read by [`sqlite_snapshot::key_use`] or

@@ -1,16 +1,21 @@
 //! A call to a tool server the person added (`[mcp.servers.NAME]`): the key's `--services`
-//! list and local-only mode decide first, then the server answers within `mcp.call_timeout`,
-//! and one audit entry records the call (category `tool`, or `local_only_block`): server,
-//! tool, caller, result, duration and bytes each way. What was said travels only as keyed
-//! digests, so two identical calls can be matched without the log holding either.
+//! list, local-only mode and the tool's rule decide first (an `ask` tool waits for the
+//! person's approval), then the server answers within `mcp.call_timeout`, and one audit entry
+//! records the call (category `tool`, or `local_only_block`): server, tool, caller, result,
+//! duration, bytes each way, and the approval when one was asked for. What was said travels
+//! only as keyed digests, so two identical calls can be matched without the log holding
+//! either.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolResult, JsonObject};
 
+use crate::config::mcp::Rule;
 use crate::error::{Error, Result};
+use crate::gateway::calls::{Calls, Waiting};
 use crate::gateway::request_info::RequestInfo;
 use crate::gateway::state::{AppState, Shared};
+use crate::mcp::approvals::{Answer, Ask};
 use crate::mcp::names;
 use crate::mcp::upstream::Listed;
 use crate::privsec::audit::{Category, Event, Outcome};
@@ -33,8 +38,8 @@ pub async fn call(
     );
     state
         .calls
-        .answer(move |_| {
-            Box::pin(async move { run(&task_state, &info, &server, &tool, args).await })
+        .answer(move |waiting| {
+            Box::pin(async move { run(&task_state, &info, &server, &tool, args, waiting).await })
         })
         .await
 }
@@ -45,10 +50,11 @@ async fn run(
     server: &str,
     tool: &str,
     args: JsonObject,
+    waiting: &Waiting<CallToolResult>,
 ) -> Result<CallToolResult> {
     let start = Instant::now();
     let sent = serde_json::to_vec(&args).unwrap_or_default();
-    let entry = Entry {
+    let mut entry = Entry {
         state,
         info,
         server,
@@ -58,6 +64,7 @@ async fn run(
             "(not a tool name)"
         },
         start,
+        approval: None,
     };
     if !info.principal.may_call(server) {
         let e = Error::Forbidden(format!(
@@ -67,6 +74,40 @@ async fn run(
         return Err(e);
     }
     let local_only = state.egress.local_only();
+    let rule = match state
+        .tools
+        .check(server, tool, &state.vault, local_only)
+        .await
+    {
+        Ok(rule) => rule,
+        Err(e) => {
+            entry.refused(&e, &sent).await?;
+            return Err(e);
+        }
+    };
+    if rule == Rule::Ask {
+        let ask = Ask {
+            server,
+            tool,
+            asked_by: asked_by(info),
+            arguments: &sent,
+            digest: state.audit.digest(&sent),
+        };
+        let answer = state
+            .approvals
+            .ask(ask, gone(waiting, &state.calls))
+            .await
+            .map_err(|e| (e, None))
+            .and_then(|answer| approved(answer, state.approvals.timeout()));
+        match answer {
+            Ok(by) => entry.approval = Some(("approved", by)),
+            Err((e, how)) => {
+                entry.approval = how.map(|h| (h, String::new()));
+                entry.refused(&e, &sent).await?;
+                return Err(e);
+            }
+        }
+    }
     let called = state
         .tools
         .call(server, tool, Some(args), &state.vault, local_only)
@@ -150,12 +191,75 @@ pub async fn audit_unknown(state: &AppState, info: &RequestInfo, err: &Error) ->
     state.audit.record(info.stamp(e)).await
 }
 
+/// How often a call waiting for approval looks whether its caller is still there.
+const GONE_LOOK: Duration = Duration::from_millis(250);
+
+/// Completes when nobody waits for the call's answer any more (its client hung up, or its
+/// request's deadline passed) or the server stops: an approval given after that would run a
+/// call whose answer nobody reads.
+async fn gone<T>(waiting: &Waiting<T>, calls: &Calls) {
+    let left = async {
+        while !waiting.is_closed() {
+            tokio::time::sleep(GONE_LOOK).await;
+        }
+    };
+    tokio::select! {
+        () = left => {}
+        () = calls.stopping() => {}
+    }
+}
+
+/// An approval's answer as who approved, or the refusal and how the wait ended.
+fn approved(answer: Answer, timeout: Duration) -> Result<String, (Error, Option<&'static str>)> {
+    match answer {
+        Answer::Approved { by } => Ok(by),
+        Answer::Denied { by } => Err((
+            Error::Forbidden(format!("the person ({by}) denied this tool call")),
+            Some("denied"),
+        )),
+        Answer::TimedOut => Err((
+            Error::Forbidden(format!(
+                "nobody approved this tool call within {} s (mcp.ask_timeout), so it is refused",
+                timeout.as_secs()
+            )),
+            Some("timed_out"),
+        )),
+        Answer::Abandoned => Err((
+            Error::Forbidden("the caller went away before the person decided".into()),
+            Some("abandoned"),
+        )),
+    }
+}
+
+/// Who asks, as the person deciding reads it.
+fn asked_by(info: &RequestInfo) -> String {
+    let p = &info.principal;
+    let mut parts = Vec::new();
+    match crate::gateway::agent::of_key(p) {
+        Some(agent) => parts.push(format!("agent {agent}")),
+        None => parts.extend(p.key_name.as_ref().map(|k| format!("key {k}"))),
+    }
+    if let Ok(Some(surface)) = info.claim.claimed() {
+        parts.push(format!("surface {surface}"));
+    }
+    if let Some(user) = &p.user_id {
+        parts.push(format!("user {user}"));
+    }
+    if parts.is_empty() {
+        "the person at this machine (local mode)".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 struct Entry<'a> {
     state: &'a AppState,
     info: &'a RequestInfo,
     server: &'a str,
     tool: &'a str,
     start: Instant,
+    /// How the person's approval ended, and who gave it, for an `ask` tool.
+    approval: Option<(&'static str, String)>,
 }
 
 impl Entry<'_> {
@@ -177,6 +281,12 @@ impl Entry<'_> {
         }
         if let Ok(Some(s)) = self.info.claim.claimed() {
             e = e.surface(s);
+        }
+        if let Some((how, by)) = &self.approval {
+            e = e.detail("approval", *how);
+            if !by.is_empty() {
+                e = e.detail("approved_by", by.as_str());
+            }
         }
         e
     }

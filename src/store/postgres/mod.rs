@@ -4,6 +4,7 @@
 //! transaction, and concurrent appends to one conversation are serialised by a row lock.
 
 mod api_keys;
+mod approvals;
 mod conversations;
 mod data_keys;
 mod ledger;
@@ -21,7 +22,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use crate::store::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
 use crate::store::codec::{message, summary};
 use crate::store::{
-    ApiKeys, Context, Conversations, Ledger, Meta, SecretInfo, SecretRecord, Secrets, Store, Turn,
+    ApiKeys, Context, Conversations, Ledger, Meta, SecretInfo, SecretRecord, Secrets, Store,
+    ToolApprovals, Turn,
 };
 
 use crate::conversations::model::{Conversation, ConversationMeta, Message, Summary, now_millis};

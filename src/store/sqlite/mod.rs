@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file under `$MAESTRA_HOME`.
 
 mod api_keys;
+mod approvals;
 mod checkpoint;
 mod conversations;
 mod data_keys;
@@ -24,7 +25,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::store::codec::{from_json, to_i64, to_json, to_u64};
 use crate::store::codec::{message, summary};
 use crate::store::{
-    ApiKeys, Context, Conversations, Ledger, Meta, SecretInfo, SecretRecord, Secrets, Store, Turn,
+    ApiKeys, Context, Conversations, Ledger, Meta, SecretInfo, SecretRecord, Secrets, Store,
+    ToolApprovals, Turn,
 };
 
 use crate::conversations::model::{Conversation, ConversationMeta, Summary};
