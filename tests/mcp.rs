@@ -6,75 +6,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use common::http::{self, client};
+use common::mcp::{audit, sdk, text, time_server, time_toml, tool_names};
 use common::server::Server;
 use common::services_mock::{self as mock, Recorder};
 use common::{Home, all_file_bytes, contains};
 use serde_json::{Value, json};
-
-/// The reference MCP server the gateway tests start, from the project's `.venv`.
-fn time_server() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/mcp-server-time");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test once (it installs mcp-server-time)",
-        p.display()
-    );
-    p
-}
-
-/// Runs the SDK client with `target` args (`--http URL ...` or `--stdio CMD ...`) and
-/// `steps`; its JSON document.
-fn sdk(target: &[&str], steps: Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
-    let mut child = Command::new(common::python())
-        .arg(script)
-        .args(["--timeout", "60"])
-        .args(target)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the SDK client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn tool_names(listed: &Value) -> Vec<String> {
-    listed["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn text(result: &Value) -> String {
-    result["content"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
 
 struct Services {
     home: Home,
@@ -99,21 +38,6 @@ async fn home_with_services(env: &[(&str, &str)], extra: &str) -> Services {
     home.ok(&["vault", "put", "hue"], mock::HUE_USERNAME.as_bytes());
     home.ok(&["vault", "put", "ha_token"], mock::HA_TOKEN.as_bytes());
     Services { home, hue, ha }
-}
-
-fn time_toml(kind: &str) -> String {
-    format!(
-        "[mcp.servers.time]\ncommand = [\"{}\", \"--local-timezone\", \"UTC\"]\nkind = \"{kind}\"\n",
-        time_server().display()
-    )
-}
-
-/// The audit entries the server has written, through the API (admin in local mode).
-async fn audit(server: &Server, query: &str) -> Vec<Value> {
-    let (status, body) =
-        http::send_json(client().get(server.url(&format!("/api/audit?{query}")))).await;
-    assert_eq!(status, 200, "{body}");
-    body["entries"].as_array().unwrap().clone()
 }
 
 /// Some entry is of `service` with `result`.

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use maestra::Error;
 use maestra::conversations::model::{Conversation, ConversationMeta, Message, now_millis};
 use maestra::cost::ledger::{Limit, Period, Reservation, ReserveOutcome, Scope, Tokens};
-use maestra::store::{ApiKeyRecord, PostgresStore, SecretRecord, SqliteStore, Store, Turn};
+use maestra::store::{
+    ApiKeyRecord, ApprovalRecord, Decision, PostgresStore, SecretRecord, SqliteStore, Store, Turn,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -105,6 +107,7 @@ suite!(
     ledger_reserves_settles_releases_and_sweeps,
     concurrent_reservations_never_pass_a_limit,
     api_keys_basic_behaviour,
+    tool_approvals_keep_the_first_decision,
 );
 
 /// The conversation behaviours again through the per-user encryption (issue 18), which must
@@ -1022,6 +1025,102 @@ async fn meta_basic_behaviour(store: Arc<dyn Store>) {
     let first = store.meta_get("first").await.unwrap().unwrap();
     assert!(!store.meta_set_if_absent("first", "late").await.unwrap());
     assert_eq!(store.meta_get("first").await.unwrap().unwrap(), first);
+}
+
+fn approval(id: &str, asked_at: i64, expires_at: i64) -> ApprovalRecord {
+    ApprovalRecord {
+        id: id.into(),
+        server: "time".into(),
+        tool: "get_current_time".into(),
+        asked_by: "agent a".into(),
+        arguments_bytes: 20,
+        arguments_digest: "digest".into(),
+        asked_at,
+        expires_at,
+        decision: None,
+        decided_by: None,
+        decided_at: None,
+    }
+}
+
+async fn tool_approvals_keep_the_first_decision(store: Arc<dyn Store>) {
+    let now = 1_000_000_000_000;
+    store
+        .approval_insert(&approval("b", now + 1, now + 60_000))
+        .await
+        .unwrap();
+    store
+        .approval_insert(&approval("a", now, now + 60_000))
+        .await
+        .unwrap();
+    store
+        .approval_insert(&approval("gone", now, now + 10))
+        .await
+        .unwrap();
+    let pending = store.approval_pending(now + 100, 10).await.unwrap();
+    let ids: Vec<&str> = pending.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "oldest first; an ended wait is not listed");
+    assert_eq!(pending[0], approval("a", now, now + 60_000));
+    assert_eq!(store.approval_pending(now + 100, 1).await.unwrap().len(), 1);
+    // Of racing decisions exactly one is kept.
+    let racers = (0..6).map(|i| {
+        let store = store.clone();
+        let d = if i % 2 == 0 {
+            Decision::Approved
+        } else {
+            Decision::Denied
+        };
+        tokio::spawn(async move {
+            store
+                .approval_decide("a", d, &format!("p{i}"), now + 200)
+                .await
+                .unwrap()
+        })
+    });
+    let won = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|w| *w.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    let a = store.approval_get("a").await.unwrap().unwrap();
+    assert!(
+        a.decision.is_some() && a.decided_at == Some(now + 200),
+        "{a:?}"
+    );
+    assert!(
+        !store
+            .approval_decide("a", Decision::Approved, "late", now + 300)
+            .await
+            .unwrap()
+    );
+    // A wait that ended cannot be decided any more, nor an unknown one.
+    assert!(
+        !store
+            .approval_decide("gone", Decision::Approved, "p", now + 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .approval_decide("nope", Decision::Approved, "p", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.approval_pending(now + 400, 10).await.unwrap().len(),
+        1
+    );
+    store.approval_delete("b").await.unwrap();
+    assert!(store.approval_get("b").await.unwrap().is_none());
+    // Rows whose wait ended long ago are cleared by the next insert.
+    let later = now + 2 * 60 * 60 * 1000;
+    store
+        .approval_insert(&approval("c", later, later + 1))
+        .await
+        .unwrap();
+    assert!(store.approval_get("gone").await.unwrap().is_none());
+    assert!(store.approval_get("c").await.unwrap().is_some());
 }
 
 // ---------------------------------------------------------------------------------------------

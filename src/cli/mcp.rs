@@ -17,10 +17,10 @@ use super::Context;
 use rmcp::model::Tool;
 
 use crate::app::App;
+use crate::conversations::model::now_millis;
 use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::mcp::pins::fingerprint;
-use crate::conversations::model::now_millis;
 use crate::mcp::{Upstreams, approvals, names};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::Catalog;

@@ -157,7 +157,10 @@ pub(super) fn load(file: McpFile) -> Result<McpConfig> {
         1,
         MAX_ASK_TIMEOUT,
     );
-    for e in [&call_timeout, &ask_timeout].into_iter().filter_map(|r| r.as_ref().err()) {
+    for e in [&call_timeout, &ask_timeout]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+    {
         errors.push(e.to_string());
     }
     if !errors.is_empty() {

@@ -25,8 +25,18 @@ pub fn schemas() -> Value {
             "asked_at": nullable(s("string")), "expires_at": nullable(s("string")),
             "decision": {"anyOf": [{"type": "string", "enum": ["approved", "denied"]}, {"type": "null"}]},
             "decided_by": nullable(s("string"))}),
-            &["id", "server", "tool", "asked_by", "arguments_bytes", "arguments_digest",
-              "asked_at", "expires_at", "decision", "decided_by"],
+            &[
+                "id",
+                "server",
+                "tool",
+                "asked_by",
+                "arguments_bytes",
+                "arguments_digest",
+                "asked_at",
+                "expires_at",
+                "decision",
+                "decided_by",
+            ],
         )
     };
     let job = obj(

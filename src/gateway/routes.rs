@@ -10,8 +10,8 @@ use axum::routing::{delete, get, patch, post, put};
 
 use super::route::{Query, Route, RouteTable};
 use super::{
-    approvals_api, audit_api, controls_api, conversations, core, jobs, mcp, openai_api, report_api, services,
-    spend_api, system, vault_api, verify_api,
+    approvals_api, audit_api, controls_api, conversations, core, jobs, mcp, openai_api, report_api,
+    services, spend_api, system, vault_api, verify_api,
 };
 use crate::access::scope::KeyScope;
 

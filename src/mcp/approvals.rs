@@ -54,8 +54,12 @@ pub struct Ask<'a> {
 /// How a wait ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Approved { by: String },
-    Denied { by: String },
+    Approved {
+        by: String,
+    },
+    Denied {
+        by: String,
+    },
     /// Nobody decided within `mcp.ask_timeout`.
     TimedOut,
     /// The caller went away (hung up, or its request's deadline passed) before a decision.
@@ -175,7 +179,10 @@ impl Approvals {
 
     /// The calls waiting now, on every process sharing the store, oldest first.
     pub async fn waiting(&self) -> Result<Vec<Waiting>> {
-        let records = self.store.approval_pending(now_millis(), MAX_LISTED).await?;
+        let records = self
+            .store
+            .approval_pending(now_millis(), MAX_LISTED)
+            .await?;
         let previews = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         Ok(records
             .into_iter()
@@ -217,7 +224,9 @@ pub async fn decide(
         Some(d) => Error::BadRequest(format!(
             "the call {shown:?} was {} already{}",
             d.as_str(),
-            now.decided_by.map(|b| format!(" by {b}")).unwrap_or_default()
+            now.decided_by
+                .map(|b| format!(" by {b}"))
+                .unwrap_or_default()
         )),
         None => Error::BadRequest(format!(
             "the call {shown:?} no longer waits: nobody decided in time, so it was refused"
