@@ -2,11 +2,14 @@
 //! the person approves it in the privacy center (`/api/tools/approvals`) or denies it with
 //! `maestra mcp deny`, or until `mcp.ask_timeout` refuses it; the call's audit entry says how
 //! its wait ended, and each decision is an admin entry of its own. Driven by the official MCP
-//! Python SDK against the reference `mcp-server-time`.
+//! Python SDK against the reference `mcp-server-time`; the page's part in headless Chromium
+//! (`tests/privacy_center/approve.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::Home;
@@ -121,6 +124,36 @@ async fn an_ask_tool_runs_once_the_privacy_center_approves_it() {
             .any(|e| e["action"] == "mcp.approved" && e["details"]["call"] == id),
         "{admin:#?}"
     );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_privacy_center_page_shows_a_waiting_call_and_approves_it_in_a_browser() {
+    let home = home("");
+    let mut server = Server::start(&home);
+    let caller = call_in_background(&server);
+    let w = waiting_call(&server).await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/privacy-center");
+    std::fs::create_dir_all(&shots).unwrap();
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/privacy_center/approve.py");
+    let out = Command::new(common::python())
+        .arg(driver)
+        .arg(server.url("/"))
+        .arg(&shots)
+        .arg(TOOL)
+        .arg(w["asked_by"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser driver failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = caller.join().unwrap();
+    assert_eq!(doc["results"][0]["is_error"], false, "{doc}");
+    let call = call_entry(&audit(&server, "service=time").await);
+    assert_eq!(call["details"]["approval"], "approved", "{call}");
     server.stop();
 }
 

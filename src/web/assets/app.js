@@ -7,7 +7,7 @@
 (function () {
   const KEY = 'maestra.apiKey';
   const SVG = 'http://www.w3.org/2000/svg';
-  const state = { privacy: null, mode: null, convOffset: 0, convLimit: 20 };
+  const state = { privacy: null, mode: null, convOffset: 0, convLimit: 20, approvalsTimer: null };
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -578,6 +578,58 @@
     } catch (e) { errorBox(out, e); }
   }
 
+  // ---- tool calls waiting for approval (`ask` tools), above every section ---------------
+
+  // A waiting call blocks an assistant until the person decides, so the list is looked at
+  // again while the page is visible, not only when a section loads.
+  const APPROVALS_EVERY_MS = 3000;
+
+  async function loadApprovals() {
+    const box = document.getElementById('approvals');
+    let r;
+    try {
+      r = await api('GET', '/api/tools/approvals');
+    } catch (e) {
+      if (e.status !== 401) errorBox(box, e);
+      box.hidden = e.status === 401;
+      return;
+    }
+    const items = r.waiting.map((w) => el('li', { class: 'approval', 'data-approval': w.id },
+      el('p', {}, el('strong', { 'data-tool': `${w.server}__${w.tool}`, text: `${w.server}__${w.tool}` }),
+        ' asked by ', el('span', { 'data-asked-by': '', text: w.asked_by }), ' at ', when(w.asked_at),
+        '; refused at ', when(w.expires_at), ' unless you decide.'),
+      w.arguments_preview === null
+        ? el('p', { class: 'note', text: `${count(w.arguments_bytes)} bytes of arguments, held by another Maestra process (not shown here).` })
+        : el('pre', { class: 'args', 'data-arguments': '', text: w.arguments_preview }),
+      el('p', { class: 'actions' },
+        el('button', { type: 'button', 'data-decision': 'approve', text: 'Approve', onclick: () => decideCall(w.id, 'approve') }),
+        ' ',
+        el('button', { type: 'button', class: 'danger', 'data-decision': 'deny', text: 'Deny', onclick: () => decideCall(w.id, 'deny') }))));
+    box.replaceChildren(...(items.length
+      ? [el('h2', { text: `Waiting for your approval (${items.length})` }), el('ul', {}, items)]
+      : []));
+    box.hidden = items.length === 0;
+  }
+
+  async function decideCall(id, decision) {
+    const box = document.getElementById('approvals');
+    try {
+      await api('POST', '/api/tools/approvals/' + encodeURIComponent(id), { decision });
+    } catch (e) {
+      errorBox(box, e);
+      return;
+    }
+    await loadApprovals();
+  }
+
+  function watchApprovals() {
+    if (state.approvalsTimer) return;
+    loadApprovals();
+    state.approvalsTimer = setInterval(() => {
+      if (document.visibilityState === 'visible') loadApprovals();
+    }, APPROVALS_EVERY_MS);
+  }
+
   // ---- navigation and start ---------------------------------------------------------------
 
   const loaders = { report: loadReport, spend: loadSpend, conversations: loadConversations, vault: loadVault, audit: loadAudit, controls: loadControls };
@@ -626,6 +678,7 @@
       return;
     }
     document.getElementById('login').hidden = true;
+    watchApprovals();
     show();
   }
 
