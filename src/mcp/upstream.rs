@@ -98,6 +98,15 @@ struct State {
     listed_at: Option<Instant>,
 }
 
+/// A tool found callable by [`Upstreams::check`], and its rule (`Allow`, or `Ask`: the
+/// caller gets the person's approval, then checks again, since the wait may have been long).
+/// Only `check` makes one.
+pub struct Admitted {
+    server: String,
+    tool: String,
+    pub rule: Rule,
+}
+
 /// A call's outcome as the audit entry needs it.
 pub struct Called {
     pub result: CallToolResult,
@@ -272,16 +281,16 @@ impl Upstreams {
         Ok(listed.get(tool).cloned())
     }
 
-    /// Whether `tool` of `server` may be called now, and its rule (`Allow` or `Ask`): not
-    /// denied, listed, and as pinned (or approved since). Only a listed tool may be called:
-    /// its definition is what the assistant was shown.
+    /// Whether `tool` of `server` may be called now: not denied, listed, and as pinned (or
+    /// approved since). Only a listed tool may be called: its definition is what the assistant
+    /// was shown. [`Upstreams::call`] takes the admission this returns, so no call skips it.
     pub async fn check(
         &self,
         server: &str,
         tool: &str,
         vault: &Vault,
         local_only: bool,
-    ) -> Result<Rule> {
+    ) -> Result<Admitted> {
         let u = self.get(server)?;
         let rule = u.config.policy.rule(tool);
         if rule == Rule::Deny {
@@ -308,21 +317,23 @@ impl Upstreams {
                  `maestra mcp approve {server} {tool}`"
             )));
         }
-        Ok(rule)
+        Ok(Admitted {
+            server: server.to_string(),
+            tool: tool.to_string(),
+            rule,
+        })
     }
 
-    /// One `tools/call`, bounded by `mcp.call_timeout` and [`MAX_RESULT_BYTES`], after
-    /// [`Upstreams::check`] (again: the person's approval of an `ask` call may have taken a
-    /// while, and the definition may have changed meanwhile).
+    /// One `tools/call` of an admitted tool, bounded by `mcp.call_timeout` and
+    /// [`MAX_RESULT_BYTES`].
     pub async fn call(
         &self,
-        server: &str,
-        tool: &str,
+        admitted: Admitted,
         arguments: Option<JsonObject>,
         vault: &Vault,
         local_only: bool,
     ) -> Result<Called> {
-        self.check(server, tool, vault, local_only).await?;
+        let (server, tool) = (admitted.server.as_str(), admitted.tool.as_str());
         let u = self.get(server)?;
         let (client, restarted) = u.client(vault, local_only).await?;
         let redactor = Redactor::new(u.state.lock().await.secrets.iter());

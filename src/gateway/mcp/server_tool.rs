@@ -73,45 +73,56 @@ async fn run(
         entry.refused(&e, &sent).await?;
         return Err(e);
     }
-    let local_only = state.egress.local_only();
-    let rule = match state
+    let admitted = match state
         .tools
-        .check(server, tool, &state.vault, local_only)
+        .check(server, tool, &state.vault, state.egress.local_only())
         .await
     {
-        Ok(rule) => rule,
-        Err(e) => {
-            entry.refused(&e, &sent).await?;
-            return Err(e);
-        }
-    };
-    if rule == Rule::Ask {
-        let ask = Ask {
-            server,
-            tool,
-            asked_by: asked_by(info),
-            arguments: &sent,
-            digest: state.audit.digest(&sent),
-        };
-        let answer = state
-            .approvals
-            .ask(ask, gone(waiting, &state.calls))
-            .await
-            .map_err(|e| (e, None))
-            .and_then(|answer| approved(answer, state.approvals.timeout()));
-        match answer {
-            Ok(by) => entry.approval = Some(("approved", by)),
-            Err((e, how)) => {
-                entry.approval = how.map(|h| (h, String::new()));
-                entry.refused(&e, &sent).await?;
-                return Err(e);
+        Ok(a) if a.rule == Rule::Ask => {
+            let ask = Ask {
+                server,
+                tool,
+                asked_by: asked_by(info),
+                arguments: &sent,
+                digest: state.audit.digest(&sent),
+            };
+            let answer = state
+                .approvals
+                .ask(ask, gone(waiting, &state.calls))
+                .await
+                .map_err(|e| (e, None))
+                .and_then(|answer| approved(answer, state.approvals.timeout()));
+            match answer {
+                Ok(by) => entry.approval = Some(("approved", by)),
+                Err((e, how)) => {
+                    entry.approval = how.map(|h| (h, String::new()));
+                    entry.refused(&e, &sent).await?;
+                    return Err(e);
+                }
             }
+            // The wait may have been long: local-only mode, the pins and the listing are
+            // looked at again before the call goes out.
+            state
+                .tools
+                .check(server, tool, &state.vault, state.egress.local_only())
+                .await
         }
-    }
-    let called = state
-        .tools
-        .call(server, tool, Some(args), &state.vault, local_only)
-        .await;
+        checked => checked,
+    };
+    let called = match admitted {
+        Ok(admitted) => {
+            state
+                .tools
+                .call(
+                    admitted,
+                    Some(args),
+                    &state.vault,
+                    state.egress.local_only(),
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
     match called {
         Ok(c) => {
             let answer = serde_json::to_vec(&c.result).unwrap_or_default();
