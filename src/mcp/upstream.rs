@@ -21,8 +21,8 @@ use rmcp::{RoleClient, ServiceExt};
 use secrecy::SecretString;
 use tokio::sync::Mutex;
 
-use super::{names, program};
 use super::pins::{Pins, Verdict};
+use super::{names, program};
 use crate::config::mcp::{McpConfig, Reach, Rule, ToolServer, Transport};
 use crate::egress::Egress;
 use crate::error::{Error, LocalOnlyBlock, Result, ToolRpcError};
@@ -432,7 +432,8 @@ impl Upstream {
         let name = &self.config.name;
         match &self.config.transport {
             Transport::Stdio { program, args } => {
-                let (transport, secrets) = program::spawn(&self.config, program, args, vault).await?;
+                let (transport, secrets) =
+                    program::spawn(&self.config, program, args, vault).await?;
                 Ok((handshake(name, transport).await?, secrets))
             }
             Transport::Http { .. } => Err(Error::UpstreamUnavailable(format!(
