@@ -6,54 +6,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use common::http::{self, client};
+use common::mcp::{sdk, time_server, time_toml};
 use common::server::Server;
 use common::services_mock::{self as mock, Recorder};
 use common::{Home, all_file_bytes, contains};
 use serde_json::{Value, json};
-
-/// The reference MCP server the gateway tests start, from the project's `.venv`.
-fn time_server() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/mcp-server-time");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test once (it installs mcp-server-time)",
-        p.display()
-    );
-    p
-}
-
-/// Runs the SDK client with `target` args (`--http URL ...` or `--stdio CMD ...`) and
-/// `steps`; its JSON document.
-fn sdk(target: &[&str], steps: Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
-    let mut child = Command::new(common::python())
-        .arg(script)
-        .args(["--timeout", "60"])
-        .args(target)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the SDK client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn tool_names(listed: &Value) -> Vec<String> {
     listed["tools"]
@@ -99,13 +59,6 @@ async fn home_with_services(env: &[(&str, &str)], extra: &str) -> Services {
     home.ok(&["vault", "put", "hue"], mock::HUE_USERNAME.as_bytes());
     home.ok(&["vault", "put", "ha_token"], mock::HA_TOKEN.as_bytes());
     Services { home, hue, ha }
-}
-
-fn time_toml(kind: &str) -> String {
-    format!(
-        "[mcp.servers.time]\ncommand = [\"{}\", \"--local-timezone\", \"UTC\"]\nkind = \"{kind}\"\n",
-        time_server().display()
-    )
 }
 
 /// The audit entries the server has written, through the API (admin in local mode).
@@ -214,7 +167,8 @@ async fn service_tools_reach_the_devices_with_their_credentials_and_are_audited(
     assert!(!everything.contains(mock::HUE_USERNAME), "{everything}");
     assert!(!everything.contains(mock::HA_TOKEN), "{everything}");
 
-    // One entry per call under the service's category, named as the proxy names its calls.
+    // One entry per call under the service's category, named as the proxy names its calls,
+    // with the tool it was made for.
     let hue_entries = audit(&server, "service=hue").await;
     assert!(
         hue_entries
@@ -222,6 +176,7 @@ async fn service_tools_reach_the_devices_with_their_credentials_and_are_audited(
             .any(|e| e["action"] == "PUT /lights/{id}/state"
                 && e["category"] == "smarthome"
                 && e["surface_id"] == "mcp"
+                && e["details"]["tool"] == "set_light"
                 && e["result"] == "success"),
         "{hue_entries:#?}"
     );
@@ -474,6 +429,11 @@ async fn cloud_mode_needs_a_key_and_a_key_sees_only_its_services() {
         )
         .trim()
         .to_string();
+    let admin = s
+        .home
+        .ok(&["keys", "create", "center", "--scope", "admin"], b"")
+        .trim()
+        .to_string();
     let mut server = Server::start(&s.home);
     let url = server.url("/mcp");
     let (st, body) = http::send_json(
@@ -499,6 +459,23 @@ async fn cloud_mode_needs_a_key_and_a_key_sees_only_its_services() {
     assert!(r[1]["rpc_error"].is_object(), "{}", r[1]);
     assert!(r[1].to_string().contains("may not call"), "{}", r[1]);
     assert_eq!(r[2]["is_error"], false, "{}", r[2]);
+    // The refusal is a call of that tool, blocked: the privacy report counts it as one.
+    let (st, body) = http::send_json(http::with_key(
+        client().get(server.url("/api/audit?service=home_assistant")),
+        &admin,
+    ))
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "tools/call states"
+                && e["result"] == "blocked"
+                && e["details"]["error"] == "forbidden"),
+        "{body}"
+    );
     server.stop();
 }
 

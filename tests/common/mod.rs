@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod http;
+pub mod mcp;
 pub mod mock;
 pub mod mock_anthropic;
 pub mod mock_embeddings;

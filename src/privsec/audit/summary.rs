@@ -54,13 +54,13 @@ pub struct Key {
     pub result: Outcome,
     /// Why a call was blocked (`details.reason`), `""` otherwise.
     pub reason: String,
-    /// The tool called, for an entry that is a tool call (see [`super::entry::called_tool`]),
+    /// The tool called, for an entry that is a tool call (see `entry::called_tool`),
     /// `""` for every other entry.
     pub tool: String,
 }
 
 impl Key {
-    /// Whether the row counts outbound calls (see [`super::entry::is_call`]): a `tool` row
+    /// Whether the row counts outbound calls (see `entry::is_call`): a `tool` row
     /// only when it counts `tools/call` entries, which are the ones naming a tool.
     pub fn is_call(&self) -> bool {
         self.category.may_be_call() && (self.category != Category::Tool || !self.tool.is_empty())
