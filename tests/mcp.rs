@@ -138,7 +138,8 @@ async fn service_tools_reach_the_devices_with_their_credentials_and_are_audited(
     assert!(!everything.contains(mock::HUE_USERNAME), "{everything}");
     assert!(!everything.contains(mock::HA_TOKEN), "{everything}");
 
-    // One entry per call under the service's category, named as the proxy names its calls.
+    // One entry per call under the service's category, named as the proxy names its calls,
+    // with the tool it was made for.
     let hue_entries = audit(&server, "service=hue").await;
     assert!(
         hue_entries
@@ -146,6 +147,7 @@ async fn service_tools_reach_the_devices_with_their_credentials_and_are_audited(
             .any(|e| e["action"] == "PUT /lights/{id}/state"
                 && e["category"] == "smarthome"
                 && e["surface_id"] == "mcp"
+                && e["details"]["tool"] == "set_light"
                 && e["result"] == "success"),
         "{hue_entries:#?}"
     );
@@ -398,6 +400,11 @@ async fn cloud_mode_needs_a_key_and_a_key_sees_only_its_services() {
         )
         .trim()
         .to_string();
+    let admin = s
+        .home
+        .ok(&["keys", "create", "center", "--scope", "admin"], b"")
+        .trim()
+        .to_string();
     let mut server = Server::start(&s.home);
     let url = server.url("/mcp");
     let (st, body) = http::send_json(
@@ -423,6 +430,23 @@ async fn cloud_mode_needs_a_key_and_a_key_sees_only_its_services() {
     assert!(r[1]["rpc_error"].is_object(), "{}", r[1]);
     assert!(r[1].to_string().contains("may not call"), "{}", r[1]);
     assert_eq!(r[2]["is_error"], false, "{}", r[2]);
+    // The refusal is a call of that tool, blocked: the privacy report counts it as one.
+    let (st, body) = http::send_json(http::with_key(
+        client().get(server.url("/api/audit?service=home_assistant")),
+        &admin,
+    ))
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "tools/call states"
+                && e["result"] == "blocked"
+                && e["details"]["error"] == "forbidden"),
+        "{body}"
+    );
     server.stop();
 }
 

@@ -13,6 +13,9 @@
 //! a cloud call, and the deleted content has left the database files. Screenshots of every
 //! section are written to `target/privacy-center/`.
 //!
+//! The Tools section (issue 27) has a test of its own (`tests/privacy_center/tools.py`):
+//! tool calls made with the official MCP SDK over `/mcp`, counted per server and tool.
+//!
 //! Chromium, chromedriver and selenium are installed by `scripts/test`; missing is a failure,
 //! never a skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::http::{chat, client, core, post_json, with_key};
+use common::mcp::{sdk, time_toml};
 use common::server::{Server, upstream_env};
-use common::{Home, mock, python};
+use common::{Home, mock, python, services_mock};
 use serde_json::{Value, json};
 
 const CANARY: &str = "CANARYpagedelete5521";
@@ -507,4 +511,171 @@ async fn in_cloud_mode_the_page_asks_for_a_key_and_keeps_it_in_the_tab() {
     assert_eq!(after.status(), 401);
     let listed = home.ok(&["keys", "list"], b"");
     assert!(listed.contains("REVOKED"), "{listed}");
+}
+
+/// Runs `tests/privacy_center/tools.py` against `server` expecting `rows` (server, tool,
+/// calls, errors, blocked) in the Tools section; its JSON summary.
+async fn tools_page(server: &Server, rows: Value) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/privacy_center/tools.py");
+    let (base, shots) = (server.url("/"), screenshots());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .arg(base)
+            .arg(shots)
+            .arg(rows.to_string())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{}\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.output()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The newest `ts` of `entries`, to the second (what the report keeps), as RFC 3339 UTC.
+fn newest_second(entries: &[&Value]) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let newest = entries
+        .iter()
+        .map(|e| time::OffsetDateTime::parse(e["ts"].as_str().unwrap(), &Rfc3339).unwrap())
+        .max()
+        .unwrap();
+    newest
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&Rfc3339)
+        .unwrap()
+}
+
+/// The Tools section (issue 27): calls made with the official MCP SDK over `/mcp` to the
+/// reference `mcp-server-time` (successful ones, one with a wrong argument, one of a tool the
+/// configuration denies) and to a service tool are counted in the page per server and tool
+/// (calls, errors, blocked, last use), as the audit log has them; listing tools (which pins
+/// them, an audit entry too) is not a call; before any call the section says there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tools_section_counts_every_tool_call() {
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: run `bash scripts/test`"
+        );
+    }
+    let (hue_addr, _hue) = services_mock::hue().await;
+    let home = Home::new();
+    home.ok(&["init"], b"");
+    let home = home.with_toml(&format!(
+        "[services.hue]\nbase_url = \"http://{hue_addr}\"\n\n{}tools = {{ convert_time = \"deny\" }}\n",
+        time_toml("local")
+    ));
+    home.ok(
+        &["vault", "put", "hue"],
+        services_mock::HUE_USERNAME.as_bytes(),
+    );
+    let mut server = Server::start(&home);
+    let before = tools_page(&server, json!([])).await;
+    assert_eq!(before["empty"], true, "{before}");
+
+    let now = |zone: &str| json!({"op": "call", "name": "time__get_current_time", "arguments": {"timezone": zone}});
+    let doc = sdk(
+        &["--http", &server.url("/mcp")],
+        json!([
+            {"op": "list"},
+            now("UTC"), now("Asia/Tokyo"), now("Europe/Paris"),
+            now("Nowhere/Atlantis"),
+            {"op": "call", "name": "time__convert_time",
+             "arguments": {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}},
+            {"op": "call", "name": "hue__list_lights", "arguments": {}},
+            {"op": "list"},
+        ]),
+    );
+    let r = doc["results"].as_array().unwrap();
+    for (i, step) in r.iter().enumerate().take(4).skip(1) {
+        assert_eq!(step["is_error"], false, "{i}: {step}");
+    }
+    assert!(
+        r[4]["is_error"] == true || r[4]["rpc_error"].is_object(),
+        "{}",
+        r[4]
+    );
+    assert!(r[5]["rpc_error"].to_string().contains("denied"), "{}", r[5]);
+    assert_eq!(r[6]["is_error"], false, "{}", r[6]);
+
+    // The API first: per server and tool, as the audit log has them (over the page's period,
+    // 7 days, so a run across midnight UTC counts the same).
+    let report: Value = client()
+        .get(server.url("/api/report?period=7d"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected = json!([
+        ["time", "get_current_time", 4, 1, 0],
+        ["hue", "list_lights", 1, 0, 0],
+        ["time", "convert_time", 1, 0, 1],
+    ]);
+    let listed: Vec<Value> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            json!([
+                t["server"],
+                t["tool"],
+                t["calls"],
+                t["errors"],
+                t["blocked"]
+            ])
+        })
+        .collect();
+    assert_eq!(Value::from(listed), expected, "{report}");
+    // Pins are not calls: the report's calls are the six tool calls (the service tool's one
+    // entry counted once), nothing else being called.
+    assert_eq!(report["totals"]["calls"], 6, "{report}");
+    let audit: Value = client()
+        .get(server.url("/api/audit?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "tools/pin get_current_time"),
+        "{audit}"
+    );
+    for t in report["tools"].as_array().unwrap() {
+        let (server_name, tool) = (t["server"].as_str().unwrap(), t["tool"].as_str().unwrap());
+        let calls: Vec<&Value> = entries
+            .iter()
+            .filter(|e| {
+                e["service"] == server_name
+                    && (e["action"] == format!("tools/call {tool}")
+                        || (e["details"]["tool"] == tool && e["category"] == "smarthome"))
+            })
+            .collect();
+        assert_eq!(
+            Some(calls.len() as u64),
+            t["calls"].as_u64(),
+            "{t} {calls:?}"
+        );
+        assert_eq!(t["last_used"], json!(newest_second(&calls)), "{t}");
+    }
+
+    // Then the page says the same.
+    let after = tools_page(&server, expected.clone()).await;
+    assert_eq!(after["rows"], expected, "{after}");
+    assert!(screenshots().join("tools.png").exists());
+    server.stop();
 }

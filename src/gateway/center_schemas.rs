@@ -88,8 +88,12 @@ pub fn schemas() -> Value {
                 "destinations": s("array"), "blocked_reasons": s("array")}), &["agent", "totals", "destinations"])},
             "top_hosts": s("array"),
             "days": {"type": "array", "items": obj(json!({"day": s("string"), "calls": s("integer"),
-                "blocked": s("integer"), "errors": s("integer")}), &["day", "calls", "blocked", "errors"])}
-        }), &["period", "since", "until", "totals", "agents", "top_hosts", "days"]),
+                "blocked": s("integer"), "errors": s("integer")}), &["day", "calls", "blocked", "errors"])},
+            "tools": {"type": "array", "items": obj(json!({"server": s("string"), "tool": s("string"),
+                "calls": s("integer"), "blocked": s("integer"), "errors": s("integer"),
+                "last_used": nullable(s("string"))}),
+                &["server", "tool", "calls", "blocked", "errors", "last_used"])}
+        }), &["period", "since", "until", "totals", "agents", "top_hosts", "days", "tools"]),
         "Spend": obj(json!({
             "days": s("integer"), "since": s("string"), "limits": s("object"),
             "total_usd": s("number"), "total_micros": s("integer"),

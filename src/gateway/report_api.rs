@@ -1,13 +1,18 @@
 //! `GET /api/report`: the privacy center's home, an App Privacy Report for the assistant.
 //! For a period (today, 7 or 30 days, UTC): per agent (else surface), the services and hosts
 //! it called, how often, the bytes sent and received, and what local-only mode blocked and
-//! why; the most-contacted hosts; calls and blocks per day. Errors (calls whose result was
-//! `failed` or `error`) are counted apart, among the calls.
+//! why; the most-contacted hosts; calls and blocks per day; and the tools called, per server
+//! and tool (`tools`). Errors (calls whose result was `failed` or `error`) are counted apart,
+//! among the calls.
 //!
 //! It reads the audit log's summary ([`crate::privsec::audit::Summary`]), not the log, so it
 //! answers in milliseconds over a million entries. A call is an entry of a service category
-//! (`llm`, `media`, `smarthome`, `creative`) or a `local_only_block`; a block is the latter.
-//! At most [`MAX_NAMES`] agents are listed, the most counted, and the rest as one `(other)`.
+//! (`llm`, `media`, `smarthome`, `creative`), a `tools/call`, or a `local_only_block`; a block
+//! is the latter (other `tool` entries, a definition pinned or changed, a restart, are events,
+//! not calls). At most [`MAX_NAMES`] agents are listed, the most counted, and the rest as one
+//! `(other)`; the tools likewise (`tools::MAX_TOOLS`).
+
+mod tools;
 
 use std::collections::BTreeMap;
 
@@ -21,6 +26,7 @@ use super::edge::ApiQuery;
 use super::state::Shared;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Counts, MAX_NAMES, OTHER, Outcome, Summary, SummaryKey};
+use tools::ToolUse;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,15 +135,17 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
     let mut total = Tally::default();
     let mut agents: BTreeMap<String, Agent> = BTreeMap::new();
     let mut hosts: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    let mut tools = ToolUse::default();
     let mut per_day: BTreeMap<&str, Tally> = days
         .iter()
         .map(|d| (d.as_str(), Tally::default()))
         .collect();
     for (k, c) in summary.rows_between(since, until) {
-        if !k.category.is_call() {
+        if !k.is_call() {
             continue;
         }
         total.add(k, c);
+        tools.add(k, c);
         let agent = agents.entry(k.agent.clone()).or_default();
         agent.total.add(k, c);
         agent
@@ -195,6 +203,7 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
         "days": per_day.into_iter().map(|(day, t)| json!({
             "day": day, "calls": t.calls, "blocked": t.blocked, "errors": t.errors,
         })).collect::<Vec<_>>(),
+        "tools": tools.into_json(),
     })
 }
 
@@ -224,5 +233,134 @@ mod tests {
         assert_eq!(week.first().unwrap(), "2026-02-23");
         assert_eq!(week.len(), 7);
         assert!(period_days("365d", today).is_err());
+    }
+
+    fn row(s: &mut Summary, cat: Category, service: &str, tool: &str, result: Outcome, n: u64) {
+        let k = SummaryKey {
+            day: "2026-03-01".into(),
+            agent: "desk".into(),
+            category: cat,
+            service: service.into(),
+            host: String::new(),
+            result,
+            reason: String::new(),
+            tool: tool.into(),
+        };
+        s.rows.entry(k).or_default().merge(&Counts {
+            entries: n,
+            last: 1_772_357_400 + n as i64, // 2026-03-01T09:30:00Z and a few seconds
+            ..Counts::default()
+        });
+    }
+
+    /// Tool calls per server and tool: calls, blocks (any refusal), errors and the last use,
+    /// most called first; a tool's pins and restarts are events, neither calls nor tools.
+    #[test]
+    fn tools_are_listed_per_server_and_tool() {
+        let mut s = Summary::default();
+        row(
+            &mut s,
+            Category::Tool,
+            "time",
+            "get_current_time",
+            Outcome::Success,
+            3,
+        );
+        row(
+            &mut s,
+            Category::Tool,
+            "time",
+            "get_current_time",
+            Outcome::Failed,
+            1,
+        );
+        row(
+            &mut s,
+            Category::Tool,
+            "time",
+            "convert_time",
+            Outcome::Blocked,
+            1,
+        );
+        row(
+            &mut s,
+            Category::LocalOnlyBlock,
+            "web",
+            "fetch",
+            Outcome::Blocked,
+            2,
+        );
+        row(
+            &mut s,
+            Category::Smarthome,
+            "hue",
+            "set_light",
+            Outcome::Success,
+            2,
+        );
+        // Not tool calls: a pin (a `tool` row naming no tool) and a REST call.
+        row(&mut s, Category::Tool, "time", "", Outcome::Success, 5);
+        row(&mut s, Category::Smarthome, "hue", "", Outcome::Success, 7);
+        let days = vec!["2026-03-01".to_string()];
+        let r = build(&s, "today", &days);
+        assert_eq!(r["totals"]["calls"], 3 + 1 + 1 + 2 + 2 + 7, "{r}");
+        let tools = r["tools"].as_array().unwrap();
+        let names: Vec<(&str, &str)> = tools
+            .iter()
+            .map(|t| (t["server"].as_str().unwrap(), t["tool"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("time", "get_current_time"),
+                ("hue", "set_light"),
+                ("web", "fetch"),
+                ("time", "convert_time")
+            ]
+        );
+        assert_eq!(
+            tools[0],
+            json!({"server": "time", "tool": "get_current_time", "calls": 4, "blocked": 0,
+                   "errors": 1, "last_used": "2026-03-01T09:30:03Z"})
+        );
+        assert_eq!(
+            (&tools[2]["blocked"], &tools[2]["errors"]),
+            (&json!(2), &json!(0))
+        );
+        assert_eq!(tools[3]["blocked"], 1);
+        // Another period: none.
+        let other = vec!["2026-02-28".to_string()];
+        assert_eq!(build(&s, "today", &other)["tools"], json!([]));
+    }
+
+    /// More tools over a period than a day keeps: the least called are one (other) row, and
+    /// every call is still counted.
+    #[test]
+    fn the_tools_list_is_bounded() {
+        let mut s = Summary::default();
+        for i in 0..tools::MAX_TOOLS + 50 {
+            let n = 1 + (i % 5) as u64;
+            row(
+                &mut s,
+                Category::Tool,
+                "many",
+                &format!("t{i}"),
+                Outcome::Success,
+                n,
+            );
+        }
+        row(&mut s, Category::Tool, OTHER, OTHER, Outcome::Failed, 1);
+        let r = build(&s, "today", &["2026-03-01".to_string()]);
+        let tools = r["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), tools::MAX_TOOLS + 1);
+        let last = tools.last().unwrap();
+        assert_eq!(
+            (&last["server"], &last["tool"]),
+            (&json!(OTHER), &json!(OTHER))
+        );
+        assert_eq!(last["errors"], 1);
+        let calls: u64 = tools.iter().map(|t| t["calls"].as_u64().unwrap()).sum();
+        assert_eq!(calls, r["totals"]["calls"].as_u64().unwrap());
+        assert!(tools[0]["calls"].as_u64() >= tools[1]["calls"].as_u64());
     }
 }

@@ -85,6 +85,12 @@ impl Caller {
     }
 }
 
+/// The service tool a proxied request was made for (`gateway::mcp`, as a request extension):
+/// the call's entry names it (`details.tool`), so the privacy report counts the call as that
+/// tool's. A client's request cannot carry one: extensions never come from the wire.
+#[derive(Clone)]
+pub(in crate::gateway) struct ForTool(pub String);
+
 /// A call that reached the service (whatever it answered).
 struct Forwarded {
     response: Response,
@@ -154,6 +160,7 @@ pub(in crate::gateway) async fn call(
         caller,
         service: &service,
         action,
+        tool: req.extensions().get::<ForTool>().map(|t| t.0.clone()),
         start,
     };
     match forward(state, refresher, &service, req, raw).await {
@@ -364,6 +371,8 @@ struct Audit<'a> {
     caller: Caller,
     service: &'a Service,
     action: String,
+    /// The service tool the call was made for, if any.
+    tool: Option<String>,
     start: Instant,
 }
 
@@ -386,6 +395,9 @@ impl Audit<'_> {
         }
         if let Some(s) = &self.caller.surface {
             e = e.surface(s);
+        }
+        if let Some(t) = &self.tool {
+            e = e.detail("tool", t.as_str());
         }
         e
     }

@@ -58,7 +58,7 @@ async fn calls_by_agent(
         summary.read(|s| {
             let mut out: HashMap<String, Tally> = HashMap::new();
             for (k, c) in s.rows_between(&since, &until) {
-                if k.category.is_call() {
+                if k.is_call() {
                     out.entry(k.agent.clone()).or_default().add(k, c);
                 }
             }

@@ -221,8 +221,11 @@ try:
 
     # The report's figures add up to what /api/audit lists for the same days.
     rep = get_json("/api/report?period=7d")
+    # A call: an entry of a service category, a local-only block, or a tool's `tools/call`
+    # (a tool's pin, change or restart is an event, not a call).
     calls = [e for e in get_json("/api/audit?limit=1000&since=" + rep["since"])["entries"]
-             if e["category"] in ("llm", "media", "smarthome", "creative", "local_only_block")]
+             if e["category"] in ("llm", "media", "smarthome", "creative", "local_only_block")
+             or (e["category"] == "tool" and e["action"].startswith("tools/call "))]
     assert rep["totals"]["calls"] == len(calls), (rep["totals"], len(calls))
     assert rep["totals"]["blocked"] == sum(1 for e in calls if e["category"] == "local_only_block")
     measured = [e for e in calls if not e["details"].get("reported")]

@@ -1,7 +1,10 @@
 //! A service tool's call: the arguments become one request to `/api/services/{service}/...`,
 //! made through the proxy's own code, so the call meets the same checks (path, body type,
 //! local-only guard, the key's `--services` list), gets its credential from the vault, comes
-//! back scrubbed of it, and is audited under the service's category, as a REST call is.
+//! back scrubbed of it, and is audited under the service's category, as a REST call is, its
+//! entry naming the tool (`details.tool`). A call refused before any request is made (a key
+//! without the service, a tool the service does not have, bad arguments) is one entry too,
+//! `tools/call TOOL`, so every call is counted in the privacy report's tools.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -11,7 +14,7 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 
 use crate::error::{Error, Result};
 use crate::gateway::request_info::RequestInfo;
-use crate::gateway::services;
+use crate::gateway::services::{self, ForTool};
 use crate::gateway::state::AppState;
 use crate::mcp::upstream::MAX_RESULT_BYTES;
 use crate::mcp::{names, service_tools};
@@ -29,6 +32,14 @@ pub async fn call(
     tool: &str,
     args: JsonObject,
 ) -> Result<CallToolResult> {
+    // The proxy would refuse it too, but as an access refusal naming no tool.
+    if !info.principal.may_call(service) {
+        let e = Error::Forbidden(format!(
+            "this API key may not call the service {service:?} (see `keys create --services`)"
+        ));
+        audit_refusal(state, info, service, tool, Outcome::Blocked, &e).await?;
+        return Err(e);
+    }
     let made = service_tools::call(service, tool, &args).unwrap_or_else(|| {
         Err(Error::BadRequest(format!(
             "the service {service:?} has no tool {tool:?}; tools/list names them"
@@ -38,14 +49,15 @@ pub async fn call(
         Ok(c) => c,
         Err(e) => {
             // Refused before any request was made: the entry the proxy would have written.
-            audit_refusal(state, info, service, tool, &e).await?;
+            audit_refusal(state, info, service, tool, Outcome::Failed, &e).await?;
             return Err(e);
         }
     };
     let mut req = Request::builder()
         .method(call.method)
         .uri(format!("/api/services/{}/{}", call.service, call.path))
-        .header("x-maestra-surface", SURFACE);
+        .header("x-maestra-surface", SURFACE)
+        .extension(ForTool(tool.to_string()));
     // Declared as a client's would be: the proxy sends a body only with a length (or chunked).
     let body = match &call.body {
         Some(v) => {
@@ -61,7 +73,7 @@ pub async fn call(
         Ok(r) => r,
         Err(e) => {
             let e = Error::BadRequest("the path is not a valid URL path".into()).because(e);
-            audit_refusal(state, info, service, tool, &e).await?;
+            audit_refusal(state, info, service, tool, Outcome::Failed, &e).await?;
             return Err(e);
         }
     };
@@ -92,6 +104,7 @@ async fn audit_refusal(
     info: &RequestInfo,
     service: &str,
     tool: &str,
+    result: Outcome,
     e: &Error,
 ) -> Result<()> {
     let category =
@@ -102,13 +115,8 @@ async fn audit_refusal(
     } else {
         "(not a tool name)"
     };
-    let event = Event::new(
-        category,
-        service,
-        format!("tools/call {tool}"),
-        Outcome::Failed,
-    )
-    .surface(SURFACE)
-    .detail("error", e.code());
+    let event = Event::new(category, service, format!("tools/call {tool}"), result)
+        .surface(SURFACE)
+        .detail("error", e.code());
     state.audit.record(info.stamp(event)).await
 }

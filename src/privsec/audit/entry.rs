@@ -19,10 +19,11 @@ pub enum Category {
 }
 
 impl Category {
-    /// Whether an entry of this category stands for an outbound call (one a local-only
-    /// block stopped included): what the report counts as calls and errors, and what the
-    /// egress tally's bytes are written onto.
-    pub fn is_call(self) -> bool {
+    /// Whether an entry of this category can stand for an outbound call (one a local-only
+    /// block stopped included): every entry of a service category or a local-only block, and
+    /// of `tool` only a `tools/call` (the category also holds pins, changed definitions and
+    /// restarts). [`is_call`] decides for one entry.
+    pub fn may_be_call(self) -> bool {
         matches!(
             self,
             Category::Llm
@@ -33,6 +34,40 @@ impl Category {
                 | Category::Tool
         )
     }
+}
+
+/// What a tool call's action starts with, the tool's name after it (`tools/call get_time`).
+pub const TOOL_CALL: &str = "tools/call ";
+
+/// Whether an entry stands for an outbound call (one a local-only block stopped included):
+/// what the report counts as calls and errors, and what the egress tally's bytes are written
+/// onto.
+pub fn is_call(category: Category, action: &str) -> bool {
+    category.may_be_call()
+        && (category != Category::Tool || called_tool(category, action, None).is_some())
+}
+
+/// The tool an entry is a call of, if it is one: the name in a `tools/call NAME` action (a
+/// tool server's call, or a service tool's refused before its request was made), or, for the
+/// request a service tool made through the services proxy (its action the proxy's
+/// `METHOD /path`), its `details.tool` (`detail`). Other events about tools (`tools/pin`,
+/// `tools/changed`, `tools/restart`) are not calls. A client's report cannot pass for one: its
+/// action is a token without spaces or `/`, and its details are not read (the callers pass
+/// none for a reported entry).
+pub fn called_tool<'a>(
+    category: Category,
+    action: &'a str,
+    detail: Option<&'a str>,
+) -> Option<&'a str> {
+    if !category.may_be_call() {
+        return None;
+    }
+    match action.strip_prefix(TOOL_CALL) {
+        Some(tool) => Some(tool),
+        None if category == Category::Tool || action.starts_with("tools/") => None,
+        None => detail,
+    }
+    .filter(|t| !t.is_empty())
 }
 
 impl std::str::FromStr for Category {
@@ -121,6 +156,11 @@ impl Event {
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details.insert(key.to_string(), value.into());
         self
+    }
+
+    /// Whether the entry stands for an outbound call: see [`is_call`].
+    pub fn is_call(&self) -> bool {
+        is_call(self.category, &self.action)
     }
 
     /// The UTC date (`YYYY-MM-DD`) of the event, which names its rotated file.

@@ -247,7 +247,7 @@ pub fn prune(
 /// Adds the host and byte counts of the oldest unclaimed call to the event's service (from
 /// [`crate::egress::tally`]) to its details.
 fn annotate(mut event: Event) -> Event {
-    if !event.category.is_call() || event.details.contains_key("bytes_sent") {
+    if !event.is_call() || event.details.contains_key("bytes_sent") {
         return event;
     }
     if let Some(c) = crate::egress::tally::claim(&event.service) {

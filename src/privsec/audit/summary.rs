@@ -1,7 +1,7 @@
 //! A summary of the log kept beside it (`audit.summary.json`): counts of calls, blocks and
-//! bytes per day × agent × category × service × host × result × block reason. The privacy
-//! center's report reads it instead of the log, so a report over a million entries costs a few
-//! thousand rows, not a million parsed lines.
+//! bytes, and the time of the newest, per day × agent × category × service × host × result ×
+//! block reason × tool called. The privacy center's report reads it instead of the log, so a
+//! report over a million entries costs a few thousand rows, not a million parsed lines.
 //!
 //! The server's writer adds each committed batch to the summary it holds in memory; whatever
 //! it did not see (entries from another process, a crash before the file was saved) is caught
@@ -12,7 +12,7 @@
 //! its `seq` starting over) is noticed by the hash of the last entry counted: catching up
 //! must meet that entry, with that hash, before anything newer, or the summary is rebuilt.
 //!
-//! Names a client chooses (agent or surface ids, service names) cannot grow it without
+//! Names a client chooses (agent or surface ids, service names, tools) cannot grow it without
 //! bound: a day keeps at most [`MAX_NAMES`] names per dimension and [`MAX_ROWS`] rows, the most
 //! counted, and folds the rest into [`OTHER`] rows, so totals stay exact while a flood of
 //! distinct ids (or of their combinations) costs a few thousand rows a day at most. See
@@ -23,10 +23,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::chain::split_sealed;
-use super::entry::{Category, Event, Outcome};
+use super::entry::{Category, Event, Outcome, called_tool};
 use super::files::{LogFiles, read_all};
 use super::writer::parse_seq;
 use crate::error::{Error, Result};
@@ -36,7 +36,9 @@ mod bound;
 use bound::DayIndex;
 pub use bound::{MAX_NAMES, MAX_ROWS, OTHER};
 
-const VERSION: u32 = 1;
+/// The saved file's format: a file of another version is rebuilt from the log (2: rows name
+/// the tool called and keep the time of their newest entry).
+const VERSION: u32 = 2;
 
 /// What one summary row counts over.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,6 +54,17 @@ pub struct Key {
     pub result: Outcome,
     /// Why a call was blocked (`details.reason`), `""` otherwise.
     pub reason: String,
+    /// The tool called, for an entry that is a tool call (see `entry::called_tool`),
+    /// `""` for every other entry.
+    pub tool: String,
+}
+
+impl Key {
+    /// Whether the row counts outbound calls (see `entry::is_call`): a `tool` row
+    /// only when it counts `tools/call` entries, which are the ones naming a tool.
+    pub fn is_call(&self) -> bool {
+        self.category.may_be_call() && (self.category != Category::Tool || !self.tool.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +72,18 @@ pub struct Counts {
     pub entries: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The newest entry's time, Unix seconds (UTC); 0 when no entry's time could be read.
+    pub last: i64,
+}
+
+impl Counts {
+    /// Adds `other`'s counts; the newer of the two times is kept.
+    pub fn merge(&mut self, other: &Counts) {
+        self.entries += other.entries;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.last = self.last.max(other.last);
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -103,6 +128,8 @@ struct Line<'a> {
     category: Category,
     #[serde(borrow)]
     service: Cow<'a, str>,
+    #[serde(default, borrow)]
+    action: Cow<'a, str>,
     result: Outcome,
     #[serde(default, borrow)]
     details: LineDetails<'a>,
@@ -118,6 +145,8 @@ struct LineDetails<'a> {
     host: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient")]
     reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "lenient")]
+    tool: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient")]
     bytes_sent: Option<u64>,
     #[serde(default, deserialize_with = "lenient")]
@@ -148,45 +177,61 @@ where
 struct Figures<'a> {
     host: &'a str,
     reason: &'a str,
+    /// The tool called, `""` when the entry is not a tool call.
+    tool: &'a str,
     sent: u64,
     received: u64,
 }
 
-/// Hosts and bytes are what egress measured: an entry a client reported
+/// Hosts, bytes and tools are what Maestra measured and wrote: an entry a client reported
 /// (`details.reported`, `POST /api/audit/events`) is counted, its own claims of them are not.
 const NONE: Figures<'static> = Figures {
     host: "",
     reason: "",
+    tool: "",
     sent: 0,
     received: 0,
 };
 
 impl<'a> Figures<'a> {
-    fn of_event(details: &'a Map<String, Value>) -> Figures<'a> {
+    fn of_event(e: &'a Event) -> Figures<'a> {
+        let details = &e.details;
         if details.get("reported") == Some(&Value::Bool(true)) {
             return NONE;
         }
         let text = |k: &str| details.get(k).and_then(Value::as_str).unwrap_or_default();
         let num = |k: &str| details.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let tool = details.get("tool").and_then(Value::as_str);
         Figures {
             host: text("host"),
             reason: text("reason"),
+            tool: called_tool(e.category, &e.action, tool).unwrap_or_default(),
             sent: num("bytes_sent"),
             received: num("bytes_received"),
         }
     }
 
-    fn of_line(d: &'a LineDetails<'a>) -> Figures<'a> {
+    fn of_line(l: &'a Line<'a>) -> Figures<'a> {
+        let d = &l.details;
         if d.reported == Some(true) {
             return NONE;
         }
+        let tool = called_tool(l.category, &l.action, d.tool.as_deref());
         Figures {
             host: d.host.as_deref().unwrap_or_default(),
             reason: d.reason.as_deref().unwrap_or_default(),
+            tool: tool.unwrap_or_default(),
             sent: d.bytes_sent.unwrap_or(0),
             received: d.bytes_received.unwrap_or(0),
         }
     }
+}
+
+/// An entry's time in Unix seconds; 0 for a time that is not RFC 3339 (the writer stamps
+/// every entry, so only a line edited by hand has one).
+fn unix_seconds(ts: &str) -> i64 {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .map_or(0, time::OffsetDateTime::unix_timestamp)
 }
 
 /// Catching up met a log other than the one counted (see the module's docs).
@@ -231,16 +276,19 @@ impl Summary {
             } else {
                 String::new()
             },
+            tool: f.tool.to_string(),
         };
         let new_row = !self.rows.contains_key(&key);
         let day = new_row.then(|| key.day.clone());
         if new_row {
             self.days.entry(key.day.clone()).or_default().add_row(&key);
         }
-        let c = self.rows.entry(key).or_default();
-        c.entries += 1;
-        c.bytes_sent += f.sent;
-        c.bytes_received += f.received;
+        self.rows.entry(key).or_default().merge(&Counts {
+            entries: 1,
+            bytes_sent: f.sent,
+            bytes_received: f.received,
+            last: unix_seconds(ts),
+        });
         self.dirty = true;
         if let Some(day) = day {
             self.fold_if_grown(&day);
@@ -263,7 +311,7 @@ impl Summary {
         let mut seq = self.through_seq;
         for e in events {
             let agent = e.agent_id.as_deref().or(e.surface_id.as_deref());
-            let f = Figures::of_event(&e.details);
+            let f = Figures::of_event(e);
             self.add(&e.ts, agent, e.category, &e.service, e.result, f);
             seq += 1;
         }
@@ -302,7 +350,7 @@ impl Summary {
                 continue;
             }
             let agent = l.agent_id.as_deref().or(l.surface_id.as_deref());
-            let f = Figures::of_line(&l.details);
+            let f = Figures::of_line(&l);
             self.add(l.ts, agent, l.category, &l.service, l.result, f);
             self.through_seq = l.seq;
             self.through_hash = line_hash(line).to_string();
@@ -560,15 +608,276 @@ mod tests {
     #[test]
     fn details_of_the_wrong_type_count_as_absent() {
         let mut s = Summary::default();
-        let line = r#"{"ts":"2026-11-30T10:00:00Z","seq":1,"agent_id":"tool","category":"creative","service":"ffmpeg","result":"success","details":{"bytes_sent":-1,"bytes_received":1.5,"host":5,"reason":[],"reported":"yes"},"prev_hash":"x"}"#;
+        let line = r#"{"ts":"2026-11-30T10:00:00Z","seq":1,"agent_id":"tool","category":"creative","service":"ffmpeg","action":"GET /x","result":"success","details":{"bytes_sent":-1,"bytes_received":1.5,"host":5,"reason":[],"tool":7,"reported":"yes"},"prev_hash":"x"}"#;
         assert_eq!(s.add_lines(line.as_bytes(), &mut true).unwrap(), 1);
         let (k, c) = s.rows.iter().next().unwrap();
         assert_eq!((c.entries, c.bytes_sent, c.bytes_received), (1, 0, 0));
-        assert_eq!((k.host.as_str(), k.reason.as_str()), ("", ""));
-        let details: Map<String, Value> =
-            serde_json::from_str(r#"{"bytes_sent":-1,"bytes_received":1.5,"host":5}"#).unwrap();
-        let f = Figures::of_event(&details);
-        assert_eq!((f.sent, f.received, f.host), (0, 0, ""));
+        assert_eq!(
+            (k.host.as_str(), k.reason.as_str(), k.tool.as_str()),
+            ("", "", "")
+        );
+        let mut e = Event::new(Category::Creative, "ffmpeg", "GET /x", Outcome::Success);
+        e.details =
+            serde_json::from_str(r#"{"bytes_sent":-1,"bytes_received":1.5,"host":5,"tool":7}"#)
+                .unwrap();
+        let f = Figures::of_event(&e);
+        assert_eq!((f.sent, f.received, f.host, f.tool), (0, 0, "", ""));
+    }
+
+    /// The entry as a line of the log: what the writer stores, with a `seq` (the chain's
+    /// fields play no part in counting).
+    fn as_line(e: &Event, seq: u64) -> String {
+        let mut v = serde_json::to_value(e).unwrap();
+        v["seq"] = seq.into();
+        v["prev_hash"] = "x".into();
+        v.to_string()
+    }
+
+    fn at(ts: &str, e: Event) -> Event {
+        Event {
+            ts: ts.to_string(),
+            ..e
+        }
+    }
+
+    /// Every kind of entry that names a tool, or could be taken for a tool call, and some
+    /// that must not be.
+    fn tool_entries() -> Vec<Event> {
+        let t = |ts: &str, cat, service: &str, action: &str, result| {
+            at(ts, Event::new(cat, service, action, result))
+        };
+        use Category::{Admin, Llm, LocalOnlyBlock, Smarthome, Tool};
+        use Outcome::{Blocked, Failed, Success};
+        let call = "tools/call get_current_time";
+        vec![
+            t("2026-11-30T10:00:00Z", Tool, "time", call, Success)
+                .detail("tool", "get_current_time"),
+            // Nanoseconds, as the writer stamps them: the newest of the row.
+            t(
+                "2026-11-30T10:05:07.123456789Z",
+                Tool,
+                "time",
+                call,
+                Success,
+            )
+            .detail("tool", "get_current_time"),
+            t("2026-11-30T09:00:00Z", Tool, "time", call, Failed)
+                .detail("tool", "get_current_time"),
+            t(
+                "2026-11-30T09:30:00Z",
+                LocalOnlyBlock,
+                "web",
+                "tools/call fetch",
+                Blocked,
+            )
+            .detail("tool", "fetch")
+            .detail("reason", "cloud"),
+            // Events about tools, not calls.
+            t(
+                "2026-11-30T11:00:00Z",
+                Tool,
+                "time",
+                "tools/pin get_current_time",
+                Success,
+            )
+            .detail("tool", "get_current_time"),
+            t(
+                "2026-11-30T11:00:00Z",
+                Tool,
+                "notes",
+                "tools/changed add_note",
+                Blocked,
+            )
+            .detail("tool", "add_note"),
+            t(
+                "2026-11-30T11:00:00Z",
+                Tool,
+                "time",
+                "tools/restart",
+                Success,
+            ),
+            t(
+                "2026-11-30T08:00:00Z",
+                Tool,
+                "mcp",
+                "tools/call (unknown tool)",
+                Failed,
+            ),
+            // A service tool: the proxy's request names it, and so does a refusal.
+            t(
+                "2026-11-30T12:00:00Z",
+                Smarthome,
+                "hue",
+                "PUT /lights/{id}/state",
+                Success,
+            )
+            .surface("mcp")
+            .detail("tool", "set_light"),
+            t(
+                "2026-11-30T12:30:00Z",
+                Smarthome,
+                "hue",
+                "tools/call set_light",
+                Failed,
+            ),
+            // A client's report and a REST call are not tool calls, whatever their details say.
+            t(
+                "2026-11-30T13:00:00Z",
+                Smarthome,
+                "hue",
+                "lights.on",
+                Success,
+            )
+            .detail("tool", "fake")
+            .detail("reported", true),
+            t(
+                "2026-11-30T13:00:00Z",
+                Smarthome,
+                "hue",
+                "GET /lights",
+                Success,
+            )
+            .detail("tool", 5),
+            t("2026-11-30T13:00:00Z", Llm, "openai", "core", Success),
+            t(
+                "2026-11-30T13:00:00Z",
+                Admin,
+                "maestra",
+                "tools/call x",
+                Success,
+            ),
+        ]
+    }
+
+    #[test]
+    fn tool_calls_are_counted_per_tool_and_other_tool_events_are_not() {
+        let entries = tool_entries();
+        let text: Vec<String> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| as_line(e, i as u64 + 1))
+            .collect();
+        let mut s = Summary::default();
+        assert_eq!(
+            s.add_lines(text.join("\n").as_bytes(), &mut true).unwrap(),
+            entries.len() as u64
+        );
+        let mut tools: HashMap<(&str, &str, Outcome), (u64, i64)> = HashMap::new();
+        for (k, c) in &s.rows {
+            if !k.tool.is_empty() {
+                let t = tools.entry((&k.service, &k.tool, k.result)).or_default();
+                t.0 += c.entries;
+                t.1 = t.1.max(c.last);
+            }
+        }
+        let secs = |ts: &str| unix_seconds(ts);
+        let expected: HashMap<(&str, &str, Outcome), (u64, i64)> = [
+            (
+                ("time", "get_current_time", Outcome::Success),
+                (2, secs("2026-11-30T10:05:07Z")),
+            ),
+            (
+                ("time", "get_current_time", Outcome::Failed),
+                (1, secs("2026-11-30T09:00:00Z")),
+            ),
+            (
+                ("web", "fetch", Outcome::Blocked),
+                (1, secs("2026-11-30T09:30:00Z")),
+            ),
+            (
+                ("mcp", "(unknown tool)", Outcome::Failed),
+                (1, secs("2026-11-30T08:00:00Z")),
+            ),
+            (
+                ("hue", "set_light", Outcome::Success),
+                (1, secs("2026-11-30T12:00:00Z")),
+            ),
+            (
+                ("hue", "set_light", Outcome::Failed),
+                (1, secs("2026-11-30T12:30:00Z")),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(tools, expected);
+        // A row is a call exactly when its entries are; pins, changes and restarts are not.
+        for (i, e) in entries.iter().enumerate() {
+            let mut one = Summary::default();
+            one.add_lines(as_line(e, i as u64 + 1).as_bytes(), &mut true)
+                .unwrap();
+            let k = one.rows.keys().next().unwrap();
+            assert_eq!(
+                k.is_call(),
+                e.is_call(),
+                "{}: {}",
+                e.category as u8,
+                e.action
+            );
+        }
+        let calls: u64 = s
+            .rows
+            .iter()
+            .filter(|(k, _)| k.is_call())
+            .map(|(_, c)| c.entries)
+            .sum();
+        assert_eq!(
+            calls,
+            entries.len() as u64 - 4,
+            "pin, changed, restart, admin"
+        );
+    }
+
+    /// The writer's path (each committed batch, [`Figures::of_event`]) and a rebuild from the
+    /// log's lines ([`Figures::of_line`]) count the same rows, tools and times included.
+    #[test]
+    fn the_writer_and_a_rebuild_count_the_same() {
+        let mut entries = tool_entries();
+        let mut odd = Event::new(Category::Creative, "ffmpeg", "GET /x", Outcome::Success);
+        odd.details = serde_json::from_str(
+            r#"{"bytes_sent":-1,"bytes_received":1.5,"host":5,"tool":7,"reported":"yes"}"#,
+        )
+        .unwrap();
+        entries.push(odd);
+        entries.push(
+            Event::new(Category::Media, "sonos", "POST /play", Outcome::Success)
+                .detail("host", "192.168.1.9")
+                .detail("bytes_sent", 12)
+                .detail("bytes_received", 34)
+                .agent("kitchen"),
+        );
+        let mut written = Summary::default();
+        written.add_batch(entries.iter(), 1, "h");
+        let text: Vec<String> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| as_line(e, i as u64 + 1))
+            .collect();
+        let mut rebuilt = Summary::default();
+        rebuilt
+            .add_lines(text.join("\n").as_bytes(), &mut true)
+            .unwrap();
+        assert_eq!(written.rows, rebuilt.rows);
+        assert_eq!(written.through_seq, rebuilt.through_seq);
+        assert!(written.rows.keys().any(|k| k.tool == "set_light"));
+    }
+
+    /// A summary saved by an older version (rows without tools or times) is not read: it is
+    /// rebuilt from the log, which names them.
+    #[test]
+    fn an_older_summary_file_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let old = r#"{"version":1,"through_seq":1,"through_hash":"","anchor":"","rows":[[{"day":"2026-11-30","agent":"","category":"tool","service":"time","host":"","result":"success","reason":""},{"entries":1,"bytes_sent":0,"bytes_received":0}]]}"#;
+        std::fs::write(summary_path(&log), old).unwrap();
+        let line = as_line(&tool_entries()[0], 1);
+        std::fs::write(&log, format!("{line}\n")).unwrap();
+        let s = current(&log).unwrap();
+        let (k, c) = s.rows.iter().next().unwrap();
+        assert_eq!((k.tool.as_str(), c.entries), ("get_current_time", 1));
+        assert_eq!(c.last, unix_seconds("2026-11-30T10:00:00Z"));
+        let saved: Value =
+            serde_json::from_slice(&std::fs::read(summary_path(&log)).unwrap()).unwrap();
+        assert_eq!(saved["version"], VERSION);
     }
 
     #[test]

@@ -161,6 +161,49 @@ mod tests {
         assert_eq!(entries(&current_summary(&cfg.path).unwrap()), 4);
     }
 
+    /// What the writer counted as it committed and what a rebuild reads from the sealed
+    /// lines are the same rows: tool calls per tool, with their times.
+    #[tokio::test]
+    async fn the_writer_and_a_rebuild_agree_on_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), 90);
+        let server = AuditLog::open(&cfg, key()).unwrap();
+        // Loaded before the entries: from here the writer counts them.
+        server.summary().read(|_| ()).unwrap();
+        let tool = |action: &str, result| {
+            Event::new(Category::Tool, "time", action, result).detail("tool", "get_current_time")
+        };
+        for e in [
+            tool("tools/pin get_current_time", Outcome::Success),
+            tool("tools/call get_current_time", Outcome::Success),
+            tool("tools/call get_current_time", Outcome::Failed),
+            Event::new(Category::Smarthome, "hue", "GET /lights", Outcome::Success)
+                .detail("tool", "list_lights"),
+            call(3),
+        ] {
+            server.append(e).await.unwrap();
+        }
+        server.settled().await;
+        let handle = server.summary();
+        let written = {
+            let held = handle.inner.lock().unwrap();
+            let s = held.as_ref().unwrap();
+            assert!(!s.stale && !handle.missed.load(Ordering::Relaxed));
+            s.rows.clone()
+        };
+        server.close().await;
+        std::fs::remove_file(super::super::summary::summary_path(&cfg.path)).unwrap();
+        let rebuilt = current_summary(&cfg.path).unwrap().rows;
+        assert_eq!(written, rebuilt);
+        let tools: Vec<(&str, u64)> = rebuilt
+            .iter()
+            .filter(|(k, _)| !k.tool.is_empty())
+            .map(|(k, c)| (k.tool.as_str(), c.entries))
+            .collect();
+        assert_eq!(tools.len(), 3, "{tools:?}");
+        assert!(rebuilt.values().all(|c| c.last > 0));
+    }
+
     /// Retention (`maestra audit prune`, another process) removes old files: the running
     /// server's summary stops counting what they held.
     #[tokio::test]

@@ -237,6 +237,29 @@
     } catch (e) { errorBox(body, e); }
   }
 
+  // Per tool server (or service) and tool: calls, errors, refusals and the last use.
+  async function loadTools() {
+    const body = document.getElementById('tools-body');
+    const period = document.getElementById('tools-period').value;
+    try {
+      const r = await api('GET', '/api/report?period=' + encodeURIComponent(period));
+      const range = el('p', { class: 'muted', text: `${r.since} to ${r.until} (UTC), through audit entry #${r.through_seq}` });
+      if (!r.tools.length) {
+        body.replaceChildren(range, el('p', { class: 'empty', id: 'tools-empty', text: 'No tool calls in this period.' }));
+        return;
+      }
+      const rows = r.tools.map((t, i) => el('tr', { 'data-server': t.server, 'data-tool': t.tool },
+        el('td', {}, el('code', { text: t.server })), el('td', {}, el('code', { text: t.tool })),
+        el('td', {}, fig(t.calls, `tools.${i}.calls`)),
+        el('td', { class: t.errors ? 'bad' : null }, fig(t.errors, `tools.${i}.errors`)),
+        el('td', {}, fig(t.blocked, `tools.${i}.blocked`)),
+        el('td', {}, when(t.last_used)),
+        el('td', {}, el('a', { href: '#audit', onclick: (ev) => openAudit(ev, t.server, period), text: 'audit entries' }))));
+      body.replaceChildren(range,
+        table('Tools called, most calls first', ['Server', 'Tool', 'Calls', 'Errors', 'Blocked', 'Last use', ''], rows, 'tools'));
+    } catch (e) { errorBox(body, e); }
+  }
+
   function openAudit(ev, service, period) {
     ev.preventDefault();
     document.getElementById('audit-service').value = service;
@@ -632,7 +655,7 @@
 
   // ---- navigation and start ---------------------------------------------------------------
 
-  const loaders = { report: loadReport, spend: loadSpend, conversations: loadConversations, vault: loadVault, audit: loadAudit, controls: loadControls };
+  const loaders = { report: loadReport, tools: loadTools, spend: loadSpend, conversations: loadConversations, vault: loadVault, audit: loadAudit, controls: loadControls };
 
   function show() {
     const name = (location.hash || '#report').slice(1);
@@ -691,6 +714,7 @@
       open();
     });
     document.getElementById('report-period').addEventListener('change', loadReport);
+    document.getElementById('tools-period').addEventListener('change', loadTools);
     document.getElementById('conv-form').addEventListener('submit', (ev) => { ev.preventDefault(); state.convOffset = 0; loadConversations(); });
     document.getElementById('conv-export-user').addEventListener('click', exportUser);
     document.getElementById('conv-forget-user').addEventListener('click', forgetUser);

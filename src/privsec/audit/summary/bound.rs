@@ -1,19 +1,23 @@
 //! What keeps the summary bounded whatever names clients choose.
 //!
-//! A day keeps at most [`MAX_NAMES`] names per dimension (agent, service, host), the most
-//! counted, the rest renamed [`OTHER`]. That alone still allows [`MAX_NAMES`]³ rows a day (a
-//! row is agent × service × host × category × result), so a day also keeps at most
-//! [`MAX_ROWS`] rows: the least counted are merged into rows whose agent, service and host are
-//! all [`OTHER`], one per category, result and block reason, so every total a report shows
-//! (calls, blocks by reason, bytes, per day) stays exact. Folding waits until a day holds
+//! A day keeps at most [`MAX_NAMES`] names per dimension (agent, service, host, tool), the
+//! most counted, the rest renamed [`OTHER`]. That alone still allows [`MAX_NAMES`]⁴ rows a day
+//! (a row is agent × service × host × tool × category × result), so a day also keeps at most
+//! [`MAX_ROWS`] rows: the least counted are merged into rows whose agent, service, host and
+//! tool are all [`OTHER`] (a row that named no tool keeps naming none), one per category,
+//! result, block reason and whether a tool was called, so every total a report shows (calls,
+//! blocks by reason, bytes, tool calls, per day) stays exact. Folding waits until a day holds
 //! twice a limit, so it is cheap; what a report or the saved file sees is folded to the limit.
+//!
+//! An empty name (no agent, no host, not a tool call) is an absence, not a name: it is neither
+//! counted towards a limit nor ever renamed, so folding never turns an entry into a tool call.
 
 use std::collections::{HashMap, HashSet};
 
 use super::{Counts, Key, Summary};
 
-/// Distinct names a day keeps per dimension (agent, service, host); the rest are folded into
-/// [`OTHER`].
+/// Distinct names a day keeps per dimension (agent, service, host, tool); the rest are folded
+/// into [`OTHER`].
 pub const MAX_NAMES: usize = 200;
 /// Rows a day keeps, the folded ones included: beyond it the least counted rows are merged
 /// into all-[`OTHER`] rows.
@@ -22,16 +26,18 @@ pub const MAX_ROWS: usize = 2_000;
 /// and service names are tokens checked where they enter (`POST /api/audit/events`, the
 /// `x-maestra-*` headers, the core API), where `(` is refused; hosts are counted only from
 /// entries Maestra wrote itself (what egress dialled: a reported entry's `details.host` is not
-/// counted), and a reported `details.host` is checked as such a token too.
+/// counted), and a reported `details.host` is checked as such a token too; tools are counted
+/// only from entries Maestra wrote, named as MCP allows (letters, digits, `_ - .`) or by one of
+/// Maestra's own placeholders, `(unknown tool)` and `(not a tool name)`.
 pub const OTHER: &str = "(other)";
-/// The dimensions bounded: agent, service, host.
-pub(super) const DIMENSIONS: usize = 3;
+/// The dimensions bounded: agent, service, host, tool.
+pub(super) const DIMENSIONS: usize = 4;
 
 /// What the summary knows of one day's rows without walking them (not saved: rebuilt on
 /// load).
 #[derive(Debug, Clone, Default)]
 pub(super) struct DayIndex {
-    /// The distinct names of each dimension.
+    /// The distinct names of each dimension, without `""` and [`OTHER`], which no limit counts.
     names: [HashSet<String>; DIMENSIONS],
     rows: usize,
 }
@@ -40,7 +46,9 @@ impl DayIndex {
     /// Counts a row that is new to the day.
     pub(super) fn add_row(&mut self, key: &Key) {
         for (set, name) in self.names.iter_mut().zip(key.names()) {
-            set.insert(name.clone());
+            if counted(name) {
+                set.insert(name.clone());
+            }
         }
         self.rows += 1;
     }
@@ -52,25 +60,36 @@ impl DayIndex {
     }
 }
 
+/// Whether a name counts towards a limit: not an absence, not what was folded already.
+fn counted(name: &str) -> bool {
+    !name.is_empty() && name != OTHER
+}
+
 impl Key {
     fn name_mut(&mut self, dimension: usize) -> &mut String {
         match dimension {
             0 => &mut self.agent,
             1 => &mut self.service,
-            _ => &mut self.host,
+            2 => &mut self.host,
+            _ => &mut self.tool,
         }
     }
 
     fn names(&self) -> [&String; DIMENSIONS] {
-        [&self.agent, &self.service, &self.host]
+        [&self.agent, &self.service, &self.host, &self.tool]
     }
 
-    /// The row this one is merged into when rows are folded.
+    /// The row this one is merged into when rows are folded: a tool call stays one.
     fn folded(&self) -> Key {
         Key {
             agent: OTHER.to_string(),
             service: OTHER.to_string(),
             host: OTHER.to_string(),
+            tool: if self.tool.is_empty() {
+                String::new()
+            } else {
+                OTHER.to_string()
+            },
             ..self.clone()
         }
     }
@@ -109,9 +128,11 @@ impl Summary {
         for dim in 0..DIMENSIONS {
             let mut totals: HashMap<&str, u64> = HashMap::new();
             for (k, c) in &rows {
-                *totals.entry(k.names()[dim].as_str()).or_default() += c.entries;
+                let name = k.names()[dim].as_str();
+                if counted(name) {
+                    *totals.entry(name).or_default() += c.entries;
+                }
             }
-            totals.remove(OTHER);
             if totals.len() <= MAX_NAMES {
                 continue;
             }
@@ -124,7 +145,7 @@ impl Summary {
                 .collect();
             for (k, _) in &mut rows {
                 let name = k.name_mut(dim);
-                if !kept.contains(name.as_str()) {
+                if counted(name) && !kept.contains(name.as_str()) {
                     *name = OTHER.to_string();
                 }
             }
@@ -154,10 +175,7 @@ impl Summary {
 }
 
 fn merge(rows: &mut HashMap<Key, Counts>, k: Key, c: &Counts) {
-    let to = rows.entry(k).or_default();
-    to.entries += c.entries;
-    to.bytes_sent += c.bytes_sent;
-    to.bytes_received += c.bytes_received;
+    rows.entry(k).or_default().merge(c);
 }
 
 /// One day's rows, at most [`MAX_ROWS`] of them: the most counted are kept and the others
@@ -178,7 +196,7 @@ fn fold_rows(rows: HashMap<Key, Counts>) -> HashMap<Key, Counts> {
             .then_with(|| a.reason.cmp(&b.reason))
     });
     // Keep as many as leave room for the folded rows the rest need (a few: one per
-    // category, result and reason among them).
+    // category, result, reason and tool-call-or-not among them).
     let mut keep = MAX_ROWS;
     loop {
         let kept: HashSet<&Key> = ranked[..keep].iter().map(|(k, _)| k).collect();
@@ -209,21 +227,25 @@ mod tests {
     use crate::privsec::audit::{Category, Outcome};
 
     fn add(s: &mut Summary, agent: &str, service: &str, host: &str) {
+        add_call(s, agent, service, host, "");
+    }
+
+    /// An entry of `tool` (a tool call; none when `""`).
+    fn add_call(s: &mut Summary, agent: &str, service: &str, host: &str, tool: &str) {
         let f = Figures {
             host,
             reason: "",
+            tool,
             sent: 1,
             received: 0,
         };
         let ts = "2026-11-30T10:00:00Z";
-        s.add(
-            ts,
-            Some(agent),
-            Category::Creative,
-            service,
-            Outcome::Success,
-            f,
-        );
+        let category = if tool.is_empty() {
+            Category::Creative
+        } else {
+            Category::Tool
+        };
+        s.add(ts, Some(agent), category, service, Outcome::Success, f);
     }
 
     /// 5,000 distinct agent ids and a busy one: at most `MAX_NAMES` names and `(other)` are
@@ -302,6 +324,7 @@ mod tests {
             host: "h-busy".into(),
             result: Outcome::Success,
             reason: String::new(),
+            tool: String::new(),
         };
         assert_eq!(
             s.rows.get(&busy).map(|c| c.entries),
@@ -334,6 +357,7 @@ mod tests {
                 host: String::new(),
                 result: results[i % 2],
                 reason: String::new(),
+                tool: String::new(),
             };
             rows.insert(
                 k,
@@ -349,5 +373,71 @@ mod tests {
         assert_eq!(folded.values().map(|c| c.entries).sum::<u64>(), before);
         let others = folded.keys().filter(|k| k.agent == OTHER).count();
         assert_eq!(others, 6, "one per category and result");
+    }
+
+    /// A tool server offering 5,000 tools, each called: a day keeps at most `MAX_NAMES` tool
+    /// names and `(other)`, every call is still counted as a tool call, and the entries that
+    /// called no tool (most of a day's) are never folded into one: absence is not a name.
+    #[test]
+    fn tool_names_are_bounded_and_an_entry_without_one_never_gains_one() {
+        let mut s = Summary::default();
+        for _ in 0..30 {
+            add_call(&mut s, "a", "time", "", "get_current_time");
+        }
+        for i in 0..5_000 {
+            add_call(&mut s, "a", "flood", "", &format!("tool_{i}"));
+            // Entries of no tool and of many hosts, in between.
+            add(&mut s, "a", "ffmpeg", &format!("h{}", i % 300));
+        }
+        s.bound();
+        let tools: HashSet<&str> = s.rows.keys().map(|k| k.tool.as_str()).collect();
+        assert!(tools.len() <= MAX_NAMES + 2, "{}", tools.len());
+        assert!(tools.contains("get_current_time") && tools.contains(OTHER));
+        let called = |s: &Summary| -> u64 {
+            s.rows
+                .iter()
+                .filter(|(k, _)| !k.tool.is_empty())
+                .map(|(_, c)| c.entries)
+                .sum()
+        };
+        assert_eq!(called(&s), 5_030);
+        for (k, _) in s.rows.iter().filter(|(k, _)| k.service == "ffmpeg") {
+            assert_eq!(k.tool, "", "{k:?}");
+        }
+        // Rows folded past `MAX_ROWS` keep whether they were tool calls, and their times.
+        let mut rows = HashMap::new();
+        for i in 0..3 * MAX_ROWS {
+            let k = Key {
+                day: "2026-11-30".into(),
+                agent: format!("a{i}"),
+                category: Category::Tool,
+                service: "s".into(),
+                host: String::new(),
+                result: Outcome::Success,
+                reason: String::new(),
+                tool: if i % 2 == 0 {
+                    "t".into()
+                } else {
+                    String::new()
+                },
+            };
+            let c = Counts {
+                entries: 1,
+                last: i as i64,
+                ..Counts::default()
+            };
+            rows.insert(k, c);
+        }
+        let folded = fold_rows(rows);
+        let with_tool: u64 = folded
+            .iter()
+            .filter(|(k, _)| !k.tool.is_empty())
+            .map(|(_, c)| c.entries)
+            .sum();
+        assert_eq!(with_tool, (3 * MAX_ROWS / 2) as u64);
+        let newest = folded.values().map(|c| c.last).max();
+        assert_eq!(newest, Some(3 * MAX_ROWS as i64 - 1));
+        assert!(folded.keys().any(|k| k.agent == OTHER && k.tool.is_empty()));
+        assert!(folded.keys().any(|k| k.agent == OTHER && k.tool == OTHER));
     }
 }
