@@ -118,6 +118,7 @@ impl App {
             ctx.config.services.keys(),
             &ctx.home.root,
             egress.clone(),
+            audit.clone(),
         )?;
         let state = Arc::new(AppState {
             config: ctx.config,

@@ -12,6 +12,7 @@ mod keys;
 pub mod lockdown;
 mod mcp;
 mod progress;
+mod sandbox_exec;
 mod serve;
 mod service;
 mod service_files;
@@ -126,6 +127,20 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Internal: a tool program's network sandbox, which Maestra starts itself under
+    /// local-only mode (`mcp::sandbox`); not a command for people.
+    #[command(name = "sandbox-exec", hide = true)]
+    SandboxExec(sandbox_exec::SandboxExecArgs),
+}
+
+/// Runs a command that must run before `main` starts the runtime (whose threads would stop
+/// it), or says there is none: the sandbox's launcher, since the kernel makes a user
+/// namespace only for a single-threaded process.
+pub fn before_runtime(cli: &Cli) -> Option<ExitCode> {
+    match &cli.command {
+        Command::SandboxExec(args) => Some(sandbox_exec::run(args)),
+        _ => None,
+    }
 }
 
 /// Runs a parsed command; errors become one line on stderr in `main`.
@@ -151,6 +166,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(cmd) => backup::run(config, cmd).await,
         Command::Completions { shell } => completions::completions(shell),
         Command::Man { dir } => completions::man(dir.as_deref()),
+        Command::SandboxExec(_) => Err(crate::error::Error::BadRequest(
+            "sandbox-exec runs before any runtime starts: see cli::before_runtime".into(),
+        )),
     }
 }
 
