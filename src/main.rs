@@ -6,11 +6,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     maestra::cli::exit_quietly_on_broken_pipe();
-    let cli = maestra::cli::Cli::parse();
     // Before the runtime's threads exist (see `cli::before_runtime`).
-    if let Some(code) = maestra::cli::before_runtime(&cli) {
+    if let Some(code) = maestra::cli::before_runtime() {
         return code;
     }
+    let cli = maestra::cli::Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -127,20 +127,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// Internal: a tool program's network sandbox, which Maestra starts itself under
-    /// local-only mode (`mcp::sandbox`); not a command for people.
-    #[command(name = "sandbox-exec", hide = true)]
-    SandboxExec(sandbox_exec::SandboxExecArgs),
 }
 
-/// Runs a command that must run before `main` starts the runtime (whose threads would stop
-/// it), or says there is none: the sandbox's launcher, since the kernel makes a user
-/// namespace only for a single-threaded process.
-pub fn before_runtime(cli: &Cli) -> Option<ExitCode> {
-    match &cli.command {
-        Command::SandboxExec(args) => Some(sandbox_exec::run(args)),
-        _ => None,
-    }
+/// Runs the command that must run before `main` starts the runtime (whose threads would stop
+/// it), when the command line is that one: `maestra sandbox-exec ...`, the launcher of a tool
+/// program's network sandbox (the kernel makes a user namespace only for a single-threaded
+/// process). It is not in [`Cli`], so help, completions and the manual never offer it: only
+/// Maestra starts it.
+pub fn before_runtime() -> Option<ExitCode> {
+    sandbox_exec::from_command_line()
 }
 
 /// Runs a parsed command; errors become one line on stderr in `main`.
@@ -166,9 +161,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(cmd) => backup::run(config, cmd).await,
         Command::Completions { shell } => completions::completions(shell),
         Command::Man { dir } => completions::man(dir.as_deref()),
-        Command::SandboxExec(_) => Err(crate::error::Error::BadRequest(
-            "sandbox-exec runs before any runtime starts: see cli::before_runtime".into(),
-        )),
     }
 }
 

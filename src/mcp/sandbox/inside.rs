@@ -61,6 +61,13 @@ const KNOBS: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// What a supervisor may forbid besides the kernel's settings: named in every refusal, since
+/// the launcher cannot tell them apart from inside (both say EPERM).
+const SUPERVISORS: &str = "under systemd, the unit must let it make namespaces \
+     (RestrictNamespaces= allowing user and net, RestrictAddressFamilies= with AF_NETLINK: the \
+     units `maestra service install` and the Debian package write forbid both), and in a \
+     container the seccomp profile must allow unshare(2)";
+
 /// The launcher: the sandbox, then the program; the program's exit status, or the launcher's
 /// when it could not get that far (the reason on standard error, as its status line).
 pub fn run(socket: &Path, command: &[OsString]) -> ExitCode {
@@ -118,15 +125,14 @@ fn refusal(said: &str) -> String {
     let how = if found.is_empty() {
         "allow unprivileged user namespaces (kernel.unprivileged_userns_clone=1, \
          user.max_user_namespaces above 0, AppArmor's kernel.apparmor_restrict_unprivileged_userns=0 \
-         or a profile allowing `userns` for maestra; in a container, a seccomp profile that \
-         allows unshare(2))"
+         or a profile allowing `userns` for maestra)"
             .to_string()
     } else {
         found.join("; ")
     };
     format!(
-        "{said}, so it is not started. To allow it: {how}. Or turn local-only mode off to run \
-         it unconfined"
+        "{said}, so it is not started. To allow it: {how}; {SUPERVISORS}. Or turn local-only \
+         mode off to run it unconfined"
     )
 }
 
@@ -166,8 +172,12 @@ async fn relay_and_run(socket: PathBuf, command: &[OsString]) -> ExitCode {
 
 /// A new network namespace's loopback is down, and `127.0.0.1` unusable until it is up.
 async fn loopback_up() -> Result<(), String> {
-    let (connection, handle, _) =
-        rtnetlink::new_connection().map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(|e| {
+        format!(
+            "cannot open a netlink socket to bring its loopback up ({e}); under systemd, \
+             RestrictAddressFamilies= must include AF_NETLINK"
+        )
+    })?;
     let task = tokio::spawn(connection);
     let up = handle
         .link()
