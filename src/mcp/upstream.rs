@@ -8,7 +8,9 @@
 //! local program is started inside its network sandbox (`mcp::sandbox`: a network namespace
 //! whose only way out is Maestra's proxy under the egress guard; SPEC §2.11). A program started
 //! before local-only mode came on was started without one, so it is stopped then
-//! ([`Upstreams::stop_all`]) and the next call starts it sandboxed.
+//! ([`Upstreams::stop_all`]) and the next call starts it sandboxed. One started in its sandbox
+//! runs on there when local-only mode is turned off (its proxy then allowing what egress
+//! allows outside local-only mode) until it stops; it starts again without one.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

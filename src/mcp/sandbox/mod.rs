@@ -16,7 +16,8 @@
 //!
 //! How: Maestra starts itself, `maestra sandbox-exec --proxy-socket PATH -- PROGRAM ARGS...`
 //! ([`inside`], the launcher), as one process group with the program it starts, so stopping
-//! the server stops both. While it still has one thread (the kernel refuses a user namespace
+//! the program (the MCP client dropped: a crash, a timeout, local-only mode's switch, the
+//! server's end) kills both. While it still has one thread (the kernel refuses a user namespace
 //! to a threaded process) the launcher unshares the namespaces and maps its own user and
 //! group into them, then brings the loopback up over netlink (no `ip` program needed), binds
 //! the relay on `127.0.0.1`, and starts the program with the MCP pipe as its standard input and
@@ -45,7 +46,8 @@ use crate::egress::Egress;
 use crate::error::{Error, LocalOnlyBlock, Result};
 use crate::privsec::audit::AuditLog;
 
-/// The hidden subcommand that is the launcher (`cli` dispatches it before any runtime).
+/// The first argument that makes this binary the launcher (`main` looks for it before
+/// anything else: `cli::before_runtime`).
 pub const SUBCOMMAND: &str = "sandbox-exec";
 /// Connections one sandboxed program may hold through its proxy at once (tunnels and plain
 /// requests alike); more wait for one to end. A fetch tool needs a handful; a program that
