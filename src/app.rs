@@ -119,6 +119,7 @@ impl App {
             ctx.config.services.keys(),
             &ctx.home.root,
             egress.clone(),
+            audit.clone(),
         )?;
         let approvals = Approvals::new(store.clone(), ctx.config.mcp.ask_timeout);
         let state = Arc::new(AppState {

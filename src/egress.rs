@@ -20,9 +20,14 @@
 //! client. `tests/egress_sockets.rs` lists every crate in the tree that can open a socket and
 //! why each one is either egress or a configured local peer.
 //!
+//! Bytes Maestra does not speak itself (a sandboxed tool program's traffic, relayed by
+//! `mcp::sandbox`) get the same decision on a bare TCP connection: [`Egress::connect`], in
+//! `egress/connect`.
+//!
 //! Every request is also counted here: bytes sent and received per service and host, in
 //! `/metrics` ([`Egress::bytes`]) and, through [`tally`], in the request's audit entry.
 
+mod connect;
 pub mod tally;
 
 use std::collections::HashMap;
@@ -142,6 +147,8 @@ pub struct Egress {
     policy: Arc<Policy>,
     catalog: Arc<Catalog>,
     bytes: Family<ByteLabels, Counter>,
+    /// How long a connection may take to open, for the client and [`Egress::connect`] alike.
+    connect_timeout: Duration,
 }
 
 impl Egress {
@@ -160,6 +167,7 @@ impl Egress {
             policy,
             catalog: Arc::new(catalog),
             bytes: Family::default(),
+            connect_timeout: opts.connect_timeout,
         })
     }
 
@@ -326,6 +334,13 @@ impl Egress {
         let host = url
             .host()
             .ok_or_else(|| Error::BadRequest(format!("{url} has no host")))?;
+        self.addresses(service, host).await
+    }
+
+    /// The addresses `host` may be dialled at for `service`, decided as the client decides:
+    /// under local-only mode the name check first, then every address must be local, and a
+    /// name that cannot be resolved is refused (it cannot be shown to be local).
+    async fn addresses(&self, service: &str, host: Host<&str>) -> Result<Vec<IpAddr>> {
         let local_only = self.local_only();
         if local_only {
             // Before any lookup: a cloud service's name is not even sent to a resolver.

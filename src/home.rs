@@ -6,7 +6,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -36,6 +36,10 @@ impl Home {
     }
     pub fn audit_key(&self) -> PathBuf {
         self.keys_dir().join("audit.key")
+    }
+    /// The Unix sockets of the tool programs' network sandboxes (`mcp::sandbox`).
+    pub fn sandbox_dir(&self) -> PathBuf {
+        self.root.join("sandbox")
     }
     pub fn db(&self) -> PathBuf {
         self.root.join("maestra.db")
@@ -107,6 +111,17 @@ impl Home {
         }
         loose
     }
+}
+
+/// Creates `dir` (and its parents) if need be and makes it private (0700): what is in it is
+/// for this user alone, whatever the umask was.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    set_mode(dir, 0o700)
 }
 
 /// Files Maestra creates after this call are private even before their mode is set.

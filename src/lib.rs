@@ -24,7 +24,8 @@
 //!   private home, store, vault
 //! - `providers` — language models: routing by name, OpenAI and Anthropic wire formats, streaming
 //! - `mcp`      — tools (SPEC §2.11): the services as tools, tool names, and the tool servers the
-//!   person added, spoken to as a client
+//!   person added, spoken to as a client; `mcp/sandbox` runs a tool program under local-only
+//!   mode in a network namespace whose one way out is a proxy through egress
 //! - `backup`   — encrypted backups: snapshot, seal, manifest, directory or S3, restore
 //! - `metrics`  — Prometheus counters and histograms
 //! - `gateway`  — `maestra serve`: the route table, the edge layers, `gateway/pipeline/`, a file

@@ -6,6 +6,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     maestra::cli::exit_quietly_on_broken_pipe();
+    // Before the runtime's threads exist (see `cli::before_runtime`).
+    if let Some(code) = maestra::cli::before_runtime() {
+        return code;
+    }
     let cli = maestra::cli::Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -116,8 +116,19 @@ const CRATES: &[(&str, &str, &[Evidence])] = &[
     (
         "nix",
         "process-wrap's system calls for the tool programs rmcp starts (process groups, \
-         signals, descriptors); its socket module is not called",
+         signals, descriptors), and unshare(2) for their network sandbox \
+         (src/mcp/sandbox/inside.rs); its socket module is not called",
         &[],
+    ),
+    (
+        "netlink-sys",
+        "rtnetlink's NETLINK_ROUTE socket, opened only by the sandbox's launcher inside its own \
+         network namespace to bring the loopback up (src/mcp/sandbox/inside.rs): a message to \
+         the kernel, not a network connection",
+        &[(
+            "src/mcp/sandbox/inside.rs",
+            "rtnetlink::LinkUnspec::new_with_name(\"lo\").up()",
+        )],
     ),
     (
         "redis",
@@ -149,8 +160,25 @@ const OWN_FILES: &[(&str, &str)] = &[
     ),
     (
         "src/mcp/upstream.rs",
-        "the tool programs of [mcp.servers] (stdio); local-only mode starts none of them until \
-         their network can be confined",
+        "the tool programs of [mcp.servers] (stdio); under local-only mode a local one only in \
+         its network sandbox, a cloud one not at all",
+    ),
+    (
+        "src/mcp/program.rs",
+        "starts a tool program, or under local-only mode the sandbox's launcher (this binary's \
+         `sandbox-exec`), which starts it in a network namespace whose only way out is the \
+         proxy",
+    ),
+    (
+        "src/mcp/sandbox/inside.rs",
+        "the sandbox's launcher: inside the program's own network namespace (a loopback only), \
+         a relay listening on 127.0.0.1 that connects to Maestra's proxy on a Unix socket, and \
+         the program it starts",
+    ),
+    (
+        "src/egress/connect.rs",
+        "egress's guarded TCP connection (the sandbox proxy's tunnels and forwarded requests): \
+         dials only the addresses the local-only decision allowed",
     ),
 ];
 

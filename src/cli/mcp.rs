@@ -22,7 +22,7 @@ use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
 use crate::mcp::pins::fingerprint;
 use crate::mcp::{Upstreams, approvals, names};
-use crate::privsec::audit::{Category, Event, Outcome};
+use crate::privsec::audit::{AuditLog, Category, Event, Outcome};
 use crate::privsec::guard::Catalog;
 use crate::store::Decision;
 
@@ -87,8 +87,9 @@ async fn stdio(config_file: Option<&Path>) -> Result<ExitCode> {
 }
 
 /// The tool servers as a server would reach them: a `url` one through the guarded client,
-/// under local-only mode as it is now.
-fn upstreams(ctx: &Context, local_only: bool) -> Result<Upstreams> {
+/// under local-only mode as it is now (a program then in its sandbox, whose proxy's decisions
+/// go to `audit`).
+fn upstreams(ctx: &Context, local_only: bool, audit: &AuditLog) -> Result<Upstreams> {
     let egress = Egress::new(
         Catalog::new(&ctx.config.guard),
         EgressOptions {
@@ -101,7 +102,21 @@ fn upstreams(ctx: &Context, local_only: bool) -> Result<Upstreams> {
         ctx.config.services.keys(),
         &ctx.home.root,
         egress,
+        audit.clone(),
     )
+}
+
+/// Runs `command` with the audit log open, and closes the log after it (and after every
+/// sandbox `command` started, which holds the log, is gone).
+async fn with_audit_log<F, Fut>(ctx: &Context, command: F) -> Result<ExitCode>
+where
+    F: FnOnce(AuditLog) -> Fut,
+    Fut: Future<Output = Result<ExitCode>>,
+{
+    let audit = ctx.audit_log()?;
+    let result = command(audit.clone()).await;
+    audit.close().await;
+    result
 }
 
 /// Local-only mode as a running server has it (a lockdown or the page's switch included):
@@ -112,9 +127,13 @@ async fn local_only(ctx: &Context) -> Result<bool> {
 
 async fn list(config_file: Option<&Path>) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
+    with_audit_log(&ctx, |audit| list_with(&ctx, audit)).await
+}
+
+async fn list_with(ctx: &Context, audit: AuditLog) -> Result<ExitCode> {
     let vault = ctx.vault().await?;
-    let local_only = local_only(&ctx).await?;
-    let servers = upstreams(&ctx, local_only)?;
+    let local_only = local_only(ctx).await?;
+    let servers = upstreams(ctx, local_only, &audit)?;
     if servers.names().next().is_none() {
         println!("no tool servers: add one as [mcp.servers.NAME] in maestra.toml");
     }
@@ -201,9 +220,22 @@ async fn approve(
     expected: Option<&str>,
 ) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
+    with_audit_log(&ctx, |audit| {
+        approve_with(&ctx, audit, server, tool, expected)
+    })
+    .await
+}
+
+async fn approve_with(
+    ctx: &Context,
+    audit: AuditLog,
+    server: &str,
+    tool: &str,
+    expected: Option<&str>,
+) -> Result<ExitCode> {
     let vault = ctx.vault().await?;
-    let local_only = local_only(&ctx).await?;
-    let servers = upstreams(&ctx, local_only)?;
+    let local_only = local_only(ctx).await?;
+    let servers = upstreams(ctx, local_only, &audit)?;
     let def = servers.definition(server, tool, &vault, local_only).await?;
     let fingerprint = fingerprint(&def);
     // The program is asked again here: what it says now is what is approved, so a caller
@@ -218,13 +250,14 @@ async fn approve(
         )));
     }
     servers.pins().approve(server, &def)?;
-    ctx.audit(
-        Event::new(Category::Admin, "maestra", "mcp.approve", Outcome::Success)
-            .detail("server", server)
-            .detail("tool", tool)
-            .detail("fingerprint", fingerprint.as_str()),
-    )
-    .await?;
+    audit
+        .record(
+            Event::new(Category::Admin, "maestra", "mcp.approve", Outcome::Success)
+                .detail("server", server)
+                .detail("tool", tool)
+                .detail("fingerprint", fingerprint.as_str()),
+        )
+        .await?;
     println!(
         "approved {} as it is defined now (fingerprint {}):",
         names::join(server, tool),

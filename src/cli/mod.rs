@@ -12,6 +12,7 @@ mod keys;
 pub mod lockdown;
 mod mcp;
 mod progress;
+mod sandbox_exec;
 mod serve;
 mod service;
 mod service_files;
@@ -126,6 +127,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// Runs the command that must run before `main` starts the runtime (whose threads would stop
+/// it), when the command line is that one: `maestra sandbox-exec ...`, the launcher of a tool
+/// program's network sandbox (the kernel makes a user namespace only for a single-threaded
+/// process). It is not in [`Cli`], so help, completions and the manual never offer it: only
+/// Maestra starts it.
+pub fn before_runtime() -> Option<ExitCode> {
+    sandbox_exec::from_command_line()
 }
 
 /// Runs a parsed command; errors become one line on stderr in `main`.

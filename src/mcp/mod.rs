@@ -4,6 +4,8 @@
 //! - `service_tools` — the configured personal services as tools, each one services-proxy call
 //! - `upstream`      — the tool servers the person added, spoken to as an MCP client
 //! - `program`       — a stdio server's program, started with only what it is given
+//! - `sandbox`       — under local-only mode, its network namespace whose one way out is
+//!   Maestra's HTTP proxy under the egress guard; `sandbox/inside` is the launcher
 //! - `credentials`   — the vault secrets a server's `env` or `headers` name
 //! - `pins`          — their tools' definitions pinned when first seen; a changed one is
 //!   disabled until the person approves it
@@ -17,6 +19,7 @@ pub mod credentials;
 pub mod names;
 pub mod pins;
 pub mod program;
+pub mod sandbox;
 pub mod service_tools;
 pub mod upstream;
 

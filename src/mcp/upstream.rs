@@ -5,9 +5,12 @@
 //!
 //! A program is a process that can do anything its user can, whatever its configuration says,
 //! so local-only mode cannot trust a server's `kind` alone: a cloud server is refused, and a
-//! local program runs only where its network can be confined (SPEC §2.11). This version has no
-//! such confinement yet, so under local-only mode no program is started at all; the refusal
-//! says so and how to proceed.
+//! local program is started inside its network sandbox (`mcp::sandbox`: a network namespace
+//! whose only way out is Maestra's proxy under the egress guard; SPEC §2.11). A program started
+//! before local-only mode came on was started without one, so it is stopped then
+//! ([`Upstreams::stop_all`]) and the next call starts it sandboxed. One started in its sandbox
+//! runs on there when local-only mode is turned off (its proxy then allowing what egress
+//! allows outside local-only mode) until it stops; it starts again without one.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,10 +25,12 @@ use secrecy::SecretString;
 use tokio::sync::Mutex;
 
 use super::pins::{Pins, Verdict};
+use super::sandbox::{Sandbox, Sandboxes};
 use super::{names, program};
 use crate::config::mcp::{McpConfig, Reach, Rule, ToolServer, Transport};
 use crate::egress::Egress;
 use crate::error::{Error, LocalOnlyBlock, Result, ToolRpcError};
+use crate::privsec::audit::AuditLog;
 use crate::privsec::vault::Vault;
 use crate::services::redact::Redactor;
 
@@ -56,8 +61,11 @@ pub struct Upstreams {
     servers: BTreeMap<String, Upstream>,
     timeout: Duration,
     pins: Pins,
-    /// The only way out: a `url` server is dialled through it.
+    /// The only way out: a `url` server is dialled through it, and a sandboxed program's
+    /// proxy decides with it.
     egress: Egress,
+    /// Where a program started under local-only mode gets its proxy.
+    sandboxes: Sandboxes,
     /// Changed definitions already reported (server, tool, fingerprint): at most
     /// servers × [`MAX_TOOLS`], since only listed tools are reported.
     reported: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
@@ -83,6 +91,8 @@ pub struct Listed {
 #[derive(Default)]
 struct State {
     client: Option<Client>,
+    /// The running program's network sandbox: its proxy is served while this is kept.
+    sandbox: Option<Sandbox>,
     /// When the running program was started.
     started: Option<Instant>,
     /// Whether a program ever ran: a start after that is a restart.
@@ -116,12 +126,14 @@ pub struct Called {
 
 impl Upstreams {
     /// The configured servers; none may share a configured service's name, or a tool's
-    /// prefix would not say where its call goes.
+    /// prefix would not say where its call goes. The audit log records the destinations a
+    /// sandboxed program's proxy decides.
     pub fn new<'a>(
         config: &McpConfig,
         services: impl IntoIterator<Item = &'a String>,
         home: &std::path::Path,
         egress: Egress,
+        audit: AuditLog,
     ) -> Result<Upstreams> {
         let services: Vec<&String> = services.into_iter().collect();
         if let Some(clash) = config
@@ -151,6 +163,7 @@ impl Upstreams {
             servers,
             timeout: config.call_timeout,
             pins: Pins::new(home),
+            sandboxes: Sandboxes::new(home, audit),
             egress,
             reported: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
@@ -169,7 +182,9 @@ impl Upstreams {
     /// tool could shadow another).
     pub async fn tools(&self, server: &str, vault: &Vault, local_only: bool) -> Result<Listed> {
         let u = self.get(server)?;
-        let (client, _) = u.client(vault, local_only).await?;
+        let (client, _) = u
+            .client(vault, local_only, &self.sandboxes, &self.egress)
+            .await?;
         let answer = match tokio::time::timeout(LIST_TIMEOUT, client.list_all_tools()).await {
             Ok(a) => a.map_err(|e| failed(server, e))?,
             Err(_) => {
@@ -223,14 +238,17 @@ impl Upstreams {
         Ok(out)
     }
 
-    /// Stops every running program: local-only mode was turned on while they ran, and a
-    /// program it would not start must not keep running either. A program still starting is
-    /// stopped on the next call of this (the lock is not waited for).
+    /// Stops every program running outside a sandbox: local-only mode is on, and a program
+    /// it would not start so must not keep running either (the next call starts it
+    /// sandboxed, or refuses it). Sandboxed ones run on. A program still starting is stopped
+    /// on the next call of this (the lock is not waited for).
     pub fn stop_all(&self) {
         for u in self.servers.values() {
             if let Ok(mut state) = u.state.try_lock()
-                && state.client.take().is_some()
+                && state.client.is_some()
+                && state.sandbox.is_none()
             {
+                state.stop();
                 tracing::warn!(server = %u.config.name, "tool server stopped: local-only mode is on");
             }
         }
@@ -335,7 +353,9 @@ impl Upstreams {
     ) -> Result<Called> {
         let (server, tool) = (admitted.server.as_str(), admitted.tool.as_str());
         let u = self.get(server)?;
-        let (client, restarted) = u.client(vault, local_only).await?;
+        let (client, restarted) = u
+            .client(vault, local_only, &self.sandboxes, &self.egress)
+            .await?;
         let redactor = Redactor::new(u.state.lock().await.secrets.iter());
         let mut params = CallToolRequestParams::new(tool.to_string());
         if let Some(a) = arguments {
@@ -375,16 +395,24 @@ impl Upstream {
         &self,
         vault: &Vault,
         local_only: bool,
+        sandboxes: &Sandboxes,
+        egress: &Egress,
     ) -> Result<(rmcp::Peer<RoleClient>, bool)> {
         self.admit(local_only)?;
+        let sandboxed = local_only && matches!(self.config.transport, Transport::Stdio { .. });
         let mut state = self.state.lock().await;
+        if sandboxed && state.client.is_some() && state.sandbox.is_none() {
+            // Started before local-only mode came on (and not yet stopped by `stop_all`).
+            state.stop();
+            tracing::warn!(server = %self.config.name, "tool server restarted in its sandbox: local-only mode is on");
+        }
         if let Some(c) = &state.client {
             if !c.is_transport_closed() {
                 return Ok((c.peer().clone(), false));
             }
             // It died: at once again after a healthy run, else after a growing wait.
             let healthy = state.started.is_some_and(|t| t.elapsed() >= HEALTHY_RUN);
-            state.client = None;
+            state.stop();
             if healthy {
                 state.backoff = None;
             } else {
@@ -405,11 +433,15 @@ impl Upstream {
                 at.saturating_duration_since(Instant::now()).as_secs() + 1
             )));
         }
-        match self.start(vault).await {
-            Ok((client, secrets)) => {
+        match self
+            .start(vault, sandboxed.then_some(sandboxes), egress)
+            .await
+        {
+            Ok((client, secrets, sandbox)) => {
                 let restarted = state.ran;
                 let peer = client.peer().clone();
                 state.client = Some(client);
+                state.sandbox = sandbox;
                 state.started = Some(Instant::now());
                 state.ran = true;
                 state.retry = None;
@@ -427,41 +459,50 @@ impl Upstream {
 
     /// Stops the program (dropping the client kills it).
     async fn stop(&self) {
-        self.state.lock().await.client = None;
+        self.state.lock().await.stop();
     }
 
     /// Local-only mode's rule for this server (see the module doc).
     fn admit(&self, local_only: bool) -> Result<()> {
-        if !local_only {
+        // A local server is let through: a program is started in its network sandbox (or
+        // refused there, with the kernel's reason), a URL is dialled through the guard.
+        if !local_only || self.config.kind == Reach::Local {
             return Ok(());
         }
         let name = &self.config.name;
-        let reason = match (self.config.kind, &self.config.transport) {
-            (Reach::Cloud, _) => format!(
+        Err(Error::LocalOnly(Box::new(LocalOnlyBlock {
+            service: name.clone(),
+            reason: format!(
                 "the tool server {name:?} is declared kind = \"cloud\"; local-only mode \
                  (MAESTRA_LOCAL_ONLY) reaches only this machine and the local network"
             ),
-            (Reach::Local, Transport::Stdio { .. }) => format!(
-                "the tool program {name:?} could reach the internet whatever it is declared to \
-                 do, and this version cannot confine a program's network yet, so local-only \
-                 mode does not start it; turn local-only mode off to use it"
-            ),
-            (Reach::Local, Transport::Http { .. }) => return Ok(()),
-        };
-        Err(Error::LocalOnly(Box::new(LocalOnlyBlock {
-            service: name.clone(),
-            reason,
             suggested_alternatives: Vec::new(),
         })))
     }
 
-    async fn start(&self, vault: &Vault) -> Result<(Client, Vec<SecretString>)> {
+    /// The program started (in a sandbox of `sandboxes` when given, its proxy deciding with
+    /// `egress`) and its handshake done; with the credentials it was given and the sandbox to
+    /// keep while it runs.
+    async fn start(
+        &self,
+        vault: &Vault,
+        sandboxes: Option<&Sandboxes>,
+        egress: &Egress,
+    ) -> Result<(Client, Vec<SecretString>, Option<Sandbox>)> {
         let name = &self.config.name;
         match &self.config.transport {
             Transport::Stdio { program, args } => {
-                let (transport, secrets) =
-                    program::spawn(&self.config, program, args, vault).await?;
-                Ok((handshake(name, transport).await?, secrets))
+                let sandbox = sandboxes.map(|s| s.open(name, egress)).transpose()?;
+                let (transport, secrets) = program::spawn(
+                    &self.config,
+                    program,
+                    args,
+                    vault,
+                    sandbox.as_ref(),
+                    START_TIMEOUT,
+                )
+                .await?;
+                Ok((handshake(name, transport).await?, secrets, sandbox))
             }
             Transport::Http { .. } => Err(Error::UpstreamUnavailable(format!(
                 "the tool server {name:?} is a streamable-HTTP server, which this version does \
@@ -492,6 +533,14 @@ where
             ))
             .because(e)
         })
+}
+
+impl State {
+    /// Drops the program (which kills it) and then its sandbox's proxy.
+    fn stop(&mut self) {
+        self.client = None;
+        self.sandbox = None;
+    }
 }
 
 fn next_backoff(last: Option<Duration>) -> Duration {

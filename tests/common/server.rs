@@ -30,7 +30,21 @@ pub fn upstream_env(home: Home, mock: SocketAddr) -> Home {
 
 impl Server {
     pub fn start(home: &Home) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestra"));
+        Server::start_wrapped(home, &[])
+    }
+
+    /// `maestra serve` started by `wrapper` (a command that ends by running the arguments it
+    /// is given, such as `unshare ... sh -c '...; exec "$@"' sh`), or directly when empty.
+    pub fn start_wrapped(home: &Home, wrapper: &[&str]) -> Server {
+        let maestra = env!("CARGO_BIN_EXE_maestra");
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(maestra),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(maestra);
+                c
+            }
+        };
         cmd.args(["serve", "--bind", "127.0.0.1:0"])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
