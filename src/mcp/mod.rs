@@ -4,6 +4,7 @@
 //! - `service_tools` — the configured personal services as tools, each one services-proxy call
 //! - `upstream`      — the tool servers the person added, spoken to as an MCP client
 //! - `program`       — a stdio server's program, started with only what it is given
+//! - `remote`        — a streamable-HTTP server, dialled through egress with its `headers`
 //! - `credentials`   — the vault secrets a server's `env` or `headers` name
 //! - `pins`          — their tools' definitions pinned when first seen; a changed one is
 //!   disabled until the person approves it
@@ -15,6 +16,7 @@ pub mod credentials;
 pub mod names;
 pub mod pins;
 pub mod program;
+pub mod remote;
 pub mod service_tools;
 pub mod upstream;
 
