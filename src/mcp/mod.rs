@@ -4,7 +4,8 @@
 //! - `service_tools` — the configured personal services as tools, each one services-proxy call
 //! - `upstream`      — the tool servers the person added, spoken to as an MCP client
 //! - `program`       — a stdio server's program, started with only what it is given
-//! - `remote`        — a streamable-HTTP server, dialled through egress with its `headers`
+//! - `remote`        — a streamable-HTTP server, dialled through egress with its `headers`;
+//!   `remote/events` reads its event streams one bounded event at a time
 //! - `credentials`   — the vault secrets a server's `env` or `headers` name
 //! - `pins`          — their tools' definitions pinned when first seen; a changed one is
 //!   disabled until the person approves it

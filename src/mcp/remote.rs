@@ -22,8 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::BoxStream;
 use http::{HeaderName, HeaderValue, StatusCode};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
@@ -39,8 +38,10 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
 use secrecy::{ExposeSecret, SecretString};
-use sse_stream::{Sse, SseStream};
+use sse_stream::Sse;
 use url::Url;
+
+mod events;
 
 use super::credentials;
 use super::upstream::MAX_RESULT_BYTES;
@@ -290,34 +291,9 @@ impl Remote {
         }
     }
 
-    /// The answer as events, each at most `limit` bytes: the first larger one ends the stream
-    /// with an error, and nothing more is read.
+    /// The answer as events, each at most `limit` bytes (see [`events::bounded`]).
     fn events(&self, resp: reqwest::Response, limit: usize) -> Events {
-        let prefix = format!("{} ({})", self.name, self.host);
-        let state = (resp.bytes_stream().boxed(), EventLimit::new(limit), false);
-        let bytes = stream::unfold(state, move |(mut inner, mut bound, done)| {
-            let prefix = prefix.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                let item: Result<Bytes> = match inner.next().await? {
-                    Ok(chunk) if bound.admits(&chunk) => Ok(chunk),
-                    Ok(_) => Err(Error::Upstream(format!(
-                        "{prefix} sent an event over {limit} bytes; at most that is read"
-                    ))),
-                    Err(e) if e.is_timeout() => Err(Error::UpstreamTimeout(format!(
-                        "{prefix} did not finish its answer in time"
-                    ))),
-                    Err(_) => Err(Error::Upstream(format!(
-                        "{prefix} closed the connection mid-stream"
-                    ))),
-                };
-                let done = item.is_err();
-                Some((item, (inner, bound, done)))
-            }
-        });
-        SseStream::from_bytes_stream(bytes).boxed()
+        events::bounded(resp, limit, format!("{} ({})", self.name, self.host))
     }
 
     async fn post(
@@ -517,78 +493,9 @@ impl StreamableHttpClient for Remote {
     }
 }
 
-/// The bytes of the event being read, so far: what the parser holds until the blank line that
-/// ends the event. Lines end with CR, LF or CRLF (the event-stream format allows each).
-struct EventLimit {
-    limit: usize,
-    /// The event's finished lines, each with one byte for its end.
-    event: usize,
-    /// The line being read.
-    line: usize,
-    /// The last byte was a CR: an LF right after it ends no second line.
-    after_cr: bool,
-}
-
-impl EventLimit {
-    fn new(limit: usize) -> EventLimit {
-        EventLimit {
-            limit,
-            event: 0,
-            line: 0,
-            after_cr: false,
-        }
-    }
-
-    /// Whether the event being read is still within the limit once `chunk` is added.
-    fn admits(&mut self, chunk: &[u8]) -> bool {
-        for &b in chunk {
-            if std::mem::take(&mut self.after_cr) && b == b'\n' {
-                continue;
-            }
-            match b {
-                b'\r' | b'\n' => {
-                    if self.line == 0 {
-                        self.event = 0;
-                    } else {
-                        self.event += self.line + 1;
-                        self.line = 0;
-                    }
-                    self.after_cr = b == b'\r';
-                }
-                _ => self.line += 1,
-            }
-            if self.event + self.line > self.limit {
-                return false;
-            }
-        }
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_event_is_bounded_and_a_blank_line_starts_the_next() {
-        let mut l = EventLimit::new(16);
-        assert!(l.admits(b"data: 0123456\n\n"));
-        // Each event alone fits, whatever the stream's length, with any line ending.
-        for _ in 0..100 {
-            assert!(l.admits(b"data: 01234\r\n\r\ndata: 012\r\rdata: 0\n"));
-            assert!(l.admits(b"\n"));
-        }
-        // Split across chunks, a CRLF is still one line end, not a line and a blank one.
-        let mut l = EventLimit::new(20);
-        assert!(l.admits(b"data: 0123\r"));
-        assert!(l.admits(b"\ndata: 1\n"));
-        assert!(
-            !l.admits(b"data: 2\n"),
-            "three lines are one event of 27 bytes"
-        );
-        let mut l = EventLimit::new(16);
-        assert!(!l.admits(&[b'x'; 17]), "a line with no end is bounded too");
-    }
 
     #[test]
     fn a_header_value_is_never_told() {
