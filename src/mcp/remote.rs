@@ -12,7 +12,7 @@
 //! - carries the server's `headers`, read from the vault when it is dialled and kept here as
 //!   sensitive values, never in rmcp's configuration (which it clones into its tasks);
 //! - reads at most [`MAX_MESSAGE_BYTES`] of a JSON answer or of one event of a stream, and
-//!   answers a `tools/call` within the call timeout.
+//!   gives a POST the call timeout (and a little more) to be answered.
 //!
 //! A failure is told in Maestra's own words (a status, a limit, egress's reason), never with a
 //! body or a header the server sent, which may quote the credential; [`own_failure`] finds
