@@ -385,7 +385,7 @@ impl Upstreams {
 struct Dial<'a> {
     vault: &'a Vault,
     egress: &'a Egress,
-    /// The call timeout: a `url` server answers each POST within it.
+    /// The call timeout, which bounds each POST to a `url` server too.
     timeout: Duration,
 }
 
@@ -481,17 +481,18 @@ impl Upstream {
 
     async fn start(&self, dial: Dial<'_>) -> Result<(Client, Vec<SecretString>)> {
         let name = &self.config.name;
-        let (transport, secrets) = match &self.config.transport {
+        match &self.config.transport {
             Transport::Stdio { program, args } => {
                 let (transport, secrets) =
                     program::spawn(&self.config, program, args, dial.vault).await?;
-                return Ok((handshake(name, transport, &secrets).await?, secrets));
+                Ok((handshake(name, transport, &secrets).await?, secrets))
             }
             Transport::Http { url } => {
-                remote::dial(&self.config, url, dial.egress, dial.timeout, dial.vault).await?
+                let (transport, secrets) =
+                    remote::dial(&self.config, url, dial.egress, dial.timeout, dial.vault).await?;
+                Ok((handshake(name, transport, &secrets).await?, secrets))
             }
-        };
-        Ok((handshake(name, transport, &secrets).await?, secrets))
+        }
     }
 }
 
