@@ -105,13 +105,19 @@ const CRATES: &[(&str, &str, &[Evidence])] = &[
     ),
     (
         "rmcp",
-        "MCP (SPEC §2.11): served on connections the server accepted and spoken over a tool \
-         program's stdin and stdout; the file that matches (`transport/auth/`) is behind its \
-         `auth` feature, which Maestra leaves off, as it does its own HTTP client",
-        &[(
-            "Cargo.toml",
-            "rmcp = { version = \"=3.11.0\", default-features = false",
-        )],
+        "MCP (SPEC §2.11): served on connections the server accepted, spoken over a tool \
+         program's stdin and stdout, and to a `url` tool server through its streamable-HTTP \
+         client, whose HTTP backend is mcp/remote.rs on egress; the file that matches \
+         (`transport/auth/`) is behind its `auth` feature, which Maestra leaves off, as it does \
+         its own HTTP client",
+        &[
+            (
+                "Cargo.toml",
+                "rmcp = { version = \"=3.11.0\", default-features = false",
+            ),
+            ("src/mcp/remote.rs", "impl StreamableHttpClient for Remote"),
+            ("src/mcp/remote.rs", "self.egress.send(&self.name, request)"),
+        ],
     ),
     (
         "nix",

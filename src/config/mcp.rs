@@ -72,7 +72,7 @@ pub struct ToolServer {
     pub kind: Reach,
     /// Environment variables for a stdio program: (variable, vault secret name).
     pub env: Vec<(String, String)>,
-    /// Headers for an HTTP server: (header, vault secret name).
+    /// Headers for an HTTP server, sent with every request to it: (header, vault secret name).
     pub headers: Vec<(String, String)>,
     /// Which of its tools the assistant may use (`tools = { NAME = "allow" | "deny" | "ask" }`,
     /// `"*"` for the rest; every tool by default).
@@ -106,7 +106,7 @@ impl ToolPolicy {
 pub enum Transport {
     /// A program spoken to over its stdin and stdout.
     Stdio { program: String, args: Vec<String> },
-    /// A streamable-HTTP endpoint.
+    /// A streamable-HTTP endpoint, dialled through egress (`mcp::remote`).
     Http { url: String },
 }
 
@@ -295,7 +295,9 @@ fn references(
     for (key, value) in pairs {
         let at = format!("[mcp.servers.{server}] {table}.{key}");
         if !key_ok(&key) {
-            return Err(Error::Config(format!("{at}: not a valid name")));
+            return Err(Error::Config(format!(
+                "{at}: not a valid name (or one the transport sets itself)"
+            )));
         }
         let secret = value
             .strip_prefix("vault:")
@@ -320,8 +322,23 @@ fn env_name(k: &str) -> bool {
         && k.len() <= 128
 }
 
+/// Headers the streamable-HTTP transport sets itself (the body's type, what it accepts, the
+/// session, the protocol's own `Mcp-*`) or the HTTP client does: a credential under one of
+/// these names would replace what the protocol needs.
+const TRANSPORT_HEADERS: [&str; 7] = [
+    "accept",
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "last-event-id",
+];
+
 fn header_name(k: &str) -> bool {
     axum::http::HeaderName::from_bytes(k.as_bytes()).is_ok()
+        && !TRANSPORT_HEADERS.iter().any(|r| k.eq_ignore_ascii_case(r))
+        && !k.to_ascii_lowercase().starts_with("mcp-")
 }
 
 /// The vault's own rule for a secret's name (`privsec::vault::validate_name`).
@@ -425,6 +442,14 @@ mod tests {
             (
                 "[mcp.servers.t]\nurl=\"https://x.example\"\nkind=\"cloud\"\nenv={A=\"vault:a\"}",
                 "env is for",
+            ),
+            (
+                "[mcp.servers.t]\nurl=\"https://x.example\"\nkind=\"cloud\"\nheaders={Mcp-Session-Id=\"vault:a\"}",
+                "sets itself",
+            ),
+            (
+                "[mcp.servers.t]\nurl=\"https://x.example\"\nkind=\"cloud\"\nheaders={accept=\"vault:a\"}",
+                "sets itself",
             ),
             (
                 "[mcp.servers.t]\ncommand=[\"x\"]\nkind=\"local\"\nargs=1",

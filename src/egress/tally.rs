@@ -39,12 +39,30 @@ pub async fn scope<F: Future>(f: F) -> F::Output {
 /// Runs `f` in the current request's list (if any), for work that outlives the handler — a
 /// stream's relay task — so the entry it writes still gets the bytes of the call it relayed.
 pub fn inherit<F: Future>(f: F) -> impl Future<Output = F::Output> {
-    let list = TALLY.try_with(List::clone).ok();
+    let list = carry();
     async move {
         match list {
-            Some(list) => TALLY.scope(list, f).await,
+            Some(list) => list.scope(f).await,
             None => f.await,
         }
+    }
+}
+
+/// The current request's list, handed to a task that sends on the request's behalf but was
+/// not started by it (a tool server's HTTP client runs on a task of its own and gets each
+/// call's list with the call).
+#[derive(Clone)]
+pub struct Carried(List);
+
+/// The current request's list, if there is one.
+pub fn carry() -> Option<Carried> {
+    TALLY.try_with(List::clone).ok().map(Carried)
+}
+
+impl Carried {
+    /// Runs `f` in the carried list: the calls it sends are counted for that request.
+    pub async fn scope<F: Future>(self, f: F) -> F::Output {
+        TALLY.scope(self.0, f).await
     }
 }
 

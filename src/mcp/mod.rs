@@ -6,6 +6,8 @@
 //! - `program`       — a stdio server's program, started with only what it is given
 //! - `sandbox`       — under local-only mode, its network namespace whose one way out is
 //!   Maestra's HTTP proxy under the egress guard; `sandbox/inside` is the launcher
+//! - `remote`        — a streamable-HTTP server, dialled through egress with its `headers`;
+//!   `remote/events` reads its event streams one bounded event at a time
 //! - `credentials`   — the vault secrets a server's `env` or `headers` name
 //! - `pins`          — their tools' definitions pinned when first seen; a changed one is
 //!   disabled until the person approves it
@@ -19,6 +21,7 @@ pub mod credentials;
 pub mod names;
 pub mod pins;
 pub mod program;
+pub mod remote;
 pub mod sandbox;
 pub mod service_tools;
 pub mod upstream;

@@ -1,7 +1,9 @@
-//! The tool servers the person added (`[mcp.servers.NAME]`), spoken to as an MCP client: each
-//! program started on first use with only the environment it is given, its tools listed under
-//! its name, each call bounded in time and size. The caller (`gateway::mcp`) decides who may
-//! call and writes the audit entry; this module reports what happened.
+//! The tool servers the person added (`[mcp.servers.NAME]`), spoken to as an MCP client: a
+//! program (`command`) started on first use with only the environment it is given, or a
+//! streamable-HTTP endpoint (`url`) dialled on first use through egress with its `headers`
+//! (`remote`); their tools listed under the server's name, each call bounded in time and size.
+//! The caller (`gateway::mcp`) decides who may call and writes the audit entry; this module
+//! reports what happened.
 //!
 //! A program is a process that can do anything its user can, whatever its configuration says,
 //! so local-only mode cannot trust a server's `kind` alone: a cloud server is refused, and a
@@ -10,23 +12,25 @@
 //! before local-only mode came on was started without one, so it is stopped then
 //! ([`Upstreams::stop_all`]) and the next call starts it sandboxed. One started in its sandbox
 //! runs on there when local-only mode is turned off (its proxy then allowing what egress
-//! allows outside local-only mode) until it stops; it starts again without one.
+//! allows outside local-only mode) until it stops; it starts again without one. A `url` server's traffic is Maestra's own, so a local
+//! one is dialled, and egress's guard decides each address it reaches.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    JsonObject, ProtocolVersion, ResultType, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
+    ClientRequest, GetExtensions, Implementation, JsonObject, ProtocolVersion, ResultType,
+    ServerResult, Tool,
 };
-use rmcp::service::{RunningService, ServiceError};
+use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
 use rmcp::{RoleClient, ServiceExt};
 use secrecy::SecretString;
 use tokio::sync::Mutex;
 
 use super::pins::{Pins, Verdict};
 use super::sandbox::{Sandbox, Sandboxes};
-use super::{names, program};
+use super::{names, program, remote};
 use crate::config::mcp::{McpConfig, Reach, Rule, ToolServer, Transport};
 use crate::egress::Egress;
 use crate::error::{Error, LocalOnlyBlock, Result, ToolRpcError};
@@ -101,7 +105,8 @@ struct State {
     backoff: Option<Duration>,
     /// No start before this; with the reason the last one failed (our own message).
     retry: Option<(Instant, String)>,
-    /// The credentials the program was given: scrubbed from everything it sends back.
+    /// The credentials the server was given (a program's `env`, a URL's `headers`): scrubbed
+    /// from everything it sends back.
     secrets: Vec<SecretString>,
     /// When its tools were last listed (a call of a tool not listed lists again, at most
     /// once per [`RELIST_AFTER`]).
@@ -182,9 +187,7 @@ impl Upstreams {
     /// tool could shadow another).
     pub async fn tools(&self, server: &str, vault: &Vault, local_only: bool) -> Result<Listed> {
         let u = self.get(server)?;
-        let (client, _) = u
-            .client(vault, local_only, &self.sandboxes, &self.egress)
-            .await?;
+        let (client, _) = u.client(self.dial(vault), local_only).await?;
         let answer = match tokio::time::timeout(LIST_TIMEOUT, client.list_all_tools()).await {
             Ok(a) => a.map_err(|e| failed(server, e))?,
             Err(_) => {
@@ -353,19 +356,42 @@ impl Upstreams {
     ) -> Result<Called> {
         let (server, tool) = (admitted.server.as_str(), admitted.tool.as_str());
         let u = self.get(server)?;
-        let (client, restarted) = u
-            .client(vault, local_only, &self.sandboxes, &self.egress)
-            .await?;
+        let (client, restarted) = u.client(self.dial(vault), local_only).await?;
         let redactor = Redactor::new(u.state.lock().await.secrets.iter());
         let mut params = CallToolRequestParams::new(tool.to_string());
         if let Some(a) = arguments {
             params = params.with_arguments(a);
         }
-        // Dropping the call at the deadline sends the server `notifications/cancelled`.
-        let result = tokio::time::timeout(self.timeout, client.call_tool(params))
-            .await
-            .map_err(|_| timed_out(server, self.timeout))?
-            .map_err(|e| scrubbed(failed(server, e), &redactor))?;
+        let mut request = CallToolRequest::new(params);
+        // A `url` server's client sends from a task of its own: the call takes its request's
+        // tally there, so the audit entry gets the bytes it moved.
+        if let Some(tally) = crate::egress::tally::carry() {
+            request.extensions_mut().insert(tally);
+        }
+        let request = ClientRequest::CallToolRequest(request);
+        // At the deadline rmcp sends the server `notifications/cancelled`; the outer deadline
+        // only bounds handing the request to the client.
+        let handle = tokio::time::timeout(
+            self.timeout,
+            client
+                .send_request_with_option(request, PeerRequestOptions::with_timeout(self.timeout)),
+        )
+        .await
+        .map_err(|_| timed_out(server, self.timeout))?
+        .map_err(|e| scrubbed(failed(server, e), &redactor))?;
+        let result = match handle.await_response().await {
+            Ok(ServerResult::CallToolResult(r)) => r,
+            // What a server of an early revision may answer for a tool that returns nothing.
+            Ok(ServerResult::EmptyResult(_)) => CallToolResult::default(),
+            Ok(_) => {
+                return Err(Error::Upstream(format!(
+                    "the tool server {server:?} answered tools/call with something other than \
+                     a tool result"
+                )));
+            }
+            Err(ServiceError::Timeout { .. }) => return Err(timed_out(server, self.timeout)),
+            Err(e) => return Err(scrubbed(failed(server, e), &redactor)),
+        };
         // The program may quote the credentials it was given: they never reach the client.
         let mut result = scrub_result(result, &redactor)?;
         // A server of an earlier revision sends no `resultType`, which a 2026-07-28 client
@@ -381,6 +407,16 @@ impl Upstreams {
         Ok(Called { result, restarted })
     }
 
+    /// What starting a server needs beside its configuration.
+    fn dial<'a>(&'a self, vault: &'a Vault) -> Dial<'a> {
+        Dial {
+            vault,
+            egress: &self.egress,
+            sandboxes: &self.sandboxes,
+            timeout: self.timeout,
+        }
+    }
+
     fn get(&self, server: &str) -> Result<&Upstream> {
         self.servers
             .get(server)
@@ -388,15 +424,23 @@ impl Upstreams {
     }
 }
 
+/// What a server is started or dialled with.
+#[derive(Clone, Copy)]
+struct Dial<'a> {
+    vault: &'a Vault,
+    egress: &'a Egress,
+    sandboxes: &'a Sandboxes,
+    /// The call timeout, which bounds each POST to a `url` server too.
+    timeout: Duration,
+}
+
 impl Upstream {
     /// The running client, started (or restarted after a crash) if need be, and whether it
     /// was restarted for this call. The lock is held only while starting: calls run at once.
     async fn client(
         &self,
-        vault: &Vault,
+        dial: Dial<'_>,
         local_only: bool,
-        sandboxes: &Sandboxes,
-        egress: &Egress,
     ) -> Result<(rmcp::Peer<RoleClient>, bool)> {
         self.admit(local_only)?;
         let sandboxed = local_only && matches!(self.config.transport, Transport::Stdio { .. });
@@ -433,10 +477,7 @@ impl Upstream {
                 at.saturating_duration_since(Instant::now()).as_secs() + 1
             )));
         }
-        match self
-            .start(vault, sandboxed.then_some(sandboxes), egress)
-            .await
-        {
+        match self.start(dial, sandboxed).await {
             Ok((client, secrets, sandbox)) => {
                 let restarted = state.ran;
                 let peer = client.peer().clone();
@@ -448,6 +489,9 @@ impl Upstream {
                 state.secrets = secrets;
                 Ok((peer, restarted))
             }
+            // Local-only mode's refusal (egress's, of an address a `url` server resolves to)
+            // is no failure of the server: it is decided again at each call, never waited out.
+            Err(e) if matches!(e.plain(), Error::LocalOnly(_)) => Err(e),
             Err(e) => {
                 let wait = next_backoff(state.backoff);
                 state.backoff = Some(wait);
@@ -457,7 +501,7 @@ impl Upstream {
         }
     }
 
-    /// Stops the program (dropping the client kills it).
+    /// Stops the program (dropping the client kills it) or ends the session with a URL.
     async fn stop(&self) {
         self.state.lock().await.stop();
     }
@@ -480,41 +524,45 @@ impl Upstream {
         })))
     }
 
-    /// The program started (in a sandbox of `sandboxes` when given, its proxy deciding with
-    /// `egress`) and its handshake done; with the credentials it was given and the sandbox to
-    /// keep while it runs.
+    /// The server started or dialled, and its handshake done; with the credentials it was
+    /// given and, for a program started in its sandbox (`sandboxed`, its proxy deciding with
+    /// egress), the sandbox to keep while it runs.
     async fn start(
         &self,
-        vault: &Vault,
-        sandboxes: Option<&Sandboxes>,
-        egress: &Egress,
+        dial: Dial<'_>,
+        sandboxed: bool,
     ) -> Result<(Client, Vec<SecretString>, Option<Sandbox>)> {
         let name = &self.config.name;
         match &self.config.transport {
             Transport::Stdio { program, args } => {
-                let sandbox = sandboxes.map(|s| s.open(name, egress)).transpose()?;
+                let sandbox = sandboxed
+                    .then(|| dial.sandboxes.open(name, dial.egress))
+                    .transpose()?;
                 let (transport, secrets) = program::spawn(
                     &self.config,
                     program,
                     args,
-                    vault,
+                    dial.vault,
                     sandbox.as_ref(),
                     START_TIMEOUT,
                 )
                 .await?;
-                Ok((handshake(name, transport).await?, secrets, sandbox))
+                Ok((handshake(name, transport, &secrets).await?, secrets, sandbox))
             }
-            Transport::Http { .. } => Err(Error::UpstreamUnavailable(format!(
-                "the tool server {name:?} is a streamable-HTTP server, which this version does \
-                 not dial yet; run it as a `command` server"
-            ))),
+            Transport::Http { url } => {
+                let (transport, secrets) =
+                    remote::dial(&self.config, url, dial.egress, dial.timeout, dial.vault).await?;
+                Ok((handshake(name, transport, &secrets).await?, secrets, None))
+            }
         }
     }
 }
 
 /// The MCP handshake over a started transport, as a client of the newest revision that still
 /// begins with `initialize` (what servers of every earlier revision answer).
-async fn handshake<T, E, A>(name: &str, transport: T) -> Result<Client>
+/// A failure this client told in its own words (a `url` server's status, a limit, egress's
+/// refusal) is named; a local-only block stays one, for its audit entry.
+async fn handshake<T, E, A>(name: &str, transport: T, secrets: &[SecretString]) -> Result<Client>
 where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
@@ -524,15 +572,26 @@ where
         Implementation::new("maestra", env!("CARGO_PKG_VERSION")),
     )
     .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-    tokio::time::timeout(START_TIMEOUT, me.serve(transport))
-        .await
-        .map_err(|_| timed_out(name, START_TIMEOUT))?
-        .map_err(|e| {
-            Error::UpstreamUnavailable(format!(
-                "the tool server {name:?} did not complete the MCP handshake"
-            ))
-            .because(e)
-        })
+    let e = match tokio::time::timeout(START_TIMEOUT, me.serve(transport)).await {
+        Err(_) => return Err(timed_out(name, START_TIMEOUT)),
+        Ok(Ok(client)) => return Ok(client),
+        Ok(Err(e)) => e,
+    };
+    let failed = match remote::own_failure(&e).map(Error::plain) {
+        Some(Error::LocalOnly(block)) => return Err(Error::LocalOnly(block.clone())),
+        Some(own) => Error::UpstreamUnavailable(format!(
+            "the tool server {name:?} did not complete the MCP handshake: {}",
+            said(own)
+        )),
+        None => Error::UpstreamUnavailable(format!(
+            "the tool server {name:?} did not complete the MCP handshake"
+        )),
+    };
+    // The server's own words (an error it answered) may quote what it was given.
+    if Redactor::new(secrets).names_secret(&e) {
+        return Err(failed);
+    }
+    Err(failed.because(e))
 }
 
 impl State {
@@ -564,7 +623,14 @@ fn scrub_result(result: CallToolResult, redactor: &Redactor) -> Result<CallToolR
     })
 }
 
+/// `e` with the credentials the server was given scrubbed from its message, and without its
+/// causes if one of them names a credential.
 fn scrubbed(e: Error, redactor: &Redactor) -> Error {
+    let e = if e.causes().any(|c| redactor.names_secret(c)) {
+        e.into_plain()
+    } else {
+        e
+    };
     match e {
         Error::ToolError(mut t) => {
             t.message = redactor.scrub_text(&t.message);
@@ -582,7 +648,8 @@ fn timed_out(server: &str, after: Duration) -> Error {
 }
 
 /// A JSON-RPC error from the server is its answer to the call (passed on as such); a closed
-/// transport means the program died (started again on the next call).
+/// transport means the program died (started again on the next call); a failure a `url`
+/// server's client told in its own words is named (a local-only block stays one).
 fn failed(server: &str, e: ServiceError) -> Error {
     match e {
         ServiceError::McpError(data) => Error::ToolError(Box::new(ToolRpcError {
@@ -592,6 +659,23 @@ fn failed(server: &str, e: ServiceError) -> Error {
         ServiceError::TransportClosed => Error::Upstream(format!(
             "the tool server {server:?} stopped; it is started again on the next call"
         )),
-        other => Error::Upstream(format!("the tool server {server:?} failed")).because(other),
+        other => {
+            let plain = match remote::own_failure(&other).map(Error::plain) {
+                Some(Error::LocalOnly(block)) => return Error::LocalOnly(block.clone()),
+                Some(own) => {
+                    Error::Upstream(format!("the tool server {server:?} failed: {}", said(own)))
+                }
+                None => Error::Upstream(format!("the tool server {server:?} failed")),
+            };
+            plain.because(other)
+        }
+    }
+}
+
+/// What an upstream failure says, without its kind's prefix (it is told inside another).
+fn said(e: &Error) -> String {
+    match e {
+        Error::Upstream(m) | Error::UpstreamTimeout(m) | Error::UpstreamUnavailable(m) => m.clone(),
+        other => other.to_string(),
     }
 }

@@ -138,13 +138,20 @@ impl ServerHandler for Tools {
             return Err(self.unknown(&info, name).await);
         };
         let args = request.arguments.unwrap_or_default();
-        let result = if self.state.config.services.contains_key(prefix) {
-            service_tool::call(&self.state, &self.refresher, &info, prefix, tool, args).await
-        } else if self.state.tools.reach(prefix).is_some() {
-            server_tool::call(&self.state, &info, prefix, tool, args).await
-        } else {
+        let to_service = self.state.config.services.contains_key(prefix);
+        if !to_service && self.state.tools.reach(prefix).is_none() {
             return Err(self.unknown(&info, name).await);
+        }
+        let call = async {
+            if to_service {
+                service_tool::call(&self.state, &self.refresher, &info, prefix, tool, args).await
+            } else {
+                server_tool::call(&self.state, &info, prefix, tool, args).await
+            }
         };
+        // A tally of its own (rmcp runs this on a task of its own, outside the edge's, and
+        // stdio has no edge): the call's audit entry gets the host and bytes it moved.
+        let result = crate::egress::tally::scope(call).await;
         result.map(Into::into).map_err(|e| rpc_error(&e))
     }
 }
