@@ -299,7 +299,11 @@ async fn local_only_mode_refuses_tool_servers_with_the_block_audited() {
     let e = &r[1]["rpc_error"];
     assert!(e.is_object(), "{}", r[1]);
     assert!(e["message"].as_str().unwrap().contains("local-only"), "{e}");
-    assert!(r[1].to_string().contains("kind = \\\"cloud\\\""), "{}", r[1]);
+    assert!(
+        r[1].to_string().contains("kind = \\\"cloud\\\""),
+        "{}",
+        r[1]
+    );
     assert_eq!(r[2]["is_error"], false, "{}", r[2]);
     assert_eq!(
         r[3]["is_error"],
@@ -313,7 +317,10 @@ async fn local_only_mode_refuses_tool_servers_with_the_block_audited() {
     );
     let blocks = audit(&server, "category=local_only_block").await;
     assert_entry(&blocks, "web", "blocked");
-    assert!(!blocks.iter().any(|e| e["service"] == "time"), "{blocks:#?}");
+    assert!(
+        !blocks.iter().any(|e| e["service"] == "time"),
+        "{blocks:#?}"
+    );
     server.stop();
 }
 

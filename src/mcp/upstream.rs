@@ -547,7 +547,11 @@ impl Upstream {
                     START_TIMEOUT,
                 )
                 .await?;
-                Ok((handshake(name, transport, &secrets).await?, secrets, sandbox))
+                Ok((
+                    handshake(name, transport, &secrets).await?,
+                    secrets,
+                    sandbox,
+                ))
             }
             Transport::Http { url } => {
                 let (transport, secrets) =

@@ -284,18 +284,6 @@ pub(super) fn totals_sql(rows: usize, dollar: bool) -> [String; 2] {
     ]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn value_rows_numbers_postgres_parameters_across_rows() {
-        assert_eq!(value_rows(2, 2, false), "(?, ?), (?, ?)");
-        assert_eq!(value_rows(2, 3, true), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(value_rows(0, 3, true), "");
-    }
-}
-
 /// A waiting tool call from its row, on either backend.
 pub(super) fn approval_record<'r, R>(row: &'r R) -> Result<crate::store::ApprovalRecord>
 where
@@ -329,3 +317,15 @@ where
 /// How long a row outlives its wait before the next insert removes it: enough for the waiting
 /// server to read a decision made at the last moment.
 pub(super) const APPROVAL_KEPT_MS: i64 = 60 * 60 * 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_rows_numbers_postgres_parameters_across_rows() {
+        assert_eq!(value_rows(2, 2, false), "(?, ?), (?, ?)");
+        assert_eq!(value_rows(2, 3, true), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(value_rows(0, 3, true), "");
+    }
+}
