@@ -12,9 +12,9 @@ SSDP: a minimal UPnP responder (UPnP Device Architecture 2.0, section 1.3): it j
 address, a Hue bridge answer whose LOCATION names that public address. With --flood N it also
 answers every M-SEARCH with N answers for N different devices.
 
-An HTTP server on --address:8123 stands for Home Assistant's API: GET /api/ answers 200 with
-the bearer token it was sent echoed as a hash-free marker, so the test can see the services
-proxy reach it with the vault's token.
+An HTTP server on --address:8123 stands for Home Assistant's API: GET /api/ answers 200
+{"message": "API running."} to the bearer token --ha-token, and 401 to anything else, so the
+test sees the services proxy reach it at the written address with the vault's token.
 
 Prints "ready" once everything is registered; runs until killed.
 """
@@ -51,6 +51,7 @@ def parse_args():
     p.add_argument("--address", required=True)
     p.add_argument("--public", required=True)
     p.add_argument("--flood", type=int, default=0)
+    p.add_argument("--ha-token", default="")
     return p.parse_args()
 
 
@@ -143,7 +144,7 @@ def serve_ssdp(address, public, flood):
                 local.sendto(ssdp_answer(f"http://{address}:{10000 + i}/d.xml",
                                          "urn:schemas-upnp-org:device:MediaRenderer:1",
                                          f"uuid:flood-{i}", "Flood/1.0 UPnP/1.0"), sender)
-                if i % 50 == 49:
+                if i % 10 == 9:
                     time.sleep(0.002)
 
 
@@ -152,9 +153,10 @@ class Device(http.server.BaseHTTPRequestHandler):
         if self.path == "/xml/device_description.xml":
             body, kind = DESCRIPTION.encode(), "text/xml"
         elif self.path == "/api/":
-            auth = self.headers.get("Authorization", "")
-            body, kind = (('{"message": "API running.", "authorization": "%s"}' % auth).encode(),
-                          "application/json")
+            if not HA_TOKEN or self.headers.get("Authorization", "") != f"Bearer {HA_TOKEN}":
+                self.send_error(401)
+                return
+            body, kind = b'{"message": "API running."}', "application/json"
         else:
             self.send_error(404)
             return
@@ -173,8 +175,13 @@ def serve_http(address, port):
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
+HA_TOKEN = ""
+
+
 def main():
+    global HA_TOKEN
     args = parse_args()
+    HA_TOKEN = args.ha_token
     serve_http(args.address, 1400)
     serve_http(args.address, 8123)
     threading.Thread(target=serve_ssdp, args=(args.address, args.public, args.flood), daemon=True).start()
