@@ -34,6 +34,25 @@ const RUN_WITHIN: Duration = Duration::from_secs(60);
 /// The Home Assistant token the responder's API accepts.
 const HA_TOKEN: &str = "ha-long-lived-token-7d1e";
 
+/// Run in A: asks the services proxy of the `maestra serve` in A for Home Assistant's
+/// `/api/`, waiting (a hang guard) for the server to listen; prints the status and the body.
+const PROXY_CLIENT: &str = r#"
+import time, urllib.error, urllib.request
+deadline = time.time() + 60
+while True:
+    try:
+        r = urllib.request.urlopen("http://127.0.0.1:8825/api/services/home_assistant/api/", timeout=10)
+        print(r.status, r.read().decode())
+        break
+    except urllib.error.HTTPError as e:
+        print(e.code, e.read().decode())
+        break
+    except OSError:
+        if time.time() > deadline:
+            raise
+        time.sleep(0.2)
+"#;
+
 fn run(cmd: &mut std::process::Command) -> Output {
     let child = cmd
         .stdout(std::process::Stdio::piped())
@@ -83,9 +102,13 @@ fn finds_the_devices_by_kind_and_address_and_sends_nothing_off_the_link() {
     let packets = link.start_capture();
     link.start_responder(&[]);
     let home = home();
+    let file = home.root().join("maestra.toml");
+    let before = std::fs::read_to_string(&file).unwrap();
     let report = discover_json(&link, &home);
     let devices = report["devices"].as_array().unwrap();
     let b = link.addr_b.to_string();
+    // Without --write, nothing is written.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
 
     let hue = at(devices, "hue", &b);
     assert_eq!(hue.len(), 1, "{report:#}");
@@ -267,25 +290,10 @@ fn write_adds_the_found_services_and_the_proxy_reaches_them() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let fetch = format!(
-        "import time, urllib.request\n\
-         deadline = time.time() + 60\n\
-         while True:\n\
-         \x20   try:\n\
-         \x20       r = urllib.request.urlopen('http://127.0.0.1:8825/api/services/home_assistant/api/', timeout=10)\n\
-         \x20       print(r.status, r.read().decode())\n\
-         \x20       break\n\
-         \x20   except urllib.error.HTTPError as e:\n\
-         \x20       print(e.code, e.read().decode())\n\
-         \x20       break\n\
-         \x20   except OSError:\n\
-         \x20       if time.time() > deadline: raise\n\
-         \x20       time.sleep(0.2)\n"
-    );
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", &link.ns_a])
         .arg(common::python())
-        .args(["-c", &fetch])
+        .args(["-c", PROXY_CLIENT])
         .output()
         .unwrap();
     let _ = serve.kill();

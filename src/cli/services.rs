@@ -1,5 +1,6 @@
 //! `maestra services discover [--timeout 5s] [--json] [--write]`: the person's devices on the
-//! local network (SPEC §2.7, issue 28), listed, and with `--write` added to `maestra.toml`.
+//! local network (SPEC §2.7, issue 28), listed, and with `--write` added to `maestra.toml`;
+//! `maestra services pair hue`: the Hue bridge's username, into the vault.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +19,7 @@ use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::Catalog;
 use crate::services::discover::write::{self, Offer};
 use crate::services::discover::{self, Device, Discovery, MAX_WINDOW, MIN_WINDOW};
+use crate::services::pair;
 
 #[derive(Debug, Subcommand)]
 pub enum ServicesCommand {
@@ -34,6 +36,24 @@ pub enum ServicesCommand {
         #[arg(long)]
         write: bool,
     },
+    /// Pair with a device and keep its credential in the vault: `pair hue` walks the Hue
+    /// bridge's link-button flow (the username is stored, never shown).
+    Pair {
+        #[arg(value_enum)]
+        device: PairDevice,
+        /// The [services.NAME] of the bridge (its base_url is asked).
+        #[arg(long, default_value = "hue")]
+        service: String,
+        /// How long to wait for the link button to be pressed (1s to 2m).
+        #[arg(long, default_value = "60s", value_parser = parse_window)]
+        timeout: Duration,
+    },
+}
+
+/// The devices `pair` knows.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PairDevice {
+    Hue,
 }
 
 fn parse_window(text: &str) -> std::result::Result<Duration, String> {
@@ -55,6 +75,11 @@ pub async fn run(config_file: Option<&Path>, cmd: ServicesCommand) -> Result<Exi
             json,
             write,
         } => discover_command(config_file, timeout, json, write).await,
+        ServicesCommand::Pair {
+            device: PairDevice::Hue,
+            service,
+            timeout,
+        } => pair_hue(config_file, &service, timeout).await,
     }
 }
 
@@ -74,7 +99,8 @@ async fn discover_command(
         },
     )?;
     if !as_json {
-        eprintln!(
+        // On standard output: standard error is kept for the one line a failure ends with.
+        println!(
             "listening for {} on the local network (mDNS, SSDP)...",
             humantime::format_duration(window)
         );
@@ -249,4 +275,71 @@ fn note(d: &Device, o: &Offer, writing: bool) -> Option<String> {
         } if writing => Some(format!("[services.{service}] still needs {credential}\n")),
         _ => None,
     }
+}
+
+/// `pair hue`: asks the bridge for a username every [`pair::ASK_EVERY`] until its link button is
+/// pressed or `wait` is over, then stores it in the vault under the service's credential name.
+async fn pair_hue(config_file: Option<&Path>, name: &str, wait: Duration) -> Result<ExitCode> {
+    let ctx = Context::load(config_file, false)?;
+    let catalog = Catalog::new(&ctx.config.guard);
+    let service = crate::services::resolve(name, &ctx.config.services, &catalog)?;
+    pair::check_is_hue(&service)?;
+    let credential = service
+        .credential
+        .clone()
+        .ok_or_else(|| Error::Config(format!("[services.{name}] takes no credential")))?;
+    // A bridge is a device on the local network, whatever the mode.
+    let egress = Egress::new(
+        catalog,
+        EgressOptions {
+            local_only: true,
+            ..EgressOptions::default()
+        },
+    )?;
+    // On standard output: standard error is kept for the one line a failure ends with.
+    println!(
+        "press the link button on the bridge at {}; waiting up to {}",
+        service.base_url.host_str().unwrap_or_default(),
+        humantime::format_duration(wait)
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    let result = loop {
+        match pair::ask(&egress, &service).await {
+            Ok(pair::Attempt::Paired(username)) => break Ok(username),
+            Ok(pair::Attempt::NotPressed)
+                if tokio::time::Instant::now() + pair::ASK_EVERY < deadline =>
+            {
+                tokio::time::sleep(pair::ASK_EVERY).await;
+            }
+            Ok(pair::Attempt::NotPressed) => {
+                break Err(Error::UpstreamTimeout(format!(
+                    "{name}: the bridge's link button was not pressed within {}",
+                    humantime::format_duration(wait)
+                )));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let stored = match result {
+        Ok(username) => ctx.vault().await?.put(&credential, &username).await,
+        Err(e) => Err(e),
+    };
+    let mut event = Event::new(
+        service.category,
+        name,
+        "pair",
+        if stored.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        },
+    )
+    .detail("credential", credential.as_str());
+    if let Err(e) = &stored {
+        event = event.detail("error", e.code());
+    }
+    ctx.audit(event).await?;
+    stored?;
+    println!("paired: the bridge's username is in the vault as {credential:?} (not shown)");
+    Ok(ExitCode::SUCCESS)
 }

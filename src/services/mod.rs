@@ -9,6 +9,7 @@
 //! - `discover` — devices on the local network found over mDNS and SSDP, and `--write`
 //! - `endpoint` — a service's name and URL checked on their own (configuration uses it too)
 //! - `oauth`  — OAuth2 credentials kept in the vault, refreshed once for all waiting requests
+//! - `pair`   — the Hue bridge's link-button pairing, its username into the vault
 //! - `path`   — the client's path joined under `base_url`, or refused
 //! - `redact` — the injected credential scrubbed from what goes back to the client
 //!
@@ -23,6 +24,7 @@ pub mod content_type;
 pub mod discover;
 pub mod endpoint;
 pub mod oauth;
+pub mod pair;
 pub mod path;
 pub mod redact;
 

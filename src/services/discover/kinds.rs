@@ -32,8 +32,8 @@ pub const KINDS: [KindDef; 10] = [
         // announced (443) has a certificate from Signify's own authority, which Maestra does
         // not trust.
         api_port: Some(80),
-        credential: "the bridge's username: press its link button and create one \
-                     (POST /api with a devicetype), then `maestra vault put hue`",
+        credential: "the bridge's username: run `maestra services pair hue` and press the \
+                     bridge's link button",
     },
     KindDef {
         kind: "sonos",
