@@ -199,7 +199,7 @@ fn report_text(
                 out,
                 "{:<16} {:<32} {:<28} {:<10} {}",
                 d.kind,
-                if d.name.is_empty() { "-" } else { &d.name },
+                column(&d.name),
                 d.authority(),
                 how.join("+"),
                 o.column()
@@ -250,6 +250,19 @@ fn report_text(
     }
     out
 }
+
+/// A name as its column shows it: at most [`NAME_COLUMN`] characters, `-` for none (the
+/// JSON has it whole).
+fn column(name: &str) -> String {
+    match name.chars().count() {
+        0 => "-".into(),
+        n if n > NAME_COLUMN => name.chars().take(NAME_COLUMN - 1).chain(['…']).collect(),
+        _ => name.to_string(),
+    }
+}
+
+/// The width of the table's name column.
+const NAME_COLUMN: usize = 32;
 
 /// The line under the table a row needs: why it is not written, an offered update, or the
 /// credential a new entry still needs.
