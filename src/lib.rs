@@ -17,7 +17,8 @@
 //! - `egress`   — the only outbound HTTP client, where local-only mode is enforced; `egress/tally`
 //!   counts each request's bytes per destination for its audit entry
 //! - `services` — personal services (SPEC §2.7): definitions, credential injection, OAuth2, safe
-//!   paths; `services/endpoint` checks names and URLs on their own
+//!   paths; `services/endpoint` checks names and URLs on their own; `services/discover` finds
+//!   devices on the local network (mDNS, SSDP) and adds them to `maestra.toml`
 //! - `conversations` — the seed's conversation format, id rules, redaction, export, retention,
 //!   and encryption at rest under per-user data keys (`sealed`, `cipher`, `keys`, `migrate`)
 //! - `context`  — what every command starts from: configuration (with its services checked),

@@ -137,6 +137,20 @@ const CRATES: &[(&str, &str, &[Evidence])] = &[
         )],
     ),
     (
+        "mdns-sd",
+        "`maestra services discover` (issue 28): mDNS/DNS-SD queries multicast to 224.0.0.251 \
+         and ff02::fb on the local link, from a socket per interface on port 5353; it answers \
+         only for services registered with it, and Maestra registers none. Started only by \
+         the discover command",
+        &[("src/services/discover/mdns.rs", "ServiceDaemon::new()")],
+    ),
+    (
+        "socket-pktinfo",
+        "mdns-sd's multicast sockets (which interface a packet arrived on); opened by mdns-sd \
+         alone",
+        &[],
+    ),
+    (
         "redis",
         "the configured Redis (MAESTRA_REDIS_URL) for shared rate limits: a peer by configuration, \
          checked local in local-only mode before the server starts",
@@ -163,6 +177,11 @@ const OWN_FILES: &[(&str, &str)] = &[
     (
         "src/cli/service.rs",
         "systemctl / launchctl: the local service manager",
+    ),
+    (
+        "src/services/discover/ssdp.rs",
+        "`maestra services discover`: one UDP socket sending the SSDP search to \
+         239.255.255.250:1900 with a TTL of one hop, and reading the answers sent back to it",
     ),
     (
         "src/mcp/upstream.rs",

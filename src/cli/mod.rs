@@ -16,6 +16,7 @@ mod sandbox_exec;
 mod serve;
 mod service;
 mod service_files;
+mod services;
 mod vault;
 
 use std::path::PathBuf;
@@ -112,6 +113,9 @@ pub enum Command {
     /// Run `maestra serve` as a system service (systemd unit, launchd job).
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Personal services: find devices on the local network (`discover`).
+    #[command(subcommand)]
+    Services(services::ServicesCommand),
     /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
     ///
     /// For example `maestra completions bash > ~/.local/share/bash-completion/completions/maestra`,
@@ -158,6 +162,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Guard(cmd) => guard::run(config, cmd).await,
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Service(cmd) => service::run(config, cmd).await,
+        Command::Services(cmd) => services::run(config, cmd).await,
         Command::Backup(cmd) => backup::run(config, cmd).await,
         Command::Completions { shell } => completions::completions(shell),
         Command::Man { dir } => completions::man(dir.as_deref()),

@@ -47,7 +47,7 @@ const AUDIT_QUERY: &[(&str, &str)] = &[
     ("service", r#"{"type": "string", "maxLength": 128}"#),
     (
         "category",
-        r#"{"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data", "tool"]}"#,
+        r#"{"type": "string", "enum": ["llm", "media", "smarthome", "creative", "local_only_block", "auth", "admin", "data", "tool", "network"]}"#,
     ),
     (
         "result",

@@ -6,8 +6,10 @@
 //!   and which headers may pass each way
 //! - `body`   — the client's body (limited, kept whole for OAuth2) and the service's (scrubbed)
 //! - `content_type` — writes carry JSON unless the service declares another type
+//! - `discover` — devices on the local network found over mDNS and SSDP, and `--write`
 //! - `endpoint` — a service's name and URL checked on their own (configuration uses it too)
 //! - `oauth`  — OAuth2 credentials kept in the vault, refreshed once for all waiting requests
+//! - `pair`   — the Hue bridge's link-button pairing, its username into the vault
 //! - `path`   — the client's path joined under `base_url`, or refused
 //! - `redact` — the injected credential scrubbed from what goes back to the client
 //!
@@ -19,8 +21,10 @@
 pub mod auth;
 pub mod body;
 pub mod content_type;
+pub mod discover;
 pub mod endpoint;
 pub mod oauth;
+pub mod pair;
 pub mod path;
 pub mod redact;
 
@@ -86,6 +90,15 @@ const BUILTINS: [Builtin; 4] = [
 /// Spotify, without one).
 pub fn is_builtin(name: &str) -> bool {
     BUILTINS.iter().any(|b| b.name == name)
+}
+
+/// A built-in service's category and `auth` setting, for a table that configures a second
+/// device of its kind under another name (`hue_2`), which the built-in does not cover.
+pub fn builtin_settings(name: &str) -> Option<(Category, &'static str)> {
+    BUILTINS
+        .iter()
+        .find(|b| b.name == name)
+        .map(|b| (b.category, b.auth))
 }
 
 /// Categories a service's calls may be audited under (the others are Maestra's own).

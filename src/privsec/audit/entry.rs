@@ -16,6 +16,8 @@ pub enum Category {
     Data,
     /// A tool server's `tools/call` (SPEC §2.11).
     Tool,
+    /// Maestra's own traffic on the local network: a device discovery run (issue 28).
+    Network,
 }
 
 impl Category {
