@@ -28,7 +28,7 @@ use rmcp::{RoleClient, ServiceExt};
 use secrecy::SecretString;
 use tokio::sync::Mutex;
 
-use super::pins::{Pins, Verdict};
+use super::pins::{Pins, Seen, Verdict};
 use super::sandbox::{Sandbox, Sandboxes};
 use super::{names, program, remote};
 use crate::config::mcp::{McpConfig, Reach, Rule, ToolServer, Transport};
@@ -78,8 +78,9 @@ pub struct Upstreams {
 struct Upstream {
     config: ToolServer,
     state: Mutex<State>,
-    /// Its tools as last listed, by their own names: what a call is checked against.
-    listed: std::sync::Mutex<BTreeMap<String, Tool>>,
+    /// Its tools as last listed, by their own names, with their fingerprints: what a call is
+    /// checked against.
+    listed: std::sync::Mutex<BTreeMap<String, (Tool, Seen)>>,
 }
 
 /// A server's tools as the assistant may see them, and what the pins said.
@@ -215,10 +216,12 @@ impl Upstreams {
                 t
             })
             .collect();
-        let verdicts = self.pins.check(server, &listed)?;
+        let seen: Vec<Seen> = listed.iter().map(Seen::of).collect();
+        let verdicts = self.pins.check(server, &seen)?;
         *u.listed.lock().unwrap_or_else(|p| p.into_inner()) = listed
             .iter()
-            .map(|t| (t.name.to_string(), t.clone()))
+            .zip(seen)
+            .map(|(t, seen)| (seen.name.clone(), (t.clone(), seen)))
             .collect();
         u.state.lock().await.listed_at = Some(Instant::now());
         let mut out = Listed {
@@ -278,14 +281,10 @@ impl Upstreams {
 
     /// Whether a changed `tool` of `server`, as last listed, is reported for the first time.
     pub fn first_report(&self, server: &str, tool: &str) -> bool {
-        let Ok(Some(def)) = self.listed(server, tool) else {
+        let Ok(Some(seen)) = self.seen(server, tool) else {
             return false;
         };
-        let key = (
-            server.to_string(),
-            tool.to_string(),
-            super::pins::fingerprint(&def),
-        );
+        let key = (server.to_string(), tool.to_string(), seen.fingerprint);
         self.reported
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -299,7 +298,14 @@ impl Upstreams {
     fn listed(&self, server: &str, tool: &str) -> Result<Option<Tool>> {
         let u = self.get(server)?;
         let listed = u.listed.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(listed.get(tool).cloned())
+        Ok(listed.get(tool).map(|(t, _)| t.clone()))
+    }
+
+    /// A listed tool's name and fingerprint, without copying its definition.
+    fn seen(&self, server: &str, tool: &str) -> Result<Option<Seen>> {
+        let u = self.get(server)?;
+        let listed = u.listed.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(listed.get(tool).map(|(_, seen)| seen.clone()))
     }
 
     /// Whether `tool` of `server` may be called now: not denied, listed, and as pinned (or
@@ -325,13 +331,13 @@ impl Upstreams {
             .await
             .listed_at
             .is_some_and(|t| t.elapsed() < RELIST_AFTER);
-        if self.listed(server, tool)?.is_none() && !recent {
+        if self.seen(server, tool)?.is_none() && !recent {
             self.tools(server, vault, local_only).await?;
         }
-        let def = self.listed(server, tool)?.ok_or_else(|| {
+        let seen = self.seen(server, tool)?.ok_or_else(|| {
             Error::BadRequest(format!("the tool server {server:?} lists no tool {tool:?}"))
         })?;
-        if self.pins.check(server, std::slice::from_ref(&def))? == [Verdict::Changed] {
+        if self.pins.check(server, std::slice::from_ref(&seen))? == [Verdict::Changed] {
             return Err(Error::Forbidden(format!(
                 "the tool {tool:?} of {server:?} changed its description or schema since it was \
                  pinned, so it is disabled: if the change is expected, approve it with \
