@@ -7,13 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::http::{self, client};
+use common::mcp::{audit, text, tool_names};
 use common::server::Server;
 use common::{Home, all_file_bytes, contains};
 use serde_json::{Value, json};
@@ -119,57 +119,7 @@ fn home(env: &[(&str, &str)], toml: &str) -> Home {
 
 /// Runs the SDK client against Maestra's `/mcp` with `steps`; its JSON document.
 fn sdk(url: &str, steps: Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
-    let mut child = Command::new(common::python())
-        .arg(script)
-        .args(["--timeout", "60", "--http", url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the SDK client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn tool_names(listed: &Value) -> Vec<String> {
-    listed["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn text(result: &Value) -> String {
-    result["content"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-/// The audit entries the server has written, through the API (admin in local mode).
-async fn audit(server: &Server, query: &str) -> Vec<Value> {
-    let (status, body) =
-        http::send_json(client().get(server.url(&format!("/api/audit?{query}")))).await;
-    assert_eq!(status, 200, "{body}");
-    body["entries"].as_array().unwrap().clone()
+    common::mcp::sdk(&["--http", url], steps)
 }
 
 /// Some entry is of `service` with `result`.

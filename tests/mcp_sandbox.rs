@@ -18,14 +18,14 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Home;
-use common::http::{self, client};
+use common::http;
+use common::mcp::{audit, text};
 use common::server::Server;
 use serde_json::{Value, json};
 
@@ -195,48 +195,7 @@ fn home(local_only: bool) -> Home {
 
 /// Runs the SDK client against `/mcp` with `steps`; its JSON document.
 fn sdk(server: &Server, steps: Value) -> Value {
-    let mut child = Command::new(common::python())
-        .arg(repo("tests/mcp/client.py"))
-        .args(["--timeout", "120", "--http", &server.url("/mcp")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the SDK client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.output()
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn text(result: &Value) -> String {
-    result["content"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-/// The audit entries the server has written, through the API (admin in local mode).
-async fn audit(server: &Server, query: &str) -> Vec<Value> {
-    let (status, body) =
-        http::send_json(client().get(server.url(&format!("/api/audit?{query}")))).await;
-    assert_eq!(status, 200, "{body}");
-    body["entries"].as_array().unwrap().clone()
+    common::mcp::sdk(&["--http", &server.url("/mcp")], steps)
 }
 
 fn call(name: &str, arguments: Value) -> Value {

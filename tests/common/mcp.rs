@@ -27,7 +27,7 @@ pub fn sdk(target: &[&str], steps: Value) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
     let mut child = Command::new(super::python())
         .arg(script)
-        .args(["--timeout", "60"])
+        .args(["--timeout", "120"])
         .args(target)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
