@@ -8,6 +8,7 @@
 //!   Maestra's HTTP proxy under the egress guard; `sandbox/inside` is the launcher
 //! - `remote`        — a streamable-HTTP server, dialled through egress with its `headers`;
 //!   `remote/events` reads its event streams one bounded event at a time
+//! - `limits`        — the size every tool's answer is held to
 //! - `credentials`   — the vault secrets a server's `env` or `headers` name
 //! - `pins`          — their tools' definitions pinned when first seen; a changed one is
 //!   disabled until the person approves it
@@ -18,6 +19,7 @@
 
 pub mod approvals;
 pub mod credentials;
+pub mod limits;
 pub mod names;
 pub mod pins;
 pub mod program;

@@ -44,7 +44,7 @@ use url::Url;
 mod events;
 
 use super::credentials;
-use super::upstream::MAX_RESULT_BYTES;
+use super::limits::MAX_RESULT_BYTES;
 use crate::config::mcp::ToolServer;
 use crate::egress::Egress;
 use crate::egress::tally::Carried;

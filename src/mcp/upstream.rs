@@ -28,6 +28,7 @@ use rmcp::{RoleClient, ServiceExt};
 use secrecy::SecretString;
 use tokio::sync::Mutex;
 
+use super::limits::MAX_RESULT_BYTES;
 use super::pins::{Pins, Seen, Verdict};
 use super::sandbox::{Sandbox, Sandboxes};
 use super::{names, program, remote};
@@ -40,9 +41,6 @@ use crate::services::redact::Redactor;
 
 /// How long a program has to start and answer the handshake.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest result passed on to the assistant; a larger one is refused, not cut (a cut
-/// JSON document would mislead more than it tells).
-pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
 /// A crashed program is started again no sooner than this after its last start, doubling up
 /// to [`MAX_BACKOFF`], so a program that dies at once is not restarted in a loop.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);

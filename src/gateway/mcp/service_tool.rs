@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::gateway::request_info::RequestInfo;
 use crate::gateway::services::{self, ForTool};
 use crate::gateway::state::AppState;
-use crate::mcp::upstream::MAX_RESULT_BYTES;
+use crate::mcp::limits::MAX_RESULT_BYTES;
 use crate::mcp::{names, service_tools};
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::services::oauth::Refresher;
