@@ -7,12 +7,11 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::edge::{ApiJson, ApiPath};
 use super::request_info::RequestInfo;
 use super::state::Shared;
+use crate::conversations::model::format_millis;
 use crate::error::Result;
 use crate::mcp::approvals::Waiting;
 use crate::privsec::audit::{Category, Event, Outcome};
@@ -86,16 +85,9 @@ fn record_json(r: &ApprovalRecord) -> Value {
         "asked_by": r.asked_by,
         "arguments_bytes": r.arguments_bytes,
         "arguments_digest": r.arguments_digest,
-        "asked_at": time_of(r.asked_at),
-        "expires_at": time_of(r.expires_at),
+        "asked_at": format_millis(r.asked_at),
+        "expires_at": format_millis(r.expires_at),
         "decision": r.decision.map(Decision::as_str),
         "decided_by": r.decided_by,
     })
-}
-
-/// Unix milliseconds as RFC 3339, UTC.
-fn time_of(ms: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
 }

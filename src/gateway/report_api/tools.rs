@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::is_error;
+use crate::conversations::model::format_millis;
 use crate::privsec::audit::{Counts, MAX_NAMES, OTHER, Outcome, SummaryKey};
 
 /// Rows the list holds: over a period each day keeps its own most called names, so the days
@@ -97,10 +96,5 @@ impl ToolUse {
 
 /// Unix seconds as RFC 3339 UTC (`2026-03-01T09:30:00Z`); `None` for an unknown time.
 fn rfc3339(seconds: i64) -> Option<String> {
-    if seconds == 0 {
-        return None;
-    }
-    OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+    (seconds != 0).then(|| format_millis(seconds.saturating_mul(1000)))
 }

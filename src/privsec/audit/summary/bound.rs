@@ -28,7 +28,8 @@ pub const MAX_ROWS: usize = 2_000;
 /// entries Maestra wrote itself (what egress dialled: a reported entry's `details.host` is not
 /// counted), and a reported `details.host` is checked as such a token too; tools are counted
 /// only from entries Maestra wrote, named as MCP allows (letters, digits, `_ - .`) or by one of
-/// Maestra's own placeholders, `(unknown tool)` and `(not a tool name)`.
+/// one of the two names Maestra itself writes for a call it could not name, `(unknown tool)`
+/// and `(not a tool name)`.
 pub const OTHER: &str = "(other)";
 /// The dimensions bounded: agent, service, host, tool.
 pub(super) const DIMENSIONS: usize = 4;
