@@ -74,6 +74,7 @@ struct FileConfig {
     openai_base_url: Option<String>,
     anthropic_base_url: Option<String>,
     cloud_fallback: Option<bool>,
+    discovery: Option<bool>,
     upstream_timeout: Option<u64>,
     log: Option<String>,
     #[serde(default)]
@@ -155,6 +156,10 @@ pub struct Config {
     pub openai_base_url: String,
     pub anthropic_base_url: String,
     pub cloud_fallback: bool,
+    /// Whether `POST /api/services/discover` (and `maestra services discover`) may look for
+    /// devices on the local network: multicast the machine sends to whatever network it is on.
+    /// Off, the route answers 409 `discovery_off` and sends nothing.
+    pub discovery: bool,
     /// Seconds an upstream model may take to answer (or to send the next streamed event).
     pub upstream_timeout: u64,
     pub log: String,
@@ -296,6 +301,9 @@ impl Config {
         let cloud_fallback = e
             .bool(names::CLOUD_FALLBACK)
             .map(|b| b.or(file.cloud_fallback).unwrap_or(false));
+        let discovery = e
+            .bool(names::DISCOVERY)
+            .map(|b| b.or(file.discovery).unwrap_or(true));
         let upstream_timeout = e.num(names::UPSTREAM_TIMEOUT).and_then(|v| {
             validate::range(
                 "upstream_timeout (MAESTRA_UPSTREAM_TIMEOUT)",
@@ -353,6 +361,7 @@ impl Config {
             openai_base_url.as_ref().err(),
             anthropic_base_url.as_ref().err(),
             cloud_fallback.as_ref().err(),
+            discovery.as_ref().err(),
             upstream_timeout.as_ref().err(),
             cors_origins.as_ref().err(),
             server.as_ref().err(),
@@ -389,6 +398,7 @@ impl Config {
             openai_base_url: openai_base_url?,
             anthropic_base_url: anthropic_base_url?,
             cloud_fallback: cloud_fallback?,
+            discovery: discovery?,
             upstream_timeout: upstream_timeout?,
             server: server?,
             conversations: conversations?,

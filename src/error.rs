@@ -137,6 +137,11 @@ pub enum Error {
     #[error("{0}")]
     HomeInUse(String),
 
+    /// Device discovery asked of a server whose `discovery` setting is off (409): nothing was
+    /// sent; the message says how to turn it on.
+    #[error("{0}")]
+    DiscoveryOff(String),
+
     /// Refused while lockdown is on; only `maestra lockdown --lift` on the machine lifts it.
     #[error("lockdown: {0}")]
     Lockdown(String),
@@ -244,7 +249,7 @@ impl Error {
             Error::RateLimited { .. } | Error::BudgetSpent { .. } => 429,
             Error::BodyTooSlow(_) => 408,
             Error::Forbidden(_) => 403,
-            Error::HomeInUse(_) => 409,
+            Error::HomeInUse(_) | Error::DiscoveryOff(_) => 409,
             Error::Lockdown(_) => 403,
             Error::RequestTimeout(_) => 504,
             Error::LocalOnly(_) => 403,
@@ -294,6 +299,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limit_exceeded",
             Error::Forbidden(_) => "forbidden",
             Error::HomeInUse(_) => "home_in_use",
+            Error::DiscoveryOff(_) => "discovery_off",
             Error::Lockdown(_) => "lockdown",
             Error::RequestTimeout(_) => "request_timeout",
             Error::BodyTooSlow(_) => "request_body_timeout",

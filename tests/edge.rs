@@ -96,7 +96,9 @@ fn invalid_settings_stop_the_server_before_it_listens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_query_parameters_are_refused_on_every_route() {
     let (addr, _mock) = mock::start().await;
-    let home = upstream_env(Home::new(), addr);
+    // Every route is called from the host's own network: discovery stays off (no multicast),
+    // should a request ever get past the query check.
+    let home = upstream_env(Home::new(), addr).with("MAESTRA_DISCOVERY", "false");
     let server = Server::start(&home);
     let c = client();
     let doc: Value = c

@@ -15,9 +15,13 @@ use serde_json::{Value, json};
 const OPENAI_CANARY: &str = "sk-proj-CANARYopenai0123456789abcdef";
 const ANTHROPIC_CANARY: &str = "sk-ant-CANARYanthropic0123456789";
 
+/// A server on the host's own network: device discovery is off (`every_documented_route_...`
+/// calls every route, and a discovery run would send multicast to whatever network the host
+/// is on).
 async fn setup(extra: &[(&str, &str)]) -> (Server, Mock, Home) {
     let (addr, mock) = mock::start().await;
     let mut home = upstream_env(Home::new(), addr)
+        .with("MAESTRA_DISCOVERY", "false")
         .with("MAESTRA_OPENAI_KEY", OPENAI_CANARY)
         .with("MAESTRA_ANTHROPIC_KEY", ANTHROPIC_CANARY);
     for (k, v) in extra {
@@ -558,6 +562,7 @@ async fn every_documented_route_exists_and_edges_are_set() {
     assert_eq!(status, 200);
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 13);
+    let mut discover_refused = false;
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
             let url = server.url(&path.replace("{id}", "nope").replace("{user_id}", "nobody"));
@@ -579,8 +584,23 @@ async fn every_documented_route_exists_and_edges_are_set() {
                 status < 500 || status == 503,
                 "{method} {path}: {status} {body}"
             );
+            if path == "/api/services/discover" {
+                // Discovery is off here: a clear refusal, and no job started.
+                let v: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(
+                    (status, v["error"]["code"].as_str()),
+                    (409, Some("discovery_off")),
+                    "{body}"
+                );
+                assert!(body.contains("MAESTRA_DISCOVERY=true"), "{body}");
+                discover_refused = true;
+            }
         }
     }
+    assert!(
+        discover_refused,
+        "POST /api/services/discover is documented"
+    );
     let resp = client().get(server.url("/health")).send().await.unwrap();
     let h = resp.headers();
     assert_eq!(h["x-content-type-options"], "nosniff");

@@ -55,7 +55,9 @@ async fn the_api_conforms_to_its_openapi_document() {
     let st = schemathesis();
     let (models, _mock) = mock::start().await;
     let (svc, _hue) = services_mock::hue().await;
+    // Every route is called from the host's own network: discovery stays off (no multicast).
     let home = upstream_env(Home::new(), models)
+        .with("MAESTRA_DISCOVERY", "false")
         .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYschemathesis0123456789")
         .with(
             "MAESTRA_ANTHROPIC_KEY",
@@ -117,4 +119,11 @@ async fn the_api_conforms_to_its_openapi_document() {
         "schemathesis ran nothing:\n{stdout}"
     );
     assert!(start.elapsed() < Duration::from_secs(MAX_SECONDS + 60));
+    // Discovery stayed off through every generated request: no run happened (each would be a
+    // `network` audit entry).
+    let audit = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
+    assert!(
+        !audit.contains("\"category\":\"network\""),
+        "a discovery ran"
+    );
 }

@@ -113,9 +113,11 @@ fn readme_table() -> BTreeMap<(String, String), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_each_scope_as_the_table_says() {
     let (addr, _mock) = mock::start().await;
+    // Every route is called from the host's own network: discovery stays off (no multicast).
     let home = upstream_env(Home::new(), addr)
         .with("MAESTRA_MODE", "cloud")
-        .with("MAESTRA_RATE_LIMIT_REQUESTS", "100000");
+        .with("MAESTRA_RATE_LIMIT_REQUESTS", "100000")
+        .with("MAESTRA_DISCOVERY", "false");
     home.ok(&["init"], b"");
     let keys = Keys {
         read: key(&home, &["r", "--user", "ann", "--scope", "read"]),
@@ -154,6 +156,10 @@ async fn every_route_answers_each_scope_as_the_table_says() {
         ] {
             let conv = seed("ann").await;
             let (got, body) = status(request(&server, method, path, "ann", &conv), key).await;
+            if path == "/api/services/discover" && key_scope == "admin" {
+                assert_eq!(got, 409, "discovery is off: {body}");
+                assert!(body.contains("\"discovery_off\""), "{body}");
+            }
             if rank(key_scope) >= rank(scope) {
                 assert!(
                     got != 401 && got != 403,

@@ -232,6 +232,13 @@ fn sample_config(home: &Path) -> Result<String> {
         Value::Boolean(d.cloud_fallback),
     );
     out.set(
+        "discovery",
+        "Let `maestra services discover` and the privacy center's Find devices \
+        look for devices on the local network (mDNS, SSDP multicast); false: refused.",
+        &["MAESTRA_DISCOVERY"],
+        Value::Boolean(d.discovery),
+    );
+    out.set(
         "upstream_timeout",
         "Seconds a model may take to answer, or between two streamed events.",
         &["MAESTRA_UPSTREAM_TIMEOUT"],

@@ -2,7 +2,6 @@
 //! local network (SPEC §2.7, issue 28), listed, and with `--write` added to `maestra.toml`;
 //! `maestra services pair hue`: the Hue bridge's username, into the vault.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -10,13 +9,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Context, STDOUT_WRITE};
 use crate::egress::{Egress, EgressOptions};
 use crate::error::{Error, Result};
-use crate::privsec::audit::{Category, Event, Outcome};
+use crate::privsec::audit::{Event, Outcome};
 use crate::privsec::guard::Catalog;
+use crate::services::discover::report;
 use crate::services::discover::write::{self, Offer};
 use crate::services::discover::{self, Device, Discovery, MAX_WINDOW, MIN_WINDOW};
 use crate::services::pair;
@@ -90,6 +90,9 @@ async fn discover_command(
     write_config: bool,
 ) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
+    if !ctx.config.discovery {
+        return Err(report::turned_off());
+    }
     // Descriptions are fetched only from local addresses, whatever the mode.
     let egress = Egress::new(
         Catalog::new(&ctx.config.guard),
@@ -112,9 +115,10 @@ async fn discover_command(
     } else {
         Vec::new()
     };
-    ctx.audit(audit_event(&found, &offers, &written)).await?;
+    ctx.audit(report::audit_event(&found, &offers, &written))
+        .await?;
     let text = if as_json {
-        let mut v = report_json(&found, &offers);
+        let mut v = report::to_json(&found, &offers);
         v["written"] = json!(written);
         format!("{v:#}\n")
     } else {
@@ -124,58 +128,6 @@ async fn discover_command(
         .write_all(text.as_bytes())
         .map_err(|e| Error::io(STDOUT_WRITE, e))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The run's one audit entry: counts by kind and what was written, never a name or address.
-fn audit_event(found: &Discovery, offers: &[Offer], written: &[String]) -> Event {
-    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
-    for d in &found.devices {
-        *kinds.entry(d.kind).or_default() += 1;
-    }
-    let count = |f: fn(&Offer) -> bool| offers.iter().filter(|o| f(o)).count();
-    Event::new(Category::Network, "discovery", "discover", Outcome::Success)
-        .detail("found", found.devices.len())
-        .detail("kinds", json!(kinds))
-        .detail(
-            "not_local",
-            found.devices.iter().filter(|d| !d.local).count(),
-        )
-        .detail(
-            "configured",
-            count(|o| matches!(o, Offer::Configured { .. })),
-        )
-        .detail(
-            "updates_offered",
-            count(|o| matches!(o, Offer::Update { .. })),
-        )
-        .detail("dropped", found.dropped)
-        .detail("unreadable", found.unreadable)
-        .detail("written", json!(written))
-}
-
-fn report_json(found: &Discovery, offers: &[Offer]) -> Value {
-    let devices: Vec<Value> = found
-        .devices
-        .iter()
-        .zip(offers)
-        .map(|(d, o)| {
-            let mut v = json!(d);
-            v["found_by"] = json!(d.found_by.iter().map(|h| h.as_str()).collect::<Vec<_>>());
-            v["writable"] = json!(matches!(o, Offer::New { .. }));
-            v["configured"] = match o {
-                Offer::Configured { service } => json!(service),
-                _ => Value::Null,
-            };
-            v["offer"] = json!(o);
-            v
-        })
-        .collect();
-    json!({
-        "devices": devices,
-        "dropped": found.dropped,
-        "unreadable": found.unreadable,
-        "problems": found.problems,
-    })
 }
 
 fn report_text(

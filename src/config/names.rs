@@ -24,6 +24,7 @@ pub(super) const LOCAL_MODEL: &[&str] = &["MAESTRA_LOCAL_MODEL"];
 pub(super) const OPENAI_BASE_URL: &[&str] = &["MAESTRA_OPENAI_BASE_URL"];
 pub(super) const ANTHROPIC_BASE_URL: &[&str] = &["MAESTRA_ANTHROPIC_BASE_URL"];
 pub(super) const CLOUD_FALLBACK: &[&str] = &["MAESTRA_CLOUD_FALLBACK"];
+pub(super) const DISCOVERY: &[&str] = &["MAESTRA_DISCOVERY"];
 pub(super) const UPSTREAM_TIMEOUT: &[&str] = &["MAESTRA_UPSTREAM_TIMEOUT"];
 pub(super) const CORS_ORIGINS: &[&str] = &["MAESTRA_CORS_ORIGINS"];
 pub(super) const LOG: &[&str] = &["MAESTRA_LOG"];

@@ -34,6 +34,24 @@ fn defaults_match_the_spec() {
     assert_eq!(c.audit.path, PathBuf::from("/h/logs/audit.log"));
     assert_eq!(c.local_model_url, "http://127.0.0.1:11434/v1");
     assert!(!c.cloud_fallback);
+    assert!(c.discovery);
+}
+
+#[test]
+fn discovery_is_turned_off_by_the_file_or_the_environment() {
+    assert!(!load(&[], Some("discovery = false\n")).unwrap().discovery);
+    assert!(
+        !load(&[("MAESTRA_DISCOVERY", "false")], None)
+            .unwrap()
+            .discovery
+    );
+    assert!(
+        load(&[("MAESTRA_DISCOVERY", "on")], Some("discovery = false\n"))
+            .unwrap()
+            .discovery
+    );
+    let e = load(&[("MAESTRA_DISCOVERY", "maybe")], None).unwrap_err();
+    assert!(e.to_string().contains("MAESTRA_DISCOVERY"), "{e}");
 }
 
 #[test]

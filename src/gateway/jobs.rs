@@ -1,5 +1,5 @@
 //! Long actions the privacy center starts (an audit verify over a big log, a vault key
-//! rotation): each runs on its own task and is polled with `GET /api/jobs/{id}`, so the
+//! rotation, a device discovery run): each runs on its own task and is polled with `GET /api/jobs/{id}`, so the
 //! request that starts it answers at once and the server never waits on it.
 //!
 //! One job of a kind runs at a time: starting another while one runs returns the running one.
@@ -29,11 +29,17 @@ pub enum Kind {
     AuditVerify,
     VaultRotate,
     UserExport,
+    ServiceDiscover,
 }
 
 impl Kind {
     /// Every kind, for the `Job` schema of `/openapi.json` (so the document cannot drift).
-    pub const ALL: [Kind; 3] = [Kind::AuditVerify, Kind::VaultRotate, Kind::UserExport];
+    pub const ALL: [Kind; 4] = [
+        Kind::AuditVerify,
+        Kind::VaultRotate,
+        Kind::UserExport,
+        Kind::ServiceDiscover,
+    ];
 
     /// Whether a finished job's result is personal data, handed out once (see the module).
     fn hands_out_once(self) -> bool {
@@ -45,6 +51,7 @@ impl Kind {
             Kind::AuditVerify => "audit_verify",
             Kind::VaultRotate => "vault_rotate",
             Kind::UserExport => "user_export",
+            Kind::ServiceDiscover => "service_discover",
         }
     }
 }

@@ -23,6 +23,8 @@
 //!   the privacy center's endpoints (`/api/report`, `/api/spend`, `/api/vault`,
 //!   `/api/audit/verify`, `/api/controls/*`, `/api/tools/approvals`); `jobs` — their long
 //!   actions, polled at `/api/jobs/{id}`
+//! - `discover_api`  — `POST /api/services/discover` (a discovery job) and `GET /api/devices`;
+//!   `devices` — the devices found, kept in memory for the Devices list
 //! - `same_origin`   — the page's own writes past the Origin check; the egress tally scope
 //! - `routes`        — the route table: paths, methods, key scopes, body limits (the data)
 //! - `route`         — what a route is, and the matcher the edge finds one with (the code)
@@ -42,6 +44,8 @@ mod checks;
 mod controls_api;
 mod conversations;
 mod core;
+mod devices;
+mod discover_api;
 mod edge;
 mod embeddings_api;
 mod jobs;

@@ -104,6 +104,7 @@ pub fn router(state: Shared) -> Router {
         .layer(Extension(refresher.clone()))
         .layer(Extension(Arc::new(McpHttp::new(state.clone(), refresher))))
         .layer(Extension(Arc::new(super::jobs::Jobs::default())))
+        .layer(Extension(Arc::new(super::devices::Devices::default())))
         .layer(Extension(Arc::new(super::audit_api::Intake::default())))
         .layer(Extension(Arc::new(Document::new(table.routes()))))
         .service(handlers);

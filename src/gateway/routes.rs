@@ -10,8 +10,8 @@ use axum::routing::{delete, get, patch, post, put};
 
 use super::route::{Query, Route, RouteTable};
 use super::{
-    approvals_api, audit_api, controls_api, conversations, core, jobs, mcp, openai_api, report_api,
-    services, spend_api, system, vault_api, verify_api,
+    approvals_api, audit_api, controls_api, conversations, core, discover_api, jobs, mcp,
+    openai_api, report_api, services, spend_api, system, vault_api, verify_api,
 };
 use crate::access::scope::KeyScope;
 
@@ -481,6 +481,24 @@ pub const ROUTES: &[Route] = &[
         None,
         "Job",
         Query::None
+    ),
+    center!(
+        "post",
+        "/api/services/discover",
+        || post(discover_api::start),
+        "Find devices on the local network over mDNS and SSDP, as `maestra services discover --json` does (a job; poll /api/jobs/{id}); one audit entry per run; never writes maestra.toml (`maestra services discover --write` does); 409 discovery_off when the `discovery` setting is off",
+        Some("DiscoverRequest"),
+        "Job",
+        Query::None
+    ),
+    center!(
+        "get",
+        "/api/devices",
+        || get(discover_api::list),
+        "Devices list: the devices discovery runs found (kept in memory, first and last seen), the configured services and the calls made to each over the period",
+        None,
+        "Devices",
+        Query::Named(REPORT_QUERY)
     ),
     center!(
         "post",

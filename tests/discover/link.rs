@@ -4,11 +4,14 @@
 //! a multicast route on both ends. Neither namespace has any other link, so whatever A sends
 //! goes to B (where a packet counter reads it) or nowhere; multicast never leaves the pair.
 //! Removed on drop, whatever the test's outcome. Needs root (or CAP_NET_ADMIN), as CI has.
+// Shared by tests/discover.rs and tests/discover_server.rs, which each use a part.
+#![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -130,6 +133,30 @@ impl Link {
         log
     }
 
+    /// `ip netns exec A PYTHON SCRIPT ARGS`, its output once it exits; killed, and the test
+    /// failed, if it runs past `within` (a hang guard: the scripts wait for conditions with
+    /// deadlines of their own).
+    pub fn python_in_a(&self, script: &Path, args: &[&str], within: Duration) -> Output {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns_a])
+            .arg(super::common::python())
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let Ok(out) = rx.recv_timeout(within) else {
+            let _ = Command::new("kill").arg(&pid).status();
+            panic!("{} did not exit within {within:?}", script.display());
+        };
+        out.unwrap()
+    }
+
     /// `ip netns exec A maestra ARGS` in `home`'s clean environment.
     pub fn maestra_in_a(&self, home: &super::common::Home, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
@@ -143,6 +170,29 @@ impl Link {
             .stdin(Stdio::null());
         cmd
     }
+}
+
+/// What A sent, as B's end of the only link saw it in `packets` (the counter's log): every UDP
+/// datagram and TCP segment went to a multicast group or to `answered` (the kernel's own IGMP
+/// membership reports and IPv6 neighbour discovery aside), and nothing to the public address.
+/// Returns the `proto dst port` lines seen.
+pub fn sent_by_a(packets: &Path, answered: &str) -> BTreeSet<String> {
+    // Give the counter a moment to read the last frames: a frame it misses can only make this
+    // check weaker, never fail it.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = std::fs::read_to_string(packets).unwrap();
+    let allowed = ["224.0.0.251", "239.255.255.250", "ff02::fb", answered];
+    let mut seen = BTreeSet::new();
+    for line in log.lines() {
+        let mut f = line.split(' ');
+        let (proto, dst, port) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+        if proto == "udp" || proto == "tcp" {
+            assert!(allowed.contains(&dst), "sent to {dst}: {line}\n{log}");
+            seen.insert(format!("{proto} {dst} {port}"));
+        }
+        assert_ne!(dst, PUBLIC, "{line}");
+    }
+    seen
 }
 
 pub fn script(name: &str) -> PathBuf {

@@ -1,8 +1,9 @@
 """The devices of tests/discover.rs, run inside the responder's network namespace.
 
 mDNS: the `zeroconf` package (what Home Assistant itself uses) registers a Hue bridge, a Sonos
-player and a Home Assistant instance at --address, and a second Hue bridge whose address record
-is the public --public address. A hostile announcer sends, with zeroconf's own DNS writer
+player and a Home Assistant instance at --address, a printer whose name is HTML-escaped markup
+(MARKUP_NAME: it must reach the privacy center's page as the same text, never as markup), and a
+second Hue bridge whose address record is the public --public address. A hostile announcer sends, with zeroconf's own DNS writer
 (which, unlike its registration, does not refuse such names), a Sonos instance whose name
 holds a terminal escape, markup and a bidirectional override.
 
@@ -31,6 +32,9 @@ from zeroconf import DNSAddress, DNSPointer, DNSService, DNSText, ServiceInfo, Z
 from zeroconf._protocol.outgoing import DNSOutgoing
 
 HOSTILE_NAME = "Living\x1b[31m <b>Room</b>\u202e evil"
+# Entities and quotes survive the name cleaning (angle brackets do not): a page that put a name
+# in innerHTML would show `<img ...> & "Den"` instead of this text.
+MARKUP_NAME = 'Office &lt;img src=x&gt; &amp; "Den"'
 
 DESCRIPTION = """<?xml version="1.0"?>
 <root xmlns="urn:schemas-upnp-org:device-1-0">
@@ -62,6 +66,7 @@ def register_mdns(address, public):
         ("_hue._tcp.local.", "Hue Bridge - 2A3B4C", [a], 443, "hue-2a3b4c.local.", {"bridgeid": "001788fffe2a3b4c"}),
         ("_sonos._tcp.local.", "Sonos-Den", [a], 1443, "sonos-den.local.", {"info": "/api/v1/players/local/info"}),
         ("_home-assistant._tcp.local.", "Home", [a], 8123, "homeassistant.local.", {"version": "2026.11.0"}),
+        ("_ipp._tcp.local.", MARKUP_NAME, [a], 631, "office-printer.local.", {"rp": "ipp/print"}),
         ("_hue._tcp.local.", "Far Bridge", [socket.inet_aton(public)], 443, "far-bridge.local.", {}),
     ]
     for ty, name, addresses, port, server, props in services:

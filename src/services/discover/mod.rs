@@ -16,12 +16,14 @@
 //! - `ssdp`        — the M-SEARCH and its answers
 //! - `description` — a UPnP device's name from its description
 //! - `write`       — `--write`: found devices added to `maestra.toml`
+//! - `report`      — a run as JSON and as its audit entry, for the CLI and the server alike
 
 pub mod clean;
 pub mod description;
 pub mod found;
 pub mod kinds;
 pub mod mdns;
+pub mod report;
 pub mod ssdp;
 pub mod write;
 
@@ -35,6 +37,9 @@ pub use found::{Device, How, MAX_DEVICES};
 /// The shortest listening window: devices answer an SSDP search within its `MX` (at least one
 /// second) and mDNS responders delay answers by up to half a second.
 pub const MIN_WINDOW: Duration = Duration::from_secs(1);
+
+/// The window when none is asked for (`--timeout`'s default, the server's job's).
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5);
 
 /// The longest listening window: long enough for a slow network, short enough that a typo
 /// (`--timeout 5h`) does not leave a command listening for hours.

@@ -7,7 +7,7 @@
 (function () {
   const KEY = 'maestra.apiKey';
   const SVG = 'http://www.w3.org/2000/svg';
-  const state = { privacy: null, mode: null, convOffset: 0, convLimit: 20, approvalsTimer: null };
+  const state = { privacy: null, mode: null, convOffset: 0, convLimit: 20, approvalsTimer: null, discovery: true, finding: false };
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -601,6 +601,73 @@
     } catch (e) { errorBox(out, e); }
   }
 
+  // ---- devices on the local network (issue 28) -----------------------------------------
+  // Every name here was announced by something on the network: it is only ever text.
+
+  const hostPort = (d) => (String(d.address).includes(':') ? `[${d.address}]` : d.address) + ':' + d.port;
+
+  // What Maestra makes of a device: configured, addable with --write, moved, or listed only.
+  function deviceState(d) {
+    const o = d.offer || {};
+    if (d.configured) return `configured as ${d.configured}`;
+    if (o.offer === 'new') return `not configured (maestra services discover --write adds it as ${o.service})`;
+    if (o.offer === 'update') return `moved? ${o.service} is configured at ${o.configured}; change it yourself if so`;
+    if (o.offer === 'same') return `the same device as ${o.service}`;
+    return 'listed only: ' + (o.reason || d.not_writable || 'no service for this kind');
+  }
+
+  async function loadDevices() {
+    const body = document.getElementById('devices-body');
+    const period = document.getElementById('devices-period').value;
+    try {
+      const r = await api('GET', '/api/devices?period=' + encodeURIComponent(period));
+      state.discovery = r.discovery;
+      document.getElementById('devices-find').disabled = !r.discovery || state.finding;
+      const off = r.discovery ? null : el('p', { class: 'warn', id: 'devices-off',
+        text: 'Finding devices is turned off on this machine (discovery = false in maestra.toml, or MAESTRA_DISCOVERY=false).' });
+      const last = r.last_run ? ['Last search ended ', when(r.last_run), '.'] : ['No search since the server started.'];
+      const found = r.devices.map((d) => el('tr', { 'data-device': `${d.kind} ${hostPort(d)}` },
+        el('td', {}, el('code', { text: d.kind })),
+        el('td', { class: 'device-name', text: d.name || '—' }),
+        el('td', {}, el('code', { text: hostPort(d) })),
+        el('td', { text: d.found_by.join(' + ') }),
+        el('td', { class: d.local ? null : 'bad', text: deviceState(d) }),
+        el('td', {}, when(d.last_seen))));
+      const services = r.services.map((s, i) => el('tr', { 'data-service': s.service },
+        el('td', {}, el('code', { text: s.service })),
+        el('td', {}, s.address ? el('code', { text: s.address }) : '—'),
+        el('td', {}, fig(s.calls, `services.${i}.calls`)),
+        el('td', { class: s.errors ? 'bad' : null }, fig(s.errors, `services.${i}.errors`)),
+        el('td', {}, fig(s.blocked, `services.${i}.blocked`)),
+        el('td', {}, when(s.last_call, 'none in this period'))));
+      body.replaceChildren(...(off ? [off] : []), el('p', { class: 'muted', id: 'devices-last' }, ...last),
+        found.length
+          ? table('Devices found', ['Kind', 'Name', 'Address', 'Found by', 'In Maestra', 'Last seen'], found, 'devices')
+          : el('p', { class: 'empty', id: 'devices-empty', text: 'No device found yet.' }),
+        table('Configured services', ['Service', 'Address', 'Calls', 'Errors', 'Blocked', 'Last call'], services, 'services'));
+    } catch (e) { errorBox(body, e); }
+  }
+
+  async function findDevices() {
+    const out = document.getElementById('devices-run');
+    const button = document.getElementById('devices-find');
+    state.finding = true;
+    button.disabled = true;
+    try {
+      const job = await poll(await api('POST', '/api/services/discover', {}), out, 'Listening on the local network');
+      const r = job.result;
+      const lines = job.state === 'done'
+        ? [`${r.devices.length} ${plural(r.devices.length, 'device', 'devices')} answered.`,
+          ...(r.dropped ? [`${r.dropped} more answers were not kept.`] : []),
+          ...(r.unreadable ? [`${r.unreadable} answers could not be read.`] : []), ...r.problems]
+        : ['The search failed: ' + job.error.message];
+      out.replaceChildren(el('p', { class: job.state === 'done' ? 'done' : 'error', role: 'status', id: 'devices-result',
+        'data-job': job.id, text: lines.join(' ') }));
+    } catch (e) { errorBox(out, e); }
+    state.finding = false;
+    await loadDevices();
+  }
+
   // ---- tool calls waiting for approval (`ask` tools), above every section ---------------
 
   // A waiting call blocks an assistant until the person decides, so the list is looked at
@@ -655,7 +722,7 @@
 
   // ---- navigation and start ---------------------------------------------------------------
 
-  const loaders = { report: loadReport, tools: loadTools, spend: loadSpend, conversations: loadConversations, vault: loadVault, audit: loadAudit, controls: loadControls };
+  const loaders = { report: loadReport, tools: loadTools, devices: loadDevices, spend: loadSpend, conversations: loadConversations, vault: loadVault, audit: loadAudit, controls: loadControls };
 
   function show() {
     const name = (location.hash || '#report').slice(1);
@@ -715,6 +782,8 @@
     });
     document.getElementById('report-period').addEventListener('change', loadReport);
     document.getElementById('tools-period').addEventListener('change', loadTools);
+    document.getElementById('devices-period').addEventListener('change', loadDevices);
+    document.getElementById('devices-find').addEventListener('click', findDevices);
     document.getElementById('conv-form').addEventListener('submit', (ev) => { ev.preventDefault(); state.convOffset = 0; loadConversations(); });
     document.getElementById('conv-export-user').addEventListener('click', exportUser);
     document.getElementById('conv-forget-user').addEventListener('click', forgetUser);
