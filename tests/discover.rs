@@ -8,7 +8,9 @@
 //!
 //! Bad input comes from the responder too: a device answering from a public address (listed,
 //! never written, never contacted), a name with a terminal escape, markup and a bidirectional
-//! override, markup in a UPnP friendly name, and (in its own test) 10,000 SSDP answers.
+//! override, markup in a UPnP friendly name, and (in its own test) 10,000 SSDP answers. With
+//! `discovery = false` the command refuses and sends nothing. The server's side (the job, the
+//! Devices list, the page) is `tests/discover_server.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -302,4 +304,29 @@ fn ten_thousand_answers_keep_at_most_a_thousand_devices() {
         "{}",
         report["dropped"]
     );
+}
+
+/// With `discovery = false` the command refuses with one line saying how to turn it on, sends
+/// nothing (the packet counter sees no datagram) and audits no run. Run in the namespace all the
+/// same: were the refusal broken, the search would reach only the test's own link.
+#[test]
+fn turned_off_it_refuses_and_sends_nothing() {
+    let mut link = Link::new();
+    let packets = link.start_capture();
+    link.start_responder(&[]);
+    let home = Home::new().with_toml("discovery = false\n");
+    let out = link
+        .maestra_in_a(&home, &["services", "discover", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("turned off") && err.contains("MAESTRA_DISCOVERY=true"),
+        "{err}"
+    );
+    assert!(link::sent_by_a(&packets, "none").is_empty());
+    let audit = home.ok(&["audit", "query", "--category", "network", "--json"], b"");
+    assert!(!audit.contains("discover"), "{audit}");
 }

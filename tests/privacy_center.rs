@@ -16,6 +16,10 @@
 //! The Tools section (issue 27) has a test of its own (`tests/privacy_center/tools.py`):
 //! tool calls made with the official MCP SDK over `/mcp`, counted per server and tool.
 //!
+//! The Devices section (issue 28) is driven in `tests/discover_server.rs`, where the browser,
+//! the server and the devices it finds all sit in network namespaces of the test's own (a
+//! search sends multicast, which must never reach a real network).
+//!
 //! Chromium, chromedriver and selenium are installed by `scripts/test`; missing is a failure,
 //! never a skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,6 +1,7 @@
 //! The privacy center (issue 17): one page served at `/` by `maestra serve`, where the person
-//! sees what their assistant did (calls, hosts, bytes, blocks, spend, conversations, vault,
-//! audit chain) and controls it (local-only, lockdown, deletion).
+//! sees what their assistant did (calls, hosts, bytes, blocks, tools, spend, conversations,
+//! vault, audit chain), the devices on their local network, and controls it (local-only,
+//! lockdown, deletion).
 //!
 //! A small static front end: `assets/index.html`, `app.css` and `app.js`, embedded in the
 //! binary at build time, no framework, nothing from another origin. The script reads the
