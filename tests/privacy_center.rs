@@ -683,3 +683,46 @@ async fn the_tools_section_counts_every_tool_call() {
     assert!(screenshots().join("tools.png").exists());
     server.stop();
 }
+
+/// With discovery turned off (`MAESTRA_DISCOVERY=false`, as on a machine whose network must not
+/// be searched) the Devices section says so and how it is set, its Find devices button is
+/// disabled, and the configured services are still listed (`tests/privacy_center/devices_off.py`).
+/// The search itself is driven in `tests/discover_server.rs`, inside network namespaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devices_section_says_when_discovery_is_off() {
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: run `bash scripts/test`"
+        );
+    }
+    let (hue_addr, _hue) = services_mock::hue().await;
+    let home = Home::new().with("MAESTRA_DISCOVERY", "false");
+    home.ok(&["init"], b"");
+    let home = home.with_toml(&format!(
+        "[services.hue]\nbase_url = \"http://{hue_addr}\"\n"
+    ));
+    let mut server = Server::start(&home);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/privacy_center/devices_off.py");
+    let (base, shots) = (server.url("/"), screenshots());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .arg(base)
+            .arg(shots)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{}\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.output()
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["services"], json!(["hue"]), "{summary}");
+    server.stop();
+}
