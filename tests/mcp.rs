@@ -587,3 +587,47 @@ async fn a_changed_tool_definition_is_disabled_until_approved() {
     );
     server.stop();
 }
+
+/// A client that hangs up while a service tool's call is at the device: the call still ends
+/// at the device, and its audit entry is written (the device acted, so the log must say so).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_call_whose_client_hangs_up_is_still_audited() {
+    let s = home_with_services(&[], "").await;
+    let mut server = Server::start(&s.home);
+    let url = server.url("/mcp");
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "home_assistant__service_request",
+                   "arguments": {"method": "GET", "path": "api/hold"}}});
+    let request = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(call.to_string());
+    let waiting = tokio::spawn(async move { request.send().await });
+    // A hang guard only: the call reaches the device as soon as Maestra forwards it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !s.ha.requests().iter().any(|q| q.path == "/api/hold") {
+        assert!(std::time::Instant::now() < deadline, "the call never reached the device");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The client goes away (its connection closes), then the device answers.
+    waiting.abort();
+    let _ = waiting.await;
+    s.ha.release.notify_one();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let entries = audit(&server, "service=home_assistant").await;
+        if entries
+            .iter()
+            .any(|e| e["details"]["tool"] == "service_request" && e["result"] == "success")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no entry for the abandoned call: {entries:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.stop();
+}

@@ -4,16 +4,23 @@
 //! left out of `tools/list` and refused on `tools/call` until the person approves the new one
 //! (`maestra mcp approve SERVER TOOL`).
 //!
-//! The pins are one small private file in the home, `mcp-pins.json`, read at every check (a
-//! listing, a call), so an approval made by the command reaches a running server without a
-//! restart. Not cached by modification time: two writes within one tick of the file system's
-//! clock would look like none. Writers take an exclusive lock on `mcp-pins.lock`, so the server
-//! pinning a new tool and the command approving another cannot lose each other's change.
+//! The pins are one small private file in the home, `mcp-pins.json`, looked at on every check
+//! (a listing, a call), so an approval made by the command reaches a running server without a
+//! restart. Looked at, not read: the file's identity (device, inode, size, modification and
+//! change times) is compared with that of the version last read, which is read again only when
+//! it differs. Times alone would miss two writes within one tick of the file system's clock,
+//! but every write replaces the file (a new inode, renamed over the old one), and the version
+//! last read is kept open, so its inode cannot be reused by a later version: a file with the
+//! same identity is the same file. Writers take an exclusive lock on `mcp-pins.lock`, so the
+//! server pinning a new tool and the command approving another cannot lose each other's
+//! change.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rmcp::model::Tool;
 use serde::{Deserialize, Serialize};
@@ -55,6 +62,37 @@ pub enum Verdict {
 pub struct Pins {
     path: PathBuf,
     lock: PathBuf,
+    /// The version last read (see the module doc).
+    last: Mutex<Option<Version>>,
+}
+
+/// A version of the file as read: kept open, so no later version can take its inode.
+struct Version {
+    _open: File,
+    identity: Identity,
+    pins: Arc<PinFile>,
+}
+
+/// What tells one version of the file from another (see the module doc).
+#[derive(Debug, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(m: &Metadata) -> Identity {
+        Identity {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 impl Pins {
@@ -62,6 +100,7 @@ impl Pins {
         Pins {
             path: home.join("mcp-pins.json"),
             lock: home.join("mcp-pins.lock"),
+            last: Mutex::new(None),
         }
     }
 
@@ -117,9 +156,43 @@ impl Pins {
             .cloned())
     }
 
-    /// The file as it is on disk now.
-    fn current(&self) -> Result<PinFile> {
-        read(&self.path)
+    /// The file as it is on disk now: the version last read while the path still names it.
+    fn current(&self) -> Result<Arc<PinFile>> {
+        let cannot = |e| Error::io(format!("cannot read {}", self.path.display()), e);
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = match std::fs::metadata(&self.path) {
+            Ok(m) => Identity::of(&m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                *last = None;
+                return Ok(Arc::default());
+            }
+            Err(e) => return Err(cannot(e)),
+        };
+        if let Some(r) = last.as_ref()
+            && r.identity == now
+        {
+            return Ok(r.pins.clone());
+        }
+        // The identity of the handle the bytes come from, not of the path: the path may be
+        // renamed over between the two.
+        let mut open = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                *last = None;
+                return Ok(Arc::default());
+            }
+            Err(e) => return Err(cannot(e)),
+        };
+        let identity = Identity::of(&open.metadata().map_err(cannot)?);
+        let mut bytes = Vec::new();
+        open.read_to_end(&mut bytes).map_err(cannot)?;
+        let pins = Arc::new(parse(&self.path, &bytes)?);
+        *last = Some(Version {
+            _open: open,
+            identity,
+            pins: pins.clone(),
+        });
+        Ok(pins)
     }
 
     /// Read, change and write the file under the writers' lock.
@@ -148,16 +221,20 @@ impl Pins {
 
 fn read(path: &Path) -> Result<PinFile> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Config(format!(
-                "{} is not a tool pin file; move it away to pin every tool afresh",
-                path.display()
-            ))
-            .because(e)
-        }),
+        Ok(bytes) => parse(path, &bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PinFile::default()),
         Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
     }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<PinFile> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::Config(format!(
+            "{} is not a tool pin file; move it away to pin every tool afresh",
+            path.display()
+        ))
+        .because(e)
+    })
 }
 
 /// A tool as its pin is checked: its name and fingerprint, taken once per listing (hashing
@@ -279,6 +356,37 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// A version read is kept until the file changes, and a replacement of the same size
+    /// written at once (within one tick of the clock, on most machines) is still seen.
+    #[test]
+    fn a_replaced_file_is_read_again_even_within_one_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let pins = Pins::new(dir.path());
+        let file = |fingerprint: &str| {
+            serde_json::json!({"version": 1, "servers": {"s": {"a": {
+                "fingerprint": fingerprint, "since": "2026-12-07T00:00:00Z", "approved": true}}}})
+            .to_string()
+        };
+        let seen = |fingerprint: &str| Seen {
+            name: "a".into(),
+            fingerprint: fingerprint.into(),
+        };
+        let path = dir.path().join("mcp-pins.json");
+        write_private_atomic(&path, file("1111").as_bytes()).unwrap();
+        assert_eq!(pins.check("s", &[seen("1111")]).unwrap(), [Verdict::Same]);
+        assert_eq!(pins.check("s", &[seen("1111")]).unwrap(), [Verdict::Same]);
+        for fingerprint in ["2222", "1111", "3333"] {
+            write_private_atomic(&path, file(fingerprint).as_bytes()).unwrap();
+            assert_eq!(
+                pins.check("s", &[seen(fingerprint)]).unwrap(),
+                [Verdict::Same],
+                "{fingerprint}"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(pins.check("s", &[seen("3333")]).unwrap(), [Verdict::Pinned]);
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct Admitted {
 /// A call's outcome as the audit entry needs it.
 pub struct Called {
     pub result: CallToolResult,
+    /// The result as JSON, as measured against [`MAX_RESULT_BYTES`] (the audit entry's size
+    /// and digest are taken from it).
+    pub answer: Vec<u8>,
     /// The program had died and was started again for this call.
     pub restarted: bool,
 }
@@ -401,14 +404,24 @@ impl Upstreams {
         // A server of an earlier revision sends no `resultType`, which a 2026-07-28 client
         // requires: a whole answer is what it is.
         result.result_type.get_or_insert(ResultType::COMPLETE);
-        let size = serde_json::to_vec(&result).map_or(usize::MAX, |v| v.len());
+        let answer = serde_json::to_vec(&result).map_err(|e| {
+            Error::Upstream(format!(
+                "the tool server {server:?} answered a result that cannot be passed on"
+            ))
+            .because(e)
+        })?;
+        let size = answer.len();
         if size > MAX_RESULT_BYTES {
             return Err(Error::Upstream(format!(
                 "the tool server {server:?} answered {size} bytes; at most {MAX_RESULT_BYTES} \
                  are passed on"
             )));
         }
-        Ok(Called { result, restarted })
+        Ok(Called {
+            result,
+            answer,
+            restarted,
+        })
     }
 
     /// What starting a server needs beside its configuration.

@@ -36,6 +36,8 @@ pub struct Seen {
 #[derive(Clone, Default)]
 pub struct Recorder {
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// What Home Assistant's `api/hold` waits for before it answers.
+    pub release: Arc<tokio::sync::Notify>,
 }
 
 impl Recorder {
@@ -303,6 +305,11 @@ async fn ha_api(
                 .header("content-type", "application/json")
                 .body(Body::from(z.finish().unwrap()))
                 .unwrap()
+        }
+        // An answer held until the test releases it: the call is in flight meanwhile.
+        "hold" => {
+            r.release.notified().await;
+            axum::Json(json!({"held": true})).into_response()
         }
         // The service's own error body passes through as it is.
         "error" => (

@@ -125,7 +125,7 @@ async fn run(
     };
     match called {
         Ok(c) => {
-            let answer = serde_json::to_vec(&c.result).unwrap_or_default();
+            let answer = &c.answer;
             let outcome = if c.result.is_error == Some(true) {
                 Outcome::Failed
             } else {
@@ -134,7 +134,7 @@ async fn run(
             let mut e = entry
                 .event(Category::Tool, outcome, &sent)
                 .detail("bytes_out", answer.len() as u64)
-                .detail("result_digest", state.audit.digest(&answer));
+                .detail("result_digest", state.audit.digest(answer));
             if c.restarted {
                 e = e.detail("restarted", true);
                 // The program had stopped since its last call: its restart is an event of its

@@ -5,6 +5,12 @@
 //! entry naming the tool (`details.tool`). A call refused before any request is made (a key
 //! without the service, a tool the service does not have, bad arguments) is one entry too,
 //! `tools/call TOOL`, so every call is counted in the privacy report's tools.
+//!
+//! The call runs on a task of its own, as a tool server's does: a client that hangs up (or a
+//! request cut off by its deadline) drops only the wait, so a call that reached the device
+//! still ends and leaves its entry.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -15,7 +21,7 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use crate::error::{Error, Result};
 use crate::gateway::request_info::RequestInfo;
 use crate::gateway::services::{self, ForTool};
-use crate::gateway::state::AppState;
+use crate::gateway::state::{AppState, Shared};
 use crate::mcp::limits::MAX_RESULT_BYTES;
 use crate::mcp::{names, service_tools};
 use crate::privsec::audit::{Category, Event, Outcome};
@@ -25,6 +31,31 @@ use crate::services::oauth::Refresher;
 const SURFACE: &str = "mcp";
 
 pub async fn call(
+    state: &Shared,
+    refresher: &Arc<Refresher>,
+    info: &RequestInfo,
+    service: &str,
+    tool: &str,
+    args: JsonObject,
+) -> Result<CallToolResult> {
+    let (task_state, refresher, info, service, tool) = (
+        state.clone(),
+        refresher.clone(),
+        info.clone(),
+        service.to_string(),
+        tool.to_string(),
+    );
+    state
+        .calls
+        .answer(move |_| {
+            Box::pin(async move {
+                run(&task_state, &refresher, &info, &service, &tool, args).await
+            })
+        })
+        .await
+}
+
+async fn run(
     state: &AppState,
     refresher: &Refresher,
     info: &RequestInfo,
