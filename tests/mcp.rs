@@ -588,11 +588,12 @@ async fn a_changed_tool_definition_is_disabled_until_approved() {
     server.stop();
 }
 
-/// A client that hangs up while a service tool's call is at the device: the call still ends
-/// at the device, and its audit entry is written (the device acted, so the log must say so).
+/// A service tool's call cut off by the request's deadline (as a client that hangs up cuts
+/// it) while it is at the device: the call still ends at the device, and its audit entry is
+/// written (the device acted, so the log must say so).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_service_call_whose_client_hangs_up_is_still_audited() {
-    let s = home_with_services(&[], "").await;
+async fn a_service_call_cut_off_by_its_deadline_is_still_audited() {
+    let s = home_with_services(&[], "[server]\nrequest_timeout = 1\n").await;
     let mut server = Server::start(&s.home);
     let url = server.url("/mcp");
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
@@ -603,17 +604,19 @@ async fn a_service_call_whose_client_hangs_up_is_still_audited() {
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(call.to_string());
-    let waiting = tokio::spawn(async move { request.send().await });
-    // A hang guard only: the call reaches the device as soon as Maestra forwards it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !s.ha.requests().iter().any(|q| q.path == "/api/hold") {
-        assert!(std::time::Instant::now() < deadline, "the call never reached the device");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    // The client goes away (its connection closes), then the device answers.
-    waiting.abort();
-    let _ = waiting.await;
+    // The device holds its answer until released, so the deadline (1 s) comes first.
+    let (status, body) = http::send_json(request).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (504, &json!("request_timeout")),
+        "{body}"
+    );
+    assert!(
+        s.ha.requests().iter().any(|q| q.path == "/api/hold"),
+        "the call never reached the device"
+    );
     s.ha.release.notify_one();
+    // A hang guard only: the entry is written as soon as the device answers.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let entries = audit(&server, "service=home_assistant").await;
@@ -625,7 +628,7 @@ async fn a_service_call_whose_client_hangs_up_is_still_audited() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no entry for the abandoned call: {entries:#?}"
+            "no entry for the call cut off: {entries:#?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

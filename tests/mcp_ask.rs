@@ -210,3 +210,46 @@ async fn an_ask_tool_nobody_approves_is_refused_when_the_wait_ends() {
     assert_eq!(listed["waiting"], json!([]), "{listed}");
     server.stop();
 }
+
+/// A call whose request is cut off by its deadline while it waits (as a client that hangs up
+/// cuts it) is refused at once as abandoned: an approval after that would run a call nobody
+/// reads. Its entry says so and the waiting list is empty again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ask_call_whose_request_is_cut_off_is_refused_as_abandoned() {
+    let home = home("[server]\nrequest_timeout = 2\n");
+    let mut server = Server::start(&home);
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": TOOL, "arguments": {"timezone": "UTC"}}});
+    let (status, body) = http::send_json(
+        client()
+            .post(server.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(call.to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (504, &json!("request_timeout")),
+        "{body}"
+    );
+    // A hang guard only: the wait ends when the request does, long before `ask_timeout`.
+    let mut entry = None;
+    for _ in 0..600 {
+        let entries = audit(&server, "service=time").await;
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e["action"] == "tools/call get_current_time")
+        {
+            entry = Some(e.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let call = entry.expect("no entry of the call");
+    assert_eq!(call["result"], "blocked", "{call}");
+    assert_eq!(call["details"]["approval"], "abandoned", "{call}");
+    let (_, listed) = http::send_json(client().get(server.url("/api/tools/approvals"))).await;
+    assert_eq!(listed["waiting"], json!([]), "{listed}");
+    server.stop();
+}

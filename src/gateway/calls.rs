@@ -15,6 +15,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TrackedFuture;
 
 use crate::error::{Error, Result};
 
@@ -54,6 +55,14 @@ impl Calls {
         }));
         rx.await
             .unwrap_or_else(|_| Err(Error::Upstream("the call ended without an answer".into())))
+    }
+
+    /// Counts `call` among the calls shutdown waits for, on the task it already runs on: an
+    /// MCP tool call, which rmcp runs on a task of its own that a client hanging up does not
+    /// stop (it cancels the call's token instead), so a second task would only cost a
+    /// hand-off per call.
+    pub(super) fn track<F: Future>(&self, call: F) -> TrackedFuture<F> {
+        self.tracker.track_future(call)
     }
 
     /// Completes when the server gives up waiting for its calls.

@@ -9,10 +9,11 @@
 use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolResult, JsonObject};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::mcp::Rule;
 use crate::error::{Error, Result};
-use crate::gateway::calls::{Calls, Waiting};
+use crate::gateway::calls::Calls;
 use crate::gateway::request_info::RequestInfo;
 use crate::gateway::state::{AppState, Shared};
 use crate::mcp::approvals::{Answer, Ask};
@@ -26,21 +27,15 @@ pub async fn call(
     server: &str,
     tool: &str,
     args: JsonObject,
+    cancelled: CancellationToken,
 ) -> Result<CallToolResult> {
-    // On a task of its own, like a paid call: a client that hangs up (or a request cut off by
-    // the deadline) drops only the wait, so the call still ends and is audited once, and
-    // shutdown waits for it before the audit log closes.
-    let (task_state, info, server, tool) = (
-        state.clone(),
-        info.clone(),
-        server.to_string(),
-        tool.to_string(),
-    );
+    // rmcp runs each call on a task of its own and does not drop it when the client hangs up
+    // (or the request's deadline cuts it off): it cancels `cancelled`, which only an `ask`
+    // wait heeds, so a call that went out still ends and is audited once. Tracked, so shutdown
+    // waits for it before the audit log closes.
     state
         .calls
-        .answer(move |waiting| {
-            Box::pin(async move { run(&task_state, &info, &server, &tool, args, waiting).await })
-        })
+        .track(run(state, info, server, tool, args, &cancelled))
         .await
 }
 
@@ -50,7 +45,7 @@ async fn run(
     server: &str,
     tool: &str,
     args: JsonObject,
-    waiting: &Waiting<CallToolResult>,
+    cancelled: &CancellationToken,
 ) -> Result<CallToolResult> {
     let start = Instant::now();
     let sent = serde_json::to_vec(&args).unwrap_or_default();
@@ -88,7 +83,7 @@ async fn run(
             };
             let answer = state
                 .approvals
-                .ask(ask, gone(waiting, &state.calls))
+                .ask(ask, gone(cancelled, &state.calls))
                 .await
                 .map_err(|e| (e, None))
                 .and_then(|answer| approved(answer, state.approvals.timeout()));
@@ -202,20 +197,12 @@ pub async fn audit_unknown(state: &AppState, info: &RequestInfo, err: &Error) ->
     state.audit.record(info.stamp(e)).await
 }
 
-/// How often a call waiting for approval looks whether its caller is still there.
-const GONE_LOOK: Duration = Duration::from_millis(250);
-
 /// Completes when nobody waits for the call's answer any more (its client hung up, or its
-/// request's deadline passed) or the server stops: an approval given after that would run a
-/// call whose answer nobody reads.
-async fn gone<T>(waiting: &Waiting<T>, calls: &Calls) {
-    let left = async {
-        while !waiting.is_closed() {
-            tokio::time::sleep(GONE_LOOK).await;
-        }
-    };
+/// request's deadline passed: rmcp cancels the call's token) or the server stops: an approval
+/// given after that would run a call nobody reads.
+async fn gone(cancelled: &CancellationToken, calls: &Calls) {
     tokio::select! {
-        () = left => {}
+        () = cancelled.cancelled() => {}
         () = calls.stopping() => {}
     }
 }

@@ -6,11 +6,9 @@
 //! without the service, a tool the service does not have, bad arguments) is one entry too,
 //! `tools/call TOOL`, so every call is counted in the privacy report's tools.
 //!
-//! The call runs on a task of its own, as a tool server's does: a client that hangs up (or a
-//! request cut off by its deadline) drops only the wait, so a call that reached the device
-//! still ends and leaves its entry.
-
-use std::sync::Arc;
+//! rmcp runs the call on a task of its own, which a client that hangs up (or a request cut off
+//! by its deadline) does not stop, so a call that reached the device still ends and leaves its
+//! entry; it is tracked, so shutdown waits for it before the audit log closes.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -21,7 +19,7 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use crate::error::{Error, Result};
 use crate::gateway::request_info::RequestInfo;
 use crate::gateway::services::{self, ForTool};
-use crate::gateway::state::{AppState, Shared};
+use crate::gateway::state::AppState;
 use crate::mcp::limits::MAX_RESULT_BYTES;
 use crate::mcp::{names, service_tools};
 use crate::privsec::audit::{Category, Event, Outcome};
@@ -31,27 +29,16 @@ use crate::services::oauth::Refresher;
 const SURFACE: &str = "mcp";
 
 pub async fn call(
-    state: &Shared,
-    refresher: &Arc<Refresher>,
+    state: &AppState,
+    refresher: &Refresher,
     info: &RequestInfo,
     service: &str,
     tool: &str,
     args: JsonObject,
 ) -> Result<CallToolResult> {
-    let (task_state, refresher, info, service, tool) = (
-        state.clone(),
-        refresher.clone(),
-        info.clone(),
-        service.to_string(),
-        tool.to_string(),
-    );
     state
         .calls
-        .answer(move |_| {
-            Box::pin(async move {
-                run(&task_state, &refresher, &info, &service, &tool, args).await
-            })
-        })
+        .track(run(state, refresher, info, service, tool, args))
         .await
 }
 

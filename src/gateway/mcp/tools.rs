@@ -142,13 +142,15 @@ impl ServerHandler for Tools {
         if !to_service && self.state.tools.reach(prefix).is_none() {
             return Err(self.unknown(&info, name).await);
         }
-        let call = async {
+        // Boxed: rmcp moves the handler's future into a task of its own, and a call's state
+        // is large (copying it there cost more than the allocation).
+        let call = Box::pin(async {
             if to_service {
                 service_tool::call(&self.state, &self.refresher, &info, prefix, tool, args).await
             } else {
-                server_tool::call(&self.state, &info, prefix, tool, args).await
+                server_tool::call(&self.state, &info, prefix, tool, args, context.ct).await
             }
-        };
+        });
         // A tally of its own (rmcp runs this on a task of its own, outside the edge's, and
         // stdio has no edge): the call's audit entry gets the host and bytes it moved.
         let result = crate::egress::tally::scope(call).await;
