@@ -32,7 +32,7 @@ use crate::privsec::lockdown::RuntimeState;
 use crate::privsec::vault::Vault;
 use crate::providers::{self, Providers};
 
-/// How often a running server looks for a lockdown.
+/// How often, at most, a running server looks for a lockdown set by another process.
 const LOCKDOWN_POLL: Duration = Duration::from_secs(1);
 /// How often retention runs while serving.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
@@ -368,13 +368,18 @@ async fn retention_loop(state: Arc<AppState>) {
 }
 
 /// Follows `maestra lockdown` from another process: while the store's flag is set, local-only
-/// mode is forced on; lifted, it follows the configuration again.
+/// mode is forced on; lifted, it follows the configuration again. Looked at when the store
+/// changes (a commit by any process: `Store::changes`), at most once per [`LOCKDOWN_POLL`],
+/// so a server at rest is not woken for it.
 async fn lockdown_watch(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(LOCKDOWN_POLL);
+    let mut changes = state.store.changes();
     loop {
-        tick.tick().await;
         if let Err(e) = follow_lockdown(&state).await {
             tracing::error!(error = %e, "cannot read the lockdown flags");
+        }
+        tokio::time::sleep(LOCKDOWN_POLL).await;
+        if changes.changed().await.is_err() {
+            return;
         }
     }
 }

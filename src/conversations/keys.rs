@@ -3,8 +3,9 @@
 //!
 //! Another process (`maestra forget` from the command line, another instance on a shared
 //! PostgreSQL) may destroy a key this one holds: every forget changes a generation value in
-//! the store's meta table, which each process looks at every [`WATCH_EVERY`] and then drops
-//! its whole cache. Until it looks, it may still encrypt a new turn for that user under the
+//! the store's meta table, which each process looks at when the store changes (a commit by
+//! any process: `Store::changes`), at most once per [`WATCH_EVERY`], and then drops its whole
+//! cache. Until it looks, it may still encrypt a new turn for that user under the
 //! destroyed key: that turn is as unreadable as the forgotten ones.
 
 use std::collections::HashMap;
@@ -21,7 +22,8 @@ use crate::store::{DataKeyRecord, Store};
 
 /// Meta key changed by every forget, so that other processes drop their cached keys.
 pub const GENERATION: &str = "data_keys.generation";
-/// How often a process looks for forgets made elsewhere.
+/// How often, at most, a process looks for forgets made elsewhere (a busy store commits all the
+/// time; one at rest is not looked at).
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Locks that order a user's writes against their forget, striped by user so memory stays
 /// fixed whatever the number of users (forgets are rare: a shared stripe costs nothing).
@@ -181,13 +183,17 @@ impl UserKeys {
 }
 
 async fn watch(keys: Weak<UserKeys>) {
-    let mut tick = tokio::time::interval(WATCH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Some(mut changes) = keys.upgrade().map(|k| k.store.changes()) else {
+        return;
+    };
     loop {
-        tick.tick().await;
+        tokio::time::sleep(WATCH_EVERY).await;
+        if changes.changed().await.is_err() {
+            return;
+        }
         let Some(keys) = keys.upgrade() else { return };
         if let Err(e) = keys.follow_forgets().await {
-            // A store closed or briefly unreachable: the next tick looks again.
+            // A store closed or briefly unreachable: the next change looks again.
             tracing::debug!(error = %e, "cannot look for forgotten data keys");
         }
     }

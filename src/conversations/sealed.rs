@@ -492,4 +492,8 @@ impl Store for SealedStore {
     async fn close(&self) {
         self.inner.close().await
     }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes()
+    }
 }

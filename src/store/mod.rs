@@ -3,7 +3,9 @@
 //! `Store` for all of them, an embedded SQLite implementation and a shared PostgreSQL one.
 //!
 //! Callers hold an `Arc<dyn Store>` (or only the concern they use) and never see SQL.
+//! `changes` tells them when the store may have changed, so nothing polls it at rest.
 
+mod changes;
 mod codec;
 mod postgres;
 mod sqlite;
@@ -370,6 +372,11 @@ pub trait Store:
     /// Writes whatever the store holds back in memory (queued turns, ledger changes) and
     /// closes its connections: the last thing a graceful stop does with it.
     async fn close(&self);
+
+    /// Wakes when the store may have changed, by this process or another: what the watchers
+    /// of flags other processes set (lockdown, forgotten users' keys) wait on, so a server at
+    /// rest is not woken by a timer (see `changes`).
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
 /// The storage traits, for code that calls their methods on an `Arc<dyn Store>`.

@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 
+use crate::store::changes::Changes;
 use crate::store::codec::{add_surface, from_json, not_found, to_i64, to_json, to_u64, too_large};
 use crate::store::codec::{message, summary};
 use crate::store::{
@@ -35,6 +36,8 @@ const MAX_CONNECTIONS: u32 = 8;
 pub struct PostgresStore {
     pool: PgPool,
     scrubber: scrub::Scrubber,
+    /// A change assumed once a second (see `store::changes`).
+    changes: Changes,
 }
 
 impl PostgresStore {
@@ -51,7 +54,11 @@ impl PostgresStore {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let scrubber = scrub::Scrubber::new(pool.clone());
         scrubber.resume_owed().await?;
-        Ok(PostgresStore { pool, scrubber })
+        Ok(PostgresStore {
+            pool,
+            scrubber,
+            changes: Changes::ticking(),
+        })
     }
 
     pub(super) fn pool(&self) -> &PgPool {
@@ -99,6 +106,10 @@ async fn insert_message(
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Closes every connection of the pool (nothing is held back in memory).
     async fn close(&self) {
         self.pool.close().await;

@@ -10,22 +10,29 @@
 use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
+use tokio::sync::watch;
 
-/// How often the log is copied into the database file. Between two checkpoints the log grows
-/// by what was written meanwhile (at 2,000 turns/s, some tens of MiB).
+/// How often, at most, the log is copied into the database file while commits come in.
+/// Between two checkpoints the log grows by what was written meanwhile (at 2,000 turns/s, some
+/// tens of MiB).
 pub(super) const EVERY: Duration = Duration::from_millis(500);
 
 /// A log grown past this is cut back to it once checkpointed, so a burst does not leave a large
 /// file behind.
 pub(super) const LOG_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Checkpoints every [`EVERY`] until `pool` is closed (the store's `close`).
-pub(super) fn spawn(pool: SqlitePool) {
+/// Checkpoints after commits, at most once per [`EVERY`], until `pool` is closed (the store's
+/// `close`) or the store is gone: a database nobody writes to is never looked at, so a server
+/// at rest is not woken for it.
+pub(super) fn spawn(pool: SqlitePool, mut changes: watch::Receiver<u64>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            if changes.changed().await.is_err() {
+                return;
+            }
+            // The commits of the next moment join this checkpoint.
+            tokio::time::sleep(EVERY).await;
+            changes.borrow_and_update();
             if pool.is_closed() {
                 return;
             }
@@ -37,7 +44,7 @@ pub(super) fn spawn(pool: SqlitePool) {
                     return;
                 }
                 // A failed checkpoint loses nothing (the log keeps every commit); the next
-                // tick tries again.
+                // commit brings another.
                 tracing::warn!(error = %e, "write-ahead-log checkpoint failed");
             }
         }

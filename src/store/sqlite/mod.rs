@@ -22,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use crate::store::changes::Changes;
 use crate::store::codec::{from_json, to_i64, to_json, to_u64};
 use crate::store::codec::{message, summary};
 use crate::store::{
@@ -48,6 +49,8 @@ pub struct SqliteStore {
     turns: turns::TurnWriter,
     /// The cost ledger, checked in memory and written behind (see `mem_ledger`).
     ledger: mem_ledger::MemLedger,
+    /// Commits, this process's and others', as they land (see `store::changes`).
+    changes: Changes,
 }
 
 impl SqliteStore {
@@ -83,7 +86,8 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await?;
         let checkpointer = pool_options().max_connections(1).connect_with(opts).await?;
-        checkpoint::spawn(checkpointer.clone());
+        let changes = Changes::of_sqlite(path);
+        checkpoint::spawn(checkpointer.clone(), changes.subscribe());
         let ledger = mem_ledger::MemLedger::open(pool.clone(), writer.clone()).await?;
         let turns = turns::TurnWriter::start(writer.clone());
         Ok(SqliteStore {
@@ -92,6 +96,7 @@ impl SqliteStore {
             checkpointer,
             turns,
             ledger,
+            changes,
         })
     }
 
@@ -145,6 +150,10 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SecretRecord> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Writes the queued turns and the ledger's queue, then closes every connection; the last
     /// one to close checkpoints the write-ahead log into the main file.
     async fn close(&self) {
