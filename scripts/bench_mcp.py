@@ -27,15 +27,10 @@ import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from procfs import cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_SERVER = ROOT / ".venv/bin/mcp-server-time"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
 def children(pid: int) -> list[int]:

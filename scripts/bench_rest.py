@@ -19,27 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-TICK = os.sysconf("SC_CLK_TCK")
+from procfs import cpu_seconds, switches
+
 SETTLE = 5
-
-
-def switches(pid: int) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            status = (task / "status").read_text()
-            name = (task / "comm").read_text().strip()
-        except OSError:
-            continue  # the thread ended meanwhile
-        n = sum(int(line.split()[1]) for line in status.splitlines()
-                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
-        out[name] = out.get(name, 0) + n
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def at_rest(binary: str, seconds: int) -> dict:

@@ -31,26 +31,12 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from procfs import switches
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_SERVER = ROOT / ".venv/bin/mcp-server-time"
 TOOL = "time__get_current_time"
 WARM_UP = 20
-
-
-def switches(pid: int) -> dict[str, int]:
-    """Voluntary plus involuntary context switches so far, summed per thread name."""
-    out: dict[str, int] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            status = (task / "status").read_text()
-            name = (task / "comm").read_text().strip()
-        except OSError:
-            continue  # the thread ended meanwhile
-        n = sum(int(line.split()[1]) for line in status.splitlines()
-                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
-        out[name] = out.get(name, 0) + n
-    return out
 
 
 class Counter:

@@ -21,9 +21,10 @@ has a deadline (a hang guard), none is a fixed sleep.
 import json
 import sys
 import urllib.request
+from pathlib import Path
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "privacy_center"))
+from browser import chromium  # noqa: E402  (tests/privacy_center/browser.py)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -48,16 +49,8 @@ def host_port(d):
     return f"{address}:{d['port']}"
 
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-            "--window-size=1280,900", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-default-apps",
-            "--disable-extensions"]:
-    options.add_argument(arg)
-options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 wait_for_server()
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+driver = chromium()
 wait = WebDriverWait(driver, WITHIN)
 out = {}
 try:

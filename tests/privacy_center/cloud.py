@@ -15,8 +15,7 @@ import json
 import sys
 import urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from browser import chromium  # tests/privacy_center/browser.py
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -40,12 +39,7 @@ def warnings(selector):
     found = driver.find_elements(By.CSS_SELECTOR, f"{selector} [data-warning]")
     return {w.get_attribute("data-warning"): w.get_attribute("data-level") for w in found}
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-            "--window-size=1280,900", "--no-first-run", "--disable-background-networking"]:
-    options.add_argument(arg)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+driver = chromium()
 wait = WebDriverWait(driver, 20)
 try:
     driver.get(ORIGIN + "/")

@@ -21,8 +21,7 @@ import json
 import sys
 import urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from browser import chromium  # tests/privacy_center/browser.py
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -48,15 +47,7 @@ def loaded(name):
     wait.until(lambda d: d.execute_script("return document.body.dataset.loaded") == name)
 
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-            "--window-size=1280,900", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-default-apps",
-            "--disable-extensions"]:
-    options.add_argument(arg)
-options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+driver = chromium()
 driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ZONE})
 wait = WebDriverWait(driver, 20)
 out = {}
