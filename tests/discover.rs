@@ -61,23 +61,18 @@ fn run(cmd: &mut std::process::Command) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    run_child(child)
-}
-
-/// Waits for `child` (a hang guard of [`RUN_WITHIN`]) and checks it succeeded.
-fn run_child(child: std::process::Child) -> Output {
     let pid = child.id().to_string();
     // Read while it runs: a report of a thousand devices is more than a pipe holds.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
     let Ok(out) = rx.recv_timeout(RUN_WITHIN) else {
         let _ = std::process::Command::new("kill").arg(&pid).status();
-        panic!("{pid} did not exit within {RUN_WITHIN:?}");
+        panic!("maestra did not exit within {RUN_WITHIN:?}");
     };
     let out = out.unwrap();
     assert!(
         out.status.success(),
-        "it failed: {}",
+        "maestra failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
@@ -174,14 +169,7 @@ fn finds_the_devices_by_kind_and_address_and_sends_nothing_off_the_link() {
         );
     }
 
-    let seen = link::sent_by_a(&packets, &b);
-    for expected in [
-        "udp 224.0.0.251 5353".to_string(),
-        "udp 239.255.255.250 1900".to_string(),
-        format!("tcp {b} 1400"),
-    ] {
-        assert!(seen.contains(&expected), "{expected} not sent: {seen:?}");
-    }
+    link::assert_searched(&packets, &b);
 
     // One audit entry: counts and kinds, no name and no address.
     let out = home.ok(&["audit", "query", "--category", "network", "--json"], b"");
@@ -289,11 +277,11 @@ fn write_adds_the_found_services_and_the_proxy_and_its_tools_reach_them() {
         .unwrap();
     // And so does its tool, called by the official MCP SDK over /mcp (the server listens by
     // now: the proxy's client waited for it).
-    let tool = sdk_in_a(
-        &link,
-        "http://127.0.0.1:8825/mcp",
-        r#"[{"op": "call", "name": "home_assistant__service_request",
-             "arguments": {"method": "GET", "path": "api/"}}]"#,
+    let tool = common::mcp::sdk_in(
+        &["ip", "netns", "exec", &link.ns_a],
+        &["--http", "http://127.0.0.1:8825/mcp"],
+        serde_json::json!([{"op": "call", "name": "home_assistant__service_request",
+            "arguments": {"method": "GET", "path": "api/"}}]),
     );
     let _ = serve.kill();
     let _ = serve.wait();
@@ -307,31 +295,6 @@ fn write_adds_the_found_services_and_the_proxy_and_its_tools_reach_them() {
     assert_eq!(result["is_error"], false, "{tool}");
     assert!(result.to_string().contains("API running."), "{tool}");
     assert!(!tool.to_string().contains(HA_TOKEN), "{tool}");
-}
-
-/// The official MCP SDK's client (`tests/mcp/client.py`) run in A against `url` with `steps`;
-/// its JSON document.
-fn sdk_in_a(link: &Link, url: &str, steps: &str) -> Value {
-    use std::io::Write;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &link.ns_a])
-        .arg(common::python())
-        .arg(script)
-        .args(["--timeout", "120", "--http", url])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.as_bytes())
-        .unwrap();
-    let out = run_child(child);
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -26,6 +26,7 @@
 
 mod common;
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -123,7 +124,6 @@ async fn the_privacy_center_works_in_a_real_browser() {
             "{tool} is missing: run `bash scripts/test` (it installs chromium and chromium-driver)"
         );
     }
-    let py = python();
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr)
         .with("MAESTRA_OPENAI_KEY", "sk-proj-CANARYcenter0123456789");
@@ -229,31 +229,19 @@ async fn the_privacy_center_works_in_a_real_browser() {
 
     let foreign = foreign_site(server.url("")).await;
     let shots = screenshots();
-    let drive = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/privacy_center/drive.py");
-    let out = tokio::task::spawn_blocking({
-        let (base, shots) = (server.url("/"), shots.clone());
-        move || {
-            Command::new(py)
-                .arg(drive)
-                .arg(base)
-                .arg(shots)
-                .arg(foreign)
-                .arg(&deleted)
-                .arg("bob")
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser checks failed:\n{}\n{}\nserver:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.output()
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = browse(
+        &server,
+        "drive.py",
+        args([
+            server.url("/").as_ref(),
+            shots.as_os_str(),
+            foreign.as_ref(),
+            deleted.as_ref(),
+            "bob".as_ref(),
+        ]),
+    )
+    .await;
+    let report: Value = serde_json::from_slice(&out).unwrap();
     assert!(
         report["sections"]["report"].as_u64().unwrap() >= 4,
         "{report}"
@@ -385,7 +373,6 @@ async fn in_cloud_mode_the_page_asks_for_a_key_and_keeps_it_in_the_tab() {
             "{tool} is missing: run `bash scripts/test`"
         );
     }
-    let py = python();
     let (addr, _mock) = mock::start().await;
     let home = upstream_env(Home::new(), addr)
         .with("MAESTRA_MODE", "cloud")
@@ -470,27 +457,12 @@ async fn in_cloud_mode_the_page_asks_for_a_key_and_keeps_it_in_the_tab() {
     assert_eq!(report.status(), 401);
 
     let shots = screenshots();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/privacy_center/cloud.py");
-    let out = tokio::task::spawn_blocking({
-        let (base, key) = (server.url("/"), admin.clone());
-        move || {
-            Command::new(py)
-                .arg(script)
-                .arg(base)
-                .arg(key)
-                .arg(shots)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser checks failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    browse(
+        &server,
+        "cloud.py",
+        args([server.url("/").as_ref(), admin.as_ref(), shots.as_os_str()]),
+    )
+    .await;
 
     // Lockdown from the center: local-only on, every key revoked (this one too), the vault
     // key rotated as a job.
@@ -520,27 +492,17 @@ async fn in_cloud_mode_the_page_asks_for_a_key_and_keeps_it_in_the_tab() {
 /// Runs `tests/privacy_center/tools.py` against `server` expecting `rows` (server, tool,
 /// calls, errors, blocked) in the Tools section; its JSON summary.
 async fn tools_page(server: &Server, rows: Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/privacy_center/tools.py");
-    let (base, shots) = (server.url("/"), screenshots());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script)
-            .arg(base)
-            .arg(shots)
-            .arg(rows.to_string())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser checks failed:\n{}\n{}\nserver:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.output()
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let out = browse(
+        server,
+        "tools.py",
+        args([
+            server.url("/").as_ref(),
+            screenshots().as_os_str(),
+            rows.to_string().as_ref(),
+        ]),
+    )
+    .await;
+    serde_json::from_slice(&out).unwrap()
 }
 
 /// The newest `ts` of `entries`, to the second (what the report keeps), as RFC 3339 UTC.
@@ -703,13 +665,27 @@ async fn the_devices_section_says_when_discovery_is_off() {
         "[services.hue]\nbase_url = \"http://{hue_addr}\"\n"
     ));
     let mut server = Server::start(&home);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/privacy_center/devices_off.py");
-    let (base, shots) = (server.url("/"), screenshots());
+    let out = browse(
+        &server,
+        "devices_off.py",
+        args([server.url("/").as_ref(), screenshots().as_os_str()]),
+    )
+    .await;
+    let summary: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["services"], json!(["hue"]), "{summary}");
+    server.stop();
+}
+
+/// Runs the browser script `tests/privacy_center/NAME` with `args` off the runtime's threads
+/// and checks that it succeeded (its output and the server's shown if not); its stdout.
+async fn browse(server: &Server, name: &str, args: Vec<OsString>) -> Vec<u8> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/privacy_center")
+        .join(name);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(script)
-            .arg(base)
-            .arg(shots)
+            .args(args)
             .output()
             .unwrap()
     })
@@ -717,12 +693,14 @@ async fn the_devices_section_says_when_discovery_is_off() {
     .unwrap();
     assert!(
         out.status.success(),
-        "the browser checks failed:\n{}\n{}\nserver:\n{}",
+        "the browser checks of {name} failed:\n{}\n{}\nserver:\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
         server.output()
     );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["services"], json!(["hue"]), "{summary}");
-    server.stop();
+    out.stdout
+}
+
+fn args<const N: usize>(parts: [&OsStr; N]) -> Vec<OsString> {
+    parts.iter().map(|p| p.to_os_string()).collect()
 }

@@ -24,8 +24,21 @@ pub fn time_server() -> PathBuf {
 /// Runs the SDK client with `target` args (`--http URL ...` or `--stdio CMD ...`) and
 /// `steps`; its JSON document.
 pub fn sdk(target: &[&str], steps: Value) -> Value {
+    sdk_in(&[], target, steps)
+}
+
+/// [`sdk`] run under `wrapper` (`["ip", "netns", "exec", NS]`: in a network namespace).
+pub fn sdk_in(wrapper: &[&str], target: &[&str], steps: Value) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
-    let mut child = Command::new(super::python())
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(super::python());
+            c
+        }
+        None => Command::new(super::python()),
+    };
+    let mut child = command
         .arg(script)
         .args(["--timeout", "120"])
         .args(target)

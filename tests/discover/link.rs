@@ -195,6 +195,19 @@ pub fn sent_by_a(packets: &Path, answered: &str) -> BTreeSet<String> {
     seen
 }
 
+/// [`sent_by_a`], and that what a search sends was sent: the mDNS and SSDP queries, and the
+/// fetch of the UPnP description from the address that answered.
+pub fn assert_searched(packets: &Path, answered: &str) {
+    let seen = sent_by_a(packets, answered);
+    for expected in [
+        "udp 224.0.0.251 5353".to_string(),
+        "udp 239.255.255.250 1900".to_string(),
+        format!("tcp {answered} 1400"),
+    ] {
+        assert!(seen.contains(&expected), "{expected} not sent: {seen:?}");
+    }
+}
+
 pub fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/discover")

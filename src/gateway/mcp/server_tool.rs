@@ -15,31 +15,13 @@ use crate::config::mcp::Rule;
 use crate::error::{Error, Result};
 use crate::gateway::calls::Calls;
 use crate::gateway::request_info::RequestInfo;
-use crate::gateway::state::{AppState, Shared};
+use crate::gateway::state::AppState;
 use crate::mcp::approvals::{Answer, Ask};
 use crate::mcp::names;
 use crate::mcp::upstream::Listed;
 use crate::privsec::audit::{Category, Event, Outcome};
 
 pub async fn call(
-    state: &Shared,
-    info: &RequestInfo,
-    server: &str,
-    tool: &str,
-    args: JsonObject,
-    cancelled: CancellationToken,
-) -> Result<CallToolResult> {
-    // rmcp runs each call on a task of its own and does not drop it when the client hangs up
-    // (or the request's deadline cuts it off): it cancels `cancelled`, which only an `ask`
-    // wait heeds, so a call that went out still ends and is audited once. Tracked, so shutdown
-    // waits for it before the audit log closes.
-    state
-        .calls
-        .track(run(state, info, server, tool, args, &cancelled))
-        .await
-}
-
-async fn run(
     state: &AppState,
     info: &RequestInfo,
     server: &str,

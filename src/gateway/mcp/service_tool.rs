@@ -8,7 +8,7 @@
 //!
 //! rmcp runs the call on a task of its own, which a client that hangs up (or a request cut off
 //! by its deadline) does not stop, so a call that reached the device still ends and leaves its
-//! entry; it is tracked, so shutdown waits for it before the audit log closes.
+//! entry (`tools` tracks it, so shutdown waits for it before the audit log closes).
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -29,20 +29,6 @@ use crate::services::oauth::Refresher;
 const SURFACE: &str = "mcp";
 
 pub async fn call(
-    state: &AppState,
-    refresher: &Refresher,
-    info: &RequestInfo,
-    service: &str,
-    tool: &str,
-    args: JsonObject,
-) -> Result<CallToolResult> {
-    state
-        .calls
-        .track(run(state, refresher, info, service, tool, args))
-        .await
-}
-
-async fn run(
     state: &AppState,
     refresher: &Refresher,
     info: &RequestInfo,

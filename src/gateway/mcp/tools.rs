@@ -142,15 +142,19 @@ impl ServerHandler for Tools {
         if !to_service && self.state.tools.reach(prefix).is_none() {
             return Err(self.unknown(&info, name).await);
         }
-        // Boxed: rmcp moves the handler's future into a task of its own, and a call's state
-        // is large (copying it there cost more than the allocation).
-        let call = Box::pin(async {
+        // rmcp runs this on a task of its own and never drops it when the client hangs up (or
+        // the request's deadline cuts it off): it cancels `context.ct`, which only an `ask`
+        // wait heeds, so a call that went out still ends and is audited once. Tracked, so
+        // shutdown waits for it before the audit log closes. Boxed: rmcp moves the handler's
+        // future into its task, and a call's state is large (copying it cost more than the
+        // allocation).
+        let call = Box::pin(self.state.calls.track(async {
             if to_service {
                 service_tool::call(&self.state, &self.refresher, &info, prefix, tool, args).await
             } else {
-                server_tool::call(&self.state, &info, prefix, tool, args, context.ct).await
+                server_tool::call(&self.state, &info, prefix, tool, args, &context.ct).await
             }
-        });
+        }));
         // A tally of its own (rmcp runs this on a task of its own, outside the edge's, and
         // stdio has no edge): the call's audit entry gets the host and bytes it moved.
         let result = crate::egress::tally::scope(call).await;
