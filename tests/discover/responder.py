@@ -5,7 +5,9 @@ player and a Home Assistant instance at --address, a printer whose name is HTML-
 (MARKUP_NAME: it must reach the privacy center's page as the same text, never as markup), and a
 second Hue bridge whose address record is the public --public address. A hostile announcer sends, with zeroconf's own DNS writer
 (which, unlike its registration, does not refuse such names), a Sonos instance whose name
-holds a terminal escape, markup and a bidirectional override.
+holds a terminal escape, markup and a bidirectional override, and beside it malformed answers
+(a compression pointer to itself, a record longer than its packet, a truncated packet, bytes
+that are no DNS at all): discovery must go on finding the rest.
 
 SSDP: a minimal UPnP responder (UPnP Device Architecture 2.0, section 1.3): it joins
 239.255.255.250:1900 and answers each M-SEARCH for the Sonos ZonePlayer target from --address
@@ -75,6 +77,17 @@ def register_mdns(address, public):
     return zc
 
 
+# Malformed mDNS answers, sent beside the hostile one (with half of it too): a name that is a
+# compression pointer to itself, a record whose length runs past the packet, and no DNS at all.
+MALFORMED = [
+    struct.pack("!6H", 0, 0x8400, 0, 1, 0, 0) + b"\xc0\x0c" + struct.pack("!HHIH", 12, 1, 120, 2)
+    + b"\xc0\x0c",
+    struct.pack("!6H", 0, 0x8400, 0, 1, 0, 0) + b"\x05sonos\x00" + struct.pack("!HHIH", 12, 1, 120, 4000)
+    + b"\x00" * 8,
+    b"\xff" * 40,
+]
+
+
 def announce_hostile(address):
     """An unsolicited answer, every half second, for a Sonos instance with a hostile name."""
     ty = "_sonos._tcp.local."
@@ -100,6 +113,8 @@ def announce_hostile(address):
     s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
     while True:
         s.sendto(packet, ("224.0.0.251", 5353))
+        for bad in MALFORMED + [packet[: len(packet) // 2]]:
+            s.sendto(bad, ("224.0.0.251", 5353))
         time.sleep(0.5)
 
 
