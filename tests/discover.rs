@@ -9,8 +9,8 @@
 //! Bad input comes from the responder too: a device answering from a public address (listed,
 //! never written, never contacted), a name with a terminal escape, markup and a bidirectional
 //! override, malformed mDNS answers, markup in a UPnP friendly name, and (in its own test) 10,000
-//! SSDP answers. With `discovery = false` the command refuses and sends nothing. The server's side (the job, the
-//! Devices list, the page) is `tests/discover_server.rs`.
+//! SSDP answers. With `discovery = false` the command refuses and sends nothing. The server's
+//! side (the job, the Devices list, the page) is `tests/discover_server.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
