@@ -75,7 +75,7 @@ impl Fixture {
     }
 
     /// Names of the database's files that hold `needle`: for SQLite the database, its
-    /// write-ahead log and anything else in its directory; for PostgreSQL (read by the
+    /// write-ahead log and anything else under its directory; for PostgreSQL (read by the
     /// superuser through `pg_read_binary_file`, after a checkpoint) the content tables' files,
     /// their TOAST tables, and (`wal`) the newest write-ahead-log segments, which no scrub
     /// can reach (README: what encryption at rest does not cover).
@@ -83,11 +83,10 @@ impl Fixture {
         let needle = needle.as_bytes();
         let has = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
         match &self.db {
-            Db::Sqlite(path) => std::fs::read_dir(path.parent().unwrap())
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| has(&std::fs::read(p).unwrap()))
-                .map(|p| p.display().to_string())
+            Db::Sqlite(path) => common::all_file_bytes(path.parent().unwrap())
+                .into_iter()
+                .filter(|(_, bytes)| has(bytes))
+                .map(|(p, _)| p.display().to_string())
                 .collect(),
             Db::Postgres(url) => {
                 let pool = sqlx::PgPool::connect(url).await.unwrap();

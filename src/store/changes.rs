@@ -1,12 +1,14 @@
-//! Notices commits to the database, this process's or another's (`maestra lockdown`, a forget
-//! from the command line), without a timer: every commit in WAL mode appends to the
-//! `-wal` file beside the database, and the kernel reports that (inotify, through the `notify`
-//! crate) to a thread that sleeps until it does. So a server at rest is not woken at all.
+//! Tells a process when the store's `meta` facts may have changed, its own writes or another
+//! process's (`maestra lockdown`, a forget from the command line), without a timer, so a server
+//! at rest is not woken to look.
 //!
-//! The directory is watched rather than the file, since SQLite removes the log when the last
-//! connection closes and makes a new one on the next write. Only the log's events count: the
-//! database file itself is written by checkpoints, which are not news, and the audit log lives
-//! in a directory of its own.
+//! The embedded store: every `meta` write also rewrites a small marker file in a directory of
+//! its own beside the database (`<db>-changes/meta`, holding nothing but a counter), and the
+//! kernel reports that (inotify, through the `notify` crate) to a thread that sleeps until it
+//! does. The marker, not the database's log, is watched: the log is written by every request,
+//! and its notices would wake that thread on each one. Its directory is watched rather than the
+//! file, so a marker made after the watch began, or replaced, is still seen; it is a directory
+//! of its own because the kernel reports every file of a watched directory.
 //!
 //! Where the kernel refuses a watch (inotify's per-user limit reached), the store falls back to
 //! counting a change once a second, as it polled before, and says so in the log. PostgreSQL's
@@ -14,7 +16,10 @@
 //! them (LISTEN/NOTIFY) is not built yet.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -23,19 +28,28 @@ use tokio::sync::watch;
 /// How often a change is assumed where none can be noticed.
 const EVERY_SECOND: Duration = Duration::from_secs(1);
 
-/// A counter that grows when the store may have changed; its receivers wake on each growth.
+/// A counter that grows when the store's `meta` facts may have changed; its receivers wake on
+/// each growth.
 pub struct Changes {
     sender: watch::Sender<u64>,
+    /// The SQLite store's marker (see the module doc); none for PostgreSQL.
+    marker: Option<PathBuf>,
     _source: Source,
 }
 
 impl Changes {
-    /// Commits to the SQLite database at `db`, noticed as the module says.
+    /// The SQLite database at `db`, noticed through its marker.
     pub fn of_sqlite(db: &Path) -> Changes {
         let (sender, _) = watch::channel(0);
-        let source = watch_log(db, sender.clone());
+        let marker = marker_path(db);
+        if let Some(dir) = marker.parent() {
+            // Private like the rest of the home; one that exists is used as it is.
+            let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);
+        }
+        let source = watch_marker(&marker, sender.clone());
         Changes {
             sender,
+            marker: Some(marker),
             _source: source,
         }
     }
@@ -46,6 +60,7 @@ impl Changes {
         let source = tick(sender.clone());
         Changes {
             sender,
+            marker: None,
             _source: source,
         }
     }
@@ -53,6 +68,25 @@ impl Changes {
     /// A receiver that wakes on the next change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.sender.subscribe()
+    }
+
+    /// Says that this process changed a `meta` fact: to itself at once, and to the other
+    /// processes on the database through the marker. Best effort: a marker that cannot be
+    /// written leaves the others to notice on their next change (and is logged).
+    pub fn announce(&self) {
+        self.sender.send_modify(|n| *n = n.wrapping_add(1));
+        let Some(marker) = &self.marker else { return };
+        let count = *self.sender.borrow();
+        let written = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(marker)
+            .and_then(|mut f| f.write_all(&count.to_le_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, marker = %marker.display(), "cannot tell other processes of a change");
+        }
     }
 }
 
@@ -70,25 +104,18 @@ impl Drop for Source {
     }
 }
 
-/// Starts noticing commits to the database at `db`: the counter in `sender` grows by one per
-/// notice.
-fn watch_log(db: &Path, sender: watch::Sender<u64>) -> Source {
-    let log = log_name(db);
-    let dir = db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+/// Starts noticing writes of `marker`: the counter in `sender` grows by one per notice.
+fn watch_marker(marker: &Path, sender: watch::Sender<u64>) -> Source {
+    let name: OsString = marker.file_name().unwrap_or_default().to_os_string();
+    let dir = marker.parent().unwrap_or(Path::new(".")).to_path_buf();
     let tx = sender.clone();
     let watched = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
-        let news = matches!(
-            event.kind,
-            EventKind::Modify(_) | EventKind::Create(_) | EventKind::Remove(_)
-        ) && event
-            .paths
-            .iter()
-            .any(|p| p.file_name() == Some(log.as_os_str()));
+        let news = matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_))
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()));
         if news {
             tx.send_modify(|n| *n = n.wrapping_add(1));
         }
@@ -119,43 +146,36 @@ fn tick(sender: watch::Sender<u64>) -> Source {
     }))
 }
 
-/// The name of the write-ahead log SQLite keeps beside `db`.
-fn log_name(db: &Path) -> OsString {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push("-wal");
-    name
+/// The marker of `db`, in its own directory beside it.
+fn marker_path(db: &Path) -> PathBuf {
+    let mut dir = db.as_os_str().to_os_string();
+    dir.push("-changes");
+    PathBuf::from(dir).join("meta")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::Connection;
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
-    use std::str::FromStr;
 
-    /// A commit made on another connection (as another process makes one) wakes a receiver,
-    /// through the kernel's notice, not a timer.
+    /// Another process's announcement (here: a second `Changes` on the same database, as the
+    /// command line's store is) wakes a receiver, through the kernel's notice, not a timer.
     #[tokio::test]
-    async fn a_commit_elsewhere_is_noticed() {
+    async fn an_announcement_elsewhere_is_noticed() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("maestra.db");
-        let changes = Changes::of_sqlite(&db);
-        assert!(matches!(changes._source, Source::Watch { .. }));
-        let mut seen = changes.subscribe();
-        let opts = SqliteConnectOptions::from_str("sqlite:")
-            .unwrap()
-            .filename(&db)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let mut other = SqliteConnection::connect_with(&opts).await.unwrap();
-        sqlx::query("CREATE TABLE t (x)")
-            .execute(&mut other)
-            .await
-            .unwrap();
-        // A hang guard only: the notice comes as the commit lands.
+        let server = Changes::of_sqlite(&db);
+        assert!(matches!(server._source, Source::Watch { .. }));
+        let mut seen = server.subscribe();
+        let command = Changes::of_sqlite(&db);
+        command.announce();
+        // A hang guard only: the notice comes as the marker is written.
         tokio::time::timeout(Duration::from_secs(60), seen.changed())
             .await
-            .expect("no notice of the commit")
+            .expect("no notice of the announcement")
             .unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(marker_path(&db)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

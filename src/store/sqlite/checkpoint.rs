@@ -21,18 +21,18 @@ pub(super) const EVERY: Duration = Duration::from_millis(500);
 /// file behind.
 pub(super) const LOG_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Checkpoints after commits, at most once per [`EVERY`], until `pool` is closed (the store's
-/// `close`) or the store is gone: a database nobody writes to is never looked at, so a server
-/// at rest is not woken for it.
-pub(super) fn spawn(pool: SqlitePool, mut changes: watch::Receiver<u64>) {
+/// Checkpoints after writes (`written` grows with each use of the writer's connection), at
+/// most once per [`EVERY`], until `pool` is closed (the store's `close`) or the store is gone:
+/// a database nobody writes to is never looked at, so a server at rest is not woken for it.
+pub(super) fn spawn(pool: SqlitePool, mut written: watch::Receiver<u64>) {
     tokio::spawn(async move {
         loop {
-            if changes.changed().await.is_err() {
+            if written.changed().await.is_err() {
                 return;
             }
             // The commits of the next moment join this checkpoint.
             tokio::time::sleep(EVERY).await;
-            changes.borrow_and_update();
+            written.borrow_and_update();
             if pool.is_closed() {
                 return;
             }
@@ -44,7 +44,7 @@ pub(super) fn spawn(pool: SqlitePool, mut changes: watch::Receiver<u64>) {
                     return;
                 }
                 // A failed checkpoint loses nothing (the log keeps every commit); the next
-                // commit brings another.
+                // write brings another.
                 tracing::warn!(error = %e, "write-ahead-log checkpoint failed");
             }
         }

@@ -1,4 +1,5 @@
 //! The embedded store's small durable facts (rotation markers, the key check, the lockdown flag).
+//! Each write is announced (`store::changes`): other processes watch some of these facts.
 
 use async_trait::async_trait;
 
@@ -22,6 +23,7 @@ impl Meta for SqliteStore {
         .bind(value)
         .execute(&self.writer)
         .await?;
+        self.changes.announce();
         Ok(())
     }
 
@@ -33,6 +35,9 @@ impl Meta for SqliteStore {
         .bind(value)
         .execute(&self.writer)
         .await?;
+        if done.rows_affected() == 1 {
+            self.changes.announce();
+        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -41,6 +46,7 @@ impl Meta for SqliteStore {
             .bind(key)
             .execute(&self.writer)
             .await?;
+        self.changes.announce();
         Ok(())
     }
 }

@@ -49,7 +49,7 @@ pub struct SqliteStore {
     turns: turns::TurnWriter,
     /// The cost ledger, checked in memory and written behind (see `mem_ledger`).
     ledger: mem_ledger::MemLedger,
-    /// Commits, this process's and others', as they land (see `store::changes`).
+    /// Changes to `meta`, this process's and others' (see `store::changes`).
     changes: Changes,
 }
 
@@ -75,9 +75,16 @@ impl SqliteStore {
         // A connection to a local file cannot go stale, and sqlx's default liveness ping costs
         // a round trip to the connection's worker thread on every acquire.
         let pool_options = || SqlitePoolOptions::new().test_before_acquire(false);
-        // Commits never checkpoint: `checkpoint` does it on a connection of its own.
+        // Commits never checkpoint: `checkpoint` does it on a connection of its own, after
+        // the writer's connection comes back from a use (every write goes through it), so a
+        // database nobody writes to is never looked at.
+        let (wrote, written) = tokio::sync::watch::channel(0u64);
         let writer = pool_options()
             .max_connections(1)
+            .after_release(move |_, _| {
+                wrote.send_modify(|n| *n = n.wrapping_add(1));
+                Box::pin(async { Ok(true) })
+            })
             .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
@@ -86,8 +93,8 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await?;
         let checkpointer = pool_options().max_connections(1).connect_with(opts).await?;
+        checkpoint::spawn(checkpointer.clone(), written);
         let changes = Changes::of_sqlite(path);
-        checkpoint::spawn(checkpointer.clone(), changes.subscribe());
         let ledger = mem_ledger::MemLedger::open(pool.clone(), writer.clone()).await?;
         let turns = turns::TurnWriter::start(writer.clone());
         Ok(SqliteStore {
