@@ -1126,16 +1126,13 @@ async fn tool_approvals_keep_the_first_decision(store: Arc<dyn Store>) {
 // ---------------------------------------------------------------------------------------------
 // SQLite only: "forget" holds for someone reading the files afterwards.
 
-/// Every file of the database directory, as bytes, by name.
+/// Every file under the database directory, as bytes, by its path in the directory.
 fn database_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
+    common::all_file_bytes(dir)
+        .into_iter()
+        .map(|(p, bytes)| {
+            let name = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+            (name, bytes)
         })
         .collect()
 }
