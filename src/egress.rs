@@ -152,6 +152,18 @@ pub struct Egress {
 }
 
 impl Egress {
+    /// A client that reaches local addresses only, whatever the mode: for what is on the local
+    /// network by nature (devices found by discovery, a Hue bridge being paired, `guard check`).
+    pub fn local_network(catalog: Catalog) -> Result<Egress> {
+        Egress::new(
+            catalog,
+            EgressOptions {
+                local_only: true,
+                ..EgressOptions::default()
+            },
+        )
+    }
+
     pub fn new(catalog: Catalog, opts: EgressOptions) -> Result<Egress> {
         let policy = Arc::new(Policy {
             local_only: AtomicBool::new(opts.local_only),

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::http::{self, client};
-use common::mcp::{audit, sdk, text, time_server, time_toml, tool_names};
+use common::mcp::{assert_entry, audit, sdk, text, time_server, time_toml, tool_names};
 use common::server::Server;
 use common::services_mock::{self as mock, Recorder};
 use common::{Home, all_file_bytes, contains};
@@ -38,16 +38,6 @@ async fn home_with_services(env: &[(&str, &str)], extra: &str) -> Services {
     home.ok(&["vault", "put", "hue"], mock::HUE_USERNAME.as_bytes());
     home.ok(&["vault", "put", "ha_token"], mock::HA_TOKEN.as_bytes());
     Services { home, hue, ha }
-}
-
-/// Some entry is of `service` with `result`.
-fn assert_entry(entries: &[Value], service: &str, result: &str) {
-    assert!(
-        entries
-            .iter()
-            .any(|e| e["service"] == service && e["result"] == result),
-        "no {result} entry of {service}: {entries:#?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

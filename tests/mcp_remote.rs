@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::mcp::{audit, text, tool_names};
+use common::mcp::{assert_entry, audit, text, tool_names};
 use common::server::Server;
 use common::{Home, all_file_bytes, contains};
 use serde_json::{Value, json};
@@ -120,16 +120,6 @@ fn home(env: &[(&str, &str)], toml: &str) -> Home {
 /// Runs the SDK client against Maestra's `/mcp` with `steps`; its JSON document.
 fn sdk(url: &str, steps: Value) -> Value {
     common::mcp::sdk(&["--http", url], steps)
-}
-
-/// Some entry is of `service` with `result`.
-fn assert_entry(entries: &[Value], service: &str, result: &str) {
-    assert!(
-        entries
-            .iter()
-            .any(|e| e["service"] == service && e["result"] == result),
-        "no {result} entry of {service}: {entries:#?}"
-    );
 }
 
 /// The message of step `r`'s JSON-RPC error (the step must have failed with one).

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use super::Context;
 use crate::config::Config;
-use crate::egress::{Egress, EgressOptions};
+use crate::egress::Egress;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::privsec::guard::{Catalog, Kind, LocalOnlyBlock};
@@ -65,13 +65,7 @@ async fn check(
     catalog: Catalog,
     target: &str,
 ) -> Result<ExitCode> {
-    let egress = Egress::new(
-        catalog,
-        EgressOptions {
-            local_only: true,
-            ..EgressOptions::default()
-        },
-    )?;
+    let egress = Egress::local_network(catalog)?;
     let verdict = if target.contains("://") {
         let url = url::Url::parse(target)
             .map_err(|e| Error::BadRequest(format!("{target:?} is not a URL: {e}")).because(e))?;

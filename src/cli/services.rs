@@ -12,7 +12,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{Context, STDOUT_WRITE};
-use crate::egress::{Egress, EgressOptions};
+use crate::egress::Egress;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Event, Outcome};
 use crate::privsec::guard::Catalog;
@@ -94,13 +94,7 @@ async fn discover_command(
         return Err(report::turned_off());
     }
     // Descriptions are fetched only from local addresses, whatever the mode.
-    let egress = Egress::new(
-        Catalog::new(&ctx.config.guard),
-        EgressOptions {
-            local_only: true,
-            ..EgressOptions::default()
-        },
-    )?;
+    let egress = Egress::local_network(Catalog::new(&ctx.config.guard))?;
     if !as_json {
         // On standard output: standard error is kept for the one line a failure ends with.
         println!(
@@ -254,13 +248,7 @@ async fn pair_hue(config_file: Option<&Path>, name: &str, wait: Duration) -> Res
         .clone()
         .ok_or_else(|| Error::Config(format!("[services.{name}] takes no credential")))?;
     // A bridge is a device on the local network, whatever the mode.
-    let egress = Egress::new(
-        catalog,
-        EgressOptions {
-            local_only: true,
-            ..EgressOptions::default()
-        },
-    )?;
+    let egress = Egress::local_network(catalog)?;
     // On standard output: standard error is kept for the one line a failure ends with.
     println!(
         "press the link button on the bridge at {}; waiting up to {}",

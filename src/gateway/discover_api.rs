@@ -24,7 +24,7 @@ use super::jobs::{self, Jobs, Kind};
 use super::request_info::RequestInfo;
 use super::state::Shared;
 use crate::conversations::model::format_millis;
-use crate::egress::{Egress, EgressOptions};
+use crate::egress::Egress;
 use crate::error::{Error, Result};
 use crate::privsec::audit::{Category, Outcome};
 use crate::privsec::guard::Catalog;
@@ -74,13 +74,7 @@ pub(super) async fn start(
         let request_id = info.id.clone();
         jobs::spawn(job.clone(), async move {
             // Descriptions are fetched only from local addresses, whatever the mode.
-            let egress = Egress::new(
-                Catalog::new(&state.config.guard),
-                EgressOptions {
-                    local_only: true,
-                    ..EgressOptions::default()
-                },
-            )?;
+            let egress = Egress::local_network(Catalog::new(&state.config.guard))?;
             let found = discover::discover(window, &egress).await;
             let offers = write::offers(&found.devices, &state.config.services);
             let event = report::audit_event(&found, &offers, &[]).request_id(request_id);

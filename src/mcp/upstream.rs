@@ -326,16 +326,20 @@ impl Upstreams {
                 "the tool {tool:?} of {server:?} is denied by [mcp.servers.{server}] tools"
             )));
         }
-        let recent = u
-            .state
-            .lock()
-            .await
-            .listed_at
-            .is_some_and(|t| t.elapsed() < RELIST_AFTER);
-        if self.seen(server, tool)?.is_none() && !recent {
-            self.tools(server, vault, local_only).await?;
+        let mut seen = self.seen(server, tool)?;
+        if seen.is_none() {
+            let recent = u
+                .state
+                .lock()
+                .await
+                .listed_at
+                .is_some_and(|t| t.elapsed() < RELIST_AFTER);
+            if !recent {
+                self.tools(server, vault, local_only).await?;
+                seen = self.seen(server, tool)?;
+            }
         }
-        let seen = self.seen(server, tool)?.ok_or_else(|| {
+        let seen = seen.ok_or_else(|| {
             Error::BadRequest(format!("the tool server {server:?} lists no tool {tool:?}"))
         })?;
         if self.pins.check(server, std::slice::from_ref(&seen))? == [Verdict::Changed] {

@@ -97,3 +97,13 @@ pub async fn audit(server: &Server, query: &str) -> Vec<Value> {
     assert_eq!(status, 200, "{body}");
     body["entries"].as_array().unwrap().clone()
 }
+
+/// Some entry is of `service` with `result`.
+pub fn assert_entry(entries: &[Value], service: &str, result: &str) {
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["service"] == service && e["result"] == result),
+        "no {result} entry of {service}: {entries:#?}"
+    );
+}
