@@ -26,6 +26,7 @@ use crate::home_lock::HomeLock;
 use crate::mcp::Upstreams;
 use crate::mcp::approvals::Approvals;
 use crate::metrics::Metrics;
+use crate::minimise::known::Known;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::privsec::guard::{Catalog, check_configured_peer};
 use crate::privsec::lockdown::RuntimeState;
@@ -122,8 +123,10 @@ impl App {
             audit.clone(),
         )?;
         let approvals = Approvals::new(store.clone(), ctx.config.mcp.ask_timeout);
+        let known = Known::new(vault.clone());
         let state = Arc::new(AppState {
             config: ctx.config,
+            known,
             budget,
             access,
             store,

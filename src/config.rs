@@ -23,6 +23,7 @@ mod conversations;
 mod cost;
 mod env;
 pub mod mcp;
+pub mod minimise;
 mod names;
 pub mod network;
 #[cfg(test)]
@@ -100,6 +101,8 @@ struct FileConfig {
     services: BTreeMap<String, ServiceConfig>,
     #[serde(default)]
     mcp: mcp::McpFile,
+    #[serde(default)]
+    providers: minimise::ProvidersFile,
 }
 
 /// Overrides of the local-only service catalog (SPEC §2.1).
@@ -179,6 +182,8 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// The tool servers the person added (`[mcp.servers.NAME]`, SPEC §2.11).
     pub mcp: mcp::McpConfig,
+    /// What calls to each cloud provider withhold (SPEC §2.12).
+    pub minimise: minimise::Minimise,
 }
 
 impl Config {
@@ -330,6 +335,7 @@ impl Config {
         let conversations = conversations::load(&e, file.conversations);
         let backup = backup::load(file.backup);
         let mcp = mcp::load(file.mcp);
+        let minimise = minimise::load(&e, file.providers);
         let cost = cost::load(file.cost);
         let pricing = cost::check_pricing(file.pricing);
         let audit = audit::load(&e, file.audit, &home);
@@ -368,6 +374,7 @@ impl Config {
             conversations.as_ref().err(),
             backup.as_ref().err(),
             mcp.as_ref().err(),
+            minimise.as_ref().err(),
             cost.as_ref().err(),
             pricing.as_ref().err(),
             audit.as_ref().err(),
@@ -415,6 +422,7 @@ impl Config {
             guard: file.guard,
             services: file.services,
             mcp: mcp?,
+            minimise: minimise?,
             home,
             config_file,
         };

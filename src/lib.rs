@@ -21,6 +21,8 @@
 //!   devices on the local network (mDNS, SSDP) and adds them to `maestra.toml`
 //! - `conversations` — the seed's conversation format, id rules, redaction, export, retention,
 //!   and encryption at rest under per-user data keys (`sealed`, `cipher`, `keys`, `migrate`)
+//! - `minimise` — personal data found in a text (patterns with validators, the person's names,
+//!   the vault's secrets), withheld behind per-call placeholders and restored, streamed too
 //! - `context`  — what every command starts from: configuration (with its services checked),
 //!   private home, store, vault
 //! - `providers` — language models: routing by name, OpenAI and Anthropic wire formats, streaming
@@ -49,6 +51,7 @@ pub mod home;
 pub mod home_lock;
 pub mod mcp;
 pub mod metrics;
+pub mod minimise;
 pub mod privsec;
 pub mod providers;
 pub mod services;

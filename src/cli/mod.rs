@@ -11,6 +11,7 @@ mod init;
 mod keys;
 pub mod lockdown;
 mod mcp;
+mod privacy;
 mod progress;
 mod sandbox_exec;
 mod serve;
@@ -113,6 +114,9 @@ pub enum Command {
     /// Run `maestra serve` as a system service (systemd unit, launchd job).
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// What cloud calls withhold: try it on a text (`test`), the person's names (`names`).
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCommand),
     /// Personal services: find devices on the local network (`discover`).
     #[command(subcommand)]
     Services(services::ServicesCommand),
@@ -163,6 +167,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Service(cmd) => service::run(config, cmd).await,
         Command::Services(cmd) => services::run(config, cmd).await,
+        Command::Privacy(cmd) => privacy::run(config, cmd).await,
         Command::Backup(cmd) => backup::run(config, cmd).await,
         Command::Completions { shell } => completions::completions(shell),
         Command::Man { dir } => completions::man(dir.as_deref()),

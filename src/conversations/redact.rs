@@ -95,6 +95,28 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// Where each recognised secret lies in `text` (byte ranges, the secret alone: a kept prefix
+/// such as `password=` is not part of it). What minimisation withholds from a cloud call
+/// (`crate::minimise`), from the same patterns as [`redact`] so the two never disagree on
+/// what a secret is.
+pub fn secret_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    for p in PATTERNS.iter() {
+        for c in p.re.captures_iter(text) {
+            let Some(whole) = c.get(0) else { continue };
+            let start = match p.keep {
+                0 => whole.start(),
+                k => c.get(k).map_or(whole.start(), |m| m.end()),
+            };
+            let end = whole.end() - p.suffix.len();
+            if start < end {
+                spans.push(start..end);
+            }
+        }
+    }
+    spans
+}
+
 /// Keys of a surface context that may be stored: references, never contents.
 const KEPT_CONTEXT_KEYS: &[&str] = &[
     "file_path",

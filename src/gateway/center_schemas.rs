@@ -13,8 +13,15 @@ pub fn schemas() -> Value {
     let tally = || {
         obj(
             json!({"calls": s("integer"), "blocked": s("integer"), "errors": s("integer"),
-        "bytes_sent": s("integer"), "bytes_received": s("integer")}),
-            &["calls", "blocked", "errors", "bytes_sent", "bytes_received"],
+        "bytes_sent": s("integer"), "bytes_received": s("integer"), "withheld": s("integer")}),
+            &[
+                "calls",
+                "blocked",
+                "errors",
+                "bytes_sent",
+                "bytes_received",
+                "withheld",
+            ],
         )
     };
     let approval = || {
@@ -88,12 +95,16 @@ pub fn schemas() -> Value {
                 "destinations": s("array"), "blocked_reasons": s("array")}), &["agent", "totals", "destinations"])},
             "top_hosts": s("array"),
             "days": {"type": "array", "items": obj(json!({"day": s("string"), "calls": s("integer"),
-                "blocked": s("integer"), "errors": s("integer")}), &["day", "calls", "blocked", "errors"])},
+                "blocked": s("integer"), "errors": s("integer"), "withheld": s("integer")}),
+                &["day", "calls", "blocked", "errors", "withheld"])},
+            "withheld": {"type": "array", "items": obj(json!({"day": s("string"),
+                "service": s("string"), "values": s("integer")}), &["day", "service", "values"])},
             "tools": {"type": "array", "items": obj(json!({"server": s("string"), "tool": s("string"),
                 "calls": s("integer"), "blocked": s("integer"), "errors": s("integer"),
                 "last_used": nullable(s("string"))}),
                 &["server", "tool", "calls", "blocked", "errors", "last_used"])}
-        }), &["period", "since", "until", "totals", "agents", "top_hosts", "days", "tools"]),
+        }), &["period", "since", "until", "totals", "agents", "top_hosts", "days", "tools",
+              "withheld"]),
         "Spend": obj(json!({
             "days": s("integer"), "since": s("string"), "limits": s("object"),
             "total_usd": s("number"), "total_micros": s("integer"),

@@ -57,12 +57,14 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let claim = Claim::read(req.headers());
+    let minimise = super::request_info::read_minimise(req.headers());
     req.extensions_mut().insert(RequestInfo {
         id: id.clone(),
         ip,
         key_id: None,
         principal: Principal::anonymous(),
         claim,
+        minimise,
     });
     let span = tracing::info_span!("request", request_id = %id);
     let mut resp = tracing::Instrument::instrument(next.run(req), span).await;

@@ -2,7 +2,8 @@
 //! For a period (today, 7 or 30 days, UTC): per agent (else surface), the services and hosts
 //! it called, how often, the bytes sent and received, and what local-only mode blocked and
 //! why; the most-contacted hosts; calls and blocks per day; and the tools called, per server
-//! and tool (`tools`). Errors (calls whose result was `failed` or `error`) are counted apart,
+//! and tool (`tools`); and the values minimisation withheld from cloud calls, per day and
+//! provider (`withheld`). Errors (calls whose result was `failed` or `error`) are counted apart,
 //! among the calls.
 //!
 //! It reads the audit log's summary ([`crate::privsec::audit::Summary`]), not the log, so it
@@ -62,6 +63,8 @@ pub(super) struct Tally {
     pub(super) errors: u64,
     pub(super) bytes_sent: u64,
     pub(super) bytes_received: u64,
+    /// Values withheld from cloud calls (SPEC §2.12).
+    pub(super) withheld: u64,
 }
 
 /// Whether an entry's result is a failure the person should see apart from the calls.
@@ -80,6 +83,7 @@ impl Tally {
         }
         self.bytes_sent += c.bytes_sent;
         self.bytes_received += c.bytes_received;
+        self.withheld += c.withheld;
     }
 }
 
@@ -98,6 +102,7 @@ impl Tally {
         self.errors += o.errors;
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
+        self.withheld += o.withheld;
     }
 }
 
@@ -136,6 +141,8 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
     let mut agents: BTreeMap<String, Agent> = BTreeMap::new();
     let mut hosts: BTreeMap<(String, String), Tally> = BTreeMap::new();
     let mut tools = ToolUse::default();
+    // (day, provider) -> values withheld from its calls.
+    let mut withheld: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut per_day: BTreeMap<&str, Tally> = days
         .iter()
         .map(|d| (d.as_str(), Tally::default()))
@@ -146,6 +153,11 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
         }
         total.add(k, c);
         tools.add(k, c);
+        if c.withheld > 0 {
+            *withheld
+                .entry((k.day.clone(), k.service.clone()))
+                .or_default() += c.withheld;
+        }
         let agent = agents.entry(k.agent.clone()).or_default();
         agent.total.add(k, c);
         agent
@@ -202,6 +214,10 @@ pub fn build(summary: &Summary, period: &str, days: &[String]) -> Value {
         })).collect::<Vec<_>>(),
         "days": per_day.into_iter().map(|(day, t)| json!({
             "day": day, "calls": t.calls, "blocked": t.blocked, "errors": t.errors,
+            "withheld": t.withheld,
+        })).collect::<Vec<_>>(),
+        "withheld": withheld.into_iter().map(|((day, service), values)| json!({
+            "day": day, "service": service, "values": values,
         })).collect::<Vec<_>>(),
         "tools": tools.into_json(),
     })

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use super::agent::Claim;
 use crate::access::scope::Principal;
+use crate::config::minimise::Level;
 use crate::privsec::audit::Event;
 
 /// What the edge learned about a request, for audit entries and logs.
@@ -21,6 +22,28 @@ pub struct RequestInfo {
     /// Who the request says sent it (`X-Maestra-Surface`, else the `User-Agent`), for the
     /// audit entry of a `/v1` call: see [`super::agent`].
     pub claim: Claim,
+    /// `X-Maestra-Minimise`: how much more a cloud call must withhold than its provider's
+    /// setting (SPEC §2.12); the 400's message when it is not a level.
+    pub minimise: Result<Option<Level>, String>,
+}
+
+/// The request header that tightens minimisation.
+pub const MINIMISE_HEADER: &str = "x-maestra-minimise";
+
+/// Reads `X-Maestra-Minimise`: one of `off`, `standard`, `strict`, given at most once.
+pub fn read_minimise(headers: &http::HeaderMap) -> Result<Option<Level>, String> {
+    let mut values = headers.get_all(MINIMISE_HEADER).iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("X-Maestra-Minimise may be given only once".into());
+    }
+    v.to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<Level>().ok())
+        .map(Some)
+        .ok_or_else(|| "X-Maestra-Minimise must be off, standard or strict".into())
 }
 
 impl RequestInfo {
@@ -32,6 +55,7 @@ impl RequestInfo {
             key_id: None,
             principal: Principal::anonymous(),
             claim: Claim::Nothing,
+            minimise: Ok(None),
         }
     }
 

@@ -3,6 +3,7 @@
 //! A file of its own, below every stage and handler that takes it, so none of them imports
 //! the module that declares them (`gateway/mod.rs`).
 
+use crate::minimise::known::Known;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,6 +38,9 @@ pub struct AppState {
     pub calls: Calls,
     /// The tool servers the person added (`[mcp.servers]`), started on first use.
     pub tools: Upstreams,
+    /// The vault's secrets and the person's names, which minimisation withholds from cloud
+    /// calls (SPEC §2.12).
+    pub known: Known,
     /// Calls of `ask` tools waiting for the person's decision.
     pub approvals: Approvals,
 }

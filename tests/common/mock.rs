@@ -168,11 +168,13 @@ fn echo_key_error(text: &str, key: &str, anthropic: bool) -> Option<Response> {
     Some((status, [("content-type", "application/json")], body).into_response())
 }
 
-/// Splits an answer into deltas: by words, or 7 characters at a time for `mode:echo-key-text`.
+/// Splits an answer into deltas: by words, or 7 characters at a time for `mode:echo-key-text`
+/// (3 for `mode:chars3`, which splits placeholders between deltas).
 fn pieces(reply: &str, text: &str) -> Vec<String> {
-    if text.contains("mode:echo-key-text") {
+    if text.contains("mode:echo-key-text") || text.contains("mode:chars3") {
+        let size = if text.contains("mode:chars3") { 3 } else { 7 };
         let chars: Vec<char> = reply.chars().collect();
-        chars.chunks(7).map(|c| c.iter().collect()).collect()
+        chars.chunks(size).map(|c| c.iter().collect()).collect()
     } else {
         reply.split_inclusive(' ').map(String::from).collect()
     }
@@ -181,6 +183,9 @@ fn pieces(reply: &str, text: &str) -> Vec<String> {
 fn reply_for(text: &str, key: &str, default: String) -> String {
     if text.contains("mode:echo-key-text") {
         format!("the key you sent is {key}, keep it safe")
+    } else if text.contains("mode:lower") {
+        // A model that echoes placeholders in another case.
+        default.to_lowercase()
     } else {
         default
     }

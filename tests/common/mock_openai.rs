@@ -4,12 +4,14 @@
 //!
 //! - `tools` declared, the last message not a `tool` answer and `tool_choice` not `none`: one
 //!   call to the named (else first declared) function with `{"city":"Oslo","unit":"celsius"}`,
-//!   and a second, parallel one (Bergen) when the last user text has `mode:two-calls`;
+//!   and a second, parallel one (Bergen) when the last user text has `mode:two-calls`
+//!   (`mode:call-echo`: the first call's arguments are `{"note": <last user text>}`);
 //!   finish reason `tool_calls`. Streamed: a first chunk per call with its index, id, type,
 //!   name and empty arguments, then the arguments in small pieces carrying only the index.
 //! - The last message a `tool` answer: the text `tool said: <its content>`.
 //! - `response_format` `json_object` or `json_schema`: the text `{"answer":"<last user text>"}`.
-//! - Otherwise `echo(<messages>): <last user text>` (see the parent module for `mode:*`).
+//! - Otherwise `echo(<messages>): <last user text>` (see the parent module for `mode:*`;
+//!   `mode:lower` lower-cases it, `mode:chars3` streams it 3 characters a delta).
 //! - `n` > 1: that many choices (choice k > 0 of an echo ends in ` #k`); streamed, their
 //!   chunks interleaved, each with its `index`.
 //! - `logprobs: true`: a logprobs object per choice, or per streamed text chunk.
@@ -109,7 +111,13 @@ fn answer(body: &Value, text: &str, key: &str, k: u64) -> Answer {
                 format!("call_c{k}_{j}")
             }
         };
-        let mut calls = vec![(id(1), name.clone(), FIRST_CALL.to_string())];
+        // `mode:call-echo`: the call's arguments quote the user's text (placeholders and all).
+        let first = if text.contains("mode:call-echo") {
+            json!({"note": text}).to_string()
+        } else {
+            FIRST_CALL.to_string()
+        };
+        let mut calls = vec![(id(1), name.clone(), first)];
         if text.contains("mode:two-calls") {
             calls.push((id(2), name, SECOND_CALL.to_string()));
         }

@@ -11,6 +11,9 @@ use crate::gateway::state::AppState;
 use crate::privsec::audit::{Category, Event, Outcome};
 use crate::providers::{Route, Usage};
 
+/// Values withheld from a cloud call, per kind (SPEC §2.12): counts, never the values.
+pub type Withheld = std::collections::BTreeMap<&'static str, usize>;
+
 /// What a call used and was charged, for its entry.
 #[derive(Default)]
 pub struct Charge {
@@ -25,6 +28,8 @@ pub struct Charge {
     pub image_hosts: Vec<String>,
     /// Strings embedded, for an embeddings call (its entry counts them, never shows them).
     pub inputs: Option<usize>,
+    /// What minimisation withheld from the call.
+    pub withheld: Withheld,
 }
 
 fn event(caller: &Caller, category: Category, route: &Route, result: Outcome) -> Event {
@@ -61,6 +66,9 @@ fn charged(e: Event, c: &Charge) -> Event {
     }
     if !c.image_hosts.is_empty() {
         e = e.detail("image_hosts", json!(c.image_hosts));
+    }
+    if !c.withheld.is_empty() {
+        e = e.detail("withheld", json!(c.withheld));
     }
     if let Some(n) = c.inputs {
         e = e.detail("inputs", n);

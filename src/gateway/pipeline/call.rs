@@ -10,12 +10,14 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use super::audit::Withheld;
 use super::caller::Caller;
 use crate::cost::budget::Hold;
 use crate::cost::ledger::{MAX_CALL_SECS, Micros, STALE_AFTER_MS};
 use crate::error::{Error, Result};
 use crate::gateway::calls::Waiting;
 use crate::gateway::state::{AppState, Shared};
+use crate::minimise::Withholding;
 use crate::providers::{ChatRequest, Completion, DeltaStream, Route};
 
 /// A whole answer, as the call made it and settle charged it.
@@ -34,6 +36,8 @@ pub struct OpenStream {
     pub deltas: DeltaStream,
     pub hold: Hold,
     pub request: ChatRequest,
+    /// What was withheld from a cloud call, to restore in its deltas.
+    pub withheld: Option<Withholding>,
 }
 
 /// A whole answer, falling back to the cloud only where [`Providers::fallback_for`] allows.
@@ -79,8 +83,9 @@ async fn complete_owned(
     }
     let latency_ms = start.elapsed().as_millis() as u64;
     match result {
-        Ok((completion, charged)) => {
+        Ok((completion, charged, withheld)) => {
             let charge = super::audit::Charge {
+                withheld,
                 usage: completion.usage,
                 charged,
                 latency_ms,
@@ -190,10 +195,12 @@ async fn complete_once(
     req: &ChatRequest,
     deadline: tokio::time::Instant,
     gone: &(dyn Fn() -> bool + Sync),
-) -> std::result::Result<(Completion, Micros), Failure> {
+) -> std::result::Result<(Completion, Micros, Withheld), Failure> {
     super::guard::check(state, route)?;
     state.providers.check(route, req)?;
-    let (req, hold) = super::reserve::reserve(state, caller, route, req).await?;
+    let withheld = super::minimise::withhold(state, caller, route, req).await?;
+    let sent = withheld.as_ref().map_or(req, |(sent, _)| sent);
+    let (req, hold) = super::reserve::reserve(state, caller, route, sent).await?;
     match bounded(
         state,
         route,
@@ -204,7 +211,14 @@ async fn complete_once(
     {
         Ok(mut c) => {
             let charged = super::settle::answer(state, hold, route, &req, &mut c).await?;
-            Ok((c, charged))
+            let counts = match &withheld {
+                Some((_, w)) => {
+                    super::minimise::restore(w, &mut c);
+                    w.counts()
+                }
+                None => Withheld::new(),
+            };
+            Ok((c, charged, counts))
         }
         Err(e) => Err(failed(state, hold, e, gone()).await),
     }
@@ -232,11 +246,12 @@ pub(super) async fn open_stream(
         result = stream_once(state, caller, &route, req, gone).await;
     }
     match result {
-        Ok((request, deltas, hold)) => Ok(OpenStream {
+        Ok((request, deltas, hold, withheld)) => Ok(OpenStream {
             route,
             deltas,
             hold,
             request,
+            withheld,
         }),
         Err(Failure::Failed(e)) => {
             super::audit::record_failure(state, caller, &route, &e, start).await?;
@@ -262,13 +277,15 @@ async fn stream_once(
     route: &Route,
     req: &ChatRequest,
     gone: &(dyn Fn() -> bool + Sync),
-) -> std::result::Result<(ChatRequest, DeltaStream, Hold), Failure> {
+) -> std::result::Result<(ChatRequest, DeltaStream, Hold, Option<Withholding>), Failure> {
     super::guard::check(state, route)?;
     state.providers.check(route, req)?;
-    let (req, hold) = super::reserve::reserve(state, caller, route, req).await?;
+    let withheld = super::minimise::withhold(state, caller, route, req).await?;
+    let sent = withheld.as_ref().map_or(req, |(sent, _)| sent);
+    let (req, hold) = super::reserve::reserve(state, caller, route, sent).await?;
     let deadline = tokio::time::Instant::now() + MAX_OPEN;
     match bounded(state, route, deadline, state.providers.stream(route, &req)).await {
-        Ok(deltas) => Ok((req, deltas, hold)),
+        Ok(deltas) => Ok((req, deltas, hold, withheld.map(|(_, w)| w))),
         Err(e) => Err(failed(state, hold, e, gone()).await),
     }
 }

@@ -1,4 +1,4 @@
-//! Stages 3-5 for a stream: its own task opens the stream, relays the deltas to the client
+//! Stages 4-6 for a stream: its own task opens the stream, relays the deltas to the client
 //! and, however the stream ends (complete, failed upstream, or the client gone — before the
 //! first byte too), settles its hold and audits it exactly once, in code that runs to the end
 //! rather than in a `Drop`.
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::call::Failure;
 use super::caller::Caller;
+use super::minimise::StreamRestore;
 use crate::cost::budget::Hold;
 use crate::cost::ledger::Micros;
 use crate::error::Error;
@@ -58,6 +59,8 @@ struct Settlement {
     /// Functions the model asked to call, for the audit entry: by name where the request
     /// declared it ([`ChatRequest::audited_call`]), at most [`MAX_AUDITED_CALLS`].
     called: Vec<String>,
+    /// A cloud call's withheld values, put back into the deltas on their way to the client.
+    restore: Option<StreamRestore>,
 }
 
 /// How a relayed stream ended.
@@ -99,6 +102,7 @@ pub fn relay(
             reported: None,
             streamed_bytes: 0,
             called: Vec::new(),
+            restore: open.withheld.map(StreamRestore::new),
         };
         let opened = Relayed::Opened {
             model: settlement.route.model.clone(),
@@ -147,7 +151,17 @@ async fn pump(
                     Delta::Usage(u) => s.reported = Some(*u),
                     Delta::Finish { .. } | Delta::Logprobs { .. } => {}
                 }
-                Relayed::Delta(delta)
+                match &mut s.restore {
+                    Some(r) => {
+                        for d in r.delta(delta) {
+                            if tx.send(Relayed::Delta(d)).await.is_err() {
+                                return End::Abandoned;
+                            }
+                        }
+                        continue;
+                    }
+                    None => Relayed::Delta(delta),
+                }
             }
             Some(Err(e)) => {
                 // The client may already be gone; the failure is what gets audited either way.
@@ -155,6 +169,17 @@ async fn pump(
                 return End::Failed(e);
             }
             None => {
+                // What a restorer still holds was not a placeholder's start after all.
+                let held = s
+                    .restore
+                    .as_mut()
+                    .map(|r| r.flush(None))
+                    .unwrap_or_default();
+                for d in held {
+                    if tx.send(Relayed::Delta(d)).await.is_err() {
+                        return End::Abandoned;
+                    }
+                }
                 // A server that reports no usage in its stream (llama.cpp's ignores
                 // `stream_options`) is settled on what was counted: the client that asked for
                 // usage gets that figure, the one it is charged on, rather than none.
@@ -207,6 +232,11 @@ impl Settlement {
             stream: true,
             functions: self.called,
             image_hosts: self.request.remote_image_hosts(),
+            withheld: self
+                .restore
+                .as_ref()
+                .map(|r| r.withholding().counts())
+                .unwrap_or_default(),
             ..Default::default()
         };
         let audited = match end {

@@ -37,8 +37,9 @@ use bound::DayIndex;
 pub use bound::{MAX_NAMES, MAX_ROWS, OTHER};
 
 /// The saved file's format: a file of another version is rebuilt from the log (2: rows name
-/// the tool called and keep the time of their newest entry).
-const VERSION: u32 = 2;
+/// the tool called and keep the time of their newest entry; 3: and count the values
+/// minimisation withheld).
+const VERSION: u32 = 3;
 
 /// What one summary row counts over.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,6 +75,9 @@ pub struct Counts {
     pub bytes_received: u64,
     /// The newest entry's time, Unix seconds (UTC); 0 when no entry's time could be read.
     pub last: i64,
+    /// Values withheld from cloud calls (`details.withheld`, summed over its kinds).
+    #[serde(default)]
+    pub withheld: u64,
 }
 
 impl Counts {
@@ -82,6 +86,7 @@ impl Counts {
         self.entries += other.entries;
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
+        self.withheld += other.withheld;
         self.last = self.last.max(other.last);
     }
 }
@@ -153,6 +158,8 @@ struct LineDetails<'a> {
     bytes_received: Option<u64>,
     #[serde(default, deserialize_with = "lenient")]
     reported: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
+    withheld: Option<std::collections::BTreeMap<String, Value>>,
 }
 
 /// `Some` when the value has the expected type, `None` for any other value.
@@ -181,6 +188,15 @@ struct Figures<'a> {
     tool: &'a str,
     sent: u64,
     received: u64,
+    /// Values withheld from the call, all kinds together.
+    withheld: u64,
+}
+
+/// The sum of a `withheld` detail's counts (what is not a count adds nothing).
+fn withheld_total<'v>(counts: impl Iterator<Item = &'v Value>) -> u64 {
+    counts
+        .filter_map(Value::as_u64)
+        .fold(0, u64::saturating_add)
 }
 
 /// Hosts, bytes and tools are what Maestra measured and wrote: an entry a client reported
@@ -191,6 +207,7 @@ const NONE: Figures<'static> = Figures {
     tool: "",
     sent: 0,
     received: 0,
+    withheld: 0,
 };
 
 impl<'a> Figures<'a> {
@@ -208,6 +225,10 @@ impl<'a> Figures<'a> {
             tool: called_tool(e.category, &e.action, tool).unwrap_or_default(),
             sent: num("bytes_sent"),
             received: num("bytes_received"),
+            withheld: details
+                .get("withheld")
+                .and_then(Value::as_object)
+                .map_or(0, |m| withheld_total(m.values())),
         }
     }
 
@@ -223,6 +244,10 @@ impl<'a> Figures<'a> {
             tool: tool.unwrap_or_default(),
             sent: d.bytes_sent.unwrap_or(0),
             received: d.bytes_received.unwrap_or(0),
+            withheld: d
+                .withheld
+                .as_ref()
+                .map_or(0, |m| withheld_total(m.values())),
         }
     }
 }
@@ -288,6 +313,7 @@ impl Summary {
             bytes_sent: f.sent,
             bytes_received: f.received,
             last: unix_seconds(ts),
+            withheld: f.withheld,
         });
         self.dirty = true;
         if let Some(day) = day {
@@ -845,6 +871,18 @@ mod tests {
                 .detail("bytes_received", 34)
                 .agent("kitchen"),
         );
+        entries.push(
+            Event::new(
+                Category::Llm,
+                "openai",
+                "chat.completions",
+                Outcome::Success,
+            )
+            .detail(
+                "withheld",
+                serde_json::json!({"EMAIL": 2, "PHONE": 1, "X": "no"}),
+            ),
+        );
         let mut written = Summary::default();
         written.add_batch(entries.iter(), 1, "h");
         let text: Vec<String> = entries
@@ -859,6 +897,9 @@ mod tests {
         assert_eq!(written.rows, rebuilt.rows);
         assert_eq!(written.through_seq, rebuilt.through_seq);
         assert!(written.rows.keys().any(|k| k.tool == "set_light"));
+        // The withheld counts add up, whichever path read them; what is not a count adds 0.
+        let withheld: u64 = written.rows.values().map(|c| c.withheld).sum();
+        assert_eq!(withheld, 3);
     }
 
     /// A summary saved by an older version (rows without tools or times) is not read: it is

@@ -200,7 +200,16 @@
         el('div', { class: 'card' }, el('h3', { text: 'Errors' }), fig(t.errors, 'totals.errors')),
         el('div', { class: 'card' }, el('h3', { text: 'Blocked' }), fig(t.blocked, 'totals.blocked')),
         el('div', { class: 'card' }, el('h3', { text: 'Sent' }), byteFig(t.bytes_sent, 'totals.bytes_sent')),
-        el('div', { class: 'card' }, el('h3', { text: 'Received' }), byteFig(t.bytes_received, 'totals.bytes_received')));
+        el('div', { class: 'card' }, el('h3', { text: 'Received' }), byteFig(t.bytes_received, 'totals.bytes_received')),
+        el('div', { class: 'card' }, el('h3', { text: 'Withheld from the cloud' }), fig(t.withheld, 'totals.withheld')));
+      // Personal values minimisation replaced with placeholders before a cloud call, per day
+      // and provider (counts only: the values never reach the audit log).
+      const withheld = r.withheld.length
+        ? table('Withheld from the cloud, per day and provider', ['Day', 'Provider', 'Values withheld'],
+          r.withheld.map((w, i) => el('tr', { 'data-day': w.day, 'data-service': w.service },
+            el('td', { text: w.day }), el('td', { text: w.service }),
+            el('td', {}, fig(w.values, `withheld.${i}.values`)))), 'withheld')
+        : el('p', { class: 'empty', id: 'withheld-empty', text: 'Nothing was withheld from a cloud call in this period.' });
       const chart = barChart(`Calls, errors and blocked attempts per day, ${r.since} to ${r.until}`,
         r.days.map((d) => d.day),
         [{ name: 'calls', cls: 's1', values: r.days.map((d) => d.calls) },
@@ -233,7 +242,8 @@
           el('td', {}, byteFig(h.bytes_received, `top_hosts.${i}.bytes_received`)))));
       body.replaceChildren(el('p', { class: 'muted', text: `${r.since} to ${r.until} (UTC), through audit entry #${r.through_seq}` }),
         cards, chart, el('h3', { text: 'By agent or surface' }),
-        ...(agents.length ? agents : [el('p', { class: 'empty', text: 'No calls in this period.' })]), top);
+        ...(agents.length ? agents : [el('p', { class: 'empty', text: 'No calls in this period.' })]), top,
+        el('h3', { text: 'Withheld from the cloud' }), withheld);
     } catch (e) { errorBox(body, e); }
   }
 

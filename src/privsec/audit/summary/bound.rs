@@ -239,6 +239,7 @@ mod tests {
             tool,
             sent: 1,
             received: 0,
+            withheld: 0,
         };
         let ts = "2026-11-30T10:00:00Z";
         let category = if tool.is_empty() {
