@@ -284,11 +284,11 @@ def maestra_version(binary: Path) -> str:
 
 
 def run_maestra(
-    binary: Path, sentences: list[Sentence], home: str
+    binary: Path, sentences: list[Sentence], home: str, level: str
 ) -> tuple[list[list[Span]], float]:
     env = maestra_env(home)
     stdin = "".join(json.dumps(s.text, ensure_ascii=False) + "\n" for s in sentences)
-    cmd = [str(binary), *MAESTRA_COMMAND]
+    cmd = [str(binary), *MAESTRA_COMMAND, "--level", level]
 
     def attempt():
         start = time.perf_counter()
@@ -553,6 +553,12 @@ def main() -> None:
         metavar="DIR",
         help="an existing MAESTRA_HOME (its maestra.toml applies); default a new temporary one",
     )
+    ap.add_argument(
+        "--level",
+        choices=["off", "standard", "strict"],
+        default="standard",
+        help="Maestra's minimise level (default standard, a cloud provider's default)",
+    )
     ap.add_argument("--count", type=int, default=2000, help="sentences (default 2000)")
     ap.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     ap.add_argument("--json", metavar="OUT", help="also write the raw numbers here")
@@ -592,10 +598,10 @@ def main() -> None:
 
     maestra_pred = None
     if binary and args.maestra_home:
-        maestra_pred, timings["maestra_s"] = run_maestra(binary, sentences, args.maestra_home)
+        maestra_pred, timings["maestra_s"] = run_maestra(binary, sentences, args.maestra_home, args.level)
     elif binary:
         with tempfile.TemporaryDirectory(prefix="maestra-bench-") as home:
-            maestra_pred, timings["maestra_s"] = run_maestra(binary, sentences, home)
+            maestra_pred, timings["maestra_s"] = run_maestra(binary, sentences, home, args.level)
 
     results = {}
     for rule, exact in (("overlap", False), ("exact", True)):
@@ -627,7 +633,7 @@ def main() -> None:
     if binary:
         out.append(
             f"- Maestra: `{binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}` "
-            f"(`--version`: {maestra_version(binary)}), `{' '.join(('maestra', *MAESTRA_COMMAND))}`, "
+            f"(`--version`: {maestra_version(binary)}), `{' '.join(('maestra', *MAESTRA_COMMAND, '--level', args.level))}`, "
             f"{'MAESTRA_HOME ' + args.maestra_home if args.maestra_home else 'a new MAESTRA_HOME'}."
         )
     else:

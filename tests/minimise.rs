@@ -242,6 +242,24 @@ async fn look_alikes_case_and_the_header_that_only_tightens() {
             .contains("X-Maestra-Minimise")
     );
 
+    // Texts embedded by a cloud model lose theirs too (nothing comes back to restore).
+    let req = client().post(server.url("/v1/embeddings")).json(&json!({
+        "model": "text-embedding-3-small",
+        "input": ["call me on +44 20 7946 0018", "ann@example.org"],
+    }));
+    let (status, body) = send_json(req).await;
+    assert_eq!(status, 200, "{body}");
+    let embedded = mock
+        .requests()
+        .into_iter()
+        .rfind(|s| s.path == "/v1/embeddings")
+        .unwrap()
+        .body;
+    assert_eq!(
+        embedded["input"],
+        json!(["call me on <PHONE_1>", "<EMAIL_1>"])
+    );
+
     // 10,000 addresses: each withheld, each restored, nothing mixed up.
     let many: Vec<String> = (0..10_000).map(|i| format!("u{i}@example.org")).collect();
     let text = many.join(" ");

@@ -416,6 +416,30 @@ fn sample_config(home: &Path) -> Result<String> {
         Value::Boolean(d.backup.allow_http),
     );
 
+    for (name, env, level) in [
+        ("openai", "MAESTRA_OPENAI_MINIMISE", d.minimise.openai),
+        (
+            "anthropic",
+            "MAESTRA_ANTHROPIC_MINIMISE",
+            d.minimise.anthropic,
+        ),
+    ] {
+        out.table(
+            &format!("providers.{name}"),
+            "A cloud model provider: what its calls withhold (personal data out, placeholders \
+            in). Local models are \
+            never minimised.",
+        );
+        out.set(
+            "minimise",
+            "\"off\" (secrets only), \"standard\" (personal data that passes its check, \
+            your names, URLs with credentials) or \"strict\" (also what only looks like it, \
+            and every URL); a request's X-Maestra-Minimise header can only tighten it.",
+            &[env],
+            s(level.as_str()),
+        );
+    }
+
     out.table("guard", "The local-only service catalog, extended.");
     out.set(
         "cloud_services",

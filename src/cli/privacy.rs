@@ -208,7 +208,7 @@ async fn names(known: &Known, cmd: NamesCommand) -> Result<usize> {
             for n in &list {
                 writeln!(out, "{n}").map_err(io)?;
             }
-            return Ok(list.len());
+            Ok(list.len())
         }
         NamesCommand::Add { names } => {
             let before = list.len();

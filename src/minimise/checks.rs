@@ -22,9 +22,14 @@ pub const PHONE_REGIONS: [Id; 10] = [
     Id::NL,
 ];
 
-/// A payment card: a known issuer's range and length, and the Luhn check digit.
+/// A payment card: a known issuer's range and length, and the Luhn check digit; or, for the
+/// ranges and lengths card-validate does not list (19-digit Visa, 12-digit Maestro, UATP),
+/// 12-19 digits under a card industry's first digit (1-6, ISO/IEC 7812) that pass Luhn.
 pub fn card(digits: &str) -> bool {
     card_validate::Validate::from(digits).is_ok()
+        || ((12..=19).contains(&digits.len())
+            && matches!(digits.as_bytes().first(), Some(b'1'..=b'6'))
+            && card_validate::Validate::is_luhn_valid(digits))
 }
 
 /// An IBAN in its compact form (no spaces): country, check digits (mod 97) and the country's

@@ -42,15 +42,19 @@ static URL: LazyLock<Regex> = LazyLock::new(|| {
         r#"(?i)\b(?:(?:https?|ftps?|sftp|ssh|wss?|postgres(?:ql)?|mysql|redis|rediss|mongodb(?:\+srv)?|amqps?)://|www\.)[^\s<>"'`]+"#,
     )
 });
-static CARD: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:\d[ \-]?){12,18}\d\b"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:\d[ \-]?){11,18}\d\b"));
 static IBAN: LazyLock<Regex> = LazyLock::new(|| re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"));
 static SSN: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d{3}([\- ]?)\d{2}[\- ]?\d{4}\b"));
 static NINO: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b([A-Z]{2}) ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"));
-/// A phone-shaped run: an optional `+` or `00`, digits with the separators people write
-/// numbers with, an optional extension.
+/// A phone-shaped run: an optional `+` or opening bracket, digits with the separators people
+/// write numbers with, an optional extension.
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:\+|\b)\(?\d[\d \-.()/]{5,22}\d(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?\b")
+    re(r"(?:\+\(?|\(|\b)\d[\d \-.()/]{4,22}\d(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?\b")
+});
+/// What a phone-shaped run may really be: a date (`4/18/1960`, `2010-04-22`) or a decimal.
+static NOT_PHONE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^\d{1,2}/\d{1,2}/\d{2,4}$|\b\d{4}-\d{2}-\d{2}\b|^\d+\.\d+$|^\d{1,2}\.\d{1,2}\.\d{4}$")
 });
 static IPV4: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"));
 static IPV6: LazyLock<Regex> =
@@ -152,7 +156,7 @@ fn patterns(text: &str, level: Level, out: &mut Vec<Found>) {
     }
     for m in CARD.find_iter(text) {
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
-        if checks::card(&digits) || (strict && (13..=19).contains(&digits.len())) {
+        if checks::card(&digits) || (strict && (12..=19).contains(&digits.len())) {
             push(out, m.range(), Kind::Card);
         }
     }
@@ -210,14 +214,19 @@ fn phone(candidate: &str, start: usize, strict: bool, out: &mut Vec<Found>) {
     } else {
         (lead, &trimmed[lead..])
     };
-    let digits = body.chars().filter(char::is_ascii_digit).count();
-    if !(7..=15).contains(&digits) && !body.contains('x') && !body.contains("ext") {
+    if NOT_PHONE.is_match(body) {
         return;
     }
+    let digits = body.chars().filter(char::is_ascii_digit).count();
     // A bare run of digits is a phone number only where a plan assigns it; a written one
     // (separators, a `+`) also where it is only possible: made-up numbers are still
-    // someone's to the reader, and a false find costs a placeholder, not a leak.
+    // someone's to the reader, and a false find costs a placeholder, not a leak. Six digits
+    // only when written (`87 47 98`, a local number in several plans).
     let written = body.starts_with('+') || body.contains([' ', '-', '.', '(', '/']);
+    let least = if written { 6 } else { 7 };
+    if !(least..=15).contains(&digits) && !body.contains('x') && !body.contains("ext") {
+        return;
+    }
     let keep = match checks::phone(body) {
         Phone::Valid => true,
         Phone::Possible => written || strict,

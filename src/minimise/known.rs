@@ -21,9 +21,12 @@ pub const NAMES_ENTRY: &str = "privacy.names";
 pub const MAX_NAMES: usize = 10_000;
 pub const MAX_NAME_LEN: usize = 200;
 
+/// The vault's entries as listed (name, time of change), sorted: what a finder was built from.
+type Listed = Vec<(String, i64)>;
+
 pub struct Known {
     vault: Arc<Vault>,
-    cached: Mutex<Option<(Vec<(String, i64)>, Finder)>>,
+    cached: Mutex<Option<(Listed, Finder)>>,
 }
 
 impl Known {
@@ -36,7 +39,7 @@ impl Known {
 
     /// The finder for the vault as it is now.
     pub async fn finder(&self) -> Result<Finder> {
-        let mut listed: Vec<(String, i64)> = self
+        let mut listed: Listed = self
             .vault
             .list()
             .await?

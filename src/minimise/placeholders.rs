@@ -216,7 +216,7 @@ mod tests {
             w.restore("Sent to <email_2> and <EMAIL_1>."),
             "Sent to bob@example.com and ann@example.com."
         );
-        assert_eq!(format!("{w:?}").contains("example"), false);
+        assert!(!format!("{w:?}").contains("example"));
     }
 
     #[test]

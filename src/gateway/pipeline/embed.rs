@@ -1,14 +1,16 @@
-//! One embeddings call through the stages of a paid call: guard, reserve, call, settle,
-//! audit, on a task of its own like a whole chat answer (`call`), so a client that hangs up
+//! One embeddings call through the stages of a paid call: guard, minimise (the texts a cloud
+//! model embeds lose their personal data; nothing comes back to restore), reserve, call,
+//! settle, audit, on a task of its own like a whole chat answer (`call`), so a client that hangs up
 //! cannot leave the call unsettled or unaudited.
 //!
 //! What differs from chat: the bound is the input itself (every byte a token), there is no
 //! output, and there is no cloud fallback (another model's vectors live in another space).
 //! The input and the vectors are never stored, logged or audited; the entry counts them.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use super::audit::Charge;
+use super::audit::{Charge, Withheld};
 use super::call::{Failure, bounded, failed};
 use super::caller::Caller;
 use crate::cost::ledger::{MAX_CALL_SECS, Micros};
@@ -56,12 +58,13 @@ async fn embed_owned(
     let latency_ms = start.elapsed().as_millis() as u64;
     let inputs = Some(req.inputs.len());
     match result {
-        Ok((embeddings, usage, charged)) => {
+        Ok((embeddings, usage, charged, withheld)) => {
             let charge = Charge {
                 usage,
                 charged,
                 latency_ms,
                 inputs,
+                withheld,
                 ..Default::default()
             };
             if gone() {
@@ -104,15 +107,25 @@ async fn embed_once(
     route: &Route,
     req: &EmbeddingsRequest,
     gone: &(dyn Fn() -> bool + Sync),
-) -> std::result::Result<(Embeddings, Usage, Micros), Failure> {
+) -> std::result::Result<(Embeddings, Usage, Micros, Withheld), Failure> {
     super::guard::check(state, route)?;
+    let minimised = super::minimise::withhold_texts(state, caller, route, &req.inputs).await?;
+    let (sent, withheld) = match minimised {
+        Some((inputs, w)) => {
+            let mut sent = req.clone();
+            sent.inputs = inputs;
+            (Cow::Owned(sent), w.counts())
+        }
+        None => (Cow::Borrowed(req), Withheld::new()),
+    };
+    let req = sent.as_ref();
     let hold = super::reserve::reserve_bound(state, caller, route, req.usage_bound()).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(MAX_CALL_SECS);
     match bounded(state, route, deadline, state.providers.embed(route, req)).await {
         Ok(embeddings) => {
             let usage = embeddings.usage(req);
             let charged = state.budget.settle(hold, route, usage).await?;
-            Ok((embeddings, usage, charged))
+            Ok((embeddings, usage, charged, withheld))
         }
         Err(e) => Err(failed(state, hold, e, gone()).await),
     }

@@ -64,6 +64,28 @@ pub async fn withhold(
     Ok((!w.is_empty()).then_some((sent, w)))
 }
 
+/// Texts to embed as the cloud will see them, and what was withheld; `None` when nothing was
+/// (or the model is local). Nothing comes back to restore: an embedding is of the text sent.
+pub async fn withhold_texts(
+    state: &AppState,
+    caller: &Caller,
+    route: &Route,
+    texts: &[String],
+) -> Result<Option<(Vec<String>, Withholding)>> {
+    let Some(level) = level(state, caller, route)? else {
+        return Ok(None);
+    };
+    let mut w = Withholding::new(state.known.finder().await?, level);
+    for t in texts {
+        w.note(t);
+    }
+    let sent = texts
+        .iter()
+        .map(|t| w.withhold(t).map(|c| c.into_owned()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((!w.is_empty()).then_some((sent, w)))
+}
+
 /// A whole answer with this call's placeholders put back: text, refusals and function-call
 /// arguments (JSON-escaped there).
 pub fn restore(w: &Withholding, c: &mut Completion) {
