@@ -16,6 +16,9 @@
 //! The Tools section (issue 27) has a test of its own (`tests/privacy_center/tools.py`):
 //! tool calls made with the official MCP SDK over `/mcp`, counted per server and tool.
 //!
+//! What minimisation withheld from cloud calls (issue 30) is checked in the Report section
+//! by `tests/privacy_center/withheld.py`.
+//!
 //! The Devices section (issue 28) is driven in `tests/discover_server.rs`, where the browser,
 //! the server and the devices it finds all sit in network namespaces of the test's own (a
 //! search sends multicast, which must never reach a real network).
@@ -673,6 +676,56 @@ async fn the_devices_section_says_when_discovery_is_off() {
     .await;
     let summary: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(summary["services"], json!(["hue"]), "{summary}");
+    server.stop();
+}
+
+/// What minimisation withheld from cloud calls (issue 30): counted per day and provider by
+/// `GET /api/report`, shown by the Report section (`tests/privacy_center/withheld.py`), never
+/// the values themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_shows_what_was_withheld_from_the_cloud() {
+    let (addr, mock) = mock::start().await;
+    let home = upstream_env(Home::new(), addr)
+        .with("MAESTRA_OPENAI_KEY", "sk-test-openai")
+        .with("MAESTRA_ANTHROPIC_KEY", "sk-ant-test-anthropic");
+    let mut server = Server::start(&home);
+    let values = ["ann@example.org", "+44 20 7946 0018", "bo@example.net"];
+    let ask = |model: &str, text: &str| json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": text}]});
+    for (model, text) in [
+        (
+            "gpt-4o-mini",
+            "mail ann@example.org or call +44 20 7946 0018",
+        ),
+        (
+            "gpt-4o-mini",
+            "and ann@example.org again, twice: ann@example.org",
+        ),
+        ("claude-3-5-haiku-latest", "write to bo@example.net"),
+        // A local model: nothing withheld, nothing counted.
+        ("llama3.2", "mail ann@example.org"),
+    ] {
+        let (status, body) = chat(&server, &[], ask(model, text)).await;
+        assert_eq!(status, 200, "{model}: {body}");
+    }
+    let sent: String = mock.requests().iter().map(|s| s.body.to_string()).collect();
+    assert!(!sent.contains("bo@example.net"), "{sent}");
+    let report = common::http::get_json(&server.url("/api/report?period=7d")).await;
+    let today = report["until"].clone();
+    assert_eq!(
+        report["withheld"],
+        json!([
+            {"day": today, "service": "anthropic", "values": 1},
+            {"day": today, "service": "openai", "values": 4},
+        ]),
+        "{report}"
+    );
+    assert_eq!(report["totals"]["withheld"], 5);
+    let mut argv = args([server.url("/").as_ref(), screenshots().as_os_str()]);
+    argv.extend(values.iter().map(OsString::from));
+    let out = browse(&server, "withheld.py", argv).await;
+    let rows: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(rows[1]["shown"], "4", "{rows}");
     server.stop();
 }
 
