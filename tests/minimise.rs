@@ -260,6 +260,45 @@ async fn look_alikes_case_and_the_header_that_only_tightens() {
         json!(["call me on <PHONE_1>", "<EMAIL_1>"])
     );
 
+    // A message of text parts is counted once, though its joined text is withheld too.
+    let req = client().post(&url).json(&json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "mail ann@example.org"},
+            {"type": "text", "text": "or bo@example.org"},
+        ]}],
+    }));
+    let (status, body) = send_json(req).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = received(&mock).pop().unwrap();
+    assert!(
+        sent.contains("<EMAIL_2>") && !sent.contains("@example.org"),
+        "{sent}"
+    );
+
+    // A 1 MB prompt (five messages of ~210 kB, under the 256 kB a text may hold), an address
+    // at the end of each: withheld everywhere, one placeholder, the echo restored.
+    let part = format!(
+        "{} ann@example.org",
+        "lorem ipsum dolor sit amet ".repeat(7_800)
+    );
+    let messages: Vec<Value> = (0..5)
+        .map(|_| json!({"role": "user", "content": part}))
+        .collect();
+    let req = client()
+        .post(&url)
+        .json(&json!({"model": "gpt-4o-mini", "messages": messages}));
+    let (status, body) = send_json(req).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = received(&mock).pop().unwrap();
+    assert!(sent.len() > 1_000_000);
+    assert!(!sent.contains("ann@example.org") && sent.contains("<EMAIL_1>"));
+    assert!(!sent.contains("<EMAIL_2>"));
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        format!("echo(5): {part}")
+    );
+
     // 10,000 addresses: each withheld, each restored, nothing mixed up.
     let many: Vec<String> = (0..10_000).map(|i| format!("u{i}@example.org")).collect();
     let text = many.join(" ");

@@ -114,7 +114,14 @@ mod tests {
         assert!(card("4111111111111111"));
         assert!(card("378282246310005"));
         assert!(!card("4111111111111112"), "Luhn");
-        assert!(!card("1234567812345670"), "no issuer");
+        assert!(
+            !card("9234567812345673"),
+            "no card industry, though Luhn holds"
+        );
+        assert!(
+            card("6304000000000000000") && card("2223000048400011"),
+            "beyond the crate's ranges"
+        );
     }
 
     #[test]

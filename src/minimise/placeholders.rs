@@ -94,6 +94,16 @@ impl Withholding {
 
     /// `text` with every value found replaced by its placeholder.
     pub fn withhold<'t>(&mut self, text: &'t str) -> Result<Cow<'t, str>> {
+        self.replace(text, true)
+    }
+
+    /// The same for a second copy of text already withheld (a message's joined text beside
+    /// its parts): the same placeholders, not counted twice.
+    pub fn withhold_copy<'t>(&mut self, text: &'t str) -> Result<Cow<'t, str>> {
+        self.replace(text, false)
+    }
+
+    fn replace<'t>(&mut self, text: &'t str, count: bool) -> Result<Cow<'t, str>> {
         let found = self.finder.find(text, self.level);
         if found.is_empty() {
             return Ok(Cow::Borrowed(text));
@@ -107,7 +117,9 @@ impl Withholding {
             out.push('<');
             out.push_str(&label);
             out.push('>');
-            *self.counts.entry(f.kind).or_default() += 1;
+            if count {
+                *self.counts.entry(f.kind).or_default() += 1;
+            }
             at = f.range.end;
         }
         out.push_str(&text[at..]);
@@ -217,6 +229,9 @@ mod tests {
             "Sent to bob@example.com and ann@example.com."
         );
         assert!(!format!("{w:?}").contains("example"));
+        // A second copy of text already withheld gets the same placeholders, uncounted.
+        assert_eq!(w.withhold_copy("bob@example.com").unwrap(), "<EMAIL_2>");
+        assert_eq!(w.counts(), BTreeMap::from([("EMAIL", 3)]));
     }
 
     #[test]

@@ -51,7 +51,12 @@ pub async fn withhold(
     }
     let mut sent = req.clone();
     for m in &mut sent.messages {
-        m.content = w.withhold(&m.content)?.into_owned();
+        // With parts, `content` is their text joined: what the wire sends is the parts.
+        m.content = if m.parts.is_empty() {
+            w.withhold(&m.content)?.into_owned()
+        } else {
+            w.withhold_copy(&m.content)?.into_owned()
+        };
         for p in &mut m.parts {
             if let crate::providers::chat::Part::Text(t) = p {
                 *t = w.withhold(t)?.into_owned();
