@@ -10,7 +10,7 @@ mod common;
 use common::Home;
 use common::http::{client, post_json, send_json, with_headers};
 use common::mock::{self, Mock};
-use common::server::{Server, upstream_env};
+use common::server::{Server, llm_entries, upstream_env};
 use serde_json::{Value, json};
 
 /// A name on the person's list, a vault secret, and one value of every other kind.
@@ -72,17 +72,6 @@ fn assert_withheld(body: &str) {
             "no {kind} placeholder: {body}"
         );
     }
-}
-
-fn audit_entries(server: &mut Server, home: &Home) -> (Vec<Value>, String) {
-    server.stop();
-    let text = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
-    let calls = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["category"] == "llm")
-        .collect();
-    (calls, text)
 }
 
 const SDK: &str = r#"
@@ -160,7 +149,7 @@ async fn a_cloud_call_never_carries_the_values_and_every_answer_comes_back_resto
     assert!(bodies[4].contains(NAME) && bodies[4].contains("4111 1111 1111 1111"));
 
     // Each cloud entry counts what was withheld, per kind; no entry holds a value.
-    let (entries, log) = audit_entries(&mut server, &home);
+    let (entries, log) = llm_entries(&mut server, &home);
     let cloud: Vec<&Value> = entries
         .iter()
         .filter(|e| e["service"] == "openai")
@@ -333,7 +322,7 @@ async fn the_core_endpoint_minimises_its_cloud_fallback() {
     let bodies = received(&mock);
     assert_eq!(bodies.len(), 1);
     assert_withheld(&bodies[0]);
-    let (entries, _) = audit_entries(&mut server, &home);
+    let (entries, _) = llm_entries(&mut server, &home);
     let cloud = entries.iter().find(|e| e["service"] == "openai").unwrap();
     assert_eq!(cloud["details"]["withheld"]["EMAIL"], 1);
 }

@@ -11,7 +11,7 @@ mod common;
 use common::Home;
 use common::http::{get_json, post_json};
 use common::mock::{self, Mock};
-use common::server::{Server, upstream_env};
+use common::server::{Server, llm_entries, upstream_env};
 use serde_json::{Value, json};
 
 const OPENAI_CANARY: &str = "sk-proj-CANARYopenai0123456789abcdef";
@@ -79,18 +79,6 @@ fn upstream(mock: &Mock, path: &str) -> Vec<Value> {
         .filter(|s| s.path == path)
         .map(|s| s.body)
         .collect()
-}
-
-/// The audit log's model-call entries, read after the server stopped (which flushes them).
-fn audited(server: &mut Server, home: &Home) -> (Vec<Value>, String) {
-    server.stop();
-    let text = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
-    let calls = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["category"] == "llm")
-        .collect();
-    (calls, text)
 }
 
 async fn post(server: &Server, body: Value) -> (u16, Value) {
@@ -385,7 +373,7 @@ async fn function_tools_plain_and_streamed_and_their_answers_go_back() {
     assert_eq!(forced["parallel_tool_calls"], false);
     // Each call audited as `responses`, naming the functions the model asked for, never what
     // it was asked or answered.
-    let (calls, text) = audited(&mut server, &home);
+    let (calls, text) = llm_entries(&mut server, &home);
     assert!(!calls.is_empty());
     assert!(
         calls.iter().all(|e| e["action"] == "responses"),
@@ -473,7 +461,7 @@ async fn what_maestra_does_not_carry_is_refused_by_name_and_nothing_is_stored() 
     // Stateless: no conversation was kept, and the audit entry is the call's, without content.
     let list = get_json(&server.url("/api/conversations")).await;
     assert_eq!(list["conversations"], json!([]), "{list}");
-    let (calls, text) = audited(&mut server, &home);
+    let (calls, text) = llm_entries(&mut server, &home);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["action"], "responses");
     assert_eq!(calls[0]["service"], "local_model");

@@ -146,3 +146,16 @@ impl Drop for Server {
         }
     }
 }
+
+/// The audit log's model-call entries (`llm`) and its whole text, read after stopping the
+/// server (which flushes them).
+pub fn llm_entries(server: &mut Server, home: &Home) -> (Vec<serde_json::Value>, String) {
+    server.stop();
+    let text = std::fs::read_to_string(home.root().join("logs/audit.log")).unwrap();
+    let calls = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["category"] == "llm")
+        .collect();
+    (calls, text)
+}
