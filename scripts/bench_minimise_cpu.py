@@ -369,7 +369,7 @@ def git_rev() -> str:
                              capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
                                capture_output=True, text=True, check=True).stdout.strip()
-        return rev + (" with uncommitted changes under src/" if dirty else "")
+        return rev + (", with uncommitted changes under src/" if dirty else ", src/ clean")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -475,7 +475,7 @@ def main() -> None:
                  f"{os.cpu_count()} cores; load average before {load_before}"
                  + ("" if quiet else "; **other builds or tests were running at the start**")
                  + ".")
-    lines.append(f"Binary: `{binary}` (`{version}`), built from {git_rev()}. Prompt: "
+    lines.append(f"Binary: `{binary}` (`{version}`); the repository when run: {git_rev()}. Prompt: "
                  f"{len(PROMPT.encode())} bytes, one user message; {a.requests:,} requests per "
                  f"configuration and round, {a.rounds} rounds, {a.warmup} warm-up requests each.")
     lines.append("")

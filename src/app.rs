@@ -123,7 +123,7 @@ impl App {
             audit.clone(),
         )?;
         let approvals = Approvals::new(store.clone(), ctx.config.mcp.ask_timeout);
-        let known = Known::new(vault.clone());
+        let known = Known::new(vault.clone(), store.clone());
         let state = Arc::new(AppState {
             config: ctx.config,
             known,

@@ -177,7 +177,7 @@ async fn a_cloud_call_never_carries_the_values_and_every_answer_comes_back_resto
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn look_alikes_case_and_the_header_that_only_tightens() {
-    let (server, mock, _home) = setup(&[]).await;
+    let (server, mock, home) = setup(&[]).await;
     let url = server.url("/v1/chat/completions");
     let chat = |text: &str, headers: &[(&str, &str)]| {
         let req = client().post(&url).json(&json!({
@@ -229,6 +229,16 @@ async fn look_alikes_case_and_the_header_that_only_tightens() {
             .as_str()
             .unwrap()
             .contains("X-Maestra-Minimise")
+    );
+
+    // A secret put into the vault by another process while the server runs is withheld from
+    // the very next call (the store's marker is read before each cloud call).
+    home.ok(&["vault", "put", "late"], b"late-canary-5e6f7a8b");
+    chat("the new key is late-canary-5e6f7a8b", &[]).await;
+    let sent = received(&mock).pop().unwrap();
+    assert!(
+        !sent.contains("late-canary") && sent.contains("<SECRET_1>"),
+        "{sent}"
     );
 
     // Texts embedded by a cloud model lose theirs too (nothing comes back to restore).

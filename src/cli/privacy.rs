@@ -69,7 +69,9 @@ fn parse_level(s: &str) -> std::result::Result<Level, String> {
 
 pub async fn run(config_file: Option<&Path>, cmd: PrivacyCommand) -> Result<ExitCode> {
     let ctx = Context::load(config_file, false)?;
-    let known = Known::new(Arc::new(ctx.vault().await?));
+    let store = ctx.store().await?;
+    let vault = crate::privsec::vault::Vault::new(ctx.keyring()?, store.clone());
+    let known = Known::new(Arc::new(vault), store);
     match cmd {
         PrivacyCommand::Test {
             text,

@@ -496,4 +496,8 @@ impl Store for SealedStore {
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.changes()
     }
+
+    fn catch_up_changes(&self) {
+        self.inner.catch_up_changes();
+    }
 }

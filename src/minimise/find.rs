@@ -18,6 +18,9 @@ use super::{Kind, Level, Literals};
 pub struct Found {
     pub range: Range<usize>,
     pub kind: Kind,
+    /// Passed its validator (or needs none): what `standard` withholds. A find that only
+    /// looks like its kind (`strict`) gives way to one that passed where the two overlap.
+    pub sure: bool,
 }
 
 /// The patterns, the person's names and the vault's secrets: everything a call's text is
@@ -126,6 +129,7 @@ impl Finder {
             all.push(Found {
                 range,
                 kind: Kind::Secret,
+                sure: true,
             });
         }
         self.secrets.find(text, &mut all);
@@ -138,7 +142,20 @@ impl Finder {
 }
 
 fn push(out: &mut Vec<Found>, range: Range<usize>, kind: Kind) {
-    out.push(Found { range, kind });
+    out.push(Found {
+        range,
+        kind,
+        sure: true,
+    });
+}
+
+/// A find that only looks like its kind (`strict`).
+fn push_unsure(out: &mut Vec<Found>, range: Range<usize>, kind: Kind) {
+    out.push(Found {
+        range,
+        kind,
+        sure: false,
+    });
 }
 
 fn patterns(text: &str, level: Level, out: &mut Vec<Found>) {
@@ -156,15 +173,17 @@ fn patterns(text: &str, level: Level, out: &mut Vec<Found>) {
     }
     for m in CARD.find_iter(text) {
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
-        if checks::card(&digits) || (strict && (12..=19).contains(&digits.len())) {
+        if checks::card(&digits) {
             push(out, m.range(), Kind::Card);
+        } else if strict && (12..=19).contains(&digits.len()) {
+            push_unsure(out, m.range(), Kind::Card);
         }
     }
     for m in IBAN.find_iter(text) {
         if let Some(range) = iban(text, m.range()) {
             push(out, range, Kind::Iban);
         } else if strict {
-            push(out, m.range(), Kind::Iban);
+            push_unsure(out, m.range(), Kind::Iban);
         }
     }
     for c in SSN.captures_iter(text) {
@@ -172,20 +191,21 @@ fn patterns(text: &str, level: Level, out: &mut Vec<Found>) {
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
         // The separated form is an SSN's own; nine bare digits are anything at `standard`.
         let separated = c.get(1).is_some_and(|s| !s.is_empty());
-        if (separated && checks::ssn(&digits)) || (strict && digits.len() == 9) {
+        if separated && checks::ssn(&digits) {
             push(out, m.range(), Kind::Ssn);
+        } else if strict && digits.len() == 9 {
+            push_unsure(out, m.range(), Kind::Ssn);
         }
     }
     for c in NINO.captures_iter(text) {
         let (Some(m), Some(prefix)) = (c.get(0), c.get(1)) else {
             continue;
         };
-        if checks::nino_prefix(&prefix.as_str().to_ascii_uppercase()) || strict {
+        if checks::nino_prefix(&prefix.as_str().to_ascii_uppercase()) {
             push(out, m.range(), Kind::Nino);
+        } else if strict {
+            push_unsure(out, m.range(), Kind::Nino);
         }
-    }
-    for m in PHONE.find_iter(text) {
-        phone(m.as_str(), m.start(), strict, out);
     }
     for m in IPV4.find_iter(text) {
         if m.as_str().parse::<Ipv4Addr>().is_ok() {
@@ -199,8 +219,40 @@ fn patterns(text: &str, level: Level, out: &mut Vec<Found>) {
             push(out, m.range(), Kind::Ip);
         }
     }
+    // Last of the numbers, and only where no other kind already holds the digits: a phone
+    // number's check is the costliest one (a parse per country), and an address, card or
+    // IBAN would win the overlap anyway.
+    let taken = Taken::of(out);
+    for m in PHONE.find_iter(text) {
+        if !taken.overlaps(&m.range()) {
+            phone(m.as_str(), m.start(), strict, out);
+        }
+    }
     for m in ADDRESS.find_iter(text) {
         push(out, m.range(), Kind::Address);
+    }
+}
+
+/// The ranges of the finds so far, to look an overlap up in.
+struct Taken(BTreeMap<usize, usize>);
+
+impl Taken {
+    /// The sure finds: an unsure one does not keep a phone number from being checked.
+    fn of(found: &[Found]) -> Taken {
+        Taken(
+            found
+                .iter()
+                .filter(|f| f.sure)
+                .map(|f| (f.range.start, f.range.end))
+                .collect(),
+        )
+    }
+
+    fn overlaps(&self, r: &Range<usize>) -> bool {
+        self.0
+            .range(..r.end)
+            .next_back()
+            .is_some_and(|(_, end)| *end > r.start)
     }
 }
 
@@ -227,13 +279,20 @@ fn phone(candidate: &str, start: usize, strict: bool, out: &mut Vec<Found>) {
     if !(least..=15).contains(&digits) && !body.contains('x') && !body.contains("ext") {
         return;
     }
-    let keep = match checks::phone(body) {
-        Phone::Valid => true,
-        Phone::Possible => written || strict,
-        Phone::No => strict && written && (10..=15).contains(&digits),
+    // A written number needs only to be possible somewhere: the first plan that parses it
+    // settles it, where a bare one is tried against every plan for one that assigns it.
+    let sure = match checks::phone(body, written || strict) {
+        Phone::Valid => Some(true),
+        Phone::Possible if written => Some(true),
+        Phone::Possible if strict => Some(false),
+        Phone::No if strict && written && (10..=15).contains(&digits) => Some(false),
+        _ => None,
     };
-    if keep {
-        push(out, start + from..start + from + body.len(), Kind::Phone);
+    let range = start + from..start + from + body.len();
+    match sure {
+        Some(true) => push(out, range, Kind::Phone),
+        Some(false) => push_unsure(out, range, Kind::Phone),
+        None => {}
     }
 }
 
@@ -273,9 +332,17 @@ fn url_carries_credentials(text: &str) -> bool {
         })
 }
 
-/// The finds with overlaps settled: by [`rank`], then the longer, then the earlier.
+/// The finds with overlaps settled: the sure before the unsure, then by [`rank`], then the
+/// longer, then the earlier.
 fn settle(mut all: Vec<Found>) -> Vec<Found> {
-    all.sort_by_key(|f| (rank(f.kind), usize::MAX - f.range.len(), f.range.start));
+    all.sort_by_key(|f| {
+        (
+            !f.sure,
+            rank(f.kind),
+            usize::MAX - f.range.len(),
+            f.range.start,
+        )
+    });
     let mut kept: BTreeMap<usize, Found> = BTreeMap::new();
     for f in all {
         let before = kept.range(..f.range.end).next_back();
@@ -324,7 +391,7 @@ mod tests {
 
     #[test]
     fn what_fails_its_validator_is_withheld_only_when_strict() {
-        let text = "order 4111 1111 1111 1112, SSN 666-05-1120, see https://example.com/a";
+        let text = "order 4111 1111 1111 1112, SSN 666051120, see https://example.com/a";
         let standard: Vec<Kind> = kinds(text, Level::Standard)
             .into_iter()
             .map(|k| k.0)
@@ -340,6 +407,16 @@ mod tests {
             .map(|k| k.0)
             .collect();
         assert_eq!(strict, [Kind::Card, Kind::Ssn, Kind::Url]);
+    }
+
+    #[test]
+    fn what_passed_its_check_wins_over_what_only_looks_like_another_kind() {
+        // Twelve digits are card-shaped to `strict`, but the phone number's plan holds.
+        let text = "call +44 20 7946 0018";
+        assert_eq!(
+            kinds(text, Level::Strict),
+            [(Kind::Phone, "+44 20 7946 0018")]
+        );
     }
 
     #[test]

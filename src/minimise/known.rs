@@ -3,17 +3,22 @@
 //! [`NAMES_ENTRY`] — encrypted at rest under the vault's keys, re-encrypted by a key rotation,
 //! shared by the instances of one PostgreSQL and carried by backups like every secret.
 //!
-//! The finder built from them is cached and rebuilt when the vault's list of entries (names and
-//! times of change) differs from the one it was built from: a `maestra vault put` made by
-//! another process is seen by the next call, without a poll.
+//! The finder built from them is cached, and rebuilt on the first call after the store says it
+//! may have changed (`Store::changes`: every secret put or deleted announces itself, in this
+//! process at once, from another process through the embedded store's marker, which each call
+//! reads: `Store::catch_up_changes`). A call that finds no change reads no row. PostgreSQL's
+//! store counts a change once a second: a secret another server put is withheld from calls
+//! made a second later.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::watch;
 
 use super::{Finder, Literals};
 use crate::error::{Error, Result};
 use crate::privsec::vault::Vault;
+use crate::store::Store;
 
 /// The vault entry that holds the person's names: a JSON array of strings.
 pub const NAMES_ENTRY: &str = "privacy.names";
@@ -21,40 +26,49 @@ pub const NAMES_ENTRY: &str = "privacy.names";
 pub const MAX_NAMES: usize = 10_000;
 pub const MAX_NAME_LEN: usize = 200;
 
-/// The vault's entries as listed (name, time of change), sorted: what a finder was built from.
-type Listed = Vec<(String, i64)>;
-
 pub struct Known {
     vault: Arc<Vault>,
-    cached: Mutex<Option<(Listed, Finder)>>,
+    store: Arc<dyn Store>,
+    /// The store's change counter (`Store::changes`).
+    changes: Mutex<watch::Receiver<u64>>,
+    cached: Mutex<Option<Finder>>,
 }
 
 impl Known {
-    pub fn new(vault: Arc<Vault>) -> Known {
+    /// The vault's values, on the store the vault uses.
+    pub fn new(vault: Arc<Vault>, store: Arc<dyn Store>) -> Known {
         Known {
             vault,
+            changes: Mutex::new(store.changes()),
+            store,
             cached: Mutex::new(None),
         }
     }
 
     /// The finder for the vault as it is now.
     pub async fn finder(&self) -> Result<Finder> {
-        let mut listed: Listed = self
-            .vault
-            .list()
-            .await?
-            .into_iter()
-            .map(|s| (s.name, s.updated_at))
-            .collect();
-        listed.sort();
-        if let Some((seen, finder)) = &*self.cached.lock().unwrap_or_else(PoisonError::into_inner)
-            && *seen == listed
+        // A `vault put` that returned before this call is counted now, not at the kernel's
+        // notice a moment later.
+        self.store.catch_up_changes();
         {
-            return Ok(finder.clone());
+            let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+            // Marked seen before the vault is read, so a change made while it is read is
+            // noticed by the next call.
+            let changed = changes.has_changed().unwrap_or(true);
+            changes.borrow_and_update();
+            let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+            match (changed, &*cached) {
+                (false, Some(finder)) => return Ok(finder.clone()),
+                // Dropped, so that no call meanwhile takes the finder from before the change.
+                (true, _) => *cached = None,
+                (false, None) => {}
+            }
         }
+        let listed = self.vault.list().await?;
         let mut secrets = Vec::new();
         let mut names = Vec::new();
-        for (name, _) in &listed {
+        for s in &listed {
+            let name = &s.name;
             let value = match self.vault.get(name).await {
                 Ok(v) => v,
                 // Deleted since it was listed.
@@ -69,8 +83,7 @@ impl Known {
         }
         let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
         let finder = Finder::new(Literals::names(&names), Literals::secrets(&exposed));
-        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((listed, finder.clone()));
+        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(finder.clone());
         Ok(finder)
     }
 

@@ -91,6 +91,7 @@ impl Literals {
                 out.push(super::Found {
                     range: start..end,
                     kind: self.kind,
+                    sure: true,
                 });
             }
         }

@@ -1,9 +1,10 @@
-//! Tells a process when the store's `meta` facts may have changed, its own writes or another
-//! process's (`maestra lockdown`, a forget from the command line), without a timer, so a server
-//! at rest is not woken to look.
+//! Tells a process when the store's `meta` facts or vault secrets may have changed, its own
+//! writes or another process's (`maestra lockdown`, a forget or a `vault put` from the command
+//! line), without a timer, so a server at rest is not woken to look.
 //!
-//! The embedded store: every `meta` write also rewrites a small marker file in a directory of
-//! its own beside the database (`<db>-changes/meta`, holding nothing but a counter), and the
+//! The embedded store: every `meta` write (and every secret put or deleted) also rewrites a
+//! small marker file in a directory of its own beside the database (`<db>-changes/meta`,
+//! holding nothing but a counter), and the
 //! kernel reports that (inotify, through the `notify` crate) to a thread that sleeps until it
 //! does. The marker, not the database's log, is watched: the log is written by every request,
 //! and its notices would wake that thread on each one. Its directory is watched rather than the
@@ -20,6 +21,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -34,6 +36,8 @@ pub struct Changes {
     sender: watch::Sender<u64>,
     /// The SQLite store's marker (see the module doc); none for PostgreSQL.
     marker: Option<PathBuf>,
+    /// What the marker held when this process last wrote or read it (see [`Changes::catch_up`]).
+    seen: Mutex<Vec<u8>>,
     _source: Source,
 }
 
@@ -50,6 +54,7 @@ impl Changes {
         Changes {
             sender,
             marker: Some(marker),
+            seen: Mutex::new(Vec::new()),
             _source: source,
         }
     }
@@ -61,6 +66,7 @@ impl Changes {
         Changes {
             sender,
             marker: None,
+            seen: Mutex::new(Vec::new()),
             _source: source,
         }
     }
@@ -70,22 +76,43 @@ impl Changes {
         self.sender.subscribe()
     }
 
-    /// Says that this process changed a `meta` fact: to itself at once, and to the other
+    /// Says that this process changed a `meta` fact or a secret: to itself at once, and to the other
     /// processes on the database through the marker. Best effort: a marker that cannot be
     /// written leaves the others to notice on their next change (and is logged).
     pub fn announce(&self) {
         self.sender.send_modify(|n| *n = n.wrapping_add(1));
         let Some(marker) = &self.marker else { return };
-        let count = *self.sender.borrow();
+        // Random, so that two processes' writes never leave the same bytes behind: a reader
+        // that compares contents (`catch_up`) must see every write as a change.
+        let content = rand::random::<[u8; 16]>().to_vec();
         let written = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .mode(0o600)
             .open(marker)
-            .and_then(|mut f| f.write_all(&count.to_le_bytes()));
+            .and_then(|mut f| f.write_all(&content));
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = content;
         if let Err(e) = written {
             tracing::warn!(error = %e, marker = %marker.display(), "cannot tell other processes of a change");
+        }
+    }
+}
+
+impl Changes {
+    /// Counts a change now if the marker changed since this process last wrote or read it,
+    /// without waiting for the kernel's notice: for a caller that must not act on what it knew
+    /// before another process's write returned (minimisation, before a cloud call, must know
+    /// every vault secret). One small read; nothing for PostgreSQL, which has no marker.
+    pub fn catch_up(&self) {
+        let Some(marker) = &self.marker else { return };
+        let Ok(content) = std::fs::read(marker) else {
+            return;
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if *seen != content {
+            *seen = content;
+            self.sender.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }
@@ -173,6 +200,15 @@ mod tests {
             .await
             .expect("no notice of the announcement")
             .unwrap();
+        // Read back at once, without the notice: another write is a change, a re-read is not.
+        let mut after = server.subscribe();
+        after.borrow_and_update();
+        command.announce();
+        server.catch_up();
+        assert!(after.has_changed().unwrap());
+        after.borrow_and_update();
+        server.catch_up();
+        assert!(!after.has_changed().unwrap());
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(marker_path(&db)).unwrap().permissions(),
         );

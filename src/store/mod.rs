@@ -377,6 +377,10 @@ pub trait Store:
     /// of flags other processes set (lockdown, forgotten users' keys) wait on, so a server at
     /// rest is not woken by a timer (see `changes`).
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Counts another process's change now, where the store can tell without waiting for a
+    /// notice (the embedded store reads its marker: `changes::Changes::catch_up`).
+    fn catch_up_changes(&self) {}
 }
 
 /// The storage traits, for code that calls their methods on an `Arc<dyn Store>`.

@@ -20,6 +20,8 @@ impl Secrets for PostgresStore {
         .bind(r.updated_at)
         .execute(&self.pool)
         .await?;
+        // Minimisation's list of the vault's values follows vault writes (`minimise::known`).
+        self.changes.announce();
         Ok(())
     }
 
@@ -53,6 +55,7 @@ impl Secrets for PostgresStore {
             .bind(name)
             .execute(&self.pool)
             .await?;
+        self.changes.announce();
         Ok(done.rows_affected() > 0)
     }
 

@@ -161,6 +161,10 @@ impl Store for SqliteStore {
         self.changes.subscribe()
     }
 
+    fn catch_up_changes(&self) {
+        self.changes.catch_up();
+    }
+
     /// Writes the queued turns and the ledger's queue, then closes every connection; the last
     /// one to close checkpoints the write-ahead log into the main file.
     async fn close(&self) {

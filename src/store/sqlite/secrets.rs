@@ -20,6 +20,8 @@ impl Secrets for SqliteStore {
         .bind(r.updated_at)
         .execute(&self.writer)
         .await?;
+        // Minimisation's list of the vault's values follows vault writes (`minimise::known`).
+        self.changes.announce();
         Ok(())
     }
 
@@ -51,6 +53,7 @@ impl Secrets for SqliteStore {
             .bind(name)
             .execute(&self.writer)
             .await?;
+        self.changes.announce();
         Ok(done.rows_affected() > 0)
     }
 
