@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde_json::{Map, Value};
 
 struct Pattern {
@@ -71,13 +71,25 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     ]
 });
 
+/// All the patterns in one automaton: which of them match at all, in one pass over the text
+/// (most texts hold no secret, and then no pattern runs on its own).
+static ANY: LazyLock<RegexSet> = LazyLock::new(|| {
+    RegexSet::new(PATTERNS.iter().map(|p| p.re.as_str()))
+        .unwrap_or_else(|e| unreachable!("built-in patterns: {e}"))
+});
+
 /// The text with every recognised secret replaced by `[REDACTED:<kind>]`.
 /// NUL characters are dropped too: PostgreSQL text cannot hold them, and both stores must
 /// accept the same input.
 pub fn redact(text: &str) -> String {
     let mut out = text.replace('\0', "");
-    for p in PATTERNS.iter() {
-        if !p.re.is_match(&out) {
+    let present = ANY.matches(&out);
+    if !present.matched_any() {
+        return out;
+    }
+    for (i, p) in PATTERNS.iter().enumerate() {
+        // A pattern that matched before an earlier one replaced text may match no more.
+        if !present.matched(i) || !p.re.is_match(&out) {
             continue;
         }
         let marker = format!("[REDACTED:{}]", p.kind);
@@ -101,7 +113,8 @@ pub fn redact(text: &str) -> String {
 /// what a secret is.
 pub fn secret_spans(text: &str) -> Vec<std::ops::Range<usize>> {
     let mut spans = Vec::new();
-    for p in PATTERNS.iter() {
+    for i in ANY.matches(text).iter() {
+        let p = &PATTERNS[i];
         for c in p.re.captures_iter(text) {
             let Some(whole) = c.get(0) else { continue };
             let start = match p.keep {
