@@ -39,6 +39,8 @@ try:
     page = driver.find_element(By.TAG_NAME, "body").text
     for v in VALUES:
         assert v not in page, f"a withheld value is on the page: {v!r}"
+    table = driver.find_element(By.CSS_SELECTOR, '#report-body table[data-table="withheld"]')
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", table)
     driver.save_screenshot(f"{SHOTS}/withheld.png")
     problems = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert not problems, problems
