@@ -38,6 +38,9 @@ pub struct Changes {
     marker: Option<PathBuf>,
     /// What the marker held when this process last wrote or read it (see [`Changes::catch_up`]).
     seen: Mutex<Vec<u8>>,
+    /// The marker, kept open for [`Changes::catch_up`]: reading an open file raises no event
+    /// the watch listens for, where opening it would wake the watching thread each time.
+    reader: Mutex<Option<std::fs::File>>,
     _source: Source,
 }
 
@@ -55,6 +58,7 @@ impl Changes {
             sender,
             marker: Some(marker),
             seen: Mutex::new(Vec::new()),
+            reader: Mutex::new(None),
             _source: source,
         }
     }
@@ -67,6 +71,7 @@ impl Changes {
             sender,
             marker: None,
             seen: Mutex::new(Vec::new()),
+            reader: Mutex::new(None),
             _source: source,
         }
     }
@@ -103,15 +108,24 @@ impl Changes {
     /// Counts a change now if the marker changed since this process last wrote or read it,
     /// without waiting for the kernel's notice: for a caller that must not act on what it knew
     /// before another process's write returned (minimisation, before a cloud call, must know
-    /// every vault secret). One small read; nothing for PostgreSQL, which has no marker.
+    /// every vault secret). One read of the marker, kept open; nothing for PostgreSQL, which
+    /// has no marker.
     pub fn catch_up(&self) {
         let Some(marker) = &self.marker else { return };
-        let Ok(content) = std::fs::read(marker) else {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        if reader.is_none() {
+            // Until some process has announced a change, there is no marker to read.
+            *reader = std::fs::File::open(marker).ok();
+        }
+        let Some(file) = reader.as_ref() else { return };
+        // Writers truncate and rewrite the marker in place, so the open file shows each write.
+        let mut buf = [0u8; 64];
+        let Ok(n) = std::os::unix::fs::FileExt::read_at(file, &mut buf, 0) else {
             return;
         };
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if *seen != content {
-            *seen = content;
+        if seen.as_slice() != &buf[..n] {
+            *seen = buf[..n].to_vec();
             self.sender.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
