@@ -39,6 +39,22 @@ fn head_bytes(req: &Request) -> usize {
         + line
 }
 
+/// Most bytes past the limit read (and dropped) before a 413, and for how long.
+const DRAIN_BYTES: u64 = 4 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads a body of `declared` bytes to its end and drops it; the caller bounds it in time.
+async fn drain(body: axum::body::Body, declared: u64) {
+    let mut frames = body.into_data_stream();
+    let mut read: u64 = 0;
+    while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut frames).await {
+        read += chunk.len() as u64;
+        if read >= declared {
+            break;
+        }
+    }
+}
+
 /// 431 for a head over the limits, 413 for a declared body over the limit.
 pub async fn shape(State(state): State<Shared>, req: Request, next: Next) -> Response {
     if req.headers().len() > MAX_HEADERS || head_bytes(&req) > MAX_HEADER_BYTES {
@@ -62,7 +78,13 @@ pub async fn shape(State(state): State<Shared>, req: Request, next: Next) -> Res
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        // A client that writes its whole body before it reads (most do) would meet a closed
+        // connection, not this answer: what it sends is read and dropped first, when the
+        // excess is at most DRAIN_BYTES and arrives within DRAIN_TIME.
+        if n - limit as u64 <= DRAIN_BYTES {
+            let _ = tokio::time::timeout(DRAIN_TIME, drain(req.into_body(), n)).await;
+        }
         let mut resp = Error::TooLarge(format!(
             "the declared body is over the limit of {limit} bytes"
         ))
