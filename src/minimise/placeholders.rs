@@ -163,11 +163,10 @@ impl Withholding {
     /// The value a placeholder stands for, in any case; `None` for one this call did not hand
     /// out (the user's own `<EMAIL_1>`, or a model's invention).
     pub fn value(&self, label: &str) -> Option<&str> {
-        let upper = label.to_ascii_uppercase();
-        if self.taken.contains(&upper) {
-            return None;
-        }
-        self.values.get(&upper).map(String::as_str)
+        // A label the request held is never handed out, so it is never among the values.
+        self.values
+            .get(&label.to_ascii_uppercase())
+            .map(String::as_str)
     }
 
     /// `text` with this call's placeholders put back.

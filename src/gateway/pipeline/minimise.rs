@@ -7,6 +7,7 @@
 //! setting says, or `X-Maestra-Minimise` when that asks for more (a request can only tighten).
 //! The [`Withholding`] lives as long as the call's task and no longer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::caller::Caller;
@@ -49,21 +50,29 @@ pub async fn withhold(
             w.note(&c.arguments);
         }
     }
+    // Only what changed is replaced: most texts hold nothing to withhold.
     let mut sent = req.clone();
     for m in &mut sent.messages {
         // With parts, `content` is their text joined: what the wire sends is the parts.
-        m.content = if m.parts.is_empty() {
-            w.withhold(&m.content)?.into_owned()
+        let joined = if m.parts.is_empty() {
+            w.withhold(&m.content)?
         } else {
-            w.withhold_copy(&m.content)?.into_owned()
+            w.withhold_copy(&m.content)?
         };
+        if let Cow::Owned(t) = joined {
+            m.content = t;
+        }
         for p in &mut m.parts {
-            if let crate::providers::chat::Part::Text(t) = p {
-                *t = w.withhold(t)?.into_owned();
+            if let crate::providers::chat::Part::Text(t) = p
+                && let Cow::Owned(out) = w.withhold(t)?
+            {
+                *t = out;
             }
         }
         for c in &mut m.tool_calls {
-            c.arguments = w.withhold(&c.arguments)?.into_owned();
+            if let Cow::Owned(out) = w.withhold(&c.arguments)? {
+                c.arguments = out;
+            }
         }
     }
     Ok((!w.is_empty()).then_some((sent, w)))
