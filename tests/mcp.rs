@@ -624,3 +624,58 @@ async fn a_service_call_cut_off_by_its_deadline_is_still_audited() {
     }
     server.stop();
 }
+
+/// A stopping server owes a tool call in flight its end and its audit entry: here the call's
+/// request was already cut off by its deadline (so no HTTP request holds the server open)
+/// when SIGTERM comes, and the device is still acting. The server waits for the call, writes
+/// its entry, and only then closes the log and exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_server_waits_for_a_tool_call_in_flight_and_audits_it() {
+    let s = home_with_services(&[], "[server]\nrequest_timeout = 1\n").await;
+    let mut server = Server::start(&s.home);
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "home_assistant__service_request",
+                   "arguments": {"method": "GET", "path": "api/hold"}}});
+    let request = client()
+        .post(server.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(call.to_string());
+    let (status, body) = http::send_json(request).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        s.ha.requests().iter().any(|q| q.path == "/api/hold"),
+        "the call never reached the device"
+    );
+    server.terminate();
+    // Long enough for a server that did not wait to have closed its log and exited.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        server.is_running(),
+        "the server exited with a tool call still at the device: {}",
+        server.output()
+    );
+    s.ha.release.notify_one();
+    // Waited for off the runtime: the mock device answers on it.
+    tokio::task::spawn_blocking(move || server.wait_stopped())
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(s.home.root().join("logs/audit.log")).unwrap();
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let call_at = entries
+        .iter()
+        .position(|e| {
+            e["service"] == "home_assistant"
+                && e["details"]["tool"] == "service_request"
+                && e["result"] == "success"
+        })
+        .unwrap_or_else(|| panic!("no entry for the call in flight: {entries:#?}"));
+    let stop_at = entries
+        .iter()
+        .position(|e| e["action"] == "serve.stop")
+        .expect("the stop is audited");
+    assert!(call_at < stop_at, "the call's entry came after the stop");
+}

@@ -1,25 +1,27 @@
 //! Validators: what tells a card number from any 16 digits. Each uses the maintained crate made
 //! for it where one exists (card-validate for issuer ranges and Luhn, iban_validate for the
-//! ISO 13616 check digits and each country's length, phonenumber for libphonenumber's plans);
+//! ISO 13616 check digits and each country's length, rlibphonenumber for libphonenumber's
+//! plans);
 //! the US SSN and UK NINO rules are the issuers' published ones, too small for a crate.
 
 use std::str::FromStr;
 
-use phonenumber::country::Id;
+use rlibphonenumber::PHONE_NUMBER_UTIL;
+use rlibphonenumber::enums::Region;
 
 /// The countries a national-form number (no `+`) is tried in, in order. The international
 /// form (`+44 20...`, `0044 20...`) names its own country and is checked against every plan.
-pub const PHONE_REGIONS: [Id; 10] = [
-    Id::US,
-    Id::GB,
-    Id::DE,
-    Id::FR,
-    Id::IN,
-    Id::CA,
-    Id::AU,
-    Id::ES,
-    Id::IT,
-    Id::NL,
+pub const PHONE_REGIONS: [Region; 10] = [
+    Region::US,
+    Region::GB,
+    Region::DE,
+    Region::FR,
+    Region::IN,
+    Region::CA,
+    Region::AU,
+    Region::ES,
+    Region::IT,
+    Region::NL,
 ];
 
 /// A payment card: a known issuer's range and length, and the Luhn check digit; or, for the
@@ -54,15 +56,15 @@ pub enum Phone {
 /// (one parse instead of one per country, for a caller that keeps possible numbers anyway).
 pub fn phone(text: &str, possible_will_do: bool) -> Phone {
     let international = text.strip_prefix("00").map(|rest| format!("+{rest}"));
-    let (text, regions): (&str, &[Id]) = match &international {
+    let (text, regions): (&str, &[Region]) = match &international {
         Some(plus) => (plus, &[]),
         None if text.starts_with('+') => (text, &[]),
         None => (text, &PHONE_REGIONS),
     };
     let mut best = Phone::No;
     if regions.is_empty() {
-        if let Ok(n) = phonenumber::parse(None, text) {
-            best = if phonenumber::is_valid(&n) {
+        if let Ok(n) = PHONE_NUMBER_UTIL.parse(text, None) {
+            best = if n.is_valid() {
                 Phone::Valid
             } else {
                 Phone::Possible
@@ -71,8 +73,8 @@ pub fn phone(text: &str, possible_will_do: bool) -> Phone {
         return best;
     }
     for region in regions {
-        if let Ok(n) = phonenumber::parse(Some(*region), text) {
-            if phonenumber::is_valid(&n) {
+        if let Ok(n) = PHONE_NUMBER_UTIL.parse(text, Some(*region)) {
+            if n.is_valid() {
                 return Phone::Valid;
             }
             if possible_will_do {

@@ -118,11 +118,31 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit; returns everything the server printed.
     pub fn stop(&mut self) -> String {
+        self.terminate();
+        self.wait_stopped()
+    }
+
+    /// Sends SIGTERM and returns at once: the server is stopping.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            let pid = rustix::process::Pid::from_child(child);
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        }
+    }
+
+    /// Whether the process is still there (a stopping server that has not exited yet).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Waits for the exit `terminate` asked for, which must be clean; returns everything the
+    /// server printed.
+    pub fn wait_stopped(&mut self) -> String {
         let Some(mut child) = self.child.take() else {
             return String::new();
         };
-        let pid = rustix::process::Pid::from_child(&child);
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let status = child.wait().unwrap();
         std::thread::sleep(Duration::from_millis(100));
         assert!(status.success(), "serve exited with {status}");
