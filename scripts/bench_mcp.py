@@ -11,6 +11,13 @@ One run, both sides, with the official Python SDK as the client and the referenc
 CPU comes from /proc (user + system) for each process: the client (this process), Maestra,
 and the tool server. The target: Maestra adds less CPU per call than the client spends when
 it calls the server directly.
+
+Both sides stay connected for the whole run and take turns: each of --rounds rounds makes
+--calls direct calls and --calls through Maestra, the order swapped every round, so a change of
+the machine's speed during the run (other work on the shared cores) lands on both sides of a
+round alike. Each round gives one ratio (Maestra's CPU per call over the direct client's);
+reported: every round, and the median and range of the ratios. CPU is counted in 10 ms ticks:
+keep --calls at 500 or more.
 """
 
 import argparse
@@ -65,31 +72,45 @@ def summary(label: str, lat: list[float], cpu: dict[str, float], n: int) -> dict
     return row
 
 
-async def direct(n: int) -> dict:
+class Side:
+    """One side of the comparison, connected for the whole run: its client, the tool to call,
+    and the processes whose CPU it counts."""
+
+    def __init__(self, label: str, client: Client, tool: str, pids: dict[str, int]):
+        self.label, self.client, self.tool, self.pids = label, client, tool, pids
+
+    async def measure(self, n: int) -> dict:
+        pids = {"client": os.getpid(), **self.pids}
+        before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+        lat = await calls(self.client, self.tool, n)
+        after = {who: cpu_seconds(pid) for who, pid in pids.items()}
+        return summary(self.label, lat, {w: after[w] - before[w] for w in pids}, n)
+
+
+async def run(url: str, maestra: int, n: int, rounds: int) -> list[tuple[dict, dict]]:
     params = StdioServerParameters(command=str(TIME_SERVER), args=["--local-timezone", "UTC"])
-    async with Client(params) as client:
-        await client.list_tools()
-        server = [p for p in children(os.getpid())][-1]
-        me0, srv0 = cpu_seconds(os.getpid()), cpu_seconds(server)
-        lat = await calls(client, "get_current_time", n)
-        me1, srv1 = cpu_seconds(os.getpid()), cpu_seconds(server)
-    return summary("direct (stdio)", lat, {"client": me1 - me0, "tool_server": srv1 - srv0}, n)
-
-
-async def through(url: str, maestra: int, n: int) -> dict:
-    async with httpx2.AsyncClient(trust_env=False, timeout=60) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
-            await client.call_tool("time__get_current_time", {"timezone": "UTC"})  # starts it
-            server = children(maestra)[-1]
-            me0, m0, srv0 = cpu_seconds(os.getpid()), cpu_seconds(maestra), cpu_seconds(server)
-            lat = await calls(client, "time__get_current_time", n)
-            me1, m1, srv1 = cpu_seconds(os.getpid()), cpu_seconds(maestra), cpu_seconds(server)
-    return summary(
-        "through maestra (HTTP, then stdio)",
-        lat,
-        {"client": me1 - me0, "maestra": m1 - m0, "tool_server": srv1 - srv0},
-        n,
-    )
+    async with Client(params) as stdio_client:
+        await stdio_client.list_tools()
+        direct_server = children(os.getpid())[-1]
+        async with httpx2.AsyncClient(trust_env=False, timeout=60) as http:
+            async with Client(streamable_http_client(url, http_client=http)) as http_client:
+                # The first call starts the tool program under Maestra.
+                await http_client.call_tool("time__get_current_time", {"timezone": "UTC"})
+                direct = Side("direct (stdio)", stdio_client, "get_current_time",
+                              {"tool_server": direct_server})
+                through = Side("through maestra (HTTP, then stdio)", http_client,
+                               "time__get_current_time",
+                               {"maestra": maestra, "tool_server": children(maestra)[-1]})
+                # Warm both paths before anything is counted.
+                await calls(stdio_client, direct.tool, 50)
+                await calls(http_client, through.tool, 50)
+                out = []
+                for r in range(rounds):
+                    first, second = (direct, through) if r % 2 == 0 else (through, direct)
+                    a = await first.measure(n)
+                    b = await second.measure(n)
+                    out.append((a, b) if first is direct else (b, a))
+                return out
 
 
 def start_maestra(binary: str, home: Path) -> tuple[subprocess.Popen, str]:
@@ -110,23 +131,32 @@ def start_maestra(binary: str, home: Path) -> tuple[subprocess.Popen, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--maestra", default=str(ROOT / "target/release/maestra"))
-    ap.add_argument("--calls", type=int, default=500)
+    ap.add_argument("--calls", type=int, default=1000, help="per side and round")
+    ap.add_argument("--rounds", type=int, default=6)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_maestra(args.maestra, Path(tmp) / "home")
         try:
-            rows = [anyio.run(direct, args.calls), anyio.run(through, url, proc.pid, args.calls)]
+            rounds = anyio.run(run, url, proc.pid, args.calls, args.rounds)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    for row in rows:
-        print(json.dumps(row))
     # The target's baseline is the client calling the server directly (over stdio): the HTTP
     # client Maestra is reached with costs more, which would flatter the comparison.
-    added = rows[1]["cpu_ms_per_call_maestra"]
-    client = rows[0]["cpu_ms_per_call_client"]
-    print(json.dumps({"maestra_added_cpu_ms_per_call": added,
-                      "direct_client_cpu_ms_per_call": client, "target_met": added < client}))
+    ratios = []
+    for i, (direct, through) in enumerate(rounds):
+        print(json.dumps({"round": i + 1, **direct}))
+        print(json.dumps({"round": i + 1, **through}))
+        ratios.append(through["cpu_ms_per_call_maestra"] / direct["cpu_ms_per_call_client"])
+    median = statistics.median(ratios)
+    print(json.dumps({
+        "maestra_over_direct_client": [round(r, 2) for r in ratios],
+        "median": round(median, 2),
+        "range": [round(min(ratios), 2), round(max(ratios), 2)],
+        "maestra_cpu_ms_per_call_median": statistics.median(t["cpu_ms_per_call_maestra"] for _, t in rounds),
+        "direct_client_cpu_ms_per_call_median": statistics.median(d["cpu_ms_per_call_client"] for d, _ in rounds),
+        "target_met": median < 1 and max(ratios) < 1,
+    }))
 
 
 if __name__ == "__main__":

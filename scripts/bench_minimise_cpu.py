@@ -2,7 +2,7 @@
 """CPU per request that minimisation adds to a cloud call, on a 2 kB prompt (issue 30).
 
     python3 scripts/bench_minimise_cpu.py [--maestra target/release/maestra]
-        [--requests 2000] [--rounds 5] [--warmup 200] [--wait-quiet 40] [--json OUT]
+        [--requests 2000] [--rounds 5] [--warmup 200] [--wait-quiet 40] [--json OUT] [--accents]
 
 One run, four `maestra serve` instances of the same binary side by side, each with its own
 MAESTRA_HOME, all pointed at one mock OpenAI-compatible upstream (a separate Python process, so
@@ -12,7 +12,8 @@ its CPU is its own: the floor, what answering costs at all):
   (c) standard  `gpt-4o-mini`, MAESTRA_OPENAI_MINIMISE=standard (the default);
   (d) strict    `gpt-4o-mini`, MAESTRA_OPENAI_MINIMISE=strict.
 The same ~2,000-byte prompt (a note with two e-mail addresses, a phone number, an IBAN, a card
-number, an IP address and a plain URL) goes to each as `POST /v1/chat/completions`, from one
+number, an IP address and a plain URL; with --accents signed off with typographic quotes, a
+dash and an accented name) goes to each as `POST /v1/chat/completions`, from one
 client thread over one keep-alive connection per instance. The mock echoes the last user
 message; every reply is checked to be HTTP 200 and the prompt itself (restored, for the cloud);
 once per configuration the body the mock received is checked (placeholders for (c) and (d), the
@@ -113,6 +114,11 @@ The reply should thank them, confirm that either a replacement or a refund is fi
 the dates I am away, and stay under one hundred and fifty words. Keep a friendly tone and do
 not repeat the account or card numbers in the reply.
 """
+
+# --accents: the same prompt signed off as people write, with typographic punctuation and an
+# accented name. One character outside ASCII is enough to change which regex engine can run
+# (a Unicode word boundary stops the lazy DFA at the first such byte), so both are measured.
+ACCENTED_SIGN_OFF = "Kind regards,\nAnn — sent from Zoë’s phone, “excuse the typos”"
 
 QUIET_POLL_S = 30
 BUSY_NAMES = {"cargo", "rustc", "cargo-nextest", "nextest"}
@@ -415,11 +421,17 @@ def main() -> None:
     ap.add_argument("--wait-quiet", type=float, metavar="MINUTES", default=None,
                     help="first wait up to MINUTES for other builds and tests to end")
     ap.add_argument("--json", metavar="OUT", help="also write every round's numbers here")
+    ap.add_argument("--accents", action="store_true",
+                    help="sign the prompt off with typographic punctuation and an accented name")
     ap.add_argument("--serve-mock", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve_mock:
         serve_mock()
         return
+    if a.accents:
+        global PROMPT
+        PROMPT = PROMPT.replace("Kind regards,\nAnn", ACCENTED_SIGN_OFF)
+        assert not PROMPT.isascii()
     command = shlex.join(["python3", "scripts/bench_minimise_cpu.py", *sys.argv[1:]])
     binary = str(Path(a.maestra).resolve())
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
@@ -476,7 +488,7 @@ def main() -> None:
                  + ("" if quiet else "; **other builds or tests were running at the start**")
                  + ".")
     lines.append(f"Binary: `{binary}` (`{version}`); the repository when run: {git_rev()}. Prompt: "
-                 f"{len(PROMPT.encode())} bytes, one user message; {a.requests:,} requests per "
+                 f"{len(PROMPT.encode())} bytes ({'with' if a.accents else 'no'} characters outside ASCII), one user message; {a.requests:,} requests per "
                  f"configuration and round, {a.rounds} rounds, {a.warmup} warm-up requests each.")
     lines.append("")
     lines.append("```")
