@@ -2,8 +2,9 @@
 //! originals back in the answer.
 //!
 //! In the order a call uses it:
-//! - `find`         — where personal data lies in a text: patterns, each checked by its
-//!   validator (`checks`), the person's own names and the vault's secrets (`literals`)
+//! - `find`         — where personal data lies in a text: patterns, run only where they can
+//!   match (`windows`), each checked by its validator (`checks`), the person's own names and
+//!   the vault's secrets (`literals`)
 //! - `placeholders` — one call's [`Withholding`]: each distinct value becomes `<EMAIL_1>`,
 //!   kept in memory for that call only; the whole answer restored
 //! - `stream`       — the same restoration over an answer that arrives in pieces: a
@@ -18,6 +19,7 @@ pub mod known;
 pub mod literals;
 pub mod placeholders;
 pub mod stream;
+pub mod windows;
 
 use std::fmt;
 
