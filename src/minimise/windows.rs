@@ -28,12 +28,26 @@ static LINK: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// Around the digits: where cards, IBANs, national numbers, IPv4 addresses and phone numbers
 /// can be.
 pub fn around_digits(bytes: &[u8]) -> Vec<Range<usize>> {
-    let near = bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| b.is_ascii_digit())
-        .map(|(i, _)| i.saturating_sub(NEAR_DIGIT)..i + NEAR_DIGIT + 1);
-    widened(bytes, near)
+    // Digits closer than twice the reach share a span: one span per cluster, not per digit.
+    let mut spans = Vec::new();
+    let mut cluster: Option<(usize, usize)> = None;
+    for (i, b) in bytes.iter().enumerate() {
+        if !b.is_ascii_digit() {
+            continue;
+        }
+        cluster = match cluster {
+            Some((first, last)) if i - last <= 2 * NEAR_DIGIT => Some((first, i)),
+            Some((first, last)) => {
+                spans.push(first.saturating_sub(NEAR_DIGIT)..last + NEAR_DIGIT + 1);
+                Some((i, i))
+            }
+            None => Some((i, i)),
+        };
+    }
+    if let Some((first, last)) = cluster {
+        spans.push(first.saturating_sub(NEAR_DIGIT)..last + NEAR_DIGIT + 1);
+    }
+    widened(bytes, spans)
 }
 
 /// Around each `://` and `www.`: the words that hold links.
@@ -44,10 +58,9 @@ pub fn around_links(text: &str) -> Vec<Range<usize>> {
 /// Around two colons at most five bytes apart: the words that may hold an IPv6 address
 /// (`fe80::1`, `2001:db8:...`), not the colon after `Subject`.
 pub fn around_colon_pairs(bytes: &[u8]) -> Vec<Range<usize>> {
-    let pairs = bytes.iter().enumerate().filter_map(|(i, b)| {
-        let next = bytes.get(i + 1..bytes.len().min(i + 6))?;
-        (*b == b':' && next.contains(&b':')).then_some(i..i + 1)
-    });
+    let pairs = memchr::memchr_iter(b':', bytes)
+        .filter(|&i| bytes[i + 1..bytes.len().min(i + 6)].contains(&b':'))
+        .map(|i| i..i + 1);
     widened(bytes, pairs)
 }
 
