@@ -61,7 +61,7 @@ static NINO: LazyLock<Regex> =
 /// write numbers with, an optional extension.
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:\+\(?|\(|(?-u:\b))[0-9][[0-9] \-.()/]{4,22}[0-9](?:\s*(?:x|ext\.?|extension)\s*[0-9]{1,6})?(?-u:\b)",
+        r"(?:\+\(?|\(|(?-u:\b))[0-9][0-9 \-.()/]{4,22}[0-9](?:\s*(?:x|ext\.?|extension)\s*[0-9]{1,6})?(?-u:\b)",
     )
 });
 /// What a phone-shaped run may really be: a date (`4/18/1960`, `2010-04-22`) or a decimal.
